@@ -1,0 +1,1 @@
+"""Feature builders: raw CRM tables -> one row of features per (lead, as_of) snapshot."""

@@ -1,0 +1,35 @@
+"""build_features: the one entry point that turns raw tables into feature rows of (lead, as_of) snapshots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.engagement import build_engagement_features
+from features.fit import build_fit_features
+from features.spec import FeatureSpec
+
+DAY = pd.Timedelta(days=1)
+
+
+def build_features(snapshots: pd.DataFrame, leads: pd.DataFrame, events, spec: FeatureSpec) -> pd.DataFrame:
+    """Features of each snapshot, on the snapshots' index, in ``spec.feature_names`` order.
+
+    ``snapshots`` has ``lead_id`` and ``as_of``; ``leads`` is the validated lead table; ``events``
+    is a frame or a CSV/Parquet path (only events strictly before each ``as_of`` are used).
+    """
+    positions = pd.Index(leads["lead_id"]).get_indexer(snapshots["lead_id"])
+    if (positions < 0).any():
+        unknown = snapshots.loc[positions < 0, "lead_id"].head(5).tolist()
+        raise ValueError(f"Snapshots refer to leads missing from the leads table, e.g. {unknown}.")
+    # Fit features once per distinct lead, not once per snapshot or once per lead in the base.
+    distinct, inverse = np.unique(positions, return_inverse=True)
+    fit = build_fit_features(leads.iloc[distinct], spec).iloc[inverse].set_index(snapshots.index)
+    created_at = leads["created_at"].to_numpy()[positions]
+    lead_age = (snapshots["as_of"].to_numpy() - created_at) / np.timedelta64(1, "D")
+    engagement = build_engagement_features(snapshots, events, spec)
+    features = pd.concat(
+        [fit, pd.DataFrame({"lead_age_days": lead_age.astype(float)}, index=snapshots.index), engagement],
+        axis=1,
+    )
+    return features[spec.feature_names]

@@ -1,0 +1,194 @@
+"""The data contract: read the leads, events and deals tables and refuse bad input clearly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+LEAD_COLUMNS = ("lead_id", "created_at")
+EVENT_COLUMNS = ("lead_id", "occurred_at", "event_type")
+DEAL_COLUMNS = ("lead_id", "closed_at", "outcome")
+DEAL_OUTCOMES = ("won", "lost")
+
+
+class DataContractError(ValueError):
+    """Input that breaks the data contract; the message names file, column, expectation and rows."""
+
+
+def read_table(path, *, columns=None) -> pd.DataFrame:
+    """Read a CSV or Parquet file into pandas, by its suffix."""
+    path = Path(path)
+    if not path.exists():
+        raise DataContractError(f"{path}: no such file.")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path, columns=columns)
+    if suffix == ".csv":
+        return pd.read_csv(path, usecols=columns)
+    raise DataContractError(f"{path}: expected a .csv or .parquet file, got {suffix!r}.")
+
+
+def validate_leads(leads: pd.DataFrame, *, source="leads", required=(), now=None) -> pd.DataFrame:
+    """Check the leads table and return a copy with ``created_at`` parsed (naive UTC).
+
+    ``required`` adds attribute columns the model needs on top of the contract's own.
+    """
+    _require_columns(leads, (*LEAD_COLUMNS, *required), source)
+    leads = leads.copy()
+    _require_present(leads, "lead_id", source)
+    duplicated = leads["lead_id"].duplicated(keep=False)
+    if duplicated.any():
+        raise DataContractError(_message(
+            source, "lead_id", "unique values", f"{leads.loc[duplicated, 'lead_id'].nunique()} duplicated ids",
+            leads.loc[duplicated, ["lead_id", "created_at"]]))
+    leads["created_at"] = parse_timestamps(leads["created_at"], source=source, column="created_at",
+                                           frame=leads)
+    _refuse_future(leads, "created_at", source, now)
+    return leads
+
+
+def validate_deals(deals: pd.DataFrame, *, lead_ids: pd.Series, source="deals", now=None) -> pd.DataFrame:
+    """Check the closed-deals table against the leads and return a parsed copy."""
+    _require_columns(deals, DEAL_COLUMNS, source)
+    deals = deals.copy()
+    deals["closed_at"] = parse_timestamps(deals["closed_at"], source=source, column="closed_at", frame=deals)
+    deals["outcome"] = deals["outcome"].astype("string").str.strip().str.lower()
+    bad = ~deals["outcome"].isin(DEAL_OUTCOMES)
+    if bad.any():
+        raise DataContractError(_message(source, "outcome", f"one of {list(DEAL_OUTCOMES)}",
+                                         f"{int(bad.sum())} other values", deals.loc[bad]))
+    unknown = ~deals["lead_id"].isin(lead_ids)
+    if unknown.any():
+        raise DataContractError(_message(source, "lead_id", "ids present in the leads table",
+                                         f"{int(unknown.sum())} deals of unknown leads", deals.loc[unknown]))
+    if "amount" in deals:
+        amount = pd.to_numeric(deals["amount"], errors="coerce")
+        negative = amount < 0
+        if negative.any():
+            raise DataContractError(_message(source, "amount", "non-negative amounts",
+                                             f"{int(negative.sum())} negative", deals.loc[negative]))
+        deals["amount"] = amount
+    _refuse_future(deals, "closed_at", source, now)
+    return deals
+
+
+def validate_events(events, *, lead_ids: pd.Series, source=None, now=None) -> None:
+    """Check an event log (a frame or a CSV/Parquet path) without loading it into pandas.
+
+    Refuses missing columns, unparsable or future timestamps and events of unknown leads.
+    """
+    source = source or (str(events) if isinstance(events, (str, os.PathLike)) else "events")
+    now = pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
+    with duckdb.connect() as con:
+        relation = event_relation(con, events)
+        present = set(relation.columns)
+        missing = [column for column in EVENT_COLUMNS if column not in present]
+        if missing:
+            raise DataContractError(
+                f"{source}: missing column(s) {missing}; the event log needs {list(EVENT_COLUMNS)}. "
+                f"Columns found: {sorted(present)}.")
+        con.register("contract_events", relation)
+        con.register("contract_leads", pd.DataFrame({"lead_id": pd.Series(lead_ids).drop_duplicates()}))
+        checks = (
+            ("occurred_at", "a timestamp such as 2025-03-01 12:00:00",
+             "occurred_at IS NOT NULL AND TRY_CAST(occurred_at AS TIMESTAMP) IS NULL"),
+            ("occurred_at", f"no timestamp in the future (after {now})",
+             f"TRY_CAST(occurred_at AS TIMESTAMP) > TIMESTAMP '{now}'"),
+            ("lead_id", "ids present in the leads table",
+             "lead_id NOT IN (SELECT CAST(lead_id AS {type}) FROM contract_leads)"),
+        )
+        id_type = con.sql("SELECT typeof(lead_id) FROM contract_events LIMIT 1").fetchone()
+        for column, expectation, condition in checks:
+            condition = condition.replace("{type}", id_type[0] if id_type else "VARCHAR")
+            count, = con.sql(f"SELECT count(*) FROM contract_events WHERE {condition}").fetchone()
+            if count:
+                rows = con.sql(f"SELECT lead_id, occurred_at, event_type FROM contract_events "
+                               f"WHERE {condition} LIMIT 5").df()
+                raise DataContractError(_message(source, column, expectation, f"{count} rows do not", rows))
+
+
+def event_relation(con: duckdb.DuckDBPyConnection, events) -> duckdb.DuckDBPyRelation:
+    """A DuckDB relation over an event log given as a DataFrame or a CSV/Parquet path."""
+    if isinstance(events, pd.DataFrame):
+        return con.from_df(events)
+    path = Path(events)
+    if not path.exists():
+        raise DataContractError(f"{path}: no such file.")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return con.read_parquet(str(path))
+    return con.read_csv(str(path))
+
+
+def parse_timestamps(values: pd.Series, *, source: str, column: str, frame: pd.DataFrame) -> pd.Series:
+    """Parse to naive UTC ``datetime64``; refuse unparsable values with example rows."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    else:
+        parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+        bad = parsed.isna() & values.notna()
+        if bad.any():
+            raise DataContractError(_message(source, column, "a timestamp such as 2025-03-01 12:00:00",
+                                             f"{int(bad.sum())} unparsable values", frame.loc[bad]))
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    missing = parsed.isna()
+    if missing.any():
+        raise DataContractError(_message(source, column, "a timestamp in every row",
+                                         f"{int(missing.sum())} empty values", frame.loc[missing]))
+    return parsed.astype("datetime64[ns]")
+
+
+def _require_columns(frame: pd.DataFrame, columns, source: str) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise DataContractError(f"{source}: missing column(s) {missing}; expected {list(columns)}. "
+                                f"Columns found: {list(frame.columns)}.")
+
+
+def _require_present(frame: pd.DataFrame, column: str, source: str) -> None:
+    missing = frame[column].isna()
+    if missing.any():
+        raise DataContractError(_message(source, column, "a value in every row",
+                                         f"{int(missing.sum())} empty values", frame.loc[missing]))
+
+
+def _refuse_future(frame: pd.DataFrame, column: str, source: str, now) -> None:
+    now = pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
+    future = frame[column] > now
+    if future.any():
+        raise DataContractError(_message(source, column, f"no timestamp in the future (after {now})",
+                                         f"{int(future.sum())} rows do not", frame.loc[future]))
+
+
+def _message(source: str, column: str, expected: str, got: str, rows: pd.DataFrame) -> str:
+    """One error shape: where, what was expected, what arrived, and a few offending rows."""
+    example = _without_pii(rows.head(5)).to_string(max_colwidth=40)
+    return f"{source}: column {column!r} must hold {expected}; {got}. Example rows:\n{example}"
+
+
+def _without_pii(rows: pd.DataFrame) -> pd.DataFrame:
+    """Error messages end up in logs: mask columns that look like e-mails, names or phones."""
+    masked = rows.copy()
+    for column in masked.columns:
+        if any(token in str(column).lower() for token in ("email", "e-mail", "name", "phone", "mobile")):
+            masked[column] = np.where(masked[column].notna(), "<redacted>", masked[column])
+    return masked
+
+
+def load_crm(leads_path, events_path=None, deals_path=None, *, now=None):
+    """Read and validate the three tables; returns ``(leads, events, deals)``.
+
+    The event log stays where it is (a path) and is checked by DuckDB, so a 20-million-row file
+    never has to fit in pandas. Missing optional tables come back as None.
+    """
+    leads = validate_leads(read_table(leads_path), source=str(leads_path), now=now)
+    deals = None
+    if deals_path is not None:
+        deals = validate_deals(read_table(deals_path), lead_ids=leads["lead_id"], source=str(deals_path), now=now)
+    if events_path is not None:
+        validate_events(events_path, lead_ids=leads["lead_id"], source=str(events_path), now=now)
+    return leads, events_path, deals

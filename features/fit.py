@@ -1,0 +1,127 @@
+"""Fit features: who a lead is, from its attributes; raw PII never leaves this module."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from features.spec import FeatureSpec
+
+#: Web-mail providers: a lead writing from one of these gives no company to qualify.
+FREE_EMAIL_DOMAINS = frozenset({
+    "gmail.com", "googlemail.com", "yahoo.com", "yahoo.co.uk", "yahoo.fr", "ymail.com", "hotmail.com",
+    "hotmail.co.uk", "hotmail.fr", "outlook.com", "live.com", "msn.com", "aol.com", "icloud.com",
+    "me.com", "mac.com", "protonmail.com", "proton.me", "gmx.com", "gmx.de", "gmx.net", "web.de",
+    "mail.com", "mail.ru", "yandex.com", "yandex.ru", "qq.com", "163.com", "126.com", "zoho.com",
+    "rediffmail.com", "free.fr", "orange.fr", "laposte.net", "libero.it", "t-online.de",
+})
+
+# First match wins: "vice president" must read as vp before "president" reads as c-level,
+# and "assistant manager" is a manager.
+SENIORITY_PATTERNS = (
+    ("vp", r"\b(?:vp|svp|evp|avp|vice[\s-]*president|v\.p\.)"),
+    ("c_level", r"\b(?:chief|ceo|cto|cfo|cmo|coo|cio|cro|ciso|president|founder|co-founder|cofounder|owner|partner)\b"),
+    ("director", r"\b(?:director|head\b|dir\.)"),
+    ("manager", r"\b(?:manager|mgr|team lead|lead|supervisor)\b"),
+    ("entry", r"\b(?:intern|internship|student|trainee|junior|jr\.?|graduate|apprentice|assistant)\b"),
+)
+FUNCTION_PATTERNS = (
+    ("marketing", r"\b(?:marketing|growth|brand|demand|content|seo|cmo|communications?)\b"),
+    ("sales", r"\b(?:sales|account exec\w*|ae|business development|bdr|sdr|cro|revenue|account manager)\b"),
+    ("engineering", r"\b(?:engineer\w*|developer|software|cto|it|technolog\w*|technical|devops|data|architect|cio|ciso|security)\b"),
+    ("finance", r"\b(?:financ\w*|cfo|accounting|accountant|controller|procurement|purchasing)\b"),
+    ("operations", r"\b(?:operations|ops|coo|supply|logistics)\b"),
+    ("people", r"\b(?:hr|human resources|people|talent|recruit\w*)\b"),
+    ("executive", r"\b(?:ceo|founder|co-founder|cofounder|president|owner|general manager|managing director)\b"),
+)
+
+
+def build_fit_features(leads: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """One row per lead: normalised categories, parsed job title, e-mail domain type, log numbers.
+
+    Categorical features are strings (NaN when missing); numeric features are float.
+    The result has the index of ``leads`` and the columns
+    ``spec.categorical_feature_names + spec.numeric_fit_feature_names``.
+    """
+    columns = {}
+    for column in spec.categorical_columns:
+        columns[column] = normalise_category(leads[column], missing_tokens=spec.missing_tokens)
+    if spec.job_title_column:
+        titles = normalise_category(leads[spec.job_title_column], missing_tokens=spec.missing_tokens)
+        columns["seniority"] = _map_unique(titles, _seniority)
+        columns["job_function"] = _map_unique(titles, _job_function)
+    if spec.email_column:
+        columns["email_domain_type"] = _map_unique(leads[spec.email_column], _email_domain_type)
+    for column in spec.numeric_columns:
+        values = pd.to_numeric(leads[column], errors="coerce").to_numpy(dtype=float)
+        # Negative sizes and revenues are data-entry errors, not small companies.
+        with np.errstate(invalid="ignore"):
+            columns[f"log_{column}"] = np.where(values >= 0, np.log1p(np.maximum(values, 0)), np.nan)
+    return pd.DataFrame(columns, index=leads.index)
+
+
+def normalise_category(values: pd.Series, *, missing_tokens=()) -> pd.Series:
+    """Lower-case, trim and collapse blanks; placeholders such as 'Select' become missing."""
+    missing = set(missing_tokens)
+
+    def clean(value):
+        if not isinstance(value, str):
+            return None if _is_missing(value) else clean(str(value))
+        text = " ".join(value.strip().lower().split())
+        return None if text in missing else text
+
+    return _map_unique(values, clean)
+
+
+def parse_seniority(title: str | None) -> str | None:
+    """'VP of Marketing' -> 'vp'; a non-empty title matching no rule is an 'individual' contributor."""
+    return _seniority(title.lower() if isinstance(title, str) else None)
+
+
+def parse_job_function(title: str | None) -> str | None:
+    """'Sr. Software Engineer' -> 'engineering'; unmatched titles are 'other'."""
+    return _job_function(title.lower() if isinstance(title, str) else None)
+
+
+def _seniority(title):
+    if not title:
+        return None
+    for label, pattern in SENIORITY_PATTERNS:
+        if re.search(pattern, title):
+            return label
+    return "individual"
+
+
+def _job_function(title):
+    if not title:
+        return None
+    for label, pattern in FUNCTION_PATTERNS:
+        if re.search(pattern, title):
+            return label
+    return "other"
+
+
+def _email_domain_type(email):
+    if not isinstance(email, str) or "@" not in email:
+        return None
+    domain = email.rsplit("@", 1)[1].strip().lower()
+    if not domain or "." not in domain:
+        return None
+    return "free" if domain in FREE_EMAIL_DOMAINS else "business"
+
+
+def _map_unique(values: pd.Series, function) -> pd.Series:
+    """Apply ``function`` once per distinct value: a million leads share a few thousand titles."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    mapped = np.array([function(value) for value in uniques] + [None], dtype=object)
+    result = mapped[codes]  # code -1 picks the trailing None
+    return pd.Series(result, index=values.index, dtype=object)
+
+
+def _is_missing(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False

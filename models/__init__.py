@@ -1,0 +1,1 @@
+"""Estimator factories, the tier policy and the model bundle that scoring loads."""

@@ -1,0 +1,80 @@
+"""ModelBundle: everything scoring needs in one object: feature spec, calibrated model, tier thresholds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from features.spec import FeatureSpec
+from models.tiers import TierThresholds
+
+OUTPUT_COLUMNS = ("probability", "score", "tier")
+
+
+@dataclass
+class ModelBundle:
+    """A calibrated conversion model with the feature spec it was trained on and its tier thresholds.
+
+    ``metadata`` holds plain values only (training window, horizon, metrics): it is shown by
+    ``serve.py`` and logged with the model.
+    """
+
+    spec: FeatureSpec
+    model: object
+    thresholds: TierThresholds
+    metadata: dict = field(default_factory=dict)
+
+    def predict_probability(self, features: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of converting within the horizon, one per feature row."""
+        return self.model.predict_proba(self.conform(features))[:, 1]
+
+    def score(self, features: pd.DataFrame, *, thresholds: TierThresholds | None = None) -> pd.DataFrame:
+        """``probability``, ``score`` (0-100) and ``tier`` for each feature row, on the same index."""
+        probability = self.predict_probability(features)
+        thresholds = thresholds or self.thresholds
+        return pd.DataFrame(
+            {
+                "probability": probability,
+                "score": np.rint(probability * 100).astype(np.int64),
+                "tier": thresholds.assign(probability),
+            },
+            index=features.index,
+        )
+
+    def conform(self, features: pd.DataFrame) -> pd.DataFrame:
+        """The model's columns in its order, categories as strings, numbers as float."""
+        missing = [name for name in self.spec.feature_names if name not in features.columns]
+        if missing:
+            raise ValueError(f"Feature rows lack {len(missing)} column(s) the model needs, e.g. {missing[:5]}.")
+        categorical = set(self.spec.categorical_feature_names)
+        columns = {}
+        for name in self.spec.feature_names:
+            values = features[name]
+            if name in categorical:
+                columns[name] = values.astype(object).where(values.notna(), None)
+            else:
+                columns[name] = pd.to_numeric(values, errors="coerce").astype(float)
+        return pd.DataFrame(columns, index=features.index)
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        joblib.dump(
+            {"spec": self.spec.as_dict(), "model": self.model, "thresholds": self.thresholds.as_dict(),
+             "metadata": self.metadata},
+            path,
+        )
+        return path
+
+    @classmethod
+    def load(cls, path) -> ModelBundle:
+        payload = joblib.load(path)
+        return cls(
+            spec=FeatureSpec.from_dict(payload["spec"]),
+            model=payload["model"],
+            thresholds=TierThresholds(**payload["thresholds"]),
+            metadata=payload["metadata"],
+        )

@@ -1,0 +1,156 @@
+"""Scoring entry point: ``python serve.py score`` scores a whole lead base as of a date.
+
+    python serve.py score --model models:/lead-conversion@champion \
+        --leads leads.parquet --events events.parquet --deals deals.parquet --out scores.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "model_version", "as_of", "scored_at")
+
+
+def score_lead_base(bundle, leads: pd.DataFrame, events, *, as_of, out, deals: pd.DataFrame | None = None,
+                    model_version: str = "", thresholds=None, chunk_size: int = 200_000,
+                    progress=None) -> pd.Series:
+    """Score every lead open at ``as_of`` into ``out`` (.parquet or .csv); return the tier counts.
+
+    Leads are processed in chunks so memory stays bounded by ``chunk_size``. The output is
+    written to a temporary file beside ``out`` and renamed at the end: a failed run leaves the
+    previous file untouched and no partial one.
+    """
+    from training.snapshots import open_leads
+    from features.build import build_features
+
+    if chunk_size <= 0:
+        raise ValueError(f"The 'chunk_size' parameter of score_lead_base must be positive. Got {chunk_size!r}.")
+    out = Path(out)
+    snapshots = open_leads(leads, deals, as_of)
+    scored_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    started = time.perf_counter()
+    counts = pd.Series(0, index=["SQL", "MQL", "nurture"], dtype=np.int64)
+    with _AtomicWriter(out) as writer:
+        for start in range(0, max(len(snapshots), 1), chunk_size):
+            chunk = snapshots.iloc[start:start + chunk_size]
+            features = build_features(chunk, leads, events, bundle.spec)
+            scores = bundle.score(features, thresholds=thresholds)
+            frame = pd.DataFrame({
+                "lead_id": chunk["lead_id"].to_numpy(),
+                **{column: scores[column].to_numpy() for column in ("probability", "score", "tier")},
+                "model_version": model_version,
+                "as_of": chunk["as_of"].to_numpy(),
+                "scored_at": scored_at,
+            })
+            writer.write(frame)
+            counts = counts.add(frame["tier"].value_counts(), fill_value=0).astype(np.int64)
+            if progress:
+                done = start + len(chunk)
+                elapsed = time.perf_counter() - started
+                progress(f"scored {done:,}/{len(snapshots):,} open leads "
+                         f"({done / max(len(snapshots), 1):.0%}, {done / max(elapsed, 1e-9):,.0f} leads/s)")
+    return counts
+
+
+class _AtomicWriter:
+    """Chunked Parquet or CSV written to a temp file in the target folder, renamed on success."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        suffix = self.path.suffix.lower()
+        if suffix not in (".parquet", ".csv"):
+            raise ValueError(f"Output {self.path}: expected a .parquet or .csv file name. Got {suffix!r}.")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        os.close(handle)
+        self.temporary = Path(name)
+        self.parquet = None
+        self.rows = 0
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.path.suffix.lower() == ".csv":
+            frame.to_csv(self.temporary, mode="a", header=self.rows == 0, index=False)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self.parquet is None:
+                self.parquet = pq.ParquetWriter(self.temporary, table.schema)
+            self.parquet.write_table(table)
+        self.rows += len(frame)
+
+    def __exit__(self, kind, error, traceback):
+        if self.parquet is not None:
+            self.parquet.close()
+        if kind is None:
+            os.replace(self.temporary, self.path)
+        else:
+            self.temporary.unlink(missing_ok=True)
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="serve.py", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    score = commands.add_parser("score", help="score every open lead of a lead base")
+    score.add_argument("--model", default="models:/lead-conversion@champion",
+                       help="MLflow model URI (default: %(default)s)")
+    score.add_argument("--leads", required=True, help="leads table (.csv or .parquet)")
+    score.add_argument("--events", required=True, help="event log (.csv or .parquet)")
+    score.add_argument("--deals", help="closed deals; leads closed before --as-of are not scored")
+    score.add_argument("--as-of", help="score as of this time (default: now, UTC)")
+    score.add_argument("--out", required=True, help="output file (.parquet or .csv), written atomically")
+    score.add_argument("--sql-threshold", type=float, help="override the model's SQL probability threshold")
+    score.add_argument("--mql-threshold", type=float, help="override the model's MQL probability threshold")
+    score.add_argument("--chunk-size", type=int, default=200_000, help="leads per chunk (default: %(default)s)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from features.contract import DataContractError, load_crm
+    from models.tiers import TierThresholds
+    from training.tracking import load_bundle, use_default_store
+
+    use_default_store()
+    try:
+        as_of = pd.Timestamp(args.as_of) if args.as_of else pd.Timestamp.now(tz="UTC").tz_localize(None)
+        leads, events, deals = load_crm(args.leads, args.events, args.deals, now=max(as_of, _now()))
+        bundle, identity = load_bundle(args.model)
+        thresholds = None
+        if args.sql_threshold is not None or args.mql_threshold is not None:
+            thresholds = TierThresholds(mql=args.mql_threshold if args.mql_threshold is not None
+                                        else bundle.thresholds.mql,
+                                        sql=args.sql_threshold if args.sql_threshold is not None
+                                        else bundle.thresholds.sql)
+        counts = score_lead_base(bundle, leads, events, as_of=as_of, out=args.out, deals=deals,
+                                 model_version=identity["model_version"], thresholds=thresholds,
+                                 chunk_size=args.chunk_size, progress=lambda line: print(line, file=sys.stderr))
+    except (DataContractError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {int(counts.sum()):,} scores as of {as_of} to {args.out} "
+          f"(model {identity.get('model_name', '')} version {identity['model_version']})")
+    for tier, count in counts.items():
+        print(f"  {tier:<8}{count:>10,}")
+    return 0
+
+
+def _now() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC").tz_localize(None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.split import temporal_split
+
+
+@pytest.fixture
+def snapshots():
+    rng = np.random.default_rng(1)
+    dates = pd.date_range("2025-01-01", periods=15, freq="30D")
+    frames = [pd.DataFrame({"lead_id": np.arange(300), "as_of": date}) for date in dates]
+    frame = pd.concat(frames, ignore_index=True)
+    frame["label"] = rng.integers(0, 2, len(frame))
+    return frame
+
+
+def test_no_lead_sits_in_two_splits(snapshots):
+    split, _ = temporal_split(snapshots, horizon_days=90, test_days=90, calibration_days=60)
+    assigned = snapshots.assign(split=split).dropna(subset=["split"])
+    assert assigned.groupby("lead_id")["split"].nunique().max() == 1
+    assert set(assigned["split"]) == {"train", "calibration", "test"}
+
+
+def test_the_future_never_trains_the_past(snapshots):
+    horizon = pd.Timedelta(days=90)
+    split, windows = temporal_split(snapshots, horizon_days=90, test_days=90, calibration_days=60)
+    as_of = snapshots["as_of"]
+    train, calibration, test = (as_of[split == name] for name in ("train", "calibration", "test"))
+    assert train.max() < calibration.min()
+    # Every training and calibration label is fully observed before the test window opens.
+    assert calibration.max() + horizon <= test.min()
+    assert train.max() + horizon <= test.min()
+    # 15 dates 30 days apart: the test window holds the last 3 (days 360, 390, 420).
+    assert test.min() == pd.Timestamp("2025-01-01") + pd.Timedelta(days=360)
+    assert windows.test_first == test.min() and windows.train_last == train.max()
+
+
+def test_split_is_reproducible(snapshots):
+    first, _ = temporal_split(snapshots, seed=3)
+    second, _ = temporal_split(snapshots, seed=3)
+    pd.testing.assert_series_equal(first, second)
+
+
+def test_too_short_history_is_refused(snapshots):
+    short = snapshots[snapshots["as_of"] < pd.Timestamp("2025-05-01")]
+    with pytest.raises(ValueError, match="Not enough history before the test window"):
+        temporal_split(short, horizon_days=90)

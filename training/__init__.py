@@ -1,0 +1,1 @@
+"""Training: labelled snapshots, temporal splits, fit and calibrate, evaluate, track in MLflow."""

@@ -1,0 +1,162 @@
+"""Command line: ``python -m training {generate,train,demo}``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from models.tiers import CapacityPolicy, PrecisionPolicy
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training",
+                                     description="Train lead-conversion models on closed deals.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="write a synthetic CRM (leads, events, deals) as Parquet")
+    generate.add_argument("--out", default="data/demo", help="folder to write (default: %(default)s)")
+    _add_generator_arguments(generate)
+
+    train = commands.add_parser("train", help="train, calibrate, evaluate and register a model")
+    train.add_argument("--leads", required=True, help="leads table (.csv or .parquet)")
+    train.add_argument("--events", required=True, help="event log (.csv or .parquet)")
+    train.add_argument("--deals", required=True, help="closed deals (.csv or .parquet)")
+    train.add_argument("--truth", help="folder with the synthetic generator's truth files (adds oracle AUC)")
+    _add_training_arguments(train)
+
+    demo = commands.add_parser("demo", help="generate synthetic data, train, register, score, report")
+    demo.add_argument("--out", default="data/demo", help="folder for the generated data and scores")
+    _add_generator_arguments(demo)
+    _add_training_arguments(demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from features.contract import DataContractError
+
+    try:
+        return {"generate": _generate, "train": _train, "demo": _demo}[args.command](args)
+    except (DataContractError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _generate(args) -> int:
+    from training.synthetic import generate_crm, write_crm
+
+    started = time.perf_counter()
+    crm = generate_crm(args.leads, months=args.months, seed=args.seed)
+    write_crm(crm, args.out)
+    print(f"wrote {len(crm.leads):,} leads, {len(crm.events):,} events and {len(crm.deals):,} deals "
+          f"to {args.out} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _train(args) -> int:
+    from features.contract import load_crm
+    from training.synthetic import load_truth
+
+    truth = load_truth(args.truth) if args.truth else None
+    leads, events, deals = load_crm(args.leads, args.events, args.deals)
+    _train_and_log(args, leads, events, deals, truth=truth)
+    return 0
+
+
+def _demo(args) -> int:
+    import serve
+    from features.contract import load_crm
+    from training.synthetic import load_truth
+
+    _generate(args)
+    folder = Path(args.out)
+    leads, events, deals = load_crm(folder / "leads.parquet", folder / "events.parquet", folder / "deals.parquet")
+    truth = load_truth(folder)
+    result, logged = _train_and_log(args, leads, events, deals, truth=truth)
+
+    from training.tracking import load_bundle
+
+    model_uri = f"models:/{args.model_name}@champion"
+    bundle, identity = load_bundle(model_uri)
+    as_of = pd.Timestamp(result.params["data_end"])
+    out = folder / "scores.parquet"
+    counts = serve.score_lead_base(bundle, leads, events, as_of=as_of, out=out, deals=deals,
+                                   model_version=identity["model_version"])
+    print(f"\nscored {int(counts.sum()):,} open leads as of {as_of.date()} with {model_uri} "
+          f"(version {identity['model_version']}) -> {out}")
+    print("  " + ", ".join(f"{tier} {count:,}" for tier, count in counts.items()))
+    return 0
+
+
+def _train_and_log(args, leads, events, deals, *, truth=None):
+    from training.pipeline import TrainingConfig, train_model
+    from training.plots import gains_figure, reliability_figure
+    from training.tracking import load_champion, log_training_run, use_default_store
+
+    uri = use_default_store()
+    policy = (PrecisionPolicy(sql_precision=args.sql_precision, mql_precision=args.mql_precision)
+              if args.tier_policy == "precision" else CapacityPolicy(sql_share=args.sql_share,
+                                                                     mql_share=args.mql_share))
+    config = TrainingConfig(horizon_days=args.horizon_days, snapshot_every_days=args.every_days,
+                            test_days=args.test_days, calibration_days=args.calibration_days,
+                            tier_policy=policy, seed=args.seed)
+    champion = load_champion(args.model_name)
+    oracle = (lambda snapshots: truth.oracle_probability(snapshots, horizon_days=args.horizon_days)) if truth else None
+    started = time.perf_counter()
+    result = train_model(leads, events, deals, config=config, oracle=oracle, champion=champion)
+    figures = {
+        "reliability": reliability_figure(result.test["label"], result.test["probability"]),
+        "cumulative_gains": gains_figure(result.test["label"], {"model": result.test["probability"]}),
+    }
+    champion_auc = result.metrics.get("champion_test_roc_auc")
+    promote = champion_auc is None or result.metrics["test_roc_auc"] >= champion_auc
+    logged = log_training_run(result, model_name=args.model_name, figures=figures, promote=promote)
+    _print_report(result, logged, uri, time.perf_counter() - started)
+    return result, logged
+
+
+def _print_report(result, logged, uri, seconds) -> None:
+    metrics = result.metrics
+    print(f"\ntrained {result.params['model']} + {result.params['calibration']} calibration in {seconds:.0f} s; "
+          f"test window {result.params['window_test_first']} .. {result.params['window_test_last']}, "
+          f"{metrics['test_rows']:,.0f} snapshots, base rate {metrics['test_base_rate']:.3f}")
+    line = f"  test ROC AUC {metrics['test_roc_auc']:.4f}"
+    if "test_oracle_roc_auc" in metrics:
+        line += f" (oracle {metrics['test_oracle_roc_auc']:.4f})"
+    line += (f" | PR AUC {metrics['test_pr_auc']:.4f} | ECE {metrics['test_ece']:.4f} | "
+             f"Brier {metrics['test_brier']:.4f} | top-decile lift {metrics['test_top_decile_lift']:.2f}")
+    print(line)
+    print("  conversion per tier on the test split:")
+    print("  " + result.tables["test_tiers"].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+          .replace("\n", "\n  "))
+    if "champion_test_roc_auc" in metrics:
+        verdict = "promoted" if logged["champion"] else "kept the champion"
+        print(f"  champion on the same test window: ROC AUC {metrics['champion_test_roc_auc']:.4f} -> {verdict}")
+    print(f"  registered as version {logged['version']}"
+          f"{' (alias champion)' if logged['champion'] else ''}; MLflow store {uri}, run {logged['run_id']}")
+
+
+def _add_generator_arguments(parser) -> None:
+    parser.add_argument("--leads", type=int, default=20_000, help="number of leads (default: %(default)s)")
+    parser.add_argument("--months", type=int, default=18, help="months of history (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+
+
+def _add_training_arguments(parser) -> None:
+    parser.add_argument("--horizon-days", type=int, default=90, help="conversion horizon (default: %(default)s)")
+    parser.add_argument("--every-days", type=int, default=30, help="days between snapshots (default: %(default)s)")
+    parser.add_argument("--test-days", type=int, default=90, help="test window length (default: %(default)s)")
+    parser.add_argument("--calibration-days", type=int, default=60,
+                        help="calibration window length (default: %(default)s)")
+    parser.add_argument("--tier-policy", choices=("capacity", "precision"), default="capacity")
+    parser.add_argument("--sql-share", type=float, default=0.05, help="capacity policy: SQL share of leads")
+    parser.add_argument("--mql-share", type=float, default=0.20, help="capacity policy: MQL share of leads")
+    parser.add_argument("--sql-precision", type=float, default=0.30, help="precision policy: SQL conversion")
+    parser.add_argument("--mql-precision", type=float, default=0.10, help="precision policy: MQL conversion")
+    parser.add_argument("--model-name", default="lead-conversion", help="registered model name")
+    if not any(action.dest == "seed" for action in parser._actions):
+        parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")

@@ -1,0 +1,85 @@
+"""Temporal split: train on the oldest snapshots, calibrate on the next, test on the newest; leads never shared."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "calibration", "test")
+
+
+@dataclass(frozen=True)
+class SplitWindows:
+    """The ``as_of`` ranges of each split (inclusive), for the run's record."""
+
+    train_last: pd.Timestamp
+    calibration_first: pd.Timestamp
+    calibration_last: pd.Timestamp
+    test_first: pd.Timestamp
+    test_last: pd.Timestamp
+
+    def as_dict(self) -> dict:
+        return {key: str(value.date()) for key, value in self.__dict__.items()}
+
+
+def temporal_split(snapshots: pd.DataFrame, *, horizon_days: int = 90, test_days: int = 90,
+                   calibration_days: int = 60, lead_shares=(0.6, 0.2, 0.2), seed: int = 0):
+    """Assign each snapshot to ``train``, ``calibration``, ``test`` or nothing (``None``).
+
+    The test window is the last ``test_days`` of ``as_of`` dates. Training and calibration
+    snapshots must have their whole horizon observed before the test window opens, so no
+    outcome from the test period teaches the model; calibration takes the newest
+    ``calibration_days`` of those, training everything strictly older. Each lead belongs to one
+    split (seeded, by ``lead_shares``), so no lead sits in two splits.
+
+    Returns ``(split, windows)``: a Series of split names on the snapshots' index and the
+    :class:`SplitWindows`.
+    """
+    if len(lead_shares) != 3 or min(lead_shares) <= 0:
+        raise ValueError(f"The 'lead_shares' parameter of temporal_split must be three positive shares. "
+                         f"Got {lead_shares!r} instead.")
+    dates = np.sort(snapshots["as_of"].unique())
+    if dates.size < 3:
+        raise ValueError(f"temporal_split needs snapshots at 3 or more as_of dates. Got {dates.size}.")
+    horizon = np.timedelta64(int(horizon_days), "D")
+    test_first = _first_within(dates, dates[-1] - np.timedelta64(int(test_days), "D"))
+    fitted = dates[dates + horizon <= test_first]
+    if fitted.size < 2:
+        raise ValueError(
+            f"Not enough history before the test window (from {pd.Timestamp(test_first).date()}): training and "
+            f"calibration need as_of dates whose {horizon_days}-day horizon ends before it. Provide a longer "
+            "data window or shorter test_days / horizon_days.")
+    calibration_first = _first_within(fitted, fitted[-1] - np.timedelta64(int(calibration_days), "D"))
+    if calibration_first == fitted[0]:
+        calibration_first = fitted[1]
+    train_last = fitted[fitted < calibration_first][-1]
+
+    lead_split = _assign_leads(snapshots["lead_id"].unique(), lead_shares, seed)
+    wanted = snapshots["lead_id"].map(lead_split)
+    as_of = snapshots["as_of"].to_numpy()
+    in_window = {
+        "train": as_of <= train_last,
+        "calibration": (as_of >= calibration_first) & (as_of <= fitted[-1]),
+        "test": as_of >= test_first,
+    }
+    split = pd.Series(None, index=snapshots.index, dtype=object)
+    for name in SPLITS:
+        split[(wanted == name).to_numpy() & in_window[name]] = name
+    windows = SplitWindows(*(pd.Timestamp(value) for value in
+                             (train_last, calibration_first, fitted[-1], test_first, dates[-1])))
+    return split, windows
+
+
+def _first_within(dates: np.ndarray, after) -> np.datetime64:
+    """The first date strictly after ``after`` (the window's opening date)."""
+    later = dates[dates > after]
+    return later[0] if later.size else dates[-1]
+
+
+def _assign_leads(lead_ids, shares, seed) -> pd.Series:
+    rng = np.random.default_rng(seed)
+    shares = np.asarray(shares, dtype=float) / np.sum(shares)
+    names = rng.choice(np.array(SPLITS, dtype=object), size=len(lead_ids), p=shares)
+    return pd.Series(names, index=lead_ids)

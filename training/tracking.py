@@ -1,0 +1,144 @@
+"""MLflow: log a training run, register its model with a champion alias, and load models back.
+
+The only module that imports mlflow. The logged model is a pyfunc wrapping a joblib
+:class:`ModelBundle`, so nothing depends on MLflow trusting scikit-learn internals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
+from mlflow.types.schema import ColSpec, Schema
+
+from models.bundle import ModelBundle
+
+DEFAULT_MODEL_NAME = "lead-conversion"
+DEFAULT_EXPERIMENT = "lead-conversion"
+CHAMPION = "champion"
+_REQUIREMENTS = ("mlflow", "scikit-learn", "lightgbm", "pandas", "numpy", "joblib", "duckdb", "pyarrow")
+
+
+class LeadConversionModel(mlflow.pyfunc.PythonModel):
+    """pyfunc face of a bundle: feature rows in; ``probability``, ``score`` and ``tier`` out."""
+
+    def load_context(self, context):
+        self.bundle = ModelBundle.load(context.artifacts["bundle"])
+
+    def predict(self, context, model_input, params=None):
+        return self.bundle.score(model_input)
+
+
+def use_default_store(directory=".") -> str:
+    """Point MLflow at a SQLite file in ``directory`` unless MLFLOW_TRACKING_URI says otherwise."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(directory).resolve() / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment: str = DEFAULT_EXPERIMENT,
+                     figures: dict | None = None, promote: bool = True, run_name: str | None = None) -> dict:
+    """Log params, metrics, tables, figures and the model; register it; move ``champion`` if ``promote``.
+
+    Returns ``{"run_id", "model_uri", "version", "champion"}``.
+    """
+    mlflow.set_experiment(experiment)
+    bundle = result.bundle
+    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as scratch:
+        mlflow.log_params({key: _param(value) for key, value in result.params.items()})
+        mlflow.log_params({f"spec_{key}": _param(value) for key, value in bundle.spec.as_dict().items()})
+        mlflow.log_metrics(result.metrics)
+        mlflow.log_dict(bundle.spec.as_dict(), "feature_spec.json")
+        mlflow.log_dict(bundle.thresholds.as_dict(), "tier_thresholds.json")
+        for name, table in result.tables.items():
+            mlflow.log_text(table.to_csv(index=False), f"evaluation/{name}.csv")
+        for name, figure in (figures or {}).items():
+            mlflow.log_figure(figure, f"plots/{name}.png")
+        bundle_path = bundle.save(Path(scratch) / "bundle.joblib")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=LeadConversionModel(),
+            artifacts={"bundle": str(bundle_path)},
+            signature=_signature(bundle),
+            input_example=_scrubbed_example(bundle),
+            pip_requirements=_pinned_requirements(),  # inferring them costs ~5 s per run
+            registered_model_name=model_name,
+        )
+        registered = info.registered_model_version
+        mlflow.set_tag("promoted_to_champion", str(promote).lower())
+        if promote:
+            MlflowClient().set_registered_model_alias(model_name, CHAMPION, registered)
+    return {"run_id": run.info.run_id, "model_uri": info.model_uri, "version": registered,
+            "champion": promote}
+
+
+def load_bundle(model_uri: str) -> tuple[ModelBundle, dict]:
+    """Load the bundle behind a model URI (``models:/name@champion``, ``runs:/...``) and its identity."""
+    model = mlflow.pyfunc.load_model(model_uri)
+    bundle = model.unwrap_python_model().bundle
+    identity = {"model_uri": model_uri, "run_id": model.metadata.run_id}
+    name, version_label = _registry_version(model_uri)
+    if name:
+        identity.update(model_name=name, model_version=version_label)
+    else:
+        identity["model_version"] = f"run:{model.metadata.run_id}"
+    return bundle, identity
+
+
+def load_champion(model_name: str = DEFAULT_MODEL_NAME) -> ModelBundle | None:
+    """The current champion's bundle, or None when there is no champion yet."""
+    try:
+        MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        return None
+    return load_bundle(f"models:/{model_name}@{CHAMPION}")[0]
+
+
+def _registry_version(model_uri: str):
+    if not model_uri.startswith("models:/"):
+        return None, None
+    reference = model_uri[len("models:/"):].strip("/")
+    client = MlflowClient()
+    if "@" in reference:
+        name, alias = reference.split("@", 1)
+        return name, str(client.get_model_version_by_alias(name, alias).version)
+    name, _, label = reference.partition("/")
+    return name, label
+
+
+def _signature(bundle: ModelBundle) -> ModelSignature:
+    """Declared, not inferred: categories are strings (missing allowed), everything else double."""
+    categorical = set(bundle.spec.categorical_feature_names)
+    inputs = Schema([ColSpec("string" if name in categorical else "double", name)
+                     for name in bundle.spec.feature_names])
+    outputs = Schema([ColSpec("double", "probability"), ColSpec("long", "score"), ColSpec("string", "tier")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def _scrubbed_example(bundle: ModelBundle) -> pd.DataFrame:
+    """A made-up lead, never a real one: the input example is stored in plain text in MLflow."""
+    categorical = set(bundle.spec.categorical_feature_names)
+    row = {name: ("unknown" if name in categorical else 0.0) for name in bundle.spec.feature_names}
+    return pd.DataFrame([row])
+
+
+def _pinned_requirements() -> list[str]:
+    pinned = []
+    for package in _REQUIREMENTS:
+        try:
+            pinned.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            pinned.append(package)
+    return pinned
+
+
+def _param(value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:6000]
