@@ -101,10 +101,10 @@ def validate_events(events, *, lead_ids: pd.Series, source=None, now=None) -> No
             ("lead_id", "ids present in the leads table",
              "lead_id NOT IN (SELECT CAST(lead_id AS {type}) FROM contract_leads)"),
         )
-        id_type = con.sql("SELECT typeof(lead_id) FROM contract_events LIMIT 1").fetchone()
+        id_type = (con.execute("SELECT typeof(lead_id) FROM contract_events LIMIT 1").fetchall() or [None])[0]
         for column, expectation, condition in checks:
             condition = condition.replace("{type}", id_type[0] if id_type else "VARCHAR")
-            count, = con.sql(f"SELECT count(*) FROM contract_events WHERE {condition}").fetchone()
+            count, = con.execute(f"SELECT count(*) FROM contract_events WHERE {condition}").fetchall()[0]
             if count:
                 rows = con.sql(f"SELECT lead_id, occurred_at, event_type FROM contract_events "
                                f"WHERE {condition} LIMIT 5").df()

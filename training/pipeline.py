@@ -133,7 +133,7 @@ def latest_timestamp(leads: pd.DataFrame, events, deals: pd.DataFrame) -> pd.Tim
     import duckdb
 
     with duckdb.connect() as con:
-        latest_event, = event_relation(con, events).aggregate("max(CAST(occurred_at AS TIMESTAMP))").fetchone()
+        latest_event, = event_relation(con, events).aggregate("max(CAST(occurred_at AS TIMESTAMP))").fetchall()[0]
     candidates = [leads["created_at"].max(), deals["closed_at"].max() if len(deals) else None, latest_event]
     return max(pd.Timestamp(value) for value in candidates if value is not None and not pd.isna(value))
 
