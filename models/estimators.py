@@ -37,7 +37,7 @@ def make_logistic_regression(spec: FeatureSpec, *, C=0.5) -> Pipeline:
                 OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20, sparse_output=False),
             ), categorical),
             ("recency", make_pipeline(
-                SimpleImputer(strategy="constant", fill_value=NEVER_DAYS, add_indicator=True),
+                SimpleImputer(strategy="constant", fill_value=NEVER_DAYS, add_indicator=True, keep_empty_features=True),
                 FunctionTransformer(np.log1p, feature_names_out="one-to-one"),
                 StandardScaler(),
             ), recency),
