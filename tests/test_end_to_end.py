@@ -64,7 +64,7 @@ def test_train_register_load_and_score(crm_folder, mlflow_store, tmp_path, capsy
     expected = set(leads.loc[leads["created_at"] < "2026-03-01", "lead_id"]) - closed_before
     assert set(scores["lead_id"]) == expected and len(scores) == len(expected)
     assert list(scores.columns) == list(serve.SCORE_COLUMNS)
-    assert (scores["model_version"] == version.version).all()
+    assert (scores["model_version"] == str(version.version)).all()
     assert not list(tmp_path.glob(".scores.parquet.*"))  # no temp file left behind
 
 
