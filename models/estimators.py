@@ -52,14 +52,16 @@ def make_logistic_regression(spec: FeatureSpec, *, C=0.5) -> Pipeline:
     return Pipeline([("preprocess", preprocess), ("classifier", LogisticRegression(C=C, max_iter=3000))])
 
 
-def make_lightgbm(spec: FeatureSpec, *, random_state=0, n_estimators=400, learning_rate=0.04) -> Pipeline:
+def make_lightgbm(spec: FeatureSpec, *, random_state=0, n_estimators=600, learning_rate=0.03) -> Pipeline:
     """Gradient boosting with native categories and NaN handling; exact per-feature contributions."""
     from lightgbm import LGBMClassifier
 
     classifier = LGBMClassifier(
         n_estimators=n_estimators,
         learning_rate=learning_rate,
-        num_leaves=31,
+        # Small trees: a few thousand positives support shallow interactions, not deep ones
+        # (31 leaves lost 0.005-0.01 AUC to 7 on the synthetic CRM at 20,000 leads).
+        num_leaves=7,
         min_child_samples=50,
         subsample=0.8,
         subsample_freq=1,
