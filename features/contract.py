@@ -84,14 +84,7 @@ def validate_events(events, *, lead_ids: pd.Series, source=None, now=None) -> No
     source = source or (str(events) if isinstance(events, (str, os.PathLike)) else "events")
     now = pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
     with duckdb.connect() as con:
-        relation = event_relation(con, events)
-        present = set(relation.columns)
-        missing = [column for column in EVENT_COLUMNS if column not in present]
-        if missing:
-            raise DataContractError(
-                f"{source}: missing column(s) {missing}; the event log needs {list(EVENT_COLUMNS)}. "
-                f"Columns found: {sorted(present)}.")
-        con.register("contract_events", relation)
+        con.register("contract_events", event_relation(con, events, source=source))
         con.register("contract_leads", pd.DataFrame({"lead_id": pd.Series(lead_ids).drop_duplicates()}))
         checks = (
             ("occurred_at", "a timestamp such as 2025-03-01 12:00:00",
@@ -111,16 +104,33 @@ def validate_events(events, *, lead_ids: pd.Series, source=None, now=None) -> No
                 raise DataContractError(_message(source, column, expectation, f"{count} rows do not", rows))
 
 
-def event_relation(con: duckdb.DuckDBPyConnection, events) -> duckdb.DuckDBPyRelation:
-    """A DuckDB relation over an event log given as a DataFrame or a CSV/Parquet path."""
+def event_relation(con: duckdb.DuckDBPyConnection, events, *, source=None) -> duckdb.DuckDBPyRelation:
+    """A DuckDB relation over an event log given as a DataFrame or a CSV/Parquet path.
+
+    Refuses a missing file, another file type, or a log without the contract's columns.
+    """
     if isinstance(events, pd.DataFrame):
-        return con.from_df(events)
-    path = Path(events)
-    if not path.exists():
-        raise DataContractError(f"{path}: no such file.")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return con.read_parquet(str(path))
-    return con.read_csv(str(path))
+        relation, source = con.from_df(events), source or "events"
+    elif isinstance(events, (str, os.PathLike)):
+        path = Path(events)
+        source = source or str(path)
+        if not path.exists():
+            raise DataContractError(f"{path}: no such file.")
+        suffix = path.suffix.lower()
+        if suffix in (".parquet", ".pq"):
+            relation = con.read_parquet(str(path))
+        elif suffix == ".csv":
+            relation = con.read_csv(str(path))
+        else:
+            raise DataContractError(f"{path}: expected a .csv or .parquet file, got {suffix!r}.")
+    else:
+        raise TypeError(f"An event log must be a DataFrame or a path. Got {type(events).__name__} instead.")
+    missing = [column for column in EVENT_COLUMNS if column not in relation.columns]
+    if missing:
+        raise DataContractError(
+            f"{source}: missing column(s) {missing}; the event log needs {list(EVENT_COLUMNS)}. "
+            f"Columns found: {sorted(relation.columns)}.")
+    return relation
 
 
 def parse_timestamps(values: pd.Series, *, source: str, column: str, frame: pd.DataFrame) -> pd.Series:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 
+from features.contract import event_relation
 from features.spec import OTHER_EVENT_TYPE, FeatureSpec
 
 _DAY_US = 86_400_000_000
@@ -196,33 +195,9 @@ def _sorted_event_batches(con, snapshots, as_of_us, events, layout):
 
 
 def _event_source(con, events) -> str:
-    """A DuckDB table expression over the events, checked for the three contract columns."""
-    if isinstance(events, pd.DataFrame):
-        con.register("eng_events", events)
-        source, label = "eng_events", "events frame"
-    elif isinstance(events, (str, os.PathLike)):
-        path = Path(events)
-        if not path.exists():
-            raise FileNotFoundError(f"build_engagement_features: events file {path} does not exist.")
-        literal = _sql_string(str(path))
-        suffix = path.suffix.lower()
-        if suffix in (".parquet", ".pq"):
-            source = f"read_parquet('{literal}')"
-        elif suffix == ".csv":
-            source = f"read_csv('{literal}')"
-        else:
-            raise ValueError(f"build_engagement_features reads events from .parquet or .csv files. "
-                             f"Got {path.name!r} instead.")
-        label = str(path)
-    else:
-        raise TypeError(f"The 'events' parameter of build_engagement_features must be a DataFrame or "
-                        f"a path. Got {type(events).__name__} instead.")
-    present = set(con.sql(f"SELECT * FROM {source}").columns)
-    missing = [c for c in ("lead_id", "occurred_at", "event_type") if c not in present]
-    if missing:
-        raise ValueError(f"{label}: missing column(s) {missing}; events need "
-                         f"['lead_id', 'occurred_at', 'event_type']. Got {sorted(present)} instead.")
-    return source
+    """A DuckDB view over the events, checked for the three contract columns."""
+    event_relation(con, events).create_view("eng_events")
+    return "eng_events"
 
 
 def _accumulate(out, reader, code_of_norm, as_of_us, layout, n30, n60) -> None:
