@@ -16,7 +16,8 @@ def build_features(snapshots: pd.DataFrame, leads: pd.DataFrame, events, spec: F
     """Features of each snapshot, on the snapshots' index, in ``spec.feature_names`` order.
 
     ``snapshots`` has ``lead_id`` and ``as_of``; ``leads`` is the validated lead table; ``events``
-    is a frame or a CSV/Parquet path (only events strictly before each ``as_of`` are used).
+    is a frame or a CSV/Parquet path (only events strictly before each ``as_of`` are used), or None
+    when the spec has no event log; a spec without lead age needs no ``created_at``.
     """
     positions = pd.Index(leads["lead_id"]).get_indexer(snapshots["lead_id"])
     if (positions < 0).any():
@@ -25,11 +26,13 @@ def build_features(snapshots: pd.DataFrame, leads: pd.DataFrame, events, spec: F
     # Fit features once per distinct lead, not once per snapshot or once per lead in the base.
     distinct, inverse = np.unique(positions, return_inverse=True)
     fit = build_fit_features(leads.iloc[distinct], spec).iloc[inverse].set_index(snapshots.index)
-    created_at = leads["created_at"].to_numpy()[positions]
-    lead_age = (snapshots["as_of"].to_numpy() - created_at) / np.timedelta64(1, "D")
-    engagement = build_engagement_features(snapshots, events, spec)
-    features = pd.concat(
-        [fit, pd.DataFrame({"lead_age_days": lead_age.astype(float)}, index=snapshots.index), engagement],
-        axis=1,
-    )
-    return features[spec.feature_names]
+    parts = [fit]
+    if spec.lead_age:
+        created_at = leads["created_at"].to_numpy()[positions]
+        lead_age = (snapshots["as_of"].to_numpy() - created_at) / np.timedelta64(1, "D")
+        parts.append(pd.DataFrame({"lead_age_days": lead_age.astype(float)}, index=snapshots.index))
+    if spec.event_log:
+        if events is None:
+            raise ValueError("The model's feature spec uses an event log, but no events were given.")
+        parts.append(build_engagement_features(snapshots, events, spec))
+    return pd.concat(parts, axis=1)[spec.feature_names]

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
 
-from features.spec import FeatureSpec
+from features.spec import FeatureSpec, feature_name
+
+#: Spellings of a yes/no answer (compared lower-cased, trimmed); anything else is missing.
+BOOLEAN_VALUES = {"yes": 1.0, "no": 0.0, "y": 1.0, "n": 0.0, "true": 1.0, "false": 0.0, "t": 1.0, "f": 0.0,
+                  "1": 1.0, "0": 0.0, "1.0": 1.0, "0.0": 0.0}
 
 #: Web-mail providers: a lead writing from one of these gives no company to qualify.
 FREE_EMAIL_DOMAINS = frozenset({
@@ -39,15 +44,21 @@ FUNCTION_PATTERNS = (
 
 
 def build_fit_features(leads: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    """One row per lead: normalised categories, parsed job title, e-mail domain type, log numbers.
+    """One row per lead: normalised categories, parsed job title, e-mail domain type, numbers, yes/no flags.
 
     Categorical features are strings (NaN when missing); numeric features are float.
-    The result has the index of ``leads`` and the columns
-    ``spec.categorical_feature_names + spec.numeric_fit_feature_names``.
+    The result has the index of ``leads`` and the columns ``spec.fit_feature_names``.
+    A lead column the spec uses but ``leads`` lacks is treated as missing, with a warning:
+    an export that dropped an optional column can still be scored.
     """
+    absent = [column for column in dict.fromkeys(spec.source_columns.values()) if column not in leads.columns]
+    if absent:
+        warnings.warn(f"The leads table lacks column(s) {absent} that the feature spec uses; their features "
+                      "are treated as missing for every lead.", UserWarning, stacklevel=2)
+        leads = leads.assign(**{column: np.nan for column in absent})
     columns = {}
     for column in spec.categorical_columns:
-        columns[column] = normalise_category(leads[column], missing_tokens=spec.missing_tokens)
+        columns[feature_name(column)] = normalise_category(leads[column], missing_tokens=spec.missing_tokens)
     if spec.job_title_column:
         titles = normalise_category(leads[spec.job_title_column], missing_tokens=spec.missing_tokens)
         columns["seniority"] = _map_unique(titles, _seniority)
@@ -58,8 +69,22 @@ def build_fit_features(leads: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
         values = pd.to_numeric(leads[column], errors="coerce").to_numpy(dtype=float)
         # Negative sizes and revenues are data-entry errors, not small companies.
         with np.errstate(invalid="ignore"):
-            columns[f"log_{column}"] = np.where(values >= 0, np.log1p(np.maximum(values, 0)), np.nan)
+            columns[f"log_{feature_name(column)}"] = np.where(values >= 0, np.log1p(np.maximum(values, 0)), np.nan)
+    for column in spec.raw_numeric_columns:
+        columns[feature_name(column)] = pd.to_numeric(leads[column], errors="coerce").to_numpy(dtype=float)
+    for column in spec.boolean_columns:
+        columns[feature_name(column)] = parse_boolean(leads[column]).to_numpy(dtype=float)
     return pd.DataFrame(columns, index=leads.index)
+
+
+def parse_boolean(values: pd.Series) -> pd.Series:
+    """'Yes' / 'no' / True / 0 ... -> 1.0 / 0.0; anything else (blank, 'Select') -> NaN."""
+    def parse(value):
+        if isinstance(value, (bool, np.bool_)):
+            return float(value)
+        return BOOLEAN_VALUES.get(str(value).strip().lower(), np.nan) if not _is_missing(value) else np.nan
+
+    return _map_unique(values, parse).astype(float)
 
 
 def normalise_category(values: pd.Series, *, missing_tokens=()) -> pd.Series:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 #: Event types of the data contract. Types outside the spec are counted under ``other``.
@@ -36,6 +37,13 @@ class FeatureSpec:
     job_title_column : free-text title parsed into seniority and function, or None.
     email_column : e-mail address reduced to its domain type (business / free), or None.
     missing_tokens : values that mean "missing" in categorical columns (compared lower-cased).
+    raw_numeric_columns : lead columns used as numbers unchanged (ratios, scores that may be negative).
+    boolean_columns : lead columns holding yes/no, true/false or 1/0, used as 1.0 / 0.0.
+    event_log : whether there is an event log; without one there are no engagement features.
+    lead_age : whether the leads have a creation date, giving the ``lead_age_days`` feature.
+
+    Feature names are the column names made identifier-like (``"Do Not Email"`` ->
+    ``do_not_email``); the defaults give the synthetic contract's 109 features.
     """
 
     event_types: tuple[str, ...] = DEFAULT_EVENT_TYPES
@@ -48,10 +56,14 @@ class FeatureSpec:
     missing_tokens: tuple[str, ...] = field(
         default=("", "select", "unknown", "n/a", "na", "none", "null", "nan", "-", "?")
     )
+    raw_numeric_columns: tuple[str, ...] = ()
+    boolean_columns: tuple[str, ...] = ()
+    event_log: bool = True
+    lead_age: bool = True
 
     def __post_init__(self):
         for name in ("event_types", "windows_days", "half_lives_days", "categorical_columns",
-                     "numeric_columns", "missing_tokens"):
+                     "numeric_columns", "missing_tokens", "raw_numeric_columns", "boolean_columns"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if any(w <= 0 for w in self.windows_days) or any(h <= 0 for h in self.half_lives_days):
             raise ValueError(
@@ -60,12 +72,17 @@ class FeatureSpec:
             )
         if OTHER_EVENT_TYPE in self.event_types:
             raise ValueError(f"FeatureSpec event_types must not contain the reserved name {OTHER_EVENT_TYPE!r}.")
+        names = self.feature_names
+        clashing = sorted({name for name in names if names.count(name) > 1})
+        if clashing:
+            raise ValueError(f"FeatureSpec columns must give distinct feature names; {clashing} come from more "
+                             "than one column (or a column and a built-in feature). Rename or drop one of them.")
 
     # --- column names, in the one order every builder and model uses -------------------------
 
     @property
     def categorical_feature_names(self) -> list[str]:
-        names = list(self.categorical_columns)
+        names = [feature_name(column) for column in self.categorical_columns]
         if self.job_title_column:
             names += ["seniority", "job_function"]
         if self.email_column:
@@ -74,10 +91,31 @@ class FeatureSpec:
 
     @property
     def numeric_fit_feature_names(self) -> list[str]:
-        return [f"log_{column}" for column in self.numeric_columns]
+        return ([f"log_{feature_name(column)}" for column in self.numeric_columns]
+                + [feature_name(column) for column in (*self.raw_numeric_columns, *self.boolean_columns)])
+
+    @property
+    def fit_feature_names(self) -> list[str]:
+        """Features made from lead attributes: a scorer lacking their columns treats them as missing."""
+        return self.categorical_feature_names + self.numeric_fit_feature_names
+
+    @property
+    def source_columns(self) -> dict[str, str]:
+        """Fit feature name -> the lead column it is made from."""
+        sources = {feature_name(column): column for column in self.categorical_columns}
+        if self.job_title_column:
+            sources.update(seniority=self.job_title_column, job_function=self.job_title_column)
+        if self.email_column:
+            sources["email_domain_type"] = self.email_column
+        sources.update({f"log_{feature_name(column)}": column for column in self.numeric_columns})
+        sources.update({feature_name(column): column
+                        for column in (*self.raw_numeric_columns, *self.boolean_columns)})
+        return sources
 
     @property
     def engagement_feature_names(self) -> list[str]:
+        if not self.event_log:
+            return []
         names = []
         for event_type in (*self.event_types, OTHER_EVENT_TYPE):
             names += [f"events_{event_type}_{w}d" for w in self.windows_days]
@@ -98,7 +136,7 @@ class FeatureSpec:
     @property
     def feature_names(self) -> list[str]:
         """All feature columns: categorical first, then numeric."""
-        return (self.categorical_feature_names + self.numeric_fit_feature_names + ["lead_age_days"]
+        return (self.fit_feature_names + (["lead_age_days"] if self.lead_age else [])
                 + self.engagement_feature_names)
 
     # --- persistence --------------------------------------------------------------------------
@@ -113,6 +151,12 @@ class FeatureSpec:
             raise ValueError(f"Unknown FeatureSpec fields {sorted(unknown)}; expected some of "
                              f"{sorted(cls.__dataclass_fields__)}.")
         return cls(**values)
+
+
+def feature_name(column: str) -> str:
+    """A lead column's feature name: lower case, runs of other characters -> ``_`` ("Total Visits" -> total_visits)."""
+    name = re.sub(r"[^0-9a-z]+", "_", str(column).strip().lower()).strip("_")
+    return name or "column"
 
 
 def _fmt(days: float) -> str:

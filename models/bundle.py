@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,10 +47,22 @@ class ModelBundle:
         )
 
     def conform(self, features: pd.DataFrame) -> pd.DataFrame:
-        """The model's columns in its order, categories as strings, numbers as float."""
-        missing = [name for name in self.spec.feature_names if name not in features.columns]
-        if missing:
-            raise ValueError(f"Feature rows lack {len(missing)} column(s) the model needs, e.g. {missing[:5]}.")
+        """The model's columns in its order, categories as strings, numbers as float.
+
+        Attribute features absent from ``features`` are treated as missing, with a warning (an
+        export may drop an optional column); absent event-history or lead-age features are an
+        error, since the feature builder always makes them.
+        """
+        absent = [name for name in self.spec.feature_names if name not in features.columns]
+        optional = set(self.spec.fit_feature_names)
+        required = [name for name in absent if name not in optional]
+        if required:
+            raise ValueError(f"Feature rows lack {len(required)} required column(s) the model needs, "
+                             f"e.g. {required[:5]}.")
+        if absent:
+            warnings.warn(f"Feature rows lack column(s) {absent}; they are treated as missing values.",
+                          UserWarning, stacklevel=2)
+            features = features.assign(**{name: np.nan for name in absent})
         categorical = set(self.spec.categorical_feature_names)
         columns = {}
         for name in self.spec.feature_names:
