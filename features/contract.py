@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import re
 from pathlib import Path
 
 import duckdb
@@ -13,23 +16,56 @@ LEAD_COLUMNS = ("lead_id", "created_at")
 EVENT_COLUMNS = ("lead_id", "occurred_at", "event_type")
 DEAL_COLUMNS = ("lead_id", "closed_at", "outcome")
 DEAL_OUTCOMES = ("won", "lost")
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+CSV_DELIMITERS = (",", ";", "\t", "|")
+# A number written with thousands separators ("1,234,567.5") or plainly ("-12.5").
+_GROUPED_NUMBER = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+_PLAIN_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 
 
 class DataContractError(ValueError):
     """Input that breaks the data contract; the message names file, column, expectation and rows."""
 
 
-def read_table(path, *, columns=None) -> pd.DataFrame:
-    """Read a CSV or Parquet file into pandas, by its suffix."""
+def read_table(path, *, columns=None, delimiter=None, encoding="utf-8-sig") -> pd.DataFrame:
+    """Read a CSV or Parquet file into pandas, by its suffix.
+
+    CSV exports come in many dialects: the delimiter (comma, semicolon, tab or pipe) is detected
+    unless given; a byte-order mark, CRLF line ends and quoted fields are handled; the empty
+    column that a delimiter at the end of every line makes is dropped; a text column whose
+    every value is a number with thousands separators (``"1,234"``) becomes numeric.
+    """
     path = Path(path)
     if not path.exists():
         raise DataContractError(f"{path}: no such file.")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path, columns=columns)
-    if suffix == ".csv":
-        return pd.read_csv(path, usecols=columns)
+    if suffix in CSV_SUFFIXES:
+        return _read_csv(path, columns=columns, delimiter=delimiter, encoding=encoding)
     raise DataContractError(f"{path}: expected a .csv or .parquet file, got {suffix!r}.")
+
+
+def parse_numbers(values: pd.Series, *, source: str, column: str, missing_tokens=()) -> pd.Series:
+    """Numbers from a column of a lead table; thousands separators are removed, placeholders are missing.
+
+    Refuses values that are neither a number nor a missing token, with example rows, instead of
+    silently turning them into missing values.
+    """
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.astype(float)
+    text = values.astype("string").str.strip()
+    missing = text.isna() | text.str.lower().isin(set(missing_tokens) | {""})
+    grouped = text.str.fullmatch(_GROUPED_NUMBER.pattern).fillna(False).astype(bool)
+    text = text.where(~grouped, text.str.replace(",", "", regex=False))
+    numbers = pd.to_numeric(text.where(~missing), errors="coerce")
+    bad = numbers.isna() & ~missing
+    if bad.any():
+        raise DataContractError(_message(
+            source, column, "numbers (thousands separators such as 1,234 are fine; values listed as missing "
+            "tokens in the config count as missing)", f"{int(bad.sum())} other values such as "
+            f"{text[bad].drop_duplicates().head(3).tolist()}", values[bad].to_frame()))
+    return numbers.astype(float)
 
 
 def validate_leads(leads: pd.DataFrame, *, source="leads", required=(), now=None) -> pd.DataFrame:
@@ -150,6 +186,44 @@ def parse_timestamps(values: pd.Series, *, source: str, column: str, frame: pd.D
         raise DataContractError(_message(source, column, "a timestamp in every row",
                                          f"{int(missing.sum())} empty values", frame.loc[missing]))
     return parsed.astype("datetime64[ns]")
+
+
+def _read_csv(path: Path, *, columns, delimiter, encoding) -> pd.DataFrame:
+    try:
+        with open(path, encoding=encoding, newline="") as handle:
+            sample = handle.read(1 << 16)
+    except UnicodeDecodeError as error:
+        raise DataContractError(f"{path}: expected text encoded as {encoding}; byte {error.start} is not. "
+                                "Save the export as UTF-8 (or set the encoding in the config).") from None
+    delimiter = delimiter or detect_delimiter(sample)
+    try:
+        frame = pd.read_csv(path, sep=delimiter, encoding=encoding, usecols=columns, low_memory=False)
+    except (pd.errors.ParserError, ValueError) as error:
+        raise DataContractError(f"{path}: could not read it as CSV with delimiter {delimiter!r}: {error}") from None
+    trailing = [column for column in frame.columns
+                if str(column).startswith("Unnamed: ") and frame[column].isna().all()]
+    frame = frame.drop(columns=trailing)
+    for column in frame.columns:
+        if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
+            text = frame[column].dropna().astype(str).str.strip()
+            if len(text) and text.str.match(_GROUPED_NUMBER).any() and (
+                    text.str.match(_GROUPED_NUMBER) | text.str.match(_PLAIN_NUMBER)).all():
+                frame[column] = pd.to_numeric(frame[column].astype("string").str.replace(",", "", regex=False)
+                                              .str.strip()).astype(float)
+    return frame
+
+
+def detect_delimiter(sample: str) -> str:
+    """The delimiter that splits the first lines of ``sample`` into the most, equally many, fields."""
+    lines = sample.splitlines()[:50]
+    if len(sample) == 1 << 16 and len(lines) > 1:
+        lines = lines[:-1]  # the last line of a cut sample may be incomplete
+    best, best_fields = ",", 1
+    for candidate in CSV_DELIMITERS:
+        counts = {len(row) for row in csv.reader(io.StringIO("\n".join(lines)), delimiter=candidate) if row}
+        if len(counts) == 1 and (fields := counts.pop()) > best_fields:
+            best, best_fields = candidate, fields
+    return best
 
 
 def _require_columns(frame: pd.DataFrame, columns, source: str) -> None:
