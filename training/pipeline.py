@@ -1,4 +1,4 @@
-"""train_model: snapshots -> temporal split -> fit candidates -> calibrate -> evaluate -> tier thresholds."""
+"""Training: (snapshots -> temporal split | lead table -> stratified or time split) -> guards -> fit -> calibrate -> evaluate."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from models.estimators import make_candidates
 from models.tiers import CapacityPolicy
 from training.calibrate import calibrate
 from training.evaluate import decile_table, evaluate_probabilities, tier_table
+from training.guards import check_minimum_data, warn_small_splits
+from training.leakage import apply_leakage_guard
 from training.snapshots import as_of_schedule, build_snapshots
-from training.split import temporal_split
+from training.split import stratified_split, temporal_split, time_ordered_split
 
 
 @dataclass
@@ -32,6 +34,12 @@ class TrainingConfig:
     lead_shares: tuple = (0.6, 0.2, 0.2)
     tier_policy: object = field(default_factory=CapacityPolicy)
     seed: int = 0
+    min_positives: int = 40
+    min_negatives: int = 40
+    min_split_positives: int = 20
+    leakage_max_auc: float = 0.95
+    post_outcome_columns: tuple = ()
+    keep_columns: tuple = ()
 
     def as_params(self) -> dict:
         params = asdict(self)
@@ -71,32 +79,15 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
                                     calibration_days=config.calibration_days, lead_shares=config.lead_shares,
                                     seed=config.seed)
     snapshots = snapshots.assign(split=split).dropna(subset=["split"]).reset_index(drop=True)
-    _check_classes(snapshots)
     log(f"snapshots: {len(snapshots):,} over {snapshots['as_of'].nunique()} as_of dates; "
         + ", ".join(f"{name} {count:,}" for name, count in snapshots["split"].value_counts().items()))
 
     features = build_features(snapshots, leads, events, spec)
-    parts = {name: (features[snapshots["split"].eq(name).to_numpy()],
-                    snapshots.loc[snapshots["split"].eq(name), "label"].to_numpy())
-             for name in ("train", "calibration", "test")}
-    X_train, y_train = parts["train"]
-    X_cal, y_cal = parts["calibration"]
-    X_test, y_test = parts["test"]
-
-    metrics, fitted = {}, {}
-    for name, candidate in make_candidates(spec, random_state=config.seed).items():
-        fitted[name] = clone(candidate).fit(X_train, y_train)
-        auc = roc_auc_score(y_cal, fitted[name].predict_proba(X_cal)[:, 1])
-        metrics[f"validation_roc_auc_{name}"] = float(auc)
-        log(f"candidate {name}: validation ROC AUC {auc:.4f}")
-    best = max(fitted, key=lambda name: metrics[f"validation_roc_auc_{name}"])
-    calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed)
-    method = min(log_losses, key=log_losses.get)
-    metrics.update({f"calibration_log_loss_{name}": value for name, value in log_losses.items()})
-
-    thresholds = config.tier_policy.choose(calibrated.predict_proba(X_cal)[:, 1])
-    probability = calibrated.predict_proba(X_test)[:, 1]
-    metrics.update(evaluate_probabilities(y_test, probability))
+    spec, features, fitted = _guard_fit_and_evaluate(features, snapshots["label"], snapshots["split"], spec,
+                                                     config, log=log)
+    metrics, thresholds, probability, calibrated = (fitted["metrics"], fitted["thresholds"],
+                                                    fitted["probability"], fitted["model"])
+    y_test = fitted["y_test"]
     test = snapshots.loc[snapshots["split"].eq("test"), ["lead_id", "as_of", "label"]].assign(
         probability=probability, tier=thresholds.assign(probability))
     if oracle is not None:
@@ -108,24 +99,130 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
 
     params = {
         **config.as_params(),
-        "model": best,
-        "calibration": method,
+        **fitted["params"],
+        "split": "temporal",
         "data_end": str(data_end),
         "as_of_first": str(as_of_dates[0].date()),
         "as_of_last": str(as_of_dates[-1].date()),
         **{f"window_{key}": value for key, value in windows.as_dict().items()},
-        **{f"rows_{name}": int(len(parts[name][1])) for name in parts},
-        **{f"positives_{name}": int(parts[name][1].sum()) for name in parts},
         "leads": int(len(leads)),
-        "features": len(spec.feature_names),
     }
-    bundle = ModelBundle(spec=spec, model=calibrated, thresholds=thresholds,
-                         metadata={"params": params, "metrics": metrics})
+    return _result(spec, fitted, params, test)
+
+
+def train_on_table(leads: pd.DataFrame, labels: pd.Series, *, spec: FeatureSpec, config: TrainingConfig | None = None,
+                   champion: ModelBundle | None = None, log=print) -> TrainingResult:
+    """Train on one lead table whose outcome is a column: no event log, no snapshots.
+
+    ``leads`` has ``lead_id`` and the spec's attribute columns (engagement already summarised
+    in columns); ``labels`` is 1 / 0 per lead, missing for open leads, which are left out.
+    With a ``created_at`` column the split is by creation time (oldest train, newest test);
+    without one it is a seeded stratified split, and the run says so.
+    """
+    config = config or TrainingConfig()
+    if spec.event_log or spec.lead_age:
+        raise ValueError("train_on_table trains on a lead table alone: the spec must have event_log=False and "
+                         f"lead_age=False. Got event_log={spec.event_log} and lead_age={spec.lead_age}.")
+    labelled = labels.notna().to_numpy()
+    if not labelled.all():
+        log(f"{int((~labelled).sum()):,} leads without an outcome are left out of training")
+    leads = leads.loc[labelled].reset_index(drop=True)
+    y = pd.Series(labels[labelled].astype(int).to_numpy())
+    if "created_at" in leads.columns:
+        split_kind = "time"
+        split = time_ordered_split(leads["created_at"], shares=config.lead_shares)
+        log("split: by creation date (oldest leads train, newest test)")
+    else:
+        split_kind = "stratified"
+        split = stratified_split(y, shares=config.lead_shares, seed=config.seed)
+        log(f"split: no dates in the lead table, so no temporal split; seeded stratified split "
+            f"(seed {config.seed}, shares {tuple(config.lead_shares)})")
+    rows = pd.DataFrame({"lead_id": leads["lead_id"], "as_of": pd.NaT, "label": y, "split": split})
+    log(", ".join(f"{name} {count:,}" for name, count in rows["split"].value_counts().items()) + " leads")
+    features = build_features(rows, leads, None, spec)
+    spec, features, fitted = _guard_fit_and_evaluate(features, rows["label"], rows["split"], spec, config, log=log)
+    test = rows.loc[rows["split"].eq("test"), ["lead_id", "label"]].assign(
+        probability=fitted["probability"], tier=fitted["thresholds"].assign(fitted["probability"]))
+    if champion is not None:
+        _compare_champion(champion, rows.loc[test.index], leads, fitted, log=log)
+    params = {**config.as_params(), **fitted["params"], "split": split_kind, "leads": int(len(leads))}
+    return _result(spec, fitted, params, test)
+
+
+def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd.Series, spec: FeatureSpec,
+                            config: TrainingConfig, *, log) -> tuple:
+    """The part both input shapes share: guards, candidates, calibration, evaluation, tier thresholds.
+
+    Returns ``(spec, features, fitted)``: the spec and features after the leakage guard, and a
+    dict with the calibrated ``model``, ``thresholds``, test ``probability`` and ``y_test``,
+    ``metrics``, ``params`` and the ``leakage`` report.
+    """
+    labels, split = labels.to_numpy(), split.to_numpy()
+    check_minimum_data(labels, min_positives=config.min_positives, min_negatives=config.min_negatives)
+    in_split = {name: split == name for name in ("train", "calibration", "test")}
+    warn_small_splits({name: labels[rows] for name, rows in in_split.items()},
+                      min_positives=config.min_split_positives, log=log)
+    for name, rows in in_split.items():
+        counts = np.bincount(labels[rows].astype(int), minlength=2)
+        if counts.min() == 0:
+            raise ValueError(f"The {name} split has {counts[1]} converted and {counts[0]} non-converted "
+                             "examples; it needs both. Provide more closed deals or a longer data window.")
+    spec, leakage = apply_leakage_guard(features[in_split["train"]], labels[in_split["train"]], spec,
+                                        max_auc=config.leakage_max_auc, post_outcome=config.post_outcome_columns,
+                                        keep=config.keep_columns, seed=config.seed, log=log)
+    features = features[spec.feature_names]
+    X_train, y_train = features[in_split["train"]], labels[in_split["train"]]
+    X_cal, y_cal = features[in_split["calibration"]], labels[in_split["calibration"]]
+    X_test, y_test = features[in_split["test"]], labels[in_split["test"]]
+
+    metrics, fitted = {}, {}
+    for name, candidate in make_candidates(spec, random_state=config.seed).items():
+        fitted[name] = clone(candidate).fit(X_train, y_train)
+        auc = roc_auc_score(y_cal, fitted[name].predict_proba(X_cal)[:, 1])
+        metrics[f"validation_roc_auc_{name}"] = float(auc)
+        log(f"candidate {name}: validation ROC AUC {auc:.4f}")
+    best = max(fitted, key=lambda name: metrics[f"validation_roc_auc_{name}"])
+    calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed)
+    method = min(log_losses, key=log_losses.get)
+    metrics.update({f"calibration_log_loss_{name}": value for name, value in log_losses.items()})
+    thresholds = config.tier_policy.choose(calibrated.predict_proba(X_cal)[:, 1])
+    probability = calibrated.predict_proba(X_test)[:, 1]
+    metrics.update(evaluate_probabilities(y_test, probability))
+    excluded = sorted(set(leakage.loc[leakage["excluded"], "column"]))
+    params = {
+        "model": best,
+        "calibration": method,
+        **{f"rows_{name}": int(rows.sum()) for name, rows in in_split.items()},
+        **{f"positives_{name}": int(labels[rows].sum()) for name, rows in in_split.items()},
+        "features": len(spec.feature_names),
+        "excluded_columns": excluded,
+    }
+    return spec, features, {"model": calibrated, "thresholds": thresholds, "probability": probability,
+                            "y_test": y_test, "metrics": metrics, "params": params, "leakage": leakage}
+
+
+def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -> TrainingResult:
+    bundle = ModelBundle(spec=spec, model=fitted["model"], thresholds=fitted["thresholds"],
+                         metadata={"params": params, "metrics": fitted["metrics"]})
+    y_test, probability = fitted["y_test"], fitted["probability"]
     tables = {
         "test_tiers": tier_table(y_test, probability, test["tier"]),
         "test_deciles": decile_table(y_test, probability),
+        "leakage_report": fitted["leakage"],
     }
-    return TrainingResult(bundle=bundle, params=params, metrics=metrics, tables=tables, test=test)
+    return TrainingResult(bundle=bundle, params=params, metrics=fitted["metrics"], tables=tables, test=test)
+
+
+def _compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.DataFrame, fitted: dict, *,
+                      log) -> None:
+    """Score the champion on the same test leads, when its features can be built from this table."""
+    try:
+        features = build_features(test_rows, leads, None, champion.spec)
+    except (KeyError, ValueError) as error:
+        log(f"champion not comparable on this table ({error}); it is not scored")
+        return
+    fitted["metrics"]["champion_test_roc_auc"] = float(
+        roc_auc_score(fitted["y_test"], champion.predict_probability(features)))
 
 
 def latest_timestamp(leads: pd.DataFrame, events, deals: pd.DataFrame) -> pd.Timestamp:
@@ -137,10 +234,3 @@ def latest_timestamp(leads: pd.DataFrame, events, deals: pd.DataFrame) -> pd.Tim
     candidates = [leads["created_at"].max(), deals["closed_at"].max() if len(deals) else None, latest_event]
     return max(pd.Timestamp(value) for value in candidates if value is not None and not pd.isna(value))
 
-
-def _check_classes(snapshots: pd.DataFrame) -> None:
-    for name, group in snapshots.groupby("split"):
-        counts = np.bincount(group["label"].to_numpy(), minlength=2)
-        if counts.min() == 0:
-            raise ValueError(f"The {name} split has {counts[1]} converted and {counts[0]} non-converted "
-                             "snapshots; it needs both. Provide more closed deals or a longer data window.")

@@ -59,6 +59,9 @@ def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment
         mlflow.log_dict(bundle.thresholds.as_dict(), "tier_thresholds.json")
         for name, table in result.tables.items():
             mlflow.log_text(table.to_csv(index=False), f"evaluation/{name}.csv")
+        if "leakage_report" in result.tables:
+            # Column names and AUCs only, never values: safe to store; browsable as a table in the UI.
+            mlflow.log_table(result.tables["leakage_report"], "leakage/leakage_report.json")
         for name, figure in (figures or {}).items():
             mlflow.log_figure(figure, f"plots/{name}.png")
         bundle_path = bundle.save(Path(scratch) / "bundle.joblib")
