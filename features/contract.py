@@ -68,12 +68,13 @@ def parse_numbers(values: pd.Series, *, source: str, column: str, missing_tokens
     return numbers.astype(float)
 
 
-def validate_leads(leads: pd.DataFrame, *, source="leads", required=(), now=None) -> pd.DataFrame:
+def validate_leads(leads: pd.DataFrame, *, source="leads", required=(), now=None, dated=True) -> pd.DataFrame:
     """Check the leads table and return a copy with ``created_at`` parsed (naive UTC).
 
-    ``required`` adds attribute columns the model needs on top of the contract's own.
+    ``required`` adds attribute columns the model needs on top of the contract's own;
+    ``dated=False`` accepts a lead table without ``created_at`` (a single export with a label).
     """
-    _require_columns(leads, (*LEAD_COLUMNS, *required), source)
+    _require_columns(leads, (*(LEAD_COLUMNS if dated else LEAD_COLUMNS[:1]), *required), source)
     leads = leads.copy()
     _require_present(leads, "lead_id", source)
     duplicated = leads["lead_id"].duplicated(keep=False)
@@ -81,9 +82,10 @@ def validate_leads(leads: pd.DataFrame, *, source="leads", required=(), now=None
         raise DataContractError(_message(
             source, "lead_id", "unique values", f"{leads.loc[duplicated, 'lead_id'].nunique()} duplicated ids",
             leads.loc[duplicated, ["lead_id", "created_at"]]))
-    leads["created_at"] = parse_timestamps(leads["created_at"], source=source, column="created_at",
-                                           frame=leads)
-    _refuse_future(leads, "created_at", source, now)
+    if dated:
+        leads["created_at"] = parse_timestamps(leads["created_at"], source=source, column="created_at",
+                                               frame=leads)
+        _refuse_future(leads, "created_at", source, now)
     return leads
 
 

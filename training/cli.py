@@ -1,15 +1,18 @@
-"""Command line: ``python -m training {generate,train,demo}``."""
+"""Command line: ``python -m training {generate,init-config,train,demo}``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
 from models.tiers import CapacityPolicy, PrecisionPolicy
+
+DEFAULT_MODEL_NAME = "lead-conversion"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,10 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", default="data/demo", help="folder to write (default: %(default)s)")
     _add_generator_arguments(generate)
 
+    init = commands.add_parser("init-config", help="guess column roles in an export and write a project config")
+    init.add_argument("--leads", required=True, help="the lead table export (.csv or .parquet)")
+    init.add_argument("--out", default="config.toml", help="config file to write (default: %(default)s)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing config file")
+
     train = commands.add_parser("train", help="train, calibrate, evaluate and register a model")
-    train.add_argument("--leads", required=True, help="leads table (.csv or .parquet)")
-    train.add_argument("--events", required=True, help="event log (.csv or .parquet)")
-    train.add_argument("--deals", required=True, help="closed deals (.csv or .parquet)")
+    train.add_argument("--config", help="project config (TOML) mapping your export; replaces the three tables")
+    train.add_argument("--leads", help="leads table (.csv or .parquet); with --config, overrides its file")
+    train.add_argument("--events", help="event log (.csv or .parquet)")
+    train.add_argument("--deals", help="closed deals (.csv or .parquet)")
     train.add_argument("--truth", help="folder with the synthetic generator's truth files (adds oracle AUC)")
     _add_training_arguments(train)
 
@@ -40,7 +49,10 @@ def main(argv=None) -> int:
     from features.contract import DataContractError
 
     try:
-        return {"generate": _generate, "train": _train, "demo": _demo}[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return {"generate": _generate, "init-config": _init_config, "train": _train,
+                    "demo": _demo}[args.command](args)
     except (DataContractError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -57,13 +69,31 @@ def _generate(args) -> int:
     return 0
 
 
+def _init_config(args) -> int:
+    from features.contract import read_table
+    from training.infer_config import write_config
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ValueError(f"{out} exists; pass --force to overwrite it or choose another --out.")
+    frame = read_table(args.leads)
+    text = write_config(frame, leads_path=args.leads, out_path=out)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out}: roles for {frame.shape[1]} columns of {args.leads} ({len(frame):,} rows). Check each "
+          f"role, list post-outcome columns under [leakage], then: python -m training train --config {out}")
+    return 0
+
+
 def _train(args) -> int:
-    from features.contract import load_crm
+    from training.config import load_crm_or_config
     from training.synthetic import load_truth
 
+    if args.config is None and not (args.leads and args.events and args.deals):
+        raise ValueError("train needs --config FILE, or all of --leads, --events and --deals.")
     truth = load_truth(args.truth) if args.truth else None
-    leads, events, deals = load_crm(args.leads, args.events, args.deals)
-    _train_and_log(args, leads, events, deals, truth=truth)
+    config, leads, labels, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
+                                                              deals=args.deals)
+    _train_and_log(args, leads, events, deals, truth=truth, project=config, labels=labels)
     return 0
 
 
@@ -92,8 +122,8 @@ def _demo(args) -> int:
     return 0
 
 
-def _train_and_log(args, leads, events, deals, *, truth=None):
-    from training.pipeline import TrainingConfig, train_model
+def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labels=None):
+    from training.pipeline import TrainingConfig, train_model, train_on_table
     from training.plots import gains_figure, reliability_figure
     from training.tracking import load_champion, log_training_run, use_default_store
 
@@ -101,13 +131,22 @@ def _train_and_log(args, leads, events, deals, *, truth=None):
     policy = (PrecisionPolicy(sql_precision=args.sql_precision, mql_precision=args.mql_precision)
               if args.tier_policy == "precision" else CapacityPolicy(sql_share=args.sql_share,
                                                                      mql_share=args.mql_share))
-    config = TrainingConfig(horizon_days=args.horizon_days, snapshot_every_days=args.every_days,
-                            test_days=args.test_days, calibration_days=args.calibration_days,
-                            tier_policy=policy, seed=args.seed)
+    options = dict(horizon_days=args.horizon_days, snapshot_every_days=args.every_days, test_days=args.test_days,
+                   calibration_days=args.calibration_days, tier_policy=policy, seed=args.seed)
+    if project is not None:  # the config file's [training] and [leakage] win over the defaults
+        options.update(project.training_options())
+        if args.model_name is None and project.model_name:
+            args.model_name = project.model_name
+    args.model_name = args.model_name or DEFAULT_MODEL_NAME
+    config = TrainingConfig(**options)
     champion = load_champion(args.model_name)
     oracle = (lambda snapshots: truth.oracle_probability(snapshots, horizon_days=args.horizon_days)) if truth else None
     started = time.perf_counter()
-    result = train_model(leads, events, deals, config=config, oracle=oracle, champion=champion)
+    if project is not None and deals is None:
+        result = train_on_table(leads, labels, spec=project.feature_spec(), config=config, champion=champion)
+    else:
+        spec = project.feature_spec() if project is not None else None
+        result = train_model(leads, events, deals, spec=spec, config=config, oracle=oracle, champion=champion)
     figures = {
         "reliability": reliability_figure(result.test["label"], result.test["probability"]),
         "cumulative_gains": gains_figure(result.test["label"], {"model": result.test["probability"]}),
@@ -120,10 +159,14 @@ def _train_and_log(args, leads, events, deals, *, truth=None):
 
 
 def _print_report(result, logged, uri, seconds) -> None:
-    metrics = result.metrics
-    print(f"\ntrained {result.params['model']} + {result.params['calibration']} calibration in {seconds:.0f} s; "
-          f"test window {result.params['window_test_first']} .. {result.params['window_test_last']}, "
-          f"{metrics['test_rows']:,.0f} snapshots, base rate {metrics['test_base_rate']:.3f}")
+    metrics, params = result.metrics, result.params
+    test = (f"test window {params['window_test_first']} .. {params['window_test_last']}, "
+            f"{metrics['test_rows']:,.0f} snapshots" if params["split"] == "temporal"
+            else f"{params['split']} split, {metrics['test_rows']:,.0f} test leads")
+    print(f"\ntrained {params['model']} + {params['calibration']} calibration in {seconds:.0f} s; "
+          f"{test}, base rate {metrics['test_base_rate']:.3f}")
+    if params.get("excluded_columns"):
+        print(f"  excluded as post-outcome (declared, or caught by the leakage guard): {', '.join(params['excluded_columns'])}")
     line = f"  test ROC AUC {metrics['test_roc_auc']:.4f}"
     if "test_oracle_roc_auc" in metrics:
         line += f" (oracle {metrics['test_oracle_roc_auc']:.4f})"
@@ -157,6 +200,12 @@ def _add_training_arguments(parser) -> None:
     parser.add_argument("--mql-share", type=float, default=0.20, help="capacity policy: MQL share of leads")
     parser.add_argument("--sql-precision", type=float, default=0.30, help="precision policy: SQL conversion")
     parser.add_argument("--mql-precision", type=float, default=0.10, help="precision policy: MQL conversion")
-    parser.add_argument("--model-name", default="lead-conversion", help="registered model name")
+    parser.add_argument("--model-name", help=f"registered model name (default: the config's model_name, "
+                                             f"else {DEFAULT_MODEL_NAME})")
     if not any(action.dest == "seed" for action in parser._actions):
         parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings reach the user as one readable line, not a source location."""
+    print(f"WARNING: {message}", file=file or sys.stderr)

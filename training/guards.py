@@ -24,7 +24,7 @@ def check_minimum_data(labels, *, min_positives: int = 40, min_negatives: int = 
             "Add more closed leads or a longer history.")
 
 
-def warn_small_splits(labels_by_split: dict, *, min_positives: int = 20, log=print) -> list[str]:
+def warn_small_splits(labels_by_split: dict, *, min_positives: int = 20) -> list[str]:
     """Warn about each split with fewer than ``min_positives`` conversions; return their names."""
     small = []
     for name, labels in labels_by_split.items():
@@ -33,6 +33,5 @@ def warn_small_splits(labels_by_split: dict, *, min_positives: int = 20, log=pri
             small.append(name)
             message = (f"the {name} split has only {positives} converted examples (fewer than "
                        f"{min_positives}): its figures are noisy")
-            log(f"WARNING: {message}")
             warnings.warn(message, SmallSplitWarning, stacklevel=2)
     return small

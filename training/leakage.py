@@ -72,7 +72,6 @@ def apply_leakage_guard(features: pd.DataFrame, labels, spec: FeatureSpec, *, ma
         if row.excluded or row.kept:
             verdict = "KEPT because the config says keep" if row.kept else "EXCLUDED from training"
             message = f"leakage guard: column {row.column!r} {verdict} ({row.reason})"
-            log(f"WARNING: {message}")
             warnings.warn(message, LeakageWarning, stacklevel=2)
     return spec_without(spec, set(report.loc[report["excluded"], "column"])), report
 

@@ -161,7 +161,7 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
     check_minimum_data(labels, min_positives=config.min_positives, min_negatives=config.min_negatives)
     in_split = {name: split == name for name in ("train", "calibration", "test")}
     warn_small_splits({name: labels[rows] for name, rows in in_split.items()},
-                      min_positives=config.min_split_positives, log=log)
+                      min_positives=config.min_split_positives)
     for name, rows in in_split.items():
         counts = np.bincount(labels[rows].astype(int), minlength=2)
         if counts.min() == 0:
@@ -229,8 +229,11 @@ def latest_timestamp(leads: pd.DataFrame, events, deals: pd.DataFrame) -> pd.Tim
     """The end of the data window: the latest timestamp in any of the three tables."""
     import duckdb
 
-    with duckdb.connect() as con:
-        latest_event, = event_relation(con, events).aggregate("max(CAST(occurred_at AS TIMESTAMP))").fetchall()[0]
+    latest_event = None
+    if events is not None:  # a dated lead table with deals but no event log
+        with duckdb.connect() as con:
+            latest_event, = event_relation(con, events).aggregate(
+                "max(CAST(occurred_at AS TIMESTAMP))").fetchall()[0]
     candidates = [leads["created_at"].max(), deals["closed_at"].max() if len(deals) else None, latest_event]
     return max(pd.Timestamp(value) for value in candidates if value is not None and not pd.isna(value))
 

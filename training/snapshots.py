@@ -66,7 +66,12 @@ def first_closing(deals: pd.DataFrame) -> pd.DataFrame:
 
 
 def _open_mask(leads: pd.DataFrame, closed_at: np.ndarray, as_of: np.datetime64) -> np.ndarray:
-    """Created before ``as_of`` and not closed before it (NaT never compares as before)."""
+    """Created before ``as_of`` and not closed before it (NaT never compares as before).
+
+    A lead table without ``created_at`` (a single export) has every lead created already.
+    """
+    if "created_at" not in leads.columns:
+        return ~(closed_at < as_of)
     return (leads["created_at"].to_numpy() < as_of) & ~(closed_at < as_of)
 
 
