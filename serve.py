@@ -2,6 +2,7 @@
 
     python serve.py score --model models:/lead-conversion@champion \
         --leads leads.parquet --events events.parquet --deals deals.parquet --out scores.parquet
+    python serve.py score --model models:/my-model@champion --config config.toml --leads export.csv --out scores.csv
 """
 
 from __future__ import annotations
@@ -107,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="score every open lead of a lead base")
     score.add_argument("--model", default="models:/lead-conversion@champion",
                        help="MLflow model URI (default: %(default)s)")
-    score.add_argument("--leads", required=True, help="leads table (.csv or .parquet)")
-    score.add_argument("--events", required=True, help="event log (.csv or .parquet)")
+    score.add_argument("--config", help="project config (TOML) of your export: reads the leads as it says")
+    score.add_argument("--leads", help="leads table (.csv or .parquet); with --config, default: the config's file")
+    score.add_argument("--events", help="event log (.csv or .parquet), when the model uses one")
     score.add_argument("--deals", help="closed deals; leads closed before --as-of are not scored")
     score.add_argument("--as-of", help="score as of this time (default: now, UTC)")
     score.add_argument("--out", required=True, help="output file (.parquet or .csv), written atomically")
@@ -120,14 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from features.contract import DataContractError, load_crm
+    from features.contract import DataContractError
     from models.tiers import TierThresholds
+    from training.config import load_crm_or_config
     from training.tracking import load_bundle, use_default_store
 
     use_default_store()
     try:
         as_of = pd.Timestamp(args.as_of) if args.as_of else pd.Timestamp.now(tz="UTC").tz_localize(None)
-        leads, events, deals = load_crm(args.leads, args.events, args.deals, now=max(as_of, _now()))
+        if args.config is None and args.leads is None:
+            raise ValueError("score needs --leads, or --config with the export it describes.")
+        _, leads, _, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
+                                                        deals=args.deals, for_training=False,
+                                                        now=max(as_of, _now()))
         bundle, identity = load_bundle(args.model)
         thresholds = None
         if args.sql_threshold is not None or args.mql_threshold is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -239,4 +239,6 @@ def load_crm_or_config(config_path=None, *, leads=None, events=None, deals=None,
         leads_frame, events, deals = load_crm(leads, events, deals, now=now)
         return None, leads_frame, None, events, deals
     config = load_config(config_path)
+    overrides = {key: Path(value) for key, value in (("events", events), ("deals", deals)) if value is not None}
+    config = replace(config, **overrides) if overrides else config
     return (config, *load_tables(config, leads, for_training=for_training, now=now))
