@@ -199,7 +199,7 @@ def _profile(values: pd.Series, tokens: set) -> dict:
     profile["phone_share"] = float(sample.str.match(PHONE).mean())
     if sample.str.contains(r"\d").mean() > 0.9 and profile["email_share"] < 0.5:
         parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
-        if parsed.notna().mean() >= 0.95 and profile["phone_share"] < 0.8:
+        if parsed.notna().mean() >= 0.95:
             profile["kind"] = "date"
     return profile
 

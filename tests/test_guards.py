@@ -1,0 +1,88 @@
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.build import build_features
+from features.spec import FeatureSpec
+from training.guards import SmallSplitWarning, check_minimum_data, warn_small_splits
+from training.leakage import LeakageWarning, apply_leakage_guard, leakage_report
+from training.pipeline import TrainingConfig, train_on_table
+from training.split import stratified_split
+from own_export import make_export
+
+SPEC = FeatureSpec(categorical_columns=("Source", "Region", "Rep Verdict"), numeric_columns=("Visits",),
+                   boolean_columns=("Opted Out",), job_title_column=None, email_column=None,
+                   event_log=False, lead_age=False)
+
+
+def features_and_labels(frame):
+    leads = frame.rename(columns={"Lead Ref": "lead_id"})
+    rows = pd.DataFrame({"lead_id": leads["lead_id"], "as_of": pd.NaT})
+    return leads, build_features(rows, leads, None, SPEC), (frame["Converted"] == "Yes").astype(int).to_numpy()
+
+
+def test_a_planted_perfect_column_is_excluded_and_named():
+    _, features, labels = features_and_labels(make_export(400))
+    with pytest.warns(LeakageWarning, match="column 'Rep Verdict' EXCLUDED"):
+        spec, report = apply_leakage_guard(features, labels, SPEC, log=lambda line: None)
+    assert "rep_verdict" not in spec.feature_names and "source" in spec.feature_names
+    top = report.iloc[0]
+    assert top["column"] == "Rep Verdict" and top["single_column_auc"] == 1.0 and top["excluded"]
+    assert not report.loc[report["column"] != "Rep Verdict", "excluded"].any()
+
+
+def test_a_kept_column_stays_with_a_warning_and_declared_columns_go():
+    _, features, labels = features_and_labels(make_export(400))
+    with pytest.warns(LeakageWarning, match="'Rep Verdict' KEPT because the config says keep"):
+        spec, _ = apply_leakage_guard(features, labels, SPEC, keep=("Rep Verdict",), log=lambda line: None)
+    assert "rep_verdict" in spec.feature_names
+    with pytest.warns(LeakageWarning, match=r"'Region' EXCLUDED from training \(declared post-outcome\)"):
+        spec, report = apply_leakage_guard(features, labels, SPEC, post_outcome=("Region",), keep=("Rep Verdict",),
+                                           log=lambda line: None)
+    assert "region" not in spec.feature_names
+    assert report.set_index("column").loc["Region", "declared_post_outcome"]
+
+
+def test_single_column_auc_in_both_directions_and_missingness():
+    labels = np.array([0, 1] * 50)
+    features = pd.DataFrame({"log_visits": np.where(labels == 1, np.nan, 1.0), "source": "web",
+                             "opted_out": 1.0 - labels, "region": None, "rep_verdict": None})
+    report = leakage_report(features, labels, SPEC).set_index("column")
+    assert report.loc["Visits", "single_column_auc"] == 1.0  # missing exactly when converted
+    assert report.loc["Opted Out", "single_column_auc"] == 1.0  # inverse predictor
+    assert report.loc["Source", "single_column_auc"] == 0.5
+
+
+def test_minimum_data_refusal_and_small_split_warning():
+    with pytest.raises(ValueError, match="39 converted and 500 non-converted.*at least 40 converted"):
+        check_minimum_data(np.r_[np.ones(39), np.zeros(500)])
+    check_minimum_data(np.r_[np.ones(5), np.zeros(5)], min_positives=5, min_negatives=5)
+    with pytest.warns(SmallSplitWarning, match="the test split has only 3 converted"):
+        assert warn_small_splits({"train": np.ones(30), "test": np.r_[np.ones(3), np.zeros(9)]}) == ["test"]
+
+
+def test_training_refuses_too_few_conversions():
+    frame = make_export(300, leaky=False)
+    frame["Converted"] = np.where(np.arange(300) < 30, "Yes", "No")
+    leads = frame.rename(columns={"Lead Ref": "lead_id"})
+    labels = (frame["Converted"] == "Yes").astype(float)
+    spec = dataclasses.replace(SPEC, categorical_columns=("Source", "Region"))
+    with pytest.raises(ValueError, match="30 converted and 270 non-converted examples; training needs at least 40"):
+        train_on_table(leads, labels, spec=spec, log=lambda line: None)
+
+
+def test_stratified_split_is_seeded_and_keeps_the_base_rate():
+    labels = np.r_[np.ones(300), np.zeros(700)]
+    split = stratified_split(labels, seed=1)
+    assert split.equals(stratified_split(labels, seed=1)) and not split.equals(stratified_split(labels, seed=2))
+    counts = split.value_counts()
+    assert (counts["train"], counts["calibration"], counts["test"]) == (600, 200, 200)
+    rates = pd.Series(labels).groupby(split).mean()
+    np.testing.assert_allclose(rates, 0.3)
+
+
+def test_config_thresholds_reach_training():
+    config = TrainingConfig(min_positives=5, min_negatives=5, leakage_max_auc=0.9, post_outcome_columns=("x",))
+    assert config.as_params()["leakage_max_auc"] == 0.9 and config.as_params()["min_positives"] == 5
