@@ -9,7 +9,7 @@ from features.spec import FeatureSpec
 from training.guards import SmallSplitWarning, check_minimum_data, warn_small_splits
 from training.leakage import LeakageWarning, apply_leakage_guard, leakage_report
 from training.pipeline import TrainingConfig, train_on_table
-from training.split import stratified_split
+from training.split import stratified_split, time_ordered_split
 from own_export import make_export
 
 SPEC = FeatureSpec(categorical_columns=("Source", "Region", "Rep Verdict"), numeric_columns=("Visits",),
@@ -86,3 +86,16 @@ def test_stratified_split_is_seeded_and_keeps_the_base_rate():
 def test_config_thresholds_reach_training():
     config = TrainingConfig(min_positives=5, min_negatives=5, leakage_max_auc=0.9, post_outcome_columns=("x",))
     assert config.as_params()["leakage_max_auc"] == 0.9 and config.as_params()["min_positives"] == 5
+
+
+def test_dated_lead_table_is_split_by_time():
+    frame = make_export(600, leaky=False)
+    leads = frame.rename(columns={"Lead Ref": "lead_id"}).assign(
+        created_at=pd.date_range("2025-01-01", periods=600, freq="h")[::-1])
+    split = time_ordered_split(leads["created_at"])
+    assert (split.iloc[:120] == "test").all() and (split.iloc[-360:] == "train").all()  # newest rows come first
+    spec = dataclasses.replace(SPEC, categorical_columns=("Source", "Region"))
+    result = train_on_table(leads, (frame["Converted"] == "Yes").astype(float), spec=spec,
+                            config=TrainingConfig(min_split_positives=1), log=lambda line: None)
+    assert result.params["split"] == "time" and result.params["rows_test"] == 120
+    assert set(result.test["lead_id"]) == set(leads["lead_id"].iloc[:120])
