@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from features.contract import DataContractError, read_table
+from features.fit import build_fit_features
 from training.config import ProjectConfig, load_config, load_tables
 from training.infer_config import infer_roles, write_config
 from own_export import make_export, write_quirky_csv
@@ -46,6 +47,8 @@ def test_written_config_loads_and_maps_the_export(tmp_path):
     assert labels.isin([0, 1]).all() and labels.sum() == (make_export(120)["Converted"] == "Yes").sum()
     spec = config.feature_spec()
     assert not spec.event_log and not spec.lead_age
+    sources = build_fit_features(leads, spec)["source"]
+    assert sources[leads["Source"].eq("Select")].isna().all() and set(sources.dropna()) == {"web", "referral", "ads"}
     assert {"source", "log_visits", "opted_out", "email_domain_type"} <= set(spec.feature_names)
 
 
@@ -73,6 +76,6 @@ def test_declared_columns_missing_from_the_export_are_named(tmp_path):
 def test_unknown_label_values_are_refused(tmp_path):
     make_export(50).assign(Converted=["Yes", "maybe"] * 25).to_csv(tmp_path / "export.csv", index=False)
     config = ProjectConfig(leads=tmp_path / "export.csv", id="Lead Ref", label="Converted", positive=("yes",),
-                           negative=("no",))
+                           negative=("no",), ignore=tuple(make_export(1).columns[1:-1]))
     with pytest.raises(DataContractError, match=r"column 'Converted' must hold one of \['yes'\].*'maybe'"):
         load_tables(config)
