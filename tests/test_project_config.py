@@ -79,3 +79,31 @@ def test_unknown_label_values_are_refused(tmp_path):
                            negative=("no",), ignore=tuple(make_export(1).columns[1:-1]))
     with pytest.raises(DataContractError, match=r"column 'Converted' must hold one of \['yes'\].*'maybe'"):
         load_tables(config)
+
+
+def test_a_renamed_crm_with_events_and_deals_maps_onto_the_contract(tmp_path):
+    from features.build import build_features
+    from training.config import load_crm_or_config
+    from training.synthetic import generate_crm
+
+    crm = generate_crm(300, months=6, seed=1)
+    renamed = {"lead_id": "Record Id", "created_at": "Create Date", "industry": "Sector", "job_title": "Job Title",
+               "email": "Email Address"}
+    crm.leads.rename(columns=renamed).to_csv(tmp_path / "export.csv", index=False, sep="\t")
+    crm.events.to_parquet(tmp_path / "events.parquet")
+    crm.deals.to_csv(tmp_path / "deals.csv", index=False)
+    text = write_config(read_table(tmp_path / "export.csv"), leads_path=tmp_path / "export.csv",
+                        out_path=tmp_path / "config.toml")
+    assert 'job_title = "Job Title"' in text and 'created_at = "Create Date"' in text
+    text = text.replace('# events = "events.parquet"', 'events = "events.parquet"').replace(
+        '# deals = "deals.csv"', 'deals = "deals.csv"')
+    (tmp_path / "config.toml").write_text(text)
+
+    config, leads, labels, events, deals = load_crm_or_config(tmp_path / "config.toml")
+    assert labels is None and deals["outcome"].isin(["won", "lost"]).all()
+    assert leads["created_at"].dtype == "datetime64[ns]" and leads["lead_id"].is_unique
+    spec = config.feature_spec()
+    assert spec.event_log and spec.lead_age and "events_demo_request_30d" in spec.feature_names
+    snapshots = pd.DataFrame({"lead_id": leads["lead_id"].head(20), "as_of": leads["created_at"].max()})
+    features = build_features(snapshots, leads, events, spec)
+    assert list(features.columns) == spec.feature_names and features["sector"].notna().any()

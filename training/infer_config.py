@@ -21,6 +21,7 @@ POSITIVE_VALUES = ("1", "yes", "true", "won", "converted")
 LABEL_WORDS = re.compile(r"convert|outcome|target|label|\bwon\b|\bwin\b|closed.?won|is.?customer", re.I)
 ID_WORDS = re.compile(r"(^|[^a-z])id($|[^a-z])|uuid|guid|key|number|\bno\b", re.I)
 CREATED_WORDS = re.compile(r"creat|sign.?up|register|first.?seen|submitted|added", re.I)
+JOB_TITLE_WORDS = re.compile(r"title|job|position|designation", re.I)
 PII_WORDS = re.compile(r"name|phone|mobile|\bcell\b|address|street|zip|postcode|e-?mail|\bip\b|birth|passport|ssn",
                        re.I)
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -32,7 +33,7 @@ class ColumnRole:
     """The role guessed for one column and why, as init-config writes it into the config's comments."""
 
     column: str
-    role: str  # id, created_at, label, email, categorical, numeric, numeric_raw, boolean, pii, ignore
+    role: str  # id, created_at, label, email, job_title, categorical, numeric, numeric_raw, boolean, pii, ignore
     reason: str
 
 
@@ -59,7 +60,7 @@ def infer_roles(frame: pd.DataFrame, *, missing_values=DEFAULT_MISSING_VALUES) -
         elif role == "label":
             reason = f"two values {sorted(profile['label_pair'])} and an outcome-like name: the label"
         else:
-            role, reason = _attribute_role(column, profile, "email" in taken)
+            role, reason = _attribute_role(column, profile, taken)
         taken.add(role)
         roles.append(ColumnRole(column=column, role=role, reason=reason))
     return roles
@@ -71,7 +72,7 @@ def write_config(frame: pd.DataFrame, *, leads_path, out_path, missing_values=DE
     by_role = {}
     for item in roles:
         by_role.setdefault(item.role, []).append(item)
-    single = {role: by_role.get(role, [None])[0] for role in ("id", "created_at", "label", "email")}
+    single = {role: by_role.get(role, [None])[0] for role in ("id", "created_at", "label", "email", "job_title")}
     leads_path, out_path = Path(leads_path).resolve(), Path(out_path).resolve()
     relative = os.path.relpath(leads_path, out_path.parent)
     placeholders = _placeholders_found(frame, missing_values)
@@ -101,7 +102,7 @@ def write_config(frame: pd.DataFrame, *, leads_path, out_path, missing_values=DE
                   f"negative = {_list(sorted(pair - set(positive)))}  # label values that mean not converted"]
     lines += [
         _single_line("email", single["email"], "no e-mail column: no business/free domain feature"),
-        "# job_title = \"...\"  # free-text job title, parsed into seniority and function",
+        _single_line("job_title", single["job_title"], "no job-title column: no seniority and function features"),
         "# Values that mean 'not filled in' (compared lower-cased)."
         + (f" Found in this file: {', '.join(repr(v) for v in placeholders)}." if placeholders else ""),
         f"missing_values = {_list(list(missing_values))}",
@@ -145,14 +146,14 @@ def write_config(frame: pd.DataFrame, *, leads_path, out_path, missing_values=DE
     return "\n".join(lines)
 
 
-def _attribute_role(column, profile, email_taken: bool):
+def _attribute_role(column, profile, taken: set):
     n, distinct, kind = profile["present"], profile["distinct"], profile["kind"]
     if n == 0:
         return "ignore", "always empty"
     if distinct == 1:
         return "ignore", "a single value: carries no information"
     if profile["email_share"] >= 0.5:
-        if not email_taken:
+        if "email" not in taken:
             return "email", "e-mail addresses (PII): only business vs. free domain becomes a feature"
         return "pii", "e-mail addresses"
     if PII_WORDS.search(str(column)) and kind == "text" and distinct > 0.2 * n:
@@ -163,6 +164,8 @@ def _attribute_role(column, profile, email_taken: bool):
         return "ignore", "unique in every row: another identifier"
     if kind == "date":
         return "ignore", "dates other than the creation date: possibly written after the outcome"
+    if kind == "text" and "job_title" not in taken and JOB_TITLE_WORDS.search(str(column)) and distinct > 20:
+        return "job_title", f"free-text job titles ({distinct} distinct): parsed into seniority and function"
     if profile["boolean"]:
         return "boolean", f"two values {sorted(profile['values'])}"
     if kind in ("integer", "float"):
