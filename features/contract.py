@@ -18,22 +18,20 @@ DEAL_COLUMNS = ("lead_id", "closed_at", "outcome")
 DEAL_OUTCOMES = ("won", "lost")
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 CSV_DELIMITERS = (",", ";", "\t", "|")
-# A number written with thousands separators ("1,234,567.5") or plainly ("-12.5").
-_GROUPED_NUMBER = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
-_PLAIN_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 
 
 class DataContractError(ValueError):
     """Input that breaks the data contract; the message names file, column, expectation and rows."""
 
 
-def read_table(path, *, columns=None, delimiter=None, encoding="utf-8-sig") -> pd.DataFrame:
+def read_table(path, *, columns=None, delimiter=None, encoding="utf-8-sig", decimal=".") -> pd.DataFrame:
     """Read a CSV or Parquet file into pandas, by its suffix.
 
     CSV exports come in many dialects: the delimiter (comma, semicolon, tab or pipe) is detected
     unless given; a byte-order mark, CRLF line ends and quoted fields are handled; the empty
     column that a delimiter at the end of every line makes is dropped; a text column whose
-    every value is a number with thousands separators (``"1,234"``) becomes numeric.
+    every value is a number with thousands separators becomes numeric. ``decimal`` says which
+    convention: ``"."`` reads ``"1,234.5"`` as 1234.5, ``","`` reads ``"1.234,5"`` as 1234.5.
     """
     path = Path(path)
     if not path.exists():
@@ -42,11 +40,11 @@ def read_table(path, *, columns=None, delimiter=None, encoding="utf-8-sig") -> p
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path, columns=columns)
     if suffix in CSV_SUFFIXES:
-        return _read_csv(path, columns=columns, delimiter=delimiter, encoding=encoding)
+        return _read_csv(path, columns=columns, delimiter=delimiter, encoding=encoding, decimal=decimal)
     raise DataContractError(f"{path}: expected a .csv or .parquet file, got {suffix!r}.")
 
 
-def parse_numbers(values: pd.Series, *, source: str, column: str, missing_tokens=()) -> pd.Series:
+def parse_numbers(values: pd.Series, *, source: str, column: str, missing_tokens=(), decimal=".") -> pd.Series:
     """Numbers from a column of a lead table; thousands separators are removed, placeholders are missing.
 
     Refuses values that are neither a number nor a missing token, with example rows, instead of
@@ -56,14 +54,12 @@ def parse_numbers(values: pd.Series, *, source: str, column: str, missing_tokens
         return values.astype(float)
     text = values.astype("string").str.strip()
     missing = text.isna() | text.str.lower().isin(set(missing_tokens) | {""})
-    grouped = text.str.fullmatch(_GROUPED_NUMBER.pattern).fillna(False).astype(bool)
-    text = text.where(~grouped, text.str.replace(",", "", regex=False))
-    numbers = pd.to_numeric(text.where(~missing), errors="coerce")
+    numbers = pd.to_numeric(_plain_numbers(text, decimal).where(~missing), errors="coerce")
     bad = numbers.isna() & ~missing
     if bad.any():
         raise DataContractError(_message(
-            source, column, "numbers (thousands separators such as 1,234 are fine; values listed as missing "
-            "tokens in the config count as missing)", f"{int(bad.sum())} other values such as "
+            source, column, f"numbers with {decimal!r} as decimal mark (thousands separators are fine; values "
+            "listed as missing tokens in the config count as missing; set [data] decimal for the other convention)", f"{int(bad.sum())} other values such as "
             f"{text[bad].drop_duplicates().head(3).tolist()}", values[bad].to_frame()))
     return numbers.astype(float)
 
@@ -190,7 +186,7 @@ def parse_timestamps(values: pd.Series, *, source: str, column: str, frame: pd.D
     return parsed.astype("datetime64[ns]")
 
 
-def _read_csv(path: Path, *, columns, delimiter, encoding) -> pd.DataFrame:
+def _read_csv(path: Path, *, columns, delimiter, encoding, decimal) -> pd.DataFrame:
     try:
         with open(path, encoding=encoding, newline="") as handle:
             sample = handle.read(1 << 16)
@@ -199,7 +195,8 @@ def _read_csv(path: Path, *, columns, delimiter, encoding) -> pd.DataFrame:
                                 "Save the export as UTF-8 (or set the encoding in the config).") from None
     delimiter = delimiter or detect_delimiter(sample)
     try:
-        frame = pd.read_csv(path, sep=delimiter, encoding=encoding, usecols=columns, low_memory=False)
+        frame = pd.read_csv(path, sep=delimiter, encoding=encoding, usecols=columns, decimal=decimal,
+                            low_memory=False)
     except (pd.errors.ParserError, ValueError) as error:
         raise DataContractError(f"{path}: could not read it as CSV with delimiter {delimiter!r}: {error}") from None
     trailing = [column for column in frame.columns
@@ -207,12 +204,22 @@ def _read_csv(path: Path, *, columns, delimiter, encoding) -> pd.DataFrame:
     frame = frame.drop(columns=trailing)
     for column in frame.columns:
         if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
-            text = frame[column].dropna().astype(str).str.strip()
-            if len(text) and text.str.match(_GROUPED_NUMBER).any() and (
-                    text.str.match(_GROUPED_NUMBER) | text.str.match(_PLAIN_NUMBER)).all():
-                frame[column] = pd.to_numeric(frame[column].astype("string").str.replace(",", "", regex=False)
-                                              .str.strip()).astype(float)
+            text = frame[column].astype("string").str.strip()
+            numbers = pd.to_numeric(_plain_numbers(text, decimal), errors="coerce")
+            if text.notna().any() and numbers[text.notna()].notna().all():
+                frame[column] = numbers.astype(float)
     return frame
+
+
+def _plain_numbers(text: pd.Series, decimal: str) -> pd.Series:
+    """Numbers written with thousands separators or a decimal comma, rewritten as '1234.5'; other text as is."""
+    if decimal not in (".", ","):
+        raise ValueError(f"The decimal mark must be '.' or ','. Got {decimal!r} instead.")
+    group = "," if decimal == "." else "."
+    grouped = text.str.fullmatch(rf"[+-]?\d{{1,3}}(?:\{group}\d{{3}})+(?:\{decimal}\d+)?").fillna(False)
+    plain = text.str.fullmatch(rf"[+-]?\d+(?:\{decimal}\d+)?").fillna(False)
+    cleaned = text.where(~grouped.astype(bool), text.str.replace(group, "", regex=False))
+    return cleaned.where(~(grouped | plain).astype(bool), cleaned.str.replace(decimal, ".", regex=False))
 
 
 def detect_delimiter(sample: str) -> str:

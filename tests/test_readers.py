@@ -58,3 +58,12 @@ def test_non_utf8_file_is_reported(tmp_path):
     path.write_bytes("id,city\n1,M\xfcnchen\n".encode("latin-1"))
     with pytest.raises(DataContractError, match="Save the export as UTF-8"):
         read_table(path)
+
+
+def test_decimal_comma_exports(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text('id;amount;rate\n1;"1.234,5";0,25\n2;12;1,5\n')
+    read = read_table(path, decimal=",")
+    assert read["amount"].tolist() == [1234.5, 12.0] and read["rate"].tolist() == [0.25, 1.5]
+    with pytest.raises(DataContractError, match=r"numbers with '\.' as decimal mark.*set \[data\] decimal"):
+        parse_numbers(read_table(path)["rate"], source="export.csv", column="rate")

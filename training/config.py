@@ -23,7 +23,7 @@ from features.spec import FeatureSpec
 DEFAULT_MISSING_VALUES = ("", "select", "unknown", "n/a", "na", "none", "null", "nan", "-", "?", "not provided")
 ROLES = ("categorical", "numeric", "numeric_raw", "boolean", "pii", "ignore")
 _SECTIONS = {
-    "data": {"leads", "events", "deals", "delimiter", "encoding"},
+    "data": {"leads", "events", "deals", "delimiter", "encoding", "decimal"},
     "columns": {"id", "created_at", "label", "positive", "negative", "email", "job_title", "missing_values"},
     "roles": set(ROLES),
     "leakage": {"max_auc", "post_outcome", "keep"},
@@ -42,6 +42,7 @@ class ProjectConfig:
     deals: Path | None = None
     delimiter: str | None = None
     encoding: str = "utf-8-sig"
+    decimal: str = "."
     created_at: str | None = None
     label: str | None = None
     positive: tuple = ("1", "yes", "true", "won", "converted")
@@ -140,7 +141,7 @@ def load_config(path) -> ProjectConfig:
 
     values = {"leads": located(data["leads"]), "events": located(data.get("events")),
               "deals": located(data.get("deals")), "training": dict(raw.get("training", {}))}
-    values.update({key: value for key, value in data.items() if key in ("delimiter", "encoding")})
+    values.update({key: value for key, value in data.items() if key in ("delimiter", "encoding", "decimal")})
     for key, value in {**columns, **raw.get("roles", {}), **raw.get("leakage", {})}.items():
         values[key] = tuple(str(item) for item in value) if isinstance(value, list) else (value or None)
     names = {item.name for item in fields(ProjectConfig)}
@@ -158,7 +159,7 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
     """
     path = Path(leads_path) if leads_path is not None else config.leads
     source = str(path)
-    frame = read_table(path, delimiter=config.delimiter, encoding=config.encoding)
+    frame = read_table(path, delimiter=config.delimiter, encoding=config.encoding, decimal=config.decimal)
     required = config.declared_columns if for_training else [config.id, *([config.created_at] if config.dated
                                                                                   else [])]
     if not for_training and config.label in required:
@@ -183,7 +184,7 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
     for column in (*config.numeric, *config.numeric_raw):
         if column in leads.columns:
             leads[column] = parse_numbers(leads[column], source=source, column=column,
-                                          missing_tokens=config.feature_spec().missing_tokens)
+                                          missing_tokens=config.feature_spec().missing_tokens, decimal=config.decimal)
     if for_training:
         _check_booleans(leads, config, source)
     labels = parse_labels(frame[config.label], config, source=source) if config.label and config.label in frame \

@@ -88,6 +88,7 @@ def write_config(frame: pd.DataFrame, *, leads_path, out_path, missing_values=DE
         "# events = \"events.parquet\"  # event log (lead_id, occurred_at, event_type); needs deals and created_at",
         "# deals = \"deals.csv\"        # closed deals (lead_id, closed_at, outcome won/lost) instead of a label",
         "# delimiter = \",\"            # detected from the file when left out",
+        "# decimal = \",\"              # decimal mark, when numbers read 1.234,5 (default \".\": 1,234.5)",
         "",
         "[columns]",
         _single_line("id", single["id"], "the lead identifier: unique, never a feature"),
