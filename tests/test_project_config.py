@@ -61,6 +61,17 @@ def test_config_errors_name_the_problem(tmp_path):
         ProjectConfig(leads="x.csv", id="id", label="y", categorical=("a",), numeric=("a",))
     with pytest.raises(ValueError, match="must name the outcome"):
         ProjectConfig(leads="x.csv", id="id")
+    with pytest.raises(ValueError, match="names two outcomes"):
+        ProjectConfig(leads="x.csv", id="id", label="y", deals="deals.csv", created_at="c")
+
+
+def test_undeclared_columns_are_dropped_with_a_warning(tmp_path):
+    make_export(60).to_csv(tmp_path / "export.csv", index=False)
+    config = ProjectConfig(leads=tmp_path / "export.csv", id="Lead Ref", label="Converted", positive=("yes",),
+                           negative=("no",), categorical=("Source",), ignore=("Region", "Constant", "Rep Verdict"))
+    with pytest.warns(UserWarning, match=r"\['Visits', 'Opted Out', 'Contact Email', 'Phone'\] have no role"):
+        leads, labels, _, _ = load_tables(config)
+    assert list(leads.columns) == ["lead_id", "Source"] and len(labels) == 60
 
 
 def test_declared_columns_missing_from_the_export_are_named(tmp_path):

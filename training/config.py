@@ -64,6 +64,8 @@ class ProjectConfig:
     def __post_init__(self):
         if self.label is None and self.deals is None:
             raise ValueError("The config must name the outcome: a [columns] label column, or a [data] deals table.")
+        if self.label is not None and self.deals is not None:
+            raise ValueError("The config names two outcomes, a [columns] label and a [data] deals table; keep one.")
         if self.deals is not None and self.created_at is None:
             raise ValueError("A deals table needs a [columns] created_at column: training takes point-in-time "
                              "snapshots between creation and closing.")
@@ -173,12 +175,13 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
         if undeclared:
             warnings.warn(f"{source}: column(s) {undeclared} have no role in the config and are ignored; give "
                           "each a role (or list it under ignore) to silence this.", UserWarning, stacklevel=2)
-    if "lead_id" in frame.columns and config.id != "lead_id":
+    # Only columns with a use are kept: PII, ignored and undeclared columns go no further than here.
+    used = {config.id, config.created_at, config.email, config.job_title, *config.categorical, *config.numeric,
+            *config.numeric_raw, *config.boolean} - {None}
+    if "lead_id" in used and config.id != "lead_id":
         raise DataContractError(f"{source}: has a column 'lead_id' that is not the id column {config.id!r}; "
                                 "rename it in the export.")
-    keep = [column for column in frame.columns
-            if column not in set(config.pii) | set(config.ignore) and column != config.label]
-    leads = frame[keep].rename(columns={config.id: "lead_id", **({config.created_at: "created_at"}
+    leads = frame[[column for column in frame.columns if column in used]].rename(columns={config.id: "lead_id", **({config.created_at: "created_at"}
                                                                   if config.dated else {})})
     leads = validate_leads(leads, source=source, dated=config.dated, now=now)
     for column in (*config.numeric, *config.numeric_raw):
@@ -187,8 +190,7 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
                                           missing_tokens=config.feature_spec().missing_tokens, decimal=config.decimal)
     if for_training:
         _check_booleans(leads, config, source)
-    labels = parse_labels(frame[config.label], config, source=source) if config.label and config.label in frame \
-        else None
+    labels = parse_labels(frame[config.label], config, source=source) if for_training and config.label else None
     events, deals = config.events, None
     if config.deals is not None:
         deals = validate_deals(read_table(config.deals), lead_ids=leads["lead_id"], source=str(config.deals), now=now)
