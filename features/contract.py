@@ -59,8 +59,9 @@ def parse_numbers(values: pd.Series, *, source: str, column: str, missing_tokens
     if bad.any():
         raise DataContractError(_message(
             source, column, f"numbers with {decimal!r} as decimal mark (thousands separators are fine; values "
-            "listed as missing tokens in the config count as missing; set [data] decimal for the other convention)", f"{int(bad.sum())} other values such as "
-            f"{text[bad].drop_duplicates().head(3).tolist()}", values[bad].to_frame()))
+            "listed as missing tokens in the config count as missing; set [data] decimal for the other "
+            "convention)", f"{int(bad.sum())} other values such as {text[bad].drop_duplicates().head(3).tolist()}",
+            values[bad].to_frame()))
     return numbers.astype(float)
 
 

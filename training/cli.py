@@ -166,7 +166,8 @@ def _print_report(result, logged, uri, seconds) -> None:
     print(f"\ntrained {params['model']} + {params['calibration']} calibration in {seconds:.0f} s; "
           f"{test}, base rate {metrics['test_base_rate']:.3f}")
     if params.get("excluded_columns"):
-        print(f"  excluded as post-outcome (declared, or caught by the leakage guard): {', '.join(params['excluded_columns'])}")
+        print("  excluded as post-outcome (declared, or caught by the leakage guard): "
+              + ", ".join(params["excluded_columns"]))
     line = f"  test ROC AUC {metrics['test_roc_auc']:.4f}"
     if "test_oracle_roc_auc" in metrics:
         line += f" (oracle {metrics['test_oracle_roc_auc']:.4f})"

@@ -181,8 +181,8 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
     if "lead_id" in used and config.id != "lead_id":
         raise DataContractError(f"{source}: has a column 'lead_id' that is not the id column {config.id!r}; "
                                 "rename it in the export.")
-    leads = frame[[column for column in frame.columns if column in used]].rename(columns={config.id: "lead_id", **({config.created_at: "created_at"}
-                                                                  if config.dated else {})})
+    renames = {config.id: "lead_id", **({config.created_at: "created_at"} if config.dated else {})}
+    leads = frame[[column for column in frame.columns if column in used]].rename(columns=renames)
     leads = validate_leads(leads, source=source, dated=config.dated, now=now)
     for column in (*config.numeric, *config.numeric_raw):
         if column in leads.columns:

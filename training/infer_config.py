@@ -209,7 +209,7 @@ def _profile(values: pd.Series, tokens: set) -> dict:
 
 
 def _pick(profiles: dict, fits, words: re.Pattern, *, name_required: bool = False):
-    """The first fitting column whose name matches ``words``; else the first fitting one (unless the name is required)."""
+    """The first fitting column whose name matches ``words``, else the first fitting one unless a name is required."""
     fitting = [column for column, profile in profiles.items() if fits(profile)]
     named = [column for column in fitting if words.search(str(column))]
     if named:

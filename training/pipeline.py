@@ -1,4 +1,4 @@
-"""Training: (snapshots -> temporal split | lead table -> stratified or time split) -> guards -> fit -> calibrate -> evaluate."""
+"""Training: snapshots or one lead table -> split -> leakage and data guards -> fit -> calibrate -> evaluate."""
 
 from __future__ import annotations
 
