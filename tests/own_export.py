@@ -22,7 +22,7 @@ def make_export(n: int = 600, *, seed: int = 0, leaky: bool = True) -> pd.DataFr
         "Phone": [f"+44 20 7946 {i:04d}" for i in range(n)],
         "Region": rng.choice(["North", "South", "East", "West"], size=n),
         "Constant": "same",
-        "Converted": np.where(converted, "Yes", "No"),
+        "Deal Won": np.where(converted, "Yes", "No"),
     })
     if leaky:  # written by sales after the outcome: a perfect predictor
         frame.insert(7, "Rep Verdict", np.where(converted, "closed - happy", "not interested"))

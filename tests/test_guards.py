@@ -21,7 +21,7 @@ SPEC = FeatureSpec(categorical_columns=("Source", "Region", "Rep Verdict"), nume
 def features_and_labels(frame):
     leads = frame.rename(columns={"Lead Ref": "lead_id"})
     rows = pd.DataFrame({"lead_id": leads["lead_id"], "as_of": pd.NaT})
-    return leads, build_features(rows, leads, None, SPEC), (frame["Converted"] == "Yes").astype(int).to_numpy()
+    return leads, build_features(rows, leads, None, SPEC), (frame["Deal Won"] == "Yes").astype(int).to_numpy()
 
 
 def test_a_planted_perfect_column_is_excluded_and_named():
@@ -70,9 +70,9 @@ def test_minimum_data_refusal_and_small_split_warning():
 
 def test_training_refuses_too_few_conversions():
     frame = make_export(300, leaky=False)
-    frame["Converted"] = np.where(np.arange(300) < 30, "Yes", "No")
+    frame["Deal Won"] = np.where(np.arange(300) < 30, "Yes", "No")
     leads = frame.rename(columns={"Lead Ref": "lead_id"})
-    labels = (frame["Converted"] == "Yes").astype(float)
+    labels = (frame["Deal Won"] == "Yes").astype(float)
     spec = dataclasses.replace(SPEC, categorical_columns=("Source", "Region"))
     with pytest.raises(ValueError, match="30 converted and 270 non-converted examples; training needs at least 40"):
         train_on_table(leads, labels, spec=spec, log=lambda line: None)
@@ -100,7 +100,7 @@ def test_dated_lead_table_is_split_by_time():
     split = time_ordered_split(leads["created_at"])
     assert (split.iloc[:120] == "test").all() and (split.iloc[-360:] == "train").all()  # newest rows come first
     spec = dataclasses.replace(SPEC, categorical_columns=("Source", "Region"))
-    result = train_on_table(leads, (frame["Converted"] == "Yes").astype(float), spec=spec,
+    result = train_on_table(leads, (frame["Deal Won"] == "Yes").astype(float), spec=spec,
                             config=TrainingConfig(min_split_positives=1), log=lambda line: None)
     assert result.params["split"] == "time" and result.params["rows_test"] == 120
     assert set(result.test["lead_id"]) == set(leads["lead_id"].iloc[:120])

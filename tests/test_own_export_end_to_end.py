@@ -51,7 +51,7 @@ def test_init_config_edit_train_and_score(export, tmp_path, mlflow_store, capsys
     assert "Phone" not in json.dumps(run.data.params)  # PII is not even a column name in the run
 
     # Scoring a later export: a source never seen in training, and an optional column dropped.
-    later = make_export(50, seed=9).drop(columns=["Visits", "Converted"])
+    later = make_export(50, seed=9).drop(columns=["Visits", "Deal Won"])
     later.loc[:4, "Source"] = "Podcast"
     later_path = tmp_path / "later.csv"
     later.to_csv(later_path, index=False)

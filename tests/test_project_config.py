@@ -20,7 +20,7 @@ def test_roles_are_inferred_from_the_data():
     assert roles == {
         "Lead Ref": "id", "Source": "categorical", "Visits": "numeric", "Opted Out": "boolean",
         "Contact Email": "email", "Phone": "pii", "Region": "categorical", "Rep Verdict": "categorical",
-        "Constant": "ignore", "Converted": "label", "Created": "created_at", "Score Delta": "numeric_raw",
+        "Constant": "ignore", "Deal Won": "label", "Created": "created_at", "Score Delta": "numeric_raw",
     }
 
 
@@ -37,14 +37,14 @@ def test_written_config_loads_and_maps_the_export(tmp_path):
                         out_path=tmp_path / "config.toml")
     (tmp_path / "config.toml").write_text(text)
     config = load_config(tmp_path / "config.toml")
-    assert config.leads == tmp_path / "export.csv" and config.id == "Lead Ref" and config.label == "Converted"
+    assert config.leads == tmp_path / "export.csv" and config.id == "Lead Ref" and config.label == "Deal Won"
     assert config.positive == ("yes",) and config.email == "Contact Email" and "Phone" in config.pii
     assert "select" in config.feature_spec().missing_tokens
 
     leads, labels, events, deals = load_tables(config)
-    assert "lead_id" in leads and "Phone" not in leads and "Converted" not in leads
+    assert "lead_id" in leads and "Phone" not in leads and "Deal Won" not in leads
     assert events is None and deals is None
-    assert labels.isin([0, 1]).all() and labels.sum() == (make_export(120)["Converted"] == "Yes").sum()
+    assert labels.isin([0, 1]).all() and labels.sum() == (make_export(120)["Deal Won"] == "Yes").sum()
     spec = config.feature_spec()
     assert not spec.event_log and not spec.lead_age
     sources = build_fit_features(leads, spec)["source"]
@@ -67,7 +67,7 @@ def test_config_errors_name_the_problem(tmp_path):
 
 def test_undeclared_columns_are_dropped_with_a_warning(tmp_path):
     make_export(60).to_csv(tmp_path / "export.csv", index=False)
-    config = ProjectConfig(leads=tmp_path / "export.csv", id="Lead Ref", label="Converted", positive=("yes",),
+    config = ProjectConfig(leads=tmp_path / "export.csv", id="Lead Ref", label="Deal Won", positive=("yes",),
                            negative=("no",), categorical=("Source",), ignore=("Region", "Constant", "Rep Verdict"))
     with pytest.warns(UserWarning, match=r"\['Visits', 'Opted Out', 'Contact Email', 'Phone'\] have no role"):
         leads, labels, _, _ = load_tables(config)
@@ -76,7 +76,7 @@ def test_undeclared_columns_are_dropped_with_a_warning(tmp_path):
 
 def test_declared_columns_missing_from_the_export_are_named(tmp_path):
     make_export(50).drop(columns="Region").to_csv(tmp_path / "export.csv", index=False)
-    config = ProjectConfig(leads=tmp_path / "export.csv", id="Lead Ref", label="Converted", positive=("yes",),
+    config = ProjectConfig(leads=tmp_path / "export.csv", id="Lead Ref", label="Deal Won", positive=("yes",),
                            negative=("no",), categorical=("Source", "Region"))
     with pytest.raises(DataContractError, match=r"missing column\(s\) \['Region'\] named in the config"):
         load_tables(config)
@@ -85,10 +85,10 @@ def test_declared_columns_missing_from_the_export_are_named(tmp_path):
 
 
 def test_unknown_label_values_are_refused(tmp_path):
-    make_export(50).assign(Converted=["Yes", "maybe"] * 25).to_csv(tmp_path / "export.csv", index=False)
-    config = ProjectConfig(leads=tmp_path / "export.csv", id="Lead Ref", label="Converted", positive=("yes",),
+    make_export(50).assign(**{"Deal Won": ["Yes", "maybe"] * 25}).to_csv(tmp_path / "export.csv", index=False)
+    config = ProjectConfig(leads=tmp_path / "export.csv", id="Lead Ref", label="Deal Won", positive=("yes",),
                            negative=("no",), ignore=tuple(make_export(1).columns[1:-1]))
-    with pytest.raises(DataContractError, match=r"column 'Converted' must hold one of \['yes'\].*'maybe'"):
+    with pytest.raises(DataContractError, match=r"column 'Deal Won' must hold one of \['yes'\].*'maybe'"):
         load_tables(config)
 
 
