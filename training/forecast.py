@@ -45,10 +45,23 @@ def poisson_binomial_pmf(probability) -> np.ndarray:
     return pmf
 
 
+def calibration_level_sd(y_calibration, p_calibration) -> float:
+    """Relative standard error of the probabilities' overall level, as the calibration split knows it.
+
+    A calibration map fitted on m expected conversions fixes the level of every probability only
+    to about 1/sqrt(m); a forecast of many leads inherits that error whole, on top of outcome noise.
+    """
+    p = np.asarray(p_calibration, dtype=float)
+    return float(np.sqrt(np.sum(p * (1 - p))) / max(p.sum(), 1e-12))
+
+
 def forecast_table(probability, *, groups=None, amounts=None, actual=None, actual_revenue=None,
-                   level: float = 0.9) -> pd.DataFrame:
+                   level: float = 0.9, level_sd: float = 0.0) -> pd.DataFrame:
     """Expected conversions with interval, overall (group ``all``) and per group.
 
+    ``low``/``high`` are the exact Poisson-binomial interval (outcome noise only). With
+    ``level_sd`` (see :func:`calibration_level_sd`) the ``*_with_calibration`` columns widen it
+    by the uncertainty of the probabilities' overall level (normal approximation).
     ``amounts`` is each lead's expected deal amount if won (adds ``expected_revenue`` with a
     normal interval); ``actual`` (0/1) and ``actual_revenue`` turn the forecast into a backtest
     with ``actual_conversions`` and ``inside`` columns.
@@ -68,6 +81,11 @@ def forecast_table(probability, *, groups=None, amounts=None, actual=None, actua
         expected, low, high = conversion_interval(part["p"].to_numpy(), level=level)
         row = {"group": name, "leads": len(part), "expected_conversions": expected,
                "low": low, "high": high}
+        if level_sd > 0:
+            p = part["p"].to_numpy()
+            sd = float(np.sqrt(np.sum(p * (1 - p)) + (level_sd * expected) ** 2))
+            row.update(low_with_calibration=max(0, int(np.floor(expected - z * sd))),
+                       high_with_calibration=int(np.ceil(expected + z * sd)))
         if "amount" in part:
             mean = float((part["p"] * part["amount"]).sum())
             sd = float(np.sqrt((part["p"] * (1 - part["p"]) * part["amount"] ** 2).sum()))
@@ -75,6 +93,9 @@ def forecast_table(probability, *, groups=None, amounts=None, actual=None, actua
         if "y" in part:
             row["actual_conversions"] = int(part["y"].sum())
             row["inside"] = bool(low <= row["actual_conversions"] <= high)
+            if level_sd > 0:
+                row["inside_with_calibration"] = bool(
+                    row["low_with_calibration"] <= row["actual_conversions"] <= row["high_with_calibration"])
         if "revenue" in part:
             row["actual_revenue"] = float(part["revenue"].sum())
         rows.append(row)
