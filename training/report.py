@@ -66,8 +66,8 @@ def render_html(comparison, figures: dict) -> str:
         "(<em>model at equal volume</em>): the fair comparison of what sales would receive.</p>",
         _table(tables["tiers"]), _figure(figures, "tier_conversion"),
         "<h2>Where they agree: rule tier x model tier</h2>",
-        "<p>Model at its own thresholds:</p>", _table(_pivot(tables["crosstab"])),
-        "<p>Model at equal volume:</p>", _table(_pivot(tables["crosstab_equal_volume"])),
+        "<p>Model at its own thresholds:</p>", _table(crosstab_grid(tables["crosstab"])),
+        "<p>Model at equal volume:</p>", _table(crosstab_grid(tables["crosstab_equal_volume"])),
         _figure(figures, "score_vs_points"),
         "<h2>Leads they disagree on most</h2><p>rank_gap is the model's percentile rank minus the rules' "
         "(positive: the model rates the lead higher).</p>", _table(tables["disagreements"]),
@@ -85,7 +85,7 @@ def render_html(comparison, figures: dict) -> str:
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
 
 
-def _pivot(crosstab):
+def crosstab_grid(crosstab):
     """Cells as 'conversion (leads)', rule tiers down, model tiers across."""
     cells = crosstab.assign(cell=[f"{rate:.1%} ({leads:,})" if leads else "-"
                                   for rate, leads in zip(crosstab["conversion_rate"], crosstab["leads"])])
