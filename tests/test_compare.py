@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from training.compare import equal_volume_tiers, lift_table, tier_comparison, tier_crosstab
-from training.forecast import conversion_interval, forecast_table, poisson_binomial_pmf
+from training.forecast import (conversion_interval, forecast_table, level_check, poisson_binomial_pmf,
+                               shift_probabilities)
 
 
 def test_equal_volume_tiers_copy_the_reference_counts():
@@ -57,15 +58,26 @@ def test_forecast_interval_covers_simulated_outcomes():
 
 def test_forecast_per_group_with_revenue():
     table = forecast_table([0.5, 0.5, 0.1], groups=["SQL", "SQL", "nurture"], amounts=[100.0, 100.0, 100.0],
-                           actual=[1, 0, 0], actual_revenue=[100.0, 0, 0], level_sd=0.1)
+                           actual=[1, 0, 0], actual_revenue=[100.0, 0, 0], shift=0.0, level_sd=0.1)
     rows = table.set_index("group")
     assert list(rows.index) == ["all", "SQL", "nurture"]
     assert rows.loc["all", "expected_conversions"] == pytest.approx(1.1)
     assert rows.loc["SQL", "expected_revenue"] == pytest.approx(100.0)
     assert rows.loc["all", "actual_conversions"] == 1 and rows.loc["all", "inside"]
-    assert rows.loc["all", "low_with_calibration"] <= rows.loc["all", "low"]
+    assert rows.loc["all", "expected_adjusted"] == pytest.approx(1.1)  # no shift, same expectation
+    assert rows.loc["all", "low_adjusted"] <= rows.loc["all", "low"]
     with pytest.raises(ValueError, match="'level' parameter of conversion_interval"):
         conversion_interval([0.1], level=1.5)
+
+
+def test_level_check_finds_the_shift_that_matches_history():
+    rng = np.random.default_rng(2)
+    true = rng.beta(0.5, 6, size=20000)
+    y = rng.random(true.size) < true
+    biased = shift_probabilities(true, -0.4)  # a calibration map that came out too low
+    shift, relative_sd = level_check(y, biased)
+    assert shift == pytest.approx(0.4, abs=0.06) and 0 < relative_sd < 0.05
+    assert shift_probabilities(biased, shift).sum() == pytest.approx(y.sum())
 
 
 def test_scorecard_round_trips_through_the_rules_reader(tmp_path):

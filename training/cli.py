@@ -135,9 +135,12 @@ def _compare(args) -> int:
     print("  " + headline(comparison))
     forecast = comparison.tables["forecast"]
     overall = forecast[forecast["group"].eq("all")]
-    print("  forecast backtest (expected [Poisson-binomial 90 % interval] vs actual): " + "; ".join(
-        f"{row.as_of} {row.expected_conversions:.0f} [{row.low}, {row.high}] vs {row.actual_conversions}"
-        for row in overall.itertuples()))
+    print("  forecast backtest, conversions expected [90 % interval] vs actual: calibrated "
+          + "; ".join(f"{row.expected_conversions:.0f} [{row.low}, {row.high}]" for row in overall.itertuples())
+          + " | level-checked " + "; ".join(f"{row.expected_adjusted:.0f} [{row.low_adjusted}, {row.high_adjusted}]"
+                                            for row in overall.itertuples())
+          + " | actual " + "; ".join(f"{row.actual_conversions}" for row in overall.itertuples())
+          + f" (as of {', '.join(overall['as_of'])})")
     if args.scorecard_out:
         print(f"  learned points table -> {args.scorecard_out}")
     print(f"  report {report} (tables as CSV beside it); MLflow store {uri}, run {run_id}")

@@ -35,7 +35,7 @@ def compare_on_test(bundle, rules, leads: pd.DataFrame, events, deals: pd.DataFr
     from features.build import build_features
     from models.rules import points_from_inputs, rule_inputs, top_rules
     from models.scorecard import fit_scorecard
-    from training.forecast import calibration_level_sd, forecast_table
+    from training.forecast import forecast_table, level_check
     from training.pipeline import config_from_params, split_snapshots
 
     run = bundle.metadata.get("params", {})
@@ -43,14 +43,14 @@ def compare_on_test(bundle, rules, leads: pd.DataFrame, events, deals: pd.DataFr
         raise ValueError("The model's metadata lacks its training parameters ('data_end'); "
                          "compare needs a model trained by this project.")
     config = config_from_params(run)
-    snapshots, windows, _ = split_snapshots(leads, deals, config=config, data_end=run["data_end"])
+    snapshots, windows, as_of_dates = split_snapshots(leads, deals, config=config, data_end=run["data_end"])
+    history = _level_history(leads, deals, as_of_dates, windows, config, run["data_end"])
     extra_rules = dict(extra_rules or {})
     spec = bundle.spec
     for rule_set in (rules, *extra_rules.values()):
         spec = rule_set.feature_spec(spec)
-    # Calibration rows are cheap and give the forecast its level uncertainty; training rows only feed a scorecard.
-    wanted = snapshots["split"].isin(["test", "calibration"]) | (scorecard and snapshots["split"].eq("train"))
-    snapshots = snapshots[wanted.to_numpy()].reset_index(drop=True)
+    wanted = snapshots["split"].eq("test") | (scorecard and snapshots["split"].isin(["train", "calibration"]))
+    snapshots = pd.concat([snapshots[wanted.to_numpy()], history], ignore_index=True)
     features = build_features(snapshots, leads, events, spec)
     inputs = rule_inputs(features, snapshots, leads)
     test = snapshots["split"].eq("test").to_numpy()
@@ -88,21 +88,24 @@ def compare_on_test(bundle, rules, leads: pd.DataFrame, events, deals: pd.DataFr
                                 "model at equal volume": scored["model_tier_equal_volume"]})
     for _, row in tiers.iterrows():
         metrics[f"{_key(row['scorer'])}_{row['tier'].lower()}_conversion"] = float(row["conversion_rate"])
-    calibration = snapshots["split"].eq("calibration").to_numpy()
-    level_sd = calibration_level_sd(snapshots.loc[calibration, "label"],
-                                    bundle.predict_probability(features[calibration]))
+    past = snapshots["split"].eq("history").to_numpy()
+    shift, level_sd = level_check(snapshots.loc[past, "label"], bundle.predict_probability(features[past]))
+    metrics.update(forecast_history_rows=int(past.sum()), forecast_level_shift=shift,
+                   forecast_history_actual_per_expected=float(
+                       snapshots.loc[past, "label"].sum() / bundle.predict_probability(features[past]).sum())
+                   if past.any() else float("nan"))
     amounts = expected_amounts(deals, before=windows.test_first, n=len(scored))
     revenue = won_amounts(scored, deals, horizon_days=config.horizon_days)
     forecast = pd.concat(
         [forecast_table(group["probability"], groups=group["model_tier"], amounts=amounts[group.index],
                         actual=group["label"], actual_revenue=revenue[group.index], level=level,
-                        level_sd=level_sd)
+                        shift=shift, level_sd=level_sd)
          .assign(as_of=str(pd.Timestamp(as_of).date())) for as_of, group in scored.reset_index(drop=True)
          .groupby("as_of")], ignore_index=True)
     forecast = forecast[["as_of", *[c for c in forecast.columns if c != "as_of"]]]
     overall = forecast[forecast["group"].eq("all")]
     metrics["forecast_inside_share"] = float(overall["inside"].mean())
-    metrics["forecast_inside_share_with_calibration"] = float(overall["inside_with_calibration"].mean())
+    metrics["forecast_inside_share_adjusted"] = float(overall["inside_adjusted"].mean())
     metrics["forecast_expected_per_actual"] = float(overall["expected_conversions"].sum()
                                                     / max(overall["actual_conversions"].sum(), 1))
     tables = {
@@ -221,6 +224,26 @@ def won_amounts(scored: pd.DataFrame, deals: pd.DataFrame, *, horizon_days: int)
     won = deals[deals["outcome"].eq("won")].drop_duplicates("lead_id").set_index("lead_id")["amount"]
     amounts = won.reindex(scored["lead_id"]).fillna(0.0).to_numpy()
     return np.where(scored["label"].to_numpy() == 1, amounts, 0.0)
+
+
+def _level_history(leads, deals, as_of_dates, windows, config, data_end) -> pd.DataFrame:
+    """Snapshots of the test split's leads whose whole horizon ended before the test window opened.
+
+    Outcomes known at forecast time, from leads the model never trained or calibrated on: the
+    forecast checks the level of its probabilities on them (split name ``history``). Ownership is
+    the split's own draw, so leads that converted before the test window are in, as they must be.
+    """
+    from training.snapshots import build_snapshots
+    from training.split import assign_leads
+
+    horizon = pd.Timedelta(days=config.horizon_days)
+    dates = [date for date in as_of_dates if date + horizon <= windows.test_first]
+    every = build_snapshots(leads, deals, as_of_dates=as_of_dates, horizon_days=config.horizon_days,
+                            data_end=data_end)
+    owner = every["lead_id"].map(assign_leads(every["lead_id"].unique(), lead_shares=config.lead_shares,
+                                              seed=config.seed))
+    chosen = owner.eq("test").to_numpy() & every["as_of"].isin(dates).to_numpy()
+    return every[chosen].assign(split="history")
 
 
 def _inner_pipeline(model):

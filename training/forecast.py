@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import brentq
 from scipy.stats import norm
 
 #: Above this many leads the exact O(n^2) distribution gives way to its normal approximation.
@@ -45,23 +46,39 @@ def poisson_binomial_pmf(probability) -> np.ndarray:
     return pmf
 
 
-def calibration_level_sd(y_calibration, p_calibration) -> float:
-    """Relative standard error of the probabilities' overall level, as the calibration split knows it.
+def level_check(y_history, p_history) -> tuple[float, float]:
+    """``(shift, relative_sd)``: the log-odds shift that makes probabilities add up to what happened.
 
-    A calibration map fitted on m expected conversions fixes the level of every probability only
-    to about 1/sqrt(m); a forecast of many leads inherits that error whole, on top of outcome noise.
+    ``y_history``/``p_history`` are outcomes and probabilities of recent snapshots whose horizon
+    is complete and which the model never trained on. Calibration maps are fitted on a few
+    hundred conversions and fix the level of every probability only to about 1/sqrt(m); a
+    forecast of many leads inherits that bias whole. ``relative_sd`` is how well the history
+    knows the level (Bernoulli noise of its expected count).
     """
-    p = np.asarray(p_calibration, dtype=float)
-    return float(np.sqrt(np.sum(p * (1 - p))) / max(p.sum(), 1e-12))
+    y = np.asarray(y_history, dtype=float)
+    p = np.clip(np.asarray(p_history, dtype=float), 1e-9, 1 - 1e-9)
+    if p.size == 0 or y.sum() == 0 or y.sum() == y.size:
+        return 0.0, 0.0
+    logit = np.log(p / (1 - p))
+    shift = float(brentq(lambda b: np.sum(1 / (1 + np.exp(-(logit + b)))) - y.sum(), -10, 10))
+    adjusted = shift_probabilities(p, shift)
+    return shift, float(np.sqrt(np.sum(adjusted * (1 - adjusted))) / adjusted.sum())
+
+
+def shift_probabilities(probability, shift: float) -> np.ndarray:
+    """Probabilities moved by ``shift`` on the log-odds scale (ranking and spread unchanged)."""
+    p = np.clip(np.asarray(probability, dtype=float), 1e-12, 1 - 1e-12)
+    return 1 / (1 + np.exp(-(np.log(p / (1 - p)) + shift)))
 
 
 def forecast_table(probability, *, groups=None, amounts=None, actual=None, actual_revenue=None,
-                   level: float = 0.9, level_sd: float = 0.0) -> pd.DataFrame:
+                   level: float = 0.9, shift: float | None = None, level_sd: float = 0.0) -> pd.DataFrame:
     """Expected conversions with interval, overall (group ``all``) and per group.
 
-    ``low``/``high`` are the exact Poisson-binomial interval (outcome noise only). With
-    ``level_sd`` (see :func:`calibration_level_sd`) the ``*_with_calibration`` columns widen it
-    by the uncertainty of the probabilities' overall level (normal approximation).
+    ``low``/``high`` are the exact Poisson-binomial interval of the calibrated probabilities
+    (outcome noise only). With ``shift`` and ``level_sd`` from :func:`level_check`, the
+    ``*_adjusted`` columns forecast from level-checked probabilities, their interval (normal
+    approximation) widened by the uncertainty of that level.
     ``amounts`` is each lead's expected deal amount if won (adds ``expected_revenue`` with a
     normal interval); ``actual`` (0/1) and ``actual_revenue`` turn the forecast into a backtest
     with ``actual_conversions`` and ``inside`` columns.
@@ -81,11 +98,14 @@ def forecast_table(probability, *, groups=None, amounts=None, actual=None, actua
         expected, low, high = conversion_interval(part["p"].to_numpy(), level=level)
         row = {"group": name, "leads": len(part), "expected_conversions": expected,
                "low": low, "high": high}
-        if level_sd > 0:
-            p = part["p"].to_numpy()
-            sd = float(np.sqrt(np.sum(p * (1 - p)) + (level_sd * expected) ** 2))
-            row.update(low_with_calibration=max(0, int(np.floor(expected - z * sd))),
-                       high_with_calibration=int(np.ceil(expected + z * sd)))
+        if shift is not None:
+            p = shift_probabilities(part["p"].to_numpy(), shift)
+            mean = float(p.sum())
+            sd = float(np.sqrt(np.sum(p * (1 - p)) + (level_sd * mean) ** 2))
+            row.update(expected_adjusted=mean, low_adjusted=max(0, int(np.floor(mean - z * sd))),
+                       high_adjusted=int(np.ceil(mean + z * sd)))
+            if "amount" in part:
+                row["expected_revenue_adjusted"] = float((p * part["amount"]).sum())
         if "amount" in part:
             mean = float((part["p"] * part["amount"]).sum())
             sd = float(np.sqrt((part["p"] * (1 - part["p"]) * part["amount"] ** 2).sum()))
@@ -93,9 +113,8 @@ def forecast_table(probability, *, groups=None, amounts=None, actual=None, actua
         if "y" in part:
             row["actual_conversions"] = int(part["y"].sum())
             row["inside"] = bool(low <= row["actual_conversions"] <= high)
-            if level_sd > 0:
-                row["inside_with_calibration"] = bool(
-                    row["low_with_calibration"] <= row["actual_conversions"] <= row["high_with_calibration"])
+            if shift is not None:
+                row["inside_adjusted"] = bool(row["low_adjusted"] <= row["actual_conversions"] <= row["high_adjusted"])
         if "revenue" in part:
             row["actual_revenue"] = float(part["revenue"].sum())
         rows.append(row)

@@ -95,14 +95,18 @@ def forecast_figure(forecast, *, title: str = "Forecast vs. actual conversions (
     x = np.arange(len(forecast))
     expected = forecast["expected_conversions"].to_numpy()
     figure, axis = plt.subplots(figsize=(max(6, 0.6 * len(x)), 4.5))
-    axis.errorbar(x, expected, yerr=[expected - forecast["low"], forecast["high"] - expected], fmt="o",
-                  capsize=4, label="expected (Poisson-binomial interval)")
+    axis.errorbar(x - 0.12, expected, yerr=[expected - forecast["low"], forecast["high"] - expected], fmt="o",
+                  capsize=4, label="calibrated probabilities (Poisson-binomial)")
+    if "expected_adjusted" in forecast:
+        adjusted = forecast["expected_adjusted"].to_numpy()
+        axis.errorbar(x + 0.12, adjusted, yerr=[adjusted - forecast["low_adjusted"], forecast["high_adjusted"] - adjusted],
+                      fmt="s", capsize=4, label="level-checked on recent history")
     if "actual_conversions" in forecast:
         axis.scatter(x, forecast["actual_conversions"], marker="x", color="black", zorder=3, label="actual")
     axis.set_xticks(x, labels, fontsize=7)
     axis.set_ylabel("conversions within the horizon")
     axis.set_title(title)
-    axis.legend()
+    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     figure.tight_layout()
     return figure
 

@@ -71,10 +71,14 @@ def render_html(comparison, figures: dict) -> str:
         _figure(figures, "score_vs_points"),
         "<h2>Leads they disagree on most</h2><p>rank_gap is the model's percentile rank minus the rules' "
         "(positive: the model rates the lead higher).</p>", _table(tables["disagreements"]),
-        "<h2>Forecast backtest</h2><p>Expected conversions within the horizon (sum of calibrated "
-        "probabilities) per forecast date and model tier, with the exact Poisson-binomial interval "
-        "(outcome noise only) and a wider one that adds the uncertainty of the probabilities' level "
-        "as the calibration split knows it; then what actually happened.</p>",
+        "<h2>Forecast backtest</h2><p>Expected conversions within the horizon per forecast date and model "
+        "tier: the sum of calibrated probabilities with its exact Poisson-binomial 90 % interval (outcome "
+        "noise only), and the same after a level check (<em>_adjusted</em>): one log-odds shift that makes "
+        "the probabilities add up to what happened on earlier snapshots of held-out leads whose horizon "
+        "ended before the forecast date, its interval widened by how well that history knows the level. "
+        f"History: {comparison.metrics.get('forecast_history_rows', 0):,} snapshots, actual / expected "
+        f"{comparison.metrics.get('forecast_history_actual_per_expected', float('nan')):.2f}. Then what "
+        "actually happened.</p>",
         _table(tables["forecast"]), _figure(figures, "forecast"),
     ]
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
