@@ -123,7 +123,7 @@ def _compare(args) -> int:
     comparison = compare_on_test(bundle, rules, leads, events, deals, scorecard=bool(args.scorecard_out),
                                  n_disagreements=args.disagreements)
     if args.scorecard_out:
-        learned = comparison.params["scorecard"].save(args.scorecard_out)
+        learned = comparison.scorecard.save(args.scorecard_out)
         # The table must read back through the same reader a hand-made rules file goes through.
         load_rules(learned, spec=bundle.spec, lead_columns=leads.columns)
     figures = comparison_figures(comparison)

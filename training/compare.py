@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from features.build import build_features
+from models.rules import PointsRules, points_from_inputs, rule_inputs, top_rules
+from models.scorecard import fit_scorecard
 from models.tiers import TIERS
+from training.forecast import forecast_table, level_check
+from training.pipeline import config_from_params, split_snapshots
+from training.snapshots import build_snapshots
+from training.split import assign_leads
 
 SHARES = (0.05, 0.10, 0.20)
 
@@ -21,23 +28,19 @@ class Comparison:
     tables: dict
     scored: pd.DataFrame  # lead_id, as_of, label, probability, model_tier, points, rule_tier, ...
     params: dict = field(default_factory=dict)
+    scorecard: PointsRules | None = None  # the learned points table, when one was fitted
 
 
-def compare_on_test(bundle, rules, leads: pd.DataFrame, events, deals: pd.DataFrame, *, extra_rules: dict | None = None,
-                    scorecard: bool = False, n_disagreements: int = 10, level: float = 0.9) -> Comparison:
+def compare_on_test(bundle, rules: PointsRules, leads: pd.DataFrame, events, deals: pd.DataFrame, *,
+                    extra_rules: dict | None = None, scorecard: bool = False, n_disagreements: int = 10,
+                    level: float = 0.9) -> Comparison:
     """Score the training run's test snapshots with the model and the rules, and compare them.
 
     The snapshots and split come from :func:`training.pipeline.split_snapshots` with the run's own
     configuration and data end, so they are exactly the snapshots the model was tested on.
     ``extra_rules`` (name -> PointsRules) are scored beside for AUC and lift; ``scorecard=True``
-    also fits a learned points table on the training split (returned in ``params["scorecard"]``).
+    also fits a learned points table on the training split (``Comparison.scorecard``).
     """
-    from features.build import build_features
-    from models.rules import points_from_inputs, rule_inputs, top_rules
-    from models.scorecard import fit_scorecard
-    from training.forecast import forecast_table, level_check
-    from training.pipeline import config_from_params, split_snapshots
-
     run = bundle.metadata.get("params", {})
     if "data_end" not in run:
         raise ValueError("The model's metadata lacks its training parameters ('data_end'); "
@@ -45,72 +48,57 @@ def compare_on_test(bundle, rules, leads: pd.DataFrame, events, deals: pd.DataFr
     config = config_from_params(run)
     snapshots, windows, as_of_dates = split_snapshots(leads, deals, config=config, data_end=run["data_end"])
     history = _level_history(leads, deals, as_of_dates, windows, config, run["data_end"])
+    wanted = snapshots["split"].eq("test") | (scorecard and snapshots["split"].isin(["train", "calibration"]))
+    snapshots = pd.concat([snapshots[wanted.to_numpy()], history], ignore_index=True)
     extra_rules = dict(extra_rules or {})
     spec = bundle.spec
     for rule_set in (rules, *extra_rules.values()):
         spec = rule_set.feature_spec(spec)
-    wanted = snapshots["split"].eq("test") | (scorecard and snapshots["split"].isin(["train", "calibration"]))
-    snapshots = pd.concat([snapshots[wanted.to_numpy()], history], ignore_index=True)
-    features = build_features(snapshots, leads, events, spec)
+    features = build_features(snapshots, leads, events, spec)  # one build serves the model and every rule set
     inputs = rule_inputs(features, snapshots, leads)
-    test = snapshots["split"].eq("test").to_numpy()
+    split = snapshots["split"].to_numpy()
+    test = split == "test"
 
-    params = {"rules": rules.description or rules.source, "window_test_first": str(windows.test_first.date()),
-              "window_test_last": str(windows.test_last.date()), "horizon_days": config.horizon_days}
+    learned = None
     if scorecard:
-        train, calibration = (snapshots["split"].eq(name).to_numpy() for name in ("train", "calibration"))
         policy = config.tier_policy
         shares = ({"sql_share": policy.sql_share, "mql_share": policy.mql_share}
                   if hasattr(policy, "sql_share") else {})
-        params["scorecard"] = fit_scorecard(inputs[train], snapshots.loc[train, "label"], spec=bundle.spec,
-                                            thresholds_from=inputs[calibration], **shares)
-        extra_rules["learned points"] = params["scorecard"]
+        learned = fit_scorecard(inputs[split == "train"], snapshots.loc[split == "train", "label"], spec=bundle.spec,
+                                thresholds_from=inputs[split == "calibration"], **shares)
+        extra_rules["learned points"] = learned
 
     scored_rules = points_from_inputs(rules, inputs[test])
     model = bundle.score(features[test])
-    scored = snapshots.loc[test, ["lead_id", "as_of", "label"]].assign(
+    scored = snapshots.loc[test, ["lead_id", "as_of", "label"]].reset_index(drop=True).assign(
         probability=model["probability"].to_numpy(), model_tier=model["tier"].to_numpy(),
         points=scored_rules["points"].to_numpy(), rule_tier=scored_rules["tier"].to_numpy(),
         rule_reasons=top_rules(scored_rules).to_numpy())
     for name, rule_set in extra_rules.items():
         scored[f"points_{name}"] = points_from_inputs(rule_set, inputs[test])["points"].to_numpy()
-    y = scored["label"].to_numpy()
     scored["model_tier_equal_volume"] = equal_volume_tiers(scored["probability"], scored["rule_tier"])
+    y = scored["label"].to_numpy()
 
     scores = {"model": scored["probability"], "rules": scored["points"],
               **{name: scored[f"points_{name}"] for name in extra_rules}}
-    metrics = {"test_rows": int(len(scored)), "test_base_rate": float(y.mean())}
-    for name, score in scores.items():
-        key = _key(name)
-        metrics[f"{key}_roc_auc"] = float(roc_auc_score(y, score))
-        metrics[f"{key}_pr_auc"] = float(average_precision_score(y, score))
+    auc = pd.DataFrame([{"scorer": name, "roc_auc": roc_auc_score(y, score),
+                         "pr_auc": average_precision_score(y, score)} for name, score in scores.items()])
     tiers = tier_comparison(y, {"rules": scored["rule_tier"], "model": scored["model_tier"],
                                 "model at equal volume": scored["model_tier_equal_volume"]})
-    for _, row in tiers.iterrows():
-        metrics[f"{_key(row['scorer'])}_{row['tier'].lower()}_conversion"] = float(row["conversion_rate"])
-    past = snapshots["split"].eq("history").to_numpy()
-    shift, level_sd = level_check(snapshots.loc[past, "label"], bundle.predict_probability(features[past]))
-    metrics.update(forecast_history_rows=int(past.sum()), forecast_level_shift=shift,
-                   forecast_history_actual_per_expected=float(
-                       snapshots.loc[past, "label"].sum() / bundle.predict_probability(features[past]).sum())
-                   if past.any() else float("nan"))
-    amounts = expected_amounts(deals, before=windows.test_first, n=len(scored))
-    revenue = won_amounts(scored, deals, horizon_days=config.horizon_days)
-    forecast = pd.concat(
-        [forecast_table(group["probability"], groups=group["model_tier"], amounts=amounts[group.index],
-                        actual=group["label"], actual_revenue=revenue[group.index], level=level,
-                        shift=shift, level_sd=level_sd)
-         .assign(as_of=str(pd.Timestamp(as_of).date())) for as_of, group in scored.reset_index(drop=True)
-         .groupby("as_of")], ignore_index=True)
-    forecast = forecast[["as_of", *[c for c in forecast.columns if c != "as_of"]]]
-    overall = forecast[forecast["group"].eq("all")]
-    metrics["forecast_inside_share"] = float(overall["inside"].mean())
-    metrics["forecast_inside_share_adjusted"] = float(overall["inside_adjusted"].mean())
-    metrics["forecast_expected_per_actual"] = float(overall["expected_conversions"].sum()
-                                                    / max(overall["actual_conversions"].sum(), 1))
+    past = split == "history"
+    forecast, forecast_metrics = _forecast_backtest(
+        scored, y_history=snapshots.loc[past, "label"], p_history=bundle.predict_probability(features[past]),
+        deals=deals, before=windows.test_first, level=level)
+    metrics = {
+        "test_rows": int(len(scored)), "test_base_rate": float(y.mean()),
+        **{f"{_key(row.scorer)}_{name}": float(getattr(row, name)) for row in auc.itertuples()
+           for name in ("roc_auc", "pr_auc")},
+        **{f"{_key(row.scorer)}_{row.tier.lower()}_conversion": float(row.conversion_rate)
+           for row in tiers.itertuples()},
+        **forecast_metrics,
+    }
     tables = {
-        "auc": pd.DataFrame([{"scorer": name, "roc_auc": metrics[f"{_key(name)}_roc_auc"],
-                              "pr_auc": metrics[f"{_key(name)}_pr_auc"]} for name in scores]),
+        "auc": auc,
         "lift": lift_table(y, scores),
         "tiers": tiers,
         "crosstab": tier_crosstab(y, scored["rule_tier"], scored["model_tier"]),
@@ -118,7 +106,9 @@ def compare_on_test(bundle, rules, leads: pd.DataFrame, events, deals: pd.DataFr
         "disagreements": disagreements(scored, features[test].reset_index(drop=True), bundle, n=n_disagreements),
         "forecast": forecast,
     }
-    return Comparison(metrics=metrics, tables=tables, scored=scored.reset_index(drop=True), params=params)
+    params = {"rules": rules.description or rules.source, "window_test_first": str(windows.test_first.date()),
+              "window_test_last": str(windows.test_last.date()), "horizon_days": config.horizon_days}
+    return Comparison(metrics=metrics, tables=tables, scored=scored, params=params, scorecard=learned)
 
 
 def equal_volume_tiers(probability, reference_tiers) -> np.ndarray:
@@ -179,7 +169,10 @@ def disagreements(scored: pd.DataFrame, features: pd.DataFrame, bundle, *, n: in
     model_rank = scored["probability"].rank(pct=True).to_numpy()
     rule_rank = scored["points"].rank(pct=True).to_numpy()
     gap = model_rank - rule_rank
-    picks = np.argsort(-np.abs(gap), kind="stable")[:n]
+    order = np.argsort(-np.abs(gap), kind="stable")
+    # One row per lead: its test snapshots a month apart would otherwise fill the list twice.
+    first = ~pd.Series(scored["lead_id"].to_numpy()[order]).duplicated().to_numpy()
+    picks = order[first][:n]
     table = scored.iloc[picks][["lead_id", "as_of", "label", "probability", "model_tier", "points", "rule_tier",
                                 "rule_reasons"]].copy()
     table.insert(3, "rank_gap", gap[picks])
@@ -195,17 +188,19 @@ def model_reasons(bundle, features: pd.DataFrame, *, n: int = 3) -> pd.Series:
     pipeline = _inner_pipeline(bundle.model)
     X = bundle.conform(features)
     try:
-        transformed = pipeline[:-1].transform(X)
-        contributions = pipeline[-1].predict_proba(transformed, pred_contrib=True)[:, :-1]
+        transformed, classifier = pipeline[:-1].transform(X), pipeline[-1]
+        if hasattr(classifier, "coef_"):  # linear: coefficient x (standardised) input, exact in log-odds
+            contributions = np.asarray(transformed, dtype=float) * classifier.coef_[0]
+        else:
+            contributions = classifier.predict_proba(transformed, pred_contrib=True)[:, :-1]
         names = np.asarray(pipeline[:-1].get_feature_names_out(), dtype=object)
-    except (TypeError, AttributeError, ValueError):
+    except (TypeError, AttributeError, ValueError, IndexError):
         numeric = X.select_dtypes("number")
         contributions, names = numeric.fillna(0).to_numpy(), np.asarray(numeric.columns, dtype=object)
     texts = []
     for row, values in zip(X.itertuples(index=False), contributions):
         order = np.argsort(-np.abs(values), kind="stable")[:n]
-        texts.append("; ".join(f"{names[j]}={_value(getattr(row, names[j], None))} ({values[j]:+.2f})"
-                               for j in order))
+        texts.append("; ".join(f"{names[j]}{_value(row, names[j])} ({values[j]:+.2f})" for j in order))
     return pd.Series(texts, index=features.index)
 
 
@@ -217,13 +212,44 @@ def expected_amounts(deals: pd.DataFrame, *, before, n: int) -> np.ndarray:
     return np.full(n, float(won["amount"].mean()) if len(won) else np.nan)
 
 
-def won_amounts(scored: pd.DataFrame, deals: pd.DataFrame, *, horizon_days: int) -> np.ndarray:
+def won_amounts(scored: pd.DataFrame, deals: pd.DataFrame) -> np.ndarray:
     """The amount each converted test snapshot actually brought in within its horizon (0 otherwise)."""
     if "amount" not in deals.columns:
         return np.full(len(scored), np.nan)
     won = deals[deals["outcome"].eq("won")].drop_duplicates("lead_id").set_index("lead_id")["amount"]
     amounts = won.reindex(scored["lead_id"]).fillna(0.0).to_numpy()
     return np.where(scored["label"].to_numpy() == 1, amounts, 0.0)
+
+
+def _forecast_backtest(scored, *, y_history, p_history, deals, before, level) -> tuple[pd.DataFrame, dict]:
+    """Forecast table per test date and model tier (raw and level-checked) against what happened."""
+    shift, level_sd = level_check(y_history, p_history)
+    amounts = expected_amounts(deals, before=before, n=len(scored))
+    revenue = won_amounts(scored, deals)
+    frames = []
+    for as_of, group in scored.groupby("as_of"):
+        rows = group.index.to_numpy()
+        table = forecast_table(group["probability"], groups=group["model_tier"], amounts=amounts[rows],
+                               actual=group["label"], actual_revenue=revenue[rows], level=level, shift=shift,
+                               level_sd=level_sd)
+        frames.append(table.assign(as_of=str(pd.Timestamp(as_of).date())))
+    forecast = pd.concat(frames, ignore_index=True)
+    order = {"all": 0, **{tier: i + 1 for i, tier in enumerate(TIERS)}}
+    forecast = (forecast.assign(_order=forecast["group"].map(order)).sort_values(["as_of", "_order"], kind="stable")
+                .drop(columns="_order").reset_index(drop=True))
+    forecast = forecast[["as_of", *[column for column in forecast.columns if column != "as_of"]]]
+    overall = forecast[forecast["group"].eq("all")]
+    p_sum = float(np.sum(p_history))
+    metrics = {
+        "forecast_history_rows": int(len(p_history)),
+        "forecast_history_actual_per_expected": float(np.sum(y_history) / p_sum) if p_sum > 0 else float("nan"),
+        "forecast_level_shift": shift,
+        "forecast_inside_share": float(overall["inside"].mean()),
+        "forecast_inside_share_adjusted": float(overall["inside_adjusted"].mean()),
+        "forecast_expected_per_actual": float(overall["expected_conversions"].sum()
+                                              / max(overall["actual_conversions"].sum(), 1)),
+    }
+    return forecast, metrics
 
 
 def _level_history(leads, deals, as_of_dates, windows, config, data_end) -> pd.DataFrame:
@@ -233,9 +259,6 @@ def _level_history(leads, deals, as_of_dates, windows, config, data_end) -> pd.D
     forecast checks the level of its probabilities on them (split name ``history``). Ownership is
     the split's own draw, so leads that converted before the test window are in, as they must be.
     """
-    from training.snapshots import build_snapshots
-    from training.split import assign_leads
-
     horizon = pd.Timedelta(days=config.horizon_days)
     dates = [date for date in as_of_dates if date + horizon <= windows.test_first]
     every = build_snapshots(leads, deals, as_of_dates=as_of_dates, horizon_days=config.horizon_days,
@@ -257,10 +280,12 @@ def _inner_pipeline(model):
     return inner
 
 
-def _value(value):
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return value
+def _value(row, name) -> str:
+    """'=value' for a raw feature column; nothing for a derived one (a one-hot level names itself)."""
+    if name not in row._fields:
+        return ""
+    value = getattr(row, name)
+    return f"={value:.3g}" if isinstance(value, float) else f"={value}"
 
 
 def _key(name: str) -> str:

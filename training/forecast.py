@@ -104,12 +104,13 @@ def forecast_table(probability, *, groups=None, amounts=None, actual=None, actua
             sd = float(np.sqrt(np.sum(p * (1 - p)) + (level_sd * mean) ** 2))
             row.update(expected_adjusted=mean, low_adjusted=max(0, int(np.floor(mean - z * sd))),
                        high_adjusted=int(np.ceil(mean + z * sd)))
-            if "amount" in part:
-                row["expected_revenue_adjusted"] = float((p * part["amount"]).sum())
         if "amount" in part:
             mean = float((part["p"] * part["amount"]).sum())
             sd = float(np.sqrt((part["p"] * (1 - part["p"]) * part["amount"] ** 2).sum()))
             row.update(expected_revenue=mean, revenue_low=max(0.0, mean - z * sd), revenue_high=mean + z * sd)
+            if shift is not None:
+                row["expected_revenue_adjusted"] = float(
+                    (shift_probabilities(part["p"].to_numpy(), shift) * part["amount"]).sum())
         if "y" in part:
             row["actual_conversions"] = int(part["y"].sum())
             row["inside"] = bool(low <= row["actual_conversions"] <= high)

@@ -84,7 +84,7 @@ def log_comparison(comparison, *, figures: dict, report_path, experiment: str = 
     """Log a model-vs-rules comparison: metrics, tables, pictures, the HTML report, rule files. Returns the run id."""
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=run_name) as run:
-        params = {key: value for key, value in comparison.params.items() if key != "scorecard"}
+        params = dict(comparison.params)
         if model_uri:
             params["model_uri"] = model_uri
         mlflow.log_params({key: _param(value) for key, value in params.items()})
@@ -96,8 +96,8 @@ def log_comparison(comparison, *, figures: dict, report_path, experiment: str = 
         mlflow.log_artifact(str(report_path), "comparison")
         if rules is not None:
             mlflow.log_text(rules.to_toml(), "comparison/rules.toml")
-        if "scorecard" in comparison.params:
-            mlflow.log_text(comparison.params["scorecard"].to_toml(), "comparison/learned_points.toml")
+        if comparison.scorecard is not None:
+            mlflow.log_text(comparison.scorecard.to_toml(), "comparison/learned_points.toml")
         mlflow.set_tag("kind", "comparison")
     return run.info.run_id
 
