@@ -107,3 +107,27 @@ def test_scorecard_round_trips_through_the_rules_reader(tmp_path):
     assert any(rule.points > 0 for rule in again.behaviours if rule.event == "demo_request")
     from sklearn.metrics import roc_auc_score
     assert roc_auc_score(y, points["points"]) > 0.7
+
+
+@pytest.mark.parametrize("make", ["logistic", "lightgbm"])
+def test_model_reasons_name_the_largest_contributions(make):
+    from features.build import build_features
+    from features.spec import FeatureSpec
+    from models.bundle import ModelBundle
+    from models.estimators import make_candidates
+    from models.tiers import TierThresholds
+    from training.compare import model_reasons
+    from training.snapshots import build_snapshots
+    from training.synthetic import generate_crm
+
+    crm = generate_crm(1500, months=8, seed=4)
+    snapshots = build_snapshots(crm.leads, crm.deals, as_of_dates=[pd.Timestamp("2025-05-01")], horizon_days=90)
+    spec = FeatureSpec()
+    features = build_features(snapshots, crm.leads, crm.events, spec)
+    model = make_candidates(spec)[make].fit(features, snapshots["label"])
+    bundle = ModelBundle(spec=spec, model=model, thresholds=TierThresholds(mql=0.1, sql=0.3))
+    reasons = model_reasons(bundle, features.head(5))
+    assert len(reasons) == 5
+    for text in reasons:
+        parts = text.split("; ")
+        assert len(parts) == 3 and all(part.endswith(")") for part in parts)
