@@ -114,7 +114,7 @@ def test_model_reasons_name_the_largest_contributions(make):
     from features.build import build_features
     from features.spec import FeatureSpec
     from models.bundle import ModelBundle
-    from models.estimators import make_candidates
+    from models.estimators import make_lightgbm, make_logistic_regression
     from models.tiers import TierThresholds
     from training.compare import model_reasons
     from training.snapshots import build_snapshots
@@ -124,7 +124,8 @@ def test_model_reasons_name_the_largest_contributions(make):
     snapshots = build_snapshots(crm.leads, crm.deals, as_of_dates=[pd.Timestamp("2025-05-01")], horizon_days=90)
     spec = FeatureSpec()
     features = build_features(snapshots, crm.leads, crm.events, spec)
-    model = make_candidates(spec)[make].fit(features, snapshots["label"])
+    estimator = make_logistic_regression(spec) if make == "logistic" else make_lightgbm(spec, n_estimators=40)
+    model = estimator.fit(features, snapshots["label"])
     bundle = ModelBundle(spec=spec, model=model, thresholds=TierThresholds(mql=0.1, sql=0.3))
     reasons = model_reasons(bundle, features.head(5))
     assert len(reasons) == 5
