@@ -102,10 +102,10 @@ def _demo(args) -> int:
           f"(version {identity['model_version']}) -> {out}")
     print("  " + ", ".join(f"{tier} {count:,}" for tier, count in counts.items()))
 
-    args.model, args.rules, args.disagreements = model_uri, str(EXAMPLE_RULES), 10
-    args.leads, args.events, args.deals = (str(folder / f"{name}.parquet") for name in ("leads", "events", "deals"))
-    args.out, args.scorecard_out = str(folder / "compare"), str(folder / "learned_points.toml")
-    return _compare(args)
+    return _compare(build_parser().parse_args([
+        "compare", "--model", model_uri, "--rules", str(EXAMPLE_RULES), "--out", str(folder / "compare"),
+        "--scorecard-out", str(folder / "learned_points.toml"),
+        *[part for name in ("leads", "events", "deals") for part in (f"--{name}", str(folder / f"{name}.parquet"))]]))
 
 
 def _compare(args) -> int:
