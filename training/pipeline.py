@@ -14,7 +14,7 @@ from features.contract import event_relation
 from features.spec import FeatureSpec
 from models.bundle import ModelBundle
 from models.estimators import make_candidates
-from models.tiers import CapacityPolicy
+from models.tiers import CapacityPolicy, policy_from_dict
 from training.calibrate import calibrate
 from training.evaluate import decile_table, evaluate_probabilities, tier_table
 from training.guards import check_minimum_data, warn_small_splits
@@ -70,15 +70,7 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
     spec = spec or FeatureSpec()
     config = config or TrainingConfig()
     data_end = pd.Timestamp(data_end) if data_end is not None else latest_timestamp(leads, events, deals)
-    as_of_dates = as_of_schedule(leads["created_at"].min() + pd.Timedelta(days=config.snapshot_every_days),
-                                 data_end - pd.Timedelta(days=config.horizon_days),
-                                 every_days=config.snapshot_every_days)
-    snapshots = build_snapshots(leads, deals, as_of_dates=as_of_dates, horizon_days=config.horizon_days,
-                                data_end=data_end)
-    split, windows = temporal_split(snapshots, horizon_days=config.horizon_days, test_days=config.test_days,
-                                    calibration_days=config.calibration_days, lead_shares=config.lead_shares,
-                                    seed=config.seed)
-    snapshots = snapshots.assign(split=split).dropna(subset=["split"]).reset_index(drop=True)
+    snapshots, windows, as_of_dates = split_snapshots(leads, deals, config=config, data_end=data_end)
     log(f"snapshots: {len(snapshots):,} over {snapshots['as_of'].nunique()} as_of dates; "
         + ", ".join(f"{name} {count:,}" for name, count in snapshots["split"].value_counts().items()))
 
@@ -223,6 +215,38 @@ def _compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.
         return
     fitted["metrics"]["champion_test_roc_auc"] = float(
         roc_auc_score(fitted["y_test"], champion.predict_probability(features)))
+
+
+def split_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, config: TrainingConfig, data_end):
+    """Labelled snapshots with their ``split`` column, the split windows and the ``as_of`` dates.
+
+    The one place the snapshot schedule and temporal split are made, so a comparison or a
+    scorecard fitted later sees exactly the training run's test snapshots.
+    """
+    data_end = pd.Timestamp(data_end)
+    as_of_dates = as_of_schedule(leads["created_at"].min() + pd.Timedelta(days=config.snapshot_every_days),
+                                 data_end - pd.Timedelta(days=config.horizon_days),
+                                 every_days=config.snapshot_every_days)
+    snapshots = build_snapshots(leads, deals, as_of_dates=as_of_dates, horizon_days=config.horizon_days,
+                                data_end=data_end)
+    split, windows = temporal_split(snapshots, horizon_days=config.horizon_days, test_days=config.test_days,
+                                    calibration_days=config.calibration_days, lead_shares=config.lead_shares,
+                                    seed=config.seed)
+    snapshots = snapshots.assign(split=split).dropna(subset=["split"]).reset_index(drop=True)
+    return snapshots, windows, as_of_dates
+
+
+def config_from_params(params: dict) -> TrainingConfig:
+    """The TrainingConfig a run logged in its bundle's ``metadata["params"]`` (tier policy included)."""
+    names = {"horizon_days", "snapshot_every_days", "test_days", "calibration_days", "lead_shares", "seed"}
+    values = {key: params[key] for key in names if key in params}
+    if "lead_shares" in values:
+        values["lead_shares"] = tuple(values["lead_shares"])
+    if isinstance(params.get("tier_policy"), dict):
+        policy = dict(params["tier_policy"])
+        kind = {"CapacityPolicy": "capacity", "PrecisionPolicy": "precision"}.get(policy.pop("kind", None), "capacity")
+        values["tier_policy"] = policy_from_dict({"kind": kind, **policy})
+    return TrainingConfig(**values)
 
 
 def latest_timestamp(leads: pd.DataFrame, events, deals: pd.DataFrame) -> pd.Timestamp:

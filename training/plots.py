@@ -1,4 +1,4 @@
-"""Pictures of a model's test performance: reliability diagram and cumulative gains."""
+"""Pictures of test performance: reliability, cumulative gains, tiers side by side, score vs. points, forecast."""
 
 from __future__ import annotations
 
@@ -41,6 +41,72 @@ def gains_figure(y_true, scores: dict, *, title: str = "Cumulative gains on the 
     axis.set_ylabel("share of conversions captured")
     axis.set_title(title)
     axis.legend(loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def tier_conversion_figure(tiers, *, title: str = "Conversion by tier on the test split"):
+    """Grouped bars of conversion rate per tier, one bar per scorer, lead counts written on the bars.
+
+    ``tiers`` is :func:`training.compare.tier_comparison`'s table (scorer, tier, leads, conversion_rate).
+    """
+    plt = _pyplot()
+    scorers = list(dict.fromkeys(tiers["scorer"]))
+    names = list(dict.fromkeys(tiers["tier"]))
+    width = 0.8 / len(scorers)
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    for i, scorer in enumerate(scorers):
+        rows = tiers[tiers["scorer"].eq(scorer)].set_index("tier").reindex(names)
+        positions = np.arange(len(names)) + (i - (len(scorers) - 1) / 2) * width
+        bars = axis.bar(positions, rows["conversion_rate"].fillna(0), width, label=scorer)
+        for bar, leads in zip(bars, rows["leads"]):
+            axis.annotate(f"{int(leads):,}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                          ha="center", va="bottom", fontsize=7)
+    axis.set_xticks(np.arange(len(names)), names)
+    axis.set_ylabel("conversion rate (leads on bars)")
+    axis.set_title(title)
+    axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def score_points_figure(probability, points, y_true, *, title: str = "Model probability vs. rule points"):
+    """Each test lead at (rule points, model probability), converted leads drawn on top in colour."""
+    plt = _pyplot()
+    probability, points = np.asarray(probability, dtype=float), np.asarray(points, dtype=float)
+    y_true = np.asarray(y_true, dtype=int)
+    figure, axis = plt.subplots(figsize=(6, 5))
+    for label, colour, name, size in ((0, "#bbbbbb", "did not convert", 6), (1, "#d62728", "converted", 10)):
+        chosen = y_true == label
+        axis.scatter(points[chosen], probability[chosen], s=size, c=colour, alpha=0.6, label=name, linewidths=0)
+    axis.set_yscale("log")
+    axis.set_xlabel("rule points")
+    axis.set_ylabel("model probability (log scale)")
+    axis.set_title(title)
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def forecast_figure(forecast, *, title: str = "Forecast vs. actual conversions (test window)"):
+    """Expected conversions with their interval and the actual count, per forecast date and group."""
+    plt = _pyplot()
+    labels = [f"{row.as_of}\n{row.group}" for row in forecast.itertuples()]
+    x = np.arange(len(forecast))
+    expected = forecast["expected_conversions"].to_numpy()
+    figure, axis = plt.subplots(figsize=(max(6, 0.6 * len(x)), 4.5))
+    axis.errorbar(x - 0.12, expected, yerr=[expected - forecast["low"], forecast["high"] - expected], fmt="o",
+                  capsize=4, label="calibrated probabilities (Poisson-binomial)")
+    if "expected_adjusted" in forecast:
+        adjusted = forecast["expected_adjusted"].to_numpy()
+        axis.errorbar(x + 0.12, adjusted, yerr=[adjusted - forecast["low_adjusted"], forecast["high_adjusted"] - adjusted],
+                      fmt="s", capsize=4, label="level-checked on recent history")
+    if "actual_conversions" in forecast:
+        axis.scatter(x, forecast["actual_conversions"], marker="x", color="black", zorder=3, label="actual")
+    axis.set_xticks(x, labels, fontsize=7)
+    axis.set_ylabel("conversions within the horizon")
+    axis.set_title(title)
+    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     figure.tight_layout()
     return figure
 

@@ -72,6 +72,14 @@ def temporal_split(snapshots: pd.DataFrame, *, horizon_days: int = 90, test_days
     return split, windows
 
 
+def assign_leads(lead_ids, *, lead_shares=(0.6, 0.2, 0.2), seed: int = 0) -> pd.Series:
+    """The split each lead belongs to, whatever its snapshots' dates (``temporal_split``'s draw).
+
+    ``lead_ids`` in the order ``temporal_split`` sees them: ``snapshots["lead_id"].unique()``.
+    """
+    return _assign_leads(lead_ids, lead_shares, seed)
+
+
 def _first_within(dates: np.ndarray, after) -> np.datetime64:
     """The first date strictly after ``after`` (the window's opening date)."""
     later = dates[dates > after]

@@ -82,6 +82,29 @@ def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment
             "champion": promote}
 
 
+def log_comparison(comparison, *, figures: dict, report_path, experiment: str = DEFAULT_EXPERIMENT,
+                   run_name: str = "compare-rules", model_uri: str | None = None, rules=None) -> str:
+    """Log a model-vs-rules comparison: metrics, tables, pictures, the HTML report, rule files. Returns the run id."""
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=run_name) as run:
+        params = dict(comparison.params)
+        if model_uri:
+            params["model_uri"] = model_uri
+        mlflow.log_params({key: _param(value) for key, value in params.items()})
+        mlflow.log_metrics(comparison.metrics)
+        for name, table in comparison.tables.items():
+            mlflow.log_text(table.to_csv(index=False), f"comparison/{name}.csv")
+        for name, figure in figures.items():
+            mlflow.log_figure(figure, f"comparison/plots/{name}.png")
+        mlflow.log_artifact(str(report_path), "comparison")
+        if rules is not None:
+            mlflow.log_text(rules.to_toml(), "comparison/rules.toml")
+        if comparison.scorecard is not None:
+            mlflow.log_text(comparison.scorecard.to_toml(), "comparison/learned_points.toml")
+        mlflow.set_tag("kind", "comparison")
+    return run.info.run_id
+
+
 def load_bundle(model_uri: str) -> tuple[ModelBundle, dict]:
     """Load the bundle behind a model URI (``models:/name@champion``, ``runs:/...``) and its identity."""
     model = mlflow.pyfunc.load_model(model_uri)

@@ -1,0 +1,292 @@
+"""Model vs. points rules on the same held-out test snapshots: AUC, lift, tiers at equal volume, disagreements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from features.build import build_features
+from models.rules import PointsRules, points_from_inputs, rule_inputs, top_rules
+from models.scorecard import fit_scorecard
+from models.tiers import TIERS
+from training.forecast import forecast_table, level_check
+from training.pipeline import config_from_params, split_snapshots
+from training.snapshots import build_snapshots
+from training.split import assign_leads
+
+SHARES = (0.05, 0.10, 0.20)
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare_on_test` measured: headline metrics, tables by name, and the scored test rows."""
+
+    metrics: dict
+    tables: dict
+    scored: pd.DataFrame  # lead_id, as_of, label, probability, model_tier, points, rule_tier, ...
+    params: dict = field(default_factory=dict)
+    scorecard: PointsRules | None = None  # the learned points table, when one was fitted
+
+
+def compare_on_test(bundle, rules: PointsRules, leads: pd.DataFrame, events, deals: pd.DataFrame, *,
+                    extra_rules: dict | None = None, scorecard: bool = False, n_disagreements: int = 10,
+                    level: float = 0.9) -> Comparison:
+    """Score the training run's test snapshots with the model and the rules, and compare them.
+
+    The snapshots and split come from :func:`training.pipeline.split_snapshots` with the run's own
+    configuration and data end, so they are exactly the snapshots the model was tested on.
+    ``extra_rules`` (name -> PointsRules) are scored beside for AUC and lift; ``scorecard=True``
+    also fits a learned points table on the training split (``Comparison.scorecard``).
+    """
+    run = bundle.metadata.get("params", {})
+    if "data_end" not in run:
+        raise ValueError("The model's metadata lacks its training parameters ('data_end'); "
+                         "compare needs a model trained by this project.")
+    config = config_from_params(run)
+    snapshots, windows, as_of_dates = split_snapshots(leads, deals, config=config, data_end=run["data_end"])
+    history = _level_history(leads, deals, as_of_dates, windows, config, run["data_end"])
+    wanted = snapshots["split"].eq("test") | (scorecard and snapshots["split"].isin(["train", "calibration"]))
+    snapshots = pd.concat([snapshots[wanted.to_numpy()], history], ignore_index=True)
+    extra_rules = dict(extra_rules or {})
+    spec = bundle.spec
+    for rule_set in (rules, *extra_rules.values()):
+        spec = rule_set.feature_spec(spec)
+    features = build_features(snapshots, leads, events, spec)  # one build serves the model and every rule set
+    inputs = rule_inputs(features, snapshots, leads)
+    split = snapshots["split"].to_numpy()
+    test = split == "test"
+
+    learned = None
+    if scorecard:
+        policy = config.tier_policy
+        shares = ({"sql_share": policy.sql_share, "mql_share": policy.mql_share}
+                  if hasattr(policy, "sql_share") else {})
+        learned = fit_scorecard(inputs[split == "train"], snapshots.loc[split == "train", "label"], spec=bundle.spec,
+                                thresholds_from=inputs[split == "calibration"], **shares)
+        extra_rules["learned points"] = learned
+
+    scored_rules = points_from_inputs(rules, inputs[test])
+    model = bundle.score(features[test])
+    scored = snapshots.loc[test, ["lead_id", "as_of", "label"]].reset_index(drop=True).assign(
+        probability=model["probability"].to_numpy(), model_tier=model["tier"].to_numpy(),
+        points=scored_rules["points"].to_numpy(), rule_tier=scored_rules["tier"].to_numpy(),
+        rule_reasons=top_rules(scored_rules).to_numpy())
+    for name, rule_set in extra_rules.items():
+        scored[f"points_{name}"] = points_from_inputs(rule_set, inputs[test])["points"].to_numpy()
+    scored["model_tier_equal_volume"] = equal_volume_tiers(scored["probability"], scored["rule_tier"])
+    y = scored["label"].to_numpy()
+
+    scores = {"model": scored["probability"], "rules": scored["points"],
+              **{name: scored[f"points_{name}"] for name in extra_rules}}
+    auc = pd.DataFrame([{"scorer": name, "roc_auc": roc_auc_score(y, score),
+                         "pr_auc": average_precision_score(y, score)} for name, score in scores.items()])
+    tiers = tier_comparison(y, {"rules": scored["rule_tier"], "model": scored["model_tier"],
+                                "model at equal volume": scored["model_tier_equal_volume"]})
+    past = split == "history"
+    forecast, forecast_metrics = _forecast_backtest(
+        scored, y_history=snapshots.loc[past, "label"], p_history=bundle.predict_probability(features[past]),
+        deals=deals, before=windows.test_first, level=level)
+    metrics = {
+        "test_rows": int(len(scored)), "test_base_rate": float(y.mean()),
+        **{f"{_key(row.scorer)}_{name}": float(getattr(row, name)) for row in auc.itertuples()
+           for name in ("roc_auc", "pr_auc")},
+        **{f"{_key(row.scorer)}_{row.tier.lower()}_conversion": float(row.conversion_rate)
+           for row in tiers.itertuples()},
+        **forecast_metrics,
+    }
+    tables = {
+        "auc": auc,
+        "lift": lift_table(y, scores),
+        "tiers": tiers,
+        "crosstab": tier_crosstab(y, scored["rule_tier"], scored["model_tier"]),
+        "crosstab_equal_volume": tier_crosstab(y, scored["rule_tier"], scored["model_tier_equal_volume"]),
+        "disagreements": disagreements(scored, features[test].reset_index(drop=True), bundle, n=n_disagreements),
+        "forecast": forecast,
+    }
+    params = {"rules": rules.description or rules.source, "window_test_first": str(windows.test_first.date()),
+              "window_test_last": str(windows.test_last.date()), "horizon_days": config.horizon_days}
+    return Comparison(metrics=metrics, tables=tables, scored=scored, params=params, scorecard=learned)
+
+
+def equal_volume_tiers(probability, reference_tiers) -> np.ndarray:
+    """Model tiers sized to another scorer's tier counts: its top n_SQL leads are SQL, the next n_MQL MQL."""
+    probability = np.asarray(probability, dtype=float)
+    reference = np.asarray(reference_tiers, dtype=object)
+    n_sql, n_mql = int((reference == "SQL").sum()), int((reference == "MQL").sum())
+    order = np.argsort(-probability, kind="stable")
+    tiers = np.full(probability.size, "nurture", dtype=object)
+    tiers[order[:n_sql]] = "SQL"
+    tiers[order[n_sql:n_sql + n_mql]] = "MQL"
+    return tiers
+
+
+def tier_comparison(y_true, tiers_by_scorer: dict) -> pd.DataFrame:
+    """Leads, conversions, conversion rate and share of all conversions per scorer and tier."""
+    y_true = np.asarray(y_true, dtype=int)
+    rows = []
+    for scorer, tiers in tiers_by_scorer.items():
+        tiers = np.asarray(tiers, dtype=object)
+        for tier in TIERS:
+            chosen = tiers == tier
+            conversions = int(y_true[chosen].sum())
+            rows.append({"scorer": scorer, "tier": tier, "leads": int(chosen.sum()), "conversions": conversions,
+                         "conversion_rate": conversions / chosen.sum() if chosen.any() else np.nan,
+                         "share_of_conversions": conversions / max(int(y_true.sum()), 1)})
+    return pd.DataFrame(rows)
+
+
+def tier_crosstab(y_true, rule_tiers, model_tiers) -> pd.DataFrame:
+    """One row per (rule tier, model tier): leads, conversions and conversion rate in the cell."""
+    frame = pd.DataFrame({"rule_tier": pd.Categorical(np.asarray(rule_tiers, dtype=object), categories=TIERS),
+                          "model_tier": pd.Categorical(np.asarray(model_tiers, dtype=object), categories=TIERS),
+                          "converted": np.asarray(y_true, dtype=int)})
+    table = frame.groupby(["rule_tier", "model_tier"], observed=False)["converted"].agg(
+        leads="size", conversions="sum").reset_index()
+    table["conversion_rate"] = table["conversions"] / table["leads"].where(table["leads"] > 0)
+    return table
+
+
+def lift_table(y_true, scores: dict, *, shares=SHARES) -> pd.DataFrame:
+    """For each scorer and top share of leads: leads, conversion rate, lift over base rate, capture."""
+    y_true = np.asarray(y_true, dtype=float)
+    base, total = y_true.mean(), max(y_true.sum(), 1)
+    rows = []
+    for name, score in scores.items():
+        order = np.argsort(-np.asarray(score, dtype=float), kind="stable")
+        for share in shares:
+            top = order[:max(1, int(round(share * y_true.size)))]
+            rate = y_true[top].mean()
+            rows.append({"scorer": name, "top_share": share, "leads": top.size, "conversion_rate": rate,
+                         "lift": rate / base if base > 0 else np.nan, "capture": y_true[top].sum() / total})
+    return pd.DataFrame(rows)
+
+
+def disagreements(scored: pd.DataFrame, features: pd.DataFrame, bundle, *, n: int = 10) -> pd.DataFrame:
+    """The test leads whose rank by the model and by the rules differ most, with each side's reasons."""
+    model_rank = scored["probability"].rank(pct=True).to_numpy()
+    rule_rank = scored["points"].rank(pct=True).to_numpy()
+    gap = model_rank - rule_rank
+    order = np.argsort(-np.abs(gap), kind="stable")
+    # One row per lead: its test snapshots a month apart would otherwise fill the list twice.
+    first = ~pd.Series(scored["lead_id"].to_numpy()[order]).duplicated().to_numpy()
+    picks = order[first][:n]
+    table = scored.iloc[picks][["lead_id", "as_of", "label", "probability", "model_tier", "points", "rule_tier",
+                                "rule_reasons"]].copy()
+    table.insert(3, "rank_gap", gap[picks])
+    table["model_reasons"] = model_reasons(bundle, features.iloc[picks]).to_numpy()
+    return table.reset_index(drop=True)
+
+
+def model_reasons(bundle, features: pd.DataFrame, *, n: int = 3) -> pd.Series:
+    """Top features by contribution (LightGBM's exact log-odds contributions), else the largest values.
+
+    Deliberately minimal: per-lead reasons in plain words are models/explain.py's job.
+    """
+    pipeline = _inner_pipeline(bundle.model)
+    X = bundle.conform(features)
+    try:
+        transformed, classifier = pipeline[:-1].transform(X), pipeline[-1]
+        if hasattr(classifier, "coef_"):  # linear: coefficient x (standardised) input, exact in log-odds
+            contributions = np.asarray(transformed, dtype=float) * classifier.coef_[0]
+        else:
+            contributions = classifier.predict_proba(transformed, pred_contrib=True)[:, :-1]
+        names = np.asarray(pipeline[:-1].get_feature_names_out(), dtype=object)
+    except (TypeError, AttributeError, ValueError, IndexError):
+        numeric = X.select_dtypes("number")
+        contributions, names = numeric.fillna(0).to_numpy(), np.asarray(numeric.columns, dtype=object)
+    texts = []
+    for row, values in zip(X.itertuples(index=False), contributions):
+        order = np.argsort(-np.abs(values), kind="stable")[:n]
+        texts.append("; ".join(f"{names[j]}{_value(row, names[j])} ({values[j]:+.2f})" for j in order))
+    return pd.Series(texts, index=features.index)
+
+
+def expected_amounts(deals: pd.DataFrame, *, before, n: int) -> np.ndarray:
+    """Each lead's expected deal amount if won: the mean won amount closed before the test window."""
+    if "amount" not in deals.columns:
+        return np.full(n, np.nan)
+    won = deals[deals["outcome"].eq("won") & (deals["closed_at"] < before)]
+    return np.full(n, float(won["amount"].mean()) if len(won) else np.nan)
+
+
+def won_amounts(scored: pd.DataFrame, deals: pd.DataFrame) -> np.ndarray:
+    """The amount each converted test snapshot actually brought in within its horizon (0 otherwise)."""
+    if "amount" not in deals.columns:
+        return np.full(len(scored), np.nan)
+    won = deals[deals["outcome"].eq("won")].drop_duplicates("lead_id").set_index("lead_id")["amount"]
+    amounts = won.reindex(scored["lead_id"]).fillna(0.0).to_numpy()
+    return np.where(scored["label"].to_numpy() == 1, amounts, 0.0)
+
+
+def _forecast_backtest(scored, *, y_history, p_history, deals, before, level) -> tuple[pd.DataFrame, dict]:
+    """Forecast table per test date and model tier (raw and level-checked) against what happened."""
+    shift, level_sd = level_check(y_history, p_history)
+    amounts = expected_amounts(deals, before=before, n=len(scored))
+    revenue = won_amounts(scored, deals)
+    frames = []
+    for as_of, group in scored.groupby("as_of"):
+        rows = group.index.to_numpy()
+        table = forecast_table(group["probability"], groups=group["model_tier"], amounts=amounts[rows],
+                               actual=group["label"], actual_revenue=revenue[rows], level=level, shift=shift,
+                               level_sd=level_sd)
+        frames.append(table.assign(as_of=str(pd.Timestamp(as_of).date())))
+    forecast = pd.concat(frames, ignore_index=True)
+    order = {"all": 0, **{tier: i + 1 for i, tier in enumerate(TIERS)}}
+    forecast = (forecast.assign(_order=forecast["group"].map(order)).sort_values(["as_of", "_order"], kind="stable")
+                .drop(columns="_order").reset_index(drop=True))
+    forecast = forecast[["as_of", *[column for column in forecast.columns if column != "as_of"]]]
+    overall = forecast[forecast["group"].eq("all")]
+    p_sum = float(np.sum(p_history))
+    metrics = {
+        "forecast_history_rows": int(len(p_history)),
+        "forecast_history_actual_per_expected": float(np.sum(y_history) / p_sum) if p_sum > 0 else float("nan"),
+        "forecast_level_shift": shift,
+        "forecast_inside_share": float(overall["inside"].mean()),
+        "forecast_inside_share_adjusted": float(overall["inside_adjusted"].mean()),
+        "forecast_expected_per_actual": float(overall["expected_conversions"].sum()
+                                              / max(overall["actual_conversions"].sum(), 1)),
+    }
+    return forecast, metrics
+
+
+def _level_history(leads, deals, as_of_dates, windows, config, data_end) -> pd.DataFrame:
+    """Snapshots of the test split's leads whose whole horizon ended before the test window opened.
+
+    Outcomes known at forecast time, from leads the model never trained or calibrated on: the
+    forecast checks the level of its probabilities on them (split name ``history``). Ownership is
+    the split's own draw, so leads that converted before the test window are in, as they must be.
+    """
+    horizon = pd.Timedelta(days=config.horizon_days)
+    dates = [date for date in as_of_dates if date + horizon <= windows.test_first]
+    every = build_snapshots(leads, deals, as_of_dates=as_of_dates, horizon_days=config.horizon_days,
+                            data_end=data_end)
+    owner = every["lead_id"].map(assign_leads(every["lead_id"].unique(), lead_shares=config.lead_shares,
+                                              seed=config.seed))
+    chosen = owner.eq("test").to_numpy() & every["as_of"].isin(dates).to_numpy()
+    return every[chosen].assign(split="history")
+
+
+def _inner_pipeline(model):
+    """The fitted pipeline under a calibrated, frozen wrapper."""
+    inner = model
+    for attribute in ("calibrated_classifiers_", "estimator", "estimator"):
+        value = getattr(inner, attribute, None)
+        if value is None:
+            continue
+        inner = value[0] if isinstance(value, list) else value
+    return inner
+
+
+def _value(row, name) -> str:
+    """'=value' for a raw feature column; nothing for a derived one (a one-hot level names itself)."""
+    if name not in row._fields:
+        return ""
+    value = getattr(row, name)
+    return f"={value:.3g}" if isinstance(value, float) else f"={value}"
+
+
+def _key(name: str) -> str:
+    return name.replace(" ", "_")
