@@ -24,7 +24,10 @@ def build_features(snapshots: pd.DataFrame, leads: pd.DataFrame, events, spec: F
         raise ValueError(f"Snapshots refer to leads missing from the leads table, e.g. {unknown}.")
     # Fit features once per distinct lead, not once per snapshot or once per lead in the base.
     distinct, inverse = np.unique(positions, return_inverse=True)
-    fit = build_fit_features(leads.iloc[distinct], spec).iloc[inverse].set_index(snapshots.index)
+    fit = build_fit_features(leads.iloc[distinct], spec)
+    if len(distinct) < len(positions) or not np.array_equal(distinct, positions):
+        fit = fit.iloc[inverse]
+    fit = fit.set_axis(snapshots.index)
     created_at = leads["created_at"].to_numpy()[positions]
     lead_age = (snapshots["as_of"].to_numpy() - created_at) / np.timedelta64(1, "D")
     engagement = build_engagement_features(snapshots, events, spec)
@@ -32,4 +35,5 @@ def build_features(snapshots: pd.DataFrame, leads: pd.DataFrame, events, spec: F
         [fit, pd.DataFrame({"lead_age_days": lead_age.astype(float)}, index=snapshots.index), engagement],
         axis=1,
     )
-    return features[spec.feature_names]
+    # The blocks are built in spec order; select (a copy) only if a builder ever disagrees.
+    return features if list(features.columns) == spec.feature_names else features[spec.feature_names]

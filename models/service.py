@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Bytes a request body may have before the service answers 413 without reading on.
@@ -26,6 +27,7 @@ DEFAULT_MAX_BODY_BYTES = 1_000_000
 #: Leads per request: more belongs in batch scoring (``serve.py score``).
 DEFAULT_MAX_LEADS = 1_000
 TOKEN_ENVIRONMENT_VARIABLE = "LEAD_SCORING_TOKEN"
+_INLINE_LEADS = 4
 
 _log = logging.getLogger(__name__)
 Value = str | float | int | bool | None
@@ -120,13 +122,7 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
     def model() -> dict:
         return description
 
-    @app.post("/score", response_model=ScoreResponse, dependencies=[Depends(authorised)])
-    def score(leads: Lead | list[Lead],
-              as_of: datetime | None = Query(None, description="Score as of this time (default: now, UTC).")):
-        many = leads if isinstance(leads, list) else [leads]
-        if not many or len(many) > max_leads:
-            raise InvalidLeads([{"field": "body", "problem": f"expected 1 to {max_leads} leads; got {len(many)}"}])
-        when = _naive_utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
+    def scored(many: list[Lead], when: pd.Timestamp) -> dict:
         features = lead_features(bundle.spec, many, when)
         scores, reasons = bundle.score_with_reasons(features)
         results = [
@@ -138,6 +134,19 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
                 scores["engagement_score"], reasons)
         ]
         return {"model_version": version, "as_of": when.to_pydatetime(), "results": results}
+
+    @app.post("/score", response_model=ScoreResponse, dependencies=[Depends(authorised)])
+    async def score(leads: Lead | list[Lead],
+                    as_of: datetime | None = Query(None, description="Score as of this time (default: now, UTC).")):
+        many = leads if isinstance(leads, list) else [leads]
+        if not many or len(many) > max_leads:
+            raise InvalidLeads([{"field": "body", "problem": f"expected 1 to {max_leads} leads; got {len(many)}"}])
+        when = _naive_utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
+        # A few leads take a few milliseconds: inline is faster than a hop to the thread pool.
+        # Bigger requests go to the pool so /health and small requests are not stuck behind them.
+        if len(many) <= _INLINE_LEADS:
+            return scored(many, when)
+        return await run_in_threadpool(scored, many, when)
 
     return app
 
@@ -171,17 +180,32 @@ def lead_features(spec, leads: list[Lead], as_of: pd.Timestamp) -> pd.DataFrame:
     parts = []
     if built:
         # Positions, not the callers' ids, join leads to events: ids may repeat or be absent.
-        table = pd.DataFrame({"lead_id": built, "created_at": [_naive_utc(leads[i].created_at) for i in built],
-                              **{column: [leads[i].attributes.get(column) for i in built] for column in attributes}})
-        for column in spec.numeric_columns:
-            table[column] = pd.to_numeric(table[column], errors="coerce")
-        events = [(i, _naive_utc(event.occurred_at), event.event_type) for i in built for event in leads[i].events]
-        events = pd.DataFrame(events or None, columns=["lead_id", "occurred_at", "event_type"])
-        events["occurred_at"] = pd.to_datetime(events["occurred_at"])
+        numeric = set(spec.numeric_columns)
+        table = pd.DataFrame({
+            "lead_id": built,
+            "created_at": _timestamps([leads[i].created_at for i in built]),
+            **{column: np.array([_float(leads[i].attributes.get(column)) for i in built]) if column in numeric
+               else np.array([leads[i].attributes.get(column) for i in built], dtype=object)
+               for column in attributes},
+        })
+        history = [(i, event) for i in built for event in leads[i].events]
+        events = pd.DataFrame({
+            "lead_id": np.array([i for i, _ in history], dtype=np.int64),
+            "occurred_at": _timestamps([event.occurred_at for _, event in history]),
+            "event_type": np.array([event.event_type for _, event in history], dtype=object),
+        })
         snapshots = pd.DataFrame({"lead_id": built, "as_of": np.full(len(built), as_of.to_datetime64())})
         parts.append(build_features(snapshots, table, events, spec).set_axis(built))
     if given:
-        parts.append(pd.DataFrame([leads[i].features for i in given], index=given)[spec.feature_names])
+        rows = [leads[i].features for i in given]
+        categorical = spec.categorical_feature_names
+        numeric = [name for name in spec.feature_names if name not in set(categorical)]
+        # Two blocks instead of one column per feature: a hundred Series cost a millisecond.
+        numbers = pd.DataFrame(np.array([[row[name] for name in numeric] for row in rows], dtype=float),
+                               index=given, columns=numeric)
+        categories = pd.DataFrame(np.array([[row[name] for name in categorical] for row in rows], dtype=object),
+                                  index=given, columns=categorical)
+        parts.append(pd.concat([categories, numbers], axis=1)[spec.feature_names])
     return (parts[0] if len(parts) == 1 else pd.concat(parts)).sort_index()
 
 
@@ -251,6 +275,19 @@ def _number_or_missing(value) -> bool:
         return True
     except (TypeError, ValueError):
         return False
+
+
+def _timestamps(moments: list[datetime]) -> np.ndarray:
+    """Naive-UTC ``datetime64[us]`` of many datetimes, without a Timestamp per value."""
+    return np.array([m.astimezone(timezone.utc).replace(tzinfo=None) if m.tzinfo else m for m in moments],
+                    dtype="datetime64[us]").astype("datetime64[ns]")
+
+
+def _float(value) -> float:
+    try:
+        return float(value) if value is not None else np.nan
+    except (TypeError, ValueError):
+        return np.nan
 
 
 def _naive_utc(moment: datetime) -> pd.Timestamp:
