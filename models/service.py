@@ -144,9 +144,14 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
         when = _naive_utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
         # A few leads take a few milliseconds: inline is faster than a hop to the thread pool.
         # Bigger requests go to the pool so /health and small requests are not stuck behind them.
-        if len(many) <= _INLINE_LEADS:
-            return scored(many, when)
-        return await run_in_threadpool(scored, many, when)
+        try:
+            if len(many) <= _INLINE_LEADS:
+                return scored(many, when)
+            return await run_in_threadpool(scored, many, when)
+        except InvalidLeads as error:
+            if not isinstance(leads, list):  # one lead sent as an object: its fields are body.<name>
+                error.problems = [{**p, "field": p["field"].replace("body.0", "body", 1)} for p in error.problems]
+            raise
 
     return app
 

@@ -65,6 +65,11 @@ def test_train_register_load_and_score(crm_folder, mlflow_store, tmp_path, capsy
     assert set(scores["lead_id"]) == expected and len(scores) == len(expected)
     assert list(scores.columns) == list(serve.SCORE_COLUMNS)
     assert (scores["model_version"] == str(version.version)).all()
+    assert scores["fit_score"].between(0, 100).all() and scores["engagement_score"].between(0, 100).all()
+    # Every lead has at least one reason, and reasons read as words with a signed size.
+    has_reason = scores["positive_reason_1"].str.len().gt(0) | scores["negative_reason_1"].str.len().gt(0)
+    assert has_reason.all()
+    assert scores["positive_reason_1"].str.fullmatch(r"(.+ \(\+\d+\.\d\d\))?").all()
     assert not list(tmp_path.glob(".scores.parquet.*"))  # no temp file left behind
 
 
