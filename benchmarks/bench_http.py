@@ -40,9 +40,12 @@ def main(argv=None) -> int:
     if args.requests <= 0 or args.seconds <= 0:
         parser.error("--requests and --seconds must be positive")
 
+    # This checkout's code, here and in both servers, whatever else the environment has installed.
+    sys.path.insert(0, str(PROJECT))
     with tempfile.TemporaryDirectory(prefix="bench-http-") as scratch:
         scratch = Path(scratch)
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{scratch / 'mlflow.db'}",
+        python_path = os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{scratch / 'mlflow.db'}", "PYTHONPATH": python_path,
                # mlflow serve starts a bare `uvicorn`: the venv's bin must be on PATH.
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]

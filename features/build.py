@@ -24,7 +24,8 @@ def build_features(snapshots: pd.DataFrame, leads: pd.DataFrame, events, spec: F
         raise ValueError(f"Snapshots refer to leads missing from the leads table, e.g. {unknown}.")
     # Fit features once per distinct lead, not once per snapshot or once per lead in the base.
     distinct, inverse = np.unique(positions, return_inverse=True)
-    fit = build_fit_features(leads.iloc[distinct], spec)
+    every_lead_once = len(distinct) == len(leads)  # e.g. scoring a request's leads: no copy needed
+    fit = build_fit_features(leads if every_lead_once else leads.iloc[distinct], spec)
     if len(distinct) < len(positions) or not np.array_equal(distinct, positions):
         fit = fit.iloc[inverse]
     fit = fit.set_axis(snapshots.index)

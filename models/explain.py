@@ -12,6 +12,7 @@ and the calibrated probability is the calibration map applied to that margin.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -42,11 +43,9 @@ def explain(bundle, features: pd.DataFrame) -> Explanation:
     """Contributions, margin, calibrated probability and sub-scores of each feature row."""
     contributions, base_value = feature_contributions(bundle, features)
     to_probability = calibration_map(bundle.model)
-    groups = feature_groups(bundle.spec)
     values = contributions.to_numpy()
     margin = base_value + values.sum(axis=1)
-    partial = [base_value + values[:, np.array([groups[name] == group for name in contributions.columns])].sum(axis=1)
-               for group in (FIT, ENGAGEMENT)]
+    partial = [base_value + values[:, mask].sum(axis=1) for mask in _group_masks(bundle.spec)]
     # One call of the calibration map for all three: on one row its per-call overhead dominates.
     probability, fit, engagement = np.split(to_probability(np.concatenate([margin, *partial])), 3)
     return Explanation(contributions=contributions, base_value=base_value, margin=margin,
@@ -126,6 +125,13 @@ def source_columns(preprocess) -> list[str]:
                                  f"one of its columns {list(columns)}.")
             owners.append(owner)
     return owners
+
+
+@lru_cache(maxsize=8)
+def _group_masks(spec) -> tuple[np.ndarray, np.ndarray]:
+    """Fit and engagement column masks over ``spec.feature_names``; cached, as every request needs them."""
+    groups = feature_groups(spec)
+    return tuple(np.array([groups[name] == group for name in spec.feature_names]) for group in (FIT, ENGAGEMENT))
 
 
 def _percent(probability: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ feature values, never from the contributions, so it says what the lead did or is
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -64,11 +65,7 @@ def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, spec: Featu
 
     Deterministic: equal impacts keep the order of ``spec.feature_names``.
     """
-    families = feature_families(spec)
-    names = list(dict.fromkeys(families.values()))
-    position = {name: i for i, name in enumerate(names)}
-    indicator = np.zeros((contributions.shape[1], len(names)))
-    indicator[np.arange(contributions.shape[1]), [position[families[c]] for c in contributions.columns]] = 1.0
+    names, indicator = _family_matrix(spec, tuple(contributions.columns))
     impact = contributions.to_numpy() @ indicator
     up = np.argsort(-impact, axis=1, kind="stable")[:, :n]
     down = np.argsort(impact, axis=1, kind="stable")[:, :n]
@@ -81,6 +78,18 @@ def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, spec: Featu
                     for k in chosen]
         result.append((reasons(up[row], 1.0), reasons(down[row], -1.0)))
     return result
+
+
+@lru_cache(maxsize=8)
+def _family_matrix(spec: FeatureSpec, columns: tuple) -> tuple[list, np.ndarray]:
+    """Factor names in spec order and the 0/1 matrix summing ``columns`` into them; cached per spec."""
+    families = feature_families(spec)
+    names = list(dict.fromkeys(families.values()))
+    position = {name: i for i, name in enumerate(names)}
+    indicator = np.zeros((len(columns), len(names)))
+    indicator[np.arange(len(columns)), [position[families[c]] for c in columns]] = 1.0
+    indicator.setflags(write=False)
+    return names, indicator
 
 
 def reason_columns(reasons, *, n: int = 3) -> dict:

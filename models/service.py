@@ -133,7 +133,8 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
                 many, scores["probability"], scores["score"], scores["tier"], scores["fit_score"],
                 scores["engagement_score"], reasons)
         ]
-        return {"model_version": version, "as_of": when.to_pydatetime(), "results": results}
+        # Built here, not validated again against ScoreResponse (which documents it): saves ~0.3 ms.
+        return JSONResponse({"model_version": version, "as_of": when.isoformat(), "results": results})
 
     @app.post("/score", response_model=ScoreResponse, dependencies=[Depends(authorised)])
     async def score(leads: Lead | list[Lead],
