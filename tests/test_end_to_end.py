@@ -72,6 +72,16 @@ def test_train_register_load_and_score(crm_folder, mlflow_store, tmp_path, capsy
     assert scores["positive_reason_1"].str.fullmatch(r"(.+ \(\+\d+\.\d\d\))?").all()
     assert not list(tmp_path.glob(".scores.parquet.*"))  # no temp file left behind
 
+    # Without explanations: the same scores, no sub-score or reason columns.
+    plain = tmp_path / "plain.csv"
+    assert serve.main(["score", "--model", "models:/lead-conversion@champion",
+                       "--leads", str(crm_folder / "leads.parquet"), "--events", str(crm_folder / "events.parquet"),
+                       "--deals", str(crm_folder / "deals.parquet"), "--as-of", "2026-03-01",
+                       "--out", str(plain), "--no-reasons"]) == 0
+    plain = pd.read_csv(plain)
+    assert "fit_score" not in plain.columns and "positive_reason_1" not in plain.columns
+    np.testing.assert_allclose(plain["probability"], scores["probability"], atol=1e-12)
+
 
 def test_scoring_bad_input_writes_nothing(crm_folder, mlflow_store, tmp_path, capsys):
     leads = pd.read_parquet(crm_folder / "leads.parquet")
