@@ -41,6 +41,12 @@ class Explanation:
 
 def explain(bundle, features: pd.DataFrame) -> Explanation:
     """Contributions, margin, calibrated probability and sub-scores of each feature row."""
+    if len(features) == 0:  # an empty chunk: the estimators refuse zero rows
+        none, no_scores = np.zeros(0), np.zeros(0, dtype=np.int64)
+        return Explanation(contributions=pd.DataFrame(np.zeros((0, len(bundle.spec.feature_names))),
+                                                      index=features.index, columns=bundle.spec.feature_names),
+                           base_value=none, margin=none, probability=none, fit_score=no_scores,
+                           engagement_score=no_scores)
     contributions, base_value = feature_contributions(bundle, features)
     to_probability = calibration_map(bundle.model)
     values = contributions.to_numpy()

@@ -99,7 +99,7 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
     async def model() -> dict:
         return description
 
-    def scored(many: list[Lead], when: pd.Timestamp) -> dict:
+    def scored(many: list[Lead], when: pd.Timestamp) -> JSONResponse:
         features = lead_features(bundle.spec, many, when)
         scores, reasons = bundle.score_with_reasons(features)
         results = [

@@ -72,3 +72,10 @@ def test_score_with_reasons_agrees_with_score(small_models):
     plain = bundle.score(features)
     pd.testing.assert_frame_equal(scores[["probability", "score", "tier"]], plain, check_exact=False, atol=1e-12)
     assert len(reasons) == len(features)
+
+
+@pytest.mark.parametrize("kind", ["logistic", "lightgbm"])
+def test_no_rows_no_reasons(small_models, kind):
+    scores, reasons = small_models[kind].score_with_reasons(small_models["features"].head(0))
+    assert len(scores) == 0 and reasons == []
+    assert list(scores.columns) == ["probability", "score", "tier", "fit_score", "engagement_score"]
