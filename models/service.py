@@ -18,7 +18,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from models.lead_requests import InvalidLeads, Lead, lead_features, naive_utc
