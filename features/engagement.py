@@ -222,7 +222,8 @@ def _sorted_event_arrays(snapshots, as_of_us, events: pd.DataFrame, layout):
     require_event_columns(events.columns, "events")
     snapshot_ids = snapshots["lead_id"].to_numpy()
     event_ids = events["lead_id"].to_numpy()
-    if snapshot_ids.dtype.kind != event_ids.dtype.kind:  # DuckDB's TRY_CAST: 7 and "7" are one lead
+    numeric = {snapshot_ids.dtype.kind, event_ids.dtype.kind} <= set("iuf")  # compared as numbers already
+    if not numeric and snapshot_ids.dtype.kind != event_ids.dtype.kind:  # like DuckDB's TRY_CAST: 7 is "7"
         snapshot_ids, event_ids = snapshot_ids.astype(str), event_ids.astype(str)
     order = np.argsort(snapshot_ids, kind="stable")
     first = np.searchsorted(snapshot_ids[order], event_ids, side="left")
