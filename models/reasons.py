@@ -103,9 +103,13 @@ def reason_columns(reasons, *, n: int = 3) -> dict:
 
 
 def feature_families(spec: FeatureSpec) -> dict:
-    """Feature name -> factor: the source column, the event type, or one of the activity summaries."""
+    """Feature name -> factor: the source column, the event type, or one of the activity summaries.
+
+    A feature of no known kind is a factor of its own, so a new kind of column degrades to a
+    plain "name: value" reason instead of failing.
+    """
     families = {name: name for name in spec.categorical_feature_names}
-    families.update({f"log_{column}": column for column in spec.numeric_columns})
+    families.update({name: name.removeprefix("log_") for name in spec.numeric_fit_feature_names})
     families["lead_age_days"] = LEAD_AGE
     for event_type in (*spec.event_types, OTHER_EVENT_TYPE):
         families.update({f"events_{event_type}_{w}d": event_type for w in spec.windows_days})
@@ -118,10 +122,7 @@ def feature_families(spec: FeatureSpec) -> dict:
     families["events_trend_30d"] = TREND
     if spec.has_email_click_rate:
         families["email_click_rate"] = CLICK_RATE
-    unknown = set(spec.feature_names) - set(families)
-    if unknown:
-        raise ValueError(f"No reason family for features {sorted(unknown)}; extend models/reasons.py.")
-    return {name: families[name] for name in spec.feature_names}
+    return {name: families.get(name, name) for name in spec.feature_names}
 
 
 def describe_factor(factor: str, value, spec: FeatureSpec) -> str:
@@ -148,9 +149,15 @@ def describe_factor(factor: str, value, spec: FeatureSpec) -> str:
         return "no e-mails opened yet" if _missing(rate) else f"clicked {rate:.0%} of opened e-mails"
     if factor == LEAD_AGE:
         return f"lead created {_ago(value('lead_age_days'))}"
-    if factor in spec.numeric_columns:
+    if factor in spec.categorical_feature_names:
+        return _describe_category(factor, value(factor))
+    numbers = spec.numeric_fit_feature_names
+    if f"log_{factor}" in numbers:
         return _describe_number(factor, value(f"log_{factor}"))
-    return _describe_category(factor, value(factor))
+    label, raw = COLUMN_WORDS.get(factor, factor.replace("_", " ")), value(factor)
+    if _missing(raw):
+        return f"{label} unknown"
+    return f"{label}: {raw:,.4g}" if isinstance(raw, (int, float, np.number)) else f"{label}: {raw}"
 
 
 def _describe_events(event_type: str, value, spec: FeatureSpec) -> str:
@@ -182,6 +189,7 @@ def _describe_category(column: str, value) -> str:
 
 
 def _describe_number(column: str, log_value) -> str:
+    """A ``log_<column>`` feature back in the column's own units."""
     label = COLUMN_WORDS.get(column, column.replace("_", " "))
     if _missing(log_value):
         return f"{label} unknown"

@@ -70,6 +70,14 @@ def test_unknown_event_type_of_a_custom_spec_still_reads():
     assert describe_factor("seats", value, spec) == "seats: 12"
 
 
+def test_a_feature_of_unknown_kind_is_its_own_plain_factor(monkeypatch):
+    """Specs grow new kinds of columns (flags, raw numbers); reasons must degrade, not fail."""
+    monkeypatch.setattr(FeatureSpec, "feature_names", property(lambda self: ["do_not_email", "lead_score"]))
+    assert feature_families(SPEC) == {"do_not_email": "do_not_email", "lead_score": "lead_score"}
+    assert describe_factor("lead_score", values(lead_score=-3.25), SPEC) == "lead score: -3.25"
+    assert describe_factor("do_not_email", values(do_not_email=np.nan), SPEC) == "do not email unknown"
+
+
 def test_every_feature_has_a_family_and_event_columns_share_one():
     families = feature_families(SPEC)
     assert list(families) == SPEC.feature_names
