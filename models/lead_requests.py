@@ -76,7 +76,7 @@ def lead_features(spec, leads: list[Lead], as_of: pd.Timestamp) -> pd.DataFrame:
         events = pd.DataFrame({
             "lead_id": np.array([i for i, _ in history], dtype=np.int64),
             "occurred_at": _timestamps([event.occurred_at for _, event in history]),
-            "event_type": np.array([event.event_type for _, event in history], dtype=object),
+            "event_type": pd.Series([event.event_type for _, event in history], dtype=object),
         })
         snapshots = pd.DataFrame({"lead_id": built, "as_of": np.full(len(built), as_of.to_datetime64())})
         parts.append(build_features(snapshots, table, events, spec).set_axis(built))
