@@ -83,10 +83,10 @@ def lead_features(spec, leads: list[Lead], as_of: pd.Timestamp) -> pd.DataFrame:
     if given:
         rows = [leads[i].features for i in given]
         categorical = spec.categorical_feature_names
-        numeric = [name for name in spec.feature_names if name not in set(categorical)]
+        number_names = [name for name in spec.feature_names if name not in set(categorical)]
         # Two blocks instead of one column per feature: a hundred Series cost a millisecond.
-        numbers = pd.DataFrame(np.array([[row[name] for name in numeric] for row in rows], dtype=float),
-                               index=given, columns=numeric)
+        numbers = pd.DataFrame(np.array([[row[name] for name in number_names] for row in rows], dtype=float),
+                               index=given, columns=number_names)
         categories = pd.DataFrame(np.array([[row[name] for name in categorical] for row in rows], dtype=object),
                                   index=given, columns=categorical)
         parts.append(pd.concat([categories, numbers], axis=1)[spec.feature_names])
