@@ -29,6 +29,8 @@ class Explanation:
     rounded, of the base value plus only that group's contributions: "the score this lead would
     have if only who they are (fit) / only what they did (engagement) moved it away from an
     average lead". Fit is the lead's attributes; engagement is its event history and lead age.
+    The base value is LightGBM's expected raw score over its training rows, or the logistic
+    model's intercept (every standardised number at its training mean, no category level on).
     """
 
     contributions: pd.DataFrame
