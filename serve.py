@@ -30,7 +30,7 @@ def score_lead_base(bundle, leads: pd.DataFrame, events, *, as_of, out, deals: p
 
     Beside probability, score and tier each row carries the fit and engagement sub-scores and up
     to three positive and three negative reasons as text ("requested a demo 3 days ago (+1.20)");
-    ``explain=False`` leaves those out, for speed (LightGBM's exact contributions cost about six
+    ``explain=False`` leaves those out, for speed (LightGBM's exact contributions cost about ten
     times its prediction).
     Leads are processed in chunks so memory stays bounded by ``chunk_size``. The output is
     written to a temporary file beside ``out`` and renamed at the end: a failed run leaves the
