@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-http clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/bench.py
+
+# Single-lead HTTP latency of serve.py http vs mlflow models serve, on 127.0.0.1, bounded in requests and time.
+bench-http: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python benchmarks/bench_http.py
 
 clean:
 	rm -rf data mlflow.db mlruns reports bench_data

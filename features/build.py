@@ -25,8 +25,11 @@ def build_features(snapshots: pd.DataFrame, leads: pd.DataFrame, events, spec: F
         raise ValueError(f"Snapshots refer to leads missing from the leads table, e.g. {unknown}.")
     # Fit features once per distinct lead, not once per snapshot or once per lead in the base.
     distinct, inverse = np.unique(positions, return_inverse=True)
-    fit = build_fit_features(leads.iloc[distinct], spec).iloc[inverse].set_index(snapshots.index)
-    parts = [fit]
+    every_lead_once = len(distinct) == len(leads)  # e.g. scoring a request's leads: no copy needed
+    fit = build_fit_features(leads if every_lead_once else leads.iloc[distinct], spec)
+    if len(distinct) < len(positions) or not np.array_equal(distinct, positions):
+        fit = fit.iloc[inverse]
+    parts = [fit.set_axis(snapshots.index)]
     if spec.lead_age:
         created_at = leads["created_at"].to_numpy()[positions]
         lead_age = (snapshots["as_of"].to_numpy() - created_at) / np.timedelta64(1, "D")
@@ -35,4 +38,6 @@ def build_features(snapshots: pd.DataFrame, leads: pd.DataFrame, events, spec: F
         if events is None:
             raise ValueError("The model's feature spec uses an event log, but no events were given.")
         parts.append(build_engagement_features(snapshots, events, spec))
-    return pd.concat(parts, axis=1)[spec.feature_names]
+    features = pd.concat(parts, axis=1)
+    # The blocks are built in spec order; select (a copy) only if a builder ever disagrees.
+    return features if list(features.columns) == spec.feature_names else features[spec.feature_names]

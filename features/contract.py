@@ -160,12 +160,17 @@ def event_relation(con: duckdb.DuckDBPyConnection, events, *, source=None) -> du
             raise DataContractError(f"{path}: expected a .csv or .parquet file, got {suffix!r}.")
     else:
         raise TypeError(f"An event log must be a DataFrame or a path. Got {type(events).__name__} instead.")
-    missing = [column for column in EVENT_COLUMNS if column not in relation.columns]
+    require_event_columns(relation.columns, source)
+    return relation
+
+
+def require_event_columns(columns, source) -> None:
+    """Refuse an event log without the contract's columns, naming what is missing and what is there."""
+    missing = [column for column in EVENT_COLUMNS if column not in columns]
     if missing:
         raise DataContractError(
             f"{source}: missing column(s) {missing}; the event log needs {list(EVENT_COLUMNS)}. "
-            f"Columns found: {sorted(relation.columns)}.")
-    return relation
+            f"Columns found: {sorted(columns)}.")
 
 
 def parse_timestamps(values: pd.Series, *, source: str, column: str, frame: pd.DataFrame) -> pd.Series:

@@ -35,15 +35,33 @@ class ModelBundle:
 
     def score(self, features: pd.DataFrame, *, thresholds: TierThresholds | None = None) -> pd.DataFrame:
         """``probability``, ``score`` (0-100) and ``tier`` for each feature row, on the same index."""
-        probability = self.predict_probability(features)
+        return self._scores(self.predict_probability(features), thresholds, features.index)
+
+    def score_with_reasons(self, features: pd.DataFrame, *, thresholds: TierThresholds | None = None,
+                           n_reasons: int = 3) -> tuple[pd.DataFrame, list]:
+        """``score`` plus ``fit_score`` and ``engagement_score``, and each row's (positive, negative) reasons.
+
+        The probability comes from the exact contributions' margin through the calibration map:
+        the same number ``predict_probability`` gives, in one pass with the explanation.
+        """
+        from models.explain import explain
+        from models.reasons import top_reasons
+
+        explanation = explain(self, features)
+        scores = self._scores(explanation.probability, thresholds, features.index,
+                              fit_score=explanation.fit_score, engagement_score=explanation.engagement_score)
+        return scores, top_reasons(explanation.contributions, features, self.spec, n=n_reasons)
+
+    def _scores(self, probability: np.ndarray, thresholds: TierThresholds | None, index, **more) -> pd.DataFrame:
         thresholds = thresholds or self.thresholds
         return pd.DataFrame(
             {
                 "probability": probability,
                 "score": np.rint(probability * 100).astype(np.int64),
                 "tier": thresholds.assign(probability),
+                **more,
             },
-            index=features.index,
+            index=index,
         )
 
     def conform(self, features: pd.DataFrame) -> pd.DataFrame:

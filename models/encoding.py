@@ -48,6 +48,31 @@ class CategoryEncoder(TransformerMixin, BaseEstimator):
                 columns[column] = pd.to_numeric(X[column], errors="coerce").astype(float)
         return pd.DataFrame(columns, index=X.index)
 
+    def to_codes(self, X: pd.DataFrame) -> np.ndarray:
+        """The float matrix LightGBM sees: category positions (NaN when missing or unknown), numbers as float.
+
+        Same values as ``transform`` gives LightGBM through pandas, without building categoricals:
+        on one row that saves milliseconds, which is most of an HTTP request.
+        """
+        check_is_fitted(self, "categories_")
+        columns = list(self.feature_names_in_)
+        missing = [column for column in columns if column not in X.columns]
+        if missing:
+            raise ValueError(f"CategoryEncoder: columns {missing} seen in fit are missing from the input.")
+        numeric = [column for column in columns if column not in self.categories_]
+        out = np.empty((len(X), len(columns)), dtype=float)
+        position = {column: i for i, column in enumerate(columns)}
+        values = X[numeric]
+        try:
+            block = values.to_numpy(dtype=float)
+        except (TypeError, ValueError):
+            block = values.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+        out[:, [position[column] for column in numeric]] = block
+        for column, categories in self.categories_.items():
+            code = {category: float(i) for i, category in enumerate(categories)}
+            out[:, position[column]] = [code.get(value, np.nan) for value in X[column].to_numpy(dtype=object)]
+        return out
+
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "categories_")
         return np.asarray(self.feature_names_in_, dtype=object)

@@ -65,7 +65,22 @@ def test_train_register_load_and_score(crm_folder, mlflow_store, tmp_path, capsy
     assert set(scores["lead_id"]) == expected and len(scores) == len(expected)
     assert list(scores.columns) == list(serve.SCORE_COLUMNS)
     assert (scores["model_version"] == str(version.version)).all()
+    assert scores["fit_score"].between(0, 100).all() and scores["engagement_score"].between(0, 100).all()
+    # Every lead has at least one reason, and reasons read as words with a signed size.
+    has_reason = scores["positive_reason_1"].str.len().gt(0) | scores["negative_reason_1"].str.len().gt(0)
+    assert has_reason.all()
+    assert scores["positive_reason_1"].str.fullmatch(r"(.+ \(\+\d+\.\d\d\))?").all()
     assert not list(tmp_path.glob(".scores.parquet.*"))  # no temp file left behind
+
+    # Without explanations: the same scores, no sub-score or reason columns.
+    plain = tmp_path / "plain.csv"
+    assert serve.main(["score", "--model", "models:/lead-conversion@champion",
+                       "--leads", str(crm_folder / "leads.parquet"), "--events", str(crm_folder / "events.parquet"),
+                       "--deals", str(crm_folder / "deals.parquet"), "--as-of", "2026-03-01",
+                       "--out", str(plain), "--no-reasons"]) == 0
+    plain = pd.read_csv(plain)
+    assert "fit_score" not in plain.columns and "positive_reason_1" not in plain.columns
+    np.testing.assert_allclose(plain["probability"], scores["probability"], atol=1e-12)
 
 
 def test_scoring_bad_input_writes_nothing(crm_folder, mlflow_store, tmp_path, capsys):

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features import engagement
 from features.engagement import build_engagement_features, normalise_event_type, reference_aggregation_sql
 from features.spec import FeatureSpec
 
@@ -134,8 +135,11 @@ def test_two_snapshots_of_one_lead_see_different_histories():
     assert got["days_since_demo_request"].tolist() == pytest.approx([20, 5])
 
 
+@pytest.mark.parametrize("reader", ["numpy", "duckdb"])
 @pytest.mark.parametrize("events_as_string", [True, False])
-def test_int_and_string_lead_ids_join(worked, events_as_string):
+def test_int_and_string_lead_ids_join(worked, events_as_string, reader, monkeypatch):
+    if reader == "duckdb":
+        monkeypatch.setattr(engagement, "IN_MEMORY_MAX_EVENTS", -1)
     snapshots, events = worked
     expected = build_engagement_features(snapshots, events, SPEC)
     if events_as_string:
@@ -156,7 +160,11 @@ def test_file_input_matches_frame_input(worked, tmp_path, suffix):
                                   build_engagement_features(snapshots, events, SPEC))
 
 
-def test_matches_brute_force_on_random_data():
+@pytest.mark.parametrize("reader", ["numpy", "duckdb"])
+def test_matches_brute_force_on_random_data(reader, monkeypatch):
+    """Both readers of the sorted event rows: numpy for small frames, DuckDB for everything else."""
+    if reader == "duckdb":
+        monkeypatch.setattr(engagement, "IN_MEMORY_MAX_EVENTS", -1)
     rng = np.random.default_rng(3)
     n_events = 3000
     events = pd.DataFrame({
@@ -263,3 +271,21 @@ def _brute_force(snapshots, events, spec):
             row["email_click_rate"] = clicks / max(opens, clicks) if max(opens, clicks) else np.nan
         rows.append(row)
     return pd.DataFrame(rows, index=snapshots.index, columns=spec.engagement_feature_names, dtype=np.float64)
+
+
+def test_numpy_and_duckdb_readers_agree_on_messy_zoned_input(monkeypatch):
+    """Zoned timestamps, missing types and times, several snapshots per lead: the same features either way."""
+    rng = np.random.default_rng(8)
+    n = 800
+    events = pd.DataFrame({
+        "lead_id": rng.integers(0, 20, n),
+        "occurred_at": (pd.Timestamp("2025-01-01", tz="Europe/Berlin")
+                        + pd.to_timedelta(rng.integers(0, 24 * 90, n), unit="h")),
+        "event_type": rng.choice(["email_open", " Pricing-Page View", "demo_request", "other", None], n),
+    })
+    events.loc[::97, "occurred_at"] = pd.NaT
+    snapshots = pd.DataFrame({"lead_id": np.r_[np.arange(25), np.arange(10)],
+                              "as_of": [pd.Timestamp("2025-03-01")] * 25 + [pd.Timestamp("2025-02-01")] * 10})
+    small = build_engagement_features(snapshots, events, SPEC)
+    monkeypatch.setattr(engagement, "IN_MEMORY_MAX_EVENTS", -1)
+    pd.testing.assert_frame_equal(small, build_engagement_features(snapshots, events, SPEC))

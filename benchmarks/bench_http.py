@@ -1,0 +1,223 @@
+"""``make bench-http``: single-lead latency and requests/s of ``serve.py http`` vs ``mlflow models serve``.
+
+Trains a small model on synthetic data into a temporary MLflow store, starts both servers on
+127.0.0.1 with that one model, and sends the same leads to each, one request at a time over one
+kept-alive connection (closed loop: requests/s = 1 / mean latency). Our service is measured
+twice: with built feature rows (the very payload MLflow gets) and with raw attributes + events
+(features built per request). Each run is bounded by ``--requests`` and ``--seconds``.
+
+    python benchmarks/bench_http.py [--requests 2000] [--seconds 20] [--leads 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PROJECT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+TARGETS = {"p50_ms": 5.0, "p99_ms": 15.0, "speedup": 3.0}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="requests per measurement (after warm-up)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="time cap per measurement")
+    parser.add_argument("--leads", type=int, default=3000, help="synthetic leads to train on")
+    args = parser.parse_args(argv)
+    if args.requests <= 0 or args.seconds <= 0:
+        parser.error("--requests and --seconds must be positive")
+
+    # This checkout's code, here and in both servers, whatever else the environment has installed.
+    sys.path.insert(0, str(PROJECT))
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as scratch:
+        scratch = Path(scratch)
+        python_path = os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{scratch / 'mlflow.db'}", "PYTHONPATH": python_path,
+               # mlflow serve starts a bare `uvicorn`: the venv's bin must be on PATH.
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
+        started = time.perf_counter()
+        model_uri, as_of, raw_payloads, feature_rows, columns = _train_and_sample(scratch, args.leads)
+        print(f"trained and registered a model on {args.leads:,} synthetic leads in "
+              f"{time.perf_counter() - started:.0f} s ({model_uri})", flush=True)
+
+        ours_port, mlflow_port = _free_port(), _free_port()
+        logs = [open(scratch / name, "wb") for name in ("ours.log", "mlflow.log")]
+        servers = [
+            subprocess.Popen([sys.executable, str(PROJECT / "serve.py"), "http", "--model", model_uri,
+                              "--host", HOST, "--port", str(ours_port)], cwd=scratch, env=env,
+                             stdout=logs[0], stderr=subprocess.STDOUT),
+            subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri,
+                              "--env-manager", "local", "-h", HOST, "-p", str(mlflow_port)], cwd=scratch,
+                             env=env, stdout=logs[1], stderr=subprocess.STDOUT),
+        ]
+        try:
+            _wait_ready(servers[0], ours_port, "/health", scratch / "ours.log")
+            _wait_ready(servers[1], mlflow_port, "/ping", scratch / "mlflow.log")
+            feature_bodies = [json.dumps({"features": dict(zip(columns, row))}).encode() for row in feature_rows]
+            mlflow_bodies = [json.dumps({"dataframe_split": {"columns": columns, "data": [row]}}).encode()
+                             for row in feature_rows]
+            raw_bodies = [json.dumps(payload).encode() for payload in raw_payloads]
+            raw_path = f"/score?as_of={as_of.isoformat()}"
+            _check_agreement(ours_port, mlflow_port, feature_bodies, mlflow_bodies, raw_path, raw_bodies)
+            runs = {
+                "serve.py http, feature row": _measure(ours_port, "/score", feature_bodies, args),
+                "serve.py http, attributes + events": _measure(ours_port, raw_path, raw_bodies, args),
+                "mlflow models serve, feature row": _measure(mlflow_port, "/invocations", mlflow_bodies, args),
+            }
+        finally:
+            for server in servers:
+                server.terminate()
+            for server in servers:
+                try:
+                    server.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+            for log in logs:
+                log.close()
+
+    print(f"\nsingle-lead requests, one client, kept-alive connection, {HOST}, "
+          f"{os.cpu_count()} cores ({args.requests:,} requests or {args.seconds:.0f} s each)")
+    print(f"{'':38}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}")
+    for name, run in runs.items():
+        print(f"{name:38}{run['requests']:>9,}{run['p50_ms']:>9.2f}{run['p99_ms']:>9.2f}{run['rps']:>9,.0f}")
+    anchor = runs["mlflow models serve, feature row"]["rps"]
+    failed = []
+    for name in ("serve.py http, feature row", "serve.py http, attributes + events"):
+        run = runs[name]
+        speedup = run["rps"] / anchor
+        verdict = (run["p50_ms"] <= TARGETS["p50_ms"] and run["p99_ms"] <= TARGETS["p99_ms"]
+                   and speedup >= TARGETS["speedup"])
+        print(f"{name}: {speedup:.1f}x mlflow's req/s -> "
+              f"{'meets' if verdict else 'MISSES'} p50 <= 5 ms, p99 <= 15 ms, >= 3x")
+        failed += [] if verdict else [name]
+    return 1 if failed else 0
+
+
+def _train_and_sample(scratch: Path, n_leads: int):
+    """Train on a synthetic CRM; return the model URI, as_of, and 200 leads as raw payloads and feature rows."""
+    from features.build import build_features
+    from training.cli import main as training_main
+    from training.synthetic import generate_crm, write_crm
+    from training.tracking import load_bundle
+
+    crm = generate_crm(n_leads, months=15, seed=11)
+    write_crm(crm, scratch)
+    code = training_main(["train", "--leads", str(scratch / "leads.parquet"), "--events",
+                          str(scratch / "events.parquet"), "--deals", str(scratch / "deals.parquet")])
+    if code:
+        raise SystemExit("training the benchmark model failed")
+    model_uri = "models:/lead-conversion@champion"
+    bundle, _ = load_bundle(model_uri)
+
+    as_of = pd.Timestamp(crm.end)
+    leads = crm.leads[crm.leads["created_at"] < as_of].sample(200, random_state=0)
+    events = crm.events[crm.events["lead_id"].isin(leads["lead_id"]) & (crm.events["occurred_at"] < as_of)]
+    attributes = [c for c in leads.columns if c not in ("lead_id", "created_at")]
+    by_lead = {lead_id: group for lead_id, group in events.groupby("lead_id")}
+    raw = []
+    for lead in leads.itertuples(index=False):
+        history = by_lead.get(lead.lead_id, events.iloc[:0])
+        raw.append({
+            "lead_id": int(lead.lead_id), "created_at": lead.created_at.isoformat(),
+            "attributes": {c: _plain(getattr(lead, c)) for c in attributes},
+            "events": [{"occurred_at": t.isoformat(), "event_type": str(e)}
+                       for t, e in zip(history["occurred_at"], history["event_type"])],
+        })
+    snapshots = pd.DataFrame({"lead_id": leads["lead_id"].to_numpy(), "as_of": as_of})
+    features = bundle.conform(build_features(snapshots, leads, events, bundle.spec))
+    columns = list(features.columns)
+    rows = [[_plain(v) for v in row] for row in features.itertuples(index=False)]
+    return model_uri, as_of, raw, rows, columns
+
+
+def _plain(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    return value if isinstance(value, (str, int, float)) else str(value)
+
+
+def _measure(port: int, path: str, bodies: list, args) -> dict:
+    """Warm up, then time requests one after another until --requests or --seconds runs out."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=30)
+    for body in bodies[:50]:
+        _post(connection, path, body)
+    latencies = []
+    deadline = time.perf_counter() + args.seconds
+    started = time.perf_counter()
+    while len(latencies) < args.requests and time.perf_counter() < deadline:
+        body = bodies[len(latencies) % len(bodies)]
+        begin = time.perf_counter()
+        _post(connection, path, body)
+        latencies.append(time.perf_counter() - begin)
+    elapsed = time.perf_counter() - started
+    connection.close()
+    latencies = np.array(latencies) * 1e3
+    return {"requests": len(latencies), "p50_ms": float(np.percentile(latencies, 50)),
+            "p99_ms": float(np.percentile(latencies, 99)), "rps": len(latencies) / elapsed}
+
+
+def _post(connection, path: str, body: bytes) -> bytes:
+    connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    payload = response.read()
+    if response.status != 200:
+        raise SystemExit(f"POST {path} answered {response.status}: {payload[:500]!r}")
+    return payload
+
+
+def _check_agreement(ours_port, mlflow_port, feature_bodies, mlflow_bodies, raw_path, raw) -> None:
+    """Both servers and both input forms must give the same probability for the same lead."""
+    ours = http.client.HTTPConnection(HOST, ours_port, timeout=30)
+    theirs = http.client.HTTPConnection(HOST, mlflow_port, timeout=30)
+    for k in range(5):
+        from_features = json.loads(_post(ours, "/score", feature_bodies[k]))["results"][0]["probability"]
+        from_raw = json.loads(_post(ours, raw_path, raw[k]))["results"][0]["probability"]
+        mlflow = json.loads(_post(theirs, "/invocations", mlflow_bodies[k]))["predictions"][0]["probability"]
+        if not (abs(from_features - mlflow) < 1e-9 and abs(from_raw - mlflow) < 1e-9):
+            raise SystemExit(f"lead {k}: probabilities differ: ours {from_features} / {from_raw}, mlflow {mlflow}")
+    ours.close()
+    theirs.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def _wait_ready(server: subprocess.Popen, port: int, path: str, log: Path, timeout: float = 120.0) -> None:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"server on port {port} exited:\n{log.read_text(errors='replace')[-2000:]}")
+        try:
+            connection = http.client.HTTPConnection(HOST, port, timeout=2)
+            connection.request("GET", path)
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"server on port {port} not ready after {timeout:.0f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

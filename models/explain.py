@@ -1,0 +1,159 @@
+"""Exact per-feature contributions in log-odds space, and the fit and engagement sub-scores built from them.
+
+For LightGBM the contributions are its own TreeSHAP values (``pred_contrib=True``); for the
+logistic pipeline they are coefficient x transformed value, summed back to the source column
+(one-hot pieces and missing indicators belong to the column they came from). Either way
+
+    base_value + contributions.sum(axis=1) == the model's raw margin (log-odds), row by row,
+
+and the calibrated probability is the calibration map applied to that margin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+FIT, ENGAGEMENT = "fit", "engagement"
+_SMALL_BATCH = 256
+
+
+@dataclass
+class Explanation:
+    """Contributions of each source feature (columns ``spec.feature_names``) to each row's raw margin.
+
+    ``fit_score`` and ``engagement_score`` (0-100) are the calibrated probability, x 100 and
+    rounded, of the base value plus only that group's contributions: "the score this lead would
+    have if only who they are (fit) / only what they did (engagement) moved it away from an
+    average lead". Fit is the lead's attributes; engagement is its event history and lead age.
+    The base value is LightGBM's expected raw score over its training rows, or the logistic
+    model's intercept (every standardised number at its training mean, no category level on).
+    """
+
+    contributions: pd.DataFrame
+    base_value: np.ndarray
+    margin: np.ndarray
+    probability: np.ndarray
+    fit_score: np.ndarray
+    engagement_score: np.ndarray
+
+
+def explain(bundle, features: pd.DataFrame) -> Explanation:
+    """Contributions, margin, calibrated probability and sub-scores of each feature row."""
+    if len(features) == 0:  # an empty chunk: the estimators refuse zero rows
+        none, no_scores = np.zeros(0), np.zeros(0, dtype=np.int64)
+        return Explanation(contributions=pd.DataFrame(np.zeros((0, len(bundle.spec.feature_names))),
+                                                      index=features.index, columns=bundle.spec.feature_names),
+                           base_value=none, margin=none, probability=none, fit_score=no_scores,
+                           engagement_score=no_scores)
+    contributions, base_value = feature_contributions(bundle, features)
+    to_probability = calibration_map(bundle.model)
+    values = contributions.to_numpy()
+    margin = base_value + values.sum(axis=1)
+    partial = [base_value + values[:, mask].sum(axis=1) for mask in _group_masks(bundle.spec)]
+    # One call of the calibration map for all three: on one row its per-call overhead dominates.
+    probability, fit, engagement = np.split(to_probability(np.concatenate([margin, *partial])), 3)
+    return Explanation(contributions=contributions, base_value=base_value, margin=margin,
+                       probability=probability, fit_score=_percent(fit), engagement_score=_percent(engagement))
+
+
+def feature_contributions(bundle, features: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """``(contributions, base_value)``: log-odds per source feature and row, and the per-row base."""
+    pipeline = _inner_pipeline(bundle.model)
+    names = bundle.spec.feature_names
+    classifier = pipeline[-1]
+    if hasattr(classifier, "booster_"):
+        encoder = pipeline[0]
+        codes = encoder.to_codes(features)
+        # OpenMP threads cost more than they save on a few rows, and stall when the cores are busy.
+        threads = {"num_threads": 1} if len(codes) < _SMALL_BATCH else {}
+        raw = classifier.booster_.predict(codes, pred_contrib=True, **threads)
+        return pd.DataFrame(raw[:, :-1], index=features.index, columns=names), raw[:, -1].copy()
+    if hasattr(classifier, "coef_"):
+        preprocess = pipeline[:-1]
+        transformed = np.asarray(preprocess.transform(bundle.conform(features)), dtype=float)
+        terms = transformed * classifier.coef_[0]
+        owner = source_columns(pipeline[0])
+        grouped = np.zeros((len(features), len(names)))
+        position = {name: i for i, name in enumerate(names)}
+        np.add.at(grouped.T, np.array([position[o] for o in owner]), terms.T)
+        base = np.full(len(features), float(classifier.intercept_[0]))
+        return pd.DataFrame(grouped, index=features.index, columns=names), base
+    raise TypeError(f"Cannot explain a {type(classifier).__name__}: expected a LightGBM classifier "
+                    "or a linear model with coef_.")
+
+
+def calibration_map(model):
+    """The function from raw margin to calibrated probability, as the calibrated model applies it.
+
+    scikit-learn calibrates on ``decision_function`` when the frozen model has one (both our
+    pipelines do: it is the raw margin) and on the positive-class probability otherwise.
+    """
+    calibrated = _single_calibrated(model)
+    calibrator = calibrated.calibrators[0]
+    if hasattr(calibrated.estimator, "decision_function"):
+        return lambda margin: np.clip(calibrator.predict(np.asarray(margin, dtype=float)), 0.0, 1.0)
+    return lambda margin: np.clip(calibrator.predict(1.0 / (1.0 + np.exp(-np.asarray(margin, dtype=float)))), 0.0, 1.0)
+
+
+def raw_margin(model, features: pd.DataFrame) -> np.ndarray:
+    """The inner model's raw log-odds as scikit-learn computes it (the reference contributions must sum to)."""
+    return _inner_pipeline(model).decision_function(features)
+
+
+def feature_groups(spec) -> dict:
+    """Source feature -> ``"fit"`` (who the lead is) or ``"engagement"`` (what they did, lead age)."""
+    fit = set(spec.categorical_feature_names) | set(spec.numeric_fit_feature_names)
+    return {name: FIT if name in fit else ENGAGEMENT for name in spec.feature_names}
+
+
+def source_columns(preprocess) -> list[str]:
+    """The input column behind each output of a fitted ColumnTransformer.
+
+    ``industry_software`` -> ``industry`` (one-hot), ``missingindicator_days_since_x`` ->
+    ``days_since_x``; matched within each transformer's own columns, longest name first, so
+    ``job_function_sales`` cannot be taken for a column called ``job``.
+    """
+    owners = []
+    names_out = preprocess.get_feature_names_out()
+    for name, _, columns in preprocess.transformers_:
+        if name == "remainder":
+            continue
+        piece = preprocess.output_indices_[name]
+        by_length = sorted(columns, key=len, reverse=True)
+        for output in names_out[piece]:
+            output = output.removeprefix("missingindicator_")
+            owner = output if output in columns else next(
+                (column for column in by_length if output.startswith(f"{column}_")), None)
+            if owner is None:
+                raise ValueError(f"Cannot trace output feature {output!r} of transformer {name!r} back to "
+                                 f"one of its columns {list(columns)}.")
+            owners.append(owner)
+    return owners
+
+
+@lru_cache(maxsize=8)
+def _group_masks(spec) -> tuple[np.ndarray, np.ndarray]:
+    """Fit and engagement column masks over ``spec.feature_names``; cached, as every request needs them."""
+    groups = feature_groups(spec)
+    return tuple(np.array([groups[name] == group for name in spec.feature_names]) for group in (FIT, ENGAGEMENT))
+
+
+def _percent(probability: np.ndarray) -> np.ndarray:
+    return np.rint(probability * 100).astype(np.int64)
+
+
+def _single_calibrated(model):
+    calibrated = getattr(model, "calibrated_classifiers_", None)
+    if not calibrated or len(calibrated) != 1:
+        raise TypeError("Explanations need a CalibratedClassifierCV(FrozenEstimator(pipeline), ensemble=False) "
+                        f"with one calibrated classifier. Got {type(model).__name__} instead.")
+    return calibrated[0]
+
+
+def _inner_pipeline(model):
+    frozen = _single_calibrated(model).estimator
+    return getattr(frozen, "estimator", frozen)

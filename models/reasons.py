@@ -1,0 +1,242 @@
+"""Reasons: the strongest positive and negative factors of each score, in plain words.
+
+A *factor* is a family of features read as one thing: every ``events_demo_request_*``,
+``days_since_demo_request`` and ``decayed_demo_request_*`` column is "demo requests"; a source
+column and its one-hot pieces are one factor. A factor's impact is the sum of its features'
+exact contributions (log-odds, see ``models.explain``); its text is written from the lead's
+feature values, never from the contributions, so it says what the lead did or is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from features.spec import OTHER_EVENT_TYPE, FeatureSpec
+
+#: Factors whose summed contribution is smaller than this (in log-odds) are not worth a reason.
+MIN_IMPACT = 0.01
+ACTIVITY, TREND, CLICK_RATE, LEAD_AGE = "activity", "activity_trend", "email_click_rate", "lead_age"
+
+#: (one, many, done) per event type: "demo request", "demo requests", "requested a demo".
+EVENT_WORDS = {
+    "email_open": ("e-mail open", "e-mail opens", "opened an e-mail"),
+    "email_click": ("e-mail click", "e-mail clicks", "clicked an e-mail"),
+    "page_view": ("page view", "page views", "visited the website"),
+    "pricing_page_view": ("pricing-page view", "pricing-page views", "viewed the pricing page"),
+    "content_download": ("content download", "content downloads", "downloaded content"),
+    "webinar_attended": ("webinar attended", "webinars attended", "attended a webinar"),
+    "form_submit": ("form submission", "form submissions", "submitted a form"),
+    "newsletter_signup": ("newsletter sign-up", "newsletter sign-ups", "signed up for the newsletter"),
+    "free_trial_start": ("free-trial start", "free-trial starts", "started a free trial"),
+    "demo_request": ("demo request", "demo requests", "requested a demo"),
+    "unsubscribe": ("unsubscribe", "unsubscribes", "unsubscribed"),
+    "email_bounce": ("e-mail bounce", "e-mail bounces", "had an e-mail bounce"),
+    OTHER_EVENT_TYPE: ("other event", "other events", "had another event"),
+}
+SENIORITY_WORDS = {
+    "vp": "VP-level title", "c_level": "C-level title", "director": "director-level title",
+    "manager": "manager-level title", "entry": "entry-level title", "individual": "individual-contributor title",
+}
+COLUMN_WORDS = {"lead_source": "source", "company_size": "company size", "annual_revenue": "annual revenue"}
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One factor of one score: what it is, what the lead did or is, and its signed log-odds impact."""
+
+    factor: str
+    text: str
+    impact: float
+
+    def __str__(self) -> str:
+        return f"{self.text} ({self.impact:+.2f})"
+
+    def as_dict(self) -> dict:
+        # Spelled out rather than dataclasses.asdict, which deep-copies: this runs six times per lead.
+        return {"factor": self.factor, "text": self.text, "impact": self.impact,
+                "direction": "up" if self.impact > 0 else "down"}
+
+
+def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, spec: FeatureSpec, *, n: int = 3,
+                min_impact: float = MIN_IMPACT) -> list[tuple[list[Reason], list[Reason]]]:
+    """``(positive, negative)`` reasons of each row, strongest first, at most ``n`` of each.
+
+    Deterministic: equal impacts keep the order of ``spec.feature_names``.
+    """
+    names, indicator = _family_matrix(spec, tuple(contributions.columns))
+    impact = contributions.to_numpy() @ indicator
+    up = np.argsort(-impact, axis=1, kind="stable")[:, :n]
+    down = np.argsort(impact, axis=1, kind="stable")[:, :n]
+    values = _Columns(features)
+    result = []
+    for row in range(len(impact)):
+        def reasons(order, sign):
+            chosen = [k for k in order if sign * impact[row, k] >= min_impact]
+            return [Reason(names[k], describe_factor(names[k], values.row(row), spec), float(impact[row, k]))
+                    for k in chosen]
+        result.append((reasons(up[row], 1.0), reasons(down[row], -1.0)))
+    return result
+
+
+@lru_cache(maxsize=8)
+def _family_matrix(spec: FeatureSpec, columns: tuple) -> tuple[list, np.ndarray]:
+    """Factor names in spec order and the 0/1 matrix summing ``columns`` into them; cached per spec."""
+    families = feature_families(spec)
+    names = list(dict.fromkeys(families.values()))
+    position = {name: i for i, name in enumerate(names)}
+    indicator = np.zeros((len(columns), len(names)))
+    indicator[np.arange(len(columns)), [position[families[c]] for c in columns]] = 1.0
+    indicator.setflags(write=False)
+    return names, indicator
+
+
+def reason_columns(reasons, *, n: int = 3) -> dict:
+    """Flat text columns for a CRM import: ``positive_reason_1..n``, ``negative_reason_1..n`` ('' when fewer)."""
+    columns = {}
+    for side, label in ((0, "positive"), (1, "negative")):
+        for k in range(n):
+            columns[f"{label}_reason_{k + 1}"] = [str(pair[side][k]) if k < len(pair[side]) else ""
+                                                 for pair in reasons]
+    return columns
+
+
+def feature_families(spec: FeatureSpec) -> dict:
+    """Feature name -> factor: the source column, the event type, or one of the activity summaries.
+
+    A feature of no known kind is a factor of its own, so a new kind of column degrades to a
+    plain "name: value" reason instead of failing.
+    """
+    families = {name: name for name in spec.categorical_feature_names}
+    families.update({name: name.removeprefix("log_") for name in spec.numeric_fit_feature_names})
+    families["lead_age_days"] = LEAD_AGE
+    for event_type in (*spec.event_types, OTHER_EVENT_TYPE):
+        families.update({f"events_{event_type}_{w}d": event_type for w in spec.windows_days})
+        families[f"events_{event_type}_total"] = event_type
+        families[f"days_since_{event_type}"] = event_type
+        families.update({f"decayed_{event_type}_hl{h:g}d": event_type for h in spec.half_lives_days})
+    families.update({f"events_any_{w}d": ACTIVITY for w in spec.windows_days})
+    families.update({name: ACTIVITY for name in ("events_any_total", "days_since_any_event",
+                                                  "active_days_total", "active_days_30d")})
+    families["events_trend_30d"] = TREND
+    if spec.has_email_click_rate:
+        families["email_click_rate"] = CLICK_RATE
+    return {name: families.get(name, name) for name in spec.feature_names}
+
+
+def describe_factor(factor: str, value, spec: FeatureSpec) -> str:
+    """Plain words for one factor of one lead; ``value(name)`` gives that lead's feature ``name``."""
+    if factor in (*spec.event_types, OTHER_EVENT_TYPE):
+        return _describe_events(factor, value, spec)
+    if factor == ACTIVITY:
+        if not value("events_any_total"):
+            return "no activity yet"
+        last = _ago(value("days_since_any_event"))
+        days = int(value("active_days_30d"))
+        if days == 0:
+            return f"no activity in the last 30 days, last active {last}"
+        return f"active on {_count(days, 'day', 'days')} in the last 30 days, last active {last}"
+    if factor == TREND:
+        trend = value("events_trend_30d")
+        if trend > 0.2:
+            return "activity rising over the last 30 days"
+        if trend < -0.2:
+            return "activity falling over the last 30 days"
+        return "activity flat over the last 30 days"
+    if factor == CLICK_RATE:
+        rate = value("email_click_rate")
+        return "no e-mails opened yet" if _missing(rate) else f"clicked {rate:.0%} of opened e-mails"
+    if factor == LEAD_AGE:
+        return f"lead created {_ago(value('lead_age_days'))}"
+    if factor in spec.categorical_feature_names:
+        return _describe_category(factor, value(factor))
+    numbers = spec.numeric_fit_feature_names
+    if f"log_{factor}" in numbers:
+        return _describe_number(factor, value(f"log_{factor}"))
+    label, raw = COLUMN_WORDS.get(factor, factor.replace("_", " ")), value(factor)
+    if _missing(raw):
+        return f"{label} unknown"
+    return f"{label}: {raw:,.4g}" if isinstance(raw, (int, float, np.number)) else f"{label}: {raw}"
+
+
+def _describe_events(event_type: str, value, spec: FeatureSpec) -> str:
+    one, many, done = EVENT_WORDS.get(event_type) or (
+        f"{event_type.replace('_', ' ')} event", f"{event_type.replace('_', ' ')} events",
+        f"had a {event_type.replace('_', ' ')} event")
+    total = int(value(f"events_{event_type}_total"))
+    if total == 0:
+        return f"no {many} yet"
+    last = _ago(value(f"days_since_{event_type}"))
+    if total == 1:
+        return f"{done} {last}"
+    for window in sorted(spec.windows_days):
+        count = int(value(f"events_{event_type}_{window}d"))
+        if count > 1:
+            return f"{count} {many} in the last {window} days, the latest {last}"
+    return f"{total} {many} in all, the latest {last}"
+
+
+def _describe_category(column: str, value) -> str:
+    if column == "seniority":
+        return "no job title" if _missing(value) else SENIORITY_WORDS.get(value, f"{value} title")
+    if column == "job_function":
+        return "job function unknown" if _missing(value) else f"job function: {value}"
+    if column == "email_domain_type":
+        return "no usable e-mail domain" if _missing(value) else f"{value} e-mail domain"
+    label = COLUMN_WORDS.get(column, column.replace("_", " "))
+    return f"{label} unknown" if _missing(value) else f"{label}: {value}"
+
+
+def _describe_number(column: str, log_value) -> str:
+    """A ``log_<column>`` feature back in the column's own units."""
+    label = COLUMN_WORDS.get(column, column.replace("_", " "))
+    if _missing(log_value):
+        return f"{label} unknown"
+    amount = float(np.expm1(log_value))  # the builders store log1p of the raw number
+    if column == "company_size":
+        return f"company size: {amount:,.0f} employees"
+    if column == "annual_revenue":
+        return f"annual revenue: {_compact(amount)}"
+    return f"{label}: {amount:,.0f}"
+
+
+def _ago(days) -> str:
+    if _missing(days):
+        return "never"
+    if days < 1:
+        return "today"
+    if days < 2:
+        return "yesterday"
+    return f"{int(days)} days ago"
+
+
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
+
+
+def _compact(amount: float) -> str:
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if amount >= size:
+            return f"{amount / size:.1f}{suffix}"
+    return f"{amount:,.0f}"
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
+
+
+class _Columns:
+    """Feature values by name and row, pulling each column out of the frame once, only when asked."""
+
+    def __init__(self, features: pd.DataFrame):
+        self.features, self.cache = features, {}
+
+    def row(self, i: int):
+        def value(name):
+            if name not in self.cache:
+                self.cache[name] = self.features[name].to_numpy()
+            return self.cache[name][i]
+        return value
