@@ -106,7 +106,7 @@ def raw_margin(model, features: pd.DataFrame) -> np.ndarray:
 
 def feature_groups(spec) -> dict:
     """Source feature -> ``"fit"`` (who the lead is) or ``"engagement"`` (what they did, lead age)."""
-    fit = set(spec.categorical_feature_names) | set(spec.numeric_fit_feature_names)
+    fit = set(spec.fit_feature_names)
     return {name: FIT if name in fit else ENGAGEMENT for name in spec.feature_names}
 
 

@@ -125,10 +125,13 @@ def test_model_reasons_name_the_largest_contributions(make):
     spec = FeatureSpec()
     features = build_features(snapshots, crm.leads, crm.events, spec)
     estimator = make_logistic_regression(spec) if make == "logistic" else make_lightgbm(spec, n_estimators=40)
-    model = estimator.fit(features, snapshots["label"])
+    from training.calibrate import calibrate
+    model, _ = calibrate(estimator.fit(features, snapshots["label"]), features, snapshots["label"], n_folds=2)
     bundle = ModelBundle(spec=spec, model=model, thresholds=TierThresholds(mql=0.1, sql=0.3))
     reasons = model_reasons(bundle, features.head(5))
     assert len(reasons) == 5
     for text in reasons:
         parts = text.split("; ")
-        assert len(parts) == 3 and all(part.endswith(")") for part in parts)
+        assert 1 <= len(parts) <= 3 and all(part.endswith(")") for part in parts)
+        impacts = [abs(float(part.rsplit("(", 1)[1].rstrip(")"))) for part in parts]
+        assert impacts == sorted(impacts, reverse=True)

@@ -181,26 +181,15 @@ def disagreements(scored: pd.DataFrame, features: pd.DataFrame, bundle, *, n: in
 
 
 def model_reasons(bundle, features: pd.DataFrame, *, n: int = 3) -> pd.Series:
-    """Top features by contribution (LightGBM's exact log-odds contributions), else the largest values.
+    """The model's ``n`` strongest factors per lead in plain words, from its exact contributions."""
+    from models.explain import feature_contributions
+    from models.reasons import top_reasons
 
-    Deliberately minimal: per-lead reasons in plain words are models/explain.py's job.
-    """
-    pipeline = _inner_pipeline(bundle.model)
-    X = bundle.conform(features)
-    try:
-        transformed, classifier = pipeline[:-1].transform(X), pipeline[-1]
-        if hasattr(classifier, "coef_"):  # linear: coefficient x (standardised) input, exact in log-odds
-            contributions = np.asarray(transformed, dtype=float) * classifier.coef_[0]
-        else:
-            contributions = classifier.predict_proba(transformed, pred_contrib=True)[:, :-1]
-        names = np.asarray(pipeline[:-1].get_feature_names_out(), dtype=object)
-    except (TypeError, AttributeError, ValueError, IndexError):
-        numeric = X.select_dtypes("number")
-        contributions, names = numeric.fillna(0).to_numpy(), np.asarray(numeric.columns, dtype=object)
+    contributions, _ = feature_contributions(bundle, features)
     texts = []
-    for row, values in zip(X.itertuples(index=False), contributions):
-        order = np.argsort(-np.abs(values), kind="stable")[:n]
-        texts.append("; ".join(f"{names[j]}{_value(row, names[j])} ({values[j]:+.2f})" for j in order))
+    for positive, negative in top_reasons(contributions, features, bundle.spec, n=n):
+        strongest = sorted(positive + negative, key=lambda reason: -abs(reason.impact))[:n]
+        texts.append("; ".join(str(reason) for reason in strongest))
     return pd.Series(texts, index=features.index)
 
 
@@ -267,25 +256,6 @@ def _level_history(leads, deals, as_of_dates, windows, config, data_end) -> pd.D
                                               seed=config.seed))
     chosen = owner.eq("test").to_numpy() & every["as_of"].isin(dates).to_numpy()
     return every[chosen].assign(split="history")
-
-
-def _inner_pipeline(model):
-    """The fitted pipeline under a calibrated, frozen wrapper."""
-    inner = model
-    for attribute in ("calibrated_classifiers_", "estimator", "estimator"):
-        value = getattr(inner, attribute, None)
-        if value is None:
-            continue
-        inner = value[0] if isinstance(value, list) else value
-    return inner
-
-
-def _value(row, name) -> str:
-    """'=value' for a raw feature column; nothing for a derived one (a one-hot level names itself)."""
-    if name not in row._fields:
-        return ""
-    value = getattr(row, name)
-    return f"={value:.3g}" if isinstance(value, float) else f"={value}"
 
 
 def _key(name: str) -> str:
