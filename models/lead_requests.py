@@ -63,10 +63,10 @@ def lead_features(spec, leads: list[Lead], as_of: pd.Timestamp) -> pd.DataFrame:
     parts = []
     if built:
         # Positions, not the callers' ids, join leads to events: ids may repeat or be absent.
-        numeric = set(spec.numeric_columns)
+        numeric = _numeric_columns(spec)
         table = pd.DataFrame({
             "lead_id": built,
-            "created_at": _timestamps([leads[i].created_at for i in built]),
+            **({"created_at": _timestamps([leads[i].created_at for i in built])} if _needs_created_at(spec) else {}),
             **{column: np.array([_float(leads[i].attributes.get(column)) for i in built]) if column in numeric
                # object, not pandas' inferred arrow strings: on a few rows those cost more than they save
                else pd.Series([leads[i].attributes.get(column) for i in built], dtype=object)
@@ -99,22 +99,31 @@ def naive_utc(moment: datetime) -> pd.Timestamp:
     return moment.tz_convert(timezone.utc).tz_localize(None) if moment.tzinfo else moment
 
 
+def _numeric_columns(spec) -> set[str]:
+    return set(spec.numeric_columns) | set(spec.raw_numeric_columns)
+
+
+def _needs_created_at(spec) -> bool:
+    """Lead age and event windows are measured from it; a model of a plain lead table needs neither."""
+    return spec.lead_age or spec.event_log
+
+
 def _attribute_columns(spec) -> list[str]:
-    columns = [*spec.categorical_columns, *spec.numeric_columns]
+    columns = [*spec.categorical_columns, *spec.numeric_columns, *spec.raw_numeric_columns, *spec.boolean_columns]
     columns += [column for column in (spec.job_title_column, spec.email_column) if column]
     return columns
 
 
 def _check_attributes(lead: Lead, i: int, attributes: list[str], spec, as_of, problems: list) -> None:
-    if lead.created_at is None:
+    if lead.created_at is None and _needs_created_at(spec):
         problems.append({"field": f"body.{i}.created_at", "problem": "required unless 'features' is given"})
-    elif naive_utc(lead.created_at) > as_of:
+    elif lead.created_at is not None and naive_utc(lead.created_at) > as_of:
         problems.append({"field": f"body.{i}.created_at", "problem": f"must not be after as_of ({as_of})"})
     for key, value in lead.attributes.items():
         if key not in attributes:
             problems.append({"field": f"body.{i}.attributes.{key}",
                              "problem": f"unknown attribute; expected some of {attributes}"})
-        elif key in spec.numeric_columns and not _number_or_missing(value):
+        elif key in _numeric_columns(spec) and not _number_or_missing(value):
             problems.append({"field": f"body.{i}.attributes.{key}", "problem": f"must be a number, got {value!r}"})
 
 

@@ -168,3 +168,36 @@ def test_many_leads_run_off_the_event_loop(client):
 def test_limits_must_be_positive(bundle):
     with pytest.raises(ValueError, match="positive max_body_bytes"):
         create_app(bundle, IDENTITY, max_body_bytes=0)
+
+
+def test_a_lead_table_model_scores_attributes_alone():
+    """A model of a summarised lead table (no event log, no dates) takes attributes only."""
+    from features.spec import FeatureSpec
+    from models.bundle import ModelBundle
+    from models.estimators import make_logistic_regression
+    from models.tiers import TierThresholds
+    from training.calibrate import calibrate
+
+    spec = FeatureSpec(event_types=(), event_log=False, lead_age=False, categorical_columns=("plan",),
+                       numeric_columns=("visits",), boolean_columns=("opted_in",), job_title_column=None,
+                       email_column=None)
+    rng = np.random.default_rng(0)
+    visits = rng.poisson(3, 400).astype(float)
+    leads = pd.DataFrame({"lead_id": np.arange(400), "plan": rng.choice(["free", "pro"], 400),
+                          "visits": visits, "opted_in": rng.choice(["yes", "no"], 400)})
+    labels = (rng.uniform(size=400) < 0.1 + 0.1 * (visits > 3)).astype(int)
+    snapshots = pd.DataFrame({"lead_id": leads["lead_id"], "as_of": pd.Timestamp("2026-01-01")})
+    features = build_features(snapshots, leads, None, spec)
+    model, _ = calibrate(make_logistic_regression(spec).fit(features, labels), features, labels, n_folds=2)
+    table_bundle = ModelBundle(spec=spec, model=model, thresholds=TierThresholds(mql=0.15, sql=0.3))
+    client = TestClient(create_app(table_bundle, IDENTITY))
+
+    lead = {"lead_id": 9, "attributes": {"plan": "pro", "visits": 8, "opted_in": "yes"}}
+    response = score(client, lead)
+    assert response.status_code == 200, response.text
+    expected = table_bundle.predict_probability(build_features(
+        pd.DataFrame({"lead_id": [0], "as_of": [pd.Timestamp("2026-01-01")]}),
+        pd.DataFrame({"lead_id": [0], "plan": ["pro"], "visits": [8.0], "opted_in": ["yes"]}), None, spec))[0]
+    assert response.json()["results"][0]["probability"] == pytest.approx(expected, abs=1e-12)
+    bad = score(client, {"attributes": {"visits": "many"}})
+    assert bad.status_code == 422 and "body.attributes.visits" in bad.text
