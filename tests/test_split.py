@@ -46,3 +46,14 @@ def test_too_short_history_is_refused(snapshots):
     short = snapshots[snapshots["as_of"] < pd.Timestamp("2025-05-01")]
     with pytest.raises(ValueError, match="Not enough history before the test window"):
         temporal_split(short, horizon_days=90)
+
+
+def test_a_lead_keeps_its_split_whatever_else_is_in_the_data(snapshots):
+    split, _ = temporal_split(snapshots, seed=5)
+    owner = snapshots.assign(split=split).dropna(subset=["split"]).groupby("lead_id")["split"].first()
+    fewer = snapshots[snapshots["lead_id"] >= 100].iloc[::-1]  # other leads gone, rows reordered
+    split_fewer, _ = temporal_split(fewer, seed=5)
+    owner_fewer = fewer.assign(split=split_fewer).dropna(subset=["split"]).groupby("lead_id")["split"].first()
+    common = owner_fewer.index.intersection(owner.index)
+    assert len(common) > 150
+    pd.testing.assert_series_equal(owner.loc[common], owner_fewer.loc[common])

@@ -75,7 +75,7 @@ def temporal_split(snapshots: pd.DataFrame, *, horizon_days: int = 90, test_days
 def assign_leads(lead_ids, *, lead_shares=(0.6, 0.2, 0.2), seed: int = 0) -> pd.Series:
     """The split each lead belongs to, whatever its snapshots' dates (``temporal_split``'s draw).
 
-    ``lead_ids`` in the order ``temporal_split`` sees them: ``snapshots["lead_id"].unique()``.
+    The draw depends on each id alone, not on which other leads are present or their order.
     """
     return _assign_leads(lead_ids, lead_shares, seed)
 
@@ -87,10 +87,14 @@ def _first_within(dates: np.ndarray, after) -> np.datetime64:
 
 
 def _assign_leads(lead_ids, shares, seed) -> pd.Series:
-    rng = np.random.default_rng(seed)
+    """A seeded hash of each id picks its split: a lead keeps its split whatever else is in the data,
+    so a later run (champion/challenger, ``compare``) never tests on a lead it trained on."""
+    ids = pd.Index(pd.unique(np.asarray(lead_ids, dtype=object)))
+    hashed = pd.util.hash_array(np.asarray(ids.astype(str), dtype=object), hash_key=f"{seed:016d}"[-16:])
+    uniform = (hashed % np.uint64(2 ** 32)).astype(float) / 2 ** 32
     shares = np.asarray(shares, dtype=float) / np.sum(shares)
-    names = rng.choice(np.array(SPLITS, dtype=object), size=len(lead_ids), p=shares)
-    return pd.Series(names, index=lead_ids)
+    names = np.array(SPLITS, dtype=object)[np.searchsorted(np.cumsum(shares)[:-1], uniform, side="right")]
+    return pd.Series(names, index=ids)
 
 
 def stratified_split(labels, *, shares=(0.6, 0.2, 0.2), seed: int = 0) -> pd.Series:
