@@ -107,12 +107,17 @@ class _AtomicWriter:
         self.rows += len(frame)
 
     def __exit__(self, kind, error, traceback):
-        if self.parquet is not None:
-            self.parquet.close()
-        if kind is None:
-            os.replace(self.temporary, self.path)
-        else:
-            self.temporary.unlink(missing_ok=True)
+        try:
+            if self.parquet is not None:
+                self.parquet.close()
+            if kind is None:
+                # mkstemp makes the file private (0600); the output gets the usual umask instead.
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(self.temporary, 0o666 & ~umask)
+                os.replace(self.temporary, self.path)
+        finally:
+            self.temporary.unlink(missing_ok=True)  # gone already after a successful rename
         return False
 
 
@@ -151,14 +156,14 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "http":
         return serve_http(args)
-    from features.contract import DataContractError
+    from features.contract import DataContractError, naive_utc
     from models.tiers import TierThresholds
     from training.config import load_crm_or_config
     from training.tracking import load_bundle, use_default_store
 
     use_default_store()
     try:
-        as_of = pd.Timestamp(args.as_of) if args.as_of else pd.Timestamp.now(tz="UTC").tz_localize(None)
+        as_of = naive_utc(args.as_of) if args.as_of else _now()
         if args.config is None and args.leads is None:
             raise ValueError("score needs --leads, or --config with the export it describes.")
         _, leads, _, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,

@@ -78,7 +78,7 @@ def validate_leads(leads: pd.DataFrame, *, source="leads", required=(), now=None
     if duplicated.any():
         raise DataContractError(_message(
             source, "lead_id", "unique values", f"{leads.loc[duplicated, 'lead_id'].nunique()} duplicated ids",
-            leads.loc[duplicated, ["lead_id", "created_at"]]))
+            leads.loc[duplicated, [column for column in LEAD_COLUMNS if column in leads.columns]]))
     if dated:
         leads["created_at"] = parse_timestamps(leads["created_at"], source=source, column="created_at",
                                                frame=leads)
@@ -126,10 +126,12 @@ def validate_events(events, *, lead_ids: pd.Series, source=None, now=None) -> No
              "occurred_at IS NOT NULL AND TRY_CAST(occurred_at AS TIMESTAMP) IS NULL"),
             ("occurred_at", f"no timestamp in the future (after {now})",
              f"TRY_CAST(occurred_at AS TIMESTAMP) > TIMESTAMP '{now}'"),
+            # Cast as the feature builder joins: events' ids to the leads' type, so an id that
+            # passes here ("7" for lead "007" would not) is one the builder finds.
             ("lead_id", "ids present in the leads table",
-             "lead_id NOT IN (SELECT CAST(lead_id AS {type}) FROM contract_leads)"),
+             "coalesce(TRY_CAST(lead_id AS {type}) NOT IN (SELECT lead_id FROM contract_leads), true)"),
         )
-        id_type = (con.execute("SELECT typeof(lead_id) FROM contract_events LIMIT 1").fetchall() or [None])[0]
+        id_type = (con.execute("SELECT typeof(lead_id) FROM contract_leads LIMIT 1").fetchall() or [None])[0]
         for column, expectation, condition in checks:
             condition = condition.replace("{type}", id_type[0] if id_type else "VARCHAR")
             count, = con.execute(f"SELECT count(*) FROM contract_events WHERE {condition}").fetchall()[0]
@@ -171,6 +173,12 @@ def require_event_columns(columns, source) -> None:
         raise DataContractError(
             f"{source}: missing column(s) {missing}; the event log needs {list(EVENT_COLUMNS)}. "
             f"Columns found: {sorted(columns)}.")
+
+
+def naive_utc(moment) -> pd.Timestamp:
+    """A datetime or timestamp text as a naive-UTC Timestamp, the form every builder works in."""
+    moment = pd.Timestamp(moment)
+    return moment.tz_convert("UTC").tz_localize(None) if moment.tzinfo else moment
 
 
 def parse_timestamps(values: pd.Series, *, source: str, column: str, frame: pd.DataFrame) -> pd.Series:

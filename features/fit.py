@@ -93,7 +93,12 @@ def normalise_category(values: pd.Series, *, missing_tokens=()) -> pd.Series:
 
     def clean(value):
         if not isinstance(value, str):
-            return None if _is_missing(value) else clean(str(value))
+            if _is_missing(value):
+                return None
+            # A code column read as float because of one blank (3.0) must match the same code as text (3).
+            if isinstance(value, (float, np.floating)) and float(value).is_integer():
+                value = int(value)
+            return clean(str(value))
         text = " ".join(value.strip().lower().split())
         return None if text in missing else text
 

@@ -31,6 +31,8 @@ class ModelBundle:
 
     def predict_probability(self, features: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of converting within the horizon, one per feature row."""
+        if len(features) == 0:  # an empty chunk: the estimators refuse zero rows
+            return np.empty(0)
         return self.model.predict_proba(self.conform(features))[:, 1]
 
     def score(self, features: pd.DataFrame, *, thresholds: TierThresholds | None = None) -> pd.DataFrame:

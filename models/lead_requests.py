@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.contract import naive_utc
+
 Value = str | float | int | bool | None
 
 
@@ -91,12 +93,6 @@ def lead_features(spec, leads: list[Lead], as_of: pd.Timestamp) -> pd.DataFrame:
                                   index=given, columns=categorical)
         parts.append(pd.concat([categories, numbers], axis=1)[spec.feature_names])
     return (parts[0] if len(parts) == 1 else pd.concat(parts)).sort_index()
-
-
-def naive_utc(moment: datetime) -> pd.Timestamp:
-    """A datetime as a naive-UTC Timestamp, the form every builder works in."""
-    moment = pd.Timestamp(moment)
-    return moment.tz_convert(timezone.utc).tz_localize(None) if moment.tzinfo else moment
 
 
 def _numeric_columns(spec) -> set[str]:

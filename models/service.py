@@ -21,7 +21,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from models.lead_requests import InvalidLeads, Lead, lead_features, naive_utc
+from features.contract import naive_utc
+from models.lead_requests import InvalidLeads, Lead, lead_features
 
 #: Bytes a request body may have before the service answers 413 without reading on.
 DEFAULT_MAX_BODY_BYTES = 1_000_000

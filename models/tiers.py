@@ -95,7 +95,9 @@ def _lowest_threshold_with_precision(probabilities: np.ndarray, precision: float
     """The lowest cut-off whose leads at or above it have a mean probability >= ``precision``."""
     ordered = np.sort(probabilities)[::-1]
     running_mean = np.cumsum(ordered) / np.arange(1, ordered.size + 1)
-    reaching = np.flatnonzero(running_mean >= precision)
+    # A cut-off takes every lead tied at it: only the last of each tied run is a real cut point.
+    last_of_tie = np.r_[ordered[1:] < ordered[:-1], True]
+    reaching = np.flatnonzero((running_mean >= precision) & last_of_tie)
     if reaching.size == 0:
         raise ValueError(
             f"No threshold reaches an expected conversion of {precision:.3f}: the best lead has "

@@ -92,3 +92,11 @@ def test_load_crm_reads_files(tmp_path):
     assert len(leads) == 3 and events is None and deals["outcome"].tolist() == ["lost"]
     with pytest.raises(DataContractError, match="no such file"):
         load_crm(tmp_path / "nope.csv")
+
+
+def test_event_ids_must_match_as_the_builder_joins_them():
+    # Lead "007" is text; an event of lead 7 would be cast to "7" by the builder and never match.
+    events = pd.DataFrame({"lead_id": [7], "occurred_at": pd.to_datetime(["2025-01-02"]), "event_type": ["page_view"]})
+    with pytest.raises(DataContractError, match="column 'lead_id' must hold ids present in the leads table"):
+        validate_events(events, lead_ids=pd.Series(["007"]), now=NOW)
+    validate_events(events.assign(lead_id=["007"]), lead_ids=pd.Series(["007"]), now=NOW)

@@ -71,6 +71,14 @@ def test_train_register_load_and_score(crm_folder, mlflow_store, tmp_path, capsy
     assert has_reason.all()
     assert scores["positive_reason_1"].str.fullmatch(r"(.+ \(\+\d+\.\d\d\))?").all()
     assert not list(tmp_path.glob(".scores.parquet.*"))  # no temp file left behind
+    assert out.stat().st_mode & 0o044  # readable by others under the usual umask, not mkstemp's 0600
+
+    # A time-zoned as_of before any lead exists: zero open leads is an empty file, not a crash.
+    empty = tmp_path / "empty.parquet"
+    assert serve.main(["score", "--leads", str(crm_folder / "leads.parquet"),
+                       "--events", str(crm_folder / "events.parquet"), "--as-of", "2020-01-01T00:00:00+02:00",
+                       "--out", str(empty), "--no-reasons"]) == 0
+    assert len(pd.read_parquet(empty)) == 0
 
     # Without explanations: the same scores, no sub-score or reason columns.
     plain = tmp_path / "plain.csv"

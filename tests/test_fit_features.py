@@ -64,3 +64,8 @@ def test_no_raw_pii_survives():
                           "annual_revenue": [1.0]})
     features = build_fit_features(leads, FeatureSpec())
     assert not features.astype(str).apply(lambda column: column.str.contains("jane|acme")).any().any()
+
+
+def test_codes_read_as_floats_match_the_same_codes_as_text():
+    assert normalise_category(pd.Series([3.0, np.nan, 2.5])).tolist() == ["3", None, "2.5"]
+    assert normalise_category(pd.Series(["3"])).tolist() == ["3"]

@@ -77,3 +77,11 @@ def test_bad_horizon_is_refused(crm):
 def test_schedule():
     dates = as_of_schedule("2025-01-01 13:00", "2025-03-05", every_days=30)
     assert [str(d.date()) for d in dates] == ["2025-01-01", "2025-01-31", "2025-03-02"]
+
+
+def test_a_won_deal_after_a_lost_one_in_the_horizon_counts(crm):
+    leads, deals = crm
+    again = pd.concat([deals, pd.DataFrame({"lead_id": [2], "closed_at": [T("2025-03-01")], "outcome": ["won"]})])
+    snapshots = build_snapshots(leads, again, as_of_dates=[T("2025-02-01")], horizon_days=30)
+    # Lead 2 lost on Feb 20 and won on Mar 1, both inside [Feb 1, Mar 3): a conversion.
+    assert snapshots.set_index("lead_id").loc[2, "label"] == 1

@@ -45,3 +45,12 @@ def test_policy_from_dict():
     assert policy_from_dict({"kind": "precision", "sql_precision": 0.4}) == PrecisionPolicy(sql_precision=0.4)
     with pytest.raises(ValueError, match="kind must be one of"):
         policy_from_dict({"kind": "magic"})
+
+
+def test_precision_policy_counts_every_lead_tied_at_the_cut_off():
+    probabilities = np.array([0.9, 0.5, 0.5, 0.5, 0.5, 0.1, 0.05, 0.05])
+    thresholds = PrecisionPolicy(sql_precision=0.6, mql_precision=0.2).choose(probabilities)
+    # Cutting at 0.5 takes all four tied leads: mean (0.9 + 4 * 0.5) / 5 = 0.58 < 0.6. Only 0.9 reaches it.
+    assert thresholds.sql == 0.9
+    sql = probabilities[thresholds.assign(probabilities) == "SQL"]
+    assert sql.mean() >= 0.6

@@ -25,21 +25,27 @@ def build_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, as_of_dates, ho
     lead_ids = leads["lead_id"].to_numpy()
     closing = first_closing(deals).reindex(lead_ids)
     closed_at = closing["closed_at"].to_numpy()
-    won = closing["outcome"].eq("won").to_numpy()
     has_deal = ~pd.isna(closed_at)
+    # Any won deal counts, not only the first closing: a lost deal can be followed by a won one.
+    won_deals = deals[deals["outcome"].eq("won")]
+    won_position = pd.Index(lead_ids).get_indexer(won_deals["lead_id"])
+    won_closed_at = won_deals["closed_at"].to_numpy()[won_position >= 0]
+    won_position = won_position[won_position >= 0]
 
     frames = []
     for as_of in as_of_dates:
         as_of64 = as_of.to_datetime64()
         open_ = _open_mask(leads, closed_at, as_of64)
-        closes_in_horizon = has_deal & (closed_at >= as_of64) & (closed_at < (as_of + horizon).to_datetime64())
+        won_in_horizon = np.zeros(len(lead_ids), dtype=bool)
+        won_in_horizon[won_position[(won_closed_at >= as_of64)
+                                    & (won_closed_at < (as_of + horizon).to_datetime64())]] = True
         keep = open_
         if data_end is not None and as_of + horizon > data_end:
             keep = open_ & has_deal & (closed_at < data_end.to_datetime64())
         frames.append(pd.DataFrame({
             "lead_id": lead_ids[keep],
             "as_of": as_of,
-            "label": (closes_in_horizon & won)[keep].astype(np.int8),
+            "label": won_in_horizon[keep].astype(np.int8),
         }))
     if not frames:
         return pd.DataFrame({"lead_id": lead_ids[:0], "as_of": pd.Series([], dtype="datetime64[ns]"),
