@@ -12,6 +12,7 @@ from features.build import build_features
 from models.rules import PointsRules, points_from_inputs, rule_inputs, top_rules
 from models.scorecard import fit_scorecard
 from models.tiers import TIERS
+from training.evaluate import top_share
 from training.forecast import forecast_table, level_check
 from training.pipeline import config_from_params, split_snapshots
 from training.snapshots import build_snapshots
@@ -155,9 +156,8 @@ def lift_table(y_true, scores: dict, *, shares=SHARES) -> pd.DataFrame:
     base, total = y_true.mean(), max(y_true.sum(), 1)
     rows = []
     for name, score in scores.items():
-        order = np.argsort(-np.asarray(score, dtype=float), kind="stable")
         for share in shares:
-            top = order[:max(1, int(round(share * y_true.size)))]
+            top = top_share(score, share=share)
             rate = y_true[top].mean()
             rows.append({"scorer": name, "top_share": share, "leads": top.size, "conversion_rate": rate,
                          "lift": rate / base if base > 0 else np.nan, "capture": y_true[top].sum() / total})

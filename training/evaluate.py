@@ -28,23 +28,33 @@ def evaluate_probabilities(y_true, probability, *, prefix: str = "test_") -> dic
 
 def expected_calibration_error(y_true, probability, *, n_bins: int = 10) -> float:
     """Mean |observed rate - mean probability| over equal-frequency bins, weighted by bin size."""
+    bins = calibration_bins(y_true, probability, n_bins=n_bins)
+    return float((bins["leads"] * (bins["observed"] - bins["predicted"]).abs()).sum() / bins["leads"].sum())
+
+
+def calibration_bins(y_true, probability, *, n_bins: int = 10) -> pd.DataFrame:
+    """Equal-frequency bins by probability: ``leads``, mean ``predicted`` and ``observed`` rate per bin."""
     y_true = np.asarray(y_true, dtype=float)
     probability = np.asarray(probability, dtype=float)
     order = np.argsort(probability, kind="stable")
-    total = 0.0
-    for chunk in np.array_split(order, n_bins):
-        if chunk.size:
-            total += chunk.size * abs(y_true[chunk].mean() - probability[chunk].mean())
-    return total / probability.size
+    chunks = [chunk for chunk in np.array_split(order, n_bins) if chunk.size]
+    return pd.DataFrame({"leads": [chunk.size for chunk in chunks],
+                         "predicted": [probability[chunk].mean() for chunk in chunks],
+                         "observed": [y_true[chunk].mean() for chunk in chunks]})
 
 
 def top_share_lift(y_true, probability, *, share: float = 0.10) -> float:
     """Conversion rate among the top ``share`` of leads by probability, over the base rate."""
     y_true = np.asarray(y_true, dtype=float)
-    n_top = max(1, int(round(share * y_true.size)))
-    top = np.argsort(-np.asarray(probability, dtype=float), kind="stable")[:n_top]
+    top = top_share(probability, share=share)
     base = y_true.mean()
     return float(y_true[top].mean() / base) if base > 0 else float("nan")
+
+
+def top_share(score, *, share: float) -> np.ndarray:
+    """Positions of the top ``share`` of leads by score (at least one), highest first, ties by position."""
+    score = np.asarray(score, dtype=float)
+    return np.argsort(-score, kind="stable")[:max(1, int(round(share * score.size)))]
 
 
 def tier_table(y_true, probability, tiers) -> pd.DataFrame:

@@ -85,9 +85,7 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
     if oracle is not None:
         metrics["test_oracle_roc_auc"] = float(roc_auc_score(y_test, oracle(test)))
     if champion is not None:
-        champion_features = build_features(test, leads, events, champion.spec)
-        metrics["champion_test_roc_auc"] = float(
-            roc_auc_score(y_test, champion.predict_probability(champion_features)))
+        _compare_champion(champion, test, leads, events, fitted, log=log)
 
     params = {
         **config.as_params(),
@@ -136,7 +134,7 @@ def train_on_table(leads: pd.DataFrame, labels: pd.Series, *, spec: FeatureSpec,
     test = rows.loc[rows["split"].eq("test"), ["lead_id", "label"]].assign(
         probability=fitted["probability"], tier=fitted["thresholds"].assign(fitted["probability"]))
     if champion is not None:
-        _compare_champion(champion, rows.loc[test.index], leads, fitted, log=log)
+        _compare_champion(champion, rows.loc[test.index], leads, None, fitted, log=log)
     params = {**config.as_params(), **fitted["params"], "split": split_kind, "leads": int(len(leads))}
     return _result(spec, fitted, params, test)
 
@@ -205,11 +203,11 @@ def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -
     return TrainingResult(bundle=bundle, params=params, metrics=fitted["metrics"], tables=tables, test=test)
 
 
-def _compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.DataFrame, fitted: dict, *,
-                      log) -> None:
-    """Score the champion on the same test leads, when its features can be built from this table."""
+def _compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.DataFrame, events, fitted: dict,
+                      *, log) -> None:
+    """Score the champion on the same test snapshots, when its features can be built from this data."""
     try:
-        features = build_features(test_rows, leads, None, champion.spec)
+        features = build_features(test_rows, leads, events, champion.spec)
     except (KeyError, ValueError) as error:
         log(f"champion not comparable on this table ({error}); it is not scored")
         return

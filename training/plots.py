@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from training.evaluate import calibration_bins
+
 
 def reliability_figure(y_true, probability, *, n_bins: int = 10, title: str = "Reliability on the test split"):
     """Observed conversion against mean predicted probability per equal-frequency bin."""
     plt = _pyplot()
-    y_true = np.asarray(y_true, dtype=float)
-    probability = np.asarray(probability, dtype=float)
-    order = np.argsort(probability, kind="stable")
-    chunks = [chunk for chunk in np.array_split(order, n_bins) if chunk.size]
-    predicted = [probability[chunk].mean() for chunk in chunks]
-    observed = [y_true[chunk].mean() for chunk in chunks]
+    bins = calibration_bins(y_true, probability, n_bins=n_bins)
+    predicted, observed = bins["predicted"].tolist(), bins["observed"].tolist()
     figure, axis = plt.subplots(figsize=(5.5, 5))
     top = max(max(predicted), max(observed)) * 1.05
     axis.plot([0, top], [0, top], linestyle="--", color="grey", label="perfect calibration")
