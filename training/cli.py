@@ -253,7 +253,7 @@ def _add_generator_arguments(parser) -> None:
 
 def _add_training_arguments(parser) -> None:
     parser.add_argument("--horizon-days", type=int, default=90, help="conversion horizon (default: %(default)s)")
-    parser.add_argument("--every-days", type=int, default=30, help="days between snapshots (default: %(default)s)")
+    parser.add_argument("--every-days", type=int, default=15, help="days between snapshots (default: %(default)s)")
     parser.add_argument("--test-days", type=int, default=90, help="test window length (default: %(default)s)")
     parser.add_argument("--calibration-days", type=int, default=60,
                         help="calibration window length (default: %(default)s)")
