@@ -38,6 +38,7 @@ def score_lead_base(bundle, leads: pd.DataFrame, events, *, as_of, out, deals: p
     previous file untouched and no partial one.
     """
     from features.build import build_features
+    from features.contract import utc_now
     from models.reasons import reason_columns
     from training.snapshots import open_leads
 
@@ -45,7 +46,7 @@ def score_lead_base(bundle, leads: pd.DataFrame, events, *, as_of, out, deals: p
         raise ValueError(f"The 'chunk_size' parameter of score_lead_base must be positive. Got {chunk_size!r}.")
     out = Path(out)
     snapshots = open_leads(leads, deals, as_of)
-    scored_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    scored_at = utc_now().floor("s")
     started = time.perf_counter()
     counts = pd.Series(0, index=["SQL", "MQL", "nurture"], dtype=np.int64)
     with _AtomicWriter(out) as writer:
@@ -156,19 +157,19 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "http":
         return serve_http(args)
-    from features.contract import DataContractError, naive_utc
+    from features.contract import DataContractError, naive_utc, utc_now
     from models.tiers import TierThresholds
     from training.config import load_crm_or_config
     from training.tracking import load_bundle, use_default_store
 
     use_default_store()
     try:
-        as_of = naive_utc(args.as_of) if args.as_of else _now()
+        as_of = naive_utc(args.as_of) if args.as_of else utc_now()
         if args.config is None and args.leads is None:
             raise ValueError("score needs --leads, or --config with the export it describes.")
         _, leads, _, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
                                                         deals=args.deals, for_training=False,
-                                                        now=max(as_of, _now()))
+                                                        now=max(as_of, utc_now()))
         bundle, identity = load_bundle(args.model)
         thresholds = None
         if args.sql_threshold is not None or args.mql_threshold is not None:
@@ -209,10 +210,6 @@ def serve_http(args) -> int:
     # No access log: one line per request costs more than scoring a lead.
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
-
-
-def _now() -> pd.Timestamp:
-    return pd.Timestamp.now(tz="UTC").tz_localize(None)
 
 
 if __name__ == "__main__":

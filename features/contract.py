@@ -117,7 +117,7 @@ def validate_events(events, *, lead_ids: pd.Series, source=None, now=None) -> No
     Refuses missing columns, unparsable or future timestamps and events of unknown leads.
     """
     source = source or (str(events) if isinstance(events, (str, os.PathLike)) else "events")
-    now = pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
+    now = naive_utc(now) if now is not None else utc_now()
     with duckdb.connect() as con:
         con.register("contract_events", event_relation(con, events, source=source))
         con.register("contract_leads", pd.DataFrame({"lead_id": pd.Series(lead_ids).drop_duplicates()}))
@@ -175,10 +175,17 @@ def require_event_columns(columns, source) -> None:
             f"Columns found: {sorted(columns)}.")
 
 
-def naive_utc(moment) -> pd.Timestamp:
-    """A datetime or timestamp text as a naive-UTC Timestamp, the form every builder works in."""
+def naive_utc(moment):
+    """A timestamp (or a datetime Series) as naive UTC, the form every builder works in."""
+    if isinstance(moment, pd.Series):
+        return moment.dt.tz_convert("UTC").dt.tz_localize(None) if moment.dt.tz is not None else moment
     moment = pd.Timestamp(moment)
     return moment.tz_convert("UTC").tz_localize(None) if moment.tzinfo else moment
+
+
+def utc_now() -> pd.Timestamp:
+    """The current time as naive UTC."""
+    return naive_utc(pd.Timestamp.now(tz="UTC"))
 
 
 def parse_timestamps(values: pd.Series, *, source: str, column: str, frame: pd.DataFrame) -> pd.Series:
@@ -191,8 +198,7 @@ def parse_timestamps(values: pd.Series, *, source: str, column: str, frame: pd.D
         if bad.any():
             raise DataContractError(_message(source, column, "a timestamp such as 2025-03-01 12:00:00",
                                              f"{int(bad.sum())} unparsable values", frame.loc[bad]))
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    parsed = naive_utc(parsed)
     missing = parsed.isna()
     if missing.any():
         raise DataContractError(_message(source, column, "a timestamp in every row",
@@ -264,7 +270,7 @@ def _require_present(frame: pd.DataFrame, column: str, source: str) -> None:
 
 
 def _refuse_future(frame: pd.DataFrame, column: str, source: str, now) -> None:
-    now = pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
+    now = naive_utc(now) if now is not None else utc_now()
     future = frame[column] > now
     if future.any():
         raise DataContractError(_message(source, column, f"no timestamp in the future (after {now})",

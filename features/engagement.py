@@ -11,7 +11,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.contract import event_relation, require_event_columns
+from features.contract import event_relation, naive_utc, require_event_columns
 from features.spec import OTHER_EVENT_TYPE, FeatureSpec
 
 _DAY_US = 86_400_000_000
@@ -157,8 +157,7 @@ def _as_of_microseconds(as_of: pd.Series) -> np.ndarray:
     if not pd.api.types.is_datetime64_any_dtype(as_of):
         raise TypeError(f"The 'as_of' column of build_engagement_features must be datetime64. "
                         f"Got {as_of.dtype} instead.")
-    if getattr(as_of.dt, "tz", None) is not None:
-        as_of = as_of.dt.tz_convert("UTC").dt.tz_localize(None)
+    as_of = naive_utc(as_of)
     if as_of.isna().any():
         raise ValueError(f"The 'as_of' column of build_engagement_features must have no missing "
                          f"values. Got {int(as_of.isna().sum())} missing instead.")
@@ -237,8 +236,7 @@ def _sorted_event_arrays(snapshots, as_of_us, events: pd.DataFrame, layout):
     occurred = events["occurred_at"]
     if not pd.api.types.is_datetime64_any_dtype(occurred):
         occurred = pd.to_datetime(occurred, errors="coerce", utc=True, format="mixed")
-    if getattr(occurred.dt, "tz", None) is not None:
-        occurred = occurred.dt.tz_convert("UTC").dt.tz_localize(None)
+    occurred = naive_utc(occurred)
     occurred_us = occurred.to_numpy().astype("datetime64[us]")
     known = ~np.isnat(occurred_us)[event_row]
     ts = occurred_us.view(np.int64)[event_row]
