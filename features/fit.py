@@ -116,21 +116,21 @@ def parse_job_function(title: str | None) -> str | None:
 
 
 def _seniority(title):
-    if not title:
-        return None
-    for label, pattern in SENIORITY_PATTERNS:
-        if re.search(pattern, title):
-            return label
-    return "individual"
+    return _first_match(title, SENIORITY_PATTERNS, unmatched="individual")
 
 
 def _job_function(title):
+    return _first_match(title, FUNCTION_PATTERNS, unmatched="other")
+
+
+def _first_match(title, patterns, *, unmatched):
+    """The label of the first pattern found in a (lower-cased) title; None for an empty title."""
     if not title:
         return None
-    for label, pattern in FUNCTION_PATTERNS:
+    for label, pattern in patterns:
         if re.search(pattern, title):
             return label
-    return "other"
+    return unmatched
 
 
 def _email_domain_types(emails: pd.Series) -> pd.Series:
