@@ -12,114 +12,6 @@ import argparse
 import gc
 import os
 import sys
-import tempfile
-import time
-from pathlib import Path
-
-import numpy as np
-import pandas as pd
-
-REASON_COLUMNS = tuple(f"{side}_reason_{k}" for side in ("positive", "negative") for k in (1, 2, 3))
-SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "fit_score", "engagement_score", *REASON_COLUMNS,
-                 "model_version", "as_of", "scored_at")
-
-
-def score_lead_base(bundle, leads: pd.DataFrame, events, *, as_of, out, deals: pd.DataFrame | None = None,
-                    model_version: str = "", thresholds=None, chunk_size: int = 200_000,
-                    explain: bool = True, progress=None) -> pd.Series:
-    """Score every lead open at ``as_of`` into ``out`` (.parquet or .csv); return the tier counts.
-
-    Beside probability, score and tier each row carries the fit and engagement sub-scores and up
-    to three positive and three negative reasons as text ("requested a demo 3 days ago (+1.20)");
-    ``explain=False`` leaves those out, for speed (LightGBM's exact contributions cost about ten
-    times its prediction).
-    Leads are processed in chunks so memory stays bounded by ``chunk_size``. The output is
-    written to a temporary file beside ``out`` and renamed at the end: a failed run leaves the
-    previous file untouched and no partial one.
-    """
-    from features.build import build_features
-    from features.contract import utc_now
-    from models.reasons import reason_columns
-    from training.snapshots import open_leads
-
-    if chunk_size <= 0:
-        raise ValueError(f"The 'chunk_size' parameter of score_lead_base must be positive. Got {chunk_size!r}.")
-    out = Path(out)
-    snapshots = open_leads(leads, deals, as_of)
-    scored_at = utc_now().floor("s")
-    started = time.perf_counter()
-    counts = pd.Series(0, index=["SQL", "MQL", "nurture"], dtype=np.int64)
-    with _AtomicWriter(out) as writer:
-        for start in range(0, max(len(snapshots), 1), chunk_size):
-            chunk = snapshots.iloc[start:start + chunk_size]
-            features = build_features(chunk, leads, events, bundle.spec)
-            if explain:
-                scores, reasons = bundle.score_with_reasons(features, thresholds=thresholds)
-                columns = reason_columns(reasons)
-            else:
-                scores, columns = bundle.score(features, thresholds=thresholds), {}
-            frame = pd.DataFrame({
-                "lead_id": chunk["lead_id"].to_numpy(),
-                **{column: scores[column].to_numpy() for column in scores.columns},
-                **columns,
-                "model_version": model_version,
-                "as_of": chunk["as_of"].to_numpy(),
-                "scored_at": scored_at,
-            })
-            writer.write(frame)
-            counts = counts.add(frame["tier"].value_counts(), fill_value=0).astype(np.int64)
-            if progress:
-                done = start + len(chunk)
-                elapsed = time.perf_counter() - started
-                progress(f"scored {done:,}/{len(snapshots):,} open leads "
-                         f"({done / max(len(snapshots), 1):.0%}, {done / max(elapsed, 1e-9):,.0f} leads/s)")
-    return counts
-
-
-class _AtomicWriter:
-    """Chunked Parquet or CSV written to a temp file in the target folder, renamed on success."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self):
-        suffix = self.path.suffix.lower()
-        if suffix not in (".parquet", ".csv"):
-            raise ValueError(f"Output {self.path}: expected a .parquet or .csv file name. Got {suffix!r}.")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        os.close(handle)
-        self.temporary = Path(name)
-        self.parquet = None
-        self.rows = 0
-        return self
-
-    def write(self, frame: pd.DataFrame) -> None:
-        if self.path.suffix.lower() == ".csv":
-            frame.to_csv(self.temporary, mode="a", header=self.rows == 0, index=False)
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if self.parquet is None:
-                self.parquet = pq.ParquetWriter(self.temporary, table.schema)
-            self.parquet.write_table(table)
-        self.rows += len(frame)
-
-    def __exit__(self, kind, error, traceback):
-        try:
-            if self.parquet is not None:
-                self.parquet.close()
-            if kind is None:
-                # mkstemp makes the file private (0600); the output gets the usual umask instead.
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(self.temporary, 0o666 & ~umask)
-                os.replace(self.temporary, self.path)
-        finally:
-            self.temporary.unlink(missing_ok=True)  # gone already after a successful rename
-        return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,9 +49,11 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "http":
         return serve_http(args)
-    from features.contract import DataContractError, naive_utc, utc_now
+    from crm.config import load_crm_or_config
+    from features.contract import DataContractError
+    from features.timing import naive_utc, utc_now
+    from models.batch import score_lead_base
     from models.tiers import TierThresholds
-    from training.config import load_crm_or_config
     from training.tracking import load_bundle, use_default_store
 
     use_default_store()

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
 
 
 def _generate(args) -> dict:
-    from training.synthetic import generate_crm, write_crm
+    from crm.synthetic import generate_crm, write_crm
 
     started = time.perf_counter()
     crm = generate_crm(args.leads, seed=7)
@@ -111,10 +111,10 @@ def _reference(args) -> dict:
 def _score(args) -> dict:
     import tempfile
 
-    import serve
-    from features.contract import load_crm
+    from crm.readers import load_crm
+    from crm.synthetic import generate_crm
+    from models.batch import score_lead_base
     from training.pipeline import train_model
-    from training.synthetic import generate_crm
 
     started = time.perf_counter()
     small = generate_crm(20_000, seed=0)
@@ -126,7 +126,7 @@ def _score(args) -> dict:
     leads, events, deals = load_crm(data / "leads.parquet", data / "events.parquet", data / "deals.parquet")
     end = pd.Timestamp(json.loads((data / "bench_end.json").read_text())["end"])
     with tempfile.TemporaryDirectory() as scratch:
-        counts = serve.score_lead_base(result.bundle, leads, events, as_of=end, deals=deals,
+        counts = score_lead_base(result.bundle, leads, events, as_of=end, deals=deals,
                                        out=Path(scratch) / "scores.parquet", model_version="bench")
     return {"seconds": time.perf_counter() - started, "rows": int(counts.sum()), "model": result.params["model"],
             "train_seconds": train_seconds}

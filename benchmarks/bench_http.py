@@ -108,9 +108,9 @@ def main(argv=None) -> int:
 
 def _train_and_sample(scratch: Path, n_leads: int):
     """Train on a synthetic CRM; return the model URI, as_of, and 200 leads as raw payloads and feature rows."""
+    from crm.synthetic import generate_crm, write_crm
     from features.build import build_features
     from training.cli import main as training_main
-    from training.synthetic import generate_crm, write_crm
     from training.tracking import load_bundle
 
     crm = generate_crm(n_leads, months=15, seed=11)

@@ -11,8 +11,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.contract import event_relation, naive_utc, require_event_columns
+from features.contract import event_relation, require_event_columns
 from features.spec import OTHER_EVENT_TYPE, FeatureSpec
+from features.timing import naive_utc
 
 _DAY_US = 86_400_000_000
 # Rows per batch handed from DuckDB to numpy: big enough that Python overhead vanishes, small

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from features.contract import naive_utc
+from features.timing import naive_utc
 
 Value = str | float | int | bool | None
 

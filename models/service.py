@@ -15,13 +15,13 @@ from datetime import datetime
 
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from features.contract import naive_utc, utc_now
+from features.timing import naive_utc, utc_now
 from models.lead_requests import InvalidLeads, Lead, lead_features
 
 #: Bytes a request body may have before the service answers 413 without reading on.

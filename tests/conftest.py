@@ -19,16 +19,16 @@ def small_models():
     """
     import numpy as np
     import pandas as pd
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
 
+    from crm.synthetic import generate_crm
     from features.build import build_features
+    from features.snapshots import as_of_schedule, build_snapshots
     from features.spec import FeatureSpec
     from models.bundle import ModelBundle
     from models.estimators import make_lightgbm, make_logistic_regression
     from models.tiers import TierThresholds
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.frozen import FrozenEstimator
-    from training.snapshots import as_of_schedule, build_snapshots
-    from training.synthetic import generate_crm
 
     spec = FeatureSpec()
     crm = generate_crm(1_500, months=12, seed=5)

@@ -4,9 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.compare import equal_volume_tiers, lift_table, tier_comparison, tier_crosstab
-from training.forecast import (conversion_interval, forecast_table, level_check, poisson_binomial_pmf,
-                               shift_probabilities)
+from analysis.compare import equal_volume_tiers, lift_table, tier_comparison, tier_crosstab
+from analysis.forecast import (
+    conversion_interval,
+    forecast_table,
+    level_check,
+    poisson_binomial_pmf,
+    shift_probabilities,
+)
 
 
 def test_equal_volume_tiers_copy_the_reference_counts():
@@ -111,14 +116,14 @@ def test_scorecard_round_trips_through_the_rules_reader(tmp_path):
 
 @pytest.mark.parametrize("make", ["logistic", "lightgbm"])
 def test_model_reasons_name_the_largest_contributions(make):
+    from analysis.compare import model_reasons
+    from crm.synthetic import generate_crm
     from features.build import build_features
+    from features.snapshots import build_snapshots
     from features.spec import FeatureSpec
     from models.bundle import ModelBundle
     from models.estimators import make_lightgbm, make_logistic_regression
     from models.tiers import TierThresholds
-    from training.compare import model_reasons
-    from training.snapshots import build_snapshots
-    from training.synthetic import generate_crm
 
     crm = generate_crm(1500, months=8, seed=4)
     snapshots = build_snapshots(crm.leads, crm.deals, as_of_dates=[pd.Timestamp("2025-05-01")], horizon_days=90)

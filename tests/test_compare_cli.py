@@ -5,9 +5,9 @@ import re
 import mlflow
 import pandas as pd
 
+from analysis.report import FIGURES
 from models.rules import load_rules
 from training.cli import main as training_main
-from training.report import FIGURES
 
 
 def test_compare_writes_report_tables_and_run(tmp_path, mlflow_store, capsys):

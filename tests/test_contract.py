@@ -1,7 +1,8 @@
 import pandas as pd
 import pytest
 
-from features.contract import DataContractError, load_crm, validate_deals, validate_events, validate_leads
+from crm.readers import load_crm
+from features.contract import DataContractError, validate_deals, validate_events, validate_leads
 
 NOW = pd.Timestamp("2026-01-01")
 

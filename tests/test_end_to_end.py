@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 import serve
+from models.batch import SCORE_COLUMNS
 from training.cli import main as training_main
 
 
@@ -63,7 +64,7 @@ def test_train_register_load_and_score(crm_folder, mlflow_store, tmp_path, capsy
     closed_before = set(deals.loc[deals["closed_at"] < "2026-03-01", "lead_id"])
     expected = set(leads.loc[leads["created_at"] < "2026-03-01", "lead_id"]) - closed_before
     assert set(scores["lead_id"]) == expected and len(scores) == len(expected)
-    assert list(scores.columns) == list(serve.SCORE_COLUMNS)
+    assert list(scores.columns) == list(SCORE_COLUMNS)
     assert (scores["model_version"] == str(version.version)).all()
     assert scores["fit_score"].between(0, 100).all() and scores["engagement_score"].between(0, 100).all()
     # Every lead has at least one reason, and reasons read as words with a signed size.

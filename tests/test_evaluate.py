@@ -1,8 +1,13 @@
 import numpy as np
 import pytest
 
-from training.evaluate import decile_table, evaluate_probabilities, expected_calibration_error, tier_table, \
-    top_share_lift
+from training.evaluate import (
+    decile_table,
+    evaluate_probabilities,
+    expected_calibration_error,
+    tier_table,
+    top_share_lift,
+)
 
 
 def test_ece_by_hand():

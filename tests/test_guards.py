@@ -4,6 +4,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from own_export import make_export
 
 from features.build import build_features
 from features.spec import FeatureSpec
@@ -11,7 +12,6 @@ from training.guards import SmallSplitWarning, check_minimum_data, warn_small_sp
 from training.leakage import LeakageWarning, apply_leakage_guard, leakage_report
 from training.pipeline import TrainingConfig, train_on_table
 from training.split import stratified_split, time_ordered_split
-from own_export import make_export
 
 SPEC = FeatureSpec(categorical_columns=("Source", "Region", "Rep Verdict"), numeric_columns=("Visits",),
                    boolean_columns=("Opted Out",), job_title_column=None, email_column=None,

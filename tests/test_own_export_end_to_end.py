@@ -6,12 +6,12 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from own_export import make_export, write_quirky_csv
 
 import serve
 from features.spec import FeatureSpec
 from models.bundle import ModelBundle
 from training.cli import main as training_main
-from own_export import make_export, write_quirky_csv
 
 MODEL = "own-export-conversion"
 

@@ -1,12 +1,13 @@
 import numpy as np
 import pandas as pd
 import pytest
-
-from features.contract import DataContractError, read_table
-from features.fit import build_fit_features
-from training.config import ProjectConfig, load_config, load_tables
-from training.infer_config import infer_roles, write_config
 from own_export import make_export, write_quirky_csv
+
+from crm.config import ProjectConfig, load_config, load_tables
+from crm.infer_config import infer_roles, write_config
+from crm.readers import read_table
+from features.contract import DataContractError
+from features.fit import build_fit_features
 
 
 def roles_of(frame):
@@ -93,9 +94,9 @@ def test_unknown_label_values_are_refused(tmp_path):
 
 
 def test_a_renamed_crm_with_events_and_deals_maps_onto_the_contract(tmp_path):
+    from crm.config import load_crm_or_config
+    from crm.synthetic import generate_crm
     from features.build import build_features
-    from training.config import load_crm_or_config
-    from training.synthetic import generate_crm
 
     crm = generate_crm(300, months=6, seed=1)
     renamed = {"lead_id": "Record Id", "created_at": "Create Date", "industry": "Sector", "job_title": "Job Title",

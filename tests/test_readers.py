@@ -1,9 +1,10 @@
 import numpy as np
 import pandas as pd
 import pytest
-
-from features.contract import DataContractError, detect_delimiter, parse_numbers, read_table
 from own_export import make_export, write_quirky_csv
+
+from crm.readers import detect_delimiter, parse_numbers, read_table
+from features.contract import DataContractError
 
 
 @pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])

@@ -1,8 +1,7 @@
-import numpy as np
 import pandas as pd
 import pytest
 
-from training.snapshots import as_of_schedule, build_snapshots, open_leads
+from features.snapshots import as_of_schedule, build_snapshots, open_leads
 
 T = pd.Timestamp
 

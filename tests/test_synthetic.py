@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.synthetic import EVENT_TYPES, STAGES, generate_crm, load_truth, write_crm
+from crm.synthetic import EVENT_TYPES, STAGES, generate_crm, load_truth, write_crm
 
 
 @pytest.fixture(scope="module")

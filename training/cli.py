@@ -70,7 +70,7 @@ def main(argv=None) -> int:
 
 
 def _generate(args) -> int:
-    from training.synthetic import generate_crm, write_crm
+    from crm.synthetic import generate_crm, write_crm
 
     started = time.perf_counter()
     crm = generate_crm(args.leads, months=args.months, seed=args.seed)
@@ -81,8 +81,8 @@ def _generate(args) -> int:
 
 
 def _init_config(args) -> int:
-    from features.contract import read_table
-    from training.infer_config import write_config
+    from crm.infer_config import write_config
+    from crm.readers import read_table
 
     out = Path(args.out)
     if out.exists() and not args.force:
@@ -96,8 +96,8 @@ def _init_config(args) -> int:
 
 
 def _train(args) -> int:
-    from training.config import load_crm_or_config
-    from training.synthetic import load_truth
+    from crm.config import load_crm_or_config
+    from crm.synthetic import load_truth
 
     if args.config is None and not (args.leads and args.events and args.deals):
         raise ValueError("train needs --config FILE, or all of --leads, --events and --deals.")
@@ -109,9 +109,9 @@ def _train(args) -> int:
 
 
 def _demo(args) -> int:
-    import serve
-    from features.contract import load_crm
-    from training.synthetic import load_truth
+    from crm.readers import load_crm
+    from crm.synthetic import load_truth
+    from models.batch import score_lead_base
 
     _generate(args)
     folder = Path(args.out)
@@ -125,8 +125,8 @@ def _demo(args) -> int:
     bundle, identity = load_bundle(model_uri)
     as_of = pd.Timestamp(result.params["data_end"])
     out = folder / "scores.parquet"
-    counts = serve.score_lead_base(bundle, leads, events, as_of=as_of, out=out, deals=deals,
-                                   model_version=identity["model_version"])
+    counts = score_lead_base(bundle, leads, events, as_of=as_of, out=out, deals=deals,
+                             model_version=identity["model_version"])
     print(f"\nscored {int(counts.sum()):,} open leads as of {as_of.date()} with {model_uri} "
           f"(version {identity['model_version']}) -> {out}")
     print("  " + ", ".join(f"{tier} {count:,}" for tier, count in counts.items()))
@@ -138,10 +138,10 @@ def _demo(args) -> int:
 
 
 def _compare(args) -> int:
-    from features.contract import load_crm
+    from analysis.compare import compare_on_test
+    from analysis.report import comparison_figures, headline, write_report
+    from crm.readers import load_crm
     from models.rules import load_rules
-    from training.compare import compare_on_test
-    from training.report import comparison_figures, headline, write_report
     from training.tracking import load_bundle, log_comparison, use_default_store
 
     started = time.perf_counter()
@@ -184,8 +184,8 @@ def _close(figures) -> None:
 
 
 def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labels=None):
+    from analysis.plots import gains_figure, reliability_figure
     from training.pipeline import TrainingConfig, train_model, train_on_table
-    from training.plots import gains_figure, reliability_figure
     from training.tracking import load_champion, log_training_run, use_default_store
 
     uri = use_default_store()

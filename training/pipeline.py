@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from features.build import build_features
 from features.contract import event_relation
+from features.snapshots import as_of_schedule, build_snapshots
 from features.spec import FeatureSpec
 from models.bundle import ModelBundle
 from models.estimators import make_candidates
@@ -19,7 +20,6 @@ from training.calibrate import calibrate
 from training.evaluate import decile_table, evaluate_probabilities, tier_table
 from training.guards import check_minimum_data, warn_small_splits
 from training.leakage import apply_leakage_guard
-from training.snapshots import as_of_schedule, build_snapshots
 from training.split import stratified_split, temporal_split, time_ordered_split
 
 

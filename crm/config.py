@@ -1,6 +1,6 @@
 """The project config: a TOML file that maps a company's own export onto the data contract.
 
-Written by ``python -m training init-config`` (see :mod:`training.infer_config`), edited by the
+Written by ``python -m training init-config`` (see :mod:`crm.infer_config`), edited by the
 user, read by ``python -m training train --config`` and ``python serve.py score --config``.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.contract import (DataContractError, load_crm, parse_numbers, read_table, validate_deals,
-                               validate_events, validate_leads)
+from crm.readers import load_crm, parse_numbers, read_table
+from features.contract import DataContractError, validate_deals, validate_events, validate_leads
 from features.fit import BOOLEAN_VALUES
 from features.spec import FeatureSpec
 

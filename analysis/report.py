@@ -12,7 +12,7 @@ FIGURES = ("cumulative_gains", "tier_conversion", "score_vs_points", "forecast")
 
 def comparison_figures(comparison) -> dict:
     """The report's pictures, by name (matplotlib figures)."""
-    from training.plots import forecast_figure, gains_figure, score_points_figure, tier_conversion_figure
+    from analysis.plots import forecast_figure, gains_figure, score_points_figure, tier_conversion_figure
 
     scored = comparison.scored
     scores = {"model": scored["probability"], "rules": scored["points"],

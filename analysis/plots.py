@@ -46,7 +46,7 @@ def gains_figure(y_true, scores: dict, *, title: str = "Cumulative gains on the 
 def tier_conversion_figure(tiers, *, title: str = "Conversion by tier on the test split"):
     """Grouped bars of conversion rate per tier, one bar per scorer, lead counts written on the bars.
 
-    ``tiers`` is :func:`training.compare.tier_comparison`'s table (scorer, tier, leads, conversion_rate).
+    ``tiers`` is :func:`analysis.compare.tier_comparison`'s table (scorer, tier, leads, conversion_rate).
     """
     plt = _pyplot()
     scorers = list(dict.fromkeys(tiers["scorer"]))

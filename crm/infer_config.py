@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crm.config import DEFAULT_MISSING_VALUES
 from features.fit import BOOLEAN_VALUES
-from training.config import DEFAULT_MISSING_VALUES
 
 #: Two-valued columns whose values read as an outcome, and the positive value of each pair.
 LABEL_PAIRS = ({"1", "0"}, {"yes", "no"}, {"true", "false"}, {"won", "lost"}, {"converted", "not converted"})

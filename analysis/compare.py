@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from analysis.forecast import forecast_table, level_check
 from features.build import build_features
+from features.snapshots import build_snapshots
 from models.rules import PointsRules, points_from_inputs, rule_inputs, top_rules
 from models.scorecard import fit_scorecard
 from models.tiers import TIERS
 from training.evaluate import top_share
-from training.forecast import forecast_table, level_check
 from training.pipeline import config_from_params, split_snapshots
-from training.snapshots import build_snapshots
 from training.split import assign_leads
 
 SHARES = (0.05, 0.10, 0.20)
