@@ -29,6 +29,7 @@ _SECTIONS = {
     "leakage": {"max_auc", "post_outcome", "keep"},
     "training": {"min_positives", "min_negatives", "min_split_positives", "split_shares", "seed", "model_name",
                  "horizon_days", "snapshot_every_days", "test_days", "calibration_days"},
+    "runtime": {"threads"},
 }
 
 
@@ -60,6 +61,9 @@ class ProjectConfig:
     post_outcome: tuple = ()
     keep: tuple = ()
     training: dict = field(default_factory=dict)
+    #: ``threads``: threads for LightGBM and BLAS (see ``models.threads``); --threads and
+    #: LEAD_SCORING_THREADS win over it.
+    runtime: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.label is None and self.deals is None:
@@ -142,7 +146,8 @@ def load_config(path) -> ProjectConfig:
         return None if not value else (path.parent / value if not Path(value).is_absolute() else Path(value))
 
     values = {"leads": located(data["leads"]), "events": located(data.get("events")),
-              "deals": located(data.get("deals")), "training": dict(raw.get("training", {}))}
+              "deals": located(data.get("deals")), "training": dict(raw.get("training", {})),
+              "runtime": dict(raw.get("runtime", {}))}
     values.update({key: value for key, value in data.items() if key in ("delimiter", "encoding", "decimal")})
     for key, value in {**columns, **raw.get("roles", {}), **raw.get("leakage", {})}.items():
         values[key] = tuple(str(item) for item in value) if isinstance(value, list) else (value or None)
