@@ -54,6 +54,20 @@ class ModelBundle:
                               fit_score=explanation.fit_score, engagement_score=explanation.engagement_score)
         return scores, top_reasons(explanation.contributions, features, self.spec, n=n_reasons)
 
+    def score_with_reason_columns(self, features: pd.DataFrame, *, thresholds: TierThresholds | None = None,
+                                  n_reasons: int = 3) -> tuple[pd.DataFrame, dict]:
+        """``score_with_reasons`` for batch output: reasons as flat text columns, built vectorised.
+
+        Same values as ``reason_columns(score_with_reasons(...)[1])``, without a Python object per reason.
+        """
+        from models.explain import explain
+        from models.reasons import top_reason_columns
+
+        explanation = explain(self, features)
+        scores = self._scores(explanation.probability, thresholds, features.index,
+                              fit_score=explanation.fit_score, engagement_score=explanation.engagement_score)
+        return scores, top_reason_columns(explanation.contributions, features, self.spec, n=n_reasons)
+
     def _scores(self, probability: np.ndarray, thresholds: TierThresholds | None, index, **more) -> pd.DataFrame:
         thresholds = thresholds or self.thresholds
         return pd.DataFrame(
