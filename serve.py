@@ -28,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--out", required=True, help="output file (.parquet or .csv), written atomically")
     score.add_argument("--sql-threshold", type=float, help="override the model's SQL probability threshold")
     score.add_argument("--mql-threshold", type=float, help="override the model's MQL probability threshold")
-    score.add_argument("--chunk-size", type=int, default=200_000, help="leads per chunk (default: %(default)s)")
+    score.add_argument("--chunk-size", type=int, default=100_000,
+                       help="leads read and scored at a time; memory is bounded by it (default: %(default)s)")
+    score.add_argument("--threads", type=int, help="threads for LightGBM (default: LEAD_SCORING_THREADS, the "
+                                                   "config's [runtime] threads, else the cores this process may use)")
     score.add_argument("--no-reasons", dest="explain", action="store_false",
                        help="leave out fit/engagement sub-scores and reasons (faster)")
 
@@ -46,13 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from models.threads import sleep_while_waiting
+
+    sleep_while_waiting()  # before LightGBM loads OpenMP: threads waiting at a barrier sleep, not spin
     args = build_parser().parse_args(argv)
     if args.command == "http":
         return serve_http(args)
     from crm.config import load_crm_or_config
+    from crm.sources import stream_crm
     from features.contract import DataContractError
     from features.timing import naive_utc, utc_now
     from models.batch import score_lead_base
+    from models.explain import use_threads
+    from models.threads import resolve_threads
     from models.tiers import TierThresholds
     from training.tracking import load_bundle, use_default_store
 
@@ -61,10 +70,17 @@ def main(argv=None) -> int:
         as_of = naive_utc(args.as_of) if args.as_of else utc_now()
         if args.config is None and args.leads is None:
             raise ValueError("score needs --leads, or --config with the export it describes.")
-        _, leads, _, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
-                                                        deals=args.deals, for_training=False,
-                                                        now=max(as_of, utc_now()))
+        if args.config is None:  # the contract's files: the lead table is streamed chunk by chunk
+            config = None
+            leads, events, deals = stream_crm(args.leads, args.events, args.deals, now=max(as_of, utc_now()),
+                                              chunk_rows=max(args.chunk_size, 1))
+        else:
+            config, leads, _, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
+                                                                 deals=args.deals, for_training=False,
+                                                                 now=max(as_of, utc_now()))
         bundle, identity = load_bundle(args.model)
+        use_threads(bundle.model, resolve_threads(args.threads, config_threads=config.runtime.get("threads")
+                                                  if config is not None else None))
         thresholds = None
         if args.sql_threshold is not None or args.mql_threshold is not None:
             thresholds = TierThresholds(mql=args.mql_threshold if args.mql_threshold is not None
@@ -73,8 +89,7 @@ def main(argv=None) -> int:
                                         else bundle.thresholds.sql)
         counts = score_lead_base(bundle, leads, events, as_of=as_of, out=args.out, deals=deals,
                                  model_version=identity["model_version"], thresholds=thresholds,
-                                 chunk_size=args.chunk_size, explain=args.explain,
-                                 progress=lambda line: print(line, file=sys.stderr))
+                                 chunk_size=args.chunk_size, explain=args.explain, progress_bar=True)
     except (DataContractError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
