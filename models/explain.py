@@ -73,8 +73,9 @@ def feature_contributions(bundle, features: pd.DataFrame) -> tuple[pd.DataFrame,
     if hasattr(classifier, "booster_"):
         encoder = pipeline[0]
         codes = encoder.to_codes(features)
-        if len(codes) >= TABLE_MIN_ROWS:
-            raw = tree_tables(classifier.booster_).contributions(codes)
+        tables = tree_tables(classifier.booster_) if len(codes) >= TABLE_MIN_ROWS else None
+        if tables is not None:
+            raw = tables.contributions(codes)
         else:
             # OpenMP threads cost more than they save on a few rows, and stall when the cores are busy.
             threads = {"num_threads": 1} if len(codes) < _SMALL_BATCH else {}
@@ -95,13 +96,13 @@ def feature_contributions(bundle, features: pd.DataFrame) -> tuple[pd.DataFrame,
 
 
 def tree_tables(booster):
-    """The booster's TreeSHAP lookup tables, built on first use and kept as long as the booster lives."""
-    from models.treeshap import TreeTables
+    """The booster's TreeSHAP lookup tables, built on first use and kept as long as the booster lives;
+    None when its trees are too deep for tables (then ``pred_contrib`` it is)."""
+    from models.treeshap import TreeTables, supports
 
-    tables = _tables.get(booster)
-    if tables is None:
-        tables = _tables[booster] = TreeTables(booster)
-    return tables
+    if booster not in _tables:
+        _tables[booster] = TreeTables(booster) if supports(booster) else None
+    return _tables[booster]
 
 
 def use_threads(model, threads: int) -> None:

@@ -26,6 +26,8 @@ import numpy as np
 _BLOCK_ROWS = 8_192
 #: Rows per gather: (tree, feature) rows x this many, about 10 MB of buffers.
 _GATHER_ROWS = 512
+#: Split nodes per tree the tables support: 2**8 patterns x 2**8 coalitions per tree at most.
+MAX_SPLITS = 8
 #: LightGBM treats values within this of zero as zero for "Zero" missing handling (kZeroThreshold).
 _ZERO = 1e-35
 
@@ -63,9 +65,9 @@ class TreeTables:
                 self.bias += float(root["leaf_value"])
                 continue
             nodes = _internal_nodes(root)
-            if len(nodes) > 16:
-                raise ValueError(f"Tree {tree} has {len(nodes)} split nodes; table lookup supports at most 16 "
-                                 "(2**16 patterns). Use pred_contrib for deep trees.")
+            if len(nodes) > MAX_SPLITS:
+                raise ValueError(f"Tree {tree} has {len(nodes)} split nodes; table lookup supports at most "
+                                 f"{MAX_SPLITS} (2**{MAX_SPLITS} patterns). Use pred_contrib for deeper trees.")
             width = max(width, len(nodes))
             features, table, expected = _tree_table(root, nodes)
             self.bias += expected
@@ -73,7 +75,7 @@ class TreeTables:
                 self.splits.append(_split(tree, bit, node))
             for m, feature in enumerate(features):
                 per_feature.setdefault(feature, []).append((tree, table[:, m]))
-        self.pattern_dtype = np.uint8 if width <= 8 else np.uint16
+        self.pattern_dtype = np.uint8
         self.patterns = 1 << width
         # One row per (tree, feature it splits on), sorted by feature: a row's entries for the
         # block are gathered from its tree's table, and each feature's rows are summed in one
@@ -154,6 +156,18 @@ def _internal_nodes(root: dict) -> list[dict]:
         nodes.append(node)
         stack.extend((node["right_child"], node["left_child"]))
     return nodes
+
+
+def supports(booster) -> bool:
+    """Whether every tree is small enough for tables (LightGBM's ``num_leaves`` at most ``MAX_SPLITS + 1``)."""
+    leaves = booster.params.get("num_leaves") if hasattr(booster, "params") else None
+    if leaves is not None:
+        return int(leaves) <= MAX_SPLITS + 1
+    return all(_leaves(info["tree_structure"]) <= MAX_SPLITS + 1 for info in booster.dump_model()["tree_info"])
+
+
+def _leaves(node: dict) -> int:
+    return 1 if "leaf_value" in node else _leaves(node["left_child"]) + _leaves(node["right_child"])
 
 
 def _tree_table(root: dict, nodes: list[dict]):
