@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import log_loss
@@ -35,7 +36,7 @@ def calibrate(model, X_calibration, y_calibration, *, methods=CALIBRATION_METHOD
         return _calibrate_by_refitting(model, X_calibration, y_calibration, methods=methods, folds=folds)
     scores = frozen_scores(model, X_calibration)
     classes = np.unique(y_calibration)
-    replay = _Replay(classes)
+    replay = _Replay().fit(scores.reshape(-1, 1), y_calibration)
     log_losses = {}
     for method in methods:
         held_out = np.empty(len(y_calibration))
@@ -95,11 +96,12 @@ def _calibrator_fitter():
     return lambda clf, predictions, y, classes, method: _fit_calibrator(clf, predictions, y, classes, method)
 
 
-class _Replay:
+class _Replay(ClassifierMixin, BaseEstimator):
     """Stands in for the frozen model inside a fold: its "decision function" is the cached score itself."""
 
-    def __init__(self, classes):
-        self.classes_ = classes
+    def fit(self, scores, y):
+        self.classes_ = np.unique(y)
+        return self
 
     def decision_function(self, scores):
         return np.asarray(scores)[:, 0]
