@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     http.add_argument("--max-body-bytes", type=int, default=1_000_000,
                       help="larger request bodies get 413 (default: %(default)s)")
     http.add_argument("--max-leads", type=int, default=1_000, help="leads per request (default: %(default)s)")
+    http.add_argument("--workers", type=int, help="worker processes, each with the model loaded once "
+                                                  "(default: the cores this process may use)")
     return parser
 
 
@@ -101,24 +103,62 @@ def main(argv=None) -> int:
 
 
 def serve_http(args) -> int:
-    """Load the model once, then serve it with uvicorn until interrupted."""
+    """Serve with uvicorn until interrupted: ``--workers`` processes, each loading the model once.
+
+    The parent pins an alias to its version first, so every worker serves the same model even if
+    the alias moves while they start; each worker builds its app with ``http_app`` (uvicorn's app
+    factory, given as an import string, as uvicorn needs for several workers).
+    """
+    import json
+
     import uvicorn
 
+    from models.threads import available_cores
+    from training.tracking import pinned_model_uri, use_default_store
+
+    workers = args.workers if args.workers is not None else available_cores()
+    if workers <= 0:
+        print(f"error: --workers must be positive. Got {workers}.", file=sys.stderr)
+        return 2
+    use_default_store()
+    os.environ[HTTP_SETTINGS_VARIABLE] = json.dumps({
+        "model_uri": args.model, "pinned_uri": pinned_model_uri(args.model), "workers": workers,
+        "max_body_bytes": args.max_body_bytes, "max_leads": args.max_leads})
+    print(f"serving {args.model} on http://{args.host}:{args.port} with {workers} worker(s)",
+          file=sys.stderr, flush=True)
+    # No access log: one line per request costs more than scoring a lead.
+    uvicorn.run("serve:http_app", factory=True, workers=workers, host=args.host, port=args.port,
+                log_level="warning", access_log=False)
+    return 0
+
+
+HTTP_SETTINGS_VARIABLE = "LEAD_SCORING_HTTP_SETTINGS"
+
+
+def http_app():
+    """One worker's app: load the model once, from the settings ``serve_http`` put in the environment."""
+    import json
+
+    from models.explain import use_threads
     from models.service import TOKEN_ENVIRONMENT_VARIABLE, create_app
+    from models.threads import available_cores, sleep_while_waiting
     from training.tracking import load_bundle, use_default_store
 
+    sleep_while_waiting()
+    settings = json.loads(os.environ[HTTP_SETTINGS_VARIABLE])
     use_default_store()
-    bundle, identity = load_bundle(args.model)
-    app = create_app(bundle, identity, max_body_bytes=args.max_body_bytes, max_leads=args.max_leads,
+    bundle, identity = load_bundle(settings["pinned_uri"])
+    identity["model_uri"] = settings["model_uri"]  # what the user asked for, alias included
+    # Workers share the cores: large requests predict on this worker's share of them.
+    use_threads(bundle.model, max(1, available_cores() // settings["workers"]))
+    app = create_app(bundle, identity, max_body_bytes=settings["max_body_bytes"], max_leads=settings["max_leads"],
                      token=os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or None)
     # The model's objects live as long as the process: keep the garbage collector from rescanning them.
     gc.collect()
     gc.freeze()
-    print(f"serving {args.model} (version {identity['model_version']}) on http://{args.host}:{args.port}",
+    print(f"worker {os.getpid()}: {settings['model_uri']} version {identity['model_version']}",
           file=sys.stderr, flush=True)
-    # No access log: one line per request costs more than scoring a lead.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
-    return 0
+    return app
 
 
 if __name__ == "__main__":
