@@ -211,8 +211,6 @@ def _throughput(workers: int, model_uri: str, path: str, bodies: list, scratch: 
                 connection = http.client.HTTPConnection(HOST, port, timeout=60)
                 for body in bodies[k:k + 10]:  # warm-up, and the connection is open before the clock starts
                     _post(connection, path, body)
-                connection.request("GET", "/health")
-                mine = json.loads(connection.getresponse().read())["pid"]
                 connection.close()
                 start.wait()
                 # A fresh connection: the server closes ones idle past its keep-alive while others warm up.
@@ -225,6 +223,8 @@ def _throughput(workers: int, model_uri: str, path: str, bodies: list, scratch: 
                     _post(connection, path, bodies[i % len(bodies)])
                     done.append(time.perf_counter() - begin)
                     i += args.clients
+                connection.request("GET", "/health")  # which worker this connection was served by
+                mine = json.loads(connection.getresponse().read())["pid"]
                 connection.close()
                 with lock:
                     latencies.extend(done)
