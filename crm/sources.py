@@ -163,16 +163,20 @@ class StreamedLeads:
 def stream_crm(leads, events=None, deals=None, *, now=None, chunk_rows: int = DEFAULT_CHUNK_ROWS):
     """``load_crm`` for scoring: ``(leads, events, deals)`` with the leads streamed as ``StreamedLeads``.
 
-    Deals (closed deals only) are read whole; the event log stays a path, checked by DuckDB
-    against the lead ids; the lead table is read once for its ids here and once, chunk by chunk,
-    while scoring.
+    Deals are read and checked whole, then kept only as each lead's first closing (all scoring
+    needs: which leads were closed before ``as_of``); the event log stays a path, checked by
+    DuckDB against the lead ids; the lead table is read once for its ids here and once, chunk
+    by chunk, while scoring.
     """
     from crm.readers import read_table
+    from features.snapshots import first_closing
 
     streamed = StreamedLeads(leads, now=now, chunk_rows=chunk_rows)
     checked = None
     if deals is not None:
-        checked = validate_deals(read_table(deals), lead_ids=streamed.lead_ids, source=str(deals), now=now)
+        validated = validate_deals(read_table(deals), lead_ids=streamed.lead_ids, source=str(deals), now=now)
+        checked = first_closing(validated).reset_index().astype({"outcome": "category"})
+        del validated
     if events is not None:
         validate_events(events, lead_ids=streamed.lead_ids, source=str(events), now=now)
     return streamed, events, checked
