@@ -135,7 +135,7 @@ def test_own_names_vocabulary_and_hours_train_and_score(crm_files, mlflow_store,
     assert sorted(scores["lead_id"]) == sorted(open_at)
     reasons = " | ".join(scores.filter(like="_reason_").fillna("").to_numpy().ravel())
     # The config's words, the data's own names, and times in hours.
-    assert "completed a quote" in reasons and "hours ago" in reasons or "minutes ago" in reasons
+    assert "completed a quote" in reasons and ("hours ago" in reasons or "minutes ago" in reasons)
     assert "requested a demo" not in reasons and "demo" not in reasons
 
 
