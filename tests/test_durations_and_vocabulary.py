@@ -156,3 +156,22 @@ def test_suggested_spans_fit_the_data():
                                                    "calibration_span": "12h"}
     assert suggest_spans(pd.Timedelta(days=730)) == {"horizon": "182d", "every": "18d", "test_span": "182d",
                                                      "calibration_span": "121d"}
+
+
+def test_http_schema_and_model_page_name_the_models_own_event_types():
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from models.bundle import ModelBundle
+    from models.service import create_app
+    from models.tiers import TierThresholds
+
+    spec = FeatureSpec(event_types=("O_SENT_BACK", "Send Fine"))
+    bundle = ModelBundle(spec=spec, model=None, thresholds=TierThresholds(mql=0.1, sql=0.3))
+    client = TestClient(create_app(bundle, {"model_version": "1"}))
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    event_type = schemas["Event"]["properties"]["event_type"]
+    assert event_type["examples"] == ["O_SENT_BACK", "Send Fine"] and "demo_request" not in json.dumps(schemas["Event"])
+    assert "['O_SENT_BACK', 'Send Fine']" in event_type["description"]
+    assert client.get("/model").json()["event_types"] == ["O_SENT_BACK", "Send Fine"]
