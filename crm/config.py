@@ -183,7 +183,7 @@ def load_config(path) -> ProjectConfig:
     for table in ("events", "deals"):
         if table in raw and data.get(table):
             raise ValueError(f"{path}: the {table} table is named twice, as [data] {table} and [{table}] file; "
-                             "keep [{table}].")
+                             f"keep [{table}].")
     training = dict(raw.get("training", {}))
     spans = {}
     for key in [key for key in training if key in _TRAINING_SPANS]:
@@ -280,7 +280,7 @@ def _deal_values(section: dict, path: Path, located) -> dict:
     columns = DealColumns(id=section.get("id", "lead_id"), closed_at=section.get("closed_at", "closed_at"),
                           outcome=section.get("outcome", "outcome"), won=lists["won"], lost=lists["lost"],
                           amount=section.get("amount") or None, won_only=won_only, lost_after_days=lost_after,
-                          where=f"[deals]")
+                          where="[deals]")
     return {"deals": located(section["file"]), "deal_columns": columns}
 
 

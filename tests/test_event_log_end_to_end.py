@@ -167,6 +167,8 @@ def test_unknown_outcome_value_names_file_section_and_values(crm_files):
     ("[deals]\n", '[deals]\nlost_after = "8h"\n', r"\[deals\] lost_after applies to a table of won deals only"),
     ('horizon = "6h"', 'horizon = "6 parsecs"', r"\[training\] horizon must be a duration such as '6h'"),
     ('windows = ["1h", "6h", "1d"]', 'windows = ["1h", "soon"]', r"\[events\] windows must be a duration"),
+    ("[data]\n", '[data]\nevents = "touchpoints.csv"\n', r"the events table is named twice, as \[data\] events "
+                                                            r"and \[events\] file; keep \[events\]"),
     ('won = ["Signed"]', 'won = ["Walked away"]', r"\[deals\] won and lost share the value\(s\) \['walked away'\]"),
 ])
 def test_config_errors_name_file_section_and_key(crm_files, old, new, message):
