@@ -138,6 +138,33 @@ def test_own_names_vocabulary_and_hours_train_and_score(crm_files, mlflow_store,
     assert "completed a quote" in reasons and ("hours ago" in reasons or "minutes ago" in reasons)
     assert "requested a demo" not in reasons and "demo" not in reasons
 
+    # The analyst's comparison reads the same config, and the rules name the model's own types.
+    rules = crm_files / "rules.toml"
+    rules.write_text(RULES)
+    assert training_main(["compare", "--config", str(config), "--model", f"models:/{MODEL}@champion",
+                          "--rules", str(rules), "--out", str(crm_files / "compare")]) == 0
+    out = capsys.readouterr().out
+    assert "compared models:/touchpoint-conversion@champion" in out
+    assert (crm_files / "compare" / "report.html").exists()
+
+
+RULES = """
+[thresholds]
+mql = 10
+sql = 30
+
+[[behaviour]]
+name = "quote completed"
+event = "Quote Sent+complete"
+points = 20
+window = "6h"
+
+[[behaviour]]
+name = "chats"
+event = "chat_complete"
+points = 5
+"""
+
 
 def test_mapping_reads_own_columns_and_outcome_values(crm_files):
     config = load_config(crm_files / "config.toml")
