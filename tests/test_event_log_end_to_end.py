@@ -196,6 +196,10 @@ def test_unknown_outcome_value_names_file_section_and_values(crm_files):
     ('windows = ["1h", "6h", "1d"]', 'windows = ["1h", "soon"]', r"\[events\] windows must be a duration"),
     ("[data]\n", '[data]\nevents = "touchpoints.csv"\n', r"the events table is named twice, as \[data\] events "
                                                             r"and \[events\] file; keep \[events\]"),
+    ('"Quote Sent+complete" = "completed a quote"', '"Quote Sent+complete" = 3',
+     r"\[events\].words 'Quote Sent\+complete' must be what the lead did"),
+    ("min_count = 30", 'types = ["Quote Sent", "quote-sent"]',
+     r"\[events\] types: FeatureSpec event types 'Quote Sent' and 'quote-sent' give the same column name"),
     ('won = ["Signed"]', 'won = ["Walked away"]', r"\[deals\] won and lost share the value\(s\) \['walked away'\]"),
 ])
 def test_config_errors_name_file_section_and_key(crm_files, old, new, message):
