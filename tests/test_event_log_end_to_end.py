@@ -7,6 +7,7 @@ table whose outcomes are "Signed" and "Walked away", decided within hours. It tr
 """
 
 import json
+import re
 
 import mlflow
 import numpy as np
@@ -145,6 +146,7 @@ def test_own_names_vocabulary_and_hours_train_and_score(crm_files, mlflow_store,
                           "--rules", str(rules), "--out", str(crm_files / "compare")]) == 0
     out = capsys.readouterr().out
     assert "compared models:/touchpoint-conversion@champion" in out
+    assert re.search(r"\(as of .*2025-03-0\d \d\d:00:00", out)  # hourly forecast dates keep their hour
     assert (crm_files / "compare" / "report.html").exists()
 
 
