@@ -139,6 +139,23 @@ def test_own_names_vocabulary_and_hours_train_and_score(crm_files, mlflow_store,
     assert "completed a quote" in reasons and ("hours ago" in reasons or "minutes ago" in reasons)
     assert "requested a demo" not in reasons and "demo" not in reasons
 
+    # Over HTTP a lead's events carry the log's own types, and its reasons read in the config's words.
+    from fastapi.testclient import TestClient
+
+    from models.service import create_app
+    from training.tracking import load_bundle
+
+    bundle, identity = load_bundle(f"models:/{MODEL}@champion")
+    client = TestClient(create_app(bundle, identity))
+    lead = {"lead_id": "new", "created_at": "2025-03-08T01:00:00Z", "attributes": {"Segment": "Mid"},
+            "events": [{"occurred_at": "2025-03-08T01:20:00Z", "event_type": "Brochure+complete"},
+                       {"occurred_at": "2025-03-08T02:10:00Z", "event_type": "Quote Sent+complete"}]}
+    answer = client.post("/score", params={"as_of": "2025-03-08T03:10:00Z"}, json=lead)
+    assert answer.status_code == 200, answer.text
+    texts = [reason["text"] for side in answer.json()["results"][0]["reasons"].values() for reason in side]
+    assert "completed a quote 1 hour ago" in texts
+    assert client.get("/model").json()["event_types"] == spec["event_types"]
+
     # The analyst's comparison reads the same config, and the rules name the model's own types.
     rules = crm_files / "rules.toml"
     rules.write_text(RULES)
