@@ -103,3 +103,32 @@ def test_score_with_reason_columns_matches_score_with_reasons(small_models):
     fast_scores, columns = bundle.score_with_reason_columns(features)
     pd.testing.assert_frame_equal(fast_scores, scores)
     assert {name: list(values) for name, values in columns.items()} == reason_columns(reasons)
+
+
+@pytest.mark.parametrize("windows", [(7, 30, 90), (0.25, 7)])
+def test_reason_columns_at_once_equal_per_lead_reasons_for_any_spec(windows):
+    """Own event types with words, sub-day windows (times in minutes and hours), random values and impacts."""
+    from features.spec import FeatureSpec
+
+    spec = FeatureSpec(event_types=("O_SENT_BACK", "Send Fine", "demo_request"),
+                       event_words={"O_SENT_BACK": "sent the offer back"}, windows_days=windows)
+    rng = np.random.default_rng(11)
+    n = 3_000
+    features = pd.DataFrame(index=pd.RangeIndex(n))
+    for name in spec.feature_names:
+        if name in spec.categorical_feature_names:
+            features[name] = rng.choice(["a", "b", None], size=n)
+        elif name.startswith(("days_since_", "lead_age")):
+            features[name] = np.where(rng.random(n) < 0.2, np.nan, rng.exponential(1.5, size=n))
+        elif name.startswith("events_") and "trend" not in name:
+            features[name] = rng.poisson(1.2, size=n).astype(float)
+        else:
+            features[name] = rng.normal(size=n)
+    contributions = pd.DataFrame(rng.normal(scale=0.4, size=(n, len(spec.feature_names))),
+                                 columns=spec.feature_names)
+    expected = reason_columns(top_reasons(contributions, features, spec))
+    columns = top_reason_columns(contributions, features, spec)
+    for name, values in expected.items():
+        assert list(columns[name]) == values, name
+    assert any("minutes ago" in text or "hours ago" in text for text in expected["positive_reason_1"]) == \
+        (min(windows) < 1)
