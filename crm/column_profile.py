@@ -107,10 +107,11 @@ def profile_column(values: pd.Series, tokens: set) -> dict:
     profile["phone_share"] = float(sample.str.match(PHONE).mean())
     profile["person_share"] = float(sample.str.match(PERSON_NAME).mean())
     profile["spaced_share"] = float(sample.str.contains(r"\s").mean())
-    if sample.str.contains(r"\d").mean() > 0.9 and profile["email_share"] < 0.5 and profile["phone_share"] < 0.5:
+    if sample.str.contains(r"\d").mean() > 0.9 and profile["email_share"] < 0.5 and not sample.str.match(
+            r"^\+").any():
         parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
-        if parsed.notna().mean() >= 0.95:
-            profile["kind"] = "date"
+        if parsed.notna().mean() >= 0.95:  # "2017-01-01" also looks like a phone number: a date wins
+            profile.update(kind="date", phone_share=0.0)
     return profile
 
 

@@ -259,13 +259,19 @@ def _pick_id(profiles: dict, personal: dict) -> str | None:
     for order, (column, profile) in enumerate(profiles.items()):
         if not profile["unique"] or personal[column] or profile["kind"] not in ("text", "integer"):
             continue
-        named = name_has(column, ID_NAMES)
-        if profile["kind"] == "text" and not named and profile["spaced_share"] > 0.1:
-            continue  # free text that happens to be unique, not an identifier
-        if profile["kind"] == "integer" and not named and profile["max"] - profile["min"] + 1 > 2 * profile["rows"]:
-            continue  # unique measurements, not a running number
-        fitting.append((not named, order, column))
+        if _identifier_like(column, profile):
+            fitting.append((not name_has(column, ID_NAMES), order, column))
     return min(fitting)[2] if fitting else None
+
+
+def _identifier_like(column, profile) -> bool:
+    """Unique values that identify rather than measure: named like an id, text without spaces, a running number."""
+    if name_has(column, ID_NAMES):
+        return profile["kind"] in ("text", "integer")
+    if profile["kind"] == "text":
+        return profile["spaced_share"] <= 0.1  # free text that happens to be unique is not an identifier
+    return profile["kind"] == "integer" and profile["min"] >= 0 \
+        and profile["max"] - profile["min"] + 1 <= 2 * profile["rows"]  # a running number, not measurements
 
 
 def _pick_created(profiles: dict) -> str | None:
@@ -294,7 +300,7 @@ def _attribute_role(column, profile, taken: set, personal: str | None):
         return "pii", "e-mail addresses"
     if personal:
         return "pii", f"{personal}: personal data, never an id or a feature"
-    if profile["unique"] and kind in ("text", "integer"):
+    if profile["unique"] and _identifier_like(column, profile):
         return "ignore", "unique in every row: another identifier"
     if kind == "date":
         return "ignore", "dates other than the creation date: possibly written after the outcome"
@@ -388,6 +394,11 @@ def _config_text(guess: LeadGuess, tables, frame, paths: dict, leads_path: Path,
         "",
         "[data]",
         f"leads = {_q(paths['leads'])}  # relative paths are relative to this file",
+        *([] if tables is not None else [
+            "# events = \"events.parquet\"  # event log with the contract's columns (lead_id, occurred_at, event_type);",
+            "#                              # any other log: rerun init-config with --events for an [events] section",
+            "# deals = \"deals.csv\"        # closed deals (lead_id, closed_at, outcome won/lost) instead of a label;",
+            "#                              # any other table: rerun init-config with --deals for a [deals] section"]),
         "# delimiter = \",\"            # detected from the file when left out",
         "# decimal = \",\"              # decimal mark, when numbers read 1.234,5 (default \".\": 1,234.5)",
         "",
