@@ -52,7 +52,7 @@ NOT_BEHAVIOUR_NAMES = ("score", "index", "grade", "rating", "quality", "profile"
 #: Names of columns that are often written after the outcome: worth a look before training.
 POST_OUTCOME_HINTS = ("tag", "tags", "quality", "grade", "rating", "notes", "note", "comment", "comments", "reason",
                       "verdict", "closed", "close", "lost reason", "owner", "stage", "status", "score", "profile",
-                      "notable")
+                      "notable", "index")
 
 
 @dataclass(frozen=True)

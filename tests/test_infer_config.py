@@ -174,3 +174,37 @@ def test_row_number_ids_are_stable_and_warned(tmp_path):
     assert labels.tolist() == bank_marketing(60)["y"].eq("yes").astype(float).tolist()
     with pytest.raises(ValueError, match="identify leads one way"):
         ProjectConfig(leads="x.csv", id="id", row_number_id=True, label="y")
+
+
+def test_an_id_less_true_false_export_trains_as_inferred_and_scores_with_both_sub_scores(tmp_path, mlflow_store,
+                                                                                          capsys):
+    import mlflow
+
+    import serve
+    from training.cli import main as training_main
+
+    frame = sessions()
+    path = tmp_path / "online_shoppers.csv"
+    frame.replace({True: "TRUE", False: "FALSE"}).to_csv(path, index=False)
+    config = tmp_path / "config.toml"
+    assert training_main(["init-config", "--leads", str(path), "--out", str(config)]) == 0
+    console = capsys.readouterr().out
+    assert "label: 'Revenue'" in console and "converted = ['true']" in console and "row_number_id = true" in console
+    assert training_main(["train", "--config", str(config)]) == 0  # as written: no edit
+    run = mlflow.MlflowClient().search_runs(mlflow.search_experiments()[0].experiment_id)[0]
+    assert run.data.metrics["test_roc_auc"] > 0.7  # page values and two regions drive the label
+    assert run.data.params["model"] in ("logistic", "lightgbm")
+
+    out = tmp_path / "scores.csv"
+    with pytest.warns(UserWarning, match="row number"):
+        assert serve.main(["score", "--model", "models:/online-shoppers-conversion@champion", "--config",
+                           str(config), "--out", str(out)]) == 0
+    scores = pd.read_csv(out)
+    assert scores["lead_id"].tolist() == list(range(1, len(frame) + 1))
+    assert scores["fit_score"].nunique() > 5 and scores["engagement_score"].nunique() > 5
+    # Engagement is behaviour: it rises with page values; reasons tell behaviour in the data's numbers.
+    assert np.corrcoef(scores["engagement_score"], frame["PageValues"])[0, 1] > 0.3
+    reasons = scores.filter(like="_reason_").to_numpy().ravel().astype(str)
+    assert any(text.startswith("page values: ") for text in reasons)
+    assert any(text.startswith("region: ") for text in reasons) or any(text.startswith("product related duration")
+                                                                       for text in reasons)
