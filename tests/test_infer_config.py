@@ -208,3 +208,66 @@ def test_an_id_less_true_false_export_trains_as_inferred_and_scores_with_both_su
     assert any(text.startswith("page values: ") for text in reasons)
     assert any(text.startswith("region: ") for text in reasons) or any(text.startswith("product related duration")
                                                                        for text in reasons)
+
+
+def hourly_crm(n=120, seed=0, *, won_only=False):
+    """Leads, an activity + lifecycle log and decisions within hours, all under the company's own names."""
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2025-03-01 08:00")
+    created = start + pd.to_timedelta(np.sort(rng.uniform(0, 30 * 24, n)), unit="h")
+    leads = pd.DataFrame({"Contact Ref": [f"C{i:04d}" for i in range(n)],
+                          "Signed Up": created.strftime("%Y-%m-%d %H:%M"),
+                          "Plan": rng.choice(["basic", "pro"], n)})
+    rows = []
+    for ref, at in zip(leads["Contact Ref"], created):
+        for step in range(int(rng.integers(1, 4))):
+            when = at + pd.Timedelta(minutes=int(rng.integers(5, 300)))
+            activity = rng.choice(["Quote Sent", "Call Back", "Docs Uploaded"])
+            rows += [(ref, when, activity, "start"), (ref, when + pd.Timedelta(minutes=3), activity, "complete")]
+    events = pd.DataFrame(rows, columns=["ContactRef", "When", "Activity", "Lifecycle"])
+    events["When"] = events["When"].dt.strftime("%Y-%m-%d %H:%M")
+    decided = leads.sample(frac=0.8, random_state=seed)
+    deals = pd.DataFrame({"ContactRef": decided["Contact Ref"].to_numpy(),
+                          "Decided At": (pd.to_datetime(decided["Signed Up"])
+                                         + pd.to_timedelta(rng.uniform(1, 10, len(decided)), unit="h")
+                                         ).dt.strftime("%Y-%m-%d %H:%M"),
+                          "Result": rng.choice(["Accepted", "Declined"], len(decided))})
+    if won_only:
+        deals = deals[deals["Result"].eq("Accepted")]
+    return leads, events, deals
+
+
+def test_events_and_deals_under_their_own_names_are_mapped(tmp_path):
+    leads, events, deals = hourly_crm()
+    for name, table in (("contacts", leads), ("activity_log", events), ("decisions", deals)):
+        table.to_csv(tmp_path / f"{name}.csv", index=False)
+    guess = guess_project(leads, leads_path=tmp_path / "contacts.csv", out_path=tmp_path / "config.toml",
+                          events=events, deals=deals, events_path=tmp_path / "activity_log.csv",
+                          deals_path=tmp_path / "decisions.csv")
+    found = guess.tables
+    assert (found.events.id, found.events.timestamp, found.events.type) == (
+        "ContactRef", "When", ("Activity", "Lifecycle"))
+    assert (found.deals.id, found.deals.closed_at, found.deals.outcome) == ("ContactRef", "Decided At", "Result")
+    assert (found.deals.won, found.deals.lost, found.deals.won_only) == (("accepted",), ("declined",), False)
+    assert guess.leads.label is None and roles_of(guess.leads)["Signed Up"] == "created_at"
+    # Decisions come 1-10 hours after sign-up: the horizon is in hours, 90 % of them inside it.
+    horizon = found.timing["horizon"][0]
+    assert horizon.endswith("h") and 9 <= int(horizon[:-1]) <= 10
+    assert "Quote Sent+complete" in guess.text and "Call Back+start" in guess.text  # the vocabulary, counted
+    (tmp_path / "config.toml").write_text(guess.text)
+    config = load_config(tmp_path / "config.toml")
+    loaded, labels, read_events, read_deals = load_tables(config)
+    assert labels is None and len(read_deals) == len(deals)
+    assert read_deals["outcome"].eq("won").sum() == deals["Result"].eq("Accepted").sum()
+    assert set(read_events["event_type"]) == {f"{a}+{b}" for a in ("Quote Sent", "Call Back", "Docs Uploaded")
+                                              for b in ("start", "complete")}
+
+
+def test_a_won_only_deals_table_is_detected_and_a_choice_proposed(tmp_path):
+    leads, events, deals = hourly_crm(won_only=True)
+    guess = guess_project(leads, leads_path=tmp_path / "contacts.csv", out_path=tmp_path / "config.toml",
+                          events=events, deals=deals, events_path=tmp_path / "log.csv",
+                          deals_path=tmp_path / "won.csv")
+    assert guess.tables.deals.won_only and guess.tables.deals.won == ("accepted",)
+    assert "won_only = true" in guess.text and "lost_after = " in guess.text and "\nlost = " not in guess.text
+    assert any(line.startswith("deals: won deals only") and "lost_after" in line for line in guess.summary)
