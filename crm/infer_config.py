@@ -370,6 +370,11 @@ def _add_checks(guess: LeadGuess, profiles: dict, *, with_deals: bool) -> None:
             words = "integer codes used as categories, not amounts"
         if items:
             checks.append(f"{role}: {', '.join(repr(item.column) for item in items)} ({words}).")
+    named = [item.column for item in guess.roles if item.role == "categorical"
+             and profiles[item.column]["person_share"] >= 0.8]
+    if named:
+        checks.append(f"names: {', '.join(repr(column) for column in named)} hold person names that repeat (an owner, "
+                      "an agent?): kept as categories. If they are the leads' own names, move them to pii.")
     hints = [item.column for item in guess.roles if item.role not in ("id", "label", "created_at", "pii", "ignore")
              and name_has(item.column, POST_OUTCOME_HINTS)]
     if hints:

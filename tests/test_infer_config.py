@@ -91,7 +91,8 @@ def test_stage_column_maps_won_lost_and_open():
     assert (label.column, label.positive, label.negative, label.open) == (
         "deal_stage", ("won",), ("lost",), ("engaging", "prospecting"))
     assert roles["opportunity_id"] == "id" and roles["engage_date"] == "created_at"
-    assert roles["sales_agent"] == "categorical"  # three names repeated: a category, not a person's data
+    assert roles["sales_agent"] == "categorical"  # three names repeated: a category, not a lead's own data
+    assert any(check.startswith("names: 'sales_agent'") for check in guess.checks)
     # engage_date's name does not say creation: the summary says so, and the reason does not claim it.
     assert any("'engage_date' is the first date column" in check for check in guess.checks)
     assert "name says creation" not in next(item.reason for item in guess.roles if item.column == "engage_date")
