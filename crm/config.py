@@ -88,6 +88,8 @@ class ProjectConfig:
     windows_days: tuple | None = None
     half_lives_days: tuple | None = None
     deal_columns: DealColumns = field(default_factory=DealColumns)
+    #: The config file, for messages that point back at a section and key.
+    source: str = field(default="the config", compare=False)
 
     def __post_init__(self):
         if (self.id is None) == (not self.row_number_id):
@@ -131,7 +133,7 @@ class ProjectConfig:
         events = {}
         if self.event_types is not None:
             events["event_types"] = self.event_types
-        if self.event_words:
+        if self.event_words and self.event_types is not None:  # learned types get their words in training
             events["event_words"] = self.event_words
         if self.windows_days is not None:
             events["windows_days"] = self.windows_days
@@ -149,7 +151,9 @@ class ProjectConfig:
 
     def event_vocabulary(self) -> EventVocabulary | None:
         """How training picks the event types: learned within these limits, or None when they are fixed."""
-        return self.vocabulary if self.event_types is None and self.events is not None else None
+        if self.event_types is not None or self.events is None or self.vocabulary is None:
+            return None
+        return replace(self.vocabulary, words=self.event_words)
 
     def training_options(self) -> dict:
         """Keyword arguments for :class:`training.pipeline.TrainingConfig` from ``[training]`` and ``[leakage]``."""
@@ -192,7 +196,7 @@ def load_config(path) -> ProjectConfig:
     for table in ("events", "deals"):
         if table in raw and data.get(table):
             raise ValueError(f"{path}: the {table} table is named twice, as [data] {table} and [{table}] file; "
-                             "keep [{table}].")
+                             f"keep [{table}].")
     training = dict(raw.get("training", {}))
     spans = {}
     for key in [key for key in training if key in _TRAINING_SPANS]:
@@ -203,7 +207,7 @@ def load_config(path) -> ProjectConfig:
         spans[field_name] = key
         duration_days(training[key], name=f"{path}: [training] {key}")
     values = {"leads": located(data["leads"]), "events": located(data.get("events")),
-              "deals": located(data.get("deals")), "training": training}
+              "deals": located(data.get("deals")), "training": training, "source": str(path)}
     if "events" in raw:
         values.update(_event_values(raw["events"], path, located))
     if "deals" in raw:
@@ -290,7 +294,7 @@ def _deal_values(section: dict, path: Path, located) -> dict:
     columns = DealColumns(id=section.get("id", "lead_id"), closed_at=section.get("closed_at", "closed_at"),
                           outcome=section.get("outcome", "outcome"), won=lists["won"], lost=lists["lost"],
                           amount=section.get("amount") or None, won_only=won_only, lost_after_days=lost_after,
-                          where=f"[deals]")
+                          where="[deals]")
     return {"deals": located(section["file"]), "deal_columns": columns}
 
 
@@ -343,10 +347,11 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
     labels = parse_labels(frame[config.label], config, source=source) if for_training and config.label else None
     events, deals = None, None
     if config.events is not None:
-        events = read_events(config.events, config.event_columns)
+        events = read_events(config.events, config.event_columns, where=f"[events] in {config.source}")
         validate_events(events, lead_ids=leads["lead_id"], source=str(config.events), now=now)
     if config.deals is not None:
-        deals = validate_deals(read_deals(config.deals, config.deal_columns), lead_ids=leads["lead_id"],
+        deals = validate_deals(read_deals(config.deals, config.deal_columns, config_source=config.source),
+                               lead_ids=leads["lead_id"],
                                source=str(config.deals), now=now)
         deals = _without_deal(config, leads, events, deals)
     return leads, labels, events, deals

@@ -75,7 +75,8 @@ def read_events(path, columns: EventColumns, *, where: str = "[events]"):
     for key, names in wanted.items():
         missing = [name for name in names if name not in frame.columns]
         if missing:
-            raise DataContractError(f"{source}: missing column(s) {missing} named by {where} {key}. "
+            where_key = where.replace(" in ", f" {key} in ", 1) if " in " in where else f"{where} {key}"
+            raise DataContractError(f"{source}: missing column(s) {missing} named by {where_key}. "
                                     f"Columns found: {list(frame.columns)}.")
     parts = [frame[name].astype("string").str.strip().replace("", pd.NA) for name in columns.type]
     kind = parts[0]

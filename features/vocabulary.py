@@ -20,11 +20,14 @@ class EventVocabulary:
     max_types : at most this many types get columns of their own (the most frequent).
     min_count : a type needs at least this many events to get columns.
     min_share : and at least this share of all events (0.01 is 1 %).
+    words : ``(type, words)`` pairs for reasons (see ``FeatureSpec.event_words``); the learned
+        spec keeps those of the types that get columns.
     """
 
     max_types: int = 30
     min_count: int = 20
     min_share: float = 0.0
+    words: tuple = ()
 
     def __post_init__(self):
         if not isinstance(self.max_types, int) or isinstance(self.max_types, bool) or self.max_types < 1:
@@ -55,6 +58,15 @@ class EventVocabulary:
         chosen = counts.index[eligible][:self.max_types]
         counts["column"] = counts.index.isin(chosen)
         return tuple(counts.loc[chosen, "event_type"]), counts.reset_index(drop=True)
+
+    def learned_spec(self, spec, events, *, before=None):
+        """``spec`` with the learned event types and the words of those types; also the counts table."""
+        from dataclasses import replace
+
+        types, counts = self.learn(events, before=before)
+        keys = {event_key(kind) for kind in types}
+        words = tuple((kind, text) for kind, text in self.words if event_key(kind) in keys)
+        return replace(spec, event_types=types, event_words=words), counts
 
 
 def type_counts(events, *, before=None) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from features.build import build_features
 from features.contract import event_relation
 from features.snapshots import as_of_schedule, build_snapshots
-from features.spec import FeatureSpec, event_key
+from features.spec import FeatureSpec
 from features.timing import duration, duration_days
 from features.vocabulary import EventVocabulary
 from models.bundle import ModelBundle
@@ -91,11 +91,8 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
     log(f"snapshots: {len(snapshots):,} over {snapshots['as_of'].nunique()} as_of dates; "
         + ", ".join(f"{name} {count:,}" for name, count in snapshots["split"].value_counts().items()))
     if event_vocabulary is not None and events is not None:
-        types, counts = event_vocabulary.learn(events, before=windows.test_first)
-        keys = {event_key(kind) for kind in types}
-        spec = replace(spec, event_types=types,
-                       event_words=tuple(pair for pair in spec.event_words if event_key(pair[0]) in keys))
-        rest = counts.loc[~counts["column"]]
+        spec, counts = event_vocabulary.learned_spec(spec, events, before=windows.test_first)
+        types, rest = spec.event_types, counts.loc[~counts["column"]]
         log(f"event types: {len(types)} of {len(counts)} get columns of their own ({', '.join(types)})"
             + (f"; {len(rest)} rarer count as other ({', '.join(map(str, rest['event_type']))})" if len(rest) else ""))
 
