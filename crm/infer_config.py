@@ -309,7 +309,7 @@ def _attribute_role(column, profile, taken: set, personal: str | None):
     engagement = name_has(column, ENGAGEMENT_NAMES) and not name_has(column, NOT_BEHAVIOUR_NAMES)
     if kind == "boolean" or (distinct == 2 and set(profile["values"]) <= set(BOOLEAN_VALUES)):
         return "boolean", f"two values {sorted(profile['values'])}"
-    if kind == "integer" and distinct <= 30 and _is_code(column, profile):
+    if kind == "integer" and _is_code(column, profile):
         return "categorical", (f"{distinct} distinct whole numbers {profile['min']:g}..{profile['max']:g} and a "
                                "name of codes, not amounts: one category each")
     if kind in ("integer", "float"):
@@ -327,10 +327,10 @@ def _attribute_role(column, profile, taken: set, personal: str | None):
 
 
 def _is_code(column, profile) -> bool:
-    """Integer codes: a code-like name, or positive integers whose name says no amount."""
-    if name_has(column, CODE_NAMES) and not name_has(column, MAGNITUDE_NAMES):
+    """Integer codes: a code-like name (up to 100 codes), or up to 30 positive integers whose name says no amount."""
+    if name_has(column, CODE_NAMES) and not name_has(column, MAGNITUDE_NAMES) and profile["distinct"] <= 100:
         return True
-    return profile["min"] >= 1 and profile["distinct"] >= 3 and not name_has(column, MAGNITUDE_NAMES) \
+    return profile["min"] >= 1 and 3 <= profile["distinct"] <= 30 and not name_has(column, MAGNITUDE_NAMES) \
         and not name_has(column, ENGAGEMENT_NAMES)
 
 
