@@ -342,7 +342,7 @@ def _add_checks(guess: LeadGuess, profiles: dict, *, with_deals: bool) -> None:
                       "is; add an id column to the export if you can.")
     if guess.label is not None:
         label = guess.label
-        note = (f"label: {label.column!r} ({label.reason.removesuffix(': the label')}); converted = "
+        note = (f"label: {label.column!r} ({label.reason.split(': the label')[0]}); converted = "
                 f"{list(label.positive)}, not converted = {list(label.negative)}"
                 + (f", still open = {list(label.open)}" if label.open else "") + ".")
         if not label.sure:
