@@ -22,7 +22,7 @@ PERSON_NAME = re.compile(r"^[A-Z][a-z'’\-]+(?:\s+[A-Z][a-z'’\-\.]+){1,3}$")
 
 
 def name_tokens(column) -> list[str]:
-    """The words of a column name, lower-cased: "OperatingSystems" -> [operating, systems], "deal_stage" -> [deal, stage]."""
+    """The words of a column name, lower-cased: "OperatingSystems" -> [operating, systems]."""
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", str(column))
     return [token for token in re.split(r"[^0-9a-zA-Z]+", spaced.lower()) if token]
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from crm.column_profile import GENERIC_PAIRS, looks_personal, name_has, outcome_mapping, profile_column
 from crm.config import DEFAULT_MISSING_VALUES
+from crm.infer_tables import TablesGuess, infer_tables
 from features.fit import BOOLEAN_VALUES
 
 #: Words of a column name that make it an outcome whatever its values, or only with outcome-like values.
@@ -163,14 +164,12 @@ class ProjectGuess:
     text: str
     summary: list
     leads: LeadGuess
-    tables: object = None
+    tables: TablesGuess | None = None
 
 
 def guess_project(frame: pd.DataFrame, *, leads_path, out_path, missing_values=DEFAULT_MISSING_VALUES,
                   events=None, deals=None, events_path=None, deals_path=None) -> ProjectGuess:
     """Infer every given table and write the config text plus a summary naming everything to check."""
-    from crm.infer_tables import infer_tables
-
     guess = infer_leads(frame, missing_values=missing_values, with_deals=deals is not None)
     tables = None
     if events is not None or deals is not None:
@@ -315,7 +314,7 @@ def _attribute_role(column, profile, taken: set, personal: str | None):
     if kind in ("integer", "float"):
         span = f"numbers {profile['min']:g}..{profile['max']:g}, {distinct} distinct"
         if profile["min"] >= 0 and engagement:
-            return "engagement", f"{span}; the name says behaviour (visits, time, views): engagement, used as log(1 + x)"
+            return "engagement", f"{span}; the name says behaviour (visits, time, views): engagement, log(1 + x)"
         if profile["min"] >= 0:
             return "numeric", span
         return "numeric_raw", f"numbers {profile['min']:g}..{profile['max']:g}, some negative"
@@ -400,7 +399,7 @@ def _config_text(guess: LeadGuess, tables, frame, paths: dict, leads_path: Path,
         "[data]",
         f"leads = {_q(paths['leads'])}  # relative paths are relative to this file",
         *([] if tables is not None else [
-            "# events = \"events.parquet\"  # event log with the contract's columns (lead_id, occurred_at, event_type);",
+            "# events = \"events.parquet\"  # event log with the contract's names (lead_id, occurred_at, event_type);",
             "#                              # any other log: rerun init-config with --events for an [events] section",
             "# deals = \"deals.csv\"        # closed deals (lead_id, closed_at, outcome won/lost) instead of a label;",
             "#                              # any other table: rerun init-config with --deals for a [deals] section"]),

@@ -1,4 +1,4 @@
-"""init-config for the event log and the deals table: their columns, the event vocabulary, won/lost values, time scales."""
+"""init-config for the event log and the deals table: columns, event vocabulary, won/lost values, time scales."""
 
 from __future__ import annotations
 
@@ -101,7 +101,8 @@ def _infer_events(frame: pd.DataFrame, known: set | None, checks: list) -> Event
     identifier = _id_column(frame, profiles, known, "events", checks)
     timestamp = _date_column(profiles, EVENT_TIME_NAMES, exclude={identifier})
     rest = [column for column in frame.columns if column not in (identifier, timestamp)]
-    texts = [column for column in rest if profiles[column]["kind"] == "text" and 1 < profiles[column]["distinct"] <= 500]
+    texts = [column for column in rest
+             if profiles[column]["kind"] == "text" and 1 < profiles[column]["distinct"] <= 500]
     kind = _prefer(texts, TYPE_NAMES)
     kinds = (kind,) if kind else ()
     lifecycle = _prefer([column for column in texts if column != kind and profiles[column]["distinct"] <= 10
@@ -185,7 +186,8 @@ def _infer_deals(frame: pd.DataFrame, known: set | None, checks: list) -> DealGu
     amount = _prefer([column for column in rest if column != outcome
                       and profiles[column]["kind"] in ("integer", "float")], AMOUNT_NAMES, named_only=True)
     if won_only:
-        side = "" if not won or outcome_side(won[0]) == "won" else f" (its only value {won[0]!r} does not read as won: check)"
+        side = ("" if not won or outcome_side(won[0]) == "won"
+                else f" (its only value {won[0]!r} does not read as won: check)")
         checks.append(f"deals: won deals only{side}: no lost value in "
                       + (f"{outcome!r}" if outcome else "the table (no outcome column)")
                       + ". init-config proposes that leads without a deal count as lost after a period without "
