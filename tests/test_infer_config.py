@@ -272,3 +272,26 @@ def test_a_won_only_deals_table_is_detected_and_a_choice_proposed(tmp_path):
     assert guess.tables.deals.won_only and guess.tables.deals.won == ("accepted",)
     assert "won_only = true" in guess.text and "lost_after = " in guess.text and "\nlost = " not in guess.text
     assert any(line.startswith("deals: won deals only") and "lost_after" in line for line in guess.summary)
+
+
+def test_summarised_behaviour_counts_as_engagement_and_reads_as_behaviour():
+    from features.spec import FeatureSpec
+    from models.explain import ENGAGEMENT, FIT, feature_groups
+    from models.reasons import describe_factor, feature_families
+
+    spec = FeatureSpec(categorical_columns=("Lead Source", "Last Activity"),
+                       numeric_columns=("TotalVisits", "Total Time Spent on Website", "Company Size"),
+                       job_title_column=None, email_column=None, event_log=False, lead_age=False,
+                       engagement_columns=("TotalVisits", "Total Time Spent on Website", "Last Activity"))
+    groups = feature_groups(spec)
+    assert [name for name, group in groups.items() if group == ENGAGEMENT] == [
+        "last_activity", "log_totalvisits", "log_total_time_spent_on_website"]
+    assert groups["lead_source"] == groups["log_company_size"] == FIT
+    values = {"log_totalvisits": np.log1p(7), "log_total_time_spent_on_website": np.log1p(1234),
+              "last_activity": "email opened", "log_company_size": np.log1p(50)}
+    families = feature_families(spec)
+    texts = {families[name]: describe_factor(families[name], values.get, spec) for name in values}
+    assert texts == {"totalvisits": "7 visits", "total_time_spent_on_website": "total time spent on website: 1,234",
+                     "last_activity": "last activity: email opened", "company_size": "company size: 50 employees"}
+    with pytest.raises(ValueError, match="engagement_columns must be categorical, numeric"):
+        FeatureSpec(engagement_columns=("Visits",))
