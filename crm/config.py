@@ -246,8 +246,19 @@ def _event_values(section: dict, path: Path, located) -> dict:
     if not isinstance(words, dict):
         raise ValueError(f'{where} words must be a table of type = "words", e.g. [events.words] '
                          f'O_SENT_BACK = "sent the offer back". Got {words!r} instead.')
+    for kind, text in words.items():
+        if not (isinstance(text, str) and text.strip()) and not (
+                isinstance(text, list) and len(text) == 3 and all(isinstance(t, str) and t.strip() for t in text)):
+            raise ValueError(f'{where}.words {kind!r} must be what the lead did ("sent the offer back") or three '
+                             f'phrases [one, many, did] (["demo request", "demo requests", "requested a demo"]). '
+                             f"Got {text!r} instead.")
     values["event_words"] = tuple((str(kind), text if isinstance(text, str) else tuple(text))
                                   for kind, text in words.items())
+    if "event_types" in values:  # listed types: their keys, and the words' types, are checked now
+        try:
+            FeatureSpec(event_types=values["event_types"], event_words=values["event_words"])
+        except ValueError as error:
+            raise ValueError(f"{where} types: {error}") from None
     limits = {key: section[key] for key in ("max_types", "min_count", "min_share") if key in section}
     try:
         values["vocabulary"] = EventVocabulary(**limits)

@@ -85,10 +85,9 @@ class FeatureSpec:
         words = self.event_words.items() if isinstance(self.event_words, dict) else self.event_words
         object.__setattr__(self, "event_words", tuple(
             (str(kind), text if isinstance(text, str) else tuple(text)) for kind, text in words))
-        # Whole numbers stay ints, so the default spec's names and saved form do not change.
-        for name in ("windows_days", "half_lives_days"):
-            object.__setattr__(self, name, tuple(int(v) if float(v).is_integer() and name == "windows_days" else v
-                                                 for v in getattr(self, name)))
+        # Whole-day windows stay ints (a config gives 7.0 for "7d"): names and saved form as ever.
+        object.__setattr__(self, "windows_days", tuple(int(w) if float(w).is_integer() else float(w)
+                                                       for w in self.windows_days))
         if any(w <= 0 for w in self.windows_days) or any(h <= 0 for h in self.half_lives_days):
             raise ValueError(
                 "FeatureSpec windows_days and half_lives_days must be positive. "

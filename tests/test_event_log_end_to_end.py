@@ -7,6 +7,7 @@ table whose outcomes are "Signed" and "Walked away", decided within hours. It tr
 """
 
 import json
+import re
 
 import mlflow
 import numpy as np
@@ -138,6 +139,34 @@ def test_own_names_vocabulary_and_hours_train_and_score(crm_files, mlflow_store,
     assert "completed a quote" in reasons and ("hours ago" in reasons or "minutes ago" in reasons)
     assert "requested a demo" not in reasons and "demo" not in reasons
 
+    # The analyst's comparison reads the same config, and the rules name the model's own types.
+    rules = crm_files / "rules.toml"
+    rules.write_text(RULES)
+    assert training_main(["compare", "--config", str(config), "--model", f"models:/{MODEL}@champion",
+                          "--rules", str(rules), "--out", str(crm_files / "compare")]) == 0
+    out = capsys.readouterr().out
+    assert "compared models:/touchpoint-conversion@champion" in out
+    assert re.search(r"\(as of .*2025-03-0\d \d\d:00:00", out)  # hourly forecast dates keep their hour
+    assert (crm_files / "compare" / "report.html").exists()
+
+
+RULES = """
+[thresholds]
+mql = 10
+sql = 30
+
+[[behaviour]]
+name = "quote completed"
+event = "Quote Sent+complete"
+points = 20
+window = "6h"
+
+[[behaviour]]
+name = "chats"
+event = "chat_complete"
+points = 5
+"""
+
 
 def test_mapping_reads_own_columns_and_outcome_values(crm_files):
     config = load_config(crm_files / "config.toml")
@@ -169,6 +198,10 @@ def test_unknown_outcome_value_names_file_section_and_values(crm_files):
     ('windows = ["1h", "6h", "1d"]', 'windows = ["1h", "soon"]', r"\[events\] windows must be a duration"),
     ("[data]\n", '[data]\nevents = "touchpoints.csv"\n', r"the events table is named twice, as \[data\] events "
                                                             r"and \[events\] file; keep \[events\]"),
+    ('"Quote Sent+complete" = "completed a quote"', '"Quote Sent+complete" = 3',
+     r"\[events\].words 'Quote Sent\+complete' must be what the lead did"),
+    ("min_count = 30", 'types = ["Quote Sent", "quote-sent"]',
+     r"\[events\] types: FeatureSpec event types 'Quote Sent' and 'quote-sent' give the same column name"),
     ('won = ["Signed"]', 'won = ["Walked away"]', r"\[deals\] won and lost share the value\(s\) \['walked away'\]"),
 ])
 def test_config_errors_name_file_section_and_key(crm_files, old, new, message):
