@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 
@@ -10,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from crm.column_profile import name_has, outcome_mapping, outcome_side, profile_column, value_text
+from crm.config_text import quote, toml_list
 
 ID_NAMES = ("id", "uuid", "guid", "key", "case", "lead", "contact", "account", "ref", "reference", "number")
 EVENT_TIME_NAMES = ("timestamp", "time", "occurred", "date", "at", "when", "datetime")
@@ -67,7 +67,7 @@ class TablesGuess:
         for key in ("horizon", "snapshot_every", "test_span", "calibration_span"):
             if key in self.timing:
                 text, reason = self.timing[key]
-                lines.append(f"{key} = {_q(text)}  # {reason}")
+                lines.append(f"{key} = {quote(text)}  # {reason}")
         return lines
 
 
@@ -131,28 +131,28 @@ def _infer_events(frame: pd.DataFrame, known: set | None, checks: list) -> Event
 
 
 def _event_lines(guess: EventGuess, path: str, timing: dict) -> list:
-    lines = ["[events]", f"file = {_q(path)}",
-             f"id = {_q(guess.id)}  # the lead each event belongs to" if guess.id else '# id = "..."  # not found',
-             f"timestamp = {_q(guess.timestamp)}  # when it happened" if guess.timestamp
+    lines = ["[events]", f"file = {quote(path)}",
+             f"id = {quote(guess.id)}  # the lead each event belongs to" if guess.id else '# id = "..."  # not found',
+             f"timestamp = {quote(guess.timestamp)}  # when it happened" if guess.timestamp
              else '# timestamp = "..."  # not found']
     if len(guess.type) == 2:
-        lines.append(f"type = {_list(guess.type)}  # activity + lifecycle, joined as \"activity+lifecycle\"")
+        lines.append(f"type = {toml_list(guess.type)}  # activity + lifecycle, joined as \"activity+lifecycle\"")
     elif guess.type:
-        lines.append(f"type = {_q(guess.type[0])}  # the event type, as the data names it")
+        lines.append(f"type = {quote(guess.type[0])}  # the event type, as the data names it")
     else:
         lines.append('# type = "..."  # not found')
     if guess.value:
-        lines.append(f"value = {_q(guess.value)}  # a number per event")
+        lines.append(f"value = {quote(guess.value)}  # a number per event")
     lines += [f"# The log's own vocabulary, {len(guess.counts)} types in {guess.rows:,} events (most frequent first):"]
     lines += [f"#   {kind}: {count:,}" for kind, count in guess.counts.head(40).items()]
     lines += ["# The frequent types get columns of their own, learned from the training data within these limits",
               "# (the rest count as 'other'); or list them yourself: types = [\"...\", ...].",
               "max_types = 30", "min_count = 20"]
     if "windows" in timing:
-        lines.append(f"windows = {_list(timing['windows'][0])}  # {timing['windows'][1]}")
-        lines.append(f"half_lives = {_list(timing['half_lives'][0])}  # {timing['half_lives'][1]}")
+        lines.append(f"windows = {toml_list(timing['windows'][0])}  # {timing['windows'][1]}")
+        lines.append(f"half_lives = {toml_list(timing['half_lives'][0])}  # {timing['half_lives'][1]}")
     lines += ["# Words for reasons, per type (what the lead did), e.g.:", "# [events.words]"]
-    lines += [f"# {_q(kind)} = \"...\"" for kind in guess.counts.head(5).index]
+    lines += [f"# {quote(kind)} = \"...\"" for kind in guess.counts.head(5).index]
     return lines
 
 
@@ -202,24 +202,24 @@ def _infer_deals(frame: pd.DataFrame, known: set | None, checks: list) -> DealGu
 
 
 def _deal_lines(guess: DealGuess, path: str, timing: dict) -> list:
-    lines = ["[deals]", f"file = {_q(path)}",
-             f"id = {_q(guess.id)}  # the lead each deal belongs to" if guess.id else '# id = "..."  # not found',
-             f"closed_at = {_q(guess.closed_at)}  # when it was decided" if guess.closed_at
+    lines = ["[deals]", f"file = {quote(path)}",
+             f"id = {quote(guess.id)}  # the lead each deal belongs to" if guess.id else '# id = "..."  # not found',
+             f"closed_at = {quote(guess.closed_at)}  # when it was decided" if guess.closed_at
              else '# closed_at = "..."  # not found']
     shown = ", ".join(f"{value} {count:,}" for value, count in guess.counts.items())
     if guess.outcome:
-        lines.append(f"outcome = {_q(guess.outcome)}  # values in this file: {shown}")
+        lines.append(f"outcome = {quote(guess.outcome)}  # values in this file: {shown}")
     if guess.won:
-        lines.append(f"won = {_list(guess.won)}  # outcome values that mean won")
+        lines.append(f"won = {toml_list(guess.won)}  # outcome values that mean won")
     if guess.won_only:
         lines.append("won_only = true  # the table holds won deals only")
         after, reason = timing.get("lost_after", ("90d", "no timing found in the data: a default"))
-        lines.append(f"lost_after = {_q(after)}  # leads without a deal and without activity this long count as "
+        lines.append(f"lost_after = {quote(after)}  # leads without a deal and without activity this long count as "
                      f"lost ({reason}); remove to keep them open")
     else:
-        lines.append(f"lost = {_list(guess.lost)}  # outcome values that mean lost")
+        lines.append(f"lost = {toml_list(guess.lost)}  # outcome values that mean lost")
     if guess.amount:
-        lines.append(f"amount = {_q(guess.amount)}  # the deal's value")
+        lines.append(f"amount = {quote(guess.amount)}  # the deal's value")
     return lines
 
 
@@ -325,11 +325,3 @@ def _prefer(columns: list, names, *, named_only: bool = False):
     if named:
         return named[0]
     return None if named_only or not columns else columns[0]
-
-
-def _q(text) -> str:
-    return json.dumps(str(text), ensure_ascii=False)
-
-
-def _list(values) -> str:
-    return "[" + ", ".join(_q(value) for value in values) + "]"
