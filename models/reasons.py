@@ -270,7 +270,8 @@ def _ago(days, hours: bool = False) -> str:
         return "never"
     if hours and days < 2:
         minutes = int(days * 1440)
-        return f"{minutes} minutes ago" if minutes < 120 else f"{minutes // 60} hours ago"
+        return _count(minutes, "minute", "minutes") + " ago" if minutes < 60 else \
+            _count(minutes // 60, "hour", "hours") + " ago"
     if days < 1:
         return "today"
     if days < 2:

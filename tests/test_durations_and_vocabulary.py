@@ -125,10 +125,12 @@ def test_reasons_use_the_configured_words_and_the_data_names():
         return lambda name: values.get(name, 0.0)
     hours = value(events_o_sent_back_total=1, days_since_o_sent_back=0.2)
     assert describe_factor("o_sent_back", hours, spec) == "sent the offer back 4 hours ago"
+    minutes = value(events_o_sent_back_total=1, days_since_o_sent_back=12.5 / 1440)
+    assert describe_factor("o_sent_back", minutes, spec) == "sent the offer back 12 minutes ago"
     assert describe_factor("o_sent_back", value(), spec) == "never sent the offer back"
     three = value(events_o_sent_back_total=3, events_o_sent_back_6h=3, days_since_o_sent_back=0.05)
     assert describe_factor("o_sent_back", three, spec) == "sent the offer back 3 times in the last 6 hours, " \
-                                                          "the latest 72 minutes ago"
+                                                          "the latest 1 hour ago"
     assert describe_factor("send_fine", value(events_send_fine_total=1, days_since_send_fine=5.0), spec) == \
         "had a Send Fine event 5 days ago"
     # The contract's own words stay for its own types.

@@ -94,7 +94,7 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
         spec, counts = event_vocabulary.learned_spec(spec, events, before=windows.test_first)
         types, rest = spec.event_types, counts.loc[~counts["column"]]
         log(f"event types: {len(types)} of {len(counts)} get columns of their own ({', '.join(types)})"
-            + (f"; {len(rest)} rarer count as other ({', '.join(map(str, rest['event_type']))})" if len(rest) else ""))
+            + (f"; {len(rest)} rarer count as other ({_listed(rest['event_type'])})" if len(rest) else ""))
 
     features = build_features(snapshots, leads, events, spec)
     spec, features, fitted = _guard_fit_and_evaluate(features, snapshots["label"], snapshots["split"], spec,
@@ -260,6 +260,12 @@ def split_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, config: Trainin
                                     seed=config.seed)
     snapshots = snapshots.assign(split=split).dropna(subset=["split"]).reset_index(drop=True)
     return snapshots, windows, as_of_dates
+
+
+def _listed(names, limit: int = 12) -> str:
+    """Names for a console line: all of them, or the first ``limit`` and how many more."""
+    names = [str(name) for name in names]
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _moment(moment: pd.Timestamp) -> str:
