@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     parser.add_argument("--train-leads", type=int, default=5_000, help="leads of the quiet/busy training")
     parser.add_argument("--model-leads", type=int, default=20_000, help="leads the scoring model is trained on")
     parser.add_argument("--repeats", type=int, default=3, help="alternating builder/reference pairs")
-    parser.add_argument("--parts", default="features,training,scoring",
+    parser.add_argument("--parts", default="features,training,scoring,contributions",
                         help="which comparisons to run (default: %(default)s)")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--explain", action="store_true", help=argparse.SUPPRESS)
@@ -84,6 +84,12 @@ def main(argv=None) -> int:
         _training(args)
     if "scoring" in parts:
         _scoring(args, small, big)
+    if "contributions" in parts:
+        exact = _run_stage("contributions", args, data=small)
+        print(f"\nLightGBM contributions on {exact['rows']:,} open leads ({exact['trees']} trees): pred_contrib "
+              f"{exact['pred_contrib_seconds']:.2f} s, lookup tables {exact['tables_seconds']:.2f} s (+ "
+              f"{exact['build_seconds']:.2f} s once to build them) -> {exact['pred_contrib_seconds'] / exact['tables_seconds']:.1f}x "
+              f"faster; raw prediction {exact['raw_seconds']:.2f} s; largest difference {exact['max_difference']:.1e}")
     return 0
 
 
@@ -229,6 +235,36 @@ def _score(args) -> dict:
             "cpu_seconds": time.process_time() - cpu}
 
 
+def _contributions(args) -> dict:
+    """pred_contrib against the lookup tables on the same rows, same process, one thread each."""
+    from features.build import build_features
+    from features.snapshots import open_leads
+    from models.bundle import ModelBundle
+    from models.explain import _inner_pipeline
+    from models.treeshap import TreeTables
+
+    data = Path(args.data)
+    bundle = ModelBundle.load(data.parent / "bench_model.joblib")
+    end = pd.Timestamp(json.loads((data / "bench_end.json").read_text())["end"])
+    leads = pd.read_parquet(data / "leads.parquet")
+    snapshots = open_leads(leads, pd.read_parquet(data / "deals.parquet"), end).head(20_000)
+    features = build_features(snapshots, leads, data / "events.parquet", bundle.spec)
+    pipeline = _inner_pipeline(bundle.model)
+    codes, booster = pipeline[0].to_codes(bundle.conform(features)), pipeline[-1].booster_
+    started = time.perf_counter()
+    tables = TreeTables(booster)
+    built = time.perf_counter()
+    ours = tables.contributions(codes)
+    ours_done = time.perf_counter()
+    reference = booster.predict(codes, pred_contrib=True, num_threads=1)
+    reference_done = time.perf_counter()
+    booster.predict(codes, raw_score=True, num_threads=1)
+    return {"rows": len(codes), "trees": booster.num_trees(), "build_seconds": built - started,
+            "tables_seconds": ours_done - built, "pred_contrib_seconds": reference_done - ours_done,
+            "raw_seconds": time.perf_counter() - reference_done,
+            "max_difference": float(abs(ours - reference).max())}
+
+
 def _stages(run: dict) -> str:
     return ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in run["timings"].items())
 
@@ -274,7 +310,7 @@ def _run_stage(stage: str, args, *, leads=None, data=None, explain=False) -> dic
 
 
 STAGES = {"generate": _generate, "features": _features, "reference": _reference, "train": _train, "model": _model,
-          "score": _score}
+          "score": _score, "contributions": _contributions}
 
 if __name__ == "__main__":
     sys.exit(main())
