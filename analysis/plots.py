@@ -21,7 +21,7 @@ def reliability_figure(y_true, probability, *, n_bins: int = 10, title: str = "R
     axis.set_title(title)
     axis.legend()
     figure.tight_layout()
-    return figure
+    return _detached(figure)
 
 
 def gains_figure(y_true, scores: dict, *, title: str = "Cumulative gains on the test split"):
@@ -40,7 +40,7 @@ def gains_figure(y_true, scores: dict, *, title: str = "Cumulative gains on the 
     axis.set_title(title)
     axis.legend(loc="lower right")
     figure.tight_layout()
-    return figure
+    return _detached(figure)
 
 
 def tier_conversion_figure(tiers, *, title: str = "Conversion by tier on the test split"):
@@ -65,7 +65,7 @@ def tier_conversion_figure(tiers, *, title: str = "Conversion by tier on the tes
     axis.set_title(title)
     axis.legend()
     figure.tight_layout()
-    return figure
+    return _detached(figure)
 
 
 def score_points_figure(probability, points, y_true, *, title: str = "Model probability vs. rule points"):
@@ -83,7 +83,7 @@ def score_points_figure(probability, points, y_true, *, title: str = "Model prob
     axis.set_title(title)
     axis.legend(loc="lower right")
     figure.tight_layout()
-    return figure
+    return _detached(figure)
 
 
 def forecast_figure(forecast, *, title: str = "Forecast vs. actual conversions (test window)"):
@@ -106,13 +106,28 @@ def forecast_figure(forecast, *, title: str = "Forecast vs. actual conversions (
     axis.set_title(title)
     axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     figure.tight_layout()
-    return figure
+    return _detached(figure)
 
 
 def _pyplot():
-    import matplotlib
+    """pyplot with whatever backend the session chose: inline in a notebook, Agg on a machine without a display.
 
-    matplotlib.use("Agg")  # batch jobs and CI have no display
+    No backend is forced here: forcing Agg would leave notebooks printing ``<Figure ...>``
+    instead of the picture. matplotlib itself falls back to Agg when there is no display.
+    """
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _detached(figure):
+    """The figure, no longer tracked by pyplot: shown once where a notebook cell returns it, never twice.
+
+    pyplot's inline backend shows every figure still open at the end of a cell; a figure a
+    report builds and keeps in a dict would otherwise appear in the cell that built it as well.
+    A detached figure still renders, saves and displays as the value of a cell.
+    """
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return figure
