@@ -62,6 +62,9 @@ def tier_conversion_figure(tiers, *, title: str = "Conversion by tier on the tes
                           ha="center", va="bottom", fontsize=7)
     axis.set_xticks(np.arange(len(names)), names)
     axis.set_ylabel("conversion rate (leads on bars)")
+    from matplotlib.ticker import PercentFormatter
+
+    axis.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
     axis.set_title(title)
     axis.legend()
     figure.tight_layout()
@@ -86,27 +89,52 @@ def score_points_figure(probability, points, y_true, *, title: str = "Model prob
     return _detached(figure)
 
 
-def forecast_figure(forecast, *, title: str = "Forecast vs. actual conversions (test window)"):
-    """Expected conversions with their interval and the actual count, per forecast date and group."""
+def forecast_figure(forecast, *, title: str = "Forecast vs. actual conversions on the test leads"):
+    """Expected conversions with their interval and the actual count: one panel per tier, forecast dates across.
+
+    Without forecast dates (a single-table model) one panel holds every tier side by side.
+    """
     plt = _pyplot()
-    labels = [f"{row.as_of}\n{row.group}" for row in forecast.itertuples()]
-    x = np.arange(len(forecast))
-    expected = forecast["expected_conversions"].to_numpy()
-    figure, axis = plt.subplots(figsize=(max(6, 0.6 * len(x)), 4.5))
-    axis.errorbar(x - 0.12, expected, yerr=[expected - forecast["low"], forecast["high"] - expected], fmt="o",
-                  capsize=4, label="calibrated probabilities (Poisson-binomial)")
-    if "expected_adjusted" in forecast:
-        adjusted = forecast["expected_adjusted"].to_numpy()
-        axis.errorbar(x + 0.12, adjusted, yerr=[adjusted - forecast["low_adjusted"], forecast["high_adjusted"] - adjusted],
-                      fmt="s", capsize=4, label="level-checked on recent history")
-    if "actual_conversions" in forecast:
-        axis.scatter(x, forecast["actual_conversions"], marker="x", color="black", zorder=3, label="actual")
-    axis.set_xticks(x, labels, fontsize=7)
-    axis.set_ylabel("conversions within the horizon")
-    axis.set_title(title)
-    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
-    figure.tight_layout()
+    groups = list(dict.fromkeys(forecast["group"]))
+    dated = "as_of" in forecast
+    panels = groups if dated else ["all tiers"]
+    columns = min(2, len(panels))
+    rows = int(np.ceil(len(panels) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(6 * columns, 3.6 * rows), squeeze=False)
+    for axis, panel in zip(axes.ravel(), panels):
+        part = forecast[forecast["group"].eq(panel)] if dated else forecast
+        x = np.arange(len(part))
+        expected = part["expected_conversions"].to_numpy()
+        axis.errorbar(x - 0.1, expected, yerr=[expected - part["low"], part["high"] - expected], fmt="o", capsize=4,
+                      label="expected (calibrated), 90 % interval")
+        if "expected_adjusted" in part:
+            adjusted = part["expected_adjusted"].to_numpy()
+            axis.errorbar(x + 0.1, adjusted, yerr=[adjusted - part["low_adjusted"], part["high_adjusted"] - adjusted],
+                          fmt="s", capsize=4, label="expected (level-checked)")
+        if "actual_conversions" in part:
+            axis.scatter(x, part["actual_conversions"], marker="x", s=60, color="black", zorder=3, label="actual")
+        names = ([_short_date(value) for value in part["as_of"]] if dated
+                 else ["all tiers" if group == "all" else group for group in part["group"]])
+        axis.set_xticks(x, names, fontsize=8, rotation=30 if dated and len(x) > 4 else 0)
+        axis.set_xlim(-0.6, len(x) - 0.4)
+        axis.set_ylim(bottom=0)
+        axis.set_title("all tiers" if panel == "all" else panel if dated else "", fontsize=10)
+        axis.set_ylabel("conversions")
+        if dated:
+            axis.set_xlabel("forecast date")
+    for axis in axes.ravel()[len(panels):]:
+        axis.set_visible(False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     return _detached(figure)
+
+
+def _short_date(value) -> str:
+    import pandas as pd
+
+    return pd.Timestamp(value).strftime("%d %b %Y")
 
 
 def _pyplot():

@@ -75,8 +75,15 @@ def configure(args) -> None:
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings reach the user as one plain line (no colour codes, no source location)."""
-    log.warning("WARNING: %s", _ANSI.sub("", str(message)))
+    """Warnings reach the user as one plain line (no colour codes, no source location).
+
+    MLflow's advice about how this project logs its model is dropped here as well as by the
+    filters: MLflow re-enables its own warnings inside some calls (``simplefilter("once")``).
+    """
+    text = _ANSI.sub("", str(message))
+    if log.getEffectiveLevel() > logging.DEBUG and any(re.match(pattern, text) for pattern in MLFLOW_NOISE):
+        return
+    log.warning("WARNING: %s", text)
 
 
 @contextmanager
