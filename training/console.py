@@ -31,7 +31,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         text = action.help or ""
         default = action.default
         if ("%(default)" not in text and default not in (None, False, argparse.SUPPRESS)
-                and action.option_strings and not isinstance(action, argparse._VersionAction)):
+                and action.option_strings and not isinstance(action, (argparse._VersionAction,
+                                                                     argparse._StoreFalseAction))):
             text += " (default: %(default)s)"
         return text
 
@@ -43,7 +44,7 @@ def package_version() -> str:
         return "unknown"
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, *, tracking: bool = True) -> None:
+def add_common_arguments(parser: argparse.ArgumentParser, *, tracking: bool = True, experiment: bool = True) -> None:
     """``--quiet``/``--verbose`` and, for commands that use MLflow, ``--tracking-uri`` and ``--experiment``."""
     chatter = parser.add_mutually_exclusive_group()
     chatter.add_argument("-q", "--quiet", action="store_true", help="print only warnings, errors and the result")
@@ -52,6 +53,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, tracking: bool = Tr
     if tracking:
         parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
                                                    "sqlite:///mlflow.db in the current folder)")
+    if tracking and experiment:
         parser.add_argument("--experiment", help="MLflow experiment to log runs to (default: lead-conversion)")
 
 
