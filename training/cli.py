@@ -91,19 +91,17 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from features.contract import DataContractError
 
-    configure(args)
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
     if getattr(args, "tracking_uri", None):
         os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
     try:
         with warnings.catch_warnings():
-            configure(args)  # the warning filters live inside this block
+            configure(args)  # logging levels, and warning filters that end with this block
             warnings.showwarning = show_warning
             return {"generate": _generate, "init-config": _init_config, "train": _train, "compare": _compare,
                     "demo": _demo}[args.command](args)
-    except (DataContractError, ValueError, KeyError) as error:
-        text = f"column {error.args[0]!r} is missing from the data" if isinstance(error, KeyError) else str(error)
-        print(f"error: {text}", file=sys.stderr)
+    except (DataContractError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
         if getattr(args, "tracking_uri", None):  # in-process callers (tests) get their environment back
