@@ -121,7 +121,8 @@ def _train_and_sample(scratch: Path, n_leads: int):
     crm = generate_crm(n_leads, months=15, seed=11)
     write_crm(crm, scratch)
     code = training_main(["train", "--leads", str(scratch / "leads.parquet"), "--events",
-                          str(scratch / "events.parquet"), "--deals", str(scratch / "deals.parquet")])
+                          str(scratch / "events.parquet"), "--deals", str(scratch / "deals.parquet"),
+                          "--report-out", str(scratch / "training_report")])
     if code:
         raise SystemExit("training the benchmark model failed")
     model_uri = "models:/lead-conversion@champion"
