@@ -25,7 +25,7 @@ def readme_commands() -> list[str]:
         joined = re.sub(r"\\\n\s*", " ", block)
         for line in joined.splitlines():
             line = line.split("  #")[0].split(" # ")[0].strip()
-            if line:
+            if line and not line.startswith("#"):
                 commands.append(line)
     return commands
 
