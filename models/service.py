@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from features.timing import naive_utc, utc_now
 from models.api_contract import (ERROR_RESPONSES, Health, ModelDescription, accepted_attributes, model_openapi,
                                  needs_created_at, offline_docs, request_examples, utc_text)
-from models.lead_requests import InvalidLeads, Lead, lead_features
+from models.lead_requests import InvalidLeads, Lead, lead_features, request_models
 
 #: Bytes a request body may have before the service answers 413 without reading on.
 DEFAULT_MAX_BODY_BYTES = 1_000_000
@@ -120,7 +120,6 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
         # Built here, not validated again against ScoreResponse (which documents it): saves ~0.3 ms.
         return JSONResponse({"model_version": version, "as_of": utc_text(when), "results": results})
 
-    @app.post("/score", response_model=ScoreResponse, dependencies=[Depends(authorised)], responses=ERROR_RESPONSES)
     async def score(leads: Lead | list[Lead] = Body(openapi_examples=examples),
                     as_of: datetime | None = Query(None, description="Score as of this time (default: now, UTC).")):
         many = leads if isinstance(leads, list) else [leads]
@@ -138,6 +137,11 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
                 error.problems = [{**p, "field": p["field"].replace("body.0", "body", 1)} for p in error.problems]
             raise
 
+    # The request schema names the model's own event types: annotate with this model's Lead.
+    lead_model = request_models(bundle.spec)
+    score.__annotations__["leads"] = lead_model | list[lead_model]
+    app.post("/score", response_model=ScoreResponse, dependencies=[Depends(authorised)],
+             responses=ERROR_RESPONSES)(score)
     app.openapi = model_openapi(app, examples)
     return app
 

@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "  lead-train compare --model models:/my-model@champion --config config.toml --rules my_rules.toml")
     compare.add_argument("--model", default="models:/lead-conversion@champion", help="model URI")
     compare.add_argument("--rules", help="points rules TOML (default: the example rules of models/rules_example.toml)")
-    compare.add_argument("--config", help="project config (TOML) of your export: reads the tables as it says, "
-                                          "a single lead table with its outcome column included")
+    compare.add_argument("--config", help="project config (TOML) of your export: reads the tables as it says "
+                                          "(three tables, or a single lead table with its outcome column)")
     compare.add_argument("--leads", help="leads table (.csv or .parquet); with --config, overrides its file")
     compare.add_argument("--events", help="event log (.csv or .parquet)")
     compare.add_argument("--deals", help="closed deals (.csv or .parquet)")
@@ -254,16 +254,18 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
     policy = (PrecisionPolicy(sql_precision=args.sql_precision, mql_precision=args.mql_precision)
               if args.tier_policy == "precision" else CapacityPolicy(sql_share=args.sql_share,
                                                                      mql_share=args.mql_share))
-    options = dict(horizon_days=args.horizon_days, snapshot_every_days=args.every_days, test_days=args.test_days,
-                   calibration_days=args.calibration_days, tier_policy=policy, seed=args.seed)
+    options = dict(tier_policy=policy, seed=args.seed)
     if project is not None:  # the config file's [training] and [leakage] win over the defaults
         options.update(project.training_options())
         if args.model_name is None and project.model_name:
             args.model_name = project.model_name
+    # Spans given on the command line win over the config's, which win over the defaults.
+    options.update({name: getattr(args, name) for name in ("horizon_days", "snapshot_every_days", "test_days",
+                                                           "calibration_days") if getattr(args, name) is not None})
     args.model_name = args.model_name or DEFAULT_MODEL_NAME
     config = TrainingConfig(**options)
     champion = load_champion(args.model_name)
-    oracle = (lambda snapshots: truth.oracle_probability(snapshots, horizon_days=args.horizon_days)) if truth else None
+    oracle = (lambda snapshots: truth.oracle_probability(snapshots, horizon_days=config.horizon_days)) if truth else None
     started = time.perf_counter()
     with step("training (features, candidates, calibration, evaluation)"):
         if project is not None and deals is None:
@@ -271,8 +273,9 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
                                     log=log.info)
         else:
             spec = project.feature_spec() if project is not None else None
+            vocabulary = project.event_vocabulary() if project is not None else None
             result = train_model(leads, events, deals, spec=spec, config=config, oracle=oracle, champion=champion,
-                                 log=log.info)
+                                 event_vocabulary=vocabulary, log=log.info)
     with step("writing the training report"):
         report = training_report(result, out_dir=args.report_out, seed=args.seed)
     champion_auc = result.metrics.get("champion_test_roc_auc")
@@ -319,11 +322,15 @@ def _add_generator_arguments(parser) -> None:
 
 
 def _add_training_arguments(parser) -> None:
-    parser.add_argument("--horizon-days", type=int, default=90, help="conversion horizon (default: %(default)s)")
-    parser.add_argument("--every-days", type=int, default=15, help="days between snapshots (default: %(default)s)")
-    parser.add_argument("--test-days", type=int, default=90, help="test window length (default: %(default)s)")
-    parser.add_argument("--calibration-days", type=int, default=60,
-                        help="calibration window length (default: %(default)s)")
+    # Durations: "6h", "2d", "90d"; a plain number is days (the older --*-days spellings still work).
+    parser.add_argument("--horizon", "--horizon-days", dest="horizon_days", type=_duration_argument,
+                        help="conversion horizon, e.g. 90d or 6h (default: the config's, else 90d)")
+    parser.add_argument("--every", "--every-days", dest="snapshot_every_days", type=_duration_argument,
+                        help="time between snapshots, e.g. 15d or 1h (default: the config's, else 15d)")
+    parser.add_argument("--test-span", "--test-days", dest="test_days", type=_duration_argument,
+                        help="test window length (default: the config's, else 90d)")
+    parser.add_argument("--calibration-span", "--calibration-days", dest="calibration_days", type=_duration_argument,
+                        help="calibration window length (default: the config's, else 60d)")
     parser.add_argument("--tier-policy", choices=("capacity", "precision"), default="capacity",
                         help="how tier thresholds are chosen: by share of leads, or by expected conversion")
     parser.add_argument("--sql-share", type=float, default=0.05, help="capacity policy: SQL share of leads")
@@ -334,3 +341,14 @@ def _add_training_arguments(parser) -> None:
                                              f"else {DEFAULT_MODEL_NAME})")
     if not any(action.dest == "seed" for action in parser._actions):
         parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+
+
+def _duration_argument(text: str) -> float:
+    """argparse type for a duration: days, whole when they are (so logged params stay ``90``)."""
+    from features.timing import duration_days
+
+    try:
+        days = duration_days(text, name="a duration")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return int(days) if days.is_integer() else days
