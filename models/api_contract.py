@@ -60,7 +60,7 @@ class ModelDescription(BaseModel):
     run_id: str | None
     estimator: str | None
     calibration: str | None
-    horizon_days: int | None
+    horizon_days: float | None = Field(description="Conversion horizon in days (0.25 = 6 hours).")
     training_window: dict[str, str]
     metrics: dict[str, float]
     thresholds: Thresholds
