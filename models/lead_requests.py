@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.single_lead import FEW_LEADS, few_lead_features
 from features.timing import naive_utc
 
 Value = str | float | int | bool | None
@@ -83,7 +84,14 @@ def lead_features(spec, leads: list[Lead], as_of: pd.Timestamp) -> pd.DataFrame:
         raise InvalidLeads(problems)
 
     parts = []
-    if built:
+    if built and len(built) <= FEW_LEADS:
+        # A handful of leads: the same features in plain Python, without pandas' per-call overhead.
+        numeric = _numeric_columns(spec)
+        rows = [(leads[i].created_at,
+                 {key: _float(value) if key in numeric else value for key, value in leads[i].attributes.items()},
+                 [(event.occurred_at, event.event_type) for event in leads[i].events]) for i in built]
+        parts.append(few_lead_features(spec, rows, as_of).set_axis(built))
+    elif built:
         # Positions, not the callers' ids, join leads to events: ids may repeat or be absent.
         numeric = _numeric_columns(spec)
         table = pd.DataFrame({
