@@ -42,11 +42,13 @@ def few_lead_features(spec: FeatureSpec, leads, as_of) -> pd.DataFrame:
     as_of_us = as_of.value // 1_000
     rows = [_lead_row(spec, shape, lead, as_of_us) for lead in leads]
     n = len(rows)
+    index = pd.RangeIndex(n)
     categorical = pd.DataFrame(np.array([row[0] for row in rows], dtype=object).reshape(n, len(shape.categorical)),
-                               columns=shape.categorical)
+                               index=index, columns=shape.categorical_index)
     numbers = pd.DataFrame(np.array([row[1] for row in rows], dtype=float).reshape(n, len(shape.numeric)),
-                           columns=shape.numeric)
-    return pd.concat([categorical, numbers], axis=1)[shape.names]
+                           index=index, columns=shape.numeric_index)
+    # A spec lists its categorical features first, then the numeric ones: two blocks side by side.
+    return pd.concat([categorical, numbers], axis=1)
 
 
 class _Shape:
@@ -55,7 +57,13 @@ class _Shape:
     def __init__(self, spec: FeatureSpec):
         self.names = spec.feature_names
         self.categorical = spec.categorical_feature_names
-        self.numeric = [name for name in self.names if name not in set(self.categorical)]
+        self.numeric = self.names[len(self.categorical):]
+        if self.names[:len(self.categorical)] != self.categorical:
+            raise RuntimeError("FeatureSpec.feature_names no longer lists the categorical features first; "
+                               "update features/single_lead.py.")
+        # Column labels as plain objects, built once: pandas would infer (slow) arrow strings per call.
+        self.categorical_index = pd.Index(self.categorical, dtype=object)
+        self.numeric_index = pd.Index(self.numeric, dtype=object)
         position = {name: i for i, name in enumerate(self.numeric)}
         self.log_numbers = [(column, position[f"log_{feature_name(column)}"]) for column in spec.numeric_columns]
         self.raw_numbers = [(column, position[feature_name(column)]) for column in spec.raw_numeric_columns]
@@ -164,8 +172,8 @@ def _engagement(shape: _Shape, events, as_of_us: int, numbers: list) -> None:
 
 def _microseconds(moment) -> int:
     """Microseconds since the epoch of a datetime (naive = UTC), exactly, as the batch route's datetime64[us]."""
-    if isinstance(moment, pd.Timestamp):
-        moment = moment.to_pydatetime()
+    if isinstance(moment, pd.Timestamp):  # its nanoseconds since the epoch (UTC when zoned), truncated
+        return moment.value // 1_000
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     delta = moment - _EPOCH

@@ -6,6 +6,7 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 from features.timing import duration_label
 
@@ -244,6 +245,15 @@ def event_key(value) -> str:
     ``email_open``; a missing type is ``""``. A name with no ASCII letters or digits gets a stable
     ``type_<hash>`` key, so it still has columns of its own.
     """
+    # Remembered per value (and type: True is not 1): scoring one lead asks for the same few
+    # keys over a hundred times (spec properties, reasons), each a Unicode fold and a regex.
+    try:
+        return _cached_event_key(value)
+    except TypeError:  # an unhashable value
+        return _event_key(value)
+
+
+def _event_key(value) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return ""
     text = str(value)
@@ -262,3 +272,6 @@ def count_feature(key: str, window_days: float) -> str:
 def decayed_feature(key: str, half_life_days: float) -> str:
     """``decayed_<key>_hl<half-life>``: ``decayed_demo_request_hl7d``, ``decayed_send_fine_hl12h``."""
     return f"decayed_{key}_hl{duration_label(half_life_days)}"
+
+
+_cached_event_key = lru_cache(maxsize=4096, typed=True)(_event_key)
