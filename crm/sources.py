@@ -174,9 +174,26 @@ def stream_crm(leads, events=None, deals=None, *, now=None, chunk_rows: int = DE
     streamed = StreamedLeads(leads, now=now, chunk_rows=chunk_rows)
     checked = None
     if deals is not None:
-        validated = validate_deals(read_table(deals), lead_ids=streamed.lead_ids, source=str(deals), now=now)
-        checked = first_closing(validated).reset_index().astype({"outcome": "category"})
-        del validated
+        if Path(deals).suffix.lower() in (".parquet", ".pq") and Path(deals).exists():
+            parts = _deal_batches(deals, chunk_rows)
+        else:
+            parts = [read_table(deals)]
+        # Each part checked and cut to its leads' first closings; the first closings of those are
+        # the table's (a stable sort: ties keep the file's order), so only they are ever kept.
+        firsts = [first_closing(validate_deals(part, lead_ids=streamed.lead_ids, source=str(deals), now=now))
+                  .astype({"outcome": "category"}) for part in parts]
+        checked = first_closing(pd.concat([part.reset_index() for part in firsts], ignore_index=True)
+                                .astype({"outcome": "category"})).reset_index()
+        del firsts
     if events is not None:
         validate_events(events, lead_ids=streamed.lead_ids, source=str(events), now=now)
     return streamed, events, checked
+
+
+def _deal_batches(path, rows: int) -> Iterator[pd.DataFrame]:
+    """A Parquet deals table, a record batch of at most ``rows`` rows at a time."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as file:
+        for batch in file.iter_batches(batch_size=rows):
+            yield batch.to_pandas()

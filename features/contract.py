@@ -15,6 +15,8 @@ LEAD_COLUMNS = ("lead_id", "created_at")
 EVENT_COLUMNS = ("lead_id", "occurred_at", "event_type")
 DEAL_COLUMNS = ("lead_id", "closed_at", "outcome")
 DEAL_OUTCOMES = ("won", "lost")
+#: DuckDB's memory for checking an event log (it streams the log; the leads' ids are its only state).
+CHECK_MEMORY_LIMIT = "128MB"
 
 
 class DataContractError(ValueError):
@@ -75,6 +77,9 @@ def validate_events(events, *, lead_ids: pd.Series, source=None, now=None) -> No
     source = source or (str(events) if isinstance(events, (str, os.PathLike)) else "events")
     now = naive_utc(now) if now is not None else utc_now()
     with duckdb.connect() as con:
+        # A check, not a result: DuckDB may hold what it likes up to this (it spills beyond), so the
+        # check's memory stays flat however long the log is.
+        con.execute(f"SET memory_limit = '{CHECK_MEMORY_LIMIT}'")
         con.register("contract_events", event_relation(con, events, source=source))
         con.register("contract_leads", pd.DataFrame({"lead_id": pd.Series(lead_ids).drop_duplicates()}))
         checks = (
@@ -88,9 +93,12 @@ def validate_events(events, *, lead_ids: pd.Series, source=None, now=None) -> No
              "coalesce(TRY_CAST(lead_id AS {type}) NOT IN (SELECT lead_id FROM contract_leads), true)"),
         )
         id_type = (con.execute("SELECT typeof(lead_id) FROM contract_leads LIMIT 1").fetchall() or [None])[0]
-        for column, expectation, condition in checks:
-            condition = condition.replace("{type}", id_type[0] if id_type else "VARCHAR")
-            count, = con.execute(f"SELECT count(*) FROM contract_events WHERE {condition}").fetchall()[0]
+        checks = [(column, expectation, condition.replace("{type}", id_type[0] if id_type else "VARCHAR"))
+                  for column, expectation, condition in checks]
+        # One scan of the log for every check (a 20M-event file is read once, not three times).
+        counts = con.execute("SELECT " + ", ".join(f"count(*) FILTER (WHERE {condition})" for _, _, condition in checks)
+                             + " FROM contract_events").fetchall()[0]
+        for (column, expectation, condition), count in zip(checks, counts):
             if count:
                 rows = con.sql(f"SELECT lead_id, occurred_at, event_type FROM contract_events "
                                f"WHERE {condition} LIMIT 5").df()

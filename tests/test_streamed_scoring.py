@@ -85,3 +85,34 @@ def test_a_bad_row_in_a_later_chunk_leaves_no_output(small_models, crm_files, tm
         score_lead_base(small_models["logistic"], streamed, events, as_of=crm.end, deals=deals, out=out,
                         chunk_size=200, explain=False)
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_deals_read_in_batches_keep_each_leads_first_closing(crm_files, tmp_path):
+    """Deals checked batch by batch give the whole table's first closings, ties in file order."""
+    from features.contract import validate_deals
+    from features.snapshots import first_closing
+
+    folder, crm = crm_files
+    deals = crm.deals.copy()
+    lead = deals["lead_id"].iloc[0]
+    # A later, earlier closing of the same lead in another batch, and a tie at that time (file order wins).
+    early = deals["closed_at"].min() - pd.Timedelta(days=1)
+    deals = pd.concat([deals, pd.DataFrame({"lead_id": [lead, lead], "closed_at": [early, early],
+                                            "outcome": ["lost", "won"]})], ignore_index=True)
+    path = tmp_path / "deals.parquet"
+    deals.to_parquet(path, index=False)
+    _, _, streamed = stream_crm(folder / "leads.parquet", None, path, now=crm.end, chunk_rows=50)
+    expected = first_closing(validate_deals(deals, lead_ids=crm.leads["lead_id"], now=crm.end)).reset_index()
+    assert len(deals) > 100
+    pd.testing.assert_frame_equal(streamed.astype({"outcome": str}), expected.astype({"outcome": str}))
+    assert streamed.set_index("lead_id").loc[lead, "outcome"] == "lost"
+
+
+def test_a_bad_deal_in_a_later_batch_is_refused(crm_files, tmp_path):
+    folder, crm = crm_files
+    deals = crm.deals.copy()
+    deals.loc[len(deals) - 1, "outcome"] = "maybe"
+    path = tmp_path / "deals.parquet"
+    deals.to_parquet(path, index=False)
+    with pytest.raises(DataContractError, match=r"deals.parquet.*outcome.*'won', 'lost'"):
+        stream_crm(folder / "leads.parquet", None, path, now=crm.end, chunk_rows=50)
