@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     from features.timing import naive_utc, utc_now
     from models.batch import score_lead_base
     from models.explain import use_threads
-    from models.threads import resolve_threads
+    from models.threads import limit_malloc_arenas, resolve_threads
     from models.tiers import TierThresholds
     from training.tracking import load_bundle, quiet_mlflow, use_default_store
 
@@ -94,6 +94,7 @@ def main(argv=None) -> int:
         as_of = naive_utc(args.as_of) if args.as_of else utc_now()
         if args.config is None and args.leads is None:
             raise ValueError("score needs --leads, or --config with the export it describes.")
+        limit_malloc_arenas()  # before scoring's threads start: memory bounded by the chunk
         if args.config is None:  # the contract's files: the lead table is streamed chunk by chunk
             config = None
             leads, events, deals = stream_crm(args.leads, args.events, args.deals, now=max(as_of, utc_now()),

@@ -216,6 +216,9 @@ def _score(args) -> dict:
     from models.batch import score_lead_base
     from models.bundle import ModelBundle
 
+    from models.threads import limit_malloc_arenas
+
+    limit_malloc_arenas()  # as serve.py score does
     data = Path(args.data)
     bundle = ModelBundle.load(data.parent / "bench_model.joblib")
     end = pd.Timestamp(json.loads((data / "bench_end.json").read_text())["end"])

@@ -82,3 +82,20 @@ def test_training_cli_sets_lightgbms_threads_from_the_environment(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.split() == ["1", "None", "PASSIVE"]
+
+
+def test_malloc_arenas_are_limited_on_glibc_unless_the_user_chose():
+    """In a fresh process: glibc accepts the limit; a user's MALLOC_ARENA_MAX stands; zero is refused."""
+    import platform
+
+    from models.threads import limit_malloc_arenas
+
+    code = "from models.threads import limit_malloc_arenas; print(limit_malloc_arenas(2))"
+    env = {key: value for key, value in os.environ.items() if key != "MALLOC_ARENA_MAX"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == str(platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+    chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**env, "MALLOC_ARENA_MAX": "4"}).stdout
+    assert chosen.strip() == "False"
+    with pytest.raises(ValueError, match="'count' parameter of limit_malloc_arenas must be positive"):
+        limit_malloc_arenas(0)
