@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--chunk-size", type=int, default=200_000, help="leads per chunk (default: %(default)s)")
     score.add_argument("--no-reasons", dest="explain", action="store_false",
                        help="leave out fit/engagement sub-scores and reasons (faster)")
+    score.add_argument("--allow-stale", action="store_true",
+                       help="score even when the data ends long before --as-of (by default that stops with the "
+                            "--as-of to use)")
+    score.add_argument("--date-format", help="strftime format of dates whose day/month order the data cannot "
+                                             "show, e.g. %%d/%%m/%%Y (default: the config's [data] date_format)")
 
     http = commands.add_parser("http", help="serve POST /score, GET /health, GET /model over HTTP",
                                description="Bearer-token auth is on when the environment variable "
@@ -50,21 +55,27 @@ def main(argv=None) -> int:
     if args.command == "http":
         return serve_http(args)
     from crm.config import load_crm_or_config
-    from features.contract import DataContractError
+    from features.contract import DataContractError, bounded
+    from features.freshness import data_end, refuse_stale
     from features.timing import naive_utc, utc_now
-    from models.batch import score_lead_base
+    from models.batch import check_output, score_lead_base
     from models.tiers import TierThresholds
     from training.tracking import load_bundle, use_default_store
 
     use_default_store()
     try:
-        as_of = naive_utc(args.as_of) if args.as_of else utc_now()
+        check_output(args.out)  # before any work: a bad output path must not cost a whole scoring run
+        as_of = _as_of(args.as_of, naive_utc) if args.as_of else utc_now()
         if args.config is None and args.leads is None:
             raise ValueError("score needs --leads, or --config with the export it describes.")
+        bundle, identity = load_bundle(args.model)
         _, leads, _, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
                                                         deals=args.deals, for_training=False,
-                                                        now=max(as_of, utc_now()))
-        bundle, identity = load_bundle(args.model)
+                                                        now=max(as_of, utc_now()), date_format=args.date_format)
+        if not args.allow_stale:
+            refuse_stale(as_of, data_end(leads, events, deals),
+                         horizon_days=bundle.metadata.get("params", {}).get("horizon_days"),
+                         source="The data (newest lead, event or deal)")
         thresholds = None
         if args.sql_threshold is not None or args.mql_threshold is not None:
             thresholds = TierThresholds(mql=args.mql_threshold if args.mql_threshold is not None
@@ -75,14 +86,26 @@ def main(argv=None) -> int:
                                  model_version=identity["model_version"], thresholds=thresholds,
                                  chunk_size=args.chunk_size, explain=args.explain,
                                  progress=lambda line: print(line, file=sys.stderr))
-    except (DataContractError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (DataContractError, ValueError, OSError, UnicodeError) as error:
+        # One line, personal data masked, bounded: the message is the whole answer.
+        text = f"{error.filename}: {error.strerror or error}" if isinstance(error, OSError) and error.filename \
+            else str(error)
+        print(f"error: {bounded(text)}", file=sys.stderr)
         return 2
     print(f"wrote {int(counts.sum()):,} scores as of {as_of} to {args.out} "
           f"(model {identity.get('model_name', '')} version {identity['model_version']})")
     for tier, count in counts.items():
         print(f"  {tier:<8}{count:>10,}")
     return 0
+
+
+def _as_of(text: str, naive_utc):
+    import pandas as pd
+
+    try:
+        return naive_utc(pd.Timestamp(text))
+    except ValueError:
+        raise ValueError(f"--as-of {text!r}: expected a time such as 2025-03-01 or 2025-03-01T12:00:00Z.") from None
 
 
 def serve_http(args) -> int:
@@ -92,8 +115,14 @@ def serve_http(args) -> int:
     from models.service import TOKEN_ENVIRONMENT_VARIABLE, create_app
     from training.tracking import load_bundle, use_default_store
 
+    from features.contract import bounded
+
     use_default_store()
-    bundle, identity = load_bundle(args.model)
+    try:
+        bundle, identity = load_bundle(args.model)
+    except ValueError as error:
+        print(f"error: {bounded(str(error))}", file=sys.stderr)
+        return 2
     app = create_app(bundle, identity, max_body_bytes=args.max_body_bytes, max_leads=args.max_leads,
                      token=os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or None)
     # The model's objects live as long as the process: keep the garbage collector from rescanning them.

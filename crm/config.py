@@ -23,7 +23,7 @@ from features.spec import FeatureSpec
 DEFAULT_MISSING_VALUES = ("", "select", "unknown", "n/a", "na", "none", "null", "nan", "-", "?", "not provided")
 ROLES = ("categorical", "numeric", "numeric_raw", "boolean", "pii", "ignore")
 _SECTIONS = {
-    "data": {"leads", "events", "deals", "delimiter", "encoding", "decimal"},
+    "data": {"leads", "events", "deals", "delimiter", "encoding", "decimal", "date_format"},
     "columns": {"id", "created_at", "label", "positive", "negative", "email", "job_title", "missing_values"},
     "roles": set(ROLES),
     "leakage": {"max_auc", "post_outcome", "keep"},
@@ -42,7 +42,8 @@ class ProjectConfig:
     deals: Path | None = None
     delimiter: str | None = None
     encoding: str = "utf-8-sig"
-    decimal: str = "."
+    decimal: str | None = None  # None: detected from the file's values
+    date_format: str | None = None  # strftime, for dates whose day/month order the values cannot show
     created_at: str | None = None
     label: str | None = None
     positive: tuple = ("1", "yes", "true", "won", "converted")
@@ -143,14 +144,15 @@ def load_config(path) -> ProjectConfig:
 
     values = {"leads": located(data["leads"]), "events": located(data.get("events")),
               "deals": located(data.get("deals")), "training": dict(raw.get("training", {}))}
-    values.update({key: value for key, value in data.items() if key in ("delimiter", "encoding", "decimal")})
+    values.update({key: value for key, value in data.items() if key in ("delimiter", "encoding", "decimal",
+                                                                                "date_format")})
     for key, value in {**columns, **raw.get("roles", {}), **raw.get("leakage", {})}.items():
         values[key] = tuple(str(item) for item in value) if isinstance(value, list) else (value or None)
     names = {item.name for item in fields(ProjectConfig)}
     return ProjectConfig(**{key: value for key, value in values.items() if key in names})
 
 
-def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = True, now=None):
+def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = True, now=None, date_format=None):
     """Read the export the config describes; returns ``(leads, labels, events, deals)``.
 
     ``leads`` has ``lead_id`` (and ``created_at`` when dated) plus the attribute columns under
@@ -161,7 +163,9 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
     """
     path = Path(leads_path) if leads_path is not None else config.leads
     source = str(path)
-    frame = read_table(path, delimiter=config.delimiter, encoding=config.encoding, decimal=config.decimal)
+    date_format = date_format or config.date_format
+    frame = read_table(path, delimiter=config.delimiter, encoding=config.encoding, decimal=config.decimal,
+                       text_columns=(config.id,), table="leads")
     required = config.declared_columns if for_training else [config.id, *([config.created_at] if config.dated
                                                                                   else [])]
     if not for_training and config.label in required:
@@ -183,19 +187,21 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
                                 "rename it in the export.")
     renames = {config.id: "lead_id", **({config.created_at: "created_at"} if config.dated else {})}
     leads = frame[[column for column in frame.columns if column in used]].rename(columns=renames)
-    leads = validate_leads(leads, source=source, dated=config.dated, now=now)
+    leads = validate_leads(leads, source=source, dated=config.dated, now=now, date_format=date_format)
     for column in (*config.numeric, *config.numeric_raw):
         if column in leads.columns:
             leads[column] = parse_numbers(leads[column], source=source, column=column,
-                                          missing_tokens=config.feature_spec().missing_tokens, decimal=config.decimal)
+                                          missing_tokens=config.feature_spec().missing_tokens,
+                                          decimal=frame.attrs.get("decimal", config.decimal))
     if for_training:
         _check_booleans(leads, config, source)
     labels = parse_labels(frame[config.label], config, source=source) if for_training and config.label else None
     events, deals = config.events, None
     if config.deals is not None:
-        deals = validate_deals(read_table(config.deals), lead_ids=leads["lead_id"], source=str(config.deals), now=now)
+        deals = validate_deals(read_table(config.deals, text_columns=("lead_id",), table="deals"),
+                               lead_ids=leads["lead_id"], source=str(config.deals), now=now, date_format=date_format)
     if events is not None:
-        validate_events(events, lead_ids=leads["lead_id"], source=str(events), now=now)
+        validate_events(events, lead_ids=leads["lead_id"], source=str(events), now=now, date_format=date_format)
     return leads, labels, events, deals
 
 
@@ -236,12 +242,13 @@ def _check_booleans(leads: pd.DataFrame, config: ProjectConfig, source: str) -> 
                 "Declare it categorical instead.")
 
 
-def load_crm_or_config(config_path=None, *, leads=None, events=None, deals=None, for_training=True, now=None):
+def load_crm_or_config(config_path=None, *, leads=None, events=None, deals=None, for_training=True, now=None,
+                       date_format=None):
     """The CLI's one door to the data: a config file, or the synthetic contract's three files."""
     if config_path is None:
-        leads_frame, events, deals = load_crm(leads, events, deals, now=now)
+        leads_frame, events, deals = load_crm(leads, events, deals, now=now, date_format=date_format)
         return None, leads_frame, None, events, deals
     config = load_config(config_path)
     overrides = {key: Path(value) for key, value in (("events", events), ("deals", deals)) if value is not None}
     config = replace(config, **overrides) if overrides else config
-    return (config, *load_tables(config, leads, for_training=for_training, now=now))
+    return (config, *load_tables(config, leads, for_training=for_training, now=now, date_format=date_format))

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--events", help="event log (.csv or .parquet)")
     train.add_argument("--deals", help="closed deals (.csv or .parquet)")
     train.add_argument("--truth", help="folder with the synthetic generator's truth files (adds oracle AUC)")
+    train.add_argument("--date-format", help="strftime format of dates whose day/month order the data cannot "
+                                             "show, e.g. %%d/%%m/%%Y (default: the config's [data] date_format)")
     _add_training_arguments(train)
 
     compare = commands.add_parser("compare", help="compare a model with points rules on its test snapshots")
@@ -47,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", default="reports/compare", help="folder for report.html and CSVs (default: %(default)s)")
     compare.add_argument("--scorecard-out", help="also fit a learned points table on the training split, write it here")
     compare.add_argument("--disagreements", type=int, default=10, help="leads listed where they disagree most")
+    compare.add_argument("--date-format", help="strftime format of ambiguous day/month dates, e.g. %%d/%%m/%%Y")
+    compare.add_argument("--log-lead-rows", action="store_true",
+                         help="also log per-lead tables (ids hashed) and the HTML report to MLflow; by default "
+                              "only aggregates are logged")
 
     demo = commands.add_parser("demo", help="generate synthetic data, train, register, score, report")
     demo.add_argument("--out", default="data/demo", help="folder for the generated data and scores")
@@ -59,13 +65,16 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from features.contract import DataContractError
 
+    from features.contract import bounded
+
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return {"generate": _generate, "init-config": _init_config, "train": _train, "compare": _compare,
                     "demo": _demo}[args.command](args)
-    except (DataContractError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (DataContractError, ValueError, OSError, UnicodeError) as error:
+        # One line, personal data masked, bounded: the message is the whole answer.
+        print(f"error: {bounded(_error_text(error))}", file=sys.stderr)
         return 2
 
 
@@ -103,7 +112,7 @@ def _train(args) -> int:
         raise ValueError("train needs --config FILE, or all of --leads, --events and --deals.")
     truth = load_truth(args.truth) if args.truth else None
     config, leads, labels, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
-                                                              deals=args.deals)
+                                                              deals=args.deals, date_format=args.date_format)
     _train_and_log(args, leads, events, deals, truth=truth, project=config, labels=labels)
     return 0
 
@@ -146,8 +155,8 @@ def _compare(args) -> int:
 
     started = time.perf_counter()
     uri = use_default_store()
-    leads, events, deals = load_crm(args.leads, args.events, args.deals)
     bundle, _ = load_bundle(args.model)
+    leads, events, deals = load_crm(args.leads, args.events, args.deals, date_format=args.date_format)
     rules = load_rules(args.rules, spec=bundle.spec, lead_columns=leads.columns)
     comparison = compare_on_test(bundle, rules, leads, events, deals, scorecard=bool(args.scorecard_out),
                                  n_disagreements=args.disagreements)
@@ -157,7 +166,8 @@ def _compare(args) -> int:
         load_rules(learned, spec=bundle.spec, lead_columns=leads.columns)
     figures = comparison_figures(comparison)
     report = write_report(comparison, figures, args.out)
-    run_id = log_comparison(comparison, figures=figures, report_path=report, model_uri=args.model, rules=rules)
+    run_id = log_comparison(comparison, figures=figures, report_path=report, model_uri=args.model, rules=rules,
+                            log_lead_rows=args.log_lead_rows)
     _close(figures)
     print(f"\ncompared {args.model} with {args.rules} on {comparison.metrics['test_rows']:,} test snapshots "
           f"in {time.perf_counter() - started:.0f} s")
@@ -186,7 +196,7 @@ def _close(figures) -> None:
 def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labels=None):
     from analysis.plots import gains_figure, reliability_figure
     from training.pipeline import TrainingConfig, train_model, train_on_table
-    from training.tracking import load_champion, log_training_run, use_default_store
+    from training.tracking import champion_version, load_champion, log_training_run, use_default_store
 
     uri = use_default_store()
     policy = (PrecisionPolicy(sql_precision=args.sql_precision, mql_precision=args.mql_precision)
@@ -200,6 +210,7 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
             args.model_name = project.model_name
     args.model_name = args.model_name or DEFAULT_MODEL_NAME
     config = TrainingConfig(**options)
+    expected_champion = champion_version(args.model_name)  # promotion moves the alias only if still this one
     champion = load_champion(args.model_name)
     oracle = (lambda snapshots: truth.oracle_probability(snapshots, horizon_days=args.horizon_days)) if truth else None
     started = time.perf_counter()
@@ -214,7 +225,11 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
     }
     champion_auc = result.metrics.get("champion_test_roc_auc")
     promote = champion_auc is None or result.metrics["test_roc_auc"] >= champion_auc
-    logged = log_training_run(result, model_name=args.model_name, figures=figures, promote=promote)
+    logged = log_training_run(result, model_name=args.model_name, figures=figures, promote=promote,
+                              expected_champion=expected_champion)
+    if promote and not logged["champion"]:
+        print(f"  lost the promotion: another run made version {logged['champion_now']} champion while this one "
+              f"trained; version {logged['version']} is registered without the alias (re-run to compare with it)")
     _print_report(result, logged, uri, time.perf_counter() - started)
     return result, logged
 
@@ -266,6 +281,12 @@ def _add_training_arguments(parser) -> None:
                                              f"else {DEFAULT_MODEL_NAME})")
     if not any(action.dest == "seed" for action in parser._actions):
         parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+
+
+def _error_text(error: Exception) -> str:
+    if isinstance(error, OSError) and error.filename:
+        return f"{error.filename}: {error.strerror or error}"
+    return str(error)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
