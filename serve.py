@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--allow-stale", action="store_true",
                        help="score even when the data ends long before --as-of (by default that stops with the "
                             "--as-of to use)")
+    score.add_argument("--stale-after-days", type=float,
+                       help="data ending more than this many days before --as-of is stale (default: a quarter of "
+                            "the model's horizon, or 30 days)")
     score.add_argument("--date-format", help="strftime format of dates whose day/month order the data cannot "
                                              "show, e.g. %%d/%%m/%%Y (default: the config's [data] date_format)")
 
@@ -68,14 +71,14 @@ def main(argv=None) -> int:
         as_of = _as_of(args.as_of, naive_utc) if args.as_of else utc_now()
         if args.config is None and args.leads is None:
             raise ValueError("score needs --leads, or --config with the export it describes.")
-        bundle, identity = load_bundle(args.model)
         _, leads, _, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
                                                         deals=args.deals, for_training=False,
                                                         now=max(as_of, utc_now()), date_format=args.date_format)
+        bundle, identity = load_bundle(args.model)
         if not args.allow_stale:
             refuse_stale(as_of, data_end(leads, events, deals),
                          horizon_days=bundle.metadata.get("params", {}).get("horizon_days"),
-                         source="The data (newest lead, event or deal)")
+                         days=args.stale_after_days, source="The data (newest lead, event or deal)")
         thresholds = None
         if args.sql_threshold is not None or args.mql_threshold is not None:
             thresholds = TierThresholds(mql=args.mql_threshold if args.mql_threshold is not None

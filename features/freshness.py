@@ -46,13 +46,18 @@ def stale_gap(as_of, end, *, horizon_days=None, share: float = STALE_HORIZON_SHA
     return gap if gap > allowed else None
 
 
-def refuse_stale(as_of, end, *, horizon_days=None, source: str = "the data") -> None:
-    """Raise :class:`StaleDataError` naming the data's end and the ``--as-of`` to use, when the data is stale."""
-    gap = stale_gap(as_of, end, horizon_days=horizon_days)
+def refuse_stale(as_of, end, *, horizon_days=None, days=None, source: str = "the data") -> None:
+    """Raise :class:`StaleDataError` naming the data's end and the ``--as-of`` to use, when the data is stale.
+
+    ``days``, when given, is the allowed gap instead of the share of the horizon.
+    """
+    gap = stale_gap(as_of, end, horizon_days=None if days is not None else horizon_days,
+                    days=days if days is not None else STALE_DAYS)
     if gap is None:
         return
-    limit = f"{STALE_HORIZON_SHARE:.0%} of the model's {horizon_days}-day horizon" if horizon_days \
-        else f"{STALE_DAYS} days"
+    limit = (f"{days:g} days" if days is not None else
+             f"{STALE_HORIZON_SHARE:.0%} of the model's {horizon_days}-day horizon" if horizon_days
+             else f"{STALE_DAYS} days")
     raise StaleDataError(
         f"{source} ends at {pd.Timestamp(end)}, {gap.days} days before as_of {pd.Timestamp(as_of)} (more than "
         f"{limit}): every lead would look {gap.days} days older and idle. Score as of the data's end with "

@@ -77,10 +77,10 @@ def check_output(out) -> Path:
     """
     out = Path(out)
     suffix = out.suffix.lower()
+    if out.is_dir():
+        raise ValueError(f"Output {out}: is a folder; give a file name such as {out / 'scores.parquet'}.")
     if suffix not in (".parquet", ".csv"):
         raise ValueError(f"Output {out}: expected a .parquet or .csv file name. Got {suffix!r}.")
-    if out.is_dir():
-        raise ValueError(f"Output {out}: is a folder; give a file name such as {out / ('scores' + suffix)}.")
     ancestor = out.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
