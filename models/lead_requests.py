@@ -75,7 +75,7 @@ class Lead(BaseModel):
     """A lead to score: its attributes, ``created_at`` and recent events, or its built ``features``."""
 
     model_config = ConfigDict(extra="forbid")
-    lead_id: Text | int | None = None
+    lead_id: Annotated[str | int | None, AfterValidator(clean_value)] = None
     created_at: Timestamp | None = None
     attributes: dict[Text, Value] = Field(default_factory=dict, examples=[{
         "job_title": "VP Marketing", "industry": "Software", "company_size": 500, "annual_revenue": 4.0e7,
