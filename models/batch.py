@@ -111,7 +111,7 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
             text = values.astype("string")
             risky = text.str.startswith(FORMULA_STARTS).fillna(False).astype(bool)
             if risky.any():
-                changed[column] = values.where(~risky, "'" + text)
+                changed[column] = values.mask(risky.to_numpy(), "'" + values.astype(str))
     return frame.assign(**changed) if changed else frame
 
 
