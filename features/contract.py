@@ -10,7 +10,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.column_types import (DataContractError, TimestampFormat, decide_timestamp_format,
+from features.column_types import (DataContractError, decide_timestamp_format,
                                     parse_timestamp_column, relation_with_timestamps, same_id_type)
 from features.timing import naive_utc, utc_now
 
@@ -94,7 +94,7 @@ def validate_events(events, *, lead_ids: pd.Series, source=None, now=None, date_
     now = naive_utc(now) if now is not None else utc_now()
     with duckdb.connect() as con:
         relation = event_relation(con, events, source=source, date_format=date_format)
-        con.register("contract_events", relation.project("*, row_number() OVER () AS contract_row"))
+        con.register("contract_events", relation)
         if not con.execute("SELECT count(*) FROM contract_events").fetchall()[0][0]:
             raise DataContractError(f"{source}: the events table has no rows; expected at least one event "
                                     "(leave --events out if there is no event log).")
@@ -112,8 +112,10 @@ def validate_events(events, *, lead_ids: pd.Series, source=None, now=None, date_
         for column, expectation, condition in checks:
             count, = con.execute(f"SELECT count(*) FROM contract_events WHERE {condition}").fetchall()[0]
             if count:
-                rows = con.sql(f"SELECT contract_row, lead_id, occurred_at, event_type FROM contract_events "
-                               f"WHERE {condition} ORDER BY contract_row LIMIT 5").df()
+                # Row numbers only now: numbering millions of rows on every check would cost seconds.
+                rows = con.sql(f"SELECT * FROM (SELECT row_number() OVER () AS contract_row, lead_id, occurred_at, "
+                               f"event_type FROM contract_events) WHERE {condition} ORDER BY contract_row "
+                               "LIMIT 5").df()
                 rows = rows.set_index(rows.pop("contract_row") - 1)
                 raise DataContractError(contract_message(source, column, expectation, f"{count} rows do not", rows))
 
@@ -149,11 +151,13 @@ def event_relation(con: duckdb.DuckDBPyConnection, events, *, source=None,
         except duckdb.Error as error:
             raise DataContractError(f"{source}: could not read the events file: {_first_line(error)}") from None
         stat = path.stat()
-        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, date_format)
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     else:
         raise TypeError(f"An event log must be a DataFrame or a path. Got {type(events).__name__} instead.")
     require_event_columns(relation.columns, source)
-    fmt = _DECIDED.get(key) if key else None
+    given, fmt = _DECIDED.get(key, (None, None)) if key else (None, None)
+    if fmt is not None and date_format not in (None, given):
+        fmt = None  # decided under another date format: decide again
     if fmt is None:
         try:
             fmt = decide_timestamp_format(con, relation, "occurred_at", source=source, date_format=date_format)
@@ -161,12 +165,13 @@ def event_relation(con: duckdb.DuckDBPyConnection, events, *, source=None,
             raise DataContractError(f"{source}: could not read the events file: {_first_line(error)}") from None
         if key:
             _DECIDED.clear()  # one event log per run: remember the latest decision only
-            _DECIDED[key] = fmt
+            _DECIDED[key] = (date_format, fmt)
     return relation_with_timestamps(con, relation, "occurred_at", fmt)
 
 
-#: The occurred_at format decided for the latest event file, by (path, mtime, size, date_format).
-_DECIDED: dict[tuple, TimestampFormat] = {}
+#: The occurred_at format decided for the latest event file, by (path, mtime, size): (date_format, format).
+#: Readers after the contract (feature builder, data end) reuse it without being told the date format.
+_DECIDED: dict[tuple, tuple] = {}
 
 
 def check_text_encoding(path: Path, *, source: str, encoding: str = "utf-8") -> None:
