@@ -78,7 +78,7 @@ def main(argv=None) -> int:
                 "serve.py http, attributes + events": _measure(ours_port, raw_path, raw_bodies, args),
                 "mlflow models serve, feature row": _measure(mlflow_port, "/invocations", mlflow_bodies, args),
             }
-            mixed = _measure_with_bad_requests(ours_port, raw_path, raw_bodies, args)
+            mixed = _measure_with_bad_requests(ours_port, raw_path, raw_payloads, args)
         finally:
             for server in servers:
                 server.terminate()
