@@ -67,7 +67,9 @@ def load_crm(leads_path, events_path=None, deals_path=None, *, now=None, date_fo
     spec = FeatureSpec()
     for column in (*spec.numeric_columns, *spec.raw_numeric_columns):
         if column in leads.columns:
+            # The spec's placeholders ("n/a", "null", ...) are missing; "NaN" written as a value is not.
             leads[column] = parse_numbers(leads[column], source=str(leads_path), column=column,
+                                          missing_tokens=tuple(set(spec.missing_tokens) - {"nan"}),
                                           decimal=frame.attrs.get("decimal", "."))
     deals = None
     if deals_path is not None:
