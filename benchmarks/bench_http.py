@@ -186,7 +186,7 @@ def _bad_bodies(raw: list) -> list[bytes]:
             json.dumps({**raw[0], "created_at": 12345}).encode(),
             json.dumps({**raw[0], "created_at": "0001-01-01T00:00:00Z"}).encode(),
             json.dumps({**raw[0], "attributes": {**raw[0]["attributes"], "company_size": True}}).encode(),
-            lead.replace('"attributes": {', '"attributes": {"annual_revenue": NaN, ', 1).encode(),
+            json.dumps({**raw[0], "attributes": {**raw[0]["attributes"], "company_size": float("nan")}}).encode(),
             lead[: len(lead) // 2].encode(), b"\xff\xfe\x00garbage", b"[]"]
 
 
