@@ -199,7 +199,7 @@ def load_bundle(model_uri: str) -> tuple[ModelBundle, dict]:
         _require_store(model_uri)
         if model_uri.startswith("models:/"):
             _require_registered(model_uri)
-    else:
+    elif "://" not in model_uri or model_uri.startswith("file://"):
         local = Path(model_uri.removeprefix("file://"))
         if not local.exists():
             raise ModelNotFoundError(f"--model {model_uri}: no such model folder, and not a models:/ or runs:/ URI. "
