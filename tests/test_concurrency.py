@@ -67,7 +67,8 @@ def test_a_promotion_against_a_moved_champion_loses(mlflow_store, tmp_path):
 
 
 WRITER = """
-    import sys, time
+    import signal, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started in the background
     from pathlib import Path
     import pandas as pd
     from models.batch import _AtomicWriter
