@@ -24,7 +24,8 @@ from pydantic import BaseModel, Field
 
 from features.contract import bounded
 from features.timing import naive_utc, utc_now
-from models.lead_requests import InvalidLeads, Lead, lead_features, plausible_timestamp, stale_warnings
+from models.lead_requests import (InvalidLeads, Lead, lead_features, plausible_timestamp, request_models,
+                                  stale_warnings)
 
 #: Bytes a request body may have before the service answers 413 without reading on.
 DEFAULT_MAX_BODY_BYTES = 1_000_000
@@ -116,7 +117,6 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
         return JSONResponse({"model_version": version, "as_of": when.isoformat(), "results": results,
                              "warnings": stale_warnings(many, when, horizon_days=horizon_days)})
 
-    @app.post("/score", response_model=ScoreResponse, dependencies=[Depends(authorised)])
     async def score(leads: Lead | list[Lead],
                     as_of: datetime | None = Query(None, description="Score as of this time (default: now, UTC).")):
         many = leads if isinstance(leads, list) else [leads]
@@ -139,6 +139,10 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
                 error.problems = [{**p, "field": p["field"].replace("body.0", "body", 1)} for p in error.problems]
             raise
 
+    # The request schema names the model's own event types: annotate with this model's Lead.
+    lead_model = request_models(bundle.spec)
+    score.__annotations__["leads"] = lead_model | list[lead_model]
+    app.post("/score", response_model=ScoreResponse, dependencies=[Depends(authorised)])(score)
     return app
 
 
@@ -161,6 +165,7 @@ def describe_model(bundle, identity: dict) -> dict:
         "metrics": {key: value for key, value in bundle.metadata.get("metrics", {}).items()},
         "thresholds": bundle.thresholds.as_dict(),
         "features": len(bundle.spec.feature_names),
+        "event_types": list(bundle.spec.event_types) if bundle.spec.event_log else [],
     }
 
 
