@@ -38,7 +38,9 @@ def readme_rules() -> str:
 
 def test_readme_examples_run_as_written(tmp_path, monkeypatch, mlflow_store, capsys):
     monkeypatch.chdir(tmp_path)
-    crm = generate_crm(2500, months=15, seed=2)
+    # Data that ends now, as a user's export does: scoring "as of now" (the README's command) refuses stale data.
+    start = (pd.Timestamp.now().normalize() - pd.DateOffset(months=15) - pd.Timedelta(days=2)).strftime("%Y-%m-%d")
+    crm = generate_crm(2500, start=start, months=15, seed=2)
     crm.leads.to_csv("leads.csv", index=False)
     crm.events.to_parquet("events.parquet")
     crm.deals.to_csv("deals.csv", index=False)
