@@ -87,7 +87,7 @@ def test_a_stopped_scoring_run_removes_its_temp_file(tmp_path, signum):
     temporary = Path(writer.stdout.readline().strip())
     assert temporary.exists() and temporary.name.startswith(f".scores.csv.{writer.pid}.")
     writer.send_signal(signum)
-    writer.wait(timeout=30)
+    writer.wait(timeout=120)  # a loaded machine is slow to unwind, not wrong
     assert writer.returncode != 0
     assert not temporary.exists() and not out.exists()
     assert list(tmp_path.iterdir()) == []
