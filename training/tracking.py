@@ -178,3 +178,13 @@ def _pinned_requirements() -> list[str]:
 def _param(value) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text[:6000]
+
+
+def spark_model_udf(spark, model_uri: str, *, params: dict | None = None):
+    """The logged model as a Spark UDF returning a struct of ``probability``, ``score`` and ``tier``.
+
+    Workers load the model with their own Python (``env_manager="local"``): they need the model's
+    requirements installed, not the project, since the model carries its code.
+    """
+    return mlflow.pyfunc.spark_udf(spark, model_uri, env_manager="local", params=params,
+                                   result_type="probability double, score long, tier string")
