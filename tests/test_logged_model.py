@@ -182,6 +182,15 @@ def test_the_model_predicts_in_a_fresh_environment_built_from_its_own_requiremen
         served = pd.DataFrame(answer["predictions"])
         np.testing.assert_allclose(served["probability"], expected["probability"].head(10), rtol=0, atol=1e-12)
         assert served["tier"].tolist() == expected["tier"].head(10).tolist()
+        # Feature rows as JSON (missing values as null), the shape make bench-http sends.
+        split = json.loads(features.head(10).to_json(orient="split", index=False))
+        connection.request("POST", "/invocations", json.dumps({"dataframe_split": split}),
+                           {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        assert response.status == 200, answer
+        np.testing.assert_allclose(pd.DataFrame(answer["predictions"])["probability"],
+                                   expected["probability"].head(10), rtol=0, atol=1e-12)
     finally:
         server.terminate()
         server.wait(timeout=30)
