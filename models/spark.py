@@ -19,7 +19,8 @@ import uuid
 import pandas as pd
 
 from features.build import build_features
-from features.contract import validate_deals, validate_events, validate_leads
+from features.contract import (DataContractError, contract_message, validate_deals, validate_events,
+                               validate_leads)
 from features.snapshots import open_leads
 from features.timing import naive_utc, utc_now
 
@@ -185,14 +186,18 @@ def _features_of_bucket(leads_part, history_part, *, spec, as_of, now, names, wi
         ["lead_id", "occurred_at", "event_type"], axis=1).reset_index(drop=True)
     deals = history_part.loc[history_part[_KIND].eq("deal"), ["lead_id", "at", "what"]].set_axis(
         ["lead_id", "closed_at", "outcome"], axis=1).reset_index(drop=True)
+    if len(leads_part) == 0:  # a bucket with history but no leads: every row of it has an unknown lead
+        for table, rows in (("events", events), ("deals", deals)):
+            if len(rows):
+                raise DataContractError(contract_message(table, "lead_id", "ids present in the leads table",
+                                                         f"{len(rows)} rows of unknown leads", rows))
+        return pd.DataFrame({name: [] for name in names})
     leads = validate_leads(leads_part.drop(columns=[_BUCKET]).reset_index(drop=True), source="leads", now=now,
                            dated="created_at" in leads_part.columns)
     if with_deals:
         deals = validate_deals(deals, lead_ids=leads["lead_id"], source="deals", now=now)
     if spec.event_log:
         validate_events(events, lead_ids=leads["lead_id"], source="events", now=now)
-    if len(leads) == 0:
-        return pd.DataFrame({name: [] for name in names})
     snapshots = open_leads(leads, deals if with_deals else None, as_of)
     features = build_features(snapshots, leads, events if spec.event_log else None, spec)
     categorical = spec.categorical_feature_names

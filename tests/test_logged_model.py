@@ -17,7 +17,7 @@ import pytest
 from features.build import build_features
 from features.contract import DataContractError
 from training.pipeline import TrainingResult
-from training.tracking import log_training_run
+from training.tracking import log_training_run, use_default_store
 
 AS_OF = pd.Timestamp("2025-10-01")
 
@@ -39,6 +39,7 @@ def logged(small_models, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
         patch.chdir(folder)
+        use_default_store()  # from the variable: an earlier test may have set another store in this process
         uri = log_training_run(result, model_name="self-contained")["model_uri"]
         local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(folder / "model")))
     return mlflow.pyfunc.load_model(str(local)), bundle, small_models["crm"], local

@@ -14,7 +14,7 @@ import pytest
 import serve
 from models.batch import score_lead_base
 from training.pipeline import TrainingResult
-from training.tracking import log_training_run, spark_model_udf
+from training.tracking import log_training_run, spark_model_udf, use_default_store
 
 AS_OF = pd.Timestamp("2025-10-01")
 
@@ -51,6 +51,7 @@ def crm_and_model(small_models, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.chdir(folder)
+        use_default_store()  # from the variable: an earlier test may have set another store in this process
         log_training_run(result, model_name="spark-model")
     # The pandas path, the reference: every lead open at AS_OF, no reasons.
     started = time.perf_counter()
@@ -113,6 +114,7 @@ def test_the_model_udf_takes_lead_rows_with_nested_events(spark, crm_and_model, 
     events = spark.read.parquet(str(folder / "events.parquet"))
     nested = events.groupBy("lead_id").agg(F.collect_list(F.struct("occurred_at", "event_type")).alias("events"))
     rows = leads.join(nested, "lead_id", "left").where(F.col("lead_id").isin(expected["lead_id"].head(300).tolist()))
+    use_default_store()
     udf = spark_model_udf(spark, "models:/spark-model@champion", params={"as_of": str(AS_OF)})
     scored = rows.select("lead_id", udf(F.struct(*rows.columns)).alias("s")).select(
         "lead_id", "s.probability", "s.score", "s.tier").toPandas()
@@ -137,3 +139,13 @@ def test_bad_input_on_spark_is_refused_and_the_old_scores_stay(spark, crm_and_mo
     assert code == 2
     assert "column 'lead_id' must hold unique values" in capsys.readouterr().err
     assert pd.read_parquet(out)["lead_id"].tolist() == [1]  # the previous output is untouched
+    # An event of a lead the leads table lacks is refused too, whichever bucket it hashes to.
+    events = pd.read_parquet(folder / "events.parquet")
+    stray = events.head(1).assign(lead_id=-5)
+    pd.concat([events, stray]).to_parquet(tmp_path / "events.parquet", index=False, coerce_timestamps="us")
+    code = serve.main(["spark-score", "--model", "models:/spark-model@champion", "--leads", str(folder / "leads.parquet"),
+                       "--events", str(tmp_path / "events.parquet"), "--as-of", str(AS_OF), "--out", str(out)])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert re.search(r"column 'lead_id' must hold ids present in the leads table.*-5", error, re.DOTALL), error
+    assert pd.read_parquet(out)["lead_id"].tolist() == [1]
