@@ -236,3 +236,18 @@ def _wait_ready(server, port: int, log, timeout: float = 120.0) -> None:
             pass
         time.sleep(0.3)
     raise AssertionError(f"mlflow models serve not ready after {timeout:.0f} s:\n{log.read_text(errors='replace')}")
+
+
+def test_models_logged_before_models_from_code_still_load(small_models, mlflow_store, tmp_path):
+    """Those pickled ``training.tracking.LeadConversionModel`` by reference; a champion may be one."""
+    from training.tracking import LeadConversionModel, load_bundle
+
+    use_default_store()
+    bundle = small_models["logistic"]
+    path = bundle.save(tmp_path / "bundle.joblib")
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=LeadConversionModel(),
+                                       artifacts={"bundle": str(path)}, pip_requirements=["mlflow"])
+    loaded, _ = load_bundle(info.model_uri)
+    features = small_models["features"].head(50)
+    np.testing.assert_array_equal(loaded.predict_probability(features), bundle.predict_probability(features))

@@ -33,6 +33,19 @@ _REQUIREMENTS = ("mlflow", "scikit-learn", "lightgbm", "pandas", "numpy", "jobli
 MODEL_CODE = Path(__file__).with_name("lead_model.py")
 
 
+class LeadConversionModel(mlflow.pyfunc.PythonModel):
+    """pyfunc face of a bundle: feature rows in; ``probability``, ``score`` and ``tier`` out.
+
+    Models logged before ``training/lead_model.py`` pickled this class by reference: kept so they still load.
+    """
+
+    def load_context(self, context):
+        self.bundle = ModelBundle.load(context.artifacts["bundle"])
+
+    def predict(self, context, model_input, params=None):
+        return self.bundle.score(model_input)
+
+
 def use_default_store(directory=".") -> str:
     """Point MLflow at a SQLite file in ``directory`` unless MLFLOW_TRACKING_URI says otherwise."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(directory).resolve() / 'mlflow.db'}"
