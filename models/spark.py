@@ -158,7 +158,11 @@ def spark_error_message(error: Exception) -> str | None:
     for marker in ("DataContractError: ", "ValueError: "):
         if marker in text:
             return text.rsplit(marker, 1)[1].split("\n\tat ", 1)[0].split("\nJVM stacktrace", 1)[0].strip()
-    return text.split("\nJVM stacktrace", 1)[0].strip()
+    text = text.split("\nJVM stacktrace", 1)[0].strip()
+    if "TIMESTAMP(NANOS" in text:
+        text += ("\nSpark reads Parquet timestamps in microseconds; pandas writes nanoseconds unless told: "
+                 "write the table with to_parquet(..., coerce_timestamps='us').")
+    return text
 
 
 def _history(frame, kind: str, time_column: str, what_column: str, id_type):
