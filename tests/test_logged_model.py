@@ -245,6 +245,7 @@ def test_models_logged_before_models_from_code_still_load(small_models, mlflow_s
     use_default_store()
     bundle = small_models["logistic"]
     path = bundle.save(tmp_path / "bundle.joblib")
+    mlflow.set_experiment("legacy")  # this store's own: an earlier test may have left another one active
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(name="model", python_model=LeadConversionModel(),
                                        artifacts={"bundle": str(path)}, pip_requirements=["mlflow"])
