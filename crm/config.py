@@ -39,6 +39,7 @@ _SECTIONS = {
     "events": {"file", "id", "timestamp", "type", "type_separator", "value", "types", "words", "max_types",
                "min_count", "min_share", "windows", "half_lives"},
     "deals": {"file", "id", "closed_at", "outcome", "won", "lost", "amount", "won_only", "lost_after"},
+    "runtime": {"threads"},
 }
 #: [training] duration keys -> TrainingConfig fields (the older *_days names are kept and mean the same).
 _TRAINING_SPANS = {"horizon": "horizon_days", "snapshot_every": "snapshot_every_days", "test_span": "test_days",
@@ -79,6 +80,9 @@ class ProjectConfig:
     post_outcome: tuple = ()
     keep: tuple = ()
     training: dict = field(default_factory=dict)
+    #: ``threads``: threads for LightGBM and BLAS (see ``models.threads``); --threads and
+    #: LEAD_SCORING_THREADS win over it.
+    runtime: dict = field(default_factory=dict)
     event_columns: EventColumns = field(default_factory=EventColumns)
     #: The event types that get columns: listed in the config, else None (learned from the data
     #: within ``vocabulary``'s limits, or the contract's twelve for a ``[data] events`` log).
@@ -207,7 +211,8 @@ def load_config(path) -> ProjectConfig:
         spans[field_name] = key
         duration_days(training[key], name=f"{path}: [training] {key}")
     values = {"leads": located(data["leads"]), "events": located(data.get("events")),
-              "deals": located(data.get("deals")), "training": training, "source": str(path)}
+              "deals": located(data.get("deals")), "training": training, "source": str(path),
+              "runtime": dict(raw.get("runtime", {}))}
     if "events" in raw:
         values.update(_event_values(raw["events"], path, located))
     if "deals" in raw:

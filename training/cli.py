@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from models.threads import sleep_while_waiting
+
+    sleep_while_waiting()  # before LightGBM loads OpenMP: threads waiting at a barrier sleep, not spin
     args = build_parser().parse_args(argv)
     from features.contract import DataContractError
 
@@ -205,6 +208,7 @@ def _close(figures) -> None:
 
 def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labels=None):
     from analysis.plots import gains_figure, reliability_figure
+    from models.threads import resolve_threads
     from training.pipeline import TrainingConfig, train_model, train_on_table
     from training.tracking import load_champion, log_training_run, use_default_store
 
@@ -221,6 +225,8 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
     options.update({name: getattr(args, name) for name in ("horizon_days", "snapshot_every_days", "test_days",
                                                            "calibration_days") if getattr(args, name) is not None})
     args.model_name = args.model_name or DEFAULT_MODEL_NAME
+    options["threads"] = resolve_threads(args.threads, config_threads=project.runtime.get("threads")
+                                         if project is not None else None)
     config = TrainingConfig(**options)
     champion = load_champion(args.model_name)
     oracle = (lambda snapshots: truth.oracle_probability(snapshots, horizon_days=config.horizon_days)) if truth else None
@@ -292,6 +298,9 @@ def _add_training_arguments(parser) -> None:
     parser.add_argument("--mql-precision", type=float, default=0.10, help="precision policy: MQL conversion")
     parser.add_argument("--model-name", help=f"registered model name (default: the config's model_name, "
                                              f"else {DEFAULT_MODEL_NAME})")
+    parser.add_argument("--threads", type=int, help="threads for LightGBM and BLAS (default: the "
+                        "LEAD_SCORING_THREADS environment variable, the config's [runtime] threads, else the "
+                        "cores this process may use)")
     if not any(action.dest == "seed" for action in parser._actions):
         parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
 

@@ -17,6 +17,7 @@ from features.timing import duration, duration_days
 from features.vocabulary import EventVocabulary
 from models.bundle import ModelBundle
 from models.estimators import make_candidates
+from models.threads import blas_threads, blas_threads_for, resolve_threads
 from models.tiers import CapacityPolicy, policy_from_dict
 from training.calibrate import calibrate
 from training.evaluate import decile_table, evaluate_probabilities, tier_table
@@ -46,6 +47,8 @@ class TrainingConfig:
     leakage_max_auc: float = 0.95
     post_outcome_columns: tuple = ()
     keep_columns: tuple = ()
+    #: LightGBM's threads (BLAS gets one for small fits); None: LEAD_SCORING_THREADS or the cores available.
+    threads: int | None = None
 
     def __post_init__(self):
         for name in _SPANS:
@@ -188,13 +191,15 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
     X_test, y_test = features[in_split["test"]], labels[in_split["test"]]
 
     metrics, fitted = {}, {}
-    for name, candidate in make_candidates(spec, random_state=config.seed).items():
-        fitted[name] = clone(candidate).fit(X_train, y_train)
-        auc = roc_auc_score(y_cal, fitted[name].predict_proba(X_cal)[:, 1])
-        metrics[f"validation_roc_auc_{name}"] = float(auc)
-        log(f"candidate {name}: validation ROC AUC {auc:.4f}")
-    best = max(fitted, key=lambda name: metrics[f"validation_roc_auc_{name}"])
-    calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed)
+    threads = resolve_threads(config.threads)
+    with blas_threads(blas_threads_for(*X_train.shape, threads)):
+        for name, candidate in make_candidates(spec, random_state=config.seed, n_jobs=threads).items():
+            fitted[name] = clone(candidate).fit(X_train, y_train)
+            auc = roc_auc_score(y_cal, fitted[name].predict_proba(X_cal)[:, 1])
+            metrics[f"validation_roc_auc_{name}"] = float(auc)
+            log(f"candidate {name}: validation ROC AUC {auc:.4f}")
+        best = max(fitted, key=lambda name: metrics[f"validation_roc_auc_{name}"])
+        calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed)
     method = min(log_losses, key=log_losses.get)
     metrics.update({f"calibration_log_loss_{name}": value for name, value in log_losses.items()})
     thresholds = config.tier_policy.choose(calibrated.predict_proba(X_cal)[:, 1])
