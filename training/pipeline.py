@@ -73,6 +73,7 @@ class TrainingResult:
     metrics: dict
     tables: dict
     test: pd.DataFrame  # lead_id, as_of, label, probability, tier of the test snapshots
+    test_features: pd.DataFrame | None = None  # their feature rows (for reports: factor importance)
 
 
 def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: FeatureSpec | None = None,
@@ -215,7 +216,8 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
         "excluded_columns": excluded,
     }
     return spec, features, {"model": calibrated, "thresholds": thresholds, "probability": probability,
-                            "y_test": y_test, "metrics": metrics, "params": params, "leakage": leakage}
+                            "y_test": y_test, "X_test": X_test, "metrics": metrics, "params": params,
+                            "leakage": leakage}
 
 
 def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -> TrainingResult:
@@ -227,7 +229,8 @@ def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -
         "test_deciles": decile_table(y_test, probability),
         "leakage_report": fitted["leakage"],
     }
-    return TrainingResult(bundle=bundle, params=params, metrics=fitted["metrics"], tables=tables, test=test)
+    return TrainingResult(bundle=bundle, params=params, metrics=fitted["metrics"], tables=tables, test=test,
+                          test_features=fitted["X_test"].reset_index(drop=True))
 
 
 def _compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.DataFrame, events, fitted: dict,
