@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Examples that need what a test cannot have: the public X Education file outside the project, an
 #: editor, a server that runs until stopped, a browser UI, make itself.
 NOT_RUN = ("../shared/", "examples/x_education", "examples/road_traffic_fines", "$EDITOR", " http ", "mlflow ui",
-           "make ")
+           "make ",
+           # Spark's examples need microsecond Parquet, a cluster or a JVM: tests/test_spark.py runs spark-score.
+           "spark-score", "spark-submit", "zip -r")
 
 
 def readme_commands() -> list[str]:
