@@ -4,6 +4,8 @@
         --leads leads.parquet --events events.parquet --deals deals.parquet --out scores.parquet
     python serve.py score --model models:/my-model@champion --config config.toml --leads export.csv --out scores.csv
     python serve.py http --model models:/lead-conversion@champion --host 127.0.0.1 --port 8000
+    python serve.py spark-score --model models:/lead-conversion@champion --master "local[2]" \
+        --leads leads.parquet --events events.parquet --deals deals.parquet --out scores_spark.parquet
 """
 
 from __future__ import annotations
@@ -44,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "config's [runtime] threads, else the cores this process may use)")
     score.add_argument("--no-reasons", dest="explain", action="store_false",
                        help="leave out fit/engagement sub-scores and reasons (faster)")
+    score.add_argument("--allow-stale", action="store_true",
+                       help="score even when the data ends long before --as-of (by default that stops with the "
+                            "--as-of to use)")
+    score.add_argument("--stale-after-days", type=float,
+                       help="data ending more than this many days before --as-of is stale (default: a quarter of "
+                            "the model's horizon, or 30 days)")
+    score.add_argument("--date-format", help="strftime format of dates whose day/month order the data cannot "
+                                             "show, e.g. %%d/%%m/%%Y (default: the config's [data] date_format)")
     add_common_arguments(score, experiment=False)
 
     http = commands.add_parser("http", help="serve POST /score, GET /health, GET /model over HTTP",
@@ -63,6 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     http.add_argument("--workers", type=int, help="worker processes, each with the model loaded once "
                                                   "(default: the cores this process may use)")
     add_common_arguments(http, experiment=False)
+
+    spark = commands.add_parser("spark-score", help="score every open lead on Apache Spark",
+                                description="Each table is a Parquet file or folder (a name with '/' or ending "
+                                            "in .parquet) or a Spark table name; the data contract's columns.")
+    spark.add_argument("--model", default="models:/lead-conversion@champion",
+                       help="MLflow model URI (default: %(default)s)")
+    spark.add_argument("--leads", required=True, help="leads: Parquet or Spark table")
+    spark.add_argument("--events", help="event log: Parquet or Spark table, when the model uses one")
+    spark.add_argument("--deals", help="closed deals: leads closed before --as-of are not scored")
+    spark.add_argument("--as-of", help="score as of this time (default: now, UTC)")
+    spark.add_argument("--out", required=True, help="output: a Parquet folder (moved in place when complete) "
+                                                    "or a Spark table")
+    spark.add_argument("--master", help="Spark master, e.g. local[2] (default: spark-submit's, else local[*])")
+    spark.add_argument("--buckets", type=int,
+                       help="lead buckets built in one pandas call each (default: one per 100,000 leads)")
+    add_common_arguments(spark, experiment=False)
     return parser
 
 
@@ -78,11 +104,14 @@ def main(argv=None) -> int:
         os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
     if args.command == "http":
         return serve_http(args)
+    if args.command == "spark-score":
+        return spark_score(args)
     from crm.config import load_crm_or_config
     from crm.sources import stream_crm
-    from features.contract import DataContractError
+    from features.contract import DataContractError, bounded
+    from features.freshness import data_end, refuse_stale
     from features.timing import naive_utc, utc_now
-    from models.batch import score_lead_base
+    from models.batch import check_output, score_lead_base
     from models.explain import use_threads
     from models.threads import limit_malloc_arenas, resolve_threads
     from models.tiers import TierThresholds
@@ -91,19 +120,27 @@ def main(argv=None) -> int:
     quiet_mlflow(verbose=args.verbose)
     use_default_store()
     try:
-        as_of = naive_utc(args.as_of) if args.as_of else utc_now()
+        check_output(args.out)  # before any work: a bad output path must not cost a whole scoring run
+        as_of = _as_of(args.as_of, naive_utc) if args.as_of else utc_now()
         if args.config is None and args.leads is None:
             raise ValueError("score needs --leads, or --config with the export it describes.")
         limit_malloc_arenas()  # before scoring's threads start: memory bounded by the chunk
-        if args.config is None:  # the contract's files: the lead table is streamed chunk by chunk
+        if args.config is None and str(args.leads).lower().endswith((".parquet", ".pq")):
+            # A typed Parquet lead table is streamed chunk by chunk; a CSV is read whole, so each
+            # column's type (dates, ids, numbers) is decided once from all of its values.
             config = None
             leads, events, deals = stream_crm(args.leads, args.events, args.deals, now=max(as_of, utc_now()),
                                               chunk_rows=max(args.chunk_size, 1))
         else:
             config, leads, _, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
                                                                  deals=args.deals, for_training=False,
-                                                                 now=max(as_of, utc_now()))
+                                                                 now=max(as_of, utc_now()),
+                                                                 date_format=args.date_format)
         bundle, identity = load_bundle(args.model)
+        if not args.allow_stale:
+            refuse_stale(as_of, data_end(_lead_times(leads), events, deals),
+                         horizon_days=bundle.metadata.get("params", {}).get("horizon_days"),
+                         days=args.stale_after_days, source="The data (newest lead, event or deal)")
         use_threads(bundle.model, resolve_threads(args.threads, config_threads=config.runtime.get("threads")
                                                   if config is not None else None))
         thresholds = None
@@ -116,13 +153,78 @@ def main(argv=None) -> int:
                                  model_version=identity["model_version"], thresholds=thresholds,
                                  chunk_size=args.chunk_size, explain=args.explain,
                                  progress_bar=not args.quiet)
-    except (DataContractError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (DataContractError, ValueError, OSError, UnicodeError) as error:
+        # One line, personal data masked, bounded: the message is the whole answer.
+        text = f"{error.filename}: {error.strerror or error}" if isinstance(error, OSError) and error.filename \
+            else str(error)
+        print(f"error: {bounded(text)}", file=sys.stderr)
         return 2
     print(f"wrote {int(counts.sum()):,} scores as of {as_of} to {args.out} "
           f"(model {identity.get('model_name', '')} version {identity['model_version']})")
     for tier, count in counts.items():
         print(f"  {tier:<8}{count:>10,}")
+    return 0
+
+
+def _as_of(text: str, naive_utc):
+    import pandas as pd
+
+    try:
+        return naive_utc(pd.Timestamp(text))
+    except ValueError:
+        raise ValueError(f"--as-of {text!r}: expected a time such as 2025-03-01 or 2025-03-01T12:00:00Z.") from None
+
+
+def _lead_times(leads):
+    """The leads' creation times for the staleness check: the frame, or a streamed Parquet's one column."""
+    import pandas as pd
+
+    if isinstance(leads, pd.DataFrame):
+        return leads
+    path = getattr(getattr(leads, "source", None), "path", None)
+    if path is not None and str(path).lower().endswith((".parquet", ".pq")):
+        import pyarrow.parquet as pq
+
+        if "created_at" in pq.read_schema(path).names:
+            from features.timing import naive_utc
+
+            return pd.DataFrame({"created_at": naive_utc(pq.read_table(path, columns=["created_at"])
+                                                         .column("created_at").to_pandas())})
+    return pd.DataFrame()
+def spark_score(args) -> int:
+    """Features on the cluster with the same builders, the logged model as a UDF; prints the tier counts."""
+    from features.contract import DataContractError
+    from features.timing import naive_utc, utc_now
+    from models.spark import (build_features_on_spark, read_source, score_features_on_spark, spark_error_message,
+                              spark_session, write_scores)
+    from training.tracking import load_bundle, spark_model_udf, use_default_store
+
+    use_default_store()
+    try:
+        as_of = naive_utc(args.as_of) if args.as_of else utc_now()
+        bundle, identity = load_bundle(args.model)
+        spark = spark_session(args.master)
+        tables = {name: read_source(spark, source) if source else None
+                  for name, source in (("leads", args.leads), ("events", args.events), ("deals", args.deals))}
+        features = build_features_on_spark(tables["leads"], tables["events"], bundle.spec, as_of=as_of,
+                                           deals=tables["deals"], buckets=args.buckets)
+        scores = score_features_on_spark(features, spark_model_udf(spark, args.model), bundle.spec.feature_names,
+                                         model_version=identity["model_version"])
+        write_scores(scores, args.out)
+        counts = {row["tier"]: row["count"] for row in read_source(spark, args.out).groupBy("tier").count().collect()}
+    except (DataContractError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        message = spark_error_message(error)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    print(f"wrote {sum(counts.values()):,} scores as of {as_of} to {args.out} on Spark "
+          f"(model {identity.get('model_name', '')} version {identity['model_version']})")
+    for tier in ("SQL", "MQL", "nurture"):
+        print(f"  {tier:<8}{counts.get(tier, 0):>10,}")
     return 0
 
 
@@ -138,15 +240,23 @@ def serve_http(args) -> int:
     import uvicorn
 
     from models.threads import available_cores
-    from training.tracking import pinned_model_uri, use_default_store
+    from training.tracking import load_bundle, pinned_model_uri, use_default_store
 
     workers = args.workers if args.workers is not None else available_cores()
     if workers <= 0:
         print(f"error: --workers must be positive. Got {workers}.", file=sys.stderr)
         return 2
     use_default_store()
+    try:
+        pinned = pinned_model_uri(args.model)
+        load_bundle(pinned)  # fail here, in one line, rather than in every worker
+    except Exception as error:  # noqa: BLE001 - the CLI boundary: any reason the model cannot load
+        from features.contract import bounded
+
+        print(f"error: {bounded(str(error))}", file=sys.stderr)
+        return 2
     os.environ[HTTP_SETTINGS_VARIABLE] = json.dumps({
-        "model_uri": args.model, "pinned_uri": pinned_model_uri(args.model), "workers": workers,
+        "model_uri": args.model, "pinned_uri": pinned, "workers": workers,
         "max_body_bytes": args.max_body_bytes, "max_leads": args.max_leads,
         "verbose": args.verbose})
     print(f"serving {args.model} on http://{args.host}:{args.port} with {workers} worker(s)",

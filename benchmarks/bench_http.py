@@ -86,6 +86,7 @@ def main(argv=None) -> int:
                 "serve.py http, attributes + events": _measure(ours_port, raw_path, raw_bodies, args),
                 "mlflow models serve, feature row": _measure(mlflow_port, "/invocations", mlflow_bodies, args),
             }
+            mixed = _measure_with_bad_requests(ours_port, raw_path, raw_payloads, args)
         finally:
             for server in servers:
                 server.terminate()
@@ -104,6 +105,9 @@ def main(argv=None) -> int:
     print(f"{'':38}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}")
     for name, run in runs.items():
         print(f"{name:38}{run['requests']:>9,}{run['p50_ms']:>9.2f}{run['p99_ms']:>9.2f}{run['rps']:>9,.0f}")
+    print(f"\nbad requests mixed in ({mixed['share']:.0%}, {mixed['clients']} clients with kept-alive connections, "
+          f"{mixed['seconds']:.0f} s): {mixed['good']:,} good requests, {mixed['good_failed']} failed; "
+          f"{mixed['bad']:,} bad requests answered {mixed['bad_statuses']}; {mixed['reconnects']} reconnects")
     print(f"\n{args.clients} concurrent clients, single-lead requests with attributes + events "
           f"({args.requests:,} requests or {args.seconds:.0f} s each)")
     for workers, run in throughput.items():
@@ -220,6 +224,70 @@ def _measure(port: int, path: str, bodies: list, args) -> dict:
             "p99_ms": float(np.percentile(latencies, 99)), "rps": len(latencies) / elapsed}
 
 
+def _bad_bodies(raw: list) -> list[bytes]:
+    """Requests a client may send by mistake or on purpose: broken text, dates, numbers and JSON."""
+    lead = json.dumps(raw[0])
+    return [json.dumps({**raw[0], "lead_id": "L-\ud800"}).encode(),  # escaped lone surrogate
+            json.dumps({**raw[0], "lead_id": "L-\ud800"}, ensure_ascii=False).encode("utf-8", "surrogatepass"),
+            json.dumps({**raw[0], "lead_id": "L-\x00\x1b"}).encode(),
+            json.dumps({**raw[0], "created_at": 12345}).encode(),
+            json.dumps({**raw[0], "created_at": "0001-01-01T00:00:00Z"}).encode(),
+            json.dumps({**raw[0], "attributes": {**raw[0]["attributes"], "company_size": True}}).encode(),
+            json.dumps({**raw[0], "attributes": {**raw[0]["attributes"], "company_size": float("nan")}}).encode(),
+            lead[: len(lead) // 2].encode(), b"\xff\xfe\x00garbage", b"[]"]
+
+
+def _measure_with_bad_requests(port: int, path: str, raw: list, args, *, share: float = 0.03,
+                               clients: int = 4) -> dict:
+    """Several clients at once, ``share`` of their requests bad: every good request must still succeed.
+
+    Bounded like the other runs (--requests in all, or --seconds). A dropped connection is
+    reconnected and counted; a good request that fails in any way is counted as failed.
+    """
+    import threading
+
+    bad, rng = _bad_bodies(raw), np.random.default_rng(0)
+    plan = [bad[k % len(bad)] if draw < share else raw_body for k, (draw, raw_body) in enumerate(
+        zip(rng.random(args.requests), (json.dumps(raw[i % len(raw)]).encode() for i in range(args.requests))))]
+    bad_set = set(bad)
+    counts = {"good": 0, "good_failed": 0, "bad": 0, "reconnects": 0}
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    deadline = time.perf_counter() + args.seconds
+
+    def client(bodies):
+        connection = http.client.HTTPConnection(HOST, port, timeout=30)
+        for body in bodies:
+            if time.perf_counter() > deadline:
+                break
+            status = None
+            try:
+                connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                connection = http.client.HTTPConnection(HOST, port, timeout=30)
+                with lock:
+                    counts["reconnects"] += 1
+            with lock:
+                if body in bad_set:
+                    counts["bad"] += 1
+                    statuses[status] = statuses.get(status, 0) + 1
+                else:
+                    counts["good"] += 1
+                    counts["good_failed"] += status != 200
+        connection.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(plan[k::clients],)) for k in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {**counts, "bad_statuses": dict(sorted(statuses.items(), key=lambda item: str(item[0]))),
+            "share": share, "clients": clients, "seconds": time.perf_counter() - started}
 def _throughput(workers: int, model_uri: str, path: str, bodies: list, scratch: Path, env: dict, args) -> dict:
     """Start ``serve.py http --workers N``, then ``--clients`` threads post for --seconds or --requests in all."""
     import threading

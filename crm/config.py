@@ -28,7 +28,7 @@ ROLES = ("categorical", "numeric", "numeric_raw", "boolean", "engagement", "enga
 #: Label spellings that mean the same answer: a reader may give a TRUE/FALSE column as booleans or as 1/0.
 _LABEL_SYNONYMS = ({"true", "1", "1.0", "t"}, {"false", "0", "0.0", "f"})
 _SECTIONS = {
-    "data": {"leads", "events", "deals", "delimiter", "encoding", "decimal"},
+    "data": {"leads", "events", "deals", "delimiter", "encoding", "decimal", "date_format"},
     "columns": {"id", "row_number_id", "created_at", "label", "positive", "negative", "open", "email", "job_title",
                 "missing_values"},
     "roles": set(ROLES),
@@ -59,7 +59,8 @@ class ProjectConfig:
     deals: Path | None = None
     delimiter: str | None = None
     encoding: str = "utf-8-sig"
-    decimal: str = "."
+    decimal: str | None = None  # None: detected from the file's values
+    date_format: str | None = None  # strftime, for dates whose day/month order the values cannot show
     created_at: str | None = None
     label: str | None = None
     positive: tuple = ("1", "yes", "true", "won", "converted")
@@ -217,7 +218,8 @@ def load_config(path) -> ProjectConfig:
         values.update(_event_values(raw["events"], path, located))
     if "deals" in raw:
         values.update(_deal_values(raw["deals"], path, located))
-    values.update({key: value for key, value in data.items() if key in ("delimiter", "encoding", "decimal")})
+    values.update({key: value for key, value in data.items() if key in ("delimiter", "encoding", "decimal",
+                                                                        "date_format")})
     for key, value in {**columns, **raw.get("roles", {}), **raw.get("leakage", {})}.items():
         values[key] = (tuple(str(item) for item in value) if isinstance(value, list)
                        else value if isinstance(value, bool) else (value or None))
@@ -314,7 +316,7 @@ def _deal_values(section: dict, path: Path, located) -> dict:
     return {"deals": located(section["file"]), "deal_columns": columns}
 
 
-def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = True, now=None):
+def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = True, now=None, date_format=None):
     """Read the export the config describes; returns ``(leads, labels, events, deals)``.
 
     ``leads`` has ``lead_id`` (and ``created_at`` when dated) plus the attribute columns under
@@ -325,7 +327,9 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
     """
     path = Path(leads_path) if leads_path is not None else config.leads
     source = str(path)
-    frame = read_table(path, delimiter=config.delimiter, encoding=config.encoding, decimal=config.decimal)
+    date_format = date_format or config.date_format
+    frame = read_table(path, delimiter=config.delimiter, encoding=config.encoding, decimal=config.decimal,
+                       text_columns=config._role_columns("id"), table="leads")
     required = config.declared_columns if for_training else [*config._role_columns("id"),
                                                               *([config.created_at] if config.dated else [])]
     if not for_training and config.label in required:
@@ -353,22 +357,25 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
         warnings.warn(f"{source}: no id column, so each lead's id is its row number (1 = the first data row). "
                       "The same file in the same row order gives the same ids; a re-sorted or filtered export "
                       "does not. Add an id column to the export when you can.", UserWarning, stacklevel=2)
-    leads = validate_leads(leads, source=source, dated=config.dated, now=now)
+    leads = validate_leads(leads, source=source, dated=config.dated, now=now, date_format=date_format)
     for column in (*config.numeric, *config.numeric_raw, *config.engagement):
         if column in leads.columns:
             leads[column] = parse_numbers(leads[column], source=source, column=column,
-                                          missing_tokens=config.feature_spec().missing_tokens, decimal=config.decimal)
+                                          missing_tokens=config.feature_spec().missing_tokens,
+                                          decimal=frame.attrs.get("decimal", config.decimal))
     if for_training:
         _check_booleans(leads, config, source)
     labels = parse_labels(frame[config.label], config, source=source) if for_training and config.label else None
     events, deals = None, None
     if config.events is not None:
-        events = read_events(config.events, config.event_columns, where=f"[events] in {config.source}")
-        validate_events(events, lead_ids=leads["lead_id"], source=str(config.events), now=now)
+        events = read_events(config.events, config.event_columns, where=f"[events] in {config.source}",
+                             date_format=date_format)
+        validate_events(events, lead_ids=leads["lead_id"], source=str(config.events), now=now,
+                        date_format=date_format)
     if config.deals is not None:
         deals = validate_deals(read_deals(config.deals, config.deal_columns, config_source=config.source),
                                lead_ids=leads["lead_id"],
-                               source=str(config.deals), now=now)
+                               source=str(config.deals), now=now, date_format=date_format)
         deals = _without_deal(config, leads, events, deals)
     return leads, labels, events, deals
 
@@ -449,12 +456,13 @@ def _check_booleans(leads: pd.DataFrame, config: ProjectConfig, source: str) -> 
                 "Declare it categorical instead.")
 
 
-def load_crm_or_config(config_path=None, *, leads=None, events=None, deals=None, for_training=True, now=None):
+def load_crm_or_config(config_path=None, *, leads=None, events=None, deals=None, for_training=True, now=None,
+                       date_format=None):
     """The CLI's one door to the data: a config file, or the synthetic contract's three files."""
     if config_path is None:
-        leads_frame, events, deals = load_crm(leads, events, deals, now=now)
+        leads_frame, events, deals = load_crm(leads, events, deals, now=now, date_format=date_format)
         return None, leads_frame, None, events, deals
     config = load_config(config_path)
     overrides = {key: Path(value) for key, value in (("events", events), ("deals", deals)) if value is not None}
     config = replace(config, **overrides) if overrides else config
-    return (config, *load_tables(config, leads, for_training=for_training, now=now))
+    return (config, *load_tables(config, leads, for_training=for_training, now=now, date_format=date_format))

@@ -59,7 +59,7 @@ class DealColumns:
     where: str = field(default="[deals]", compare=False)
 
 
-def read_events(path, columns: EventColumns, *, where: str = "[events]"):
+def read_events(path, columns: EventColumns, *, where: str = "[events]", date_format=None):
     """The event log at ``path`` with the contract's columns: the path itself when its names already fit.
 
     Otherwise a frame with ``lead_id``, ``occurred_at`` (naive UTC), ``event_type`` and, when
@@ -70,7 +70,7 @@ def read_events(path, columns: EventColumns, *, where: str = "[events]"):
         return path
     wanted = {"id": [columns.id], "timestamp": [columns.timestamp], "type": list(columns.type),
               "value": [columns.value] if columns.value else []}
-    frame = read_table(path)
+    frame = read_table(path, text_columns=(columns.id,), table="events")
     source = str(path)
     for key, names in wanted.items():
         missing = [name for name in names if name not in frame.columns]
@@ -85,7 +85,8 @@ def read_events(path, columns: EventColumns, *, where: str = "[events]"):
                                                                 + part.fillna(""))), index=frame.index)
     events = pd.DataFrame({"lead_id": frame[columns.id],
                            "occurred_at": parse_timestamps(frame[columns.timestamp], source=source,
-                                                           column=columns.timestamp, frame=frame),
+                                                           column=columns.timestamp, frame=frame,
+                                                           date_format=date_format),
                            "event_type": pd.Series(kind, dtype=object).where(pd.notna(kind), None)})
     if columns.value:
         events["value"] = pd.to_numeric(frame[columns.value], errors="coerce")
@@ -98,7 +99,7 @@ def read_deals(path, columns: DealColumns, *, config_source: str = "the config")
     Outcome values are compared trimmed and case-insensitively with the config's ``won`` and
     ``lost`` lists; any other value is an error listing them, so nothing is read as lost by accident.
     """
-    frame = read_table(path)
+    frame = read_table(path, text_columns=(columns.id,), table="deals")
     source = str(path)
     where = columns.where
     named = {"id": columns.id, "closed_at": columns.closed_at, "outcome": columns.outcome, "amount": columns.amount}

@@ -6,61 +6,102 @@ import csv
 import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from features.contract import DataContractError, contract_message, validate_deals, validate_events, validate_leads
+from features.column_types import decide_decimal
+from features.contract import (DataContractError, check_text_encoding, contract_message, sniff_encoding,
+                               validate_deals, validate_events, validate_leads)
+from features.spec import FeatureSpec
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 CSV_DELIMITERS = (",", ";", "\t", "|")
 
 
-def read_table(path, *, columns=None, delimiter=None, encoding="utf-8-sig", decimal=".") -> pd.DataFrame:
+def read_table(path, *, columns=None, delimiter=None, encoding="utf-8-sig", decimal=None, text_columns=(),
+               table=None) -> pd.DataFrame:
     """Read a CSV or Parquet file into pandas, by its suffix.
 
     CSV exports come in many dialects: the delimiter (comma, semicolon, tab or pipe) is detected
     unless given; a byte-order mark, CRLF line ends and quoted fields are handled; the empty
-    column that a delimiter at the end of every line makes is dropped; a text column whose
-    every value is a number with thousands separators becomes numeric. ``decimal`` says which
-    convention: ``"."`` reads ``"1,234.5"`` as 1234.5, ``","`` reads ``"1.234,5"`` as 1234.5.
+    column that a delimiter at the end of every line makes is dropped. Every cell is read as text
+    and each column's type is decided once: a column whose every value is a number (thousands
+    separators allowed) becomes numeric, unless it is one of ``text_columns`` (ids) or a value
+    has a leading zero (``007`` is a code, not seven). ``decimal`` says which convention, ``"."``
+    (``"1,234.5"``) or ``","`` (``"1.234,5"``); None detects it from the file's values and refuses a
+    file that shows both. The decision is kept in ``frame.attrs["decimal"]``. A file without rows
+    is refused, naming ``table``.
     """
     path = Path(path)
     if not path.exists():
         raise DataContractError(f"{path}: no such file.")
+    if path.is_dir():
+        raise DataContractError(f"{path}: is a folder; expected a .csv or .parquet file.")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path, columns=columns)
-    if suffix in CSV_SUFFIXES:
-        return _read_csv(path, columns=columns, delimiter=delimiter, encoding=encoding, decimal=decimal)
-    raise DataContractError(f"{path}: expected a .csv or .parquet file, got {suffix!r}.")
+        try:
+            frame = pd.read_parquet(path, columns=columns)
+        except Exception as error:  # pyarrow raises its own types for a file that is not Parquet
+            raise DataContractError(f"{path}: could not read it as Parquet: {str(error)[:200]}") from None
+        frame.attrs["decimal"] = decimal or "."
+    elif suffix in CSV_SUFFIXES:
+        frame = _read_csv(path, columns=columns, delimiter=delimiter, encoding=encoding, decimal=decimal,
+                          text_columns=text_columns)
+    else:
+        raise DataContractError(f"{path}: expected a .csv or .parquet file, got {suffix!r}.")
+    if not len(frame):
+        raise DataContractError(f"{path}: the {table or 'input'} table has no rows (a header only, or an empty "
+                                "file); expected at least one row.")
+    return frame
 
 
-def load_crm(leads_path, events_path=None, deals_path=None, *, now=None):
+def load_crm(leads_path, events_path=None, deals_path=None, *, now=None, date_format=None):
     """Read and validate the three tables; returns ``(leads, events, deals)``.
 
     The event log stays where it is (a path) and is checked by DuckDB, so a 20-million-row file
-    never has to fit in pandas. Missing optional tables come back as None.
+    never has to fit in pandas. Missing optional tables come back as None. Ids are read as text
+    from CSV; the contract's numeric columns must hold numbers.
     """
-    leads = validate_leads(read_table(leads_path), source=str(leads_path), now=now)
+    frame = read_table(leads_path, text_columns=("lead_id",), table="leads")
+    leads = validate_leads(frame, source=str(leads_path), now=now, date_format=date_format)
+    spec = FeatureSpec()
+    for column in (*spec.numeric_columns, *spec.raw_numeric_columns):
+        if column in leads.columns:
+            # The spec's placeholders ("n/a", "null", ...) are missing; "NaN" written as a value is not.
+            leads[column] = parse_numbers(leads[column], source=str(leads_path), column=column,
+                                          missing_tokens=tuple(set(spec.missing_tokens) - {"nan"}),
+                                          decimal=frame.attrs.get("decimal", "."))
     deals = None
     if deals_path is not None:
-        deals = validate_deals(read_table(deals_path), lead_ids=leads["lead_id"], source=str(deals_path), now=now)
+        deals = validate_deals(read_table(deals_path, text_columns=("lead_id",), table="deals"),
+                               lead_ids=leads["lead_id"], source=str(deals_path), now=now, date_format=date_format)
     if events_path is not None:
-        validate_events(events_path, lead_ids=leads["lead_id"], source=str(events_path), now=now)
+        validate_events(events_path, lead_ids=leads["lead_id"], source=str(events_path), now=now,
+                        date_format=date_format)
     return leads, events_path, deals
 
 
 def parse_numbers(values: pd.Series, *, source: str, column: str, missing_tokens=(), decimal=".") -> pd.Series:
     """Numbers from a column of a lead table; thousands separators are removed, placeholders are missing.
 
-    Refuses values that are neither a number nor a missing token, with example rows, instead of
-    silently turning them into missing values.
+    Refuses values that are neither a number nor a missing token, and infinities and ``NaN``
+    written as values, with example rows, instead of silently turning them into missing values.
     """
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        return values.astype(float)
+        numbers = values.astype(float)
+        infinite = np.isinf(numbers)
+        if infinite.any():
+            raise DataContractError(contract_message(source, column, "finite numbers", f"{int(infinite.sum())} "
+                                                     "infinite values", values[infinite].to_frame()))
+        return numbers
+    if pd.api.types.is_bool_dtype(values):
+        raise DataContractError(f"{source}: column {column!r} must hold numbers; it holds true/false values. "
+                                "Declare it boolean instead.")
+    decimal = decimal or "."
     text = values.astype("string").str.strip()
     missing = text.isna() | text.str.lower().isin(set(missing_tokens) | {""})
     numbers = pd.to_numeric(_plain_numbers(text, decimal).where(~missing), errors="coerce")
-    bad = numbers.isna() & ~missing
+    bad = (numbers.isna() | np.isinf(numbers.fillna(0.0))) & ~missing
     if bad.any():
         raise DataContractError(contract_message(
             source, column, f"numbers with {decimal!r} as decimal mark (thousands separators are fine; values "
@@ -83,28 +124,48 @@ def detect_delimiter(sample: str) -> str:
     return best
 
 
-def _read_csv(path: Path, *, columns, delimiter, encoding, decimal) -> pd.DataFrame:
+def _read_csv(path: Path, *, columns, delimiter, encoding, decimal, text_columns) -> pd.DataFrame:
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    if not head.strip():
+        raise DataContractError(f"{path}: the file is empty; expected a header line and rows.")
+    found = sniff_encoding(head)
+    if found is not None and not (found.startswith("UTF-16") and "16" in encoding) \
+            and not (found.startswith("UTF-32") and "32" in encoding):
+        check_text_encoding(path, source=str(path), encoding=encoding)  # raises, naming what it found
     try:
         with open(path, encoding=encoding, newline="") as handle:
             sample = handle.read(1 << 16)
-    except UnicodeDecodeError as error:
-        raise DataContractError(f"{path}: expected text encoded as {encoding}; byte {error.start} is not. "
-                                "Save the export as UTF-8 (or set the encoding in the config).") from None
+    except UnicodeDecodeError:
+        check_text_encoding(path, source=str(path), encoding=encoding)
+        raise DataContractError(f"{path}: expected text encoded as {encoding}. Save the export as UTF-8 "
+                                "(or set [data] encoding in the config).") from None
+    except LookupError:
+        raise DataContractError(f"{path}: unknown encoding {encoding!r} in the config.") from None
     delimiter = delimiter or detect_delimiter(sample)
     try:
-        frame = pd.read_csv(path, sep=delimiter, encoding=encoding, usecols=columns, decimal=decimal,
-                            low_memory=False)
+        frame = pd.read_csv(path, sep=delimiter, encoding=encoding, usecols=columns, dtype=str,
+                            keep_default_na=False, na_values=[""], low_memory=False)
+    except UnicodeDecodeError as error:
+        raise DataContractError(f"{path}: expected text encoded as {encoding}; byte {error.start} of a later part "
+                                "is not. Save the export as UTF-8 (or set [data] encoding in the config).") from None
     except (pd.errors.ParserError, ValueError) as error:
-        raise DataContractError(f"{path}: could not read it as CSV with delimiter {delimiter!r}: {error}") from None
+        raise DataContractError(f"{path}: could not read it as CSV with delimiter {delimiter!r}: "
+                                f"{str(error)[:200]}") from None
     trailing = [column for column in frame.columns
                 if str(column).startswith("Unnamed: ") and frame[column].isna().all()]
     frame = frame.drop(columns=trailing)
-    for column in frame.columns:
-        if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
-            text = frame[column].astype("string").str.strip()
-            numbers = pd.to_numeric(_plain_numbers(text, decimal), errors="coerce")
-            if text.notna().any() and numbers[text.notna()].notna().all():
-                frame[column] = numbers.astype(float)
+    texts = {column: frame[column].astype("string").str.strip() for column in frame.columns
+             if column not in text_columns}
+    decimal = decide_decimal(texts.values(), source=str(path), configured=decimal)
+    for column, text in texts.items():
+        filled = text.notna() & text.ne("")
+        if not filled.any() or text[filled].str.match(r"[+-]?0\d").fillna(False).any():
+            continue  # empty, or zero-padded codes: text
+        numbers = pd.to_numeric(_plain_numbers(text, decimal), errors="coerce")
+        if numbers[filled].notna().all() and not np.isinf(numbers[filled]).any():
+            frame[column] = numbers.astype(float)
+    frame.attrs["decimal"] = decimal
     return frame
 
 
@@ -116,4 +177,7 @@ def _plain_numbers(text: pd.Series, decimal: str) -> pd.Series:
     grouped = text.str.fullmatch(rf"[+-]?\d{{1,3}}(?:\{group}\d{{3}})+(?:\{decimal}\d+)?").fillna(False)
     plain = text.str.fullmatch(rf"[+-]?\d+(?:\{decimal}\d+)?").fillna(False)
     cleaned = text.where(~grouped.astype(bool), text.str.replace(group, "", regex=False))
-    return cleaned.where(~(grouped | plain).astype(bool), cleaned.str.replace(decimal, ".", regex=False))
+    cleaned = cleaned.where(~(grouped | plain).astype(bool), cleaned.str.replace(decimal, ".", regex=False))
+    # Only digits count as numbers: to_numeric would read "inf", "nan" or "1e400" as floats.
+    scientific = text.str.fullmatch(r"[+-]?\d+(?:\.\d+)?[eE][+-]?\d{1,3}").fillna(False).astype(bool)
+    return cleaned.where((grouped | plain).astype(bool) | scientific, "not a number")

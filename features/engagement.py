@@ -175,9 +175,9 @@ def _sorted_event_batches(con, snapshots, as_of_us, events, layout):
     }))
     event_id_type = con.sql(f"SELECT lead_id FROM {source}").types[0]
     snapshot_id_type = con.sql("SELECT lead_id FROM eng_snapshots").types[0]
-    lead_id = "e.lead_id"
-    if str(event_id_type) != str(snapshot_id_type):
-        lead_id = f"TRY_CAST(e.lead_id AS {snapshot_id_type})"
+    join = "e.lead_id = s.lead_id"
+    if str(event_id_type) != str(snapshot_id_type):  # ids match as text: "007" is not 7
+        join = "CAST(e.lead_id AS VARCHAR) = CAST(s.lead_id AS VARCHAR)"
 
     # Normalise the few distinct raw types in Python; the join below maps each row to an id of
     # its normalised type, so duplicates are found on small integers rather than strings.
@@ -192,7 +192,7 @@ def _sorted_event_batches(con, snapshots, as_of_us, events, layout):
         SELECT s.snap, epoch_us(CAST(e.occurred_at AS TIMESTAMP)) AS ts,
                coalesce(t.norm, {missing_type}::SMALLINT) AS norm
         FROM {source} AS e
-        JOIN eng_snapshots AS s ON {lead_id} = s.lead_id
+        JOIN eng_snapshots AS s ON {join}
         LEFT JOIN eng_types AS t ON CAST(e.event_type AS VARCHAR) = t.raw
         WHERE CAST(e.occurred_at AS TIMESTAMP) < s.as_of
         ORDER BY s.snap, ts, norm
@@ -219,7 +219,7 @@ def _sorted_event_arrays(snapshots, as_of_us, events: pd.DataFrame, layout):
     snapshot_ids = snapshots["lead_id"].to_numpy()
     event_ids = events["lead_id"].to_numpy()
     numeric = {snapshot_ids.dtype.kind, event_ids.dtype.kind} <= set("iuf")  # compared as numbers already
-    if not numeric and snapshot_ids.dtype.kind != event_ids.dtype.kind:  # like DuckDB's TRY_CAST: 7 is "7"
+    if not numeric and snapshot_ids.dtype.kind != event_ids.dtype.kind:  # as text, like the DuckDB join
         snapshot_ids, event_ids = snapshot_ids.astype(str), event_ids.astype(str)
     order = np.argsort(snapshot_ids, kind="stable")
     first = np.searchsorted(snapshot_ids[order], event_ids, side="left")

@@ -2,37 +2,87 @@
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import datetime, timezone
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from features.column_types import PLAUSIBLE_YEARS
+from features.freshness import stale_gap
 from features.single_lead import FEW_LEADS, few_lead_features
 from features.timing import naive_utc
 
-Value = str | float | int | bool | None
+#: Lone surrogates cannot be encoded in an answer; control characters have no place in CRM text.
+_BAD_TEXT = re.compile(r"[\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(value: str) -> str:
+    """Refuse text holding lone surrogates or control characters (tab and line breaks are fine)."""
+    bad = _BAD_TEXT.search(value)
+    if bad:
+        raise ValueError(f"text must not hold control characters or lone surrogates; found U+{ord(bad.group()):04X} "
+                         f"at position {bad.start()}")
+    return value
+
+
+def finite_number(value: float) -> float:
+    """Refuse NaN and infinities: JSON has no such numbers, and a model cannot score them."""
+    if not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value!r}")
+    return value
+
+
+def written_timestamp(value):
+    """A timestamp must arrive as text (ISO 8601), not a number a parser would read as seconds since 1970."""
+    if isinstance(value, (int, float)) and not isinstance(value, datetime):
+        raise ValueError(f"must be an ISO 8601 timestamp string such as 2025-10-01T10:00:00Z, got the number {value!r}")
+    return value
+
+
+def plausible_timestamp(value: datetime) -> datetime:
+    low, high = PLAUSIBLE_YEARS
+    if not low <= value.year <= high:
+        raise ValueError(f"must lie between the years {low} and {high}, got {value.isoformat()}")
+    return value
+
+
+def clean_value(value):
+    """An attribute or feature value: clean text, a finite number, true/false or null."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, float):
+        return finite_number(value)
+    return value
+
+
+Text = Annotated[str, AfterValidator(clean_text)]
+Timestamp = Annotated[datetime, BeforeValidator(written_timestamp), AfterValidator(plausible_timestamp)]
+Value = Annotated[str | float | int | bool | None, AfterValidator(clean_value)]
 
 
 class Event(BaseModel):
     """One engagement event; only events before ``as_of`` count."""
 
     model_config = ConfigDict(extra="forbid")
-    occurred_at: datetime
-    event_type: str = Field(min_length=1, examples=["demo_request"])
+    occurred_at: Timestamp
+    event_type: Text = Field(min_length=1, examples=["demo_request"])
 
 
 class Lead(BaseModel):
     """A lead to score: its attributes, ``created_at`` and recent events, or its built ``features``."""
 
     model_config = ConfigDict(extra="forbid")
-    lead_id: str | int | None = None
-    created_at: datetime | None = None
-    attributes: dict[str, Value] = Field(default_factory=dict, examples=[{
+    lead_id: Annotated[str | int | None, AfterValidator(clean_value)] = None
+    created_at: Timestamp | None = None
+    attributes: dict[Text, Value] = Field(default_factory=dict, examples=[{
         "job_title": "VP Marketing", "industry": "Software", "company_size": 500, "annual_revenue": 4.0e7,
         "country": "Germany", "lead_source": "Webinar", "email": "ana@example.com"}])
     events: list[Event] = Field(default_factory=list)
-    features: dict[str, Value] | None = Field(
+    features: dict[Text, Value] | None = Field(
         default=None, description="Already-built feature row (all of the model's features); "
                                   "replaces created_at, attributes and events.")
 
@@ -51,7 +101,7 @@ def request_models(spec) -> type[Lead]:
     types = list(spec.event_types)
     event = create_model(
         "Event", __base__=Event,
-        event_type=(str, Field(min_length=1, examples=types[:3],
+        event_type=(Text, Field(min_length=1, examples=types[:3],
                                description=f"One of the model's event types {types}; any other type counts "
                                            f"as {OTHER_EVENT_TYPE!r}.")))
     return create_model("Lead", __base__=Lead, events=(list[event], Field(default_factory=list)))
@@ -123,6 +173,22 @@ def lead_features(spec, leads: list[Lead], as_of: pd.Timestamp) -> pd.DataFrame:
     return (parts[0] if len(parts) == 1 else pd.concat(parts)).sort_index()
 
 
+def stale_warnings(leads: list[Lead], as_of: pd.Timestamp, *, horizon_days=None) -> list[str]:
+    """Warnings for leads whose newest event (or creation) lies long before ``as_of``: scored, but say so."""
+    warnings = []
+    for i, lead in enumerate(leads):
+        if lead.features is not None:
+            continue
+        moments = [naive_utc(event.occurred_at) for event in lead.events] or \
+            ([naive_utc(lead.created_at)] if lead.created_at is not None else [])
+        moments = [moment for moment in moments if moment < as_of]
+        gap = stale_gap(as_of, max(moments), horizon_days=horizon_days) if moments else None
+        if gap is not None:
+            warnings.append(f"body.{i}: the newest event is {gap.days} days before as_of {as_of}; the score treats "
+                            "the lead as idle since then (send ?as_of= for historical data)")
+    return warnings
+
+
 def _numeric_columns(spec) -> set[str]:
     return set(spec.numeric_columns) | set(spec.raw_numeric_columns)
 
@@ -169,12 +235,14 @@ def _check_features(row: dict, i: int, spec, problems: list) -> None:
 
 
 def _number_or_missing(value) -> bool:
-    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+    """None, a finite number, or text spelling one; true/false are not numbers."""
+    if isinstance(value, bool):
+        return False
+    if value is None:
         return True
     try:
-        float(value)
-        return True
-    except (TypeError, ValueError):
+        return math.isfinite(float(value))
+    except (TypeError, ValueError, OverflowError):
         return False
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import uuid
 import os
 import threading
 from datetime import datetime
@@ -23,10 +24,12 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from features.contract import bounded
 from features.timing import naive_utc, utc_now
 from models.api_contract import (ERROR_RESPONSES, Health, ModelDescription, accepted_attributes, model_openapi,
                                  needs_created_at, offline_docs, request_examples, utc_text)
-from models.lead_requests import InvalidLeads, Lead, lead_features, request_models
+from models.lead_requests import (InvalidLeads, Lead, lead_features, plausible_timestamp, request_models,
+                                  stale_warnings)
 
 #: Bytes a request body may have before the service answers 413 without reading on.
 DEFAULT_MAX_BODY_BYTES = 1_000_000
@@ -64,6 +67,8 @@ class ScoreResponse(BaseModel):
     model_version: str
     as_of: datetime = Field(description="The moment scored, in UTC with its zone.")
     results: list[LeadScore]
+    warnings: list[str] = Field(default_factory=list,
+                                description="Leads scored whose newest event lies long before as_of (stale data).")
 
 
 def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -78,6 +83,7 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
                          f"Got {max_body_bytes!r} and {max_leads!r} instead.")
     version = str(identity.get("model_version", ""))
     description = describe_model(bundle, identity)
+    horizon_days = bundle.metadata.get("params", {}).get("horizon_days")
     # Per process: with several workers each answers for itself, so /health names its pid.
     served = {"requests": 0, "leads": 0}
     counting = threading.Lock()
@@ -87,6 +93,7 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
                               "GET /model lists the attributes and event types this model reads.")
     offline_docs(app, title="Lead scoring")
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(_ContainFailures)  # outermost of ours: nothing below it can drop the connection
     examples = request_examples(bundle)
     authorised = _bearer_check(token)
 
@@ -97,11 +104,6 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
     @app.exception_handler(InvalidLeads)
     async def _invalid_leads(request: Request, error: InvalidLeads):
         return JSONResponse(status_code=422, content={"detail": error.problems})
-
-    @app.exception_handler(Exception)
-    async def _failed(request: Request, error: Exception):
-        _log.exception("scoring failed")  # the process lives on; the client learns only that it failed
-        return JSONResponse(status_code=500, content={"detail": f"internal error ({type(error).__name__})"})
 
     @app.get("/health", response_model=Health, responses={500: ERROR_RESPONSES[500]})
     async def health() -> dict:
@@ -130,13 +132,19 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
             served["requests"] += 1
             served["leads"] += len(many)
         # Built here, not validated again against ScoreResponse (which documents it): saves ~0.3 ms.
-        return JSONResponse({"model_version": version, "as_of": utc_text(when), "results": results})
+        return JSONResponse({"model_version": version, "as_of": utc_text(when), "results": results,
+                             "warnings": stale_warnings(many, when, horizon_days=horizon_days)})
 
     async def score(leads: Lead | list[Lead] = Body(openapi_examples=examples),
                     as_of: datetime | None = Query(None, description="Score as of this time (default: now, UTC).")):
         many = leads if isinstance(leads, list) else [leads]
         if not many or len(many) > max_leads:
             raise InvalidLeads([{"field": "body", "problem": f"expected 1 to {max_leads} leads; got {len(many)}"}])
+        if as_of is not None:
+            try:
+                plausible_timestamp(as_of)
+            except ValueError as error:
+                raise InvalidLeads([{"field": "query.as_of", "problem": str(error)}]) from None
         when = naive_utc(as_of) if as_of is not None else utc_now()
         # A few leads take a few milliseconds: inline is faster than a hop to the thread pool.
         # Bigger requests go to the pool so /health and small requests are not stuck behind them.
@@ -216,6 +224,44 @@ def _bearer_check(token: str | None):
                 {"field": "header.Authorization", "problem": "missing or wrong bearer token"}])
 
     return authorised
+
+
+class _ContainFailures:
+    """ASGI middleware: an unexpected error becomes one 500 answer and one log line with a request id.
+
+    Nothing is re-raised to the server, so the kept-alive connection and later requests carry on;
+    the traceback is not printed per request (a bad request repeated would flood the log).
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracked(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as error:  # noqa: BLE001 - the boundary: everything becomes a 500
+            request_id = uuid.uuid4().hex[:12]
+            where = error.__traceback__
+            while where is not None and where.tb_next is not None:
+                where = where.tb_next
+            place = f"{where.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{where.tb_lineno}" if where else "?"
+            _log.error("request %s %s %s failed: %s at %s: %s", request_id, scope.get("method"), scope.get("path"),
+                       type(error).__name__, place,
+                       bounded(str(error).encode("utf-8", "backslashreplace").decode(), 200))
+            if started:  # the answer is under way: nothing more can be said on this connection
+                return
+            response = JSONResponse(status_code=500, headers={"X-Request-ID": request_id}, content={
+                "detail": f"internal error ({type(error).__name__}); request id {request_id}"})
+            await response(scope, receive, send)
 
 
 class _BodyLimit:

@@ -44,8 +44,11 @@ def test_compare_writes_report_tables_and_run(tmp_path, mlflow_store, capsys):
     assert {"model_roc_auc", "rules_roc_auc", "learned_points_roc_auc",
             "model_at_equal_volume_sql_conversion"} <= set(client.get_run(run_id).data.metrics)
     logged = {item.path for item in client.list_artifacts(run_id, "comparison")}
-    assert {"comparison/report.html", "comparison/tiers.csv", "comparison/rules.toml",
-            "comparison/learned_points.toml", "comparison/plots"} <= logged
+    assert {"comparison/tiers.csv", "comparison/rules.toml", "comparison/learned_points.toml",
+            "comparison/plots"} <= logged
+    # Per-lead rows (the disagreements table, the report that lists them) stay on disk by default.
+    assert "comparison/disagreements.csv" not in logged and "comparison/report.html" not in logged
+    assert client.get_run(run_id).data.tags["lead_rows"].startswith("not logged")
 
 
     bad = tmp_path / "bad.toml"

@@ -62,7 +62,7 @@ def test_train_register_load_and_score(crm_folder, mlflow_store, tmp_path, capsy
     assert serve.main(["score", "--model", "models:/lead-conversion@champion",
                        "--leads", str(crm_folder / "leads.parquet"), "--events", str(crm_folder / "events.parquet"),
                        "--deals", str(crm_folder / "deals.parquet"), "--as-of", "2026-03-01",
-                       "--out", str(out), "--chunk-size", "1000"]) == 0
+                       "--out", str(out), "--chunk-size", "1000", "--allow-stale"]) == 0
     scores = pd.read_parquet(out)
     deals = pd.read_parquet(crm_folder / "deals.parquet")
     closed_before = set(deals.loc[deals["closed_at"] < "2026-03-01", "lead_id"])
@@ -90,7 +90,7 @@ def test_train_register_load_and_score(crm_folder, mlflow_store, tmp_path, capsy
     assert serve.main(["score", "--model", "models:/lead-conversion@champion",
                        "--leads", str(crm_folder / "leads.parquet"), "--events", str(crm_folder / "events.parquet"),
                        "--deals", str(crm_folder / "deals.parquet"), "--as-of", "2026-03-01",
-                       "--out", str(plain), "--no-reasons"]) == 0
+                       "--out", str(plain), "--no-reasons", "--allow-stale"]) == 0
     plain = pd.read_csv(plain)
     assert "fit_score" not in plain.columns and "positive_reason_1" not in plain.columns
     np.testing.assert_allclose(plain["probability"], scores["probability"], atol=1e-12)

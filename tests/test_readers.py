@@ -66,5 +66,10 @@ def test_decimal_comma_exports(tmp_path):
     path.write_text('id;amount;rate\n1;"1.234,5";0,25\n2;12;1,5\n')
     read = read_table(path, decimal=",")
     assert read["amount"].tolist() == [1234.5, 12.0] and read["rate"].tolist() == [0.25, 1.5]
+    # Without a config the file's own values show the decimal comma: read the same.
+    detected = read_table(path)
+    assert detected["amount"].tolist() == [1234.5, 12.0] and detected["rate"].tolist() == [0.25, 1.5]
+    assert detected.attrs["decimal"] == ","
+    # Told the other convention, the values are refused, not misread.
     with pytest.raises(DataContractError, match=r"numbers with '\.' as decimal mark.*set \[data\] decimal"):
-        parse_numbers(read_table(path)["rate"], source="export.csv", column="rate")
+        parse_numbers(pd.Series(["0,25", "1,5"]), source="export.csv", column="rate", decimal=".")

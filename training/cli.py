@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--events", help="event log (.csv or .parquet)")
     train.add_argument("--deals", help="closed deals (.csv or .parquet)")
     train.add_argument("--truth", help="folder with the synthetic generator's truth files (adds oracle AUC)")
+    train.add_argument("--date-format", help="strftime format of dates whose day/month order the data cannot "
+                                             "show, e.g. %%d/%%m/%%Y (default: the config's [data] date_format)")
     _add_training_arguments(train)
     train.add_argument("--report-out", default="reports/training",
                        help="folder for the training report (training_report.html, CSVs); also logged to MLflow")
@@ -75,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--deals", help="closed deals (.csv or .parquet)")
     compare.add_argument("--out", default="reports/compare", help="folder for report.html and CSVs")
     compare.add_argument("--scorecard-out", help="also fit a learned points table on the training split, write it here")
+    compare.add_argument("--date-format", help="strftime format of ambiguous day/month dates, e.g. %%d/%%m/%%Y")
+    compare.add_argument("--log-lead-rows", action="store_true",
+                         help="also log per-lead tables (ids hashed) and the HTML report to MLflow; by default "
+                              "only aggregates are logged")
     compare.add_argument("--disagreements", type=int, default=10, help="leads listed each way where they disagree")
     compare.add_argument("--bootstrap", type=int, default=200,
                          help="bootstrap resamples of the test leads for the intervals (0: none)")
@@ -96,6 +102,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from features.contract import DataContractError
 
+    from features.contract import bounded
+
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
     if getattr(args, "tracking_uri", None):
         os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
@@ -105,8 +113,9 @@ def main(argv=None) -> int:
             warnings.showwarning = show_warning
             return {"generate": _generate, "init-config": _init_config, "train": _train, "compare": _compare,
                     "demo": _demo}[args.command](args)
-    except (DataContractError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (DataContractError, ValueError, OSError, UnicodeError) as error:
+        # One line, personal data masked, bounded: the message is the whole answer.
+        print(f"error: {bounded(_error_text(error))}", file=sys.stderr)
         return 2
     finally:
         if getattr(args, "tracking_uri", None):  # in-process callers (tests) get their environment back
@@ -158,7 +167,7 @@ def _train(args) -> int:
         raise ValueError("train needs --config FILE, or all of --leads, --events and --deals.")
     truth = load_truth(args.truth) if args.truth else None
     config, leads, labels, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
-                                                              deals=args.deals)
+                                                              deals=args.deals, date_format=args.date_format)
     _train_and_log(args, leads, events, deals, truth=truth, project=config, labels=labels)
     return 0
 
@@ -211,7 +220,7 @@ def _compare(args) -> int:
     uri = use_default_store()
     with step("reading the data"):
         _, leads, labels, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
-                                                             deals=args.deals)
+                                                             deals=args.deals, date_format=args.date_format)
     bundle, _ = load_bundle(args.model)
     rules_path = args.rules or str(EXAMPLE_RULES)
     try:
@@ -233,7 +242,7 @@ def _compare(args) -> int:
         figures = comparison_figures(comparison)
         report = write_report(comparison, figures, args.out)
         run_id = log_comparison(comparison, figures=figures, report_path=report, model_uri=args.model, rules=rules,
-                                **_experiment(args))
+                                log_lead_rows=args.log_lead_rows, **_experiment(args))
     test_rows = comparison.metrics["test_rows"]
     print(f"\ncompared {args.model} with {rules_path} on {test_rows:,} test "
           f"{'snapshots' if 'as_of' in comparison.scored else 'leads'} in {time.perf_counter() - started:.0f} s")
@@ -260,7 +269,7 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
     from analysis.training_report import training_report
     from models.threads import resolve_threads
     from training.pipeline import TrainingConfig, train_model, train_on_table
-    from training.tracking import load_champion, log_training_run, quiet_mlflow, use_default_store
+    from training.tracking import champion_version, load_champion, log_training_run, quiet_mlflow, use_default_store
 
     quiet_mlflow(verbose=args.verbose)
     uri = use_default_store()
@@ -279,6 +288,7 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
     options["threads"] = resolve_threads(args.threads, config_threads=project.runtime.get("threads")
                                          if project is not None else None)
     config = TrainingConfig(**options)
+    expected_champion = champion_version(args.model_name)  # promotion moves the alias only if still this one
     champion = load_champion(args.model_name)
     oracle = (lambda snapshots: truth.oracle_probability(snapshots, horizon_days=config.horizon_days)) if truth else None
     started = time.perf_counter()
@@ -298,7 +308,11 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
     with step("logging the run and the model to MLflow"):
         logged = log_training_run(result, model_name=args.model_name, figures=report["figures"], promote=promote,
                                   report_path=report["path"], report_tables=report["tables"],
-                                  extra_metrics=report["metrics"], **_experiment(args))
+                                  extra_metrics=report["metrics"], expected_champion=expected_champion,
+                                  **_experiment(args))
+    if promote and not logged["champion"]:
+        print(f"  lost the promotion: another run made version {logged['champion_now']} champion while this one "
+              f"trained; version {logged['version']} is registered without the alias (re-run to compare with it)")
     _print_report(result, logged, uri, time.perf_counter() - started, report)
     return result, logged
 
@@ -359,6 +373,12 @@ def _add_training_arguments(parser) -> None:
                         "cores this process may use)")
     if not any(action.dest == "seed" for action in parser._actions):
         parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+
+
+def _error_text(error: Exception) -> str:
+    if isinstance(error, OSError) and error.filename:
+        return f"{error.filename}: {error.strerror or error}"
+    return str(error)
 
 
 def _duration_argument(text: str) -> float:
