@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -15,11 +16,11 @@ from features.snapshots import as_of_schedule, build_snapshots
 from features.spec import FeatureSpec
 from models.bundle import ModelBundle
 from models.estimators import make_candidates
-from models.tiers import CapacityPolicy, policy_from_dict
+from models.tiers import POLICIES, CapacityPolicy, policy_from_dict, tier_cutoffs
 from training.calibrate import calibrate
 from training.evaluate import decile_table, evaluate_probabilities, tier_table
-from training.guards import check_minimum_data, warn_small_splits
-from training.leakage import apply_leakage_guard
+from training.guards import NoSignalWarning, check_minimum_data, count_converted_leads, has_signal, warn_small_splits
+from training.leakage import apply_leakage_guard, suspicious_columns
 from training.split import stratified_split, temporal_split, time_ordered_split
 
 
@@ -41,6 +42,13 @@ class TrainingConfig:
     leakage_max_auc: float = 0.95
     post_outcome_columns: tuple = ()
     keep_columns: tuple = ()
+    # Kept but flagged, and never promoted automatically: realistic leaks score 0.8-0.92 alone.
+    leakage_suspicious_auc: float = 0.80
+    # Snapshots repeat leads: the guards also count distinct converting leads.
+    min_converted_leads: int = 20
+    min_split_converted_leads: int = 10
+    # A validation AUC at or below this is noise: not promoted, tiers reported as uninformative.
+    min_validation_auc: float = 0.55
 
     def as_params(self) -> dict:
         params = asdict(self)
@@ -57,6 +65,8 @@ class TrainingResult:
     metrics: dict
     tables: dict
     test: pd.DataFrame  # lead_id, as_of, label, probability, tier of the test snapshots
+    example: pd.DataFrame | None = None  # one real test row of features: the logged model's input example
+    datasets: dict = field(default_factory=dict)  # split name -> (features, labels), for lineage (digests, counts)
 
 
 def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: FeatureSpec | None = None,
@@ -77,7 +87,7 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
 
     features = build_features(snapshots, leads, events, spec)
     spec, features, fitted = _guard_fit_and_evaluate(features, snapshots["label"], snapshots["split"], spec,
-                                                     config, log=log)
+                                                     config, groups=snapshots["lead_id"], log=log)
     metrics, thresholds, probability, calibrated = (fitted["metrics"], fitted["thresholds"],
                                                     fitted["probability"], fitted["model"])
     y_test = fitted["y_test"]
@@ -131,7 +141,8 @@ def train_on_table(leads: pd.DataFrame, labels: pd.Series, *, spec: FeatureSpec,
     rows = pd.DataFrame({"lead_id": leads["lead_id"], "as_of": pd.NaT, "label": y, "split": split})
     log(", ".join(f"{name} {count:,}" for name, count in rows["split"].value_counts().items()) + " leads")
     features = build_features(rows, leads, None, spec)
-    spec, features, fitted = _guard_fit_and_evaluate(features, rows["label"], rows["split"], spec, config, log=log)
+    spec, features, fitted = _guard_fit_and_evaluate(features, rows["label"], rows["split"], spec, config,
+                                                     groups=rows["lead_id"], log=log)
     test = rows.loc[rows["split"].eq("test"), ["lead_id", "label"]].assign(
         probability=fitted["probability"], tier=fitted["thresholds"].assign(fitted["probability"]))
     if champion is not None:
@@ -141,26 +152,31 @@ def train_on_table(leads: pd.DataFrame, labels: pd.Series, *, spec: FeatureSpec,
 
 
 def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd.Series, spec: FeatureSpec,
-                            config: TrainingConfig, *, log) -> tuple:
+                            config: TrainingConfig, *, groups: pd.Series, log) -> tuple:
     """The part both input shapes share: guards, candidates, calibration, evaluation, tier thresholds.
 
     Returns ``(spec, features, fitted)``: the spec and features after the leakage guard, and a
     dict with the calibrated ``model``, ``thresholds``, test ``probability`` and ``y_test``,
     ``metrics``, ``params`` and the ``leakage`` report.
     """
-    labels, split = labels.to_numpy(), split.to_numpy()
-    check_minimum_data(labels, min_positives=config.min_positives, min_negatives=config.min_negatives)
+    labels, split, groups = labels.to_numpy(), split.to_numpy(), groups.to_numpy()
+    check_minimum_data(labels, groups=groups, min_positives=config.min_positives,
+                       min_negatives=config.min_negatives, min_converted_leads=config.min_converted_leads)
     in_split = {name: split == name for name in ("train", "calibration", "test")}
     warn_small_splits({name: labels[rows] for name, rows in in_split.items()},
-                      min_positives=config.min_split_positives)
+                      groups_by_split={name: groups[rows] for name, rows in in_split.items()},
+                      min_positives=config.min_split_positives,
+                      min_converted_leads=config.min_split_converted_leads)
     for name, rows in in_split.items():
         counts = np.bincount(labels[rows].astype(int), minlength=2)
         if counts.min() == 0:
             raise ValueError(f"The {name} split has {counts[1]} converted and {counts[0]} non-converted "
                              "examples; it needs both. Provide more closed deals or a longer data window.")
     spec, leakage = apply_leakage_guard(features[in_split["train"]], labels[in_split["train"]], spec,
-                                        max_auc=config.leakage_max_auc, post_outcome=config.post_outcome_columns,
-                                        keep=config.keep_columns, seed=config.seed, log=log)
+                                        max_auc=config.leakage_max_auc,
+                                        suspicious_auc=config.leakage_suspicious_auc,
+                                        post_outcome=config.post_outcome_columns, keep=config.keep_columns,
+                                        groups=groups[in_split["train"]], seed=config.seed, log=log)
     features = features[spec.feature_names]
     X_train, y_train = features[in_split["train"]], labels[in_split["train"]]
     X_cal, y_cal = features[in_split["calibration"]], labels[in_split["calibration"]]
@@ -173,23 +189,47 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
         metrics[f"validation_roc_auc_{name}"] = float(auc)
         log(f"candidate {name}: validation ROC AUC {auc:.4f}")
     best = max(fitted, key=lambda name: metrics[f"validation_roc_auc_{name}"])
+    validation_auc = metrics[f"validation_roc_auc_{best}"]
+    signal = has_signal(validation_auc, min_auc=config.min_validation_auc)
+    if not signal:
+        warnings.warn(f"the best model's validation ROC AUC {validation_auc:.4f} does not beat the floor "
+                      f"{config.min_validation_auc}: its ranking, and so its SQL / MQL / nurture tiers, carry no "
+                      "information; it is not promoted", NoSignalWarning, stacklevel=2)
     calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed)
     method = min(log_losses, key=log_losses.get)
     metrics.update({f"calibration_log_loss_{name}": value for name, value in log_losses.items()})
-    thresholds = config.tier_policy.choose(calibrated.predict_proba(X_cal)[:, 1])
+    calibration_probability = calibrated.predict_proba(X_cal)[:, 1]
+    thresholds = config.tier_policy.choose(calibration_probability)
     probability = calibrated.predict_proba(X_test)[:, 1]
     metrics.update(evaluate_probabilities(y_test, probability))
+    metrics["validation_roc_auc"] = float(validation_auc)
     excluded = sorted(set(leakage.loc[leakage["excluded"], "column"]))
     params = {
         "model": best,
         "calibration": method,
         **{f"rows_{name}": int(rows.sum()) for name, rows in in_split.items()},
         **{f"positives_{name}": int(labels[rows].sum()) for name, rows in in_split.items()},
+        **{f"converted_leads_{name}": count_converted_leads(labels[rows], groups[rows])
+           for name, rows in in_split.items()},
         "features": len(spec.feature_names),
         "excluded_columns": excluded,
+        "suspicious_columns": suspicious_columns(leakage),
+        "has_signal": signal,
     }
+    example = X_test.iloc[[_typical_engaged_row(probability)]]
+    datasets = {"train": (X_train, y_train), "calibration": (X_cal, y_cal), "test": (X_test, y_test)}
+    fitted_extra = {"cutoffs": tier_cutoffs(thresholds, calibration_probability), "example": example,
+                    "datasets": datasets}
     return spec, features, {"model": calibrated, "thresholds": thresholds, "probability": probability,
-                            "y_test": y_test, "metrics": metrics, "params": params, "leakage": leakage}
+                            "y_test": y_test, "metrics": metrics, "params": params, "leakage": leakage,
+                            **fitted_extra}
+
+
+def _typical_engaged_row(probability: np.ndarray) -> int:
+    """The test row at the 90th percentile of probability: a real, plausible lead worth showing as an example
+    (not the single most extreme one, and not an all-zero row no lead ever has)."""
+    target = np.quantile(probability, 0.9)
+    return int(np.argmin(np.abs(probability - target)))
 
 
 def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -> TrainingResult:
@@ -200,8 +240,10 @@ def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -
         "test_tiers": tier_table(y_test, probability, test["tier"]),
         "test_deciles": decile_table(y_test, probability),
         "leakage_report": fitted["leakage"],
+        "calibration_tier_cutoffs": fitted["cutoffs"],
     }
-    return TrainingResult(bundle=bundle, params=params, metrics=fitted["metrics"], tables=tables, test=test)
+    return TrainingResult(bundle=bundle, params=params, metrics=fitted["metrics"], tables=tables, test=test,
+                          example=fitted["example"], datasets=fitted["datasets"])
 
 
 def _compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.DataFrame, events, fitted: dict,
@@ -243,7 +285,7 @@ def config_from_params(params: dict) -> TrainingConfig:
         values["lead_shares"] = tuple(values["lead_shares"])
     if isinstance(params.get("tier_policy"), dict):
         policy = dict(params["tier_policy"])
-        kind = {"CapacityPolicy": "capacity", "PrecisionPolicy": "precision"}.get(policy.pop("kind", None), "capacity")
+        kind = {cls.__name__: name for name, cls in POLICIES.items()}.get(policy.pop("kind", None), "capacity")
         values["tier_policy"] = policy_from_dict({"kind": kind, **policy})
     return TrainingConfig(**values)
 
