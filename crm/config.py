@@ -26,9 +26,13 @@ _SECTIONS = {
     "data": {"leads", "events", "deals", "delimiter", "encoding", "decimal"},
     "columns": {"id", "created_at", "label", "positive", "negative", "email", "job_title", "missing_values"},
     "roles": set(ROLES),
-    "leakage": {"max_auc", "post_outcome", "keep"},
+    "leakage": {"max_auc", "suspicious_auc", "post_outcome", "keep"},
     "training": {"min_positives", "min_negatives", "min_split_positives", "split_shares", "seed", "model_name",
-                 "horizon_days", "snapshot_every_days", "test_days", "calibration_days"},
+                 "horizon_days", "snapshot_every_days", "test_days", "calibration_days", "min_converted_leads",
+                 "min_split_converted_leads", "min_validation_auc"},
+    # How tier cut-offs are chosen: kind = capacity | precision | threshold | lift | expected_value, and its values.
+    "tiers": {"kind", "sql_share", "mql_share", "sql_precision", "mql_precision", "sql_probability",
+              "mql_probability", "sql_lift", "mql_lift", "won_value", "sql_cost", "mql_cost"},
 }
 
 
@@ -57,9 +61,11 @@ class ProjectConfig:
     pii: tuple = ()
     ignore: tuple = ()
     max_auc: float = 0.95
+    suspicious_auc: float = 0.80
     post_outcome: tuple = ()
     keep: tuple = ()
     training: dict = field(default_factory=dict)
+    tiers: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.label is None and self.deals is None:
@@ -110,8 +116,8 @@ class ProjectConfig:
         options = {key: value for key, value in self.training.items() if key not in ("model_name", "split_shares")}
         if "split_shares" in self.training:
             options["lead_shares"] = tuple(self.training["split_shares"])
-        return {**options, "leakage_max_auc": self.max_auc, "post_outcome_columns": self.post_outcome,
-                "keep_columns": self.keep}
+        return {**options, "leakage_max_auc": self.max_auc, "leakage_suspicious_auc": self.suspicious_auc,
+                "post_outcome_columns": self.post_outcome, "keep_columns": self.keep}
 
     @property
     def model_name(self) -> str | None:
@@ -142,7 +148,8 @@ def load_config(path) -> ProjectConfig:
         return None if not value else (path.parent / value if not Path(value).is_absolute() else Path(value))
 
     values = {"leads": located(data["leads"]), "events": located(data.get("events")),
-              "deals": located(data.get("deals")), "training": dict(raw.get("training", {}))}
+              "deals": located(data.get("deals")), "training": dict(raw.get("training", {})),
+              "tiers": dict(raw.get("tiers", {}))}
     values.update({key: value for key, value in data.items() if key in ("delimiter", "encoding", "decimal")})
     for key, value in {**columns, **raw.get("roles", {}), **raw.get("leakage", {})}.items():
         values[key] = tuple(str(item) for item in value) if isinstance(value, list) else (value or None)

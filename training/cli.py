@@ -1,4 +1,4 @@
-"""Command line: ``python -m training {generate,init-config,train,compare,demo}``."""
+"""Command line: ``python -m training {generate,init-config,train,backtest,promote,revert,compare,demo}``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.tiers import CapacityPolicy, PrecisionPolicy
+from models.tiers import CapacityPolicy, ExpectedValuePolicy, LiftPolicy, PrecisionPolicy, ThresholdPolicy
 
 DEFAULT_MODEL_NAME = "lead-conversion"
 EXAMPLE_RULES = Path(__file__).resolve().parent.parent / "models" / "rules_example.toml"
@@ -38,6 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--truth", help="folder with the synthetic generator's truth files (adds oracle AUC)")
     _add_training_arguments(train)
 
+    promote = commands.add_parser("promote", help="make a registered model version the champion, by hand")
+    promote.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model (default: %(default)s)")
+    promote.add_argument("--version", required=True, help="the version to promote")
+    promote.add_argument("--reason", default="promoted by hand", help="why, stored on the version")
+
+    revert = commands.add_parser("revert", help="give the champion alias back to the previous champion")
+    revert.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model (default: %(default)s)")
+    revert.add_argument("--reason", default="reverted by hand", help="why, stored on both versions")
+
     compare = commands.add_parser("compare", help="compare a model with points rules on its test snapshots")
     compare.add_argument("--model", default="models:/lead-conversion@champion", help="model URI (default: %(default)s)")
     compare.add_argument("--rules", default=str(EXAMPLE_RULES), help="points rules TOML (default: the example rules)")
@@ -63,7 +72,7 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return {"generate": _generate, "init-config": _init_config, "train": _train, "compare": _compare,
-                    "demo": _demo}[args.command](args)
+                    "demo": _demo, "promote": _promote, "revert": _revert}[args.command](args)
     except (DataContractError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -137,6 +146,29 @@ def _demo(args) -> int:
         *[part for name in ("leads", "events", "deals") for part in (f"--{name}", str(folder / f"{name}.parquet"))]]))
 
 
+def _promote(args) -> int:
+    from training.tracking import set_champion, use_default_store
+
+    use_default_store()
+    moved = set_champion(args.model_name, args.version, reason=args.reason)
+    if moved["previous"] is None:
+        print(f"{args.model_name} version {moved['champion']} is the champion")
+    else:
+        print(f"{args.model_name}: version {moved['champion']} is the champion; version {moved['previous']} keeps "
+              f"the alias previous-champion (undo with: python -m training revert --model-name {args.model_name})")
+    return 0
+
+
+def _revert(args) -> int:
+    from training.tracking import revert_champion, use_default_store
+
+    use_default_store()
+    moved = revert_champion(args.model_name, reason=args.reason)
+    print(f"{args.model_name}: version {moved['champion']} is the champion again; version {moved['previous']} "
+          "keeps the alias previous-champion")
+    return 0
+
+
 def _compare(args) -> int:
     from analysis.compare import compare_on_test
     from analysis.report import comparison_figures, headline, write_report
@@ -186,16 +218,16 @@ def _close(figures) -> None:
 def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labels=None):
     from analysis.plots import gains_figure, reliability_figure
     from training.pipeline import TrainingConfig, train_model, train_on_table
-    from training.tracking import load_champion, log_training_run, use_default_store
+    from training.promotion import decide_promotion
+    from training.tracking import champion_version, load_champion, log_training_run, training_run, use_default_store
 
     uri = use_default_store()
-    policy = (PrecisionPolicy(sql_precision=args.sql_precision, mql_precision=args.mql_precision)
-              if args.tier_policy == "precision" else CapacityPolicy(sql_share=args.sql_share,
-                                                                     mql_share=args.mql_share))
     options = dict(horizon_days=args.horizon_days, snapshot_every_days=args.every_days, test_days=args.test_days,
-                   calibration_days=args.calibration_days, tier_policy=policy, seed=args.seed)
-    if project is not None:  # the config file's [training] and [leakage] win over the defaults
+                   calibration_days=args.calibration_days, tier_policy=_tier_policy(args, deals), seed=args.seed)
+    if project is not None:  # the config file's [training], [leakage] and [tiers] win over the defaults
         options.update(project.training_options())
+        if project.tiers:
+            options["tier_policy"] = _configured_tier_policy(project.tiers, deals)
         if args.model_name is None and project.model_name:
             args.model_name = project.model_name
     args.model_name = args.model_name or DEFAULT_MODEL_NAME
@@ -203,27 +235,78 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
     champion = load_champion(args.model_name)
     oracle = (lambda snapshots: truth.oracle_probability(snapshots, horizon_days=args.horizon_days)) if truth else None
     started = time.perf_counter()
-    if project is not None and deals is None:
-        result = train_on_table(leads, labels, spec=project.feature_spec(), config=config, champion=champion)
-    else:
-        spec = project.feature_spec() if project is not None else None
-        result = train_model(leads, events, deals, spec=spec, config=config, oracle=oracle, champion=champion)
-    figures = {
-        "reliability": reliability_figure(result.test["label"], result.test["probability"]),
-        "cumulative_gains": gains_figure(result.test["label"], {"model": result.test["probability"]}),
-    }
-    champion_auc = result.metrics.get("champion_test_roc_auc")
-    promote = champion_auc is None or result.metrics["test_roc_auc"] >= champion_auc
-    logged = log_training_run(result, model_name=args.model_name, figures=figures, promote=promote)
-    _print_report(result, logged, uri, time.perf_counter() - started)
+    with training_run(model_name=args.model_name, experiment=getattr(args, "experiment", None)):
+        if project is not None and deals is None:
+            result = train_on_table(leads, labels, spec=project.feature_spec(), config=config, champion=champion)
+        else:
+            spec = project.feature_spec() if project is not None else None
+            result = train_model(leads, events, deals, spec=spec, config=config, oracle=oracle, champion=champion)
+        figures = {
+            "reliability": reliability_figure(result.test["label"], result.test["probability"]),
+            "cumulative_gains": gains_figure(result.test["label"], {"model": result.test["probability"]}),
+        }
+        decision = decide_promotion(challenger_auc=result.metrics["test_roc_auc"],
+                                    champion_auc=result.metrics.get("champion_test_roc_auc"),
+                                    has_champion=champion is not None,
+                                    champion_version=champion_version(args.model_name) if champion else None,
+                                    suspicious_columns=result.params.get("suspicious_columns", ()),
+                                    has_signal=result.params.get("has_signal", True))
+        logged = log_training_run(result, model_name=args.model_name, figures=figures, decision=decision)
+    _close(figures)
+    _print_report(result, logged, uri, time.perf_counter() - started, decision=decision, model_name=args.model_name)
     return result, logged
 
 
-def _print_report(result, logged, uri, seconds) -> None:
+def _configured_tier_policy(values: dict, deals):
+    from models.tiers import policy_from_dict
+
+    values = dict(values)
+    if values.get("kind") == "expected_value" and "won_value" not in values:
+        values["won_value"] = _median_won_amount(deals, "[tiers] won_value")
+    return policy_from_dict(values)
+
+
+def _median_won_amount(deals, setting: str) -> float:
+    amounts = (deals.loc[deals["outcome"].eq("won"), "amount"].dropna()
+               if deals is not None and "amount" in deals.columns else pd.Series(dtype=float))
+    if amounts.empty:
+        raise ValueError(f"Expected-value tiers need {setting}: the deals carry no amounts of won deals to take "
+                         "it from.")
+    print(f"expected-value tiers: a won deal is worth {amounts.median():,.0f} (median amount of {len(amounts):,} "
+          "won deals)")
+    return float(amounts.median())
+
+
+def _tier_policy(args, deals):
+    """The tier policy the flags ask for; expected value takes a won deal's value from the deals when not given."""
+    if args.tier_policy == "precision":
+        return PrecisionPolicy(sql_precision=args.sql_precision, mql_precision=args.mql_precision)
+    if args.tier_policy == "threshold":
+        return ThresholdPolicy(sql_probability=args.sql_probability, mql_probability=args.mql_probability)
+    if args.tier_policy == "lift":
+        return LiftPolicy(sql_lift=args.sql_lift, mql_lift=args.mql_lift)
+    if args.tier_policy == "expected-value":
+        won_value = args.won_value if args.won_value is not None else _median_won_amount(deals, "--won-value")
+        return ExpectedValuePolicy(won_value=won_value, sql_cost=args.contact_cost, mql_cost=args.nurture_cost)
+    return CapacityPolicy(sql_share=args.sql_share, mql_share=args.mql_share)
+
+
+def _print_report(result, logged, uri, seconds, *, decision=None, model_name=DEFAULT_MODEL_NAME) -> None:
     metrics, params = result.metrics, result.params
     test = (f"test window {params['window_test_first']} .. {params['window_test_last']}, "
             f"{metrics['test_rows']:,.0f} snapshots" if params["split"] == "temporal"
             else f"{params['split']} split, {metrics['test_rows']:,.0f} test leads")
+    # What must not be missed comes first: doubtful columns, and a model with nothing to say.
+    leakage = result.tables.get("leakage_report")
+    if params.get("suspicious_columns") and leakage is not None:
+        doubtful = leakage[leakage["verdict"].isin(("suspicious", "kept on request"))].drop_duplicates("column")
+        print("\nSUSPICIOUS: " + "; ".join(f"{row.column} (single-column AUC {row.single_column_auc:.3f}, "
+                                            f"{row.verdict})" for row in doubtful.itertuples())
+              + ". Each alone predicts the outcome well enough to have been written after it: the model is not "
+                "promoted automatically. Declare them under [leakage] post_outcome, or promote by hand.")
+    if not params.get("has_signal", True):
+        print(f"\nNO SIGNAL: validation ROC AUC {metrics['validation_roc_auc']:.4f} does not beat the floor: the "
+              "ranking is noise and the SQL / MQL / nurture tiers below carry no information.")
     print(f"\ntrained {params['model']} + {params['calibration']} calibration in {seconds:.0f} s; "
           f"{test}, base rate {metrics['test_base_rate']:.3f}")
     if params.get("excluded_columns"):
@@ -235,12 +318,21 @@ def _print_report(result, logged, uri, seconds) -> None:
     line += (f" | PR AUC {metrics['test_pr_auc']:.4f} | ECE {metrics['test_ece']:.4f} | "
              f"Brier {metrics['test_brier']:.4f} | top-decile lift {metrics['test_top_decile_lift']:.2f}")
     print(line)
+    cutoffs = result.tables.get("calibration_tier_cutoffs")
+    if cutoffs is not None:
+        print("  tier cut-offs (probability) and volumes on the calibration split: " + "; ".join(
+            f"{row.tier} from {row.from_probability:.3f}: {row.leads:,} ({row.share:.1%}, expected conversion "
+            f"{row.expected_conversion:.3f})" for row in cutoffs.itertuples()))
     print("  conversion per tier on the test split:")
     print("  " + result.tables["test_tiers"].to_string(index=False, float_format=lambda v: f"{v:.3f}")
           .replace("\n", "\n  "))
-    if "champion_test_roc_auc" in metrics:
-        verdict = "promoted" if logged["champion"] else "kept the champion"
-        print(f"  champion on the same test window: ROC AUC {metrics['champion_test_roc_auc']:.4f} -> {verdict}")
+    if decision is not None:
+        champion = ("" if decision.champion_auc is None else
+                    f"champion on the same test window: ROC AUC {decision.champion_auc:.4f}; ")
+        print(f"  {champion}{decision.outcome.upper()}: {decision.reason}")
+        if decision.outcome == "held for review":
+            print(f"  to promote it after checking: python -m training promote --model-name {model_name} "
+                  f"--version {logged['version']}")
     print(f"  registered as version {logged['version']}"
           f"{' (alias champion)' if logged['champion'] else ''}; MLflow store {uri}, run {logged['run_id']}")
 
@@ -257,11 +349,23 @@ def _add_training_arguments(parser) -> None:
     parser.add_argument("--test-days", type=int, default=90, help="test window length (default: %(default)s)")
     parser.add_argument("--calibration-days", type=int, default=60,
                         help="calibration window length (default: %(default)s)")
-    parser.add_argument("--tier-policy", choices=("capacity", "precision"), default="capacity")
+    parser.add_argument("--tier-policy", choices=("capacity", "precision", "threshold", "lift", "expected-value"),
+                        default="capacity", help="how tier cut-offs are chosen on the calibration split "
+                                                 "(default: %(default)s)")
     parser.add_argument("--sql-share", type=float, default=0.05, help="capacity policy: SQL share of leads")
     parser.add_argument("--mql-share", type=float, default=0.20, help="capacity policy: MQL share of leads")
     parser.add_argument("--sql-precision", type=float, default=0.30, help="precision policy: SQL conversion")
     parser.add_argument("--mql-precision", type=float, default=0.10, help="precision policy: MQL conversion")
+    parser.add_argument("--sql-probability", type=float, default=0.50, help="threshold policy: SQL from this probability")
+    parser.add_argument("--mql-probability", type=float, default=0.20, help="threshold policy: MQL from this probability")
+    parser.add_argument("--sql-lift", type=float, default=3.0, help="lift policy: SQL from this multiple of the base rate")
+    parser.add_argument("--mql-lift", type=float, default=1.5, help="lift policy: MQL from this multiple of the base rate")
+    parser.add_argument("--won-value", type=float, help="expected-value policy: value of a won deal "
+                                                        "(default: the median amount of won deals)")
+    parser.add_argument("--contact-cost", type=float, default=500.0, help="expected-value policy: cost of a sales "
+                                                                          "contact (SQL)")
+    parser.add_argument("--nurture-cost", type=float, default=50.0, help="expected-value policy: cost of a marketing "
+                                                                         "touch (MQL)")
     parser.add_argument("--model-name", help=f"registered model name (default: the config's model_name, "
                                              f"else {DEFAULT_MODEL_NAME})")
     if not any(action.dest == "seed" for action in parser._actions):
