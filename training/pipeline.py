@@ -80,6 +80,7 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
     """
     spec = spec or FeatureSpec()
     config = config or TrainingConfig()
+    started_at = pd.Timestamp.now(tz="UTC")
     data_end = pd.Timestamp(data_end) if data_end is not None else latest_timestamp(leads, events, deals)
     snapshots, windows, as_of_dates = split_snapshots(leads, deals, config=config, data_end=data_end)
     log(f"snapshots: {len(snapshots):,} over {snapshots['as_of'].nunique()} as_of dates; "
@@ -107,6 +108,7 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
         "as_of_last": str(as_of_dates[-1].date()),
         **{f"window_{key}": value for key, value in windows.as_dict().items()},
         "leads": int(len(leads)),
+        "training_started_at": started_at.isoformat(),
     }
     return _result(spec, fitted, params, test)
 
@@ -121,6 +123,7 @@ def train_on_table(leads: pd.DataFrame, labels: pd.Series, *, spec: FeatureSpec,
     without one it is a seeded stratified split, and the run says so.
     """
     config = config or TrainingConfig()
+    started_at = pd.Timestamp.now(tz="UTC")
     if spec.event_log or spec.lead_age:
         raise ValueError("train_on_table trains on a lead table alone: the spec must have event_log=False and "
                          f"lead_age=False. Got event_log={spec.event_log} and lead_age={spec.lead_age}.")
@@ -147,7 +150,8 @@ def train_on_table(leads: pd.DataFrame, labels: pd.Series, *, spec: FeatureSpec,
         probability=fitted["probability"], tier=fitted["thresholds"].assign(fitted["probability"]))
     if champion is not None:
         _compare_champion(champion, rows.loc[test.index], leads, None, fitted, log=log)
-    params = {**config.as_params(), **fitted["params"], "split": split_kind, "leads": int(len(leads))}
+    params = {**config.as_params(), **fitted["params"], "split": split_kind, "leads": int(len(leads)),
+              "training_started_at": started_at.isoformat()}
     return _result(spec, fitted, params, test)
 
 

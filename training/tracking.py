@@ -149,7 +149,11 @@ def set_champion(model_name: str, version, *, reason: str, decided_by: str = "pe
     registry says who promoted what, when and why. Returns ``{"champion", "previous"}`` versions.
     """
     client = MlflowClient()
-    version = str(client.get_model_version(model_name, str(version)).version)  # fails on an unknown version
+    try:
+        version = str(client.get_model_version(model_name, str(version)).version)
+    except mlflow.exceptions.MlflowException:
+        raise ValueError(f"Model {model_name!r} has no version {version!r} in the registry "
+                         f"({mlflow.get_tracking_uri()}).") from None
     previous = champion_version(model_name)
     if previous == version:
         return {"champion": version, "previous": None}
