@@ -38,6 +38,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--truth", help="folder with the synthetic generator's truth files (adds oracle AUC)")
     _add_training_arguments(train)
 
+    backtest = commands.add_parser("backtest", help="rolling-origin backtest: train up to each cut-off, test the "
+                                                    "next window")
+    backtest.add_argument("--config", help="project config (TOML); replaces the three tables")
+    backtest.add_argument("--leads", help="leads table (.csv or .parquet); with --config, overrides its file")
+    backtest.add_argument("--events", help="event log (.csv or .parquet)")
+    backtest.add_argument("--deals", help="closed deals (.csv or .parquet)")
+    backtest.add_argument("--windows", type=int, default=4, help="test windows (default: %(default)s)")
+    backtest.add_argument("--first-share", type=float, default=0.5,
+                          help="share of the time range before the first cut-off (default: %(default)s)")
+    backtest.add_argument("--model", choices=("lightgbm", "logistic"), default="lightgbm",
+                          help="model refitted at each cut-off (default: %(default)s)")
+    backtest.add_argument("--horizon-days", type=int, default=90, help="conversion horizon (default: %(default)s)")
+    backtest.add_argument("--every-days", type=int, default=15, help="days between snapshots (default: %(default)s)")
+    backtest.add_argument("--model-name", help="whose experiment to log to (default: the config's model_name, else "
+                                               f"{DEFAULT_MODEL_NAME})")
+    backtest.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+
     promote = commands.add_parser("promote", help="make a registered model version the champion, by hand")
     promote.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model (default: %(default)s)")
     promote.add_argument("--version", required=True, help="the version to promote")
@@ -72,7 +89,7 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return {"generate": _generate, "init-config": _init_config, "train": _train, "compare": _compare,
-                    "demo": _demo, "promote": _promote, "revert": _revert}[args.command](args)
+                    "demo": _demo, "promote": _promote, "revert": _revert, "backtest": _backtest}[args.command](args)
     except (DataContractError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -144,6 +161,56 @@ def _demo(args) -> int:
         "compare", "--model", model_uri, "--rules", str(EXAMPLE_RULES), "--out", str(folder / "compare"),
         "--scorecard-out", str(folder / "learned_points.toml"),
         *[part for name in ("leads", "events", "deals") for part in (f"--{name}", str(folder / f"{name}.parquet"))]]))
+
+
+def _backtest(args) -> int:
+    from analysis.backtest import backtest_figure
+    from crm.config import load_crm_or_config
+    from features.build import build_features
+    from features.spec import FeatureSpec
+    from training.backtest import rolling_cutoffs, run_backtest
+    from training.leakage import spec_without
+    from training.pipeline import TrainingConfig, labelled_snapshots, latest_timestamp
+    from training.tracking import log_backtest, use_default_store
+
+    if args.config is None and not (args.leads and args.events and args.deals):
+        raise ValueError("backtest needs --config FILE, or all of --leads, --events and --deals.")
+    started = time.perf_counter()
+    uri = use_default_store()
+    project, leads, labels, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
+                                                               deals=args.deals)
+    spec = FeatureSpec() if project is None else spec_without(project.feature_spec(), project.post_outcome)
+    model_name = args.model_name or (project.model_name if project is not None else None) or DEFAULT_MODEL_NAME
+    if deals is not None:  # snapshots: time is as_of, each label known a horizon later
+        config = TrainingConfig(horizon_days=args.horizon_days, snapshot_every_days=args.every_days, seed=args.seed)
+        rows, _ = labelled_snapshots(leads, deals, config=config,
+                                     data_end=latest_timestamp(leads, events, deals))
+        times, known_at, y = rows["as_of"], rows["as_of"] + pd.Timedelta(days=args.horizon_days), rows["label"]
+        shape = f"{len(rows):,} snapshots"
+    else:
+        if "created_at" not in leads.columns:
+            raise ValueError("backtest needs time: the lead table has no creation date. Name it as [columns] "
+                             "created_at in the config.")
+        keep = labels.notna().to_numpy()
+        leads, y = leads.loc[keep].reset_index(drop=True), labels[keep].astype(int).reset_index(drop=True)
+        rows = pd.DataFrame({"lead_id": leads["lead_id"], "as_of": pd.NaT})
+        times, known_at, shape = leads["created_at"], None, f"{len(leads):,} leads ordered by creation date"
+    features = build_features(rows, leads, events, spec)
+    windows = rolling_cutoffs(times, n_windows=args.windows, first_share=args.first_share)
+    print(f"backtest of {args.model} on {shape}: {len(windows)} windows from {windows[0][0].date()}")
+    result = run_backtest(features, y, times, known_at=known_at, groups=rows["lead_id"], spec=spec,
+                          windows=windows, model=args.model, seed=args.seed)
+    figure = backtest_figure(result.windows, title=f"Rolling-origin backtest, {args.model}, {shape}")
+    run_id = log_backtest(result, model_name=model_name, experiment=getattr(args, "experiment", None), figure=figure,
+                          params={"model": args.model, "windows": args.windows, "first_share": args.first_share,
+                                  "rows": len(features), "shape": shape})
+    _close({"backtest": figure})
+    print("\n" + result.windows[["window", "test_from", "test_to", "train_rows", "test_rows", "roc_auc", "ece",
+                                  "train_base_rate", "test_base_rate", "max_psi", "most_drifted_feature"]]
+          .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\n" + "\n".join(result.findings))
+    print(f"\nbacktest in {time.perf_counter() - started:.0f} s; MLflow store {uri}, run {run_id}")
+    return 0
 
 
 def _promote(args) -> int:

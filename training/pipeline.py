@@ -268,17 +268,23 @@ def split_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, config: Trainin
     The one place the snapshot schedule and temporal split are made, so a comparison or a
     scorecard fitted later sees exactly the training run's test snapshots.
     """
+    snapshots, as_of_dates = labelled_snapshots(leads, deals, config=config, data_end=data_end)
+    split, windows = temporal_split(snapshots, horizon_days=config.horizon_days, test_days=config.test_days,
+                                    calibration_days=config.calibration_days, lead_shares=config.lead_shares,
+                                    seed=config.seed)
+    snapshots = snapshots.assign(split=split).dropna(subset=["split"]).reset_index(drop=True)
+    return snapshots, windows, as_of_dates
+
+
+def labelled_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, config: TrainingConfig, data_end):
+    """Every labelled snapshot on the run's schedule (no split) and the ``as_of`` dates: what a backtest rolls over."""
     data_end = pd.Timestamp(data_end)
     as_of_dates = as_of_schedule(leads["created_at"].min() + pd.Timedelta(days=config.snapshot_every_days),
                                  data_end - pd.Timedelta(days=config.horizon_days),
                                  every_days=config.snapshot_every_days)
     snapshots = build_snapshots(leads, deals, as_of_dates=as_of_dates, horizon_days=config.horizon_days,
                                 data_end=data_end)
-    split, windows = temporal_split(snapshots, horizon_days=config.horizon_days, test_days=config.test_days,
-                                    calibration_days=config.calibration_days, lead_shares=config.lead_shares,
-                                    seed=config.seed)
-    snapshots = snapshots.assign(split=split).dropna(subset=["split"]).reset_index(drop=True)
-    return snapshots, windows, as_of_dates
+    return snapshots, as_of_dates
 
 
 def config_from_params(params: dict) -> TrainingConfig:

@@ -142,6 +142,27 @@ def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment
     return {"run_id": run.info.run_id, "model_uri": info.model_uri, "version": registered, "champion": promote}
 
 
+def log_backtest(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment: str | None = None, params: dict,
+                 figure=None) -> str:
+    """Log a backtest: per-window figures as stepped metrics, the tables, the picture, the findings. Returns the run id."""
+    use_experiment(experiment_name(model_name, experiment))
+    table = result.windows
+    name = f"backtest {params.get('model', '')} {table['test_from'].iloc[0]}..{table['test_to'].iloc[-1]}"
+    with mlflow.start_run(run_name=name, tags={"kind": "backtest", "model_name": model_name}) as run:
+        mlflow.log_params({key: _param(value) for key, value in params.items()})
+        for step, row in enumerate(table.itertuples(), start=1):
+            mlflow.log_metrics({f"backtest_{key}": float(getattr(row, key)) for key in
+                                ("roc_auc", "ece", "test_base_rate", "train_base_rate", "max_psi")}, step=step)
+        mlflow.log_table(table, "backtest/windows.json")
+        mlflow.log_text(table.to_csv(index=False), "backtest/windows.csv")
+        mlflow.log_text(result.drift.to_csv(index=False), "backtest/feature_drift.csv")
+        mlflow.log_text("\n".join(result.findings) + "\n", "backtest/findings.txt")
+        mlflow.set_tag("mlflow.note.content", "\n\n".join(result.findings))
+        if figure is not None:
+            mlflow.log_figure(figure, "backtest/backtest.png")
+    return run.info.run_id
+
+
 def set_champion(model_name: str, version, *, reason: str, decided_by: str = "person") -> dict:
     """Make ``version`` the champion; the one it replaces keeps the ``previous-champion`` alias.
 
