@@ -290,7 +290,8 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
 
     uri = use_default_store()
     options = dict(horizon_days=args.horizon_days, snapshot_every_days=args.every_days, test_days=args.test_days,
-                   calibration_days=args.calibration_days, tier_policy=_tier_policy(args, deals), seed=args.seed)
+                   calibration_days=args.calibration_days, tier_policy=_tier_policy(args, deals), seed=args.seed,
+                   segment_by=args.segment_by)
     if project is not None:  # the config file's [training], [leakage] and [tiers] win over the defaults
         options.update(project.training_options())
         if project.tiers:
@@ -390,6 +391,10 @@ def _print_report(result, logged, uri, seconds, *, decision=None, model_name=DEF
         print("  tier cut-offs (probability) and volumes on the calibration split: " + "; ".join(
             f"{row.tier} from {row.from_probability:.3f}: {row.leads:,} ({row.share:.1%}, expected conversion "
             f"{row.expected_conversion:.3f})" for row in cutoffs.itertuples()))
+    if "test_segments" in result.tables:
+        print(f"  segment models by {params['segment_by']} on the test split:")
+        print("  " + result.tables["test_segments"].to_string(index=False, float_format=lambda v: f"{v:.4f}")
+              .replace("\n", "\n  "))
     print("  conversion per tier on the test split:")
     print("  " + result.tables["test_tiers"].to_string(index=False, float_format=lambda v: f"{v:.3f}")
           .replace("\n", "\n  "))
@@ -433,6 +438,8 @@ def _add_training_arguments(parser) -> None:
                                                                           "contact (SQL)")
     parser.add_argument("--nurture-cost", type=float, default=50.0, help="expected-value policy: cost of a marketing "
                                                                          "touch (MQL)")
+    parser.add_argument("--segment-by", help="a categorical lead column: one model per value with enough data, a "
+                                             "global model for the rest, in one bundle")
     parser.add_argument("--model-name", help=f"registered model name (default: the config's model_name, "
                                              f"else {DEFAULT_MODEL_NAME})")
     if not any(action.dest == "seed" for action in parser._actions):

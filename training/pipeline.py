@@ -21,6 +21,7 @@ from training.calibrate import calibrate
 from training.evaluate import decile_table, evaluate_probabilities, tier_table
 from training.guards import NoSignalWarning, check_minimum_data, count_converted_leads, has_signal, warn_small_splits
 from training.leakage import apply_leakage_guard, suspicious_columns
+from training.segments import fit_segment_models, segment_feature, segment_table
 from training.split import stratified_split, temporal_split, time_ordered_split
 
 
@@ -49,6 +50,8 @@ class TrainingConfig:
     min_split_converted_leads: int = 10
     # A validation AUC at or below this is noise: not promoted, tiers reported as uninformative.
     min_validation_auc: float = 0.55
+    # One model per value of this categorical lead column with enough data, a global model for the rest.
+    segment_by: str | None = None
 
     def as_params(self) -> dict:
         params = asdict(self)
@@ -187,7 +190,8 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
     X_test, y_test = features[in_split["test"]], labels[in_split["test"]]
 
     metrics, fitted = {}, {}
-    for name, candidate in make_candidates(spec, random_state=config.seed).items():
+    candidates = make_candidates(spec, random_state=config.seed)
+    for name, candidate in candidates.items():
         fitted[name] = clone(candidate).fit(X_train, y_train)
         auc = roc_auc_score(y_cal, fitted[name].predict_proba(X_cal)[:, 1])
         metrics[f"validation_roc_auc_{name}"] = float(auc)
@@ -202,11 +206,23 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
     calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed)
     method = min(log_losses, key=log_losses.get)
     metrics.update({f"calibration_log_loss_{name}": value for name, value in log_losses.items()})
+    segments = None
+    if config.segment_by:
+        global_model = calibrated
+        calibrated = fit_segment_models(candidates[best], global_model, feature=segment_feature(spec, config.segment_by),
+                                        X_train=X_train, y_train=y_train, X_cal=X_cal, y_cal=y_cal,
+                                        min_positives=config.min_positives,
+                                        min_calibration_positives=config.min_split_positives, seed=config.seed, log=log)
     calibration_probability = calibrated.predict_proba(X_cal)[:, 1]
     thresholds = config.tier_policy.choose(calibration_probability)
     probability = calibrated.predict_proba(X_test)[:, 1]
     metrics.update(evaluate_probabilities(y_test, probability))
     metrics["validation_roc_auc"] = float(validation_auc)
+    if config.segment_by:
+        segments = segment_table(calibrated, X_test, y_test, global_probability=global_model.predict_proba(X_test)[:, 1])
+        for row in segments.itertuples():
+            log(f"segment {row.segment!r} ({row.model} model): {row.test_rows:,} test rows, ROC AUC {row.roc_auc:.4f} "
+                f"(global model {row.global_model_roc_auc:.4f})")
     excluded = sorted(set(leakage.loc[leakage["excluded"], "column"]))
     params = {
         "model": best,
@@ -219,11 +235,13 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
         "excluded_columns": excluded,
         "suspicious_columns": suspicious_columns(leakage),
         "has_signal": signal,
+        "segment_by": config.segment_by,
+        "segments": sorted(map(str, calibrated.segment_models)) if config.segment_by else [],
     }
     example = X_test.iloc[[_typical_engaged_row(probability)]]
     datasets = {"train": (X_train, y_train), "calibration": (X_cal, y_cal), "test": (X_test, y_test)}
     fitted_extra = {"cutoffs": tier_cutoffs(thresholds, calibration_probability), "example": example,
-                    "datasets": datasets}
+                    "datasets": datasets, "segments": segments}
     return spec, features, {"model": calibrated, "thresholds": thresholds, "probability": probability,
                             "y_test": y_test, "metrics": metrics, "params": params, "leakage": leakage,
                             **fitted_extra}
@@ -245,6 +263,7 @@ def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -
         "test_deciles": decile_table(y_test, probability),
         "leakage_report": fitted["leakage"],
         "calibration_tier_cutoffs": fitted["cutoffs"],
+        **({"test_segments": fitted["segments"]} if fitted.get("segments") is not None else {}),
     }
     return TrainingResult(bundle=bundle, params=params, metrics=fitted["metrics"], tables=tables, test=test,
                           example=fitted["example"], datasets=fitted["datasets"])
