@@ -29,7 +29,7 @@ _SECTIONS = {
     "leakage": {"max_auc", "suspicious_auc", "post_outcome", "keep"},
     "training": {"min_positives", "min_negatives", "min_split_positives", "split_shares", "seed", "model_name",
                  "horizon_days", "snapshot_every_days", "test_days", "calibration_days", "min_converted_leads",
-                 "min_split_converted_leads", "min_validation_auc", "segment_by"},
+                 "min_split_converted_leads", "min_validation_auc", "segment_by", "search_seconds"},
     # How tier cut-offs are chosen: kind = capacity | precision | threshold | lift | expected_value, and its values.
     "tiers": {"kind", "sql_share", "mql_share", "sql_precision", "mql_precision", "sql_probability",
               "mql_probability", "sql_lift", "mql_lift", "won_value", "sql_cost", "mql_cost"},

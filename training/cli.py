@@ -291,7 +291,7 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
     uri = use_default_store()
     options = dict(horizon_days=args.horizon_days, snapshot_every_days=args.every_days, test_days=args.test_days,
                    calibration_days=args.calibration_days, tier_policy=_tier_policy(args, deals), seed=args.seed,
-                   segment_by=args.segment_by)
+                   segment_by=args.segment_by, search_seconds=args.search_seconds)
     if project is not None:  # the config file's [training], [leakage] and [tiers] win over the defaults
         options.update(project.training_options())
         if project.tiers:
@@ -438,6 +438,9 @@ def _add_training_arguments(parser) -> None:
                                                                           "contact (SQL)")
     parser.add_argument("--nurture-cost", type=float, default=50.0, help="expected-value policy: cost of a marketing "
                                                                          "touch (MQL)")
+    parser.add_argument("--search-seconds", type=float, default=0.0,
+                        help="wall-clock budget of a LightGBM hyperparameter search on the training and calibration "
+                             "splits (default: %(default)s, off)")
     parser.add_argument("--segment-by", help="a categorical lead column: one model per value with enough data, a "
                                              "global model for the rest, in one bundle")
     parser.add_argument("--model-name", help=f"registered model name (default: the config's model_name, "

@@ -21,6 +21,7 @@ from training.calibrate import calibrate
 from training.evaluate import decile_table, evaluate_probabilities, tier_table
 from training.guards import NoSignalWarning, check_minimum_data, count_converted_leads, has_signal, warn_small_splits
 from training.leakage import apply_leakage_guard, suspicious_columns
+from training.search import search_lightgbm
 from training.segments import fit_segment_models, segment_feature, segment_table
 from training.split import stratified_split, temporal_split, time_ordered_split
 
@@ -52,6 +53,8 @@ class TrainingConfig:
     min_validation_auc: float = 0.55
     # One model per value of this categorical lead column with enough data, a global model for the rest.
     segment_by: str | None = None
+    # Wall-clock seconds for the LightGBM hyperparameter search on train -> calibration; 0 turns it off.
+    search_seconds: float = 0.0
 
     def as_params(self) -> dict:
         params = asdict(self)
@@ -191,8 +194,15 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
 
     metrics, fitted = {}, {}
     candidates = make_candidates(spec, random_state=config.seed)
+    search = None
     for name, candidate in candidates.items():
-        fitted[name] = clone(candidate).fit(X_train, y_train)
+        if name == "lightgbm" and config.search_seconds > 0:
+            fitted[name], searched, search = search_lightgbm(spec, X_train, y_train, X_cal, y_cal,
+                                                             seconds=config.search_seconds, seed=config.seed, log=log)
+            candidates[name] = clone(fitted[name])  # the tuned parameters, unfitted: segment models start from it
+            metrics["search_trials"] = float((search["state"] == "COMPLETE").sum())
+        else:
+            fitted[name] = clone(candidate).fit(X_train, y_train)
         auc = roc_auc_score(y_cal, fitted[name].predict_proba(X_cal)[:, 1])
         metrics[f"validation_roc_auc_{name}"] = float(auc)
         log(f"candidate {name}: validation ROC AUC {auc:.4f}")
@@ -236,12 +246,13 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
         "suspicious_columns": suspicious_columns(leakage),
         "has_signal": signal,
         "segment_by": config.segment_by,
+        **({"searched_lightgbm": searched} if search is not None else {}),
         "segments": sorted(map(str, calibrated.segment_models)) if config.segment_by else [],
     }
     example = X_test.iloc[[_typical_engaged_row(probability)]]
     datasets = {"train": (X_train, y_train), "calibration": (X_cal, y_cal), "test": (X_test, y_test)}
     fitted_extra = {"cutoffs": tier_cutoffs(thresholds, calibration_probability), "example": example,
-                    "datasets": datasets, "segments": segments}
+                    "datasets": datasets, "segments": segments, "search": search}
     return spec, features, {"model": calibrated, "thresholds": thresholds, "probability": probability,
                             "y_test": y_test, "metrics": metrics, "params": params, "leakage": leakage,
                             **fitted_extra}
@@ -264,6 +275,7 @@ def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -
         "leakage_report": fitted["leakage"],
         "calibration_tier_cutoffs": fitted["cutoffs"],
         **({"test_segments": fitted["segments"]} if fitted.get("segments") is not None else {}),
+        **({"search_trials": fitted["search"]} if fitted.get("search") is not None else {}),
     }
     return TrainingResult(bundle=bundle, params=params, metrics=fitted["metrics"], tables=tables, test=test,
                           example=fitted["example"], datasets=fitted["datasets"])
