@@ -185,7 +185,7 @@ def set_champion(model_name: str, version, *, reason: str, decided_by: str = "pe
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
     tags = {"champion_since": stamp, "promoted_by": decided_by, "promotion_reason": reason}
     if decided_by != "training run":
-        tags["promotion_decision"] = "promoted by hand"
+        tags["promotion_decision"] = "restored by revert" if "revert" in decided_by else "promoted by hand"
     for key, value in tags.items():
         client.set_model_version_tag(model_name, version, key, value)
     described = client.get_model_version(model_name, version).description or ""
