@@ -77,8 +77,8 @@ def test_training_refuses_too_few_conversions():
     leads = frame.rename(columns={"Lead Ref": "lead_id"})
     labels = (frame["Deal Won"] == "Yes").astype(float)
     spec = dataclasses.replace(SPEC, categorical_columns=("Source", "Region"))
-    with pytest.raises(ValueError, match=r"30 converted and 270 non-converted examples \(30 distinct converted leads\); "
-                                         "training needs at least 40"):
+    with pytest.raises(ValueError, match=r"30 converted and 270 non-converted examples "
+                                         r"\(30 distinct converted leads\); training needs at least 40"):
         train_on_table(leads, labels, spec=spec, log=lambda line: None)
 
 

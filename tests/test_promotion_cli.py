@@ -76,7 +76,8 @@ def test_leaky_run_is_held_then_promoted_and_reverted_by_hand(project, mlflow_st
     assert run.data.tags["suspicious_columns"] == "Call Outcome"
     assert run.data.tags["promoted_to_champion"] == "false"
 
-    assert training_main(["promote", "--model-name", MODEL, "--version", "2", "--reason", "checked: logged before the call"]) == 0
+    assert training_main(["promote", "--model-name", MODEL, "--version", "2",
+                          "--reason", "checked: logged before the call"]) == 0
     assert "version 2 is the champion; version 1 keeps the alias previous-champion" in capsys.readouterr().out
     assert client.get_model_version_by_alias(MODEL, "champion").version == 2
     assert client.get_model_version_by_alias(MODEL, "previous-champion").version == 1

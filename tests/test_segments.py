@@ -70,8 +70,8 @@ def test_segment_models_are_trained_routed_and_reported_per_segment():
     np.testing.assert_allclose(scores["probability"], result.bundle.predict_probability(features), atol=1e-9)
     assert len(reasons) == 40
     north = features["region"].eq("north").to_numpy()
-    np.testing.assert_allclose(result.bundle.predict_probability(features[north]),
-                               model.segment_models["north"].predict_proba(result.bundle.conform(features[north]))[:, 1])
+    own = model.segment_models["north"].predict_proba(result.bundle.conform(features[north]))[:, 1]
+    np.testing.assert_allclose(result.bundle.predict_probability(features[north]), own)
 
 
 def test_segment_by_must_name_a_categorical_column():

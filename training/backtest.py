@@ -41,7 +41,7 @@ class BacktestResult:
 
 
 def rolling_cutoffs(times, *, n_windows: int = 4, first_share: float = 0.5) -> list[tuple]:
-    """``n_windows`` consecutive test windows ``(start, end)`` covering the newest ``1 - first_share`` of the time range."""
+    """``n_windows`` consecutive test windows ``(start, end)`` over the newest ``1 - first_share`` of the time range."""
     if n_windows < 1:
         raise ValueError(f"The 'n_windows' parameter of rolling_cutoffs must be at least 1. Got {n_windows!r} instead.")
     if not 0 < first_share < 1:
@@ -104,8 +104,9 @@ def run_backtest(features: pd.DataFrame, labels, times, *, spec: FeatureSpec, wi
                      "most_drifted_feature": top["feature"] if top is not None else "",
                      "drifted_features": int((psi["psi"] > DRIFT_PSI).sum())})
         row = rows[-1]
-        log(f"window {number} {row['test_from']}..{row['test_to']}: ROC AUC {row['roc_auc']:.3f}, ECE {row['ece']:.3f}, "
-            f"base rate {row['test_base_rate']:.3f} (train {row['train_base_rate']:.3f}), max PSI {row['max_psi']:.2f}")
+        log(f"window {number} {row['test_from']}..{row['test_to']}: ROC AUC {row['roc_auc']:.3f}, "
+            f"ECE {row['ece']:.3f}, base rate {row['test_base_rate']:.3f} (train {row['train_base_rate']:.3f}), "
+            f"max PSI {row['max_psi']:.2f}")
     if not rows:
         raise ValueError("No backtest window had both enough training conversions and a test window with both "
                          "outcomes. Provide a longer history or fewer windows.")
@@ -120,16 +121,16 @@ def findings(table: pd.DataFrame, *, degradation: float = DEGRADATION_AUC, drift
     first = table.iloc[0]
     for row in table.iloc[1:].itertuples():
         if first["roc_auc"] - row.roc_auc > degradation:
-            sentences.append(f"The model degrades: ROC AUC {row.roc_auc:.2f} in the window from {row.test_from} against "
-                             f"{first['roc_auc']:.2f} in the first window (from {first['test_from']}).")
+            sentences.append(f"The model degrades: ROC AUC {row.roc_auc:.2f} in the window from {row.test_from} "
+                             f"against {first['roc_auc']:.2f} in the first window (from {first['test_from']}).")
     for row in table.itertuples():
         if _base_rate_moved(row.train_base_rate, row.test_base_rate):
             sentences.append(f"The base rate moves: {row.test_base_rate:.0%} in the window from {row.test_from} "
                              f"against {row.train_base_rate:.0%} in its training data; calibration does not carry "
                              f"over (ECE {row.ece:.2f}).")
         if row.max_psi > drift_psi:
-            sentences.append(f"Features drift in the window from {row.test_from}: {row.drifted_features} with PSI above "
-                             f"{drift_psi}, most of all {row.most_drifted_feature} ({row.max_psi:.2f}).")
+            sentences.append(f"Features drift in the window from {row.test_from}: {row.drifted_features} with PSI "
+                             f"above {drift_psi}, most of all {row.most_drifted_feature} ({row.max_psi:.2f}).")
     if not sentences:
         sentences.append(f"Stable over {len(table)} windows: ROC AUC {table['roc_auc'].min():.2f}-"
                          f"{table['roc_auc'].max():.2f}, base rate {table['test_base_rate'].min():.0%}-"

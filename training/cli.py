@@ -428,10 +428,14 @@ def _add_training_arguments(parser) -> None:
     parser.add_argument("--mql-share", type=float, default=0.20, help="capacity policy: MQL share of leads")
     parser.add_argument("--sql-precision", type=float, default=0.30, help="precision policy: SQL conversion")
     parser.add_argument("--mql-precision", type=float, default=0.10, help="precision policy: MQL conversion")
-    parser.add_argument("--sql-probability", type=float, default=0.50, help="threshold policy: SQL from this probability")
-    parser.add_argument("--mql-probability", type=float, default=0.20, help="threshold policy: MQL from this probability")
-    parser.add_argument("--sql-lift", type=float, default=3.0, help="lift policy: SQL from this multiple of the base rate")
-    parser.add_argument("--mql-lift", type=float, default=1.5, help="lift policy: MQL from this multiple of the base rate")
+    parser.add_argument("--sql-probability", type=float, default=0.50,
+                        help="threshold policy: SQL from this probability")
+    parser.add_argument("--mql-probability", type=float, default=0.20,
+                        help="threshold policy: MQL from this probability")
+    parser.add_argument("--sql-lift", type=float, default=3.0,
+                        help="lift policy: SQL from this multiple of the base rate")
+    parser.add_argument("--mql-lift", type=float, default=1.5,
+                        help="lift policy: MQL from this multiple of the base rate")
     parser.add_argument("--won-value", type=float, help="expected-value policy: value of a won deal "
                                                         "(default: the median amount of won deals)")
     parser.add_argument("--contact-cost", type=float, default=500.0, help="expected-value policy: cost of a sales "

@@ -219,17 +219,19 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
     segments = None
     if config.segment_by:
         global_model = calibrated
-        calibrated = fit_segment_models(candidates[best], global_model, feature=segment_feature(spec, config.segment_by),
-                                        X_train=X_train, y_train=y_train, X_cal=X_cal, y_cal=y_cal,
-                                        min_positives=config.min_positives,
-                                        min_calibration_positives=config.min_split_positives, seed=config.seed, log=log)
+        calibrated = fit_segment_models(candidates[best], global_model,
+                                        feature=segment_feature(spec, config.segment_by), X_train=X_train,
+                                        y_train=y_train, X_cal=X_cal, y_cal=y_cal, min_positives=config.min_positives,
+                                        min_calibration_positives=config.min_split_positives, seed=config.seed,
+                                        log=log)
     calibration_probability = calibrated.predict_proba(X_cal)[:, 1]
     thresholds = config.tier_policy.choose(calibration_probability)
     probability = calibrated.predict_proba(X_test)[:, 1]
     metrics.update(evaluate_probabilities(y_test, probability))
     metrics["validation_roc_auc"] = float(validation_auc)
     if config.segment_by:
-        segments = segment_table(calibrated, X_test, y_test, global_probability=global_model.predict_proba(X_test)[:, 1])
+        segments = segment_table(calibrated, X_test, y_test,
+                                 global_probability=global_model.predict_proba(X_test)[:, 1])
         for row in segments.itertuples():
             log(f"segment {row.segment!r} ({row.model} model): {row.test_rows:,} test rows, ROC AUC {row.roc_auc:.4f} "
                 f"(global model {row.global_model_roc_auc:.4f})")

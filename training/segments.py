@@ -38,8 +38,8 @@ def fit_segment_models(candidate, global_model, *, feature: str, X_train, y_trai
             break
         in_train, in_cal = (train_values == value).to_numpy(), (cal_values == value).to_numpy()
         cal_positives = int(y_cal[in_cal].sum())
-        enough = (row["sum"] >= min_positives and row["size"] > row["sum"] and cal_positives >= min_calibration_positives
-                  and in_cal.sum() > cal_positives)
+        enough = (row["sum"] >= min_positives and row["size"] > row["sum"]
+                  and cal_positives >= min_calibration_positives and in_cal.sum() > cal_positives)
         if not enough:
             log(f"segment {value!r}: {int(row['sum'])} converted in training, {cal_positives} in calibration: too few, "
                 "scored by the global model")
@@ -59,8 +59,8 @@ def segment_table(model: SegmentedModel, X_test, y_test, *, global_probability) 
         members = names == name
         y = y_test[members]
         both = members.any() and 0 < y.sum() < y.size
-        rows.append({"segment": name, "model": "global" if name == GLOBAL else "segment", "test_rows": int(members.sum()),
-                     "conversions": int(y.sum()),
+        rows.append({"segment": name, "model": "global" if name == GLOBAL else "segment",
+                     "test_rows": int(members.sum()), "conversions": int(y.sum()),
                      "roc_auc": float(roc_auc_score(y, routed[members])) if both else np.nan,
                      "global_model_roc_auc": float(roc_auc_score(y, global_probability[members])) if both else np.nan})
     return pd.DataFrame(rows)

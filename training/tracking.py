@@ -57,7 +57,7 @@ def use_default_store(directory=".") -> str:
 
 
 def experiment_name(model_name: str = DEFAULT_MODEL_NAME, experiment: str | None = None) -> str:
-    """The experiment a model's runs go to: ``experiment`` if given, else ``MLFLOW_EXPERIMENT_NAME``, else the model name."""
+    """A model's experiment: ``experiment`` if given, else ``MLFLOW_EXPERIMENT_NAME``, else the model name."""
     return experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or model_name
 
 
@@ -144,7 +144,7 @@ def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment
 
 def log_backtest(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment: str | None = None, params: dict,
                  figure=None) -> str:
-    """Log a backtest: per-window figures as stepped metrics, the tables, the picture, the findings. Returns the run id."""
+    """Log a backtest: per-window figures as stepped metrics, tables, picture and findings. Returns the run id."""
     use_experiment(experiment_name(model_name, experiment))
     table = result.windows
     name = f"backtest {params.get('model', '')} {table['test_from'].iloc[0]}..{table['test_to'].iloc[-1]}"
