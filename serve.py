@@ -28,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--out", required=True, help="output file (.parquet or .csv), written atomically")
     score.add_argument("--sql-threshold", type=float, help="override the model's SQL probability threshold")
     score.add_argument("--mql-threshold", type=float, help="override the model's MQL probability threshold")
-    score.add_argument("--chunk-size", type=int, default=200_000, help="leads per chunk (default: %(default)s)")
+    score.add_argument("--chunk-size", type=int, default=100_000,
+                       help="leads read and scored at a time; memory is bounded by it (default: %(default)s)")
+    score.add_argument("--threads", type=int, help="threads for LightGBM (default: LEAD_SCORING_THREADS, the "
+                                                   "config's [runtime] threads, else the cores this process may use)")
     score.add_argument("--no-reasons", dest="explain", action="store_false",
                        help="leave out fit/engagement sub-scores and reasons (faster)")
 
@@ -42,17 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
     http.add_argument("--max-body-bytes", type=int, default=1_000_000,
                       help="larger request bodies get 413 (default: %(default)s)")
     http.add_argument("--max-leads", type=int, default=1_000, help="leads per request (default: %(default)s)")
+    http.add_argument("--workers", type=int, help="worker processes, each with the model loaded once "
+                                                  "(default: the cores this process may use)")
     return parser
 
 
 def main(argv=None) -> int:
+    from models.threads import sleep_while_waiting
+
+    sleep_while_waiting()  # before LightGBM loads OpenMP: threads waiting at a barrier sleep, not spin
     args = build_parser().parse_args(argv)
     if args.command == "http":
         return serve_http(args)
     from crm.config import load_crm_or_config
+    from crm.sources import stream_crm
     from features.contract import DataContractError
     from features.timing import naive_utc, utc_now
     from models.batch import score_lead_base
+    from models.explain import use_threads
+    from models.threads import resolve_threads
     from models.tiers import TierThresholds
     from training.tracking import load_bundle, use_default_store
 
@@ -61,10 +72,17 @@ def main(argv=None) -> int:
         as_of = naive_utc(args.as_of) if args.as_of else utc_now()
         if args.config is None and args.leads is None:
             raise ValueError("score needs --leads, or --config with the export it describes.")
-        _, leads, _, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
-                                                        deals=args.deals, for_training=False,
-                                                        now=max(as_of, utc_now()))
+        if args.config is None:  # the contract's files: the lead table is streamed chunk by chunk
+            config = None
+            leads, events, deals = stream_crm(args.leads, args.events, args.deals, now=max(as_of, utc_now()),
+                                              chunk_rows=max(args.chunk_size, 1))
+        else:
+            config, leads, _, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
+                                                                 deals=args.deals, for_training=False,
+                                                                 now=max(as_of, utc_now()))
         bundle, identity = load_bundle(args.model)
+        use_threads(bundle.model, resolve_threads(args.threads, config_threads=config.runtime.get("threads")
+                                                  if config is not None else None))
         thresholds = None
         if args.sql_threshold is not None or args.mql_threshold is not None:
             thresholds = TierThresholds(mql=args.mql_threshold if args.mql_threshold is not None
@@ -73,8 +91,7 @@ def main(argv=None) -> int:
                                         else bundle.thresholds.sql)
         counts = score_lead_base(bundle, leads, events, as_of=as_of, out=args.out, deals=deals,
                                  model_version=identity["model_version"], thresholds=thresholds,
-                                 chunk_size=args.chunk_size, explain=args.explain,
-                                 progress=lambda line: print(line, file=sys.stderr))
+                                 chunk_size=args.chunk_size, explain=args.explain, progress_bar=True)
     except (DataContractError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -86,24 +103,62 @@ def main(argv=None) -> int:
 
 
 def serve_http(args) -> int:
-    """Load the model once, then serve it with uvicorn until interrupted."""
+    """Serve with uvicorn until interrupted: ``--workers`` processes, each loading the model once.
+
+    The parent pins an alias to its version first, so every worker serves the same model even if
+    the alias moves while they start; each worker builds its app with ``http_app`` (uvicorn's app
+    factory, given as an import string, as uvicorn needs for several workers).
+    """
+    import json
+
     import uvicorn
 
+    from models.threads import available_cores
+    from training.tracking import pinned_model_uri, use_default_store
+
+    workers = args.workers if args.workers is not None else available_cores()
+    if workers <= 0:
+        print(f"error: --workers must be positive. Got {workers}.", file=sys.stderr)
+        return 2
+    use_default_store()
+    os.environ[HTTP_SETTINGS_VARIABLE] = json.dumps({
+        "model_uri": args.model, "pinned_uri": pinned_model_uri(args.model), "workers": workers,
+        "max_body_bytes": args.max_body_bytes, "max_leads": args.max_leads})
+    print(f"serving {args.model} on http://{args.host}:{args.port} with {workers} worker(s)",
+          file=sys.stderr, flush=True)
+    # No access log: one line per request costs more than scoring a lead.
+    uvicorn.run("serve:http_app", factory=True, workers=workers, host=args.host, port=args.port,
+                log_level="warning", access_log=False)
+    return 0
+
+
+HTTP_SETTINGS_VARIABLE = "LEAD_SCORING_HTTP_SETTINGS"
+
+
+def http_app():
+    """One worker's app: load the model once, from the settings ``serve_http`` put in the environment."""
+    import json
+
+    from models.explain import use_threads
     from models.service import TOKEN_ENVIRONMENT_VARIABLE, create_app
+    from models.threads import available_cores, sleep_while_waiting
     from training.tracking import load_bundle, use_default_store
 
+    sleep_while_waiting()
+    settings = json.loads(os.environ[HTTP_SETTINGS_VARIABLE])
     use_default_store()
-    bundle, identity = load_bundle(args.model)
-    app = create_app(bundle, identity, max_body_bytes=args.max_body_bytes, max_leads=args.max_leads,
+    bundle, identity = load_bundle(settings["pinned_uri"])
+    identity["model_uri"] = settings["model_uri"]  # what the user asked for, alias included
+    # Workers share the cores: large requests predict on this worker's share of them.
+    use_threads(bundle.model, max(1, available_cores() // settings["workers"]))
+    app = create_app(bundle, identity, max_body_bytes=settings["max_body_bytes"], max_leads=settings["max_leads"],
                      token=os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or None)
     # The model's objects live as long as the process: keep the garbage collector from rescanning them.
     gc.collect()
     gc.freeze()
-    print(f"serving {args.model} (version {identity['model_version']}) on http://{args.host}:{args.port}",
+    print(f"worker {os.getpid()}: {settings['model_uri']} version {identity['model_version']}",
           file=sys.stderr, flush=True)
-    # No access log: one line per request costs more than scoring a lead.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
-    return 0
+    return app
 
 
 if __name__ == "__main__":

@@ -6,7 +6,11 @@ kept-alive connection (closed loop: requests/s = 1 / mean latency). Our service 
 twice: with built feature rows (the very payload MLflow gets) and with raw attributes + events
 (features built per request). Each run is bounded by ``--requests`` and ``--seconds``.
 
-    python benchmarks/bench_http.py [--requests 2000] [--seconds 20] [--leads 3000]
+Then throughput: 16 clients at once (``--clients``), each on its own kept-alive connection,
+against ``serve.py http --workers 1`` and ``--workers 2`` started one after the other; it prints
+requests/s of each and their ratio (target: at least 1.6x with the second worker).
+
+    python benchmarks/bench_http.py [--requests 2000] [--seconds 20] [--leads 3000] [--clients 16]
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ def main(argv=None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="requests per measurement (after warm-up)")
     parser.add_argument("--seconds", type=float, default=20.0, help="time cap per measurement")
     parser.add_argument("--leads", type=int, default=3000, help="synthetic leads to train on")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the throughput runs")
     args = parser.parse_args(argv)
     if args.requests <= 0 or args.seconds <= 0:
         parser.error("--requests and --seconds must be positive")
@@ -58,7 +63,7 @@ def main(argv=None) -> int:
         logs = [open(scratch / name, "wb") for name in ("ours.log", "mlflow.log")]
         servers = [
             subprocess.Popen([sys.executable, str(PROJECT / "serve.py"), "http", "--model", model_uri,
-                              "--host", HOST, "--port", str(ours_port)], cwd=scratch, env=env,
+                              "--host", HOST, "--port", str(ours_port), "--workers", "1"], cwd=scratch, env=env,
                              stdout=logs[0], stderr=subprocess.STDOUT),
             subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri,
                               "--env-manager", "local", "-h", HOST, "-p", str(mlflow_port)], cwd=scratch,
@@ -88,12 +93,20 @@ def main(argv=None) -> int:
                     server.kill()
             for log in logs:
                 log.close()
+        throughput = {workers: _throughput(workers, model_uri, raw_path, raw_bodies, scratch, env, args)
+                      for workers in (1, 2)}
 
     print(f"\nsingle-lead requests, one client, kept-alive connection, {HOST}, "
           f"{os.cpu_count()} cores ({args.requests:,} requests or {args.seconds:.0f} s each)")
     print(f"{'':38}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}")
     for name, run in runs.items():
         print(f"{name:38}{run['requests']:>9,}{run['p50_ms']:>9.2f}{run['p99_ms']:>9.2f}{run['rps']:>9,.0f}")
+    print(f"\n{args.clients} concurrent clients, single-lead requests with attributes + events "
+          f"({args.requests:,} requests or {args.seconds:.0f} s each)")
+    for workers, run in throughput.items():
+        print(f"serve.py http --workers {workers}: {run['rps']:8,.0f} req/s  (p50 {run['p50_ms']:.1f} ms, "
+              f"p99 {run['p99_ms']:.1f} ms, {run['requests']:,} requests, {run['pids']} worker pid(s) answered)")
+    print(f"2 workers / 1 worker: {throughput[2]['rps'] / throughput[1]['rps']:.2f}x (target >= 1.6x)")
     anchor = runs["mlflow models serve, feature row"]["rps"]
     # Figures, not a gate: a busy shared machine moves them; the verdict line says where they stand.
     for name in ("serve.py http, feature row", "serve.py http, attributes + events"):
@@ -171,6 +184,69 @@ def _measure(port: int, path: str, bodies: list, args) -> dict:
     latencies = np.array(latencies) * 1e3
     return {"requests": len(latencies), "p50_ms": float(np.percentile(latencies, 50)),
             "p99_ms": float(np.percentile(latencies, 99)), "rps": len(latencies) / elapsed}
+
+
+def _throughput(workers: int, model_uri: str, path: str, bodies: list, scratch: Path, env: dict, args) -> dict:
+    """Start ``serve.py http --workers N``, then ``--clients`` threads post for --seconds or --requests in all."""
+    import threading
+
+    port = _free_port()
+    log_path = scratch / f"workers{workers}.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen([sys.executable, str(PROJECT / "serve.py"), "http", "--model", model_uri,
+                                   "--host", HOST, "--port", str(port), "--workers", str(workers)], cwd=scratch,
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.perf_counter() + 120
+            while log_path.read_text(errors="replace").count("worker ") < workers:
+                if server.poll() is not None or time.perf_counter() > deadline:
+                    raise SystemExit(f"serve.py http --workers {workers} did not start:\n"
+                                     f"{log_path.read_text(errors='replace')[-2000:]}")
+                time.sleep(0.2)
+            _wait_ready(server, port, "/health", log_path)
+            latencies, pids, lock = [], set(), threading.Lock()
+            start = threading.Barrier(args.clients + 1)
+
+            def client(k: int) -> None:
+                connection = http.client.HTTPConnection(HOST, port, timeout=60)
+                for body in bodies[k:k + 10]:  # warm-up, and the connection is open before the clock starts
+                    _post(connection, path, body)
+                connection.close()
+                start.wait()
+                # A fresh connection: the server closes ones idle past its keep-alive while others warm up.
+                connection = http.client.HTTPConnection(HOST, port, timeout=60)
+                deadline = time.perf_counter() + args.seconds
+                done = []
+                i = k
+                while time.perf_counter() < deadline and len(done) < max(1, args.requests // args.clients):
+                    begin = time.perf_counter()
+                    _post(connection, path, bodies[i % len(bodies)])
+                    done.append(time.perf_counter() - begin)
+                    i += args.clients
+                connection.request("GET", "/health")  # which worker this connection was served by
+                mine = json.loads(connection.getresponse().read())["pid"]
+                connection.close()
+                with lock:
+                    latencies.extend(done)
+                    pids.add(mine)
+
+            threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
+            for thread in threads:
+                thread.start()
+            start.wait()
+            began = time.perf_counter()
+            for thread in threads:
+                thread.join()
+            elapsed = time.perf_counter() - began
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    latencies = np.array(latencies) * 1e3
+    return {"requests": len(latencies), "rps": len(latencies) / elapsed, "pids": len(pids),
+            "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99))}
 
 
 def _post(connection, path: str, body: bytes) -> bytes:

@@ -11,6 +11,7 @@ and the calibrated probability is the calibration map applied to that margin.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -19,6 +20,10 @@ import pandas as pd
 
 FIT, ENGAGEMENT = "fit", "engagement"
 _SMALL_BATCH = 256
+#: From this many rows LightGBM's contributions come from per-tree lookup tables (``models.treeshap``):
+#: building the tables costs about as much as ``pred_contrib`` on a few thousand rows.
+TABLE_MIN_ROWS = 4_096
+_tables = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -28,7 +33,8 @@ class Explanation:
     ``fit_score`` and ``engagement_score`` (0-100) are the calibrated probability, x 100 and
     rounded, of the base value plus only that group's contributions: "the score this lead would
     have if only who they are (fit) / only what they did (engagement) moved it away from an
-    average lead". Fit is the lead's attributes; engagement is its event history and lead age.
+    average lead". Fit is the lead's attributes; engagement is its event history, lead age and
+    the lead columns that summarise behaviour.
     The base value is LightGBM's expected raw score over its training rows, or the logistic
     model's intercept (every standardised number at its training mean, no category level on).
     """
@@ -88,9 +94,13 @@ def feature_contributions(bundle, features: pd.DataFrame) -> tuple[pd.DataFrame,
     if hasattr(classifier, "booster_"):
         encoder = pipeline[0]
         codes = encoder.to_codes(features)
-        # OpenMP threads cost more than they save on a few rows, and stall when the cores are busy.
-        threads = {"num_threads": 1} if len(codes) < _SMALL_BATCH else {}
-        raw = classifier.booster_.predict(codes, pred_contrib=True, **threads)
+        tables = tree_tables(classifier.booster_) if len(codes) >= TABLE_MIN_ROWS else None
+        if tables is not None:
+            raw = tables.contributions(codes)
+        else:
+            # OpenMP threads cost more than they save on a few rows, and stall when the cores are busy.
+            threads = {"num_threads": 1} if len(codes) < _SMALL_BATCH else {}
+            raw = classifier.booster_.predict(codes, pred_contrib=True, **threads)
         return pd.DataFrame(raw[:, :-1], index=features.index, columns=names), raw[:, -1].copy()
     if hasattr(classifier, "coef_"):
         preprocess = pipeline[:-1]
@@ -104,6 +114,23 @@ def feature_contributions(bundle, features: pd.DataFrame) -> tuple[pd.DataFrame,
         return pd.DataFrame(grouped, index=features.index, columns=names), base
     raise TypeError(f"Cannot explain a {type(classifier).__name__}: expected a LightGBM classifier "
                     "or a linear model with coef_.")
+
+
+def tree_tables(booster):
+    """The booster's TreeSHAP lookup tables, built on first use and kept as long as the booster lives;
+    None when its trees are too deep for tables (then ``pred_contrib`` it is)."""
+    from models.treeshap import TreeTables, supports
+
+    if booster not in _tables:
+        _tables[booster] = TreeTables(booster) if supports(booster) else None
+    return _tables[booster]
+
+
+def use_threads(model, threads: int) -> None:
+    """Let the calibrated model's LightGBM predict on ``threads`` threads (a loaded model keeps its training count)."""
+    classifier = _inner_pipeline(model)[-1]
+    if hasattr(classifier, "booster_"):
+        classifier.set_params(n_jobs=int(threads))
 
 
 def calibration_map(model):
@@ -125,8 +152,12 @@ def raw_margin(model, features: pd.DataFrame) -> np.ndarray:
 
 
 def feature_groups(spec) -> dict:
-    """Source feature -> ``"fit"`` (who the lead is) or ``"engagement"`` (what they did, lead age)."""
-    fit = set(spec.fit_feature_names)
+    """Source feature -> ``"fit"`` (who the lead is) or ``"engagement"`` (what they did, lead age).
+
+    Lead columns that summarise behaviour (``spec.engagement_columns``: visits, time on site)
+    are engagement, so a single-table export has both sub-scores.
+    """
+    fit = set(spec.fit_feature_names) - set(spec.summarised_engagement_feature_names)
     return {name: FIT if name in fit else ENGAGEMENT for name in spec.feature_names}
 
 

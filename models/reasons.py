@@ -9,6 +9,7 @@ feature values, never from the contributions, so it says what the lead did or is
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -44,6 +45,10 @@ SENIORITY_WORDS = {
     "manager": "manager-level title", "entry": "entry-level title", "individual": "individual-contributor title",
 }
 COLUMN_WORDS = {"lead_source": "source", "company_size": "company size", "annual_revenue": "annual revenue"}
+#: Last words of a behaviour column's name that make its value a count: "TotalVisits" 7 -> "7 visits".
+COUNT_NOUNS = frozenset({"visits", "views", "opens", "clicks", "downloads", "sessions", "pages", "calls", "emails",
+                         "e-mails", "messages", "events", "submissions", "logins", "purchases", "orders", "meetings",
+                         "replies", "webinars", "contacts", "touches", "interactions", "activities", "actions"})
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,114 @@ def reason_columns(reasons, *, n: int = 3) -> dict:
     return columns
 
 
+def top_reason_columns(contributions: pd.DataFrame, features: pd.DataFrame, spec: FeatureSpec, *, n: int = 3,
+                       min_impact: float = MIN_IMPACT) -> dict:
+    """``reason_columns(top_reasons(...))`` for many rows at once: same texts, same order, as arrays.
+
+    The same ranking, vectorised; each factor's text is written once per distinct value of what
+    the text reads (days since are read as whole days, the trend as rising / flat / falling),
+    not once per lead: texts repeat heavily (25,622 distinct in 300,000 cells measured), and
+    the impact is formatted once per distinct cent value.
+    """
+    names, indicator = _family_matrix(spec, tuple(contributions.columns))
+    impact = contributions.to_numpy() @ indicator
+    rows = np.arange(len(impact))[:, None]
+    chosen = {}
+    for label, sign in (("positive", 1.0), ("negative", -1.0)):
+        order = np.argsort(-sign * impact, axis=1, kind="stable")[:, :n]
+        value = impact[rows, order]
+        chosen[label] = (order, value, sign * value >= min_impact)
+    # Text of each (row, factor) a reason needs, factor by factor.
+    text_id = np.full((len(impact), len(names)), -1, dtype=np.int64)
+    texts: list[str] = []
+    values = _Columns(features)
+    for k, name in enumerate(names):
+        needed = np.zeros(len(impact), dtype=bool)
+        for order, _, valid in chosen.values():
+            needed |= ((order == k) & valid).any(axis=1)
+        if not needed.any():
+            continue
+        where = np.flatnonzero(needed)
+        group, first = _distinct_inputs(features, _factor_inputs(name, spec, features.columns), where,
+                                        sub_day=_sub_day(spec))
+        text_id[where, k] = len(texts) + group
+        texts.extend(describe_factor(name, values.row(int(row)), spec) for row in where[first])
+    columns = {}
+    texts = np.array(texts + [""], dtype=object)
+    for label, (order, value, valid) in chosen.items():
+        ids = np.where(valid, text_id[rows, order], len(texts) - 1)
+        cells = _with_impacts(texts, ids, value, valid)
+        for j in range(n):
+            columns[f"{label}_reason_{j + 1}"] = cells[:, j] if j < cells.shape[1] else np.full(len(impact), "", object)
+    return columns
+
+
+def _factor_inputs(factor: str, spec: FeatureSpec, available) -> list[str]:
+    """The feature columns ``describe_factor`` reads for ``factor``."""
+    if factor in spec.event_keys_with_other:
+        inputs = [f"events_{factor}_total", f"days_since_{factor}", *(count_feature(factor, w) for w in spec.windows_days)]
+    elif factor == ACTIVITY:
+        inputs = ["events_any_total", "days_since_any_event", "active_days_30d"]
+    elif factor == TREND:
+        inputs = ["events_trend_30d"]
+    elif factor == CLICK_RATE:
+        inputs = ["email_click_rate"]
+    elif factor == LEAD_AGE:
+        inputs = ["lead_age_days"]
+    elif factor in spec.categorical_feature_names:
+        inputs = [factor]
+    elif f"log_{factor}" in spec.numeric_fit_feature_names:
+        inputs = [f"log_{factor}"]
+    else:
+        inputs = [factor]
+    return [name for name in inputs if name in set(available)]
+
+
+def _distinct_inputs(features: pd.DataFrame, inputs: list[str], where: np.ndarray, *, sub_day: bool = False):
+    """Group id of each row in ``where`` by what its text reads, and the position of each group's first row.
+
+    Days since are read only as whole days (``_ago``; under two days as whole minutes when the spec
+    tells sub-day times), the trend only against +-0.2: rows equal on those keys get the same
+    text, so they share one ``describe_factor`` call.
+    """
+    keys = {}
+    for name in inputs:
+        column = features[name].to_numpy()[where]
+        if name.startswith("days_since_") or name == "lead_age_days":
+            days = column.astype(float)
+            column = np.floor(days)
+            if sub_day:
+                keys[f"{name} (minutes)"] = np.where(days < 2, np.trunc(days * 1440), 0.0)
+        elif name == "events_trend_30d":
+            column = np.select([column > 0.2, column < -0.2], [1, -1], 0)
+        keys[name] = column
+    if not keys:
+        return np.zeros(len(where), dtype=np.int64), np.array([0])
+    group = pd.DataFrame(keys).groupby(list(keys), sort=False, dropna=False).ngroup().to_numpy()
+    _, first = np.unique(group, return_index=True)
+    return group, first
+
+
+def _with_impacts(texts: np.ndarray, ids: np.ndarray, impact: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``"text (+1.20)"`` cells (``""`` where not valid), each distinct (text, impact) written once."""
+    cents = np.rint(impact * 100.0)
+    # rint(x * 100) is the 2-decimal rounding Python's format applies unless x * 100 sits a hair
+    # from a .5 boundary; those rare cells are formatted one by one.
+    near_half = np.abs(np.abs(impact * 100.0 - np.trunc(impact * 100.0)) - 0.5) < 1e-6
+    cells = np.empty(ids.shape, dtype=object)
+    cells[~valid] = ""
+    exact = valid & ~near_half
+    if exact.any():
+        key = ids[exact] * 1_000_003 + (cents[exact].astype(np.int64) % 1_000_003)
+        distinct, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        made = np.array([f"{texts[i]} ({c / 100:+.2f})" for i, c in zip(ids[exact][first], cents[exact][first])],
+                        dtype=object)
+        cells[exact] = made[inverse.ravel()]
+    for row, column in zip(*np.nonzero(valid & near_half)):
+        cells[row, column] = f"{texts[ids[row, column]]} ({impact[row, column]:+.2f})"
+    return cells
+
+
 def feature_families(spec: FeatureSpec) -> dict:
     """Feature name -> factor: the source column, the event type's key, or one of the activity summaries.
 
@@ -153,6 +266,10 @@ def describe_factor(factor: str, value, spec: FeatureSpec) -> str:
         return "no e-mails opened yet" if _missing(rate) else f"clicked {rate:.0%} of opened e-mails"
     if factor == LEAD_AGE:
         return f"lead created {_ago(value('lead_age_days'), _sub_day(spec))}"
+    behaviour = _behaviour_sources(spec)
+    if factor in behaviour and factor not in spec.categorical_feature_names:
+        feature, column = behaviour[factor]
+        return _describe_behaviour(column, value(feature), logged=feature.startswith("log_"))
     if factor in spec.categorical_feature_names:
         return _describe_category(factor, value(factor))
     numbers = spec.numeric_fit_feature_names
@@ -190,6 +307,27 @@ def _describe_events(key: str, value, spec: FeatureSpec) -> str:
         if count > 1:
             return f"{count} {many} in the last {_window_text(window)}, the latest {last}"
     return f"{total} {many} in all, the latest {last}"
+
+
+@lru_cache(maxsize=8)
+def _behaviour_sources(spec: FeatureSpec) -> dict:
+    """Factor -> (feature, lead column) of the lead columns that summarise behaviour."""
+    sources = spec.source_columns
+    return {name.removeprefix("log_"): (name, sources[name]) for name in spec.summarised_engagement_feature_names}
+
+
+def _describe_behaviour(column: str, number, *, logged: bool) -> str:
+    """A summarised behaviour in the lead's own numbers: "7 visits", "time on site: 1,234"."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", str(column))  # TotalVisits -> Total Visits
+    label = " ".join(re.sub(r"[^0-9A-Za-z%-]+", " ", words).lower().split()) or str(column)
+    if _missing(number):
+        return f"{label} unknown"
+    amount = round(float(np.expm1(number)) if logged else float(number), 6)  # log1p and back is not exact
+    if amount.is_integer() and label.split()[-1] in COUNT_NOUNS:
+        noun = re.sub(r"^(?:total|number of|num|no of|count of|#)\s+", "", label)
+        return f"{amount:,.0f} {noun}"
+    text = f"{amount:,.0f}" if amount.is_integer() else f"{amount:,.2f}".rstrip("0").rstrip(".")
+    return f"{label}: {text}"
 
 
 def _times(total: int, value, key: str, spec: FeatureSpec) -> str:

@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init-config", help="guess column roles in an export and write a project config")
     init.add_argument("--leads", required=True, help="the lead table export (.csv or .parquet)")
+    init.add_argument("--events", help="the event log export, if any (.csv or .parquet)")
+    init.add_argument("--deals", help="the closed-deals export, if any (.csv or .parquet); replaces a label column")
     init.add_argument("--out", default="config.toml", help="config file to write (default: %(default)s)")
     init.add_argument("--force", action="store_true", help="overwrite an existing config file")
 
@@ -85,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from models.threads import sleep_while_waiting
+
+    sleep_while_waiting()  # before LightGBM loads OpenMP: threads waiting at a barrier sleep, not spin
     args = build_parser().parse_args(argv)
     from features.contract import DataContractError
 
@@ -110,17 +115,24 @@ def _generate(args) -> int:
 
 
 def _init_config(args) -> int:
-    from crm.infer_config import write_config
+    from crm.infer_config import guess_project
     from crm.readers import read_table
 
     out = Path(args.out)
     if out.exists() and not args.force:
         raise ValueError(f"{out} exists; pass --force to overwrite it or choose another --out.")
     frame = read_table(args.leads)
-    text = write_config(frame, leads_path=args.leads, out_path=out)
-    out.write_text(text, encoding="utf-8")
-    print(f"wrote {out}: roles for {frame.shape[1]} columns of {args.leads} ({len(frame):,} rows). Check each "
-          f"role, list post-outcome columns under [leakage], then: python -m training train --config {out}")
+    tables = {name: read_table(path) for name, path in (("events", args.events), ("deals", args.deals)) if path}
+    guess = guess_project(frame, leads_path=args.leads, out_path=out, events_path=args.events,
+                          deals_path=args.deals, **tables)
+    out.write_text(guess.text, encoding="utf-8")
+    read = ", ".join(f"{name} {len(table):,} rows" for name, table in tables.items())
+    print(f"wrote {out}: roles for {frame.shape[1]} columns of {args.leads} ({len(frame):,} rows)"
+          + (f"; {read}" if read else "") + ".")
+    print("check before training:")
+    for line in guess.summary:
+        print(f"  - {line}")
+    print(f"then: python -m training train --config {out}")
     return 0
 
 
@@ -306,6 +318,7 @@ def _close(figures) -> None:
 
 def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labels=None):
     from analysis.plots import gains_figure, reliability_figure
+    from models.threads import resolve_threads
     from training.pipeline import TrainingConfig, train_model, train_on_table
     from training.promotion import decide_promotion
     from training.tracking import champion_version, load_champion, log_training_run, training_run, use_default_store
@@ -323,6 +336,8 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
     options.update({name: getattr(args, name) for name in ("horizon_days", "snapshot_every_days", "test_days",
                                                            "calibration_days") if getattr(args, name) is not None})
     args.model_name = args.model_name or DEFAULT_MODEL_NAME
+    options["threads"] = resolve_threads(args.threads, config_threads=project.runtime.get("threads")
+                                         if project is not None else None)
     config = TrainingConfig(**options)
     champion = load_champion(args.model_name)
     oracle = (lambda snapshots: truth.oracle_probability(snapshots, horizon_days=config.horizon_days)) if truth else None
@@ -479,6 +494,9 @@ def _add_training_arguments(parser) -> None:
                                              "global model for the rest, in one bundle")
     parser.add_argument("--model-name", help=f"registered model name (default: the config's model_name, "
                                              f"else {DEFAULT_MODEL_NAME})")
+    parser.add_argument("--threads", type=int, help="threads for LightGBM and BLAS (default: the "
+                        "LEAD_SCORING_THREADS environment variable, the config's [runtime] threads, else the "
+                        "cores this process may use)")
     if not any(action.dest == "seed" for action in parser._actions):
         parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
 

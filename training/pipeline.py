@@ -18,6 +18,7 @@ from features.timing import duration, duration_days
 from features.vocabulary import EventVocabulary
 from models.bundle import ModelBundle
 from models.estimators import make_candidates
+from models.threads import blas_threads, blas_threads_for, resolve_threads
 from models.tiers import POLICIES, CapacityPolicy, policy_from_dict, tier_cutoffs
 from training.calibrate import calibrate
 from training.evaluate import decile_table, evaluate_probabilities, tier_table
@@ -60,6 +61,8 @@ class TrainingConfig:
     segment_by: str | None = None
     # Wall-clock seconds for the LightGBM hyperparameter search on train -> calibration; 0 turns it off.
     search_seconds: float = 0.0
+    #: LightGBM's threads (BLAS gets one for small fits); None: LEAD_SCORING_THREADS or the cores available.
+    threads: int | None = None
 
     def __post_init__(self):
         for name in _SPANS:
@@ -214,22 +217,25 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
     X_test, y_test = features[in_split["test"]], labels[in_split["test"]]
 
     metrics, fitted = {}, {}
-    candidates = make_candidates(spec, random_state=config.seed)
+    threads = resolve_threads(config.threads)
+    candidates = make_candidates(spec, random_state=config.seed, n_jobs=threads)
     search = None
-    for name, candidate in candidates.items():
-        if name == "lightgbm" and config.search_seconds > 0:
-            fitted[name], searched, search = search_lightgbm(spec, X_train, y_train, X_cal, y_cal,
-                                                             seconds=config.search_seconds, seed=config.seed, log=log)
-            candidates[name] = clone(fitted[name])  # the tuned parameters, unfitted: segment models start from it
-            metrics["search_trials"] = float((search["state"] == "COMPLETE").sum())
-        else:
-            fitted[name] = clone(candidate).fit(X_train, y_train)
-        auc = roc_auc_score(y_cal, fitted[name].predict_proba(X_cal)[:, 1])
-        metrics[f"validation_roc_auc_{name}"] = float(auc)
-        log(f"candidate {name}: validation ROC AUC {auc:.4f}")
-    best = max(fitted, key=lambda name: metrics[f"validation_roc_auc_{name}"])
-    validation_auc = metrics[f"validation_roc_auc_{best}"]
-    calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed)
+    with blas_threads(blas_threads_for(*X_train.shape, threads)):
+        for name, candidate in candidates.items():
+            if name == "lightgbm" and config.search_seconds > 0:
+                fitted[name], searched, search = search_lightgbm(spec, X_train, y_train, X_cal, y_cal,
+                                                                 seconds=config.search_seconds, seed=config.seed,
+                                                                 n_jobs=threads, log=log)
+                candidates[name] = clone(fitted[name])  # the tuned parameters, unfitted: segment models start there
+                metrics["search_trials"] = float((search["state"] == "COMPLETE").sum())
+            else:
+                fitted[name] = clone(candidate).fit(X_train, y_train)
+            auc = roc_auc_score(y_cal, fitted[name].predict_proba(X_cal)[:, 1])
+            metrics[f"validation_roc_auc_{name}"] = float(auc)
+            log(f"candidate {name}: validation ROC AUC {auc:.4f}")
+        best = max(fitted, key=lambda name: metrics[f"validation_roc_auc_{name}"])
+        validation_auc = metrics[f"validation_roc_auc_{best}"]
+        calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed)
     method = min(log_losses, key=log_losses.get)
     metrics.update({f"calibration_log_loss_{name}": value for name, value in log_losses.items()})
     segments = None

@@ -27,8 +27,9 @@ def search_lightgbm(spec, X_train, y_train, X_validation, y_validation, *, secon
     """Return ``(best_pipeline, best_params, trials)``: the fitted best pipeline, its parameters, a table of trials.
 
     ``seconds`` bounds the wall-clock time of the whole search; ``max_trials`` (optional) bounds the count.
-    Trials run one LightGBM thread by default: beside other busy processes on 2 cores, one fit of
-    the demo took 10 s with one thread and 233 s with two (OpenMP threads waiting on each other).
+    ``n_jobs`` is LightGBM's threads per trial (training passes ``models.threads``' count); one by
+    default: beside busy processes on 2 cores, one fit of the demo took 10 s with one thread and
+    233 s with two spinning OpenMP threads.
     When not even the defaults finish in time, they are fitted without the deadline, and the run says so.
     """
     import lightgbm

@@ -329,6 +329,14 @@ def load_bundle(model_uri: str) -> tuple[ModelBundle, dict]:
     return bundle, identity
 
 
+def pinned_model_uri(model_uri: str) -> str:
+    """``models:/name@alias`` as ``models:/name/<version>`` (the version the alias points at now); others as given."""
+    name, version = _registry_version(model_uri)
+    if name and "@" in model_uri:
+        return f"models:/{name}/{version}"
+    return model_uri
+
+
 def load_champion(model_name: str = DEFAULT_MODEL_NAME) -> ModelBundle | None:
     """The current champion's bundle, or None when there is no champion yet."""
     try:
