@@ -110,3 +110,22 @@ model_name = "shifty"
     assert len(client.get_metric_history(run.info.run_id, "backtest_roc_auc")) == 4
     assert {item.path for item in client.list_artifacts(run.info.run_id, "backtest")} >= {
         "backtest/backtest.png", "backtest/windows.csv", "backtest/feature_drift.csv"}
+
+
+def test_findings_on_a_hand_made_table():
+    from training.backtest import findings
+
+    table = pd.DataFrame({"window": [1, 2, 3], "test_from": ["2024-01-01", "2024-04-01", "2024-07-01"],
+                          "roc_auc": [0.80, 0.77, 0.70], "ece": [0.02, 0.03, 0.09],
+                          "train_base_rate": [0.051, 0.057, 0.11], "test_base_rate": [0.046, 0.039, 0.31],
+                          "max_psi": [0.1, 0.3, 0.1], "most_drifted_feature": ["a", "b", "c"],
+                          "drifted_features": [0, 1, 0]})
+    assert findings(table) == [
+        # 0.80 - 0.77 = 0.03 is within the 0.05 allowed; 0.10 is not
+        "The model degrades: ROC AUC 0.70 in the window from 2024-07-01 against 0.80 in the first window "
+        "(from 2024-01-01).",
+        # 3.9 % against 5.7 %: less than 1.5 times apart, not a move; 31 % against 11 % is
+        "Features drift in the window from 2024-04-01: 1 with PSI above 0.25, most of all b (0.30).",
+        "The base rate moves: 31% in the window from 2024-07-01 against 11% in its training data; calibration "
+        "does not carry over (ECE 0.09).",
+    ]

@@ -191,5 +191,6 @@ def _numeric_bins(values: np.ndarray, edges) -> np.ndarray:
 
 
 def _base_rate_moved(train: float, test: float) -> bool:
-    """Moved: more than 5 points and more than a third of the training rate apart."""
-    return abs(test - train) > 0.05 and abs(test - train) > train / 3
+    """Moved: more than a point apart and one more than 1.5 times the other (31 % vs 11 %, 1.6 % vs 5.1 %)."""
+    low, high = sorted((train, test))
+    return high - low > 0.01 and high > 1.5 * low
