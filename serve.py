@@ -1,4 +1,4 @@
-"""Scoring entry point: ``score`` a whole lead base as of a date, or serve scores over ``http``.
+"""Scoring entry point (``lead-serve``): ``score`` a whole lead base as of a date, or serve scores over ``http``.
 
     python serve.py score --model models:/lead-conversion@champion \
         --leads leads.parquet --events events.parquet --deals deals.parquet --out scores.parquet
@@ -15,9 +15,19 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="serve.py", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    score = commands.add_parser("score", help="score every open lead of a lead base")
+    from training.console import HelpFormatter, add_common_arguments, package_version
+
+    parser = argparse.ArgumentParser(prog="lead-serve", description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter,
+                                     epilog="examples:\n  lead-serve score --leads leads.csv --events events.parquet "
+                                            "--out scores.parquet\n  lead-serve http --port 8000")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    score = commands.add_parser("score", help="score every open lead of a lead base", formatter_class=HelpFormatter,
+                                description="Score every open lead of a lead base, atomically into one file.",
+                                epilog="example:\n  lead-serve score --model models:/lead-conversion@champion "
+                                       "--leads leads.csv --events events.parquet --deals deals.csv "
+                                       "--out scores.parquet")
     score.add_argument("--model", default="models:/lead-conversion@champion",
                        help="MLflow model URI (default: %(default)s)")
     score.add_argument("--config", help="project config (TOML) of your export: reads the leads as it says")
@@ -34,10 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "config's [runtime] threads, else the cores this process may use)")
     score.add_argument("--no-reasons", dest="explain", action="store_false",
                        help="leave out fit/engagement sub-scores and reasons (faster)")
+    add_common_arguments(score, experiment=False)
 
     http = commands.add_parser("http", help="serve POST /score, GET /health, GET /model over HTTP",
-                               description="Bearer-token auth is on when the environment variable "
-                                           "LEAD_SCORING_TOKEN is set.")
+                               formatter_class=HelpFormatter,
+                               description="Serve POST /score, GET /health, GET /model and /docs over HTTP. "
+                                           "Bearer-token auth is on when the environment variable "
+                                           "LEAD_SCORING_TOKEN is set.",
+                               epilog="example:\n  LEAD_SCORING_TOKEN=secret lead-serve http "
+                                      "--model models:/lead-conversion@champion --host 127.0.0.1 --port 8000")
     http.add_argument("--model", default="models:/lead-conversion@champion",
                       help="MLflow model URI (default: %(default)s)")
     http.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
@@ -47,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     http.add_argument("--max-leads", type=int, default=1_000, help="leads per request (default: %(default)s)")
     http.add_argument("--workers", type=int, help="worker processes, each with the model loaded once "
                                                   "(default: the cores this process may use)")
+    add_common_arguments(http, experiment=False)
     return parser
 
 
@@ -54,7 +70,12 @@ def main(argv=None) -> int:
     from models.threads import sleep_while_waiting
 
     sleep_while_waiting()  # before LightGBM loads OpenMP: threads waiting at a barrier sleep, not spin
+    from training.console import configure
+
     args = build_parser().parse_args(argv)
+    configure(args)
+    if args.tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
     if args.command == "http":
         return serve_http(args)
     from crm.config import load_crm_or_config
@@ -65,8 +86,9 @@ def main(argv=None) -> int:
     from models.explain import use_threads
     from models.threads import resolve_threads
     from models.tiers import TierThresholds
-    from training.tracking import load_bundle, use_default_store
+    from training.tracking import load_bundle, quiet_mlflow, use_default_store
 
+    quiet_mlflow(verbose=args.verbose)
     use_default_store()
     try:
         as_of = naive_utc(args.as_of) if args.as_of else utc_now()
@@ -91,7 +113,8 @@ def main(argv=None) -> int:
                                         else bundle.thresholds.sql)
         counts = score_lead_base(bundle, leads, events, as_of=as_of, out=args.out, deals=deals,
                                  model_version=identity["model_version"], thresholds=thresholds,
-                                 chunk_size=args.chunk_size, explain=args.explain, progress_bar=True)
+                                 chunk_size=args.chunk_size, explain=args.explain,
+                                 progress_bar=not args.quiet)
     except (DataContractError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -123,7 +146,8 @@ def serve_http(args) -> int:
     use_default_store()
     os.environ[HTTP_SETTINGS_VARIABLE] = json.dumps({
         "model_uri": args.model, "pinned_uri": pinned_model_uri(args.model), "workers": workers,
-        "max_body_bytes": args.max_body_bytes, "max_leads": args.max_leads})
+        "max_body_bytes": args.max_body_bytes, "max_leads": args.max_leads,
+        "verbose": args.verbose})
     print(f"serving {args.model} on http://{args.host}:{args.port} with {workers} worker(s)",
           file=sys.stderr, flush=True)
     # No access log: one line per request costs more than scoring a lead.
@@ -142,10 +166,11 @@ def http_app():
     from models.explain import use_threads
     from models.service import TOKEN_ENVIRONMENT_VARIABLE, create_app
     from models.threads import available_cores, sleep_while_waiting
-    from training.tracking import load_bundle, use_default_store
+    from training.tracking import load_bundle, quiet_mlflow, use_default_store
 
     sleep_while_waiting()
     settings = json.loads(os.environ[HTTP_SETTINGS_VARIABLE])
+    quiet_mlflow(verbose=settings["verbose"])
     use_default_store()
     bundle, identity = load_bundle(settings["pinned_uri"])
     identity["model_uri"] = settings["model_uri"]  # what the user asked for, alias included

@@ -32,7 +32,9 @@ import pandas as pd
 
 PROJECT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
-TARGETS = {"p50_ms": 5.0, "p99_ms": 15.0, "speedup": 3.0}
+EVENTS_PER_LEAD = 20
+#: The issue's goals for one lead with 20 events over loopback.
+TARGETS = {"p50_ms": 3.0, "p99_ms": 10.0, "speedup": 5.0}
 
 
 def main(argv=None) -> int:
@@ -58,6 +60,7 @@ def main(argv=None) -> int:
         model_uri, as_of, raw_payloads, feature_rows, columns = _train_and_sample(scratch, args.leads)
         print(f"trained and registered a model on {args.leads:,} synthetic leads in "
               f"{time.perf_counter() - started:.0f} s ({model_uri})", flush=True)
+        stages = _stages_in_process(model_uri, as_of, raw_payloads)
 
         ours_port, mlflow_port = _free_port(), _free_port()
         logs = [open(scratch / name, "wb") for name in ("ours.log", "mlflow.log")]
@@ -107,6 +110,8 @@ def main(argv=None) -> int:
         print(f"serve.py http --workers {workers}: {run['rps']:8,.0f} req/s  (p50 {run['p50_ms']:.1f} ms, "
               f"p99 {run['p99_ms']:.1f} ms, {run['requests']:,} requests, {run['pids']} worker pid(s) answered)")
     print(f"2 workers / 1 worker: {throughput[2]['rps'] / throughput[1]['rps']:.2f}x (target >= 1.6x)")
+    print("\nwhere one lead's time goes, in process (p50 ms over the same leads): "
+          + ", ".join(f"{name} {value:.2f}" for name, value in stages.items()))
     anchor = runs["mlflow models serve, feature row"]["rps"]
     # Figures, not a gate: a busy shared machine moves them; the verdict line says where they stand.
     for name in ("serve.py http, feature row", "serve.py http, attributes + events"):
@@ -114,8 +119,8 @@ def main(argv=None) -> int:
         speedup = run["rps"] / anchor
         verdict = (run["p50_ms"] <= TARGETS["p50_ms"] and run["p99_ms"] <= TARGETS["p99_ms"]
                    and speedup >= TARGETS["speedup"])
-        print(f"{name}: {speedup:.1f}x mlflow's req/s -> "
-              f"{'meets' if verdict else 'MISSES'} p50 <= 5 ms, p99 <= 15 ms, >= 3x")
+        print(f"{name}: {speedup:.1f}x mlflow's req/s -> {'meets' if verdict else 'MISSES'} "
+              f"p50 <= {TARGETS['p50_ms']:g} ms, p99 <= {TARGETS['p99_ms']:g} ms, >= {TARGETS['speedup']:g}x")
     return 0
 
 
@@ -129,15 +134,21 @@ def _train_and_sample(scratch: Path, n_leads: int):
     crm = generate_crm(n_leads, months=15, seed=11)
     write_crm(crm, scratch)
     code = training_main(["train", "--leads", str(scratch / "leads.parquet"), "--events",
-                          str(scratch / "events.parquet"), "--deals", str(scratch / "deals.parquet")])
+                          str(scratch / "events.parquet"), "--deals", str(scratch / "deals.parquet"),
+                          "--report-out", str(scratch / "training_report")])
     if code:
         raise SystemExit("training the benchmark model failed")
     model_uri = "models:/lead-conversion@champion"
     bundle, _ = load_bundle(model_uri)
 
     as_of = pd.Timestamp(crm.end)
-    leads = crm.leads[crm.leads["created_at"] < as_of].sample(200, random_state=0)
-    events = crm.events[crm.events["lead_id"].isin(leads["lead_id"]) & (crm.events["occurred_at"] < as_of)]
+    # The issue's case: one lead with 20 events. Leads with at least 20 events before as_of, their latest 20.
+    seen = crm.events[crm.events["occurred_at"] < as_of].sort_values(["lead_id", "occurred_at"], kind="stable")
+    counts = seen["lead_id"].value_counts()
+    eligible = crm.leads[crm.leads["created_at"] < as_of]
+    eligible = eligible[eligible["lead_id"].isin(counts.index[counts >= EVENTS_PER_LEAD])]
+    leads = eligible.sample(min(200, len(eligible)), random_state=0)
+    events = seen[seen["lead_id"].isin(leads["lead_id"])].groupby("lead_id").tail(EVENTS_PER_LEAD)
     attributes = [c for c in leads.columns if c not in ("lead_id", "created_at")]
     by_lead = {lead_id: group for lead_id, group in events.groupby("lead_id")}
     raw = []
@@ -154,6 +165,29 @@ def _train_and_sample(scratch: Path, n_leads: int):
     columns = list(features.columns)
     rows = [[_plain(v) for v in row] for row in features.itertuples(index=False)]
     return model_uri, as_of, raw, rows, columns
+
+
+def _stages_in_process(model_uri: str, as_of, raw_payloads: list, rounds: int = 300) -> dict:
+    """p50 of each step of a single-lead request without HTTP: parsing, features, scoring with reasons."""
+    from models.lead_requests import Lead, lead_features
+    from training.tracking import load_bundle
+
+    bundle, _ = load_bundle(model_uri)
+    timings = {"parse": [], "features": [], "score with reasons": []}
+    for k in range(rounds):
+        payload = raw_payloads[k % len(raw_payloads)]
+        begin = time.perf_counter()
+        lead = Lead.model_validate(payload)
+        parsed = time.perf_counter()
+        features = lead_features(bundle.spec, [lead], as_of)
+        built = time.perf_counter()
+        bundle.score_with_reasons(features)
+        done = time.perf_counter()
+        if k >= 30:  # warm-up
+            timings["parse"].append(parsed - begin)
+            timings["features"].append(built - parsed)
+            timings["score with reasons"].append(done - built)
+    return {name: float(np.median(values)) * 1e3 for name, values in timings.items()}
 
 
 def _plain(value):

@@ -103,15 +103,18 @@ def feature_contributions(bundle, features: pd.DataFrame) -> tuple[pd.DataFrame,
             raw = classifier.booster_.predict(codes, pred_contrib=True, **threads)
         return pd.DataFrame(raw[:, :-1], index=features.index, columns=names), raw[:, -1].copy()
     if hasattr(classifier, "coef_"):
-        preprocess = pipeline[:-1]
-        transformed = np.asarray(preprocess.transform(bundle.conform(features)), dtype=float)
-        terms = transformed * classifier.coef_[0]
-        owner = source_columns(pipeline[0])
-        grouped = np.zeros((len(features), len(names)))
-        position = {name: i for i, name in enumerate(names)}
-        np.add.at(grouped.T, np.array([position[o] for o in owner]), terms.T)
         base = np.full(len(features), float(classifier.intercept_[0]))
-        return pd.DataFrame(grouped, index=features.index, columns=names), base
+        if len(features) < _SMALL_BATCH:
+            # A few rows: per-column tables read off this pipeline (see models.linear_contributions);
+            # scikit-learn's per-call overhead would otherwise be most of a single lead's time.
+            from models.linear_contributions import linear_contributions
+
+            try:
+                values = linear_contributions(bundle, _linear_batch).contributions(features)
+            except (TypeError, ValueError):  # values the tables cannot take: the batch path decides
+                values = _linear_batch(bundle, features)
+            return pd.DataFrame(values, index=features.index, columns=names), base
+        return pd.DataFrame(_linear_batch(bundle, features), index=features.index, columns=names), base
     raise TypeError(f"Cannot explain a {type(classifier).__name__}: expected a LightGBM classifier "
                     "or a linear model with coef_.")
 
@@ -131,6 +134,20 @@ def use_threads(model, threads: int) -> None:
     classifier = _inner_pipeline(model)[-1]
     if hasattr(classifier, "booster_"):
         classifier.set_params(n_jobs=int(threads))
+
+
+def _linear_batch(bundle, features: pd.DataFrame) -> np.ndarray:
+    """The logistic pipeline's contributions through scikit-learn: coefficient x transformed value, per source."""
+    pipeline = _inner_pipeline(bundle.model)
+    classifier = pipeline[-1]
+    transformed = np.asarray(pipeline[:-1].transform(bundle.conform(features)), dtype=float)
+    terms = transformed * classifier.coef_[0]
+    owner = source_columns(pipeline[0])
+    names = bundle.spec.feature_names
+    grouped = np.zeros((len(features), len(names)))
+    position = {name: i for i, name in enumerate(names)}
+    np.add.at(grouped.T, np.array([position[o] for o in owner]), terms.T)
+    return grouped
 
 
 def calibration_map(model):

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 import serve
+from analysis.training_report import FIGURES as TRAINING_FIGURES
 from models.batch import SCORE_COLUMNS
 from training.cli import main as training_main
 
@@ -37,7 +38,10 @@ def test_train_register_load_and_score(crm_folder, mlflow_store, tmp_path, capsy
     assert 0.7 < metrics["test_roc_auc"] <= metrics["test_oracle_roc_auc"] + 0.02
     assert {"horizon_days", "rows_train", "rows_test", "window_test_first", "spec_windows_days"} <= set(run.data.params)
     artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
-    assert artifacts == {"plots/reliability.png", "plots/cumulative_gains.png"}
+    assert artifacts == {f"plots/{name}.png" for name in TRAINING_FIGURES}
+    reports = {item.path for item in client.list_artifacts(run.info.run_id, "report")}
+    assert {"report/training_report.html", "report/factor_importance.csv", "report/confusion_at_tiers.csv"} <= reports
+    assert 0 < metrics["test_ks"] < 1 and "training report reports/training/training_report.html" in report
 
     # The pyfunc model takes feature rows and returns probability, score and tier.
     model = mlflow.pyfunc.load_model("models:/lead-conversion@champion")

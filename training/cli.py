@@ -1,8 +1,11 @@
-"""Command line: ``python -m training {generate,init-config,train,backtest,promote,revert,compare,demo}``."""
+"""Command line: ``lead-train`` (or ``python -m training``)
+``{generate,init-config,train,backtest,promote,revert,compare,demo}``."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 import time
 import warnings
@@ -11,78 +14,112 @@ from pathlib import Path
 import pandas as pd
 
 from models.tiers import CapacityPolicy, ExpectedValuePolicy, LiftPolicy, PrecisionPolicy, ThresholdPolicy
+from training.console import HelpFormatter, add_common_arguments, configure, package_version, show_warning, step
+
+log = logging.getLogger("lead_scoring")
 
 DEFAULT_MODEL_NAME = "lead-conversion"
 EXAMPLE_RULES = Path(__file__).resolve().parent.parent / "models" / "rules_example.toml"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training",
-                                     description="Train lead-conversion models on closed deals.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="lead-train", formatter_class=HelpFormatter,
+        description="Train lead-conversion models on closed deals, compare them with points rules.",
+        epilog="examples:\n  lead-train demo\n  lead-train train --config config.toml\n"
+               "  lead-train <command> --help    (options and an example of each command)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    generate = commands.add_parser("generate", help="write a synthetic CRM (leads, events, deals) as Parquet")
-    generate.add_argument("--out", default="data/demo", help="folder to write (default: %(default)s)")
+    def command(name, help_text, example):
+        sub = commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                                  formatter_class=HelpFormatter, epilog=f"example:\n  {example}")
+        return sub
+
+    generate = command("generate", "write a synthetic CRM (leads, events, deals) as Parquet",
+                       "lead-train generate --out data/demo --leads 20000 --months 18")
+    generate.add_argument("--out", default="data/demo", help="folder to write")
     _add_generator_arguments(generate)
+    add_common_arguments(generate, tracking=False)
 
-    init = commands.add_parser("init-config", help="guess column roles in an export and write a project config")
+    init = command("init-config", "guess column roles in an export and write a project config",
+                   "lead-train init-config --leads export.csv --out config.toml")
     init.add_argument("--leads", required=True, help="the lead table export (.csv or .parquet)")
     init.add_argument("--events", help="the event log export, if any (.csv or .parquet)")
     init.add_argument("--deals", help="the closed-deals export, if any (.csv or .parquet); replaces a label column")
-    init.add_argument("--out", default="config.toml", help="config file to write (default: %(default)s)")
+    init.add_argument("--out", default="config.toml", help="config file to write")
     init.add_argument("--force", action="store_true", help="overwrite an existing config file")
+    add_common_arguments(init, tracking=False)
 
-    train = commands.add_parser("train", help="train, calibrate, evaluate and register a model")
+    train = command("train", "train, calibrate, evaluate and register a model",
+                    "lead-train train --leads leads.csv --events events.parquet --deals deals.csv")
     train.add_argument("--config", help="project config (TOML) mapping your export; replaces the three tables")
     train.add_argument("--leads", help="leads table (.csv or .parquet); with --config, overrides its file")
     train.add_argument("--events", help="event log (.csv or .parquet)")
     train.add_argument("--deals", help="closed deals (.csv or .parquet)")
     train.add_argument("--truth", help="folder with the synthetic generator's truth files (adds oracle AUC)")
     _add_training_arguments(train)
+    train.add_argument("--report-out", default="reports/training",
+                       help="folder for the training report (training_report.html, CSVs); also logged to MLflow")
+    add_common_arguments(train)
 
-    backtest = commands.add_parser("backtest", help="rolling-origin backtest: train up to each cut-off, test the "
-                                                    "next window")
+    backtest = command("backtest", "rolling-origin backtest: train up to each cut-off, test the next window",
+                       "lead-train backtest --config config.toml --windows 4")
     backtest.add_argument("--config", help="project config (TOML); replaces the three tables")
     backtest.add_argument("--leads", help="leads table (.csv or .parquet); with --config, overrides its file")
     backtest.add_argument("--events", help="event log (.csv or .parquet)")
     backtest.add_argument("--deals", help="closed deals (.csv or .parquet)")
-    backtest.add_argument("--windows", type=int, default=4, help="test windows (default: %(default)s)")
-    backtest.add_argument("--first-share", type=float, default=0.5,
-                          help="share of the time range before the first cut-off (default: %(default)s)")
+    backtest.add_argument("--windows", type=int, default=4, help="test windows")
+    backtest.add_argument("--first-share", type=float, default=0.5, help="share of the time range before the first "
+                                                                          "cut-off")
     backtest.add_argument("--model", choices=("lightgbm", "logistic"), default="lightgbm",
-                          help="model refitted at each cut-off (default: %(default)s)")
+                          help="model refitted at each cut-off")
     backtest.add_argument("--horizon", "--horizon-days", dest="horizon_days", type=_duration_argument,
                           help="conversion horizon, e.g. 90d or 6h (default: the config's, else 90d)")
     backtest.add_argument("--every", "--every-days", dest="snapshot_every_days", type=_duration_argument,
                           help="time between snapshots, e.g. 15d or 1h (default: the config's, else 15d)")
     backtest.add_argument("--model-name", help="whose experiment to log to (default: the config's model_name, else "
                                                f"{DEFAULT_MODEL_NAME})")
-    backtest.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    backtest.add_argument("--seed", type=int, default=0, help="random seed")
+    add_common_arguments(backtest)
 
-    promote = commands.add_parser("promote", help="make a registered model version the champion, by hand")
-    promote.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model (default: %(default)s)")
+    promote = command("promote", "make a registered model version the champion, by hand",
+                      "lead-train promote --model-name lead-conversion --version 3 --reason \"checked the leak\"")
+    promote.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model")
     promote.add_argument("--version", required=True, help="the version to promote")
     promote.add_argument("--reason", default="promoted by hand", help="why, stored on the version")
+    add_common_arguments(promote, experiment=False)
 
-    revert = commands.add_parser("revert", help="give the champion alias back to the previous champion")
-    revert.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model (default: %(default)s)")
+    revert = command("revert", "give the champion alias back to the previous champion",
+                     "lead-train revert --model-name lead-conversion --reason \"scores drifted\"")
+    revert.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model")
     revert.add_argument("--reason", default="reverted by hand", help="why, stored on both versions")
+    add_common_arguments(revert, experiment=False)
 
-    compare = commands.add_parser("compare", help="compare a model with points rules on its test snapshots")
-    compare.add_argument("--model", default="models:/lead-conversion@champion", help="model URI (default: %(default)s)")
-    compare.add_argument("--rules", default=str(EXAMPLE_RULES), help="points rules TOML (default: the example rules)")
-    compare.add_argument("--config", help="project config (TOML) mapping your export; replaces the three tables")
-    compare.add_argument("--leads", help="leads table (.csv or .parquet)")
+    compare = command("compare", "compare a model with points rules on its test snapshots",
+                      "lead-train compare --model models:/lead-conversion@champion --rules my_rules.toml "
+                      "--leads leads.csv --events events.parquet --deals deals.csv\n"
+                      "  lead-train compare --model models:/my-model@champion --config config.toml --rules my_rules.toml")
+    compare.add_argument("--model", default="models:/lead-conversion@champion", help="model URI")
+    compare.add_argument("--rules", help="points rules TOML (default: the example rules of models/rules_example.toml)")
+    compare.add_argument("--config", help="project config (TOML) of your export: reads the tables as it says "
+                                          "(three tables, or a single lead table with its outcome column)")
+    compare.add_argument("--leads", help="leads table (.csv or .parquet); with --config, overrides its file")
     compare.add_argument("--events", help="event log (.csv or .parquet)")
     compare.add_argument("--deals", help="closed deals (.csv or .parquet)")
-    compare.add_argument("--out", default="reports/compare", help="folder for report.html and CSVs (default: %(default)s)")
+    compare.add_argument("--out", default="reports/compare", help="folder for report.html and CSVs")
     compare.add_argument("--scorecard-out", help="also fit a learned points table on the training split, write it here")
-    compare.add_argument("--disagreements", type=int, default=10, help="leads listed where they disagree most")
+    compare.add_argument("--disagreements", type=int, default=10, help="leads listed each way where they disagree")
+    compare.add_argument("--bootstrap", type=int, default=200,
+                         help="bootstrap resamples of the test leads for the intervals (0: none)")
+    add_common_arguments(compare)
 
-    demo = commands.add_parser("demo", help="generate synthetic data, train, register, score, report")
+    demo = command("demo", "generate synthetic data, train, register, score, report",
+                   "lead-train demo --leads 5000 --months 15")
     demo.add_argument("--out", default="data/demo", help="folder for the generated data and scores")
     _add_generator_arguments(demo)
     _add_training_arguments(demo)
+    add_common_arguments(demo)
     return parser
 
 
@@ -93,22 +130,33 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from features.contract import DataContractError
 
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if getattr(args, "tracking_uri", None):
+        os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
+            configure(args)  # logging levels, and warning filters that end with this block
+            warnings.showwarning = show_warning
             return {"generate": _generate, "init-config": _init_config, "train": _train, "compare": _compare,
-                    "demo": _demo, "promote": _promote, "revert": _revert, "backtest": _backtest}[args.command](args)
+                    "demo": _demo, "backtest": _backtest, "promote": _promote, "revert": _revert}[args.command](args)
     except (DataContractError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        if getattr(args, "tracking_uri", None):  # in-process callers (tests) get their environment back
+            if tracking_uri is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
 
 
 def _generate(args) -> int:
     from crm.synthetic import generate_crm, write_crm
 
     started = time.perf_counter()
-    crm = generate_crm(args.leads, months=args.months, seed=args.seed)
-    write_crm(crm, args.out)
+    with step(f"generating {args.leads:,} synthetic leads"):
+        crm = generate_crm(args.leads, months=args.months, seed=args.seed)
+        write_crm(crm, args.out)
     print(f"wrote {len(crm.leads):,} leads, {len(crm.events):,} events and {len(crm.deals):,} deals "
           f"to {args.out} in {time.perf_counter() - started:.1f} s")
     return 0
@@ -132,7 +180,7 @@ def _init_config(args) -> int:
     print("check before training:")
     for line in guess.summary:
         print(f"  - {line}")
-    print(f"then: python -m training train --config {out}")
+    print(f"then: lead-train train --config {out}")
     return 0
 
 
@@ -158,6 +206,7 @@ def _demo(args) -> int:
     folder = Path(args.out)
     leads, events, deals = load_crm(folder / "leads.parquet", folder / "events.parquet", folder / "deals.parquet")
     truth = load_truth(folder)
+    args.report_out = str(folder / "training_report")
     result, logged = _train_and_log(args, leads, events, deals, truth=truth)
 
     from training.tracking import load_bundle
@@ -166,16 +215,19 @@ def _demo(args) -> int:
     bundle, identity = load_bundle(model_uri)
     as_of = pd.Timestamp(result.params["data_end"])
     out = folder / "scores.parquet"
-    counts = score_lead_base(bundle, leads, events, as_of=as_of, out=out, deals=deals,
-                             model_version=identity["model_version"])
+    with step("scoring the open leads"):
+        counts = score_lead_base(bundle, leads, events, as_of=as_of, out=out, deals=deals,
+                                 model_version=identity["model_version"], progress=log.info)
     print(f"\nscored {int(counts.sum()):,} open leads as of {as_of.date()} with {model_uri} "
           f"(version {identity['model_version']}) -> {out}")
     print("  " + ", ".join(f"{tier} {count:,}" for tier, count in counts.items()))
 
-    return _compare(build_parser().parse_args([
+    compare = build_parser().parse_args([
         "compare", "--model", model_uri, "--rules", str(EXAMPLE_RULES), "--out", str(folder / "compare"),
         "--scorecard-out", str(folder / "learned_points.toml"),
-        *[part for name in ("leads", "events", "deals") for part in (f"--{name}", str(folder / f"{name}.parquet"))]]))
+        *[part for name in ("leads", "events", "deals") for part in (f"--{name}", str(folder / f"{name}.parquet"))]])
+    compare.experiment, compare.tracking_uri = args.experiment, args.tracking_uri
+    return _compare(compare)
 
 
 def _backtest(args) -> int:
@@ -263,66 +315,72 @@ def _revert(args) -> int:
 def _compare(args) -> int:
     from analysis.compare import compare_on_test
     from analysis.report import comparison_figures, headline, write_report
-    from crm.readers import load_crm
-    from models.rules import load_rules
-    from training.tracking import load_bundle, log_comparison, use_default_store
+    from crm.config import load_crm_or_config
+    from models.rules import RulesError, load_rules
+    from training.tracking import load_bundle, log_comparison, quiet_mlflow, use_default_store
 
-    started = time.perf_counter()
+    quiet_mlflow(verbose=args.verbose)
     if args.config is None and not (args.leads and args.events and args.deals):
-        raise ValueError("compare needs --config FILE, or all of --leads, --events and --deals.")
+        raise ValueError("compare needs --config FILE (your export as its config maps it), or all of --leads, "
+                         "--events and --deals.")
+    started = time.perf_counter()
     uri = use_default_store()
-    if args.config is not None:
-        from crm.config import load_crm_or_config
-
-        _, leads, _, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
-                                                        deals=args.deals)
-        if deals is None:
-            raise ValueError(f"{args.config}: compare needs a deals table ([deals] or [data] deals) for outcomes.")
-    else:
-        leads, events, deals = load_crm(args.leads, args.events, args.deals)
+    with step("reading the data"):
+        _, leads, labels, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
+                                                             deals=args.deals)
     bundle, _ = load_bundle(args.model)
-    rules = load_rules(args.rules, spec=bundle.spec, lead_columns=leads.columns)
-    comparison = compare_on_test(bundle, rules, leads, events, deals, scorecard=bool(args.scorecard_out),
-                                 n_disagreements=args.disagreements)
+    rules_path = args.rules or str(EXAMPLE_RULES)
+    try:
+        rules = load_rules(rules_path, spec=bundle.spec, lead_columns=leads.columns)
+    except RulesError as error:
+        if args.rules is None:  # the example rules name the synthetic CRM's columns, not the user's
+            raise RulesError(f"{error} The example rules fit the synthetic CRM; write rules for your export's "
+                             "columns and event types (format in the README) and pass them with --rules.") from None
+        raise
+    with step("scoring the test leads with the model and the rules"):
+        comparison = compare_on_test(bundle, rules, leads, events, deals, labels=labels,
+                                     scorecard=bool(args.scorecard_out), n_disagreements=args.disagreements,
+                                     n_bootstrap=args.bootstrap)
     if args.scorecard_out:
         learned = comparison.scorecard.save(args.scorecard_out)
         # The table must read back through the same reader a hand-made rules file goes through.
         load_rules(learned, spec=bundle.spec, lead_columns=leads.columns)
-    figures = comparison_figures(comparison)
-    report = write_report(comparison, figures, args.out)
-    run_id = log_comparison(comparison, figures=figures, report_path=report, model_uri=args.model, rules=rules)
-    _close(figures)
-    print(f"\ncompared {args.model} with {args.rules} on {comparison.metrics['test_rows']:,} test snapshots "
-          f"in {time.perf_counter() - started:.0f} s")
+    with step("writing the report"):
+        figures = comparison_figures(comparison)
+        report = write_report(comparison, figures, args.out)
+        run_id = log_comparison(comparison, figures=figures, report_path=report, model_uri=args.model, rules=rules,
+                                **_experiment(args))
+    test_rows = comparison.metrics["test_rows"]
+    print(f"\ncompared {args.model} with {rules_path} on {test_rows:,} test "
+          f"{'snapshots' if 'as_of' in comparison.scored else 'leads'} in {time.perf_counter() - started:.0f} s")
     print("  " + headline(comparison))
     forecast = comparison.tables["forecast"]
     overall = forecast[forecast["group"].eq("all")]
     print("  forecast backtest, conversions expected [90 % interval] vs actual: calibrated "
           + "; ".join(f"{row.expected_conversions:.0f} [{row.low}, {row.high}]" for row in overall.itertuples())
-          + " | level-checked " + "; ".join(f"{row.expected_adjusted:.0f} [{row.low_adjusted}, {row.high_adjusted}]"
-                                            for row in overall.itertuples())
+          + (" | level-checked " + "; ".join(f"{row.expected_adjusted:.0f} [{row.low_adjusted}, {row.high_adjusted}]"
+                                             for row in overall.itertuples()) if "expected_adjusted" in overall else "")
           + " | actual " + "; ".join(f"{row.actual_conversions}" for row in overall.itertuples())
-          + f" (as of {', '.join(overall['as_of'])})")
+          + (f" (as of {', '.join(overall['as_of'])})" if "as_of" in overall else ""))
     if args.scorecard_out:
         print(f"  learned points table -> {args.scorecard_out}")
     print(f"  report {report} (tables as CSV beside it); MLflow store {uri}, run {run_id}")
     return 0
 
 
-def _close(figures) -> None:
-    import matplotlib.pyplot as plt
-
-    for figure in figures.values():
-        plt.close(figure)
+def _experiment(args) -> dict:
+    return {"experiment": args.experiment} if getattr(args, "experiment", None) else {}
 
 
 def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labels=None):
-    from analysis.plots import gains_figure, reliability_figure
+    from analysis.training_report import training_report
     from models.threads import resolve_threads
     from training.pipeline import TrainingConfig, train_model, train_on_table
     from training.promotion import decide_promotion
-    from training.tracking import champion_version, load_champion, log_training_run, training_run, use_default_store
+    from training.tracking import (champion_version, load_champion, log_training_run, quiet_mlflow, training_run,
+                                   use_default_store)
 
+    quiet_mlflow(verbose=args.verbose)
     uri = use_default_store()
     options = dict(tier_policy=_tier_policy(args, deals), seed=args.seed, segment_by=args.segment_by,
                    search_seconds=args.search_seconds)
@@ -342,27 +400,31 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
     champion = load_champion(args.model_name)
     oracle = (lambda snapshots: truth.oracle_probability(snapshots, horizon_days=config.horizon_days)) if truth else None
     started = time.perf_counter()
+    # The run opens before the training, so its duration in MLflow is the training's.
     with training_run(model_name=args.model_name, experiment=getattr(args, "experiment", None)):
-        if project is not None and deals is None:
-            result = train_on_table(leads, labels, spec=project.feature_spec(), config=config, champion=champion)
-        else:
-            spec = project.feature_spec() if project is not None else None
-            vocabulary = project.event_vocabulary() if project is not None else None
-            result = train_model(leads, events, deals, spec=spec, config=config, oracle=oracle, champion=champion,
-                                 event_vocabulary=vocabulary)
-        figures = {
-            "reliability": reliability_figure(result.test["label"], result.test["probability"]),
-            "cumulative_gains": gains_figure(result.test["label"], {"model": result.test["probability"]}),
-        }
+        with step("training (features, candidates, calibration, evaluation)"):
+            if project is not None and deals is None:
+                result = train_on_table(leads, labels, spec=project.feature_spec(), config=config, champion=champion,
+                                        log=log.info)
+            else:
+                spec = project.feature_spec() if project is not None else None
+                vocabulary = project.event_vocabulary() if project is not None else None
+                result = train_model(leads, events, deals, spec=spec, config=config, oracle=oracle,
+                                     champion=champion, event_vocabulary=vocabulary, log=log.info)
+        with step("writing the training report"):
+            report = training_report(result, out_dir=args.report_out, seed=args.seed)
         decision = decide_promotion(challenger_auc=result.metrics["test_roc_auc"],
                                     champion_auc=result.metrics.get("champion_test_roc_auc"),
                                     has_champion=champion is not None,
                                     champion_version=champion_version(args.model_name) if champion else None,
                                     suspicious_columns=result.params.get("suspicious_columns", ()),
                                     has_signal=result.params.get("has_signal", True))
-        logged = log_training_run(result, model_name=args.model_name, figures=figures, decision=decision)
-    _close(figures)
-    _print_report(result, logged, uri, time.perf_counter() - started, decision=decision, model_name=args.model_name)
+        with step("logging the run and the model to MLflow"):
+            logged = log_training_run(result, model_name=args.model_name, figures=report["figures"],
+                                      decision=decision, report_path=report["path"], report_tables=report["tables"],
+                                      extra_metrics=report["metrics"])
+    _print_report(result, logged, uri, time.perf_counter() - started, report, decision=decision,
+                  model_name=args.model_name)
     return result, logged
 
 
@@ -400,7 +462,7 @@ def _tier_policy(args, deals):
     return CapacityPolicy(sql_share=args.sql_share, mql_share=args.mql_share)
 
 
-def _print_report(result, logged, uri, seconds, *, decision=None, model_name=DEFAULT_MODEL_NAME) -> None:
+def _print_report(result, logged, uri, seconds, report, *, decision=None, model_name=DEFAULT_MODEL_NAME) -> None:
     metrics, params = result.metrics, result.params
     test = (f"test window {params['window_test_first']} .. {params['window_test_last']}, "
             f"{metrics['test_rows']:,.0f} snapshots" if params["split"] == "temporal"
@@ -446,6 +508,7 @@ def _print_report(result, logged, uri, seconds, *, decision=None, model_name=DEF
         if decision.outcome == "held for review":
             print(f"  to promote it after checking: python -m training promote --model-name {model_name} "
                   f"--version {logged['version']}")
+    print(f"  training report {report['path']} (KS {report['metrics']['test_ks']:.3f})")
     print(f"  registered as version {logged['version']}"
           f"{' (alias champion)' if logged['champion'] else ''}; MLflow store {uri}, run {logged['run_id']}")
 
@@ -510,8 +573,3 @@ def _duration_argument(text: str) -> float:
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return int(days) if days.is_integer() else days
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings reach the user as one readable line, not a source location."""
-    print(f"WARNING: {message}", file=file or sys.stderr)

@@ -89,6 +89,7 @@ class TrainingResult:
     test: pd.DataFrame  # lead_id, as_of, label, probability, tier of the test snapshots
     example: pd.DataFrame | None = None  # one real test row of features: the logged model's input example
     datasets: dict = field(default_factory=dict)  # split name -> (features, labels), for lineage (digests, counts)
+    test_features: pd.DataFrame | None = None  # their feature rows (for reports: factor importance)
 
 
 def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: FeatureSpec | None = None,
@@ -286,8 +287,8 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
     fitted_extra = {"cutoffs": tier_cutoffs(thresholds, calibration_probability), "example": example,
                     "datasets": datasets, "segments": segments, "search": search}
     return spec, features, {"model": calibrated, "thresholds": thresholds, "probability": probability,
-                            "y_test": y_test, "metrics": metrics, "params": params, "leakage": leakage,
-                            **fitted_extra}
+                            "y_test": y_test, "X_test": X_test, "metrics": metrics, "params": params,
+                            "leakage": leakage, **fitted_extra}
 
 
 def _typical_engaged_row(probability: np.ndarray) -> int:
@@ -310,7 +311,8 @@ def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -
         **({"search_trials": fitted["search"]} if fitted.get("search") is not None else {}),
     }
     return TrainingResult(bundle=bundle, params=params, metrics=fitted["metrics"], tables=tables, test=test,
-                          example=fitted["example"], datasets=fitted["datasets"])
+                          example=fitted["example"], datasets=fitted["datasets"],
+                          test_features=fitted["X_test"].reset_index(drop=True))
 
 
 def _compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.DataFrame, events, fitted: dict,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
@@ -47,6 +48,19 @@ class LeadConversionModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None):
         return self.bundle.score(model_input)
+
+
+def quiet_mlflow(*, verbose: int = 0) -> None:
+    """Keep MLflow's own chatter (registration notices, progress bars, pickling advice) off the console.
+
+    With ``verbose`` its log lines and notices show as MLflow writes them. Warnings a user
+    can act on still arrive through Python's warnings, which the CLI prints as plain lines.
+    """
+    from mlflow.utils import logging_utils
+
+    logging_utils.MLFLOW_LOGGING_STREAM.enabled = bool(verbose)
+    if not verbose:
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
 
 
 def use_default_store(directory=".") -> str:
@@ -85,12 +99,15 @@ def training_run(*, model_name: str = DEFAULT_MODEL_NAME, experiment: str | None
 
 def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment: str | None = None,
                      figures: dict | None = None, promote: bool | None = None, decision=None,
-                     run_name: str | None = None) -> dict:
+                     run_name: str | None = None, report_path=None, report_tables: dict | None = None,
+                     extra_metrics: dict | None = None) -> dict:
     """Log params, metrics, tables, figures, datasets and the model; register it; move ``champion`` if promoted.
 
     Logs into the active run (see :func:`training_run`) or a new one. ``decision`` is a
     :class:`training.promotion.PromotionDecision`; its outcome, reason and both figures become the
-    version's tags and description. Returns ``{"run_id", "model_uri", "version", "champion"}``.
+    version's tags and description. ``report_path`` (the training report's HTML) is logged under
+    ``report/``, with ``report_tables`` as CSV beside it and ``extra_metrics`` (e.g. ``test_ks``)
+    with the metrics. Returns ``{"run_id", "model_uri", "version", "champion"}``.
     """
     promote = decision.promote if decision is not None else (True if promote is None else promote)
     with contextlib.ExitStack() as stack:
@@ -117,6 +134,12 @@ def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment
             mlflow.log_table(result.tables["leakage_report"], "leakage/leakage_report.json")
         for name, figure in (figures or {}).items():
             mlflow.log_figure(figure, f"plots/{name}.png")
+        if extra_metrics:
+            mlflow.log_metrics(extra_metrics)
+        for name, table in (report_tables or {}).items():
+            mlflow.log_text(table.to_csv(index=False), f"report/{name}.csv")
+        if report_path is not None:
+            mlflow.log_artifact(str(report_path), "report")
         bundle_path = bundle.save(Path(scratch) / "bundle.joblib")
         example = getattr(result, "example", None)
         info = mlflow.pyfunc.log_model(
