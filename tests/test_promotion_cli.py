@@ -62,8 +62,8 @@ def test_leaky_run_is_held_then_promoted_and_reverted_by_hand(project, mlflow_st
     assert training_main(["train", "--config", str(leaky)]) == 0
     out = capsys.readouterr().out
     # The doubt comes first, before the figures, and the run says why the champion stays.
-    summary = out[out.index("\n\n"):].lstrip()  # after the progress lines, the summary opens with the doubt
-    assert summary.startswith("SUSPICIOUS: Call Outcome (single-column AUC 0.8"), out
+    # The summary (progress lines go to stderr) opens with the doubt, before any figure.
+    assert out.lstrip().startswith("SUSPICIOUS: Call Outcome (single-column AUC 0.8"), out
     assert "HELD FOR REVIEW: uses suspicious column(s) Call Outcome" in out
     assert f"python -m training promote --model-name {MODEL} --version 2" in out
     assert client.get_model_version_by_alias(MODEL, "champion").version == 1

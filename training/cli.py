@@ -280,7 +280,9 @@ def _backtest(args) -> int:
     run_id = log_backtest(result, model_name=model_name, experiment=getattr(args, "experiment", None), figure=figure,
                           params={"model": args.model, "windows": args.windows, "first_share": args.first_share,
                                   "rows": len(features), "shape": shape})
-    _close({"backtest": figure})
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
     print("\n" + result.windows[["window", "test_from", "test_to", "train_rows", "test_rows", "roc_auc", "ece",
                                   "train_base_rate", "test_base_rate", "max_psi", "most_drifted_feature"]]
           .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
