@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import shutil
 import tempfile
@@ -44,6 +45,7 @@ ANY_CHAMPION = object()
 _LOCK_DEPTH = 0
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
+_LOGGED_MODEL_ID = re.compile(r"m-[0-9a-f]{32}/?")
 #: MLflow 3's UI opens an experiment in its GenAI view unless told it holds classical models.
 _EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _REQUIREMENTS = ("mlflow", "scikit-learn", "lightgbm", "pandas", "numpy", "joblib", "duckdb", "pyarrow")
@@ -436,7 +438,8 @@ def load_bundle(model_uri: str) -> tuple[ModelBundle, dict]:
     registry = model_uri.startswith(("models:/", "runs:/"))
     if registry:
         _require_store(model_uri)
-        if model_uri.startswith("models:/"):
+        # MLflow 3 also names a logged model (registered or not) models:/m-<id>: loading says if it is wrong.
+        if model_uri.startswith("models:/") and not _LOGGED_MODEL_ID.fullmatch(model_uri[len("models:/"):]):
             _require_registered(model_uri)
     elif "://" not in model_uri or model_uri.startswith("file://"):
         local = Path(model_uri.removeprefix("file://"))
