@@ -32,13 +32,17 @@ _SECTIONS = {
     "columns": {"id", "row_number_id", "created_at", "label", "positive", "negative", "open", "email", "job_title",
                 "missing_values"},
     "roles": set(ROLES),
-    "leakage": {"max_auc", "post_outcome", "keep"},
+    "leakage": {"max_auc", "suspicious_auc", "post_outcome", "keep"},
     "training": {"min_positives", "min_negatives", "min_split_positives", "split_shares", "seed", "model_name",
                  "horizon_days", "snapshot_every_days", "test_days", "calibration_days",
-                 "horizon", "snapshot_every", "test_span", "calibration_span"},
+                 "horizon", "snapshot_every", "test_span", "calibration_span", "min_converted_leads",
+                 "min_split_converted_leads", "min_validation_auc", "segment_by", "search_seconds"},
     "events": {"file", "id", "timestamp", "type", "type_separator", "value", "types", "words", "max_types",
                "min_count", "min_share", "windows", "half_lives"},
     "deals": {"file", "id", "closed_at", "outcome", "won", "lost", "amount", "won_only", "lost_after"},
+    # How tier cut-offs are chosen: kind = capacity | precision | threshold | lift | expected_value, and its values.
+    "tiers": {"kind", "sql_share", "mql_share", "sql_precision", "mql_precision", "sql_probability",
+              "mql_probability", "sql_lift", "mql_lift", "won_value", "sql_cost", "mql_cost"},
     "runtime": {"threads"},
 }
 #: [training] duration keys -> TrainingConfig fields (the older *_days names are kept and mean the same).
@@ -78,9 +82,11 @@ class ProjectConfig:
     pii: tuple = ()
     ignore: tuple = ()
     max_auc: float = 0.95
+    suspicious_auc: float = 0.80
     post_outcome: tuple = ()
     keep: tuple = ()
     training: dict = field(default_factory=dict)
+    tiers: dict = field(default_factory=dict)
     #: ``threads``: threads for LightGBM and BLAS (see ``models.threads``); --threads and
     #: LEAD_SCORING_THREADS win over it.
     runtime: dict = field(default_factory=dict)
@@ -166,8 +172,8 @@ class ProjectConfig:
                    if key not in ("model_name", "split_shares")}
         if "split_shares" in self.training:
             options["lead_shares"] = tuple(self.training["split_shares"])
-        return {**options, "leakage_max_auc": self.max_auc, "post_outcome_columns": self.post_outcome,
-                "keep_columns": self.keep}
+        return {**options, "leakage_max_auc": self.max_auc, "leakage_suspicious_auc": self.suspicious_auc,
+                "post_outcome_columns": self.post_outcome, "keep_columns": self.keep}
 
     @property
     def model_name(self) -> str | None:
@@ -213,7 +219,7 @@ def load_config(path) -> ProjectConfig:
         duration_days(training[key], name=f"{path}: [training] {key}")
     values = {"leads": located(data["leads"]), "events": located(data.get("events")),
               "deals": located(data.get("deals")), "training": training, "source": str(path),
-              "runtime": dict(raw.get("runtime", {}))}
+              "tiers": dict(raw.get("tiers", {})), "runtime": dict(raw.get("runtime", {}))}
     if "events" in raw:
         values.update(_event_values(raw["events"], path, located))
     if "deals" in raw:

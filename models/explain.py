@@ -55,6 +55,8 @@ def explain(bundle, features: pd.DataFrame) -> Explanation:
                                                       index=features.index, columns=bundle.spec.feature_names),
                            base_value=none, margin=none, probability=none, fit_score=no_scores,
                            engagement_score=no_scores)
+    if hasattr(bundle.model, "route"):  # a segmented model: each row is explained by the model that scores it
+        return _explain_segments(bundle, features)
     contributions, base_value = feature_contributions(bundle, features)
     to_probability = calibration_map(bundle.model)
     values = contributions.to_numpy()
@@ -64,6 +66,24 @@ def explain(bundle, features: pd.DataFrame) -> Explanation:
     probability, fit, engagement = np.split(to_probability(np.concatenate([margin, *partial])), 3)
     return Explanation(contributions=contributions, base_value=base_value, margin=margin,
                        probability=probability, fit_score=_percent(fit), engagement_score=_percent(engagement))
+
+
+def _explain_segments(bundle, features: pd.DataFrame) -> Explanation:
+    from dataclasses import replace
+
+    routes = bundle.model.route(features)
+    parts = {segment: explain(replace(bundle, model=bundle.model.model_for(segment)), features.iloc[rows])
+             for segment, rows in routes.items()}
+    order = np.concatenate(list(routes.values()))
+    back = np.argsort(order, kind="stable")
+
+    def joined(name):
+        return np.concatenate([getattr(part, name) for part in parts.values()])[back]
+
+    contributions = pd.concat([part.contributions for part in parts.values()]).iloc[back]
+    return Explanation(contributions=contributions, base_value=joined("base_value"), margin=joined("margin"),
+                       probability=joined("probability"), fit_score=joined("fit_score"),
+                       engagement_score=joined("engagement_score"))
 
 
 def feature_contributions(bundle, features: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 
 TIERS = ("SQL", "MQL", "nurture")
 
@@ -74,11 +75,94 @@ class PrecisionPolicy:
         )
 
 
+@dataclass(frozen=True)
+class ThresholdPolicy:
+    """Fixed probability cut-offs: SQL from ``sql_probability``, MQL from ``mql_probability``."""
+
+    sql_probability: float = 0.50
+    mql_probability: float = 0.20
+
+    def choose(self, probabilities) -> TierThresholds:
+        _checked(probabilities)
+        return TierThresholds(mql=self.mql_probability, sql=self.sql_probability)
+
+
+@dataclass(frozen=True)
+class LiftPolicy:
+    """SQL from ``sql_lift`` times the base rate, MQL from ``mql_lift`` times it.
+
+    The base rate is the mean calibrated probability on the calibration split, which a calibrated
+    model keeps equal to the observed conversion rate there.
+    """
+
+    sql_lift: float = 3.0
+    mql_lift: float = 1.5
+
+    def choose(self, probabilities) -> TierThresholds:
+        if not 0 < self.mql_lift < self.sql_lift:
+            raise ValueError("LiftPolicy needs 0 < mql_lift < sql_lift. "
+                             f"Got mql_lift={self.mql_lift!r} and sql_lift={self.sql_lift!r} instead.")
+        base_rate = float(_checked(probabilities).mean())
+        sql, mql = self.sql_lift * base_rate, self.mql_lift * base_rate
+        if sql >= 1.0:
+            raise ValueError(f"LiftPolicy: SQL at {self.sql_lift} x the base rate {base_rate:.3f} needs a probability "
+                             f"of {sql:.3f}, which no lead can reach. Lower sql_lift below {1 / base_rate:.2f}.")
+        return TierThresholds(mql=mql, sql=sql)
+
+
+@dataclass(frozen=True)
+class ExpectedValuePolicy:
+    """Contact a lead when its expected value pays for the contact.
+
+    A lead is SQL when ``probability x won_value >= sql_cost`` (the cost of a sales contact), MQL
+    when it pays for ``mql_cost`` (a marketing touch): the cut-offs are ``cost / won_value``.
+    ``won_value`` is the value of a won deal (from the config, or the median amount of won deals).
+    """
+
+    won_value: float = 10_000.0
+    sql_cost: float = 500.0
+    mql_cost: float = 50.0
+
+    def choose(self, probabilities) -> TierThresholds:
+        if not 0 < self.mql_cost < self.sql_cost < self.won_value:
+            raise ValueError("ExpectedValuePolicy needs 0 < mql_cost < sql_cost < won_value. Got "
+                             f"mql_cost={self.mql_cost!r}, sql_cost={self.sql_cost!r} and won_value={self.won_value!r} "
+                             "instead.")
+        _checked(probabilities)
+        return TierThresholds(mql=self.mql_cost / self.won_value, sql=self.sql_cost / self.won_value)
+
+
+POLICIES = {"capacity": CapacityPolicy, "precision": PrecisionPolicy, "threshold": ThresholdPolicy,
+            "lift": LiftPolicy, "expected_value": ExpectedValuePolicy}
+
+
+def policy_kind(policy) -> str:
+    """The ``kind`` name of a policy object, as :func:`policy_from_dict` takes it."""
+    return next(kind for kind, cls in POLICIES.items() if isinstance(policy, cls))
+
+
+def tier_cutoffs(thresholds: TierThresholds, probabilities) -> pd.DataFrame:
+    """Each tier's probability range, leads, share of leads and expected conversion on ``probabilities``.
+
+    The way every policy's choice is reported: as probabilities and as volumes on the calibration split.
+    """
+    probabilities = _checked(probabilities)
+    tiers = thresholds.assign(probabilities)
+    rows = []
+    for tier, low, high in (("SQL", thresholds.sql, 1.0), ("MQL", thresholds.mql, thresholds.sql),
+                            ("nurture", 0.0, thresholds.mql)):
+        members = probabilities[tiers == tier]
+        rows.append({"tier": tier, "from_probability": round(low, 4), "below_probability": round(high, 4),
+                     "leads": int(members.size), "share": members.size / probabilities.size,
+                     "expected_conversion": float(members.mean()) if members.size else float("nan")})
+    return pd.DataFrame(rows)
+
+
 def policy_from_dict(values: dict):
     """``{"kind": "capacity", "sql_share": 0.05, ...}`` -> a policy object."""
     values = dict(values)
     kind = values.pop("kind", "capacity")
-    policies = {"capacity": CapacityPolicy, "precision": PrecisionPolicy}
+    policies = POLICIES
     if kind not in policies:
         raise ValueError(f"Tier policy kind must be one of {sorted(policies)}. Got {kind!r} instead.")
     return policies[kind](**values)

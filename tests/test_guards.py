@@ -34,20 +34,23 @@ def test_a_planted_perfect_column_is_excluded_and_named():
     assert not report.loc[report["column"] != "Rep Verdict", "excluded"].any()
 
 
-def test_a_kept_column_stays_with_a_warning_and_declared_columns_go():
+def test_a_kept_column_stays_with_a_warning_and_declared_columns_go_without_one():
     _, features, labels = features_and_labels(make_export(400))
     with pytest.warns(LeakageWarning, match="'Rep Verdict' KEPT because the config says keep"):
         spec, _ = apply_leakage_guard(features, labels, SPEC, keep=("Rep Verdict",), log=lambda line: None)
     assert "rep_verdict" in spec.feature_names
+    lines = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         spec, report = apply_leakage_guard(features, labels, SPEC, post_outcome=("Region",), keep=("Rep Verdict",),
-                                           log=lambda line: None)
-    assert sorted(str(warning.message).split(" (")[0] for warning in caught) == [
-        "leakage guard: column 'Region' EXCLUDED from training", "leakage guard: column 'Rep Verdict' KEPT because "
-        "the config says keep"]
+                                           log=lines.append)
+    # The declared column is a decision the user made: reported as declared, not warned about.
+    assert [str(warning.message).split(" (")[0] for warning in caught] == [
+        "leakage guard: column 'Rep Verdict' KEPT because the config says keep"]
+    assert lines == ["leakage guard: excluded as declared post-outcome: Region"]
     assert "region" not in spec.feature_names
-    assert report.set_index("column").loc["Region", "declared_post_outcome"]
+    region = report.set_index("column").loc["Region"]
+    assert region["declared_post_outcome"] and region["excluded"] and region["verdict"] == "declared post-outcome"
 
 
 def test_single_column_auc_in_both_directions_and_missingness():
@@ -63,8 +66,8 @@ def test_single_column_auc_in_both_directions_and_missingness():
 def test_minimum_data_refusal_and_small_split_warning():
     with pytest.raises(ValueError, match="39 converted and 500 non-converted.*at least 40 converted"):
         check_minimum_data(np.r_[np.ones(39), np.zeros(500)])
-    check_minimum_data(np.r_[np.ones(5), np.zeros(5)], min_positives=5, min_negatives=5)
-    with pytest.warns(SmallSplitWarning, match="the test split has only 3 converted"):
+    check_minimum_data(np.r_[np.ones(5), np.zeros(5)], min_positives=5, min_negatives=5, min_converted_leads=5)
+    with pytest.warns(SmallSplitWarning, match="the test split has only 3 converted examples from 3 distinct leads"):
         assert warn_small_splits({"train": np.ones(30), "test": np.r_[np.ones(3), np.zeros(9)]}) == ["test"]
 
 
@@ -74,7 +77,8 @@ def test_training_refuses_too_few_conversions():
     leads = frame.rename(columns={"Lead Ref": "lead_id"})
     labels = (frame["Deal Won"] == "Yes").astype(float)
     spec = dataclasses.replace(SPEC, categorical_columns=("Source", "Region"))
-    with pytest.raises(ValueError, match="30 converted and 270 non-converted examples; training needs at least 40"):
+    with pytest.raises(ValueError, match=r"30 converted and 270 non-converted examples "
+                                         r"\(30 distinct converted leads\); training needs at least 40"):
         train_on_table(leads, labels, spec=spec, log=lambda line: None)
 
 
@@ -104,3 +108,19 @@ def test_dated_lead_table_is_split_by_time():
                             config=TrainingConfig(min_split_positives=1), log=lambda line: None)
     assert result.params["split"] == "time" and result.params["rows_test"] == 120
     assert set(result.test["lead_id"]) == set(leads["lead_id"].iloc[:120])
+
+
+def test_a_model_without_signal_says_its_tiers_carry_no_information():
+    from training.guards import NoSignalWarning
+    from training.promotion import decide_promotion
+
+    frame = make_export(1500, leaky=False, seed=3)
+    leads = frame.rename(columns={"Lead Ref": "lead_id"})
+    labels = pd.Series((np.random.default_rng(7).random(len(frame)) < 0.4).astype(float))  # unrelated to any column
+    spec = dataclasses.replace(SPEC, categorical_columns=("Source", "Region"))
+    with pytest.warns(NoSignalWarning, match="does not beat the floor 0.55: its ranking, and so its SQL / MQL / "
+                                             "nurture tiers, carry no information"):
+        result = train_on_table(leads, labels, spec=spec, log=lambda line: None)
+    assert not result.params["has_signal"] and result.metrics["validation_roc_auc"] <= 0.55
+    decision = decide_promotion(challenger_auc=result.metrics["test_roc_auc"], has_signal=result.params["has_signal"])
+    assert decision.outcome == "kept champion" and not decision.promote

@@ -64,7 +64,8 @@ def test_readme_examples_run_as_written(tmp_path, monkeypatch, mlflow_store, cap
         assert code == 0, f"{command}\n{capsys.readouterr().err}"
         ran.append(argv[0])
     # Every kind of example ran: contract and config training, scoring both ways, the comparison.
-    assert sorted(ran) == ["compare", "init-config", "score", "score", "train", "train"], ran
+    assert sorted(ran) == ["backtest", "compare", "init-config", "promote", "revert", "score", "score", "train",
+                           "train", "train"], ran
     assert len(pd.read_parquet("scores.parquet")) > 0 and len(pd.read_csv("scores.csv")) == 40
     assert Path("reports/compare/report.html").exists() and Path("learned_points.toml").exists()
     assert Path("reports/training/training_report.html").exists()

@@ -4,9 +4,7 @@ import os
 import re
 import shutil
 import time
-from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest

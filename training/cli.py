@@ -1,4 +1,5 @@
-"""Command line: ``lead-train`` (or ``python -m training``) ``{generate,init-config,train,compare,demo}``."""
+"""Command line: ``lead-train`` (or ``python -m training``)
+``{generate,init-config,train,backtest,promote,revert,compare,demo}``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.tiers import CapacityPolicy, PrecisionPolicy
+from models.tiers import CapacityPolicy, ExpectedValuePolicy, LiftPolicy, PrecisionPolicy, ThresholdPolicy
 from training.console import HelpFormatter, add_common_arguments, configure, package_version, show_warning, step
 
 log = logging.getLogger("lead_scoring")
@@ -64,6 +65,39 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder for the training report (training_report.html, CSVs); also logged to MLflow")
     add_common_arguments(train)
 
+    backtest = command("backtest", "rolling-origin backtest: train up to each cut-off, test the next window",
+                       "lead-train backtest --config config.toml --windows 4")
+    backtest.add_argument("--config", help="project config (TOML); replaces the three tables")
+    backtest.add_argument("--leads", help="leads table (.csv or .parquet); with --config, overrides its file")
+    backtest.add_argument("--events", help="event log (.csv or .parquet)")
+    backtest.add_argument("--deals", help="closed deals (.csv or .parquet)")
+    backtest.add_argument("--windows", type=int, default=4, help="test windows")
+    backtest.add_argument("--first-share", type=float, default=0.5, help="share of the time range before the first "
+                                                                          "cut-off")
+    backtest.add_argument("--model", choices=("lightgbm", "logistic"), default="lightgbm",
+                          help="model refitted at each cut-off")
+    backtest.add_argument("--horizon", "--horizon-days", dest="horizon_days", type=_duration_argument,
+                          help="conversion horizon, e.g. 90d or 6h (default: the config's, else 90d)")
+    backtest.add_argument("--every", "--every-days", dest="snapshot_every_days", type=_duration_argument,
+                          help="time between snapshots, e.g. 15d or 1h (default: the config's, else 15d)")
+    backtest.add_argument("--model-name", help="whose experiment to log to (default: the config's model_name, else "
+                                               f"{DEFAULT_MODEL_NAME})")
+    backtest.add_argument("--seed", type=int, default=0, help="random seed")
+    add_common_arguments(backtest)
+
+    promote = command("promote", "make a registered model version the champion, by hand",
+                      "lead-train promote --model-name lead-conversion --version 3 --reason \"checked the leak\"")
+    promote.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model")
+    promote.add_argument("--version", required=True, help="the version to promote")
+    promote.add_argument("--reason", default="promoted by hand", help="why, stored on the version")
+    add_common_arguments(promote, experiment=False)
+
+    revert = command("revert", "give the champion alias back to the previous champion",
+                     "lead-train revert --model-name lead-conversion --reason \"scores drifted\"")
+    revert.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model")
+    revert.add_argument("--reason", default="reverted by hand", help="why, stored on both versions")
+    add_common_arguments(revert, experiment=False)
+
     compare = command("compare", "compare a model with points rules on its test snapshots",
                       "lead-train compare --model models:/lead-conversion@champion --rules my_rules.toml "
                       "--leads leads.csv --events events.parquet --deals deals.csv\n"
@@ -112,7 +146,7 @@ def main(argv=None) -> int:
             configure(args)  # logging levels, and warning filters that end with this block
             warnings.showwarning = show_warning
             return {"generate": _generate, "init-config": _init_config, "train": _train, "compare": _compare,
-                    "demo": _demo}[args.command](args)
+                    "demo": _demo, "backtest": _backtest, "promote": _promote, "revert": _revert}[args.command](args)
     except (DataContractError, ValueError, OSError, UnicodeError) as error:
         # One line, personal data masked, bounded: the message is the whole answer.
         print(f"error: {bounded(_error_text(error))}", file=sys.stderr)
@@ -205,6 +239,90 @@ def _demo(args) -> int:
     return _compare(compare)
 
 
+def _backtest(args) -> int:
+    from analysis.backtest import backtest_figure
+    from crm.config import load_crm_or_config
+    from features.build import build_features
+    from features.spec import FeatureSpec
+    from features.timing import duration
+    from training.backtest import rolling_cutoffs, run_backtest
+    from training.leakage import spec_without
+    from training.pipeline import TrainingConfig, labelled_snapshots, latest_timestamp
+    from training.tracking import log_backtest, use_default_store
+
+    if args.config is None and not (args.leads and args.events and args.deals):
+        raise ValueError("backtest needs --config FILE, or all of --leads, --events and --deals.")
+    started = time.perf_counter()
+    uri = use_default_store()
+    project, leads, labels, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
+                                                               deals=args.deals)
+    spec = FeatureSpec() if project is None else spec_without(project.feature_spec(), project.post_outcome)
+    model_name = args.model_name or (project.model_name if project is not None else None) or DEFAULT_MODEL_NAME
+    if deals is not None:  # snapshots: time is as_of, each label known a horizon later
+        options = {key: value for key, value in (project.training_options() if project is not None else {}).items()
+                   if key in ("horizon_days", "snapshot_every_days")}
+        options.update({name: getattr(args, name) for name in ("horizon_days", "snapshot_every_days")
+                        if getattr(args, name) is not None})
+        config = TrainingConfig(seed=args.seed, **options)
+        data_end = latest_timestamp(leads, events, deals)
+        rows, _ = labelled_snapshots(leads, deals, config=config, data_end=data_end)
+        times, known_at, y = rows["as_of"], rows["as_of"] + duration(config.horizon_days), rows["label"]
+        shape = f"{len(rows):,} snapshots"
+        vocabulary = project.event_vocabulary() if project is not None else None
+        if vocabulary is not None and events is not None:  # the log's own types, learned before the first window
+            first_window = rolling_cutoffs(times, n_windows=args.windows, first_share=args.first_share)[0][0]
+            spec, _ = vocabulary.learned_spec(spec, events, before=first_window)
+    else:
+        if "created_at" not in leads.columns:
+            raise ValueError("backtest needs time: the lead table has no creation date. Name it as [columns] "
+                             "created_at in the config.")
+        keep = labels.notna().to_numpy()
+        leads, y = leads.loc[keep].reset_index(drop=True), labels[keep].astype(int).reset_index(drop=True)
+        rows = pd.DataFrame({"lead_id": leads["lead_id"], "as_of": pd.NaT})
+        times, known_at, shape = leads["created_at"], None, f"{len(leads):,} leads ordered by creation date"
+    features = build_features(rows, leads, events, spec)
+    windows = rolling_cutoffs(times, n_windows=args.windows, first_share=args.first_share)
+    print(f"backtest of {args.model} on {shape}: {len(windows)} windows from {windows[0][0].date()}")
+    result = run_backtest(features, y, times, known_at=known_at, groups=rows["lead_id"], spec=spec,
+                          windows=windows, model=args.model, seed=args.seed)
+    figure = backtest_figure(result.windows, title=f"Rolling-origin backtest, {args.model}, {shape}")
+    run_id = log_backtest(result, model_name=model_name, experiment=getattr(args, "experiment", None), figure=figure,
+                          params={"model": args.model, "windows": args.windows, "first_share": args.first_share,
+                                  "rows": len(features), "shape": shape})
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    print("\n" + result.windows[["window", "test_from", "test_to", "train_rows", "test_rows", "roc_auc", "ece",
+                                  "train_base_rate", "test_base_rate", "max_psi", "most_drifted_feature"]]
+          .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\n" + "\n".join(result.findings))
+    print(f"\nbacktest in {time.perf_counter() - started:.0f} s; MLflow store {uri}, run {run_id}")
+    return 0
+
+
+def _promote(args) -> int:
+    from training.tracking import set_champion, use_default_store
+
+    use_default_store()
+    moved = set_champion(args.model_name, args.version, reason=args.reason)
+    if moved["previous"] is None:
+        print(f"{args.model_name} version {moved['champion']} is the champion")
+    else:
+        print(f"{args.model_name}: version {moved['champion']} is the champion; version {moved['previous']} keeps "
+              f"the alias previous-champion (undo with: python -m training revert --model-name {args.model_name})")
+    return 0
+
+
+def _revert(args) -> int:
+    from training.tracking import revert_champion, use_default_store
+
+    use_default_store()
+    moved = revert_champion(args.model_name, reason=args.reason)
+    print(f"{args.model_name}: version {moved['champion']} is the champion again; version {moved['previous']} "
+          "keeps the alias previous-champion")
+    return 0
+
+
 def _compare(args) -> int:
     from analysis.compare import compare_on_test
     from analysis.report import comparison_figures, headline, write_report
@@ -269,16 +387,18 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
     from analysis.training_report import training_report
     from models.threads import resolve_threads
     from training.pipeline import TrainingConfig, train_model, train_on_table
-    from training.tracking import champion_version, load_champion, log_training_run, quiet_mlflow, use_default_store
+    from training.promotion import decide_promotion
+    from training.tracking import (champion_version, load_champion, log_training_run, quiet_mlflow, training_run,
+                                   use_default_store)
 
     quiet_mlflow(verbose=args.verbose)
     uri = use_default_store()
-    policy = (PrecisionPolicy(sql_precision=args.sql_precision, mql_precision=args.mql_precision)
-              if args.tier_policy == "precision" else CapacityPolicy(sql_share=args.sql_share,
-                                                                     mql_share=args.mql_share))
-    options = dict(tier_policy=policy, seed=args.seed)
-    if project is not None:  # the config file's [training] and [leakage] win over the defaults
+    options = dict(tier_policy=_tier_policy(args, deals), seed=args.seed, segment_by=args.segment_by,
+                   search_seconds=args.search_seconds)
+    if project is not None:  # the config file's [training], [leakage] and [tiers] win over the defaults
         options.update(project.training_options())
+        if project.tiers:
+            options["tier_policy"] = _configured_tier_policy(project.tiers, deals)
         if args.model_name is None and project.model_name:
             args.model_name = project.model_name
     # Spans given on the command line win over the config's, which win over the defaults.
@@ -292,36 +412,87 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
     champion = load_champion(args.model_name)
     oracle = (lambda snapshots: truth.oracle_probability(snapshots, horizon_days=config.horizon_days)) if truth else None
     started = time.perf_counter()
-    with step("training (features, candidates, calibration, evaluation)"):
-        if project is not None and deals is None:
-            result = train_on_table(leads, labels, spec=project.feature_spec(), config=config, champion=champion,
-                                    log=log.info)
-        else:
-            spec = project.feature_spec() if project is not None else None
-            vocabulary = project.event_vocabulary() if project is not None else None
-            result = train_model(leads, events, deals, spec=spec, config=config, oracle=oracle, champion=champion,
-                                 event_vocabulary=vocabulary, log=log.info)
-    with step("writing the training report"):
-        report = training_report(result, out_dir=args.report_out, seed=args.seed)
-    champion_auc = result.metrics.get("champion_test_roc_auc")
-    promote = champion_auc is None or result.metrics["test_roc_auc"] >= champion_auc
-    with step("logging the run and the model to MLflow"):
-        logged = log_training_run(result, model_name=args.model_name, figures=report["figures"], promote=promote,
-                                  report_path=report["path"], report_tables=report["tables"],
-                                  extra_metrics=report["metrics"], expected_champion=expected_champion,
-                                  **_experiment(args))
-    if promote and not logged["champion"]:
+    # The run opens before the training, so its duration in MLflow is the training's.
+    with training_run(model_name=args.model_name, experiment=getattr(args, "experiment", None)):
+        with step("training (features, candidates, calibration, evaluation)"):
+            if project is not None and deals is None:
+                result = train_on_table(leads, labels, spec=project.feature_spec(), config=config, champion=champion,
+                                        log=log.info)
+            else:
+                spec = project.feature_spec() if project is not None else None
+                vocabulary = project.event_vocabulary() if project is not None else None
+                result = train_model(leads, events, deals, spec=spec, config=config, oracle=oracle,
+                                     champion=champion, event_vocabulary=vocabulary, log=log.info)
+        with step("writing the training report"):
+            report = training_report(result, out_dir=args.report_out, seed=args.seed)
+        decision = decide_promotion(challenger_auc=result.metrics["test_roc_auc"],
+                                    champion_auc=result.metrics.get("champion_test_roc_auc"),
+                                    has_champion=champion is not None,
+                                    champion_version=expected_champion if champion else None,
+                                    suspicious_columns=result.params.get("suspicious_columns", ()),
+                                    has_signal=result.params.get("has_signal", True))
+        with step("logging the run and the model to MLflow"):
+            logged = log_training_run(result, model_name=args.model_name, figures=report["figures"],
+                                      decision=decision, report_path=report["path"], report_tables=report["tables"],
+                                      extra_metrics=report["metrics"], expected_champion=expected_champion)
+    if decision.promote and not logged["champion"]:
         print(f"  lost the promotion: another run made version {logged['champion_now']} champion while this one "
               f"trained; version {logged['version']} is registered without the alias (re-run to compare with it)")
-    _print_report(result, logged, uri, time.perf_counter() - started, report)
+    _print_report(result, logged, uri, time.perf_counter() - started, report, decision=decision,
+                  model_name=args.model_name)
     return result, logged
 
 
-def _print_report(result, logged, uri, seconds, report) -> None:
+def _configured_tier_policy(values: dict, deals):
+    from models.tiers import policy_from_dict
+
+    values = dict(values)
+    if values.get("kind") == "expected_value" and "won_value" not in values:
+        values["won_value"] = _median_won_amount(deals, "[tiers] won_value")
+    return policy_from_dict(values)
+
+
+def _median_won_amount(deals, setting: str) -> float:
+    amounts = (deals.loc[deals["outcome"].eq("won"), "amount"].dropna()
+               if deals is not None and "amount" in deals.columns else pd.Series(dtype=float))
+    if amounts.empty:
+        raise ValueError(f"Expected-value tiers need {setting}: the deals carry no amounts of won deals to take "
+                         "it from.")
+    print(f"expected-value tiers: a won deal is worth {amounts.median():,.0f} (median amount of {len(amounts):,} "
+          "won deals)")
+    return float(amounts.median())
+
+
+def _tier_policy(args, deals):
+    """The tier policy the flags ask for; expected value takes a won deal's value from the deals when not given."""
+    if args.tier_policy == "precision":
+        return PrecisionPolicy(sql_precision=args.sql_precision, mql_precision=args.mql_precision)
+    if args.tier_policy == "threshold":
+        return ThresholdPolicy(sql_probability=args.sql_probability, mql_probability=args.mql_probability)
+    if args.tier_policy == "lift":
+        return LiftPolicy(sql_lift=args.sql_lift, mql_lift=args.mql_lift)
+    if args.tier_policy == "expected-value":
+        won_value = args.won_value if args.won_value is not None else _median_won_amount(deals, "--won-value")
+        return ExpectedValuePolicy(won_value=won_value, sql_cost=args.contact_cost, mql_cost=args.nurture_cost)
+    return CapacityPolicy(sql_share=args.sql_share, mql_share=args.mql_share)
+
+
+def _print_report(result, logged, uri, seconds, report, *, decision=None, model_name=DEFAULT_MODEL_NAME) -> None:
     metrics, params = result.metrics, result.params
     test = (f"test window {params['window_test_first']} .. {params['window_test_last']}, "
             f"{metrics['test_rows']:,.0f} snapshots" if params["split"] == "temporal"
             else f"{params['split']} split, {metrics['test_rows']:,.0f} test leads")
+    # What must not be missed comes first: doubtful columns, and a model with nothing to say.
+    leakage = result.tables.get("leakage_report")
+    if params.get("suspicious_columns") and leakage is not None:
+        doubtful = leakage[leakage["verdict"].isin(("suspicious", "kept on request"))].drop_duplicates("column")
+        print("\nSUSPICIOUS: " + "; ".join(f"{row.column} (single-column AUC {row.single_column_auc:.3f}, "
+                                            f"{row.verdict})" for row in doubtful.itertuples())
+              + ". Each alone predicts the outcome well enough to have been written after it: the model is not "
+                "promoted automatically. Declare them under [leakage] post_outcome, or promote by hand.")
+    if not params.get("has_signal", True):
+        print(f"\nNO SIGNAL: validation ROC AUC {metrics['validation_roc_auc']:.4f} does not beat the floor: the "
+              "ranking is noise and the SQL / MQL / nurture tiers below carry no information.")
     print(f"\ntrained {params['model']} + {params['calibration']} calibration in {seconds:.0f} s; "
           f"{test}, base rate {metrics['test_base_rate']:.3f}")
     if params.get("excluded_columns"):
@@ -333,12 +504,25 @@ def _print_report(result, logged, uri, seconds, report) -> None:
     line += (f" | PR AUC {metrics['test_pr_auc']:.4f} | ECE {metrics['test_ece']:.4f} | "
              f"Brier {metrics['test_brier']:.4f} | top-decile lift {metrics['test_top_decile_lift']:.2f}")
     print(line)
+    cutoffs = result.tables.get("calibration_tier_cutoffs")
+    if cutoffs is not None:
+        print("  tier cut-offs (probability) and volumes on the calibration split: " + "; ".join(
+            f"{row.tier} from {row.from_probability:.3f}: {row.leads:,} ({row.share:.1%}, expected conversion "
+            f"{row.expected_conversion:.3f})" for row in cutoffs.itertuples()))
+    if "test_segments" in result.tables:
+        print(f"  segment models by {params['segment_by']} on the test split:")
+        print("  " + result.tables["test_segments"].to_string(index=False, float_format=lambda v: f"{v:.4f}")
+              .replace("\n", "\n  "))
     print("  conversion per tier on the test split:")
     print("  " + result.tables["test_tiers"].to_string(index=False, float_format=lambda v: f"{v:.3f}")
           .replace("\n", "\n  "))
-    if "champion_test_roc_auc" in metrics:
-        verdict = "promoted" if logged["champion"] else "kept the champion"
-        print(f"  champion on the same test window: ROC AUC {metrics['champion_test_roc_auc']:.4f} -> {verdict}")
+    if decision is not None:
+        champion = ("" if decision.champion_auc is None else
+                    f"champion on the same test window: ROC AUC {decision.champion_auc:.4f}; ")
+        print(f"  {champion}{decision.outcome.upper()}: {decision.reason}")
+        if decision.outcome == "held for review":
+            print(f"  to promote it after checking: python -m training promote --model-name {model_name} "
+                  f"--version {logged['version']}")
     print(f"  training report {report['path']} (KS {report['metrics']['test_ks']:.3f})")
     print(f"  registered as version {logged['version']}"
           f"{' (alias champion)' if logged['champion'] else ''}; MLflow store {uri}, run {logged['run_id']}")
@@ -360,12 +544,32 @@ def _add_training_arguments(parser) -> None:
                         help="test window length (default: the config's, else 90d)")
     parser.add_argument("--calibration-span", "--calibration-days", dest="calibration_days", type=_duration_argument,
                         help="calibration window length (default: the config's, else 60d)")
-    parser.add_argument("--tier-policy", choices=("capacity", "precision"), default="capacity",
-                        help="how tier thresholds are chosen: by share of leads, or by expected conversion")
+    parser.add_argument("--tier-policy", choices=("capacity", "precision", "threshold", "lift", "expected-value"),
+                        default="capacity", help="how tier cut-offs are chosen on the calibration split "
+                                                 "(default: %(default)s)")
     parser.add_argument("--sql-share", type=float, default=0.05, help="capacity policy: SQL share of leads")
     parser.add_argument("--mql-share", type=float, default=0.20, help="capacity policy: MQL share of leads")
     parser.add_argument("--sql-precision", type=float, default=0.30, help="precision policy: SQL conversion")
     parser.add_argument("--mql-precision", type=float, default=0.10, help="precision policy: MQL conversion")
+    parser.add_argument("--sql-probability", type=float, default=0.50,
+                        help="threshold policy: SQL from this probability")
+    parser.add_argument("--mql-probability", type=float, default=0.20,
+                        help="threshold policy: MQL from this probability")
+    parser.add_argument("--sql-lift", type=float, default=3.0,
+                        help="lift policy: SQL from this multiple of the base rate")
+    parser.add_argument("--mql-lift", type=float, default=1.5,
+                        help="lift policy: MQL from this multiple of the base rate")
+    parser.add_argument("--won-value", type=float, help="expected-value policy: value of a won deal "
+                                                        "(default: the median amount of won deals)")
+    parser.add_argument("--contact-cost", type=float, default=500.0, help="expected-value policy: cost of a sales "
+                                                                          "contact (SQL)")
+    parser.add_argument("--nurture-cost", type=float, default=50.0, help="expected-value policy: cost of a marketing "
+                                                                         "touch (MQL)")
+    parser.add_argument("--search-seconds", type=float, default=0.0,
+                        help="wall-clock budget of a LightGBM hyperparameter search on the training and calibration "
+                             "splits (default: %(default)s, off)")
+    parser.add_argument("--segment-by", help="a categorical lead column: one model per value with enough data, a "
+                                             "global model for the rest, in one bundle")
     parser.add_argument("--model-name", help=f"registered model name (default: the config's model_name, "
                                              f"else {DEFAULT_MODEL_NAME})")
     parser.add_argument("--threads", type=int, help="threads for LightGBM and BLAS (default: the "

@@ -54,7 +54,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, tracking: bool = Tr
         parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
                                                    "sqlite:///mlflow.db in the current folder)")
     if tracking and experiment:
-        parser.add_argument("--experiment", help="MLflow experiment to log runs to (default: lead-conversion)")
+        parser.add_argument("--experiment", help="MLflow experiment to log runs to (default: $MLFLOW_EXPERIMENT_NAME, "
+                                                 "else the model's name)")
 
 
 def configure(args) -> None:

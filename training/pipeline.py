@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -18,11 +19,13 @@ from features.vocabulary import EventVocabulary
 from models.bundle import ModelBundle
 from models.estimators import make_candidates
 from models.threads import blas_threads, blas_threads_for, resolve_threads
-from models.tiers import CapacityPolicy, policy_from_dict
+from models.tiers import POLICIES, CapacityPolicy, policy_from_dict, tier_cutoffs
 from training.calibrate import calibrate
 from training.evaluate import decile_table, evaluate_probabilities, tier_table
-from training.guards import check_minimum_data, warn_small_splits
-from training.leakage import apply_leakage_guard
+from training.guards import NoSignalWarning, check_minimum_data, count_converted_leads, has_signal, warn_small_splits
+from training.leakage import apply_leakage_guard, suspicious_columns
+from training.search import search_lightgbm
+from training.segments import fit_segment_models, segment_feature, segment_table
 from training.split import stratified_split, suggestion_text, temporal_split, time_ordered_split
 
 
@@ -47,6 +50,17 @@ class TrainingConfig:
     leakage_max_auc: float = 0.95
     post_outcome_columns: tuple = ()
     keep_columns: tuple = ()
+    # Kept but flagged, and never promoted automatically: realistic leaks score 0.8-0.92 alone.
+    leakage_suspicious_auc: float = 0.80
+    # Snapshots repeat leads: the guards also count distinct converting leads.
+    min_converted_leads: int = 20
+    min_split_converted_leads: int = 10
+    # A validation AUC at or below this is noise: not promoted, tiers reported as uninformative.
+    min_validation_auc: float = 0.55
+    # One model per value of this categorical lead column with enough data, a global model for the rest.
+    segment_by: str | None = None
+    # Wall-clock seconds for the LightGBM hyperparameter search on train -> calibration; 0 turns it off.
+    search_seconds: float = 0.0
     #: LightGBM's threads (BLAS gets one for small fits); None: LEAD_SCORING_THREADS or the cores available.
     threads: int | None = None
 
@@ -73,6 +87,8 @@ class TrainingResult:
     metrics: dict
     tables: dict
     test: pd.DataFrame  # lead_id, as_of, label, probability, tier of the test snapshots
+    example: pd.DataFrame | None = None  # one real test row of features: the logged model's input example
+    datasets: dict = field(default_factory=dict)  # split name -> (features, labels), for lineage (digests, counts)
     test_features: pd.DataFrame | None = None  # their feature rows (for reports: factor importance)
 
 
@@ -90,6 +106,7 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
     """
     spec = spec or FeatureSpec()
     config = config or TrainingConfig()
+    started_at = pd.Timestamp.now(tz="UTC")
     data_end = pd.Timestamp(data_end) if data_end is not None else latest_timestamp(leads, events, deals)
     snapshots, windows, as_of_dates = split_snapshots(leads, deals, config=config, data_end=data_end)
     log(f"snapshots: {len(snapshots):,} over {snapshots['as_of'].nunique()} as_of dates; "
@@ -102,7 +119,7 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
 
     features = build_features(snapshots, leads, events, spec)
     spec, features, fitted = _guard_fit_and_evaluate(features, snapshots["label"], snapshots["split"], spec,
-                                                     config, log=log)
+                                                     config, groups=snapshots["lead_id"], log=log)
     metrics, thresholds, probability, calibrated = (fitted["metrics"], fitted["thresholds"],
                                                     fitted["probability"], fitted["model"])
     y_test = fitted["y_test"]
@@ -122,6 +139,7 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
         "as_of_last": _moment(as_of_dates[-1]),
         **{f"window_{key}": value for key, value in windows.as_dict().items()},
         "leads": int(len(leads)),
+        "training_started_at": started_at.isoformat(),
     }
     return _result(spec, fitted, params, test)
 
@@ -136,6 +154,7 @@ def train_on_table(leads: pd.DataFrame, labels: pd.Series, *, spec: FeatureSpec,
     without one it is a seeded stratified split, and the run says so.
     """
     config = config or TrainingConfig()
+    started_at = pd.Timestamp.now(tz="UTC")
     if spec.event_log or spec.lead_age:
         raise ValueError("train_on_table trains on a lead table alone: the spec must have event_log=False and "
                          f"lead_age=False. Got event_log={spec.event_log} and lead_age={spec.lead_age}.")
@@ -156,36 +175,43 @@ def train_on_table(leads: pd.DataFrame, labels: pd.Series, *, spec: FeatureSpec,
     rows = pd.DataFrame({"lead_id": leads["lead_id"], "as_of": pd.NaT, "label": y, "split": split})
     log(", ".join(f"{name} {count:,}" for name, count in rows["split"].value_counts().items()) + " leads")
     features = build_features(rows, leads, None, spec)
-    spec, features, fitted = _guard_fit_and_evaluate(features, rows["label"], rows["split"], spec, config, log=log)
+    spec, features, fitted = _guard_fit_and_evaluate(features, rows["label"], rows["split"], spec, config,
+                                                     groups=rows["lead_id"], log=log)
     test = rows.loc[rows["split"].eq("test"), ["lead_id", "label"]].assign(
         probability=fitted["probability"], tier=fitted["thresholds"].assign(fitted["probability"]))
     if champion is not None:
         _compare_champion(champion, rows.loc[test.index], leads, None, fitted, log=log)
-    params = {**config.as_params(), **fitted["params"], "split": split_kind, "leads": int(len(leads))}
+    params = {**config.as_params(), **fitted["params"], "split": split_kind, "leads": int(len(leads)),
+              "training_started_at": started_at.isoformat()}
     return _result(spec, fitted, params, test)
 
 
 def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd.Series, spec: FeatureSpec,
-                            config: TrainingConfig, *, log) -> tuple:
+                            config: TrainingConfig, *, groups: pd.Series, log) -> tuple:
     """The part both input shapes share: guards, candidates, calibration, evaluation, tier thresholds.
 
     Returns ``(spec, features, fitted)``: the spec and features after the leakage guard, and a
     dict with the calibrated ``model``, ``thresholds``, test ``probability`` and ``y_test``,
     ``metrics``, ``params`` and the ``leakage`` report.
     """
-    labels, split = labels.to_numpy(), split.to_numpy()
-    check_minimum_data(labels, min_positives=config.min_positives, min_negatives=config.min_negatives)
+    labels, split, groups = labels.to_numpy(), split.to_numpy(), groups.to_numpy()
+    check_minimum_data(labels, groups=groups, min_positives=config.min_positives,
+                       min_negatives=config.min_negatives, min_converted_leads=config.min_converted_leads)
     in_split = {name: split == name for name in ("train", "calibration", "test")}
     warn_small_splits({name: labels[rows] for name, rows in in_split.items()},
-                      min_positives=config.min_split_positives)
+                      groups_by_split={name: groups[rows] for name, rows in in_split.items()},
+                      min_positives=config.min_split_positives,
+                      min_converted_leads=config.min_split_converted_leads)
     for name, rows in in_split.items():
         counts = np.bincount(labels[rows].astype(int), minlength=2)
         if counts.min() == 0:
             raise ValueError(f"The {name} split has {counts[1]} converted and {counts[0]} non-converted "
                              "examples; it needs both. Provide more closed deals or a longer data window.")
     spec, leakage = apply_leakage_guard(features[in_split["train"]], labels[in_split["train"]], spec,
-                                        max_auc=config.leakage_max_auc, post_outcome=config.post_outcome_columns,
-                                        keep=config.keep_columns, seed=config.seed, log=log)
+                                        max_auc=config.leakage_max_auc,
+                                        suspicious_auc=config.leakage_suspicious_auc,
+                                        post_outcome=config.post_outcome_columns, keep=config.keep_columns,
+                                        groups=groups[in_split["train"]], seed=config.seed, log=log)
     features = features[spec.feature_names]
     X_train, y_train = features[in_split["train"]], labels[in_split["train"]]
     X_cal, y_cal = features[in_split["calibration"]], labels[in_split["calibration"]]
@@ -193,31 +219,83 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
 
     metrics, fitted = {}, {}
     threads = resolve_threads(config.threads)
+    candidates = make_candidates(spec, random_state=config.seed, n_jobs=threads)
+    search = None
     with blas_threads(blas_threads_for(*X_train.shape, threads)):
-        for name, candidate in make_candidates(spec, random_state=config.seed, n_jobs=threads).items():
-            fitted[name] = clone(candidate).fit(X_train, y_train)
+        for name, candidate in candidates.items():
+            if name == "lightgbm" and config.search_seconds > 0:
+                fitted[name], searched, search = search_lightgbm(spec, X_train, y_train, X_cal, y_cal,
+                                                                 seconds=config.search_seconds, seed=config.seed,
+                                                                 n_jobs=threads, log=log)
+                candidates[name] = clone(fitted[name])  # the tuned parameters, unfitted: segment models start there
+                metrics["search_trials"] = float((search["state"] == "COMPLETE").sum())
+            else:
+                fitted[name] = clone(candidate).fit(X_train, y_train)
             auc = roc_auc_score(y_cal, fitted[name].predict_proba(X_cal)[:, 1])
             metrics[f"validation_roc_auc_{name}"] = float(auc)
             log(f"candidate {name}: validation ROC AUC {auc:.4f}")
         best = max(fitted, key=lambda name: metrics[f"validation_roc_auc_{name}"])
+        validation_auc = metrics[f"validation_roc_auc_{best}"]
         calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed)
     method = min(log_losses, key=log_losses.get)
     metrics.update({f"calibration_log_loss_{name}": value for name, value in log_losses.items()})
-    thresholds = config.tier_policy.choose(calibrated.predict_proba(X_cal)[:, 1])
+    segments = None
+    if config.segment_by:
+        global_model = calibrated
+        calibrated = fit_segment_models(candidates[best], global_model,
+                                        feature=segment_feature(spec, config.segment_by), X_train=X_train,
+                                        y_train=y_train, X_cal=X_cal, y_cal=y_cal, min_positives=config.min_positives,
+                                        min_calibration_positives=config.min_split_positives, seed=config.seed,
+                                        log=log)
+    calibration_probability = calibrated.predict_proba(X_cal)[:, 1]
+    if config.segment_by:  # the routed model is what gets used: judge its ranking (its maps saw these rows)
+        metrics["validation_roc_auc_segmented"] = float(roc_auc_score(y_cal, calibration_probability))
+        validation_auc = max(validation_auc, metrics["validation_roc_auc_segmented"])
+    signal = has_signal(validation_auc, min_auc=config.min_validation_auc)
+    if not signal:
+        warnings.warn(f"the best model's validation ROC AUC {validation_auc:.4f} does not beat the floor "
+                      f"{config.min_validation_auc}: its ranking, and so its SQL / MQL / nurture tiers, carry no "
+                      "information; it is not promoted", NoSignalWarning, stacklevel=2)
+    thresholds = config.tier_policy.choose(calibration_probability)
     probability = calibrated.predict_proba(X_test)[:, 1]
     metrics.update(evaluate_probabilities(y_test, probability))
+    metrics["validation_roc_auc"] = float(validation_auc)
+    if config.segment_by:
+        segments = segment_table(calibrated, X_test, y_test,
+                                 global_probability=global_model.predict_proba(X_test)[:, 1])
+        for row in segments.itertuples():
+            log(f"segment {row.segment!r} ({row.model} model): {row.test_rows:,} test rows, ROC AUC {row.roc_auc:.4f} "
+                f"(global model {row.global_model_roc_auc:.4f})")
     excluded = sorted(set(leakage.loc[leakage["excluded"], "column"]))
     params = {
         "model": best,
         "calibration": method,
         **{f"rows_{name}": int(rows.sum()) for name, rows in in_split.items()},
         **{f"positives_{name}": int(labels[rows].sum()) for name, rows in in_split.items()},
+        **{f"converted_leads_{name}": count_converted_leads(labels[rows], groups[rows])
+           for name, rows in in_split.items()},
         "features": len(spec.feature_names),
         "excluded_columns": excluded,
+        "suspicious_columns": suspicious_columns(leakage),
+        "has_signal": signal,
+        "segment_by": config.segment_by,
+        **({"searched_lightgbm": searched} if search is not None else {}),
+        "segments": sorted(map(str, calibrated.segment_models)) if config.segment_by else [],
     }
+    example = X_test.iloc[[_typical_engaged_row(probability)]]
+    datasets = {"train": (X_train, y_train), "calibration": (X_cal, y_cal), "test": (X_test, y_test)}
+    fitted_extra = {"cutoffs": tier_cutoffs(thresholds, calibration_probability), "example": example,
+                    "datasets": datasets, "segments": segments, "search": search}
     return spec, features, {"model": calibrated, "thresholds": thresholds, "probability": probability,
                             "y_test": y_test, "X_test": X_test, "metrics": metrics, "params": params,
-                            "leakage": leakage}
+                            "leakage": leakage, **fitted_extra}
+
+
+def _typical_engaged_row(probability: np.ndarray) -> int:
+    """The test row at the 90th percentile of probability: a real, plausible lead worth showing as an example
+    (not the single most extreme one, and not an all-zero row no lead ever has)."""
+    target = np.quantile(probability, 0.9)
+    return int(np.argmin(np.abs(probability - target)))
 
 
 def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -> TrainingResult:
@@ -228,8 +306,12 @@ def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -
         "test_tiers": tier_table(y_test, probability, test["tier"]),
         "test_deciles": decile_table(y_test, probability),
         "leakage_report": fitted["leakage"],
+        "calibration_tier_cutoffs": fitted["cutoffs"],
+        **({"test_segments": fitted["segments"]} if fitted.get("segments") is not None else {}),
+        **({"search_trials": fitted["search"]} if fitted.get("search") is not None else {}),
     }
     return TrainingResult(bundle=bundle, params=params, metrics=fitted["metrics"], tables=tables, test=test,
+                          example=fitted["example"], datasets=fitted["datasets"],
                           test_features=fitted["X_test"].reset_index(drop=True))
 
 
@@ -251,6 +333,16 @@ def split_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, config: Trainin
     The one place the snapshot schedule and temporal split are made, so a comparison or a
     scorecard fitted later sees exactly the training run's test snapshots.
     """
+    snapshots, as_of_dates = labelled_snapshots(leads, deals, config=config, data_end=data_end)
+    split, windows = temporal_split(snapshots, horizon_days=config.horizon_days, test_days=config.test_days,
+                                    calibration_days=config.calibration_days, lead_shares=config.lead_shares,
+                                    seed=config.seed)
+    snapshots = snapshots.assign(split=split).dropna(subset=["split"]).reset_index(drop=True)
+    return snapshots, windows, as_of_dates
+
+
+def labelled_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, config: TrainingConfig, data_end):
+    """Every labelled snapshot on the run's schedule (no split) and the ``as_of`` dates: what a backtest rolls over."""
     data_end = pd.Timestamp(data_end)
     every, horizon = duration(config.snapshot_every_days), duration(config.horizon_days)
     as_of_dates = as_of_schedule(leads["created_at"].min() + every, data_end - horizon,
@@ -263,11 +355,7 @@ def split_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, config: Trainin
             + suggestion_text(data_end - leads["created_at"].min()))
     snapshots = build_snapshots(leads, deals, as_of_dates=as_of_dates, horizon_days=config.horizon_days,
                                 data_end=data_end)
-    split, windows = temporal_split(snapshots, horizon_days=config.horizon_days, test_days=config.test_days,
-                                    calibration_days=config.calibration_days, lead_shares=config.lead_shares,
-                                    seed=config.seed)
-    snapshots = snapshots.assign(split=split).dropna(subset=["split"]).reset_index(drop=True)
-    return snapshots, windows, as_of_dates
+    return snapshots, as_of_dates
 
 
 def _listed(names, limit: int = 12) -> str:
@@ -289,7 +377,7 @@ def config_from_params(params: dict) -> TrainingConfig:
         values["lead_shares"] = tuple(values["lead_shares"])
     if isinstance(params.get("tier_policy"), dict):
         policy = dict(params["tier_policy"])
-        kind = {"CapacityPolicy": "capacity", "PrecisionPolicy": "precision"}.get(policy.pop("kind", None), "capacity")
+        kind = {cls.__name__: name for name, cls in POLICIES.items()}.get(policy.pop("kind", None), "capacity")
         values["tier_policy"] = policy_from_dict({"kind": kind, **policy})
     return TrainingConfig(**values)
 
