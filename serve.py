@@ -3,6 +3,8 @@
     python serve.py score --model models:/lead-conversion@champion \
         --leads leads.parquet --events events.parquet --deals deals.parquet --out scores.parquet
     python serve.py score --model models:/my-model@champion --config config.toml --leads export.csv --out scores.csv
+    python serve.py score --db postgresql://crm@db/crm --leads crm_leads --events crm_events --deals crm_deals \
+        --out lead_scores
     python serve.py http --model models:/lead-conversion@champion --host 127.0.0.1 --port 8000
 """
 
@@ -25,7 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--events", help="event log (.csv or .parquet), when the model uses one")
     score.add_argument("--deals", help="closed deals; leads closed before --as-of are not scored")
     score.add_argument("--as-of", help="score as of this time (default: now, UTC)")
-    score.add_argument("--out", required=True, help="output file (.parquet or .csv), written atomically")
+    score.add_argument("--db", help="database URL (postgresql://..., duckdb:///crm.duckdb or any SQLAlchemy URL): "
+                                    "--leads, --events and --deals are then table names or SELECT queries in it")
+    score.add_argument("--out", required=True,
+                       help="output file (.parquet or .csv), or a table name in --out-db / --db; written atomically")
+    score.add_argument("--out-db", help="database URL for an output table (default: --db)")
     score.add_argument("--sql-threshold", type=float, help="override the model's SQL probability threshold")
     score.add_argument("--mql-threshold", type=float, help="override the model's MQL probability threshold")
     score.add_argument("--chunk-size", type=int, default=200_000, help="leads per chunk (default: %(default)s)")
@@ -61,9 +67,10 @@ def main(argv=None) -> int:
         as_of = naive_utc(args.as_of) if args.as_of else utc_now()
         if args.config is None and args.leads is None:
             raise ValueError("score needs --leads, or --config with the export it describes.")
-        _, leads, _, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
-                                                        deals=args.deals, for_training=False,
-                                                        now=max(as_of, utc_now()))
+        project, leads, _, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
+                                                              deals=args.deals, for_training=False,
+                                                              now=max(as_of, utc_now()), db=args.db)
+        out = _output(args, project)
         bundle, identity = load_bundle(args.model)
         thresholds = None
         if args.sql_threshold is not None or args.mql_threshold is not None:
@@ -71,18 +78,34 @@ def main(argv=None) -> int:
                                         else bundle.thresholds.mql,
                                         sql=args.sql_threshold if args.sql_threshold is not None
                                         else bundle.thresholds.sql)
-        counts = score_lead_base(bundle, leads, events, as_of=as_of, out=args.out, deals=deals,
+        counts = score_lead_base(bundle, leads, events, as_of=as_of, out=out, deals=deals,
                                  model_version=identity["model_version"], thresholds=thresholds,
                                  chunk_size=args.chunk_size, explain=args.explain,
                                  progress=lambda line: print(line, file=sys.stderr))
     except (DataContractError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {int(counts.sum()):,} scores as of {as_of} to {args.out} "
+    where = args.out if isinstance(out, str) else f"table {args.out} of {out.database.display}"
+    print(f"wrote {int(counts.sum()):,} scores as of {as_of} to {where} "
           f"(model {identity.get('model_name', '')} version {identity['model_version']})")
     for tier, count in counts.items():
         print(f"  {tier:<8}{count:>10,}")
     return 0
+
+
+def _output(args, project):
+    """The output file path, or a table writer when --out names a table in a database."""
+    from pathlib import Path
+
+    if Path(args.out).suffix.lower() in (".parquet", ".csv"):
+        return args.out
+    url = args.out_db or args.db or (project.url if project is not None else None)
+    if url is None:
+        raise ValueError(f"--out {args.out!r} is neither a .parquet nor a .csv file; to write a table, give the "
+                         "database with --out-db or --db.")
+    from crm.database import connect
+
+    return connect(url).write_table(args.out)
 
 
 def serve_http(args) -> int:

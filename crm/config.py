@@ -23,7 +23,7 @@ from features.spec import FeatureSpec
 DEFAULT_MISSING_VALUES = ("", "select", "unknown", "n/a", "na", "none", "null", "nan", "-", "?", "not provided")
 ROLES = ("categorical", "numeric", "numeric_raw", "boolean", "pii", "ignore")
 _SECTIONS = {
-    "data": {"leads", "events", "deals", "delimiter", "encoding", "decimal"},
+    "data": {"leads", "events", "deals", "delimiter", "encoding", "decimal", "url"},
     "columns": {"id", "created_at", "label", "positive", "negative", "email", "job_title", "missing_values"},
     "roles": set(ROLES),
     "leakage": {"max_auc", "post_outcome", "keep"},
@@ -36,10 +36,12 @@ _SECTIONS = {
 class ProjectConfig:
     """A parsed, checked project config. Build it with :func:`load_config` (or directly in tests)."""
 
-    leads: Path
+    leads: Path | str
     id: str
-    events: Path | None = None
-    deals: Path | None = None
+    events: Path | str | None = None
+    deals: Path | str | None = None
+    #: A database URL: then leads, events and deals are table names or queries in it, not files.
+    url: str | None = None
     delimiter: str | None = None
     encoding: str = "utf-8-sig"
     decimal: str = "."
@@ -141,8 +143,18 @@ def load_config(path) -> ProjectConfig:
     def located(value):
         return None if not value else (path.parent / value if not Path(value).is_absolute() else Path(value))
 
-    values = {"leads": located(data["leads"]), "events": located(data.get("events")),
-              "deals": located(data.get("deals")), "training": dict(raw.get("training", {}))}
+    if data.get("url"):  # tables or queries in a database; a relative DuckDB file is beside the config
+        url = str(data["url"])
+        if url.startswith("duckdb:///") and not url.startswith("duckdb:////"):
+            url = f"duckdb:///{located(url[len('duckdb:///'):])}"
+        elif "://" not in url:  # a DuckDB file path
+            url = f"duckdb:///{located(url)}"
+        values = {"leads": str(data["leads"]), "events": data.get("events") or None,
+                  "deals": data.get("deals") or None, "url": url}
+    else:
+        values = {"leads": located(data["leads"]), "events": located(data.get("events")),
+                  "deals": located(data.get("deals"))}
+    values["training"] = dict(raw.get("training", {}))
     values.update({key: value for key, value in data.items() if key in ("delimiter", "encoding", "decimal")})
     for key, value in {**columns, **raw.get("roles", {}), **raw.get("leakage", {})}.items():
         values[key] = tuple(str(item) for item in value) if isinstance(value, list) else (value or None)
@@ -159,9 +171,18 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
     For training every declared column must be present; for scoring only the id (and the
     creation date when the model uses it): other columns missing are treated as missing.
     """
-    path = Path(leads_path) if leads_path is not None else config.leads
-    source = str(path)
-    frame = read_table(path, delimiter=config.delimiter, encoding=config.encoding, decimal=config.decimal)
+    database = None
+    if config.url is not None:
+        from crm.database import connect, read_source, source_name
+
+        database = connect(config.url)
+        table = leads_path if leads_path is not None else config.leads
+        source = source_name(database, table)
+        frame = read_source(database, table)
+    else:
+        path = Path(leads_path) if leads_path is not None else config.leads
+        source = str(path)
+        frame = read_table(path, delimiter=config.delimiter, encoding=config.encoding, decimal=config.decimal)
     required = config.declared_columns if for_training else [config.id, *([config.created_at] if config.dated
                                                                                   else [])]
     if not for_training and config.label in required:
@@ -193,9 +214,14 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
     labels = parse_labels(frame[config.label], config, source=source) if for_training and config.label else None
     events, deals = config.events, None
     if config.deals is not None:
-        deals = validate_deals(read_table(config.deals), lead_ids=leads["lead_id"], source=str(config.deals), now=now)
+        deals_frame = read_source(database, config.deals) if database else read_table(config.deals)
+        deals = validate_deals(deals_frame, lead_ids=leads["lead_id"], now=now,
+                               source=source_name(database, config.deals) if database else str(config.deals))
     if events is not None:
-        validate_events(events, lead_ids=leads["lead_id"], source=str(events), now=now)
+        if database is not None:
+            events = read_source(database, config.events)
+        validate_events(events, lead_ids=leads["lead_id"], now=now,
+                        source=source_name(database, config.events) if database else str(events))
     return leads, labels, events, deals
 
 
@@ -236,12 +262,25 @@ def _check_booleans(leads: pd.DataFrame, config: ProjectConfig, source: str) -> 
                 "Declare it categorical instead.")
 
 
-def load_crm_or_config(config_path=None, *, leads=None, events=None, deals=None, for_training=True, now=None):
-    """The CLI's one door to the data: a config file, or the synthetic contract's three files."""
+def load_crm_or_config(config_path=None, *, leads=None, events=None, deals=None, for_training=True, now=None,
+                       db=None):
+    """The CLI's one door to the data: a config file, or the contract's three tables as files.
+
+    ``db``, a database URL, makes ``leads``, ``events`` and ``deals`` table names or queries in it
+    (with a config: it replaces the config's ``[data] url``).
+    """
     if config_path is None:
-        leads_frame, events, deals = load_crm(leads, events, deals, now=now)
+        if db is not None:
+            from crm.database import load_crm_from_database
+
+            leads_frame, events, deals = load_crm_from_database(db, leads, events, deals, now=now)
+        else:
+            leads_frame, events, deals = load_crm(leads, events, deals, now=now)
         return None, leads_frame, None, events, deals
     config = load_config(config_path)
-    overrides = {key: Path(value) for key, value in (("events", events), ("deals", deals)) if value is not None}
+    if db is not None:
+        config = replace(config, url=str(db))
+    overrides = {key: value if config.url else Path(value)
+                 for key, value in (("events", events), ("deals", deals)) if value is not None}
     config = replace(config, **overrides) if overrides else config
     return (config, *load_tables(config, leads, for_training=for_training, now=now))

@@ -23,7 +23,10 @@ SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "fit_score", "engage
 def score_lead_base(bundle, leads: pd.DataFrame, events, *, as_of, out, deals: pd.DataFrame | None = None,
                     model_version: str = "", thresholds=None, chunk_size: int = 200_000,
                     explain: bool = True, progress=None) -> pd.Series:
-    """Score every lead open at ``as_of`` into ``out`` (.parquet or .csv); return the tier counts.
+    """Score every lead open at ``as_of`` into ``out``; return the tier counts.
+
+    ``out`` is a .parquet or .csv path, or a sink: a context manager with ``write(frame)`` that
+    makes the output appear on a clean exit only (``crm.database.Database.write_table``).
 
     Beside probability, score and tier each row carries the fit and engagement sub-scores and up
     to three positive and three negative reasons as text ("requested a demo 3 days ago (+1.20)");
@@ -35,12 +38,12 @@ def score_lead_base(bundle, leads: pd.DataFrame, events, *, as_of, out, deals: p
     """
     if chunk_size <= 0:
         raise ValueError(f"The 'chunk_size' parameter of score_lead_base must be positive. Got {chunk_size!r}.")
-    out = Path(out)
+    sink = out if hasattr(out, "write") else _AtomicWriter(Path(out))
     snapshots = open_leads(leads, deals, as_of)
     scored_at = utc_now().floor("s")
     started = time.perf_counter()
     counts = pd.Series(0, index=["SQL", "MQL", "nurture"], dtype=np.int64)
-    with _AtomicWriter(out) as writer:
+    with sink as writer:
         for start in range(0, max(len(snapshots), 1), chunk_size):
             chunk = snapshots.iloc[start:start + chunk_size]
             features = build_features(chunk, leads, events, bundle.spec)
