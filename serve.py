@@ -5,6 +5,9 @@
     python serve.py score --model models:/my-model@champion --config config.toml --leads export.csv --out scores.csv
     python serve.py score --db postgresql://crm@db/crm --leads crm_leads --events crm_events --deals crm_deals \
         --out lead_scores
+    python serve.py score ... --history score_history       # append to the history; adds previous score, trend
+    python serve.py history --history score_history --lead 1000042
+    python serve.py history --history score_history --evaluate --deals deals.parquet
     python serve.py http --model models:/lead-conversion@champion --host 127.0.0.1 --port 8000
 """
 
@@ -37,6 +40,33 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--chunk-size", type=int, default=200_000, help="leads per chunk (default: %(default)s)")
     score.add_argument("--no-reasons", dest="explain", action="store_false",
                        help="leave out fit/engagement sub-scores and reasons (faster)")
+    score.add_argument("--history", help="score history folder (date-partitioned Parquet): this run is appended "
+                                         "and the output gets each lead's previous score and trend")
+    score.add_argument("--no-monitoring", dest="monitoring", action="store_false",
+                       help="skip the drift comparison with the model's training reference")
+    score.add_argument("--monitoring-out", default="reports/monitoring",
+                       help="folder for monitoring.html and its CSVs (default: %(default)s)")
+    score.add_argument("--psi-warning", type=float, default=0.1, help="PSI from which a shift is a warning "
+                                                                       "(default: %(default)s)")
+    score.add_argument("--psi-alert", type=float, default=0.25, help="PSI from which a shift is an alert "
+                                                                     "(default: %(default)s)")
+    score.add_argument("--unseen-warning", type=float, default=0.05,
+                       help="share of rows with categories unseen in training for a warning (default: %(default)s)")
+    score.add_argument("--unseen-alert", type=float, default=0.25,
+                       help="share of rows with unseen categories for an alert (default: %(default)s)")
+    score.add_argument("--fail-on-drift", action="store_true",
+                       help="exit with status 3 when monitoring raises an alert (the scores are still written)")
+
+    history = commands.add_parser("history", help="a lead's score trajectory, or stored scores against outcomes")
+    history.add_argument("--history", required=True, help="score history folder written by score --history")
+    history.add_argument("--lead", help="print this lead's trajectory")
+    history.add_argument("--evaluate", action="store_true",
+                         help="score every stored run against the outcomes that came later (needs --deals)")
+    history.add_argument("--deals", help="closed deals (.csv or .parquet, or a table / query with --db)")
+    history.add_argument("--db", help="database URL holding the deals table")
+    history.add_argument("--horizon-days", type=float, default=90,
+                         help="a score counts as right when the lead was won within this many days (default: 90)")
+    history.add_argument("--until", help="outcomes known up to this time (default: the latest closed deal)")
 
     http = commands.add_parser("http", help="serve POST /score, GET /health, GET /model over HTTP",
                                description="Bearer-token auth is on when the environment variable "
@@ -55,10 +85,14 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "http":
         return serve_http(args)
+    if args.command == "history":
+        return show_history(args)
     from crm.config import load_crm_or_config
     from features.contract import DataContractError
     from features.timing import naive_utc, utc_now
     from models.batch import score_lead_base
+    from models.history import ScoreHistory
+    from models.monitoring import DriftMonitor
     from models.tiers import TierThresholds
     from training.tracking import load_bundle, use_default_store
 
@@ -78,10 +112,16 @@ def main(argv=None) -> int:
                                         else bundle.thresholds.mql,
                                         sql=args.sql_threshold if args.sql_threshold is not None
                                         else bundle.thresholds.sql)
+        monitor = None
+        if args.monitoring and bundle.reference is not None:
+            monitor = DriftMonitor(bundle.reference, psi_bands=(args.psi_warning, args.psi_alert),
+                                   unseen_bands=(args.unseen_warning, args.unseen_alert))
         counts = score_lead_base(bundle, leads, events, as_of=as_of, out=out, deals=deals,
                                  model_version=identity["model_version"], thresholds=thresholds,
                                  chunk_size=args.chunk_size, explain=args.explain,
-                                 progress=lambda line: print(line, file=sys.stderr))
+                                 progress=lambda line: print(line, file=sys.stderr), monitor=monitor,
+                                 history=ScoreHistory(args.history) if args.history else None,
+                                 model_name=identity.get("model_name", ""))
     except (DataContractError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -90,6 +130,72 @@ def main(argv=None) -> int:
           f"(model {identity.get('model_name', '')} version {identity['model_version']})")
     for tier, count in counts.items():
         print(f"  {tier:<8}{count:>10,}")
+    if monitor is not None and getattr(monitor, "rows_", 0):
+        return _report_drift(args, monitor.report(), identity)
+    return 0
+
+
+def _report_drift(args, report, identity) -> int:
+    """Print the drift summary (a warning when outside the bands), write the report, log an MLflow run."""
+    from analysis.monitoring import write_monitoring_report
+    from training.tracking import log_monitoring
+
+    path = write_monitoring_report(report, args.monitoring_out,
+                                   title=f"{identity.get('model_name', '')} version {identity['model_version']}")
+    run_id = log_monitoring(report, report_path=path, model_uri=args.model, identity=identity)
+    lines = report.summary_lines()
+    stream = sys.stderr if report.status != "ok" else sys.stdout
+    print(("WARNING: " if report.status != "ok" else "") + lines[0], file=stream)
+    for line in lines[1:]:
+        print(line, file=stream)
+    print(f"  monitoring report {path}; MLflow run {run_id} (tag kind=monitoring)", file=stream)
+    return 3 if args.fail_on_drift and report.status == "alert" else 0
+
+
+def show_history(args) -> int:
+    """``history --lead ID``: one lead's trajectory; ``history --evaluate``: stored runs against later outcomes."""
+    from features.contract import DataContractError
+    from models.history import ScoreHistory
+
+    history = ScoreHistory(args.history)
+    try:
+        if args.evaluate:
+            return _evaluate_history(args, history)
+        if not args.lead:
+            raise ValueError("history needs --lead ID (a trajectory) or --evaluate (stored scores vs outcomes).")
+        rows = history.read(lead_id=args.lead)
+    except (DataContractError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if rows.empty:
+        print(f"error: lead {args.lead} has no stored score in {args.history}.", file=sys.stderr)
+        return 1
+    columns = [column for column in ("scored_at", "as_of", "model_name", "model_version", "score", "tier", "trend",
+                                     "fit_score", "engagement_score", "positive_reason_1", "negative_reason_1")
+               if column in rows.columns]
+    print(f"lead {args.lead}: {len(rows)} stored score(s)")
+    print(rows[columns].to_string(index=False, float_format=lambda value: f"{value:.1f}"))
+    return 0
+
+
+def _evaluate_history(args, history) -> int:
+    from analysis.history import evaluate_history
+    from crm.readers import read_table
+    from features.timing import naive_utc
+
+    if not args.deals:
+        raise ValueError("history --evaluate needs --deals (a file, or a table / query with --db).")
+    if args.db:
+        from crm.database import connect, read_source
+
+        deals = read_source(connect(args.db), args.deals)
+    else:
+        deals = read_table(args.deals)
+    table = evaluate_history(history.read(), deals, horizon_days=args.horizon_days,
+                             until=naive_utc(args.until) if args.until else None)
+    print(f"stored scores against outcomes within {args.horizon_days:g} days (runs whose horizon has not "
+          "passed count only leads already closed):")
+    print(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
     return 0
 
 

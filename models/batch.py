@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -13,6 +14,7 @@ import pandas as pd
 from features.build import build_features
 from features.snapshots import open_leads
 from features.timing import utc_now
+from models.history import with_previous
 from models.reasons import reason_columns
 
 REASON_COLUMNS = tuple(f"{side}_reason_{k}" for side in ("positive", "negative") for k in (1, 2, 3))
@@ -22,7 +24,8 @@ SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "fit_score", "engage
 
 def score_lead_base(bundle, leads: pd.DataFrame, events, *, as_of, out, deals: pd.DataFrame | None = None,
                     model_version: str = "", thresholds=None, chunk_size: int = 200_000,
-                    explain: bool = True, progress=None) -> pd.Series:
+                    explain: bool = True, progress=None, monitor=None, history=None,
+                    model_name: str = "") -> pd.Series:
     """Score every lead open at ``as_of`` into ``out``; return the tier counts.
 
     ``out`` is a .parquet or .csv path, or a sink: a context manager with ``write(frame)`` that
@@ -31,7 +34,10 @@ def score_lead_base(bundle, leads: pd.DataFrame, events, *, as_of, out, deals: p
     Beside probability, score and tier each row carries the fit and engagement sub-scores and up
     to three positive and three negative reasons as text ("requested a demo 3 days ago (+1.20)");
     ``explain=False`` leaves those out, for speed (LightGBM's exact contributions cost about ten
-    times its prediction).
+    times its prediction). ``monitor``, a :class:`models.monitoring.DriftMonitor`, counts each
+    chunk's features, probabilities and tiers for the drift report. ``history``, a
+    :class:`models.history.ScoreHistory`, adds each lead's previous score and trend to the output
+    and gets this run's rows (with ``model_name``) once the output is written.
     Leads are processed in chunks so memory stays bounded by ``chunk_size``. The output is
     written to a temporary file beside ``out`` and renamed at the end: a failed run leaves the
     previous file untouched and no partial one.
@@ -43,7 +49,9 @@ def score_lead_base(bundle, leads: pd.DataFrame, events, *, as_of, out, deals: p
     scored_at = utc_now().floor("s")
     started = time.perf_counter()
     counts = pd.Series(0, index=["SQL", "MQL", "nurture"], dtype=np.int64)
-    with sink as writer:
+    latest = history.latest() if history is not None else None
+    # The history's run is entered first so it is left last: committed only once the output is in place.
+    with _history_run(history, scored_at) as history_writer, sink as writer:
         for start in range(0, max(len(snapshots), 1), chunk_size):
             chunk = snapshots.iloc[start:start + chunk_size]
             features = build_features(chunk, leads, events, bundle.spec)
@@ -60,7 +68,13 @@ def score_lead_base(bundle, leads: pd.DataFrame, events, *, as_of, out, deals: p
                 "as_of": chunk["as_of"].to_numpy(),
                 "scored_at": scored_at,
             })
+            if monitor is not None:
+                monitor.add(features, frame["probability"], frame["tier"])
+            if latest is not None:
+                frame = with_previous(frame, latest)
             writer.write(frame)
+            if history_writer is not None:
+                history_writer.write(frame.assign(model_name=model_name))
             counts = counts.add(frame["tier"].value_counts(), fill_value=0).astype(np.int64)
             if progress:
                 done = start + len(chunk)
@@ -68,6 +82,20 @@ def score_lead_base(bundle, leads: pd.DataFrame, events, *, as_of, out, deals: p
                 progress(f"scored {done:,}/{len(snapshots):,} open leads "
                          f"({done / max(len(snapshots), 1):.0%}, {done / max(elapsed, 1e-9):,.0f} leads/s)")
     return counts
+
+
+@contextlib.contextmanager
+def _history_run(history, scored_at):
+    """This run's history writer (None without a history): committed on a clean exit, else discarded."""
+    if history is None:
+        yield None
+        return
+    writer = history.writer(scored_at)
+    try:
+        yield writer
+        writer.commit()
+    finally:
+        writer.discard()
 
 
 class _AtomicWriter:

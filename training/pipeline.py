@@ -15,6 +15,7 @@ from features.snapshots import as_of_schedule, build_snapshots
 from features.spec import FeatureSpec
 from models.bundle import ModelBundle
 from models.estimators import make_candidates
+from models.monitoring import build_reference
 from models.tiers import CapacityPolicy, policy_from_dict
 from training.calibrate import calibrate
 from training.evaluate import decile_table, evaluate_probabilities, tier_table
@@ -176,7 +177,11 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
     calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed)
     method = min(log_losses, key=log_losses.get)
     metrics.update({f"calibration_log_loss_{name}": value for name, value in log_losses.items()})
-    thresholds = config.tier_policy.choose(calibrated.predict_proba(X_cal)[:, 1])
+    calibration_probability = calibrated.predict_proba(X_cal)[:, 1]
+    thresholds = config.tier_policy.choose(calibration_probability)
+    # What drift monitoring compares scored bases with: the calibration split, where the tiers were cut.
+    reference = build_reference(X_cal, calibration_probability, thresholds.assign(calibration_probability),
+                                categorical=spec.categorical_feature_names)
     probability = calibrated.predict_proba(X_test)[:, 1]
     metrics.update(evaluate_probabilities(y_test, probability))
     excluded = sorted(set(leakage.loc[leakage["excluded"], "column"]))
@@ -189,12 +194,13 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
         "excluded_columns": excluded,
     }
     return spec, features, {"model": calibrated, "thresholds": thresholds, "probability": probability,
-                            "y_test": y_test, "metrics": metrics, "params": params, "leakage": leakage}
+                            "y_test": y_test, "metrics": metrics, "params": params, "leakage": leakage,
+                            "reference": reference}
 
 
 def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -> TrainingResult:
     bundle = ModelBundle(spec=spec, model=fitted["model"], thresholds=fitted["thresholds"],
-                         metadata={"params": params, "metrics": fitted["metrics"]})
+                         metadata={"params": params, "metrics": fitted["metrics"]}, reference=fitted["reference"])
     y_test, probability = fitted["y_test"], fitted["probability"]
     tables = {
         "test_tiers": tier_table(y_test, probability, test["tier"]),
