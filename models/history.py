@@ -39,7 +39,7 @@ class ScoreHistory:
             where, parameters = "WHERE CAST(lead_id AS VARCHAR) = ?", [str(lead_id)]
         with duckdb.connect() as con:
             return con.execute(f"SELECT {select} FROM read_parquet(?, hive_partitioning = true, union_by_name = true) "
-                               f"{where} ORDER BY scored_at, lead_id",
+                               f"{where} ORDER BY scored_at, as_of, lead_id",
                                [str(self.folder / "*" / "*.parquet"), *parameters]).df()
 
     def latest(self) -> pd.DataFrame:
@@ -53,7 +53,7 @@ class ScoreHistory:
             return con.execute(
                 "SELECT lead_id, score AS previous_score, scored_at AS previous_scored_at "
                 "FROM read_parquet(?, hive_partitioning = true, union_by_name = true) "
-                "QUALIFY row_number() OVER (PARTITION BY lead_id ORDER BY scored_at DESC) = 1",
+                "QUALIFY row_number() OVER (PARTITION BY lead_id ORDER BY scored_at DESC, as_of DESC) = 1",
                 [str(self.folder / "*" / "*.parquet")]).df()
 
     def writer(self, scored_at) -> HistoryWriter:
