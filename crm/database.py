@@ -13,7 +13,6 @@ killed half-way rolls back; readers see the old table whole until the new one is
 
 from __future__ import annotations
 
-import io
 import re
 import uuid
 from pathlib import Path
@@ -276,18 +275,18 @@ class SQLAlchemyDatabase(Database):
             return
         columns = ", ".join(self.quote(str(column)) for column in frame.columns)
         if self._copies:
-            buffer = io.StringIO()
-            _csv_for_copy(frame).to_csv(buffer, index=False, header=False, na_rep="\\N")
             cursor = connection.connection.driver_connection.cursor()
-            with cursor.copy(f"COPY {self.quote(table)} ({columns}) FROM STDIN "
-                             "WITH (FORMAT csv, NULL '\\N')") as copy:
-                copy.write(buffer.getvalue())
+            # Arrow's CSV writer is about seven times faster than pandas' here; every present value is
+            # quoted, so an empty string stays a string and only an unquoted empty field is NULL.
+            with cursor.copy(f"COPY {self.quote(table)} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write(_arrow_csv(frame))
             return
         import sqlalchemy
 
         schema, _, name = table.rpartition(".")
         target = sqlalchemy.Table(name, sqlalchemy.MetaData(), schema=schema or None, autoload_with=connection)
-        records = _csv_for_copy(frame).astype(object).where(frame.notna(), None).to_dict("records")
+        plain = _naive_timestamps(frame)
+        records = plain.astype(object).where(plain.notna(), None).to_dict("records")
         connection.execute(target.insert(), records)
 
     def _swap(self, connection, staging: str, table: str) -> None:
@@ -318,16 +317,22 @@ def _sql_type(values: pd.Series):
     return sqlalchemy.Text()
 
 
-def _csv_for_copy(frame: pd.DataFrame) -> pd.DataFrame:
-    """Timestamps as ISO text without a zone; booleans as true/false: what COPY and inserts expect."""
-    out = frame.copy()
-    for column in out.columns:
-        if pd.api.types.is_datetime64_any_dtype(out[column]):
-            values = out[column]
-            if values.dt.tz is not None:
-                values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-            out[column] = values.dt.strftime("%Y-%m-%d %H:%M:%S.%f").where(values.notna(), None)
-    return out
+def _arrow_csv(frame: pd.DataFrame) -> bytes:
+    """The frame as CSV for PostgreSQL's COPY: no header, present values quoted, missing ones empty."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    table = pa.Table.from_pandas(_naive_timestamps(frame), preserve_index=False)
+    sink = pa.BufferOutputStream()
+    pa_csv.write_csv(table, sink, pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    return sink.getvalue().to_pybytes()
+
+
+def _naive_timestamps(frame: pd.DataFrame) -> pd.DataFrame:
+    zoned = [column for column in frame.columns if isinstance(frame[column].dtype, pd.DatetimeTZDtype)]
+    if not zoned:
+        return frame
+    return frame.assign(**{column: frame[column].dt.tz_convert("UTC").dt.tz_localize(None) for column in zoned})
 
 
 def _naive_utc_columns(frame: pd.DataFrame) -> pd.DataFrame:

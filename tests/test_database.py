@@ -69,6 +69,25 @@ def test_duckdb_table_is_replaced_whole_or_not_at_all(tmp_path):
     assert database.read(query="SELECT sum(score) AS total FROM history")["total"].item() == 120
 
 
+def test_any_sqlalchemy_url_round_trips_a_table(tmp_path, postgres_url):
+    frame = pd.DataFrame({"lead_id": [1, 2, 3], "probability": [0.25, np.nan, 0.5],
+                          "tier": ["SQL", None, 'say "hi", then, leave'], "reason": ["", "x", None],
+                          "as_of": pd.to_datetime(["2026-03-01 10:00:00.123456", None, "2026-03-02 00:00:00"], format="ISO8601"),
+                          "flag": [True, False, True]})
+    for url in (f"sqlite:///{tmp_path / 'crm.sqlite'}", postgres_url):  # generic inserts, and COPY
+        database = connect(url)
+        with database.write_table("roundtrip") as writer:
+            writer.write(frame.head(2))
+            writer.write(frame.tail(1))
+        back = database.read(table="roundtrip")
+        np.testing.assert_array_equal(back["lead_id"], frame["lead_id"])
+        np.testing.assert_allclose(back["probability"], frame["probability"])
+        assert back["tier"].tolist()[::2] == ["SQL", 'say "hi", then, leave'] and pd.isna(back["tier"][1])
+        assert back["reason"].tolist()[:2] == ["", "x"] and pd.isna(back["reason"][2])  # empty text is not NULL
+        assert pd.to_datetime(back["as_of"], format="ISO8601").tolist()[::2] == frame["as_of"].tolist()[::2]
+        assert back["flag"].astype(bool).tolist() == [True, False, True]
+
+
 def test_unknown_table_and_bad_names_are_refused(tmp_path, postgres_url):
     database = connect(postgres_url)
     with pytest.raises(DataContractError, match="crm_nowhere"):
