@@ -322,7 +322,13 @@ def _arrow_csv(frame: pd.DataFrame) -> bytes:
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    table = pa.Table.from_pandas(_naive_timestamps(frame), preserve_index=False)
+    frame = _naive_timestamps(frame)
+    # PostgreSQL keeps microseconds and would round the nanoseconds Arrow writes; truncate instead, so a
+    # stored time is never later than the real one (an event never moves past an as_of).
+    stamps = [column for column in frame.columns if pd.api.types.is_datetime64_dtype(frame[column])]
+    if stamps:
+        frame = frame.assign(**{column: frame[column].dt.floor("us") for column in stamps})
+    table = pa.Table.from_pandas(frame, preserve_index=False)
     sink = pa.BufferOutputStream()
     pa_csv.write_csv(table, sink, pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"))
     return sink.getvalue().to_pybytes()
