@@ -216,3 +216,22 @@ def test_a_run_killed_half_way_leaves_the_old_table_whole(trained_from_postgres,
     after = database.read(table="old_scores").sort_values("lead_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(after, before)
     assert not any(name.startswith("_staging_") for name in _tables(database))
+
+
+def test_train_from_a_duckdb_file_score_into_it_twice_with_history(tmp_path, mlflow_store, capsys):
+    crm = generate_crm(2_500, months=15, seed=12)
+    path = tmp_path / "crm.duckdb"
+    _load(connect(path), crm)
+    assert training_main(["train", "--db", str(path), *TABLES, "--horizon-days", "60"]) == 0
+    history = tmp_path / "history"
+    for as_of in ("2026-02-01", "2026-03-01"):
+        assert serve.main(["score", "--db", f"duckdb:///{path}", *TABLES, "--as-of", as_of, "--out", "lead_scores",
+                           "--history", str(history), "--no-reasons"]) == 0
+    scores = connect(path).read(table="lead_scores")
+    assert (scores["as_of"] == pd.Timestamp("2026-03-01")).all()
+    assert set(scores["trend"]) <= {"rising", "steady", "falling", "new"} and scores["previous_score"].notna().any()
+    stored = pd.concat([pd.read_parquet(file) for file in sorted(history.rglob("*.parquet"))])
+    assert sorted(stored["as_of"].unique()) == [pd.Timestamp("2026-02-01"), pd.Timestamp("2026-03-01")]
+    first = stored[stored["as_of"] == pd.Timestamp("2026-02-01")].set_index("lead_id")["score"]
+    again = scores[scores["previous_score"].notna()]
+    np.testing.assert_array_equal(again["previous_score"].astype(int), first.loc[again["lead_id"]].to_numpy())
