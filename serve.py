@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="leave out fit/engagement sub-scores and reasons (faster)")
     score.add_argument("--history", help="score history folder (date-partitioned Parquet): this run is appended "
                                          "and the output gets each lead's previous score and trend")
+    score.add_argument("--history-table", help="the same history as a table in --out-db / --db")
     score.add_argument("--no-monitoring", dest="monitoring", action="store_false",
                        help="skip the drift comparison with the model's training reference")
     score.add_argument("--monitoring-out", default="reports/monitoring",
@@ -58,12 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="exit with status 3 when monitoring raises an alert (the scores are still written)")
 
     history = commands.add_parser("history", help="a lead's score trajectory, or stored scores against outcomes")
-    history.add_argument("--history", required=True, help="score history folder written by score --history")
+    history.add_argument("--history", help="score history folder written by score --history")
+    history.add_argument("--history-table", help="or the history table written by score --history-table (with --db)")
     history.add_argument("--lead", help="print this lead's trajectory")
     history.add_argument("--evaluate", action="store_true",
                          help="score every stored run against the outcomes that came later (needs --deals)")
     history.add_argument("--deals", help="closed deals (.csv or .parquet, or a table / query with --db)")
-    history.add_argument("--db", help="database URL holding the deals table")
+    history.add_argument("--db", help="database URL holding the history table and / or the deals table")
     history.add_argument("--horizon-days", type=float, default=90,
                          help="a score counts as right when the lead was won within this many days (default: 90)")
     history.add_argument("--until", help="outcomes known up to this time (default: the latest closed deal)")
@@ -91,7 +93,6 @@ def main(argv=None) -> int:
     from features.contract import DataContractError
     from features.timing import naive_utc, utc_now
     from models.batch import score_lead_base
-    from models.history import ScoreHistory
     from models.monitoring import DriftMonitor
     from models.tiers import TierThresholds
     from training.tracking import load_bundle, use_default_store
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
                                  model_version=identity["model_version"], thresholds=thresholds,
                                  chunk_size=args.chunk_size, explain=args.explain,
                                  progress=lambda line: print(line, file=sys.stderr), monitor=monitor,
-                                 history=ScoreHistory(args.history) if args.history else None,
+                                 history=_history(args, project),
                                  model_name=identity.get("model_name", ""))
     except (DataContractError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -152,13 +153,32 @@ def _report_drift(args, report, identity) -> int:
     return 3 if args.fail_on_drift and report.status == "alert" else 0
 
 
+def _history(args, project=None):
+    """The score history the arguments name: a Parquet folder, a table in a database, or None."""
+    from models.history import ScoreHistory, TableHistory
+
+    if args.history and args.history_table:
+        raise ValueError("Give one score history: --history FOLDER or --history-table TABLE.")
+    if args.history:
+        return ScoreHistory(args.history)
+    if not args.history_table:
+        return None
+    url = getattr(args, "out_db", None) or args.db or (project.url if project is not None else None)
+    if url is None:
+        raise ValueError("--history-table needs the database it lives in: --db (or --out-db).")
+    from crm.database import connect
+
+    return TableHistory(connect(url), args.history_table)
+
+
 def show_history(args) -> int:
     """``history --lead ID``: one lead's trajectory; ``history --evaluate``: stored runs against later outcomes."""
     from features.contract import DataContractError
-    from models.history import ScoreHistory
 
-    history = ScoreHistory(args.history)
     try:
+        history = _history(args)
+        if history is None:
+            raise ValueError("history needs --history FOLDER or --history-table TABLE (with --db).")
         if args.evaluate:
             return _evaluate_history(args, history)
         if not args.lead:
@@ -168,7 +188,7 @@ def show_history(args) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if rows.empty:
-        print(f"error: lead {args.lead} has no stored score in {args.history}.", file=sys.stderr)
+        print(f"error: lead {args.lead} has no stored score in {args.history or args.history_table}.", file=sys.stderr)
         return 1
     columns = [column for column in ("scored_at", "as_of", "model_name", "model_version", "score", "tier", "trend",
                                      "fit_score", "engagement_score", "positive_reason_1", "negative_reason_1")

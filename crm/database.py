@@ -112,6 +112,8 @@ class Database:
         with self._transaction() as handle:
             if not self._exists(handle, table):
                 self._create(handle, table, frame)
+            else:
+                self._add_columns(handle, table, frame)
             self._insert(handle, table, frame)
 
     def has_table(self, table: str) -> bool:
@@ -198,6 +200,19 @@ class DuckDBDatabase(Database):
         columns = ", ".join(f'"{column}"' for column in frame.columns)
         con.execute(f"INSERT INTO {self.quote(table)} ({columns}) SELECT {columns} FROM _frame")
         con.unregister("_frame")
+
+    def _add_columns(self, con, table: str, frame: pd.DataFrame) -> None:
+        """Columns of ``frame`` the table lacks are added (a later run with more columns than the first)."""
+        schema, _, name = table.rpartition(".")
+        present = {row[0] for row in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "AND table_schema = coalesce(?, current_schema())", [name, schema or None]).fetchall()}
+        for column in frame.columns:
+            if column not in present:
+                con.register("_frame", frame[[column]].head(0))
+                kind = con.sql(f'SELECT "{column}" FROM _frame').types[0]
+                con.unregister("_frame")
+                con.execute(f'ALTER TABLE {self.quote(table)} ADD COLUMN "{column}" {kind}')
 
     def _swap(self, con, staging: str, table: str) -> None:
         con.execute(f"DROP TABLE IF EXISTS {self.quote(table)}")
@@ -288,6 +303,18 @@ class SQLAlchemyDatabase(Database):
         plain = _naive_timestamps(frame)
         records = plain.astype(object).where(plain.notna(), None).to_dict("records")
         connection.execute(target.insert(), records)
+
+    def _add_columns(self, connection, table: str, frame: pd.DataFrame) -> None:
+        """Columns of ``frame`` the table lacks are added (a later run with more columns than the first)."""
+        import sqlalchemy
+
+        schema, _, name = table.rpartition(".")
+        present = {column["name"] for column in sqlalchemy.inspect(connection).get_columns(name, schema=schema or None)}
+        for column in frame.columns:
+            if column not in present:
+                kind = _sql_type(frame[column]).compile(dialect=self.engine.dialect)
+                connection.execute(sqlalchemy.text(
+                    f"ALTER TABLE {self.quote(table)} ADD COLUMN {self.quote(str(column))} {kind}"))
 
     def _swap(self, connection, staging: str, table: str) -> None:
         import sqlalchemy

@@ -1,4 +1,4 @@
-"""Score history: each batch run's scores appended to a date-partitioned Parquet dataset; previous score and trend.
+"""Score history: each batch run's scores appended to a date-partitioned Parquet dataset or a database table.
 
 Layout: ``<folder>/scored_date=YYYY-MM-DD/run-<scored_at>-<id>.parquet``, one file per run, which
 DuckDB, Spark and pandas read as one table (hive partitioning). A run's file is written under a
@@ -47,8 +47,7 @@ class ScoreHistory:
         import duckdb
 
         if not self._files():
-            return pd.DataFrame({"lead_id": pd.Series(dtype=object), "previous_score": pd.Series(dtype="Int64"),
-                                 "previous_scored_at": pd.Series(dtype="datetime64[us]")})
+            return _no_previous_scores()
         with duckdb.connect() as con:
             return con.execute(
                 "SELECT lead_id, score AS previous_score, scored_at AS previous_scored_at "
@@ -104,6 +103,11 @@ class HistoryWriter:
             self.temporary = None
 
 
+def _no_previous_scores() -> pd.DataFrame:
+    return pd.DataFrame({"lead_id": pd.Series(dtype=object), "previous_score": pd.Series(dtype="Int64"),
+                         "previous_scored_at": pd.Series(dtype="datetime64[us]")})
+
+
 def with_previous(frame: pd.DataFrame, latest: pd.DataFrame, *, steady_points: float = STEADY_POINTS) -> pd.DataFrame:
     """``frame`` with each lead's ``previous_score``, ``previous_scored_at`` and ``trend`` from ``latest``.
 
@@ -134,3 +138,67 @@ def trend(score, previous_score, *, steady_points: float = STEADY_POINTS) -> np.
     return np.where(np.isnan(previous), "new",
                     np.where(change >= steady_points, "rising",
                              np.where(change <= -steady_points, "falling", "steady"))).astype(object)
+
+
+class TableHistory:
+    """The same history as one table in a database (``serve.py score --db URL --history-table NAME``).
+
+    A run's rows go in inside one transaction that commits only after the run's output is in
+    place; columns a later run adds (reasons after a run without them) are added to the table.
+    """
+
+    def __init__(self, database, table: str):
+        from crm.database import check_table_name
+
+        self.database, self.table = database, check_table_name(table, what="history table")
+
+    def read(self, *, lead_id=None, columns=None) -> pd.DataFrame:
+        if not self.database.has_table(self.table):
+            return pd.DataFrame(columns=list(columns) if columns else ["lead_id", "scored_at", "score"])
+        select = ", ".join(self.database.quote(column) for column in columns) if columns else "*"
+        where = ""
+        if lead_id is not None:
+            where = f"WHERE CAST(lead_id AS VARCHAR(200)) = '{str(lead_id).replace(chr(39), chr(39) * 2)}' "
+        return self.database.read(query=f"SELECT {select} FROM {self.database.quote(self.table)} {where}"
+                                        "ORDER BY scored_at, as_of, lead_id")
+
+    def latest(self) -> pd.DataFrame:
+        if not self.database.has_table(self.table):
+            return _no_previous_scores()
+        return self.database.read(query=(
+            "SELECT lead_id, score AS previous_score, scored_at AS previous_scored_at FROM ("
+            "SELECT lead_id, score, scored_at, row_number() OVER (PARTITION BY lead_id ORDER BY scored_at DESC, "
+            f"as_of DESC) AS newest FROM {self.database.quote(self.table)}) AS ranked WHERE newest = 1"))
+
+    def writer(self, scored_at) -> TableHistoryWriter:
+        return TableHistoryWriter(self.database, self.table)
+
+
+class TableHistoryWriter:
+    """Inserts a run's chunks inside one open transaction; :meth:`commit` commits, :meth:`discard` rolls back."""
+
+    def __init__(self, database, table: str):
+        self.database, self.table = database, table
+        self.transaction = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.transaction is None:
+            self.transaction = self.database._transaction()
+            self.handle = self.transaction.__enter__()
+            if not self.database._exists(self.handle, self.table):
+                self.database._create(self.handle, self.table, frame)
+            else:
+                self.database._add_columns(self.handle, self.table, frame)
+        self.database._insert(self.handle, self.table, frame)
+
+    def commit(self):
+        if self.transaction is not None:
+            transaction, self.transaction = self.transaction, None
+            transaction.__exit__(None, None, None)
+        return self.table
+
+    def discard(self) -> None:
+        if self.transaction is not None:
+            transaction, self.transaction = self.transaction, None
+            error = RuntimeError("scoring run failed")
+            transaction.__exit__(RuntimeError, error, None)

@@ -188,6 +188,31 @@ def test_train_from_postgres_score_into_it_and_read_back(trained_from_postgres, 
     np.testing.assert_allclose(in_duckdb["probability"], expected["probability"], rtol=0, atol=1e-12)
 
 
+def test_history_table_in_postgres_two_runs_trajectory_and_evaluation(trained_from_postgres, postgres_url, crm,
+                                                                         capsys):
+    database = trained_from_postgres
+    for as_of, reasons in (("2026-01-15", ["--no-reasons"]), ("2026-02-15", [])):  # the second run adds columns
+        assert serve.main(["score", "--db", postgres_url, *TABLES, "--as-of", as_of, "--out", "nightly_scores",
+                           "--history-table", "score_history", "--no-monitoring", *reasons]) == 0
+    stored = database.read(table="score_history")
+    first = stored[stored["as_of"] == pd.Timestamp("2026-01-15")].set_index("lead_id")["score"]
+    latest = database.read(table="nightly_scores")
+    again = latest[latest["previous_score"].notna()]
+    assert len(again) > 100
+    np.testing.assert_array_equal(again["previous_score"].astype(int), first.loc[again["lead_id"]].to_numpy())
+    assert stored.loc[stored["as_of"] == pd.Timestamp("2026-01-15"), "positive_reason_1"].isna().all()
+    assert stored.loc[stored["as_of"] == pd.Timestamp("2026-02-15"), "positive_reason_1"].notna().any()
+    capsys.readouterr()
+
+    lead = int(again["lead_id"].iloc[0])
+    assert serve.main(["history", "--db", postgres_url, "--history-table", "score_history", "--lead", str(lead)]) == 0
+    assert f"lead {lead}: 2 stored score(s)" in capsys.readouterr().out
+    assert serve.main(["history", "--db", postgres_url, "--history-table", "score_history", "--evaluate",
+                       "--deals", "crm_deals", "--horizon-days", "30"]) == 0
+    printed = capsys.readouterr().out
+    assert "2026-01-15" in printed and "2026-02-15" in printed and "roc_auc" in printed
+
+
 def test_a_run_killed_half_way_leaves_the_old_table_whole(trained_from_postgres, postgres_url, capsys):
     database = trained_from_postgres
     assert serve.main(["score", "--db", postgres_url, *TABLES, "--as-of", AS_OF, "--out", "old_scores"]) == 0
