@@ -107,8 +107,8 @@ def compare_on_test(bundle, rules: PointsRules, leads: pd.DataFrame, events, dea
         "disagreements": disagreements(scored, features[test].reset_index(drop=True), bundle, n=n_disagreements),
         "forecast": forecast,
     }
-    params = {"rules": rules.description or rules.source, "window_test_first": str(windows.test_first.date()),
-              "window_test_last": str(windows.test_last.date()), "horizon_days": config.horizon_days}
+    params = {"rules": rules.description or rules.source, "window_test_first": windows.as_dict()["test_first"],
+              "window_test_last": windows.as_dict()["test_last"], "horizon_days": config.horizon_days}
     return Comparison(metrics=metrics, tables=tables, scored=scored, params=params, scorecard=learned)
 
 
@@ -221,7 +221,8 @@ def _forecast_backtest(scored, *, y_history, p_history, deals, before, level) ->
         table = forecast_table(group["probability"], groups=group["model_tier"], amounts=amounts[rows],
                                actual=group["label"], actual_revenue=revenue[rows], level=level, shift=shift,
                                level_sd=level_sd)
-        frames.append(table.assign(as_of=str(pd.Timestamp(as_of).date())))
+        as_of = pd.Timestamp(as_of)  # a date, or a date and time on a schedule below a day
+        frames.append(table.assign(as_of=str(as_of.date()) if as_of == as_of.normalize() else str(as_of)))
     forecast = pd.concat(frames, ignore_index=True)
     order = {"all": 0, **{tier: i + 1 for i, tier in enumerate(TIERS)}}
     forecast = (forecast.assign(_order=forecast["group"].map(order)).sort_values(["as_of", "_order"], kind="stable")

@@ -14,10 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crm.outcomes import DealColumns, EventColumns, latest_moment, lost_after_inactivity, read_deals, read_events
 from crm.readers import load_crm, parse_numbers, read_table
 from features.contract import DataContractError, validate_deals, validate_events, validate_leads
 from features.fit import BOOLEAN_VALUES
 from features.spec import FeatureSpec
+from features.timing import duration_days
+from features.vocabulary import EventVocabulary
 
 #: Values that mean "not filled in" in exports; init-config starts from these (compared lower-cased).
 DEFAULT_MISSING_VALUES = ("", "select", "unknown", "n/a", "na", "none", "null", "nan", "-", "?", "not provided")
@@ -28,8 +31,17 @@ _SECTIONS = {
     "roles": set(ROLES),
     "leakage": {"max_auc", "post_outcome", "keep"},
     "training": {"min_positives", "min_negatives", "min_split_positives", "split_shares", "seed", "model_name",
-                 "horizon_days", "snapshot_every_days", "test_days", "calibration_days"},
+                 "horizon_days", "snapshot_every_days", "test_days", "calibration_days",
+                 "horizon", "snapshot_every", "test_span", "calibration_span"},
+    "events": {"file", "table", "query", "id", "timestamp", "type", "type_separator", "value", "types", "words", "max_types",
+               "min_count", "min_share", "windows", "half_lives"},
+    "deals": {"file", "table", "query", "id", "closed_at", "outcome", "won", "lost", "amount", "won_only", "lost_after"},
 }
+#: [training] duration keys -> TrainingConfig fields (the older *_days names are kept and mean the same).
+_TRAINING_SPANS = {"horizon": "horizon_days", "snapshot_every": "snapshot_every_days", "test_span": "test_days",
+                   "calibration_span": "calibration_days", "horizon_days": "horizon_days",
+                   "snapshot_every_days": "snapshot_every_days", "test_days": "test_days",
+                   "calibration_days": "calibration_days"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,17 @@ class ProjectConfig:
     post_outcome: tuple = ()
     keep: tuple = ()
     training: dict = field(default_factory=dict)
+    event_columns: EventColumns = field(default_factory=EventColumns)
+    #: The event types that get columns: listed in the config, else None (learned from the data
+    #: within ``vocabulary``'s limits, or the contract's twelve for a ``[data] events`` log).
+    event_types: tuple | None = None
+    event_words: tuple = ()
+    vocabulary: EventVocabulary | None = None
+    windows_days: tuple | None = None
+    half_lives_days: tuple | None = None
+    deal_columns: DealColumns = field(default_factory=DealColumns)
+    #: The config file, for messages that point back at a section and key.
+    source: str = field(default="the config", compare=False)
 
     def __post_init__(self):
         if self.label is None and self.deals is None:
@@ -99,17 +122,33 @@ class ProjectConfig:
     def feature_spec(self) -> FeatureSpec:
         """The feature spec this config asks for; PII other than the e-mail domain never becomes a feature."""
         snapshots = self.deals is not None  # dated leads + closed deals: point-in-time snapshots
+        events = {}
+        if self.event_types is not None:
+            events["event_types"] = self.event_types
+        if self.event_words and self.event_types is not None:  # learned types get their words in training
+            events["event_words"] = self.event_words
+        if self.windows_days is not None:
+            events["windows_days"] = self.windows_days
+        if self.half_lives_days is not None:
+            events["half_lives_days"] = self.half_lives_days
         return FeatureSpec(
             categorical_columns=self.categorical, numeric_columns=self.numeric,
             raw_numeric_columns=self.numeric_raw, boolean_columns=self.boolean,
             job_title_column=self.job_title, email_column=self.email,
             missing_tokens=tuple(token.strip().lower() for token in self.missing_values),
-            event_log=self.events is not None, lead_age=snapshots,
+            event_log=self.events is not None, lead_age=snapshots, **events,
         )
+
+    def event_vocabulary(self) -> EventVocabulary | None:
+        """How training picks the event types: learned within these limits, or None when they are fixed."""
+        if self.event_types is not None or self.events is None or self.vocabulary is None:
+            return None
+        return replace(self.vocabulary, words=self.event_words)
 
     def training_options(self) -> dict:
         """Keyword arguments for :class:`training.pipeline.TrainingConfig` from ``[training]`` and ``[leakage]``."""
-        options = {key: value for key, value in self.training.items() if key not in ("model_name", "split_shares")}
+        options = {_TRAINING_SPANS.get(key, key): value for key, value in self.training.items()
+                   if key not in ("model_name", "split_shares")}
         if "split_shares" in self.training:
             options["lead_shares"] = tuple(self.training["split_shares"])
         return {**options, "leakage_max_auc": self.max_auc, "post_outcome_columns": self.post_outcome,
@@ -143,23 +182,134 @@ def load_config(path) -> ProjectConfig:
     def located(value):
         return None if not value else (path.parent / value if not Path(value).is_absolute() else Path(value))
 
-    if data.get("url"):  # tables or queries in a database; a relative DuckDB file is beside the config
-        url = str(data["url"])
-        if url.startswith("duckdb:///") and not url.startswith("duckdb:////"):
-            url = f"duckdb:///{located(url[len('duckdb:///'):])}"
-        elif "://" not in url:  # a DuckDB file path
-            url = f"duckdb:///{located(url)}"
+    for table in ("events", "deals"):
+        if table in raw and data.get(table):
+            raise ValueError(f"{path}: the {table} table is named twice, as [data] {table} and [{table}] file; "
+                             f"keep [{table}].")
+    training = dict(raw.get("training", {}))
+    spans = {}
+    for key in [key for key in training if key in _TRAINING_SPANS]:
+        field_name = _TRAINING_SPANS[key]
+        if field_name in spans:
+            raise ValueError(f"{path}: [training] sets {field_name.removesuffix('_days')} twice ({spans[field_name]} "
+                             f"and {key}); keep one.")
+        spans[field_name] = key
+        duration_days(training[key], name=f"{path}: [training] {key}")
+    url = _database_url(data, path, located)
+    if url is not None:  # tables or queries in a database, not files
         values = {"leads": str(data["leads"]), "events": data.get("events") or None,
                   "deals": data.get("deals") or None, "url": url}
     else:
         values = {"leads": located(data["leads"]), "events": located(data.get("events")),
                   "deals": located(data.get("deals"))}
-    values["training"] = dict(raw.get("training", {}))
+    values.update(training=training, source=str(path))
+    for table, read_section in (("events", _event_values), ("deals", _deal_values)):
+        if table in raw:
+            section = raw[table]
+            sources = [key for key in ("file", "table", "query") if key in section]
+            if len(sources) != 1:
+                raise ValueError(f"{path}: [{table}] needs one of file, table or query (table and query with "
+                                 f"[data] url). Got {sources or 'none'}.")
+            if (sources[0] == "file") == (url is not None):
+                raise ValueError(f"{path}: [{table}] {sources[0]} " + (
+                    "needs [data] url, the database holding it." if url is None else
+                    "is a file but [data] url names a database; use table or query."))
+            values.update(read_section({**section, "file": section[sources[0]]}, path,
+                                       located if url is None else (lambda value: value)))
     values.update({key: value for key, value in data.items() if key in ("delimiter", "encoding", "decimal")})
     for key, value in {**columns, **raw.get("roles", {}), **raw.get("leakage", {})}.items():
         values[key] = tuple(str(item) for item in value) if isinstance(value, list) else (value or None)
     names = {item.name for item in fields(ProjectConfig)}
     return ProjectConfig(**{key: value for key, value in values.items() if key in names})
+
+
+def _event_values(section: dict, path: Path, located) -> dict:
+    """ProjectConfig fields from an ``[events]`` section; every value checked, errors name file, section, key."""
+    where = f"{path}: [events]"
+    if "file" not in section:
+        raise ValueError(f"{where} needs file, the event log to read.")
+    kinds = section.get("type", "event_type")
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    if not kinds or not all(isinstance(kind, str) and kind for kind in kinds):
+        raise ValueError(f"{where} type must be a column name or a list of them (joined with type_separator). "
+                         f"Got {section.get('type')!r} instead.")
+    for key in ("id", "timestamp", "value", "type_separator"):
+        if key in section and not isinstance(section[key], str):
+            raise ValueError(f"{where} {key} must be text. Got {section[key]!r} instead.")
+    columns = EventColumns(id=section.get("id", "lead_id"), timestamp=section.get("timestamp", "occurred_at"),
+                           type=tuple(kinds), type_separator=section.get("type_separator", "+"),
+                           value=section.get("value") or None)
+    values = {"events": located(section["file"]), "event_columns": columns}
+    if "types" in section:
+        if not isinstance(section["types"], list) or not section["types"]:
+            raise ValueError(f"{where} types must be a non-empty list of the log's event types. "
+                             f"Got {section['types']!r} instead.")
+        values["event_types"] = tuple(str(kind) for kind in section["types"])
+    words = section.get("words", {})
+    if not isinstance(words, dict):
+        raise ValueError(f'{where} words must be a table of type = "words", e.g. [events.words] '
+                         f'O_SENT_BACK = "sent the offer back". Got {words!r} instead.')
+    for kind, text in words.items():
+        if not (isinstance(text, str) and text.strip()) and not (
+                isinstance(text, list) and len(text) == 3 and all(isinstance(t, str) and t.strip() for t in text)):
+            raise ValueError(f'{where}.words {kind!r} must be what the lead did ("sent the offer back") or three '
+                             f'phrases [one, many, did] (["demo request", "demo requests", "requested a demo"]). '
+                             f"Got {text!r} instead.")
+    values["event_words"] = tuple((str(kind), text if isinstance(text, str) else tuple(text))
+                                  for kind, text in words.items())
+    if "event_types" in values:  # listed types: their keys, and the words' types, are checked now
+        try:
+            FeatureSpec(event_types=values["event_types"], event_words=values["event_words"])
+        except ValueError as error:
+            raise ValueError(f"{where} types: {error}") from None
+    limits = {key: section[key] for key in ("max_types", "min_count", "min_share") if key in section}
+    try:
+        values["vocabulary"] = EventVocabulary(**limits)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+    if "types" in section and limits:
+        raise ValueError(f"{where} lists types and sets {sorted(limits)}; the limits only apply when the types "
+                         "are learned from the data. Keep one.")
+    for key, field_name in (("windows", "windows_days"), ("half_lives", "half_lives_days")):
+        if key in section:
+            if not isinstance(section[key], list) or not section[key]:
+                raise ValueError(f'{where} {key} must be a list of durations such as ["6h", "1d", "7d"]. '
+                                 f"Got {section[key]!r} instead.")
+            values[field_name] = tuple(duration_days(value, name=f"{where} {key}") for value in section[key])
+    return values
+
+
+def _deal_values(section: dict, path: Path, located) -> dict:
+    """ProjectConfig fields from a ``[deals]`` section."""
+    where = f"{path}: [deals]"
+    if "file" not in section:
+        raise ValueError(f"{where} needs file, the closed-deals table to read.")
+    lists = {}
+    for key in ("won", "lost"):
+        value = section.get(key, [key])
+        value = [value] if isinstance(value, (str, int, bool)) else value
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"{where} {key} must list the outcome values that mean {key}. Got {value!r} instead.")
+        lists[key] = tuple(str(item).lower() if isinstance(item, bool) else str(item) for item in value)
+    overlap = {v.strip().lower() for v in lists["won"]} & {v.strip().lower() for v in lists["lost"]}
+    if overlap:
+        raise ValueError(f"{where} won and lost share the value(s) {sorted(overlap)}; each value means one outcome.")
+    won_only = section.get("won_only", False)
+    if not isinstance(won_only, bool):
+        raise ValueError(f"{where} won_only must be true or false. Got {won_only!r} instead.")
+    lost_after = section.get("lost_after")
+    if lost_after is not None:
+        if not won_only:
+            raise ValueError(f"{where} lost_after applies to a table of won deals only; set won_only = true "
+                             "or remove lost_after.")
+        lost_after = duration_days(lost_after, name=f"{where} lost_after")
+    if won_only and "lost" in section:
+        raise ValueError(f"{where} lists lost values but won_only = true; a won-only table has none. Keep one.")
+    columns = DealColumns(id=section.get("id", "lead_id"), closed_at=section.get("closed_at", "closed_at"),
+                          outcome=section.get("outcome", "outcome"), won=lists["won"], lost=lists["lost"],
+                          amount=section.get("amount") or None, won_only=won_only, lost_after_days=lost_after,
+                          where="[deals]")
+    return {"deals": located(section["file"]), "deal_columns": columns}
 
 
 def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = True, now=None):
@@ -212,17 +362,58 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
     if for_training:
         _check_booleans(leads, config, source)
     labels = parse_labels(frame[config.label], config, source=source) if for_training and config.label else None
-    events, deals = config.events, None
+    events, deals = None, None
+    if config.events is not None:
+        raw_events = read_source(database, config.events) if database is not None else config.events
+        events = read_events(raw_events, config.event_columns, where=f"[events] in {config.source}",
+                             source=_source(database, config.events))
+        validate_events(events, lead_ids=leads["lead_id"], source=_source(database, config.events), now=now)
     if config.deals is not None:
-        deals_frame = read_source(database, config.deals) if database else read_table(config.deals)
-        deals = validate_deals(deals_frame, lead_ids=leads["lead_id"], now=now,
-                               source=source_name(database, config.deals) if database else str(config.deals))
-    if events is not None:
-        if database is not None:
-            events = read_source(database, config.events)
-        validate_events(events, lead_ids=leads["lead_id"], now=now,
-                        source=source_name(database, config.events) if database else str(events))
+        raw_deals = read_source(database, config.deals) if database is not None else config.deals
+        deals = validate_deals(read_deals(raw_deals, config.deal_columns, config_source=config.source,
+                                          source=_source(database, config.deals)),
+                               lead_ids=leads["lead_id"], source=_source(database, config.deals), now=now)
+        deals = _without_deal(config, leads, events, deals)
     return leads, labels, events, deals
+
+
+def _database_url(data: dict, path: Path, located) -> str | None:
+    """``[data] url``, a relative DuckDB file made relative to the config file; None without one."""
+    if not data.get("url"):
+        return None
+    url = str(data["url"])
+    if url.startswith("duckdb:///") and not url.startswith("duckdb:////"):
+        return f"duckdb:///{located(url[len('duckdb:///'):])}"
+    if "://" not in url:  # a DuckDB file path
+        return f"duckdb:///{located(url)}"
+    return url
+
+
+def _source(database, table) -> str:
+    """How messages name a table: its file, or the database (password hidden) and the table or query."""
+    if database is None:
+        return str(table)
+    from crm.database import source_name
+
+    return source_name(database, table)
+
+
+def _without_deal(config: ProjectConfig, leads: pd.DataFrame, events, deals: pd.DataFrame) -> pd.DataFrame:
+    """A won-only deals table, handled as the config states: open leads stay open, or are lost after inactivity."""
+    columns = config.deal_columns
+    if not columns.won_only:
+        return deals
+    if columns.lost_after_days is None:
+        print(f"{config.deals}: won deals only (won_only = true); leads without a deal stay open, so they count as "
+              "not converted within a horizon but never close. Set [deals] lost_after to close them after a "
+              "period without activity.")
+        return deals
+    end = latest_moment(leads, events, deals)
+    closed = lost_after_inactivity(leads, events, deals, after_days=columns.lost_after_days, data_end=end)
+    print(f"{config.deals}: won deals only (won_only = true); {len(closed) - len(deals):,} leads without a deal and "
+          f"without activity for {columns.lost_after_days:g} days before {end} count as lost (lost_after); "
+          "the others stay open.")
+    return closed
 
 
 def parse_labels(values: pd.Series, config: ProjectConfig, *, source: str) -> pd.Series:

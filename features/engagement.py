@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import event_relation, require_event_columns
-from features.spec import OTHER_EVENT_TYPE, FeatureSpec
+from features.spec import FeatureSpec, count_feature, event_key
 from features.timing import naive_utc
 
 _DAY_US = 86_400_000_000
@@ -30,9 +28,9 @@ IN_MEMORY_MAX_EVENTS = 20_000
 def build_engagement_features(snapshots: pd.DataFrame, events, spec: FeatureSpec) -> pd.DataFrame:
     """Count, recency, decayed-intensity and activity features of each (lead_id, as_of) snapshot.
 
-    Only events with ``occurred_at < as_of`` are seen. Exact duplicate events count once; event
-    types are normalised (lower case, trimmed, runs of spaces/hyphens -> ``_``) and types outside
-    ``spec.event_types`` count as ``other``.
+    Only events with ``occurred_at < as_of`` are seen. Exact duplicate events count once; an
+    event's type matches a spec type when their keys (:func:`features.spec.event_key`: lower case,
+    runs of other characters -> ``_``) are equal; types outside ``spec.event_types`` count as ``other``.
 
     Parameters
     ----------
@@ -121,10 +119,8 @@ def reference_aggregation_sql(events_source: str, snapshots_table: str) -> str:
 
 
 def normalise_event_type(value) -> str:
-    """' Email-Open ' -> 'email_open'; a missing type becomes ''."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return re.sub(r"[\s\-]+", "_", str(value).strip().lower())
+    """' Email-Open ' -> 'email_open'; a missing type becomes '' (the type's key, see ``event_key``)."""
+    return event_key(value)
 
 
 class _Layout:
@@ -137,7 +133,7 @@ class _Layout:
 
     def __init__(self, spec: FeatureSpec, n: int):
         self.spec, self.n = spec, n
-        self.types = (*spec.event_types, OTHER_EVENT_TYPE)
+        self.types = spec.event_keys_with_other
         self.windows = tuple(float(w) for w in spec.windows_days)
         self.half_lives = tuple(float(h) for h in spec.half_lives_days)
         self.per_type = len(self.windows) + 2 + len(self.half_lives)
@@ -320,7 +316,7 @@ def _finish(out, layout, n30, n60) -> None:
     col, per_type, n_types = layout.column, layout.per_type, len(layout.types)
     type_block = out[:, :layout.any_start]
     for f, window in enumerate(layout.spec.windows_days):
-        out[:, col[f"events_any_{window}d"]] = type_block[:, f::per_type].sum(axis=1)
+        out[:, col[count_feature("any", window)]] = type_block[:, f::per_type].sum(axis=1)
     out[:, col["events_any_total"]] = type_block[:, layout.total::per_type].sum(axis=1)
     out[:, col["days_since_any_event"]] = type_block[:, layout.days_since::per_type].min(axis=1)
     for k in range(n_types):

@@ -5,20 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.timing import duration, duration_days
 
-def build_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, as_of_dates, horizon_days: int = 90,
+
+def build_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, as_of_dates, horizon_days: float | str = 90,
                     data_end=None) -> pd.DataFrame:
     """One row per lead open at each ``as_of``: ``lead_id``, ``as_of``, ``label``.
 
     A lead is open at ``as_of`` when it was created before it and had no deal closed before it.
     ``label`` is 1 when the lead has a ``won`` deal with ``as_of <= closed_at < as_of + horizon``.
     A snapshot whose horizon runs past ``data_end`` is censored and left out, unless the lead
-    closed before ``data_end``, when its label is known.
+    closed before ``data_end``, when its label is known. ``horizon_days`` is a duration: days
+    (``90``, ``0.25``) or text (``"6h"``, ``"90d"``).
     """
-    if not isinstance(horizon_days, (int, np.integer)) or horizon_days <= 0:
-        raise ValueError(f"The 'horizon_days' parameter of build_snapshots must be a positive integer. "
-                         f"Got {horizon_days!r} instead.")
-    horizon = pd.Timedelta(days=int(horizon_days))
+    horizon = duration(horizon_days, name="The 'horizon_days' parameter of build_snapshots")
     as_of_dates = pd.DatetimeIndex(sorted(set(pd.to_datetime(list(as_of_dates)))))
     data_end = pd.Timestamp(data_end) if data_end is not None else None
 
@@ -81,9 +81,15 @@ def _open_mask(leads: pd.DataFrame, closed_at: np.ndarray, as_of: np.datetime64)
     return (leads["created_at"].to_numpy() < as_of) & ~(closed_at < as_of)
 
 
-def as_of_schedule(first, last, *, every_days: int = 30) -> pd.DatetimeIndex:
-    """Snapshot dates from ``first`` to ``last`` inclusive, ``every_days`` apart, at midnight."""
-    if every_days <= 0:
-        raise ValueError(f"The 'every_days' parameter of as_of_schedule must be positive. Got {every_days!r}.")
+def as_of_schedule(first, last, *, every_days: float | str = 30) -> pd.DatetimeIndex:
+    """Snapshot times from ``first`` to ``last`` inclusive, ``every_days`` apart.
+
+    ``every_days`` is a duration (``15``, ``"6h"``). The schedule starts at the midnight before
+    ``first`` and steps by the spacing, so with whole days every snapshot is at midnight and with
+    ``"6h"`` at 00:00, 06:00, 12:00 and 18:00.
+    """
+    step = duration(every_days, name="The 'every_days' parameter of as_of_schedule")
     first, last = pd.Timestamp(first).normalize(), pd.Timestamp(last)
-    return pd.date_range(first, last, freq=f"{int(every_days)}D")
+    if duration_days(every_days).is_integer():
+        return pd.date_range(first, last, freq=f"{int(duration_days(every_days))}D")
+    return pd.date_range(first, last, freq=step)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
+
+from features.timing import duration_label
 
 #: Event types of the data contract. Types outside the spec are counted under ``other``.
 DEFAULT_EVENT_TYPES = (
@@ -21,6 +25,8 @@ DEFAULT_EVENT_TYPES = (
     "email_bounce",
 )
 OTHER_EVENT_TYPE = "other"
+#: Keys the engagement features already use: an event type may not be called this.
+RESERVED_EVENT_KEYS = (OTHER_EVENT_TYPE, "any")
 
 
 @dataclass(frozen=True)
@@ -29,9 +35,14 @@ class FeatureSpec:
 
     Parameters
     ----------
-    event_types : event types that get their own columns; any other type counts as ``other``.
-    windows_days : count windows, in days before ``as_of``.
-    half_lives_days : half-lives of the exponentially decayed event intensities.
+    event_types : event types that get their own columns, as the data names them (``"O_SENT_BACK"``,
+        ``"Send Fine"``); any other type counts as ``other``. A type's columns use its key
+        (:func:`event_key`: ``send_fine``); an event matches a type when their keys are equal.
+    event_words : optional ``(type, words)`` pairs for reasons: ``words`` is what the lead did
+        (``"sent the offer back"``) or ``(one, many, did)`` (``("demo request", "demo requests",
+        "requested a demo")``). Types without words read as their own name.
+    windows_days : count windows, in days before ``as_of`` (fractions of a day are fine: 0.25 is 6 h).
+    half_lives_days : half-lives of the exponentially decayed event intensities, in days.
     categorical_columns : lead columns used as categories after normalising case and blanks.
     numeric_columns : lead columns used as ``log1p`` numbers.
     job_title_column : free-text title parsed into seniority and function, or None.
@@ -47,7 +58,7 @@ class FeatureSpec:
     """
 
     event_types: tuple[str, ...] = DEFAULT_EVENT_TYPES
-    windows_days: tuple[int, ...] = (7, 30, 90)
+    windows_days: tuple[float, ...] = (7, 30, 90)
     half_lives_days: tuple[float, ...] = (7.0, 30.0)
     categorical_columns: tuple[str, ...] = ("industry", "country", "lead_source")
     numeric_columns: tuple[str, ...] = ("company_size", "annual_revenue")
@@ -60,18 +71,42 @@ class FeatureSpec:
     boolean_columns: tuple[str, ...] = ()
     event_log: bool = True
     lead_age: bool = True
+    event_words: tuple = ()
 
     def __post_init__(self):
         for name in ("event_types", "windows_days", "half_lives_days", "categorical_columns",
                      "numeric_columns", "missing_tokens", "raw_numeric_columns", "boolean_columns"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        words = self.event_words.items() if isinstance(self.event_words, dict) else self.event_words
+        object.__setattr__(self, "event_words", tuple(
+            (str(kind), text if isinstance(text, str) else tuple(text)) for kind, text in words))
+        # Whole-day windows stay ints (a config gives 7.0 for "7d"): names and saved form as ever.
+        object.__setattr__(self, "windows_days", tuple(int(w) if float(w).is_integer() else float(w)
+                                                       for w in self.windows_days))
         if any(w <= 0 for w in self.windows_days) or any(h <= 0 for h in self.half_lives_days):
             raise ValueError(
                 "FeatureSpec windows_days and half_lives_days must be positive. "
                 f"Got {self.windows_days} and {self.half_lives_days} instead."
             )
-        if OTHER_EVENT_TYPE in self.event_types:
-            raise ValueError(f"FeatureSpec event_types must not contain the reserved name {OTHER_EVENT_TYPE!r}.")
+        keys = {}
+        for kind in self.event_types:
+            key = event_key(kind)
+            if key in RESERVED_EVENT_KEYS:
+                raise ValueError(f"FeatureSpec event_types must not contain the reserved name {key!r} "
+                                 f"(from {kind!r}): its events already count under {OTHER_EVENT_TYPE!r}.")
+            if key in keys:
+                raise ValueError(f"FeatureSpec event types {keys[key]!r} and {kind!r} give the same column name "
+                                 f"{key!r}; keep one of them (their events are one type to the features).")
+            keys[key] = kind
+        unknown = [kind for kind, _ in self.event_words if event_key(kind) not in keys]
+        if unknown:
+            raise ValueError(f"FeatureSpec event_words name type(s) {unknown} that are not among the event types "
+                             f"{list(self.event_types)}.")
+        for kind, text in self.event_words:
+            if not (isinstance(text, str) and text.strip()) and not (
+                    isinstance(text, tuple) and len(text) == 3 and all(isinstance(t, str) and t for t in text)):
+                raise ValueError(f"The words for event type {kind!r} must be a phrase such as \"sent the offer "
+                                 f"back\" or three phrases [one, many, did]. Got {text!r} instead.")
         names = self.feature_names
         clashing = sorted({name for name in names if names.count(name) > 1})
         if clashing:
@@ -117,12 +152,12 @@ class FeatureSpec:
         if not self.event_log:
             return []
         names = []
-        for event_type in (*self.event_types, OTHER_EVENT_TYPE):
-            names += [f"events_{event_type}_{w}d" for w in self.windows_days]
-            names.append(f"events_{event_type}_total")
-            names.append(f"days_since_{event_type}")
-            names += [f"decayed_{event_type}_hl{_fmt(h)}d" for h in self.half_lives_days]
-        names += [f"events_any_{w}d" for w in self.windows_days]
+        for key in self.event_keys_with_other:
+            names += [count_feature(key, w) for w in self.windows_days]
+            names.append(f"events_{key}_total")
+            names.append(f"days_since_{key}")
+            names += [decayed_feature(key, h) for h in self.half_lives_days]
+        names += [count_feature("any", w) for w in self.windows_days]
         names += ["events_any_total", "days_since_any_event", "active_days_total", "active_days_30d",
                   "events_trend_30d"]
         if self.has_email_click_rate:
@@ -131,7 +166,31 @@ class FeatureSpec:
 
     @property
     def has_email_click_rate(self) -> bool:
-        return "email_open" in self.event_types and "email_click" in self.event_types
+        return "email_open" in self.event_keys and "email_click" in self.event_keys
+
+    @property
+    def event_keys(self) -> tuple[str, ...]:
+        """The column-safe key of each event type, in order (``"Send Fine"`` -> ``send_fine``)."""
+        return tuple(event_key(kind) for kind in self.event_types)
+
+    @property
+    def event_keys_with_other(self) -> tuple[str, ...]:
+        return (*self.event_keys, OTHER_EVENT_TYPE)
+
+    @property
+    def event_names(self) -> dict[str, str]:
+        """Key -> the type as the data names it (``other`` for the long tail)."""
+        return {**dict(zip(self.event_keys, self.event_types)), OTHER_EVENT_TYPE: OTHER_EVENT_TYPE}
+
+    def words_for(self, key: str):
+        """The configured words of an event type, by key or name (a phrase or (one, many, did)), else None."""
+        key = event_key(key)
+        return next((text for kind, text in self.event_words if event_key(kind) == key), None)
+
+    def event_key_of(self, name: str) -> str | None:
+        """The key of a type named by its key or its name in the data, or None when the spec lacks it."""
+        key = event_key(name)
+        return key if key in self.event_keys_with_other else None
 
     @property
     def feature_names(self) -> list[str]:
@@ -142,7 +201,9 @@ class FeatureSpec:
     # --- persistence --------------------------------------------------------------------------
 
     def as_dict(self) -> dict:
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        values = {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        values["event_words"] = {kind: text if isinstance(text, str) else list(text) for kind, text in self.event_words}
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> FeatureSpec:
@@ -159,6 +220,28 @@ def feature_name(column: str) -> str:
     return name or "column"
 
 
-def _fmt(days: float) -> str:
-    """7.0 -> '7', 1.5 -> '1.5': readable column names."""
-    return f"{days:g}"
+def event_key(value) -> str:
+    """An event type's column-safe key: ASCII lower case, runs of other characters -> ``_``.
+
+    ``"Send Fine"`` -> ``send_fine``, ``"O_SENT_BACK"`` -> ``o_sent_back``, ``" Email-Open "`` ->
+    ``email_open``; a missing type is ``""``. A name with no ASCII letters or digits gets a stable
+    ``type_<hash>`` key, so it still has columns of its own.
+    """
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    text = str(value)
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    key = re.sub(r"[^0-9a-z]+", "_", folded.strip().lower()).strip("_")
+    if not key and text.strip():
+        key = "type_" + hashlib.sha1(text.strip().encode("utf-8")).hexdigest()[:8]
+    return key
+
+
+def count_feature(key: str, window_days: float) -> str:
+    """``events_<key>_<window>``: 7 days -> ``events_send_fine_7d``, 6 hours -> ``events_send_fine_6h``."""
+    return f"events_{key}_{duration_label(window_days)}"
+
+
+def decayed_feature(key: str, half_life_days: float) -> str:
+    """``decayed_<key>_hl<half-life>``: ``decayed_demo_request_hl7d``, ``decayed_send_fine_hl12h``."""
+    return f"decayed_{key}_hl{duration_label(half_life_days)}"

@@ -36,6 +36,26 @@ class Lead(BaseModel):
                                   "replaces created_at, attributes and events.")
 
 
+def request_models(spec) -> type[Lead]:
+    """The ``Lead`` request model of one model: its event types documented (and given as examples) are the model's own.
+
+    Any other type is accepted and counts as ``other``, as in training.
+    """
+    from pydantic import create_model
+
+    from features.spec import OTHER_EVENT_TYPE
+
+    if not spec.event_log:
+        return Lead
+    types = list(spec.event_types)
+    event = create_model(
+        "Event", __base__=Event,
+        event_type=(str, Field(min_length=1, examples=types[:3],
+                               description=f"One of the model's event types {types}; any other type counts "
+                                           f"as {OTHER_EVENT_TYPE!r}.")))
+    return create_model("Lead", __base__=Lead, events=(list[event], Field(default_factory=list)))
+
+
 class InvalidLeads(ValueError):
     """Leads that parse as JSON but cannot be scored; ``problems`` is a list of {field, problem}."""
 

@@ -15,13 +15,15 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from features.spec import OTHER_EVENT_TYPE, FeatureSpec
+from features.spec import OTHER_EVENT_TYPE, FeatureSpec, count_feature, decayed_feature
+from features.timing import duration_text
 
 #: Factors whose summed contribution is smaller than this (in log-odds) are not worth a reason.
 MIN_IMPACT = 0.01
 ACTIVITY, TREND, CLICK_RATE, LEAD_AGE = "activity", "activity_trend", "email_click_rate", "lead_age"
 
-#: (one, many, done) per event type: "demo request", "demo requests", "requested a demo".
+#: (one, many, done) per event type of the synthetic contract: "demo request", "demo requests",
+#: "requested a demo". A model's own types read as the words its config gives them, else as their names.
 EVENT_WORDS = {
     "email_open": ("e-mail open", "e-mail opens", "opened an e-mail"),
     "email_click": ("e-mail click", "e-mail clicks", "clicked an e-mail"),
@@ -105,7 +107,7 @@ def reason_columns(reasons, *, n: int = 3) -> dict:
 
 
 def feature_families(spec: FeatureSpec) -> dict:
-    """Feature name -> factor: the source column, the event type, or one of the activity summaries.
+    """Feature name -> factor: the source column, the event type's key, or one of the activity summaries.
 
     A feature of no known kind is a factor of its own, so a new kind of column degrades to a
     plain "name: value" reason instead of failing.
@@ -113,12 +115,12 @@ def feature_families(spec: FeatureSpec) -> dict:
     families = {name: name for name in spec.categorical_feature_names}
     families.update({name: name.removeprefix("log_") for name in spec.numeric_fit_feature_names})
     families["lead_age_days"] = LEAD_AGE
-    for event_type in (*spec.event_types, OTHER_EVENT_TYPE):
-        families.update({f"events_{event_type}_{w}d": event_type for w in spec.windows_days})
-        families[f"events_{event_type}_total"] = event_type
-        families[f"days_since_{event_type}"] = event_type
-        families.update({f"decayed_{event_type}_hl{h:g}d": event_type for h in spec.half_lives_days})
-    families.update({f"events_any_{w}d": ACTIVITY for w in spec.windows_days})
+    for key in spec.event_keys_with_other:
+        families.update({count_feature(key, w): key for w in spec.windows_days})
+        families[f"events_{key}_total"] = key
+        families[f"days_since_{key}"] = key
+        families.update({decayed_feature(key, h): key for h in spec.half_lives_days})
+    families.update({count_feature("any", w): ACTIVITY for w in spec.windows_days})
     families.update({name: ACTIVITY for name in ("events_any_total", "days_since_any_event",
                                                   "active_days_total", "active_days_30d")})
     families["events_trend_30d"] = TREND
@@ -129,12 +131,12 @@ def feature_families(spec: FeatureSpec) -> dict:
 
 def describe_factor(factor: str, value, spec: FeatureSpec) -> str:
     """Plain words for one factor of one lead; ``value(name)`` gives that lead's feature ``name``."""
-    if factor in (*spec.event_types, OTHER_EVENT_TYPE):
+    if factor in spec.event_keys_with_other:
         return _describe_events(factor, value, spec)
     if factor == ACTIVITY:
         if not value("events_any_total"):
             return "no activity yet"
-        last = _ago(value("days_since_any_event"))
+        last = _ago(value("days_since_any_event"), _sub_day(spec))
         days = int(value("active_days_30d"))
         if days == 0:
             return f"no activity in the last 30 days, last active {last}"
@@ -150,7 +152,7 @@ def describe_factor(factor: str, value, spec: FeatureSpec) -> str:
         rate = value("email_click_rate")
         return "no e-mails opened yet" if _missing(rate) else f"clicked {rate:.0%} of opened e-mails"
     if factor == LEAD_AGE:
-        return f"lead created {_ago(value('lead_age_days'))}"
+        return f"lead created {_ago(value('lead_age_days'), _sub_day(spec))}"
     if factor in spec.categorical_feature_names:
         return _describe_category(factor, value(factor))
     numbers = spec.numeric_fit_feature_names
@@ -162,21 +164,51 @@ def describe_factor(factor: str, value, spec: FeatureSpec) -> str:
     return f"{label}: {raw:,.4g}" if isinstance(raw, (int, float, np.number)) else f"{label}: {raw}"
 
 
-def _describe_events(event_type: str, value, spec: FeatureSpec) -> str:
-    one, many, done = EVENT_WORDS.get(event_type) or (
-        f"{event_type.replace('_', ' ')} event", f"{event_type.replace('_', ' ')} events",
-        f"had a {event_type.replace('_', ' ')} event")
-    total = int(value(f"events_{event_type}_total"))
+def _describe_events(key: str, value, spec: FeatureSpec) -> str:
+    """What the lead did of one event type, in the words the config gives it, else the type's own name."""
+    words = spec.words_for(key) if key != OTHER_EVENT_TYPE else None
+    name = spec.event_names.get(key, key)
+    total = int(value(f"events_{key}_total"))
+    last = _ago(value(f"days_since_{key}"), _sub_day(spec))
+    if isinstance(words, str):  # one phrase of what the lead did: "sent the offer back"
+        if total == 0:
+            return f"never {words}"
+        if total == 1:
+            return f"{words} {last}"
+        return f"{words} {_times(total, value, key, spec)}, the latest {last}"
+    if words is None and name == key and key in EVENT_WORDS:
+        words = EVENT_WORDS[key]
+    if name == key:  # a snake_case name reads as words; the data's own spelling ("Send Fine") stays
+        name = key.replace("_", " ")
+    one, many, done = words or (f"{name} event", f"{name} events", f"had a {name} event")
     if total == 0:
         return f"no {many} yet"
-    last = _ago(value(f"days_since_{event_type}"))
     if total == 1:
         return f"{done} {last}"
     for window in sorted(spec.windows_days):
-        count = int(value(f"events_{event_type}_{window}d"))
+        count = int(value(count_feature(key, window)))
         if count > 1:
-            return f"{count} {many} in the last {window} days, the latest {last}"
+            return f"{count} {many} in the last {_window_text(window)}, the latest {last}"
     return f"{total} {many} in all, the latest {last}"
+
+
+def _times(total: int, value, key: str, spec: FeatureSpec) -> str:
+    """'3 times in the last 7 days' from the narrowest window holding more than one, else '5 times in all'."""
+    for window in sorted(spec.windows_days):
+        count = int(value(count_feature(key, window)))
+        if count > 1:
+            return f"{count} times in the last {_window_text(window)}"
+    return f"{total} times in all"
+
+
+def _window_text(days) -> str:
+    """7 -> '7 days' (as before), 0.25 -> '6 hours'."""
+    return f"{days} days" if float(days).is_integer() else duration_text(days)
+
+
+def _sub_day(spec: FeatureSpec) -> bool:
+    """A spec with windows below a day tells times in hours: "today" would hide what matters."""
+    return min(spec.windows_days, default=1) < 1
 
 
 def _describe_category(column: str, value) -> str:
@@ -203,9 +235,13 @@ def _describe_number(column: str, log_value) -> str:
     return f"{label}: {amount:,.0f}"
 
 
-def _ago(days) -> str:
+def _ago(days, hours: bool = False) -> str:
     if _missing(days):
         return "never"
+    if hours and days < 2:
+        minutes = int(days * 1440)
+        return _count(minutes, "minute", "minutes") + " ago" if minutes < 60 else \
+            _count(minutes // 60, "hour", "hours") + " ago"
     if days < 1:
         return "today"
     if days < 2:

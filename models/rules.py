@@ -19,6 +19,10 @@ A rules file has MQL/SQL point thresholds, ``[[attribute]]`` rules on who a lead
     points = 25                   # per event
     cap = 50                      # at most this many points from the rule
     half_life_days = 30           # or window_days = 30; neither means all time
+                                  # (or half_life = "12h" / window = "6h": durations)
+
+``event`` is one of the model's own event types, as the data names it (``"Send Fine"``) or by
+its key (``send_fine``), or ``other``.
 
 A behaviour rule with ``range = [low, high]`` gives its points once when the lead's count (or
 decayed intensity) lies in ``[low, high)`` instead of per event: the bands of a scorecard.
@@ -36,7 +40,8 @@ import numpy as np
 import pandas as pd
 
 from features.build import build_features
-from features.spec import OTHER_EVENT_TYPE, FeatureSpec, _fmt
+from features.spec import OTHER_EVENT_TYPE, FeatureSpec, count_feature, decayed_feature, event_key
+from features.timing import duration_days
 
 MATCHES = ("equals", "in", "contains", "range")
 
@@ -76,18 +81,19 @@ class BehaviourRule:
     event: str
     points: float
     cap: float | None = None
-    window_days: int | None = None
+    window_days: float | None = None
     half_life_days: float | None = None
     range: tuple | None = None
 
     @property
     def feature(self) -> str:
         """The build_features column this rule reads."""
+        key = event_key(self.event)
         if self.half_life_days is not None:
-            return f"decayed_{self.event}_hl{_fmt(float(self.half_life_days))}d"
+            return decayed_feature(key, float(self.half_life_days))
         if self.window_days is not None:
-            return f"events_{self.event}_{int(self.window_days)}d"
-        return f"events_{self.event}_total"
+            return count_feature(key, float(self.window_days))
+        return f"events_{key}_total"
 
     def as_dict(self) -> dict:
         values = {"name": self.name, "event": self.event, "points": self.points}
@@ -119,7 +125,7 @@ class PointsRules:
     def feature_spec(self, base: FeatureSpec | None = None) -> FeatureSpec:
         """``base`` (default spec) widened with every window and half-life the rules ask for."""
         base = base or FeatureSpec()
-        windows = {int(rule.window_days) for rule in self.behaviours if rule.window_days is not None}
+        windows = {float(rule.window_days) for rule in self.behaviours if rule.window_days is not None}
         half_lives = {float(rule.half_life_days) for rule in self.behaviours if rule.half_life_days is not None}
         return FeatureSpec(**{**base.as_dict(),
                               "windows_days": sorted(set(base.windows_days) | windows),
@@ -177,9 +183,8 @@ def rules_from_dict(values: dict, *, spec: FeatureSpec | None = None, lead_colum
     if not isinstance(thresholds, dict) or not {"mql", "sql"} <= set(thresholds):
         raise RulesError(f"{source}: a [thresholds] table with numeric 'mql' and 'sql' points is required.")
     columns = set(attribute_columns(spec)) | set(() if lead_columns is None else lead_columns)
-    event_types = set(spec.event_types) | {OTHER_EVENT_TYPE}
     attributes = tuple(_attribute_rule(raw, i, source, columns) for i, raw in enumerate(values.get("attribute", [])))
-    behaviours = tuple(_behaviour_rule(raw, i, source, event_types)
+    behaviours = tuple(_behaviour_rule(raw, i, source, spec)
                        for i, raw in enumerate(values.get("behaviour", [])))
     names = [rule.name for rule in (*attributes, *behaviours)]
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -280,12 +285,23 @@ def _attribute_rule(raw, index, source, columns) -> AttributeRule:
     return AttributeRule(name=name, column=column, points=raw["points"], **{_attr(kind): value})
 
 
-def _behaviour_rule(raw, index, source, event_types) -> BehaviourRule:
+def _behaviour_rule(raw, index, source, spec: FeatureSpec) -> BehaviourRule:
     where = _where(source, "behaviour", index, raw)
-    _check_keys(raw, {"name", "event", "points", "cap", "window_days", "half_life_days", "range"}, where)
+    _check_keys(raw, {"name", "event", "points", "cap", "window_days", "half_life_days", "window", "half_life",
+                      "range"}, where)
     event = raw.get("event")
-    if event not in event_types:
-        raise RulesError(f"{where}: unknown event type {event!r}; expected one of {sorted(event_types)}.")
+    if not isinstance(event, str) or spec.event_key_of(event) is None:
+        raise RulesError(f"{where}: unknown event type {event!r}; expected one of the model's event types "
+                         f"{[*spec.event_types, OTHER_EVENT_TYPE]} (by name or key).")
+    raw = dict(raw)
+    for key in ("window", "half_life"):
+        if key in raw:
+            if f"{key}_days" in raw:
+                raise RulesError(f"{where}: use {key} or {key}_days, not both.")
+            try:
+                raw[f"{key}_days"] = duration_days(raw.pop(key), name=f"{where}: {key}")
+            except ValueError as error:
+                raise RulesError(str(error)) from None
     _check_number(raw.get("points"), where=f"{where}: points")
     for key in ("cap", "window_days", "half_life_days"):
         if key in raw:
@@ -294,8 +310,6 @@ def _behaviour_rule(raw, index, source, event_types) -> BehaviourRule:
                 raise RulesError(f"{where}: {key} must be positive. Got {raw[key]!r} instead.")
     if "window_days" in raw and "half_life_days" in raw:
         raise RulesError(f"{where}: use window_days or half_life_days, not both.")
-    if "window_days" in raw and int(raw["window_days"]) != raw["window_days"]:
-        raise RulesError(f"{where}: window_days must be a whole number of days. Got {raw['window_days']!r}.")
     return BehaviourRule(name=str(raw.get("name") or f"{event} {index + 1}"), event=event, points=raw["points"],
                          cap=raw.get("cap"), window_days=raw.get("window_days"),
                          half_life_days=raw.get("half_life_days"),

@@ -22,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from features.timing import naive_utc, utc_now
-from models.lead_requests import InvalidLeads, Lead, lead_features
+from models.lead_requests import InvalidLeads, Lead, lead_features, request_models
 
 #: Bytes a request body may have before the service answers 413 without reading on.
 DEFAULT_MAX_BODY_BYTES = 1_000_000
@@ -114,7 +114,6 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
         # Built here, not validated again against ScoreResponse (which documents it): saves ~0.3 ms.
         return JSONResponse({"model_version": version, "as_of": when.isoformat(), "results": results})
 
-    @app.post("/score", response_model=ScoreResponse, dependencies=[Depends(authorised)])
     async def score(leads: Lead | list[Lead],
                     as_of: datetime | None = Query(None, description="Score as of this time (default: now, UTC).")):
         many = leads if isinstance(leads, list) else [leads]
@@ -132,6 +131,10 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
                 error.problems = [{**p, "field": p["field"].replace("body.0", "body", 1)} for p in error.problems]
             raise
 
+    # The request schema names the model's own event types: annotate with this model's Lead.
+    lead_model = request_models(bundle.spec)
+    score.__annotations__["leads"] = lead_model | list[lead_model]
+    app.post("/score", response_model=ScoreResponse, dependencies=[Depends(authorised)])(score)
     return app
 
 
@@ -154,6 +157,7 @@ def describe_model(bundle, identity: dict) -> dict:
         "metrics": {key: value for key, value in bundle.metadata.get("metrics", {}).items()},
         "thresholds": bundle.thresholds.as_dict(),
         "features": len(bundle.spec.feature_names),
+        "event_types": list(bundle.spec.event_types) if bundle.spec.event_log else [],
     }
 
 

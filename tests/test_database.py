@@ -122,7 +122,14 @@ def test_config_names_tables_in_a_database(crm, tmp_path, postgres_url):
 url = "{postgres_url}"
 leads = "crm_leads"
 events = "crm_events"
-deals = "SELECT lead_id, closed_at, outcome FROM crm_deals"
+
+[deals]
+query = "SELECT lead_id AS contact, closed_at AS closed, CASE outcome WHEN 'won' THEN 'Closed Won' ELSE 'Closed Lost' END AS stage FROM crm_deals"
+id = "contact"
+closed_at = "closed"
+outcome = "stage"
+won = ["Closed Won"]
+lost = ["Closed Lost"]
 
 [columns]
 id = "lead_id"
@@ -139,6 +146,11 @@ numeric = ["company_size", "annual_revenue"]
     assert labels is None
     assert len(leads) == len(crm.leads) and len(events) == len(crm.events) and len(deals) == len(crm.deals)
     assert sorted(deals.columns) == ["closed_at", "lead_id", "outcome"]
+    assert (deals["outcome"].value_counts().sort_index() == crm.deals["outcome"].value_counts().sort_index()).all()
+    # A file where the config names a database is refused, as is a table without one.
+    config.write_text(config.read_text().replace('query = "SELECT', 'file = "deals.csv"\n# "SELECT'))
+    with pytest.raises(ValueError, match=r"\[deals\] file is a file but \[data\] url names a database"):
+        load_config(config)
 
 
 TABLES = ["--leads", "crm_leads", "--events", "crm_events", "--deals", "crm_deals"]

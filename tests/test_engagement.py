@@ -6,7 +6,7 @@ import pytest
 
 from features import engagement
 from features.engagement import build_engagement_features, normalise_event_type, reference_aggregation_sql
-from features.spec import FeatureSpec
+from features.spec import FeatureSpec, count_feature, decayed_feature
 
 SPEC = FeatureSpec()
 AS_OF = pd.Timestamp("2025-03-31 00:00:00")
@@ -253,13 +253,13 @@ def _brute_force(snapshots, events, spec):
         for t in types:
             a = age[seen["code"] == t]
             for w in spec.windows_days:
-                row[f"events_{t}_{w}d"] = float((a <= w).sum())
+                row[count_feature(t, w)] = float((a <= w).sum())
             row[f"events_{t}_total"] = float(len(a))
             row[f"days_since_{t}"] = a.min() if len(a) else np.nan
             for h in spec.half_lives_days:
-                row[f"decayed_{t}_hl{h:g}d"] = float((0.5 ** (a / h)).sum())
+                row[decayed_feature(t, h)] = float((0.5 ** (a / h)).sum())
         for w in spec.windows_days:
-            row[f"events_any_{w}d"] = float((age <= w).sum())
+            row[count_feature("any", w)] = float((age <= w).sum())
         row["events_any_total"] = float(len(age))
         row["days_since_any_event"] = age.min() if len(age) else np.nan
         row["active_days_total"] = float(seen["occurred_at"].dt.normalize().nunique())

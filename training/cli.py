@@ -43,9 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="compare a model with points rules on its test snapshots")
     compare.add_argument("--model", default="models:/lead-conversion@champion", help="model URI (default: %(default)s)")
     compare.add_argument("--rules", default=str(EXAMPLE_RULES), help="points rules TOML (default: the example rules)")
-    compare.add_argument("--leads", required=True, help="leads table (.csv or .parquet)")
-    compare.add_argument("--events", required=True, help="event log (.csv or .parquet)")
-    compare.add_argument("--deals", required=True, help="closed deals (.csv or .parquet)")
+    compare.add_argument("--config", help="project config (TOML) mapping your export; replaces the three tables")
+    compare.add_argument("--leads", help="leads table (.csv or .parquet)")
+    compare.add_argument("--events", help="event log (.csv or .parquet)")
+    compare.add_argument("--deals", help="closed deals (.csv or .parquet)")
     compare.add_argument("--out", default="reports/compare", help="folder for report.html and CSVs (default: %(default)s)")
     compare.add_argument("--scorecard-out", help="also fit a learned points table on the training split, write it here")
     compare.add_argument("--disagreements", type=int, default=10, help="leads listed where they disagree most")
@@ -147,8 +148,18 @@ def _compare(args) -> int:
     from training.tracking import load_bundle, log_comparison, use_default_store
 
     started = time.perf_counter()
+    if args.config is None and not (args.leads and args.events and args.deals):
+        raise ValueError("compare needs --config FILE, or all of --leads, --events and --deals.")
     uri = use_default_store()
-    leads, events, deals = load_crm(args.leads, args.events, args.deals)
+    if args.config is not None:
+        from crm.config import load_crm_or_config
+
+        _, leads, _, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
+                                                        deals=args.deals)
+        if deals is None:
+            raise ValueError(f"{args.config}: compare needs a deals table ([deals] or [data] deals) for outcomes.")
+    else:
+        leads, events, deals = load_crm(args.leads, args.events, args.deals)
     bundle, _ = load_bundle(args.model)
     rules = load_rules(args.rules, spec=bundle.spec, lead_columns=leads.columns)
     comparison = compare_on_test(bundle, rules, leads, events, deals, scorecard=bool(args.scorecard_out),
@@ -194,22 +205,26 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
     policy = (PrecisionPolicy(sql_precision=args.sql_precision, mql_precision=args.mql_precision)
               if args.tier_policy == "precision" else CapacityPolicy(sql_share=args.sql_share,
                                                                      mql_share=args.mql_share))
-    options = dict(horizon_days=args.horizon_days, snapshot_every_days=args.every_days, test_days=args.test_days,
-                   calibration_days=args.calibration_days, tier_policy=policy, seed=args.seed)
+    options = dict(tier_policy=policy, seed=args.seed)
     if project is not None:  # the config file's [training] and [leakage] win over the defaults
         options.update(project.training_options())
         if args.model_name is None and project.model_name:
             args.model_name = project.model_name
+    # Spans given on the command line win over the config's, which win over the defaults.
+    options.update({name: getattr(args, name) for name in ("horizon_days", "snapshot_every_days", "test_days",
+                                                           "calibration_days") if getattr(args, name) is not None})
     args.model_name = args.model_name or DEFAULT_MODEL_NAME
     config = TrainingConfig(**options)
     champion = load_champion(args.model_name)
-    oracle = (lambda snapshots: truth.oracle_probability(snapshots, horizon_days=args.horizon_days)) if truth else None
+    oracle = (lambda snapshots: truth.oracle_probability(snapshots, horizon_days=config.horizon_days)) if truth else None
     started = time.perf_counter()
     if project is not None and deals is None:
         result = train_on_table(leads, labels, spec=project.feature_spec(), config=config, champion=champion)
     else:
         spec = project.feature_spec() if project is not None else None
-        result = train_model(leads, events, deals, spec=spec, config=config, oracle=oracle, champion=champion)
+        vocabulary = project.event_vocabulary() if project is not None else None
+        result = train_model(leads, events, deals, spec=spec, config=config, oracle=oracle, champion=champion,
+                             event_vocabulary=vocabulary)
     figures = {
         "reliability": reliability_figure(result.test["label"], result.test["probability"]),
         "cumulative_gains": gains_figure(result.test["label"], {"model": result.test["probability"]}),
@@ -254,11 +269,15 @@ def _add_generator_arguments(parser) -> None:
 
 
 def _add_training_arguments(parser) -> None:
-    parser.add_argument("--horizon-days", type=int, default=90, help="conversion horizon (default: %(default)s)")
-    parser.add_argument("--every-days", type=int, default=15, help="days between snapshots (default: %(default)s)")
-    parser.add_argument("--test-days", type=int, default=90, help="test window length (default: %(default)s)")
-    parser.add_argument("--calibration-days", type=int, default=60,
-                        help="calibration window length (default: %(default)s)")
+    # Durations: "6h", "2d", "90d"; a plain number is days (the older --*-days spellings still work).
+    parser.add_argument("--horizon", "--horizon-days", dest="horizon_days", type=_duration_argument,
+                        help="conversion horizon, e.g. 90d or 6h (default: the config's, else 90d)")
+    parser.add_argument("--every", "--every-days", dest="snapshot_every_days", type=_duration_argument,
+                        help="time between snapshots, e.g. 15d or 1h (default: the config's, else 15d)")
+    parser.add_argument("--test-span", "--test-days", dest="test_days", type=_duration_argument,
+                        help="test window length (default: the config's, else 90d)")
+    parser.add_argument("--calibration-span", "--calibration-days", dest="calibration_days", type=_duration_argument,
+                        help="calibration window length (default: the config's, else 60d)")
     parser.add_argument("--tier-policy", choices=("capacity", "precision"), default="capacity")
     parser.add_argument("--sql-share", type=float, default=0.05, help="capacity policy: SQL share of leads")
     parser.add_argument("--mql-share", type=float, default=0.20, help="capacity policy: MQL share of leads")
@@ -268,6 +287,17 @@ def _add_training_arguments(parser) -> None:
                                              f"else {DEFAULT_MODEL_NAME})")
     if not any(action.dest == "seed" for action in parser._actions):
         parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+
+
+def _duration_argument(text: str) -> float:
+    """argparse type for a duration: days, whole when they are (so logged params stay ``90``)."""
+    from features.timing import duration_days
+
+    try:
+        days = duration_days(text, name="a duration")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return int(days) if days.is_integer() else days
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

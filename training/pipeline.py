@@ -13,6 +13,8 @@ from features.build import build_features
 from features.contract import event_relation
 from features.snapshots import as_of_schedule, build_snapshots
 from features.spec import FeatureSpec
+from features.timing import duration, duration_days
+from features.vocabulary import EventVocabulary
 from models.bundle import ModelBundle
 from models.estimators import make_candidates
 from models.monitoring import build_reference
@@ -21,18 +23,21 @@ from training.calibrate import calibrate
 from training.evaluate import decile_table, evaluate_probabilities, tier_table
 from training.guards import check_minimum_data, warn_small_splits
 from training.leakage import apply_leakage_guard
-from training.split import stratified_split, temporal_split, time_ordered_split
+from training.split import stratified_split, suggestion_text, temporal_split, time_ordered_split
 
 
 @dataclass
 class TrainingConfig:
-    """How snapshots are taken and split, and how tiers are chosen."""
+    """How snapshots are taken and split, and how tiers are chosen.
 
-    horizon_days: int = 90
+    The four spans are durations in days; ``"6h"``, ``"2d"`` and ``"90d"`` are read as such.
+    """
+
+    horizon_days: float = 90
     # Twice a month: more as_of dates let the model see each lead at more stages of its journey.
-    snapshot_every_days: int = 15
-    test_days: int = 90
-    calibration_days: int = 60
+    snapshot_every_days: float = 15
+    test_days: float = 90
+    calibration_days: float = 60
     lead_shares: tuple = (0.6, 0.2, 0.2)
     tier_policy: object = field(default_factory=CapacityPolicy)
     seed: int = 0
@@ -43,10 +48,18 @@ class TrainingConfig:
     post_outcome_columns: tuple = ()
     keep_columns: tuple = ()
 
+    def __post_init__(self):
+        for name in _SPANS:
+            days = duration_days(getattr(self, name), name=f"The {name!r} parameter of TrainingConfig")
+            setattr(self, name, int(days) if days.is_integer() else days)  # 90, not 90.0, in logged params
+
     def as_params(self) -> dict:
         params = asdict(self)
         params["tier_policy"] = {"kind": type(self.tier_policy).__name__, **asdict(self.tier_policy)}
         return params
+
+
+_SPANS = ("horizon_days", "snapshot_every_days", "test_days", "calibration_days")
 
 
 @dataclass
@@ -62,8 +75,11 @@ class TrainingResult:
 
 def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: FeatureSpec | None = None,
                 config: TrainingConfig | None = None, data_end=None, oracle=None, champion: ModelBundle | None = None,
-                log=print) -> TrainingResult:
+                event_vocabulary: EventVocabulary | None = None, log=print) -> TrainingResult:
     """Train, calibrate and evaluate a conversion model on validated CRM tables.
+
+    ``event_vocabulary``, when given, replaces the spec's event types with the log's own most
+    frequent types, counted on events before the test window opens.
 
     ``oracle``, when given, maps snapshots to their true probability (synthetic data) and adds
     ``test_oracle_roc_auc``. ``champion``, when given, is scored on the same test snapshots with
@@ -75,6 +91,11 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
     snapshots, windows, as_of_dates = split_snapshots(leads, deals, config=config, data_end=data_end)
     log(f"snapshots: {len(snapshots):,} over {snapshots['as_of'].nunique()} as_of dates; "
         + ", ".join(f"{name} {count:,}" for name, count in snapshots["split"].value_counts().items()))
+    if event_vocabulary is not None and events is not None:
+        spec, counts = event_vocabulary.learned_spec(spec, events, before=windows.test_first)
+        types, rest = spec.event_types, counts.loc[~counts["column"]]
+        log(f"event types: {len(types)} of {len(counts)} get columns of their own ({', '.join(types)})"
+            + (f"; {len(rest)} rarer count as other ({_listed(rest['event_type'])})" if len(rest) else ""))
 
     features = build_features(snapshots, leads, events, spec)
     spec, features, fitted = _guard_fit_and_evaluate(features, snapshots["label"], snapshots["split"], spec,
@@ -94,8 +115,8 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
         **fitted["params"],
         "split": "temporal",
         "data_end": str(data_end),
-        "as_of_first": str(as_of_dates[0].date()),
-        "as_of_last": str(as_of_dates[-1].date()),
+        "as_of_first": _moment(as_of_dates[0]),
+        "as_of_last": _moment(as_of_dates[-1]),
         **{f"window_{key}": value for key, value in windows.as_dict().items()},
         "leads": int(len(leads)),
     }
@@ -229,9 +250,15 @@ def split_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, config: Trainin
     scorecard fitted later sees exactly the training run's test snapshots.
     """
     data_end = pd.Timestamp(data_end)
-    as_of_dates = as_of_schedule(leads["created_at"].min() + pd.Timedelta(days=config.snapshot_every_days),
-                                 data_end - pd.Timedelta(days=config.horizon_days),
+    every, horizon = duration(config.snapshot_every_days), duration(config.horizon_days)
+    as_of_dates = as_of_schedule(leads["created_at"].min() + every, data_end - horizon,
                                  every_days=config.snapshot_every_days)
+    if len(as_of_dates) < 3:
+        raise ValueError(
+            f"The snapshot schedule (every {config.snapshot_every_days} days, horizon {config.horizon_days} days) "
+            f"gives {len(as_of_dates)} snapshot times between the first lead ({leads['created_at'].min()}) and "
+            f"the end of the data ({data_end}); training needs 3 or more. "
+            + suggestion_text(data_end - leads["created_at"].min()))
     snapshots = build_snapshots(leads, deals, as_of_dates=as_of_dates, horizon_days=config.horizon_days,
                                 data_end=data_end)
     split, windows = temporal_split(snapshots, horizon_days=config.horizon_days, test_days=config.test_days,
@@ -239,6 +266,17 @@ def split_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, config: Trainin
                                     seed=config.seed)
     snapshots = snapshots.assign(split=split).dropna(subset=["split"]).reset_index(drop=True)
     return snapshots, windows, as_of_dates
+
+
+def _listed(names, limit: int = 12) -> str:
+    """Names for a console line: all of them, or the first ``limit`` and how many more."""
+    names = [str(name) for name in names]
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _moment(moment: pd.Timestamp) -> str:
+    """A date, or a date and time when the schedule is below a day."""
+    return str(moment.date()) if moment == moment.normalize() else str(moment)
 
 
 def config_from_params(params: dict) -> TrainingConfig:

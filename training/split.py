@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.timing import duration, duration_label
+
 SPLITS = ("train", "calibration", "test")
 
 
@@ -21,13 +23,16 @@ class SplitWindows:
     test_last: pd.Timestamp
 
     def as_dict(self) -> dict:
-        return {key: str(value.date()) for key, value in self.__dict__.items()}
+        # Dates, as always; a time of day only when a split opens between midnights (sub-day schedules).
+        return {key: str(value.date()) if value == value.normalize() else str(value)
+                for key, value in self.__dict__.items()}
 
 
-def temporal_split(snapshots: pd.DataFrame, *, horizon_days: int = 90, test_days: int = 90,
-                   calibration_days: int = 60, lead_shares=(0.6, 0.2, 0.2), seed: int = 0):
+def temporal_split(snapshots: pd.DataFrame, *, horizon_days: float | str = 90, test_days: float | str = 90,
+                   calibration_days: float | str = 60, lead_shares=(0.6, 0.2, 0.2), seed: int = 0):
     """Assign each snapshot to ``train``, ``calibration``, ``test`` or nothing (``None``).
 
+    Spans are durations (days as numbers, or ``"6h"``, ``"90d"``).
     The test window is the last ``test_days`` of ``as_of`` dates. Training and calibration
     snapshots must have their whole horizon observed before the test window opens, so no
     outcome from the test period teaches the model; calibration takes the newest
@@ -43,15 +48,19 @@ def temporal_split(snapshots: pd.DataFrame, *, horizon_days: int = 90, test_days
     dates = np.sort(snapshots["as_of"].unique())
     if dates.size < 3:
         raise ValueError(f"temporal_split needs snapshots at 3 or more as_of dates. Got {dates.size}.")
-    horizon = np.timedelta64(int(horizon_days), "D")
-    test_first = _first_within(dates, dates[-1] - np.timedelta64(int(test_days), "D"))
+    horizon = duration(horizon_days, name="The 'horizon_days' parameter of temporal_split").to_timedelta64()
+    test_span = duration(test_days, name="The 'test_days' parameter of temporal_split").to_timedelta64()
+    calibration_span = duration(calibration_days,
+                                name="The 'calibration_days' parameter of temporal_split").to_timedelta64()
+    test_first = _first_within(dates, dates[-1] - test_span)
     fitted = dates[dates + horizon <= test_first]
     if fitted.size < 2:
         raise ValueError(
-            f"Not enough history before the test window (from {pd.Timestamp(test_first).date()}): training and "
-            f"calibration need as_of dates whose {horizon_days}-day horizon ends before it. Provide a longer "
-            "data window or shorter test_days / horizon_days.")
-    calibration_first = _first_within(fitted, fitted[-1] - np.timedelta64(int(calibration_days), "D"))
+            f"Not enough history before the test window (from {pd.Timestamp(test_first)}): training and "
+            f"calibration need as_of dates whose {duration_label(horizon / np.timedelta64(1, 'D'))} horizon ends "
+            f"before it. Provide a longer data window or shorter spans: "
+            f"{suggestion_text(pd.Timestamp(dates[-1]) - pd.Timestamp(dates[0]))}")
+    calibration_first = _first_within(fitted, fitted[-1] - calibration_span)
     if calibration_first == fitted[0]:
         calibration_first = fitted[1]
     train_last = fitted[fitted < calibration_first][-1]
@@ -70,6 +79,37 @@ def temporal_split(snapshots: pd.DataFrame, *, horizon_days: int = 90, test_days
     windows = SplitWindows(*(pd.Timestamp(value) for value in
                              (train_last, calibration_first, fitted[-1], test_first, dates[-1])))
     return split, windows
+
+
+def suggest_spans(span: pd.Timedelta) -> dict:
+    """Horizon, snapshot spacing, test and calibration spans that fit a data window of ``span``.
+
+    About a quarter of the window for the horizon and the test span, a sixth for calibration and
+    a spacing giving some forty snapshot times, each rounded to a readable duration: a three-day
+    log gets ``18h`` / ``2h`` / ``18h`` / ``12h``.
+    """
+    days = max(pd.Timedelta(span) / pd.Timedelta(days=1), 1 / 24)
+    return {"horizon": _readable(days / 4), "every": _readable(days / 40), "test_span": _readable(days / 4),
+            "calibration_span": _readable(days / 6)}
+
+
+def suggestion_text(span: pd.Timedelta) -> str:
+    """One line a user can act on: what would fit a data window of ``span``."""
+    spans = suggest_spans(span)
+    return (f"the data spans {duration_label(round(pd.Timedelta(span) / pd.Timedelta(hours=1)) / 24)}; values "
+            f"that fit it: --horizon {spans['horizon']} --every {spans['every']} --test-span {spans['test_span']} "
+            f"--calibration-span {spans['calibration_span']} (in the config's [training]: horizon = "
+            f"\"{spans['horizon']}\", snapshot_every = \"{spans['every']}\", test_span = \"{spans['test_span']}\", "
+            f"calibration_span = \"{spans['calibration_span']}\").")
+
+
+def _readable(days: float) -> str:
+    """Round down to whole days (from 2 days), whole hours (from 1 hour) or whole minutes."""
+    if days >= 2:
+        return f"{int(days)}d"
+    if days >= 1 / 24:
+        return f"{int(days * 24)}h"
+    return f"{max(int(days * 1440), 1)}m"
 
 
 def assign_leads(lead_ids, *, lead_shares=(0.6, 0.2, 0.2), seed: int = 0) -> pd.Series:
