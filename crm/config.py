@@ -24,10 +24,13 @@ from features.vocabulary import EventVocabulary
 
 #: Values that mean "not filled in" in exports; init-config starts from these (compared lower-cased).
 DEFAULT_MISSING_VALUES = ("", "select", "unknown", "n/a", "na", "none", "null", "nan", "-", "?", "not provided")
-ROLES = ("categorical", "numeric", "numeric_raw", "boolean", "pii", "ignore")
+ROLES = ("categorical", "numeric", "numeric_raw", "boolean", "engagement", "engagement_categorical", "pii", "ignore")
+#: Label spellings that mean the same answer: a reader may give a TRUE/FALSE column as booleans or as 1/0.
+_LABEL_SYNONYMS = ({"true", "1", "1.0", "t"}, {"false", "0", "0.0", "f"})
 _SECTIONS = {
     "data": {"leads", "events", "deals", "delimiter", "encoding", "decimal", "url"},
-    "columns": {"id", "created_at", "label", "positive", "negative", "email", "job_title", "missing_values"},
+    "columns": {"id", "row_number_id", "created_at", "label", "positive", "negative", "open", "email", "job_title",
+                "missing_values"},
     "roles": set(ROLES),
     "leakage": {"max_auc", "post_outcome", "keep"},
     "training": {"min_positives", "min_negatives", "min_split_positives", "split_shares", "seed", "model_name",
@@ -49,7 +52,8 @@ class ProjectConfig:
     """A parsed, checked project config. Build it with :func:`load_config` (or directly in tests)."""
 
     leads: Path | str
-    id: str
+    id: str | None = None
+    row_number_id: bool = False
     events: Path | str | None = None
     deals: Path | str | None = None
     #: A database URL: then leads, events and deals are table names or queries in it, not files.
@@ -61,6 +65,7 @@ class ProjectConfig:
     label: str | None = None
     positive: tuple = ("1", "yes", "true", "won", "converted")
     negative: tuple = ("0", "no", "false", "lost", "not converted")
+    open: tuple = ()
     email: str | None = None
     job_title: str | None = None
     missing_values: tuple = DEFAULT_MISSING_VALUES
@@ -68,6 +73,8 @@ class ProjectConfig:
     numeric: tuple = ()
     numeric_raw: tuple = ()
     boolean: tuple = ()
+    engagement: tuple = ()
+    engagement_categorical: tuple = ()
     pii: tuple = ()
     ignore: tuple = ()
     max_auc: float = 0.95
@@ -87,6 +94,9 @@ class ProjectConfig:
     source: str = field(default="the config", compare=False)
 
     def __post_init__(self):
+        if (self.id is None) == (not self.row_number_id):
+            raise ValueError("The config must identify leads one way: a [columns] id column, or, for an export "
+                             "without one, row_number_id = true (each lead's row number is its id).")
         if self.label is None and self.deals is None:
             raise ValueError("The config must name the outcome: a [columns] label column, or a [data] deals table.")
         if self.label is not None and self.deals is not None:
@@ -107,7 +117,7 @@ class ProjectConfig:
 
     def _role_columns(self, role: str) -> tuple:
         value = getattr(self, role)
-        return tuple(value) if isinstance(value, tuple) else ((value,) if value else ())
+        return tuple(value) if isinstance(value, tuple) else ((value,) if isinstance(value, str) else ())
 
     @property
     def dated(self) -> bool:
@@ -132,11 +142,13 @@ class ProjectConfig:
         if self.half_lives_days is not None:
             events["half_lives_days"] = self.half_lives_days
         return FeatureSpec(
-            categorical_columns=self.categorical, numeric_columns=self.numeric,
+            categorical_columns=(*self.categorical, *self.engagement_categorical),
+            numeric_columns=(*self.numeric, *self.engagement),
             raw_numeric_columns=self.numeric_raw, boolean_columns=self.boolean,
             job_title_column=self.job_title, email_column=self.email,
             missing_tokens=tuple(token.strip().lower() for token in self.missing_values),
             event_log=self.events is not None, lead_age=snapshots, **events,
+            engagement_columns=(*self.engagement, *self.engagement_categorical),
         )
 
     def event_vocabulary(self) -> EventVocabulary | None:
@@ -176,8 +188,9 @@ def load_config(path) -> ProjectConfig:
             raise ValueError(f"{path}: unknown key(s) {sorted(unknown)} in [{section}]; expected some of "
                              f"{sorted(_SECTIONS[section])}.")
     data, columns = raw.get("data", {}), raw.get("columns", {})
-    if "leads" not in data or "id" not in columns:
-        raise ValueError(f"{path}: the config needs [data] leads and [columns] id.")
+    if "leads" not in data or not ("id" in columns or columns.get("row_number_id")):
+        raise ValueError(f"{path}: the config needs [data] leads and [columns] id (or row_number_id = true for an "
+                         "export without an id column).")
 
     def located(value):
         return None if not value else (path.parent / value if not Path(value).is_absolute() else Path(value))
@@ -218,7 +231,8 @@ def load_config(path) -> ProjectConfig:
                                        located if url is None else (lambda value: value)))
     values.update({key: value for key, value in data.items() if key in ("delimiter", "encoding", "decimal")})
     for key, value in {**columns, **raw.get("roles", {}), **raw.get("leakage", {})}.items():
-        values[key] = tuple(str(item) for item in value) if isinstance(value, list) else (value or None)
+        values[key] = (tuple(str(item) for item in value) if isinstance(value, list)
+                       else value if isinstance(value, bool) else (value or None))
     names = {item.name for item in fields(ProjectConfig)}
     return ProjectConfig(**{key: value for key, value in values.items() if key in names})
 
@@ -333,8 +347,8 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
         path = Path(leads_path) if leads_path is not None else config.leads
         source = str(path)
         frame = read_table(path, delimiter=config.delimiter, encoding=config.encoding, decimal=config.decimal)
-    required = config.declared_columns if for_training else [config.id, *([config.created_at] if config.dated
-                                                                                  else [])]
+    required = config.declared_columns if for_training else [*config._role_columns("id"),
+                                                              *([config.created_at] if config.dated else [])]
     if not for_training and config.label in required:
         required.remove(config.label)
     missing = [column for column in required if column not in frame.columns]
@@ -348,14 +362,20 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
                           "each a role (or list it under ignore) to silence this.", UserWarning, stacklevel=2)
     # Only columns with a use are kept: PII, ignored and undeclared columns go no further than here.
     used = {config.id, config.created_at, config.email, config.job_title, *config.categorical, *config.numeric,
-            *config.numeric_raw, *config.boolean} - {None}
+            *config.numeric_raw, *config.boolean, *config.engagement, *config.engagement_categorical} - {None}
     if "lead_id" in used and config.id != "lead_id":
         raise DataContractError(f"{source}: has a column 'lead_id' that is not the id column {config.id!r}; "
                                 "rename it in the export.")
-    renames = {config.id: "lead_id", **({config.created_at: "created_at"} if config.dated else {})}
+    renames = {**({config.id: "lead_id"} if config.id else {}), **({config.created_at: "created_at"}
+                                                                   if config.dated else {})}
     leads = frame[[column for column in frame.columns if column in used]].rename(columns=renames)
+    if config.row_number_id:
+        leads.insert(0, "lead_id", row_number_ids(len(frame)))
+        warnings.warn(f"{source}: no id column, so each lead's id is its row number (1 = the first data row). "
+                      "The same file in the same row order gives the same ids; a re-sorted or filtered export "
+                      "does not. Add an id column to the export when you can.", UserWarning, stacklevel=2)
     leads = validate_leads(leads, source=source, dated=config.dated, now=now)
-    for column in (*config.numeric, *config.numeric_raw):
+    for column in (*config.numeric, *config.numeric_raw, *config.engagement):
         if column in leads.columns:
             leads[column] = parse_numbers(leads[column], source=source, column=column,
                                           missing_tokens=config.feature_spec().missing_tokens, decimal=config.decimal)
@@ -375,6 +395,11 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
                                lead_ids=leads["lead_id"], source=_source(database, config.deals), now=now)
         deals = _without_deal(config, leads, events, deals)
     return leads, labels, events, deals
+
+
+def row_number_ids(n: int) -> np.ndarray:
+    """Ids 1..n for an export without an id column: stable as long as the row order is."""
+    return np.arange(1, n + 1, dtype=np.int64)
 
 
 def _database_url(data: dict, path: Path, located) -> str | None:
@@ -417,24 +442,40 @@ def _without_deal(config: ProjectConfig, leads: pd.DataFrame, events, deals: pd.
 
 
 def parse_labels(values: pd.Series, config: ProjectConfig, *, source: str) -> pd.Series:
-    """1 for the config's positive values, 0 for its negative ones, missing when blank; anything else is refused."""
+    """1 for the config's positive values, 0 for its negative ones, missing when blank or open; else refused.
+
+    TRUE / FALSE, True / False (booleans as a reader gives them) and 1 / 0 are one answer each:
+    a config listing "true" reads a column of booleans or of 1/0 alike.
+    """
     text = values.map(_label_text)
-    positive = {str(value).strip().lower() for value in config.positive}
-    negative = {str(value).strip().lower() for value in config.negative}
+    positive, negative = _label_values(config.positive), _label_values(config.negative)
+    still_open = _label_values(config.open)
     labels = pd.Series(np.where(text.isin(positive), 1.0, np.where(text.isin(negative), 0.0, np.nan)),
                        index=values.index)
-    unknown = labels.isna() & text.notna()
+    unknown = labels.isna() & text.notna() & ~text.isin(still_open)
     if unknown.any():
         raise DataContractError(
             f"{source}: column {config.label!r} must hold one of {sorted(positive)} (converted) or "
             f"{sorted(negative)} (not converted); {int(unknown.sum())} rows hold other values such as "
-            f"{text[unknown].drop_duplicates().head(5).tolist()}. List them under positive / negative in [columns].")
+            f"{text[unknown].drop_duplicates().head(5).tolist()}. List them under positive / negative (or open, "
+            "for leads still undecided) in [columns].")
     return labels
+
+
+def _label_values(values) -> set:
+    """The config's spellings, lower-cased, with their boolean synonyms."""
+    spelled = {str(value).strip().lower() for value in values}
+    for synonyms in _LABEL_SYNONYMS:
+        if spelled & synonyms:
+            spelled |= synonyms
+    return spelled
 
 
 def _label_text(value):
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
     if isinstance(value, (int, float, np.integer, np.floating)) and float(value).is_integer():
         value = int(value)
     text = str(value).strip().lower()

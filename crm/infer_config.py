@@ -1,31 +1,59 @@
-"""init-config: guess each column's role in an unknown export and write a commented project config."""
+"""init-config: guess each column's role in an unknown export and write a commented project config.
+
+The lead table gets an id (or a row-number id), a creation date, a label (or a list of label
+candidates) and a role per column; with ``--events`` / ``--deals`` the other two tables are read
+by :mod:`crm.infer_tables`. Every guess carries its reason, and :class:`ProjectGuess` collects
+what the user must check into a console summary.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from crm.column_profile import GENERIC_PAIRS, looks_personal, name_has, outcome_mapping, profile_column
 from crm.config import DEFAULT_MISSING_VALUES
+from crm.config_text import config_text
+from crm.infer_tables import TablesGuess, infer_tables
 from features.fit import BOOLEAN_VALUES
 
-#: Two-valued columns whose values read as an outcome, and the positive value of each pair.
-LABEL_PAIRS = ({"1", "0"}, {"yes", "no"}, {"true", "false"}, {"won", "lost"}, {"converted", "not converted"})
-POSITIVE_VALUES = ("1", "yes", "true", "won", "converted")
-#: Words in a column name that suggest an outcome, an identifier, a creation date or personal data.
-LABEL_WORDS = re.compile(r"convert|outcome|target|label|\bwon\b|\bwin\b|closed.?won|is.?customer", re.I)
-ID_WORDS = re.compile(r"(^|[^a-z])id($|[^a-z])|uuid|guid|key|number|\bno\b", re.I)
-CREATED_WORDS = re.compile(r"creat|sign.?up|register|first.?seen|submitted|added", re.I)
+#: Words of a column name that make it an outcome whatever its values, or only with outcome-like values.
+LABEL_NAMES = ("converted", "conversion", "convert", "target", "label", "outcome", "churn", "churned", "y", "won",
+               "win", "success", "subscribed", "purchased", "enrolled", "is customer", "became customer",
+               "closed won", "is won")
+LABEL_NAMES_WITH_VALUES = ("revenue", "purchase", "purchases", "sale", "sold", "order", "ordered", "stage", "status",
+                           "result", "deal", "closed", "paid", "approved", "accepted", "response", "responded")
+ID_NAMES = ("id", "uuid", "guid", "key", "number", "no", "ref", "reference", "identifier", "code")
+CREATED_WORDS = re.compile(r"creat|sign.?up|regist|first.?seen|submitted|added|opened", re.I)
 JOB_TITLE_WORDS = re.compile(r"title|job|position|designation", re.I)
-PII_WORDS = re.compile(r"name|phone|mobile|\bcell\b|address|street|zip|postcode|e-?mail|\bip\b|birth|passport|ssn",
-                       re.I)
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-PHONE = re.compile(r"^\+?[\d\s().\-/]{7,}$")
+PII_NAMES = ("name", "phone", "mobile", "cell", "telephone", "tel", "fax", "address", "street", "zip", "postcode",
+             "postal", "email", "e mail", "mail", "ip", "birth", "birthday", "dob", "passport", "ssn", "iban")
+#: Integer columns with these words hold codes (a browser, a region), not amounts.
+CODE_NAMES = ("browser", "region", "os", "operating", "system", "systems", "type", "code", "category", "class",
+              "group", "segment", "channel", "platform", "device", "zone", "area", "country", "state", "city",
+              "language", "cluster", "tier", "weekday", "brand", "version", "model", "kind", "article")
+#: ... and integer columns with these words hold amounts, counts or scores.
+MAGNITUDE_NAMES = ("count", "number", "num", "total", "age", "score", "size", "amount", "value", "revenue", "price",
+                   "days", "hours", "minutes", "seconds", "year", "years", "qty", "quantity", "rate", "ratio",
+                   "balance", "income", "salary", "employees", "points", "duration", "time", "visits", "views",
+                   "pages", "clicks", "opens", "previous", "campaign", "children", "rank", "level", "percent")
+#: Summarised behaviour: visits, time on site, page views, e-mail opens, last activity.
+ENGAGEMENT_NAMES = ("visit", "visits", "session", "sessions", "time spent", "time on", "on site", "page views",
+                    "pageviews", "views", "view", "clicks", "click", "opens", "opened", "open rate", "click rate",
+                    "last activity", "activity", "activities", "duration", "bounce", "bounces", "exit", "exits",
+                    "page value", "page values", "logins", "login", "downloads", "engagement", "recency",
+                    "frequency", "last seen", "last visit", "interactions", "touches", "pages", "administrative",
+                    "informational", "product related")
+#: ... unless the name says it is a grade given by someone (an "activity score" is staff's judgement).
+NOT_BEHAVIOUR_NAMES = ("score", "index", "grade", "rating", "quality", "profile", "rank")
+#: Names of columns that are often written after the outcome: worth a look before training.
+POST_OUTCOME_HINTS = ("tag", "tags", "quality", "grade", "rating", "notes", "note", "comment", "comments", "reason",
+                      "verdict", "closed", "close", "lost reason", "owner", "stage", "status", "score", "profile",
+                      "notable", "index")
 
 
 @dataclass(frozen=True)
@@ -33,121 +61,234 @@ class ColumnRole:
     """The role guessed for one column and why, as init-config writes it into the config's comments."""
 
     column: str
-    role: str  # id, created_at, label, email, job_title, categorical, numeric, numeric_raw, boolean, pii, ignore
+    # id, created_at, label, email, job_title, categorical, numeric, numeric_raw, boolean, engagement,
+    # engagement_categorical, pii, ignore
+    role: str
     reason: str
 
 
-def infer_roles(frame: pd.DataFrame, *, missing_values=DEFAULT_MISSING_VALUES) -> list[ColumnRole]:
-    """One :class:`ColumnRole` per column of ``frame``, in its order.
+@dataclass(frozen=True)
+class LabelChoice:
+    """The label column, which of its values mean converted, not converted and still open, and why."""
 
-    Placeholder values (``missing_values``, e.g. "Select") count as missing while guessing.
+    column: str
+    positive: tuple
+    negative: tuple
+    open: tuple
+    reason: str
+    sure: bool  # False when the values do not say which side is converted
+
+
+@dataclass
+class LeadGuess:
+    """Everything inferred about the lead table: roles, label choice, label candidates, things to check."""
+
+    roles: list
+    label: LabelChoice | None
+    candidates: list = field(default_factory=list)  # (column, why) of every label candidate
+    strength: dict = field(default_factory=dict)  # column -> candidate strength (see _label_candidates)
+    checks: list = field(default_factory=list)
+
+    def role_of(self, role: str) -> list:
+        return [item for item in self.roles if item.role == role]
+
+    def single(self, role: str) -> ColumnRole | None:
+        found = self.role_of(role)
+        return found[0] if found else None
+
+
+def infer_roles(frame: pd.DataFrame, *, missing_values=DEFAULT_MISSING_VALUES, with_deals: bool = False
+                ) -> list[ColumnRole]:
+    """One :class:`ColumnRole` per column of ``frame``, in its order (see :func:`infer_leads`)."""
+    return infer_leads(frame, missing_values=missing_values, with_deals=with_deals).roles
+
+
+def infer_leads(frame: pd.DataFrame, *, missing_values=DEFAULT_MISSING_VALUES, with_deals: bool = False) -> LeadGuess:
+    """Guess the lead table: id, creation date, label (none when a deals table gives the outcome), roles.
+
+    Placeholder values (``missing_values``, e.g. "Select") count as missing while guessing. Label
+    candidates (outcome-like names or values) are never features: the chosen one is the label,
+    the other strong ones are ignored (they are often written with or after the outcome).
     """
     tokens = {str(token).strip().lower() for token in missing_values}
-    roles, taken = [], set()
-    profiles = {column: _profile(frame[column], tokens) for column in frame.columns}
-    chosen = {
-        "id": _pick(profiles, lambda p: p["unique"] and p["kind"] in ("text", "integer"), ID_WORDS),
-        "created_at": _pick(profiles, lambda p: p["kind"] == "date", CREATED_WORDS),
-        "label": _pick(profiles, lambda p: p["label_pair"] is not None, LABEL_WORDS, name_required=True),
-    }
+    profiles = {column: profile_column(frame[column], tokens) for column in frame.columns}
+    personal = {column: _personal(column, profile) for column, profile in profiles.items()}
+    candidates = _label_candidates(profiles)
+    label = None if with_deals else _choose_label(candidates)
+    chosen = {"id": _pick_id(profiles, personal),
+              "created_at": _pick_created(profiles),
+              "label": label.column if label else None}
+    roles, taken, checks = [], set(), []
     for column in frame.columns:
         profile = profiles[column]
         role = next((name for name, pick in chosen.items() if pick == column), None)
         if role == "id":
-            reason = f"unique in every row ({profile['kind']}): the lead identifier"
+            named = name_has(column, ID_NAMES)
+            reason = (f"unique in every row ({profile['kind']})" + (" and named like an id" if named else "")
+                      + ": the lead identifier")
+            if not named:
+                checks.append(f"id: {column!r} was taken as the lead id because it is unique in every row; its "
+                              "name does not say id. Check it.")
         elif role == "created_at":
-            reason = "dates; the name says creation: used to split by time"
+            reason = _created_reason(column, with_deals)
+            if not CREATED_WORDS.search(str(column)):
+                checks.append(f"created_at: {column!r} is the first date column, but its name does not say "
+                              "creation. Check it is when the lead was created.")
         elif role == "label":
-            reason = f"two values {sorted(profile['label_pair'])} and an outcome-like name: the label"
+            reason = label.reason
+        elif column in candidates and candidates[column]["strength"] >= 1:
+            role, reason = "ignore", (f"a label candidate ({candidates[column]['why']}), not the label chosen: "
+                                      "never a feature, as it may be written with the outcome")
         else:
-            role, reason = _attribute_role(column, profile, taken)
+            role, reason = _attribute_role(column, profile, taken, personal[column])
         taken.add(role)
         roles.append(ColumnRole(column=column, role=role, reason=reason))
-    return roles
+    listed = [(column, info["why"]) for column, info in candidates.items() if column != chosen["label"]]
+    guess = LeadGuess(roles=roles, label=label, candidates=listed, checks=checks,
+                      strength={column: info["strength"] for column, info in candidates.items()})
+    _add_checks(guess, profiles, with_deals=with_deals)
+    return guess
 
 
-def write_config(frame: pd.DataFrame, *, leads_path, out_path, missing_values=DEFAULT_MISSING_VALUES) -> str:
+def write_config(frame: pd.DataFrame, *, leads_path, out_path, missing_values=DEFAULT_MISSING_VALUES,
+                 events=None, deals=None, events_path=None, deals_path=None) -> str:
     """The text of a commented project config for ``frame`` (read from ``leads_path``)."""
-    roles = infer_roles(frame, missing_values=missing_values)
-    by_role = {}
-    for item in roles:
-        by_role.setdefault(item.role, []).append(item)
-    single = {role: by_role.get(role, [None])[0] for role in ("id", "created_at", "label", "email", "job_title")}
-    leads_path, out_path = Path(leads_path).resolve(), Path(out_path).resolve()
-    relative = os.path.relpath(leads_path, out_path.parent)
-    placeholders = _placeholders_found(frame, missing_values)
-    model_name = re.sub(r"[^a-z0-9]+", "-", leads_path.stem.lower()).strip("-") + "-conversion"
-
-    lines = [
-        f"# Project config for {leads_path.name}, written by `python -m training init-config`.",
-        "# Every role below is a guess from the data, with the reason beside it: check each one,",
-        "# move columns between lists, then train with `python -m training train --config <this file>`.",
-        "",
-        "[data]",
-        f"leads = {_q(str(relative))}  # relative paths are relative to this file",
-        "# events = \"events.parquet\"  # event log (lead_id, occurred_at, event_type); needs deals and created_at",
-        "# deals = \"deals.csv\"        # closed deals (lead_id, closed_at, outcome won/lost) instead of a label",
-        "# delimiter = \",\"            # detected from the file when left out",
-        "# decimal = \",\"              # decimal mark, when numbers read 1.234,5 (default \".\": 1,234.5)",
-        "",
-        "[columns]",
-        _single_line("id", single["id"], "the lead identifier: unique, never a feature"),
-        _single_line("created_at", single["created_at"],
-                     "no creation date found: the split is stratified, not by time"),
-        _single_line("label", single["label"], "no outcome column found: name it here, or give [data] deals"),
-    ]
-    if single["label"] is not None:
-        pair = _profile(frame[single["label"].column], set(missing_values))["label_pair"]
-        positive = [value for value in pair if value in POSITIVE_VALUES]
-        lines += [f"positive = {_list(positive)}  # label values that mean converted",
-                  f"negative = {_list(sorted(pair - set(positive)))}  # label values that mean not converted"]
-    lines += [
-        _single_line("email", single["email"], "no e-mail column: no business/free domain feature"),
-        _single_line("job_title", single["job_title"], "no job-title column: no seniority and function features"),
-        "# Values that mean 'not filled in' (compared lower-cased)."
-        + (f" Found in this file: {', '.join(repr(v) for v in placeholders)}." if placeholders else ""),
-        f"missing_values = {_list(list(missing_values))}",
-        "",
-        "[roles]",
-    ]
-    for role, meaning in (
-        ("categorical", "text with few distinct values: one category each (rare ones pooled)"),
-        ("numeric", "non-negative numbers, counts and amounts: used as log(1 + x)"),
-        ("numeric_raw", "numbers that can be negative: used as they are"),
-        ("boolean", "yes/no, true/false or 1/0 columns"),
-        ("pii", "personal data: dropped on reading, never a feature, never logged"),
-        ("ignore", "not used: identifiers, constants, free text, other dates"),
-    ):
-        lines.append(f"# {meaning}")
-        items = by_role.get(role, [])
-        lines.append(f"{role} = [" + ("" if items else "]"))
-        lines += [f"    {_q(item.column)},  # {item.reason}" for item in items]
-        if items:
-            lines.append("]")
-    lines += [
-        "",
-        "[leakage]",
-        "# Columns written after the outcome (sales-staff notes, tags, lead-quality grades, scores given",
-        "# after a call): a model using them looks brilliant and is useless. List them here: they are",
-        "# excluded. Any column that alone reaches max_auc on the training split is excluded too,",
-        "# with a warning naming it, unless listed under keep.",
-        "post_outcome = []",
-        "max_auc = 0.95",
-        "keep = []",
-        "",
-        "[training]",
-        "min_positives = 40  # refuse to train with fewer converted examples",
-        "min_negatives = 40  # ... or fewer non-converted ones",
-        "min_split_positives = 20  # warn when a split has fewer converted examples",
-        "split_shares = [0.6, 0.2, 0.2]  # train, calibration, test",
-        "seed = 0",
-        f"model_name = {_q(model_name)}",
-        "",
-    ]
-    return "\n".join(lines)
+    return guess_project(frame, leads_path=leads_path, out_path=out_path, missing_values=missing_values,
+                         events=events, deals=deals, events_path=events_path, deals_path=deals_path).text
 
 
-def _attribute_role(column, profile, taken: set):
+@dataclass
+class ProjectGuess:
+    """A written config and the console summary of what the user must check."""
+
+    text: str
+    summary: list
+    leads: LeadGuess
+    tables: TablesGuess | None = None
+
+
+def guess_project(frame: pd.DataFrame, *, leads_path, out_path, missing_values=DEFAULT_MISSING_VALUES,
+                  events=None, deals=None, events_path=None, deals_path=None) -> ProjectGuess:
+    """Infer every given table and write the config text plus a summary naming everything to check."""
+    guess = infer_leads(frame, missing_values=missing_values, with_deals=deals is not None)
+    tables = None
+    if events is not None or deals is not None:
+        created = guess.single("created_at")
+        identifier = guess.single("id")
+        tables = infer_tables(
+            lead_ids=frame[identifier.column] if identifier else None,
+            created_at=frame[created.column] if created else None, events=events, deals=deals)
+    out_path = Path(out_path).resolve()
+    paths = {name: _relative(path, out_path) for name, path in
+             (("leads", leads_path), ("events", events_path), ("deals", deals_path)) if path is not None}
+    text = config_text(guess, tables, frame, paths=paths, leads_path=Path(leads_path),
+                       missing_values=missing_values)
+    return ProjectGuess(text=text, summary=_summary(guess, tables), leads=guess, tables=tables)
+
+
+# --- the label ------------------------------------------------------------------------------------
+
+
+def _label_candidates(profiles: dict) -> dict:
+    """column -> {strength, mapping, why} for every column that could be the outcome.
+
+    strength 3: an outcome name (converted, y, target, churn...) and two values; 2: a name that is an
+    outcome only with outcome values (Revenue TRUE/FALSE, deal_stage Won/Lost/...) and such values;
+    1: two values that can only be an outcome (won/lost, converted/not converted, paid/...);
+    0: a yes/no column or a stage-like column without an outcome name (a feature, listed when no label is found).
+    """
+    found = {}
+    for column, profile in profiles.items():
+        values = profile["values"]
+        if profile["kind"] == "date" or not 2 <= len(values) <= 12 or profile["distinct"] != len(values):
+            continue
+        mapping = outcome_mapping(values)
+        generic = len(values) == 2 and set(values) in GENERIC_PAIRS
+        strong_name, value_name = name_has(column, LABEL_NAMES), name_has(column, LABEL_NAMES_WITH_VALUES)
+        shown = "/".join(sorted(values)) if len(values) <= 4 else f"{len(values)} values"
+        if strong_name and len(values) == 2:
+            strength, why = 3, f"an outcome-like name and two values {shown}"
+        elif strong_name and mapping:
+            strength, why = 3, f"an outcome-like name and outcome values {shown}"
+        elif value_name and mapping:
+            strength, why = 2, f"a name that can mean the outcome and outcome values {shown}"
+        elif mapping and not generic and len(values) == 2:
+            strength, why = 1, f"values that read as an outcome: {shown}"
+        elif mapping:
+            strength, why = 0, f"values {shown}"
+        else:
+            continue
+        found[column] = {"strength": strength, "mapping": mapping, "why": why, "values": values}
+    return dict(sorted(found.items(), key=lambda item: -item[1]["strength"]))
+
+
+def _choose_label(candidates: dict) -> LabelChoice | None:
+    """The strongest candidate of strength >= 1 (two values preferred over a stage column), else None."""
+    usable = [(column, info) for column, info in candidates.items() if info["strength"] >= 1]
+    if not usable:
+        return None
+    column, info = max(usable, key=lambda item: (item[1]["strength"], len(item[1]["values"]) == 2))
+    mapping = info["mapping"]
+    if mapping is None:  # an outcome name with two values that do not say which side is which
+        first, second = sorted(info["values"])
+        return LabelChoice(column=column, positive=(second,), negative=(first,), open=(), sure=False,
+                           reason=f"{info['why']}: the label (which value means converted is a guess: check it)")
+    won, lost, still_open = mapping
+    reason = f"{info['why']}: the label"
+    if still_open:
+        reason += f"; {', '.join(still_open)} read as still open (left out of training, scored)"
+    return LabelChoice(column=column, positive=won, negative=lost, open=still_open, reason=reason, sure=True)
+
+
+# --- id, creation date, attributes ----------------------------------------------------------------
+
+
+def _personal(column, profile) -> str | None:
+    by_values = looks_personal(profile)
+    if by_values:
+        return by_values
+    if name_has(column, PII_NAMES) and profile["distinct"] > 0.2 * max(profile["present"], 1) \
+            and profile["kind"] in ("text", "integer"):
+        return "personal data by its name and many distinct values"
+    return None
+
+
+def _pick_id(profiles: dict, personal: dict) -> str | None:
+    """A unique, non-personal column: named like an id first; an unnamed integer only when it counts rows."""
+    fitting = []
+    for order, (column, profile) in enumerate(profiles.items()):
+        if not profile["unique"] or personal[column] or profile["kind"] not in ("text", "integer"):
+            continue
+        if _identifier_like(column, profile):
+            fitting.append((not name_has(column, ID_NAMES), order, column))
+    return min(fitting)[2] if fitting else None
+
+
+def _identifier_like(column, profile) -> bool:
+    """Unique values that identify rather than measure: named like an id, text without spaces, a running number."""
+    if name_has(column, ID_NAMES):
+        return profile["kind"] in ("text", "integer")
+    if profile["kind"] == "text":
+        return profile["spaced_share"] <= 0.1  # free text that happens to be unique is not an identifier
+    return profile["kind"] == "integer" and profile["min"] >= 0 \
+        and profile["max"] - profile["min"] + 1 <= 2 * profile["rows"]  # a running number, not measurements
+
+
+def _pick_created(profiles: dict) -> str | None:
+    dates = [column for column, profile in profiles.items() if profile["kind"] == "date"]
+    named = [column for column in dates if CREATED_WORDS.search(str(column))]
+    return (named or dates or [None])[0]
+
+
+def _created_reason(column, with_deals: bool) -> str:
+    use = ("snapshots of each lead start here, and the split is by time" if with_deals
+           else "the split is by this date: oldest leads train, newest test")
+    if CREATED_WORDS.search(str(column)):
+        return f"dates, and the name says creation: the creation date; {use}"
+    return f"the first date column (its name does not say creation: check it); {use}"
+
+
+def _attribute_role(column, profile, taken: set, personal: str | None):
     n, distinct, kind = profile["present"], profile["distinct"], profile["kind"]
     if n == 0:
         return "ignore", "always empty"
@@ -157,86 +298,96 @@ def _attribute_role(column, profile, taken: set):
         if "email" not in taken:
             return "email", "e-mail addresses (PII): only business vs. free domain becomes a feature"
         return "pii", "e-mail addresses"
-    if PII_WORDS.search(str(column)) and kind == "text" and distinct > 0.2 * n:
-        return "pii", "personal data by its name and many distinct values"
-    if profile["phone_share"] >= 0.8 and distinct > 0.5 * n:
-        return "pii", "phone-number-like values"
-    if profile["unique"] and kind in ("text", "integer"):
+    if personal:
+        return "pii", f"{personal}: personal data, never an id or a feature"
+    if profile["unique"] and _identifier_like(column, profile):
         return "ignore", "unique in every row: another identifier"
     if kind == "date":
         return "ignore", "dates other than the creation date: possibly written after the outcome"
     if kind == "text" and "job_title" not in taken and JOB_TITLE_WORDS.search(str(column)) and distinct > 20:
         return "job_title", f"free-text job titles ({distinct} distinct): parsed into seniority and function"
-    if profile["boolean"]:
+    engagement = name_has(column, ENGAGEMENT_NAMES) and not name_has(column, NOT_BEHAVIOUR_NAMES)
+    if kind == "boolean" or (distinct == 2 and set(profile["values"]) <= set(BOOLEAN_VALUES)):
         return "boolean", f"two values {sorted(profile['values'])}"
+    if kind == "integer" and _is_code(column, profile):
+        return "categorical", (f"{distinct} distinct whole numbers {profile['min']:g}..{profile['max']:g} and a "
+                               "name of codes, not amounts: one category each")
     if kind in ("integer", "float"):
+        span = f"numbers {profile['min']:g}..{profile['max']:g}, {distinct} distinct"
+        if profile["min"] >= 0 and engagement:
+            return "engagement", f"{span}; the name says behaviour (visits, time, views): engagement, log(1 + x)"
         if profile["min"] >= 0:
-            return "numeric", f"numbers {profile['min']:g}..{profile['max']:g}, {distinct} distinct"
+            return "numeric", span
         return "numeric_raw", f"numbers {profile['min']:g}..{profile['max']:g}, some negative"
     if distinct > max(100, 0.5 * n):
         return "ignore", f"free text: {distinct} distinct values in {n} rows"
+    if engagement:
+        return "engagement_categorical", f"text, {distinct} distinct values; the name says behaviour: engagement"
     return "categorical", f"text, {distinct} distinct values"
 
 
-def _profile(values: pd.Series, tokens: set) -> dict:
-    text = values.dropna().astype(str).str.strip()
-    text = text[~text.str.lower().isin(tokens)]
-    n, distinct = len(text), text.nunique()
-    profile = {"present": n, "distinct": distinct, "unique": n > 1 and distinct == n and n == len(values),
-               "values": set(text.str.lower().unique()[:3]), "label_pair": None, "boolean": False,
-               "email_share": 0.0, "phone_share": 0.0, "kind": "text"}
-    if n == 0:
-        return profile
-    lowered = set(text.str.lower().map(lambda v: re.sub(r"\.0$", "", v)).unique()[:3])
-    if len(lowered) == 2:
-        profile["label_pair"] = next((pair for pair in LABEL_PAIRS if lowered == pair), None)
-        profile["boolean"] = lowered <= set(BOOLEAN_VALUES)
-    numbers = pd.to_numeric(values, errors="coerce") if pd.api.types.is_numeric_dtype(values) \
-        else pd.to_numeric(text, errors="coerce")
-    if pd.api.types.is_numeric_dtype(values) or numbers.notna().mean() == 1.0:
-        numbers = numbers.dropna()
-        is_int = bool(np.all(np.mod(numbers, 1) == 0))
-        profile.update(kind="integer" if is_int else "float", min=float(numbers.min()), max=float(numbers.max()))
-        return profile
-    sample = text.sample(min(n, 2000), random_state=0)
-    profile["email_share"] = float(sample.str.match(EMAIL).mean())
-    profile["phone_share"] = float(sample.str.match(PHONE).mean())
-    if sample.str.contains(r"\d").mean() > 0.9 and profile["email_share"] < 0.5:
-        parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
-        if parsed.notna().mean() >= 0.95:
-            profile["kind"] = "date"
-    return profile
+def _is_code(column, profile) -> bool:
+    """Integer codes: a code-like name (up to 100 codes), or up to 30 positive integers whose name says no amount."""
+    if name_has(column, CODE_NAMES) and not name_has(column, MAGNITUDE_NAMES) and profile["distinct"] <= 100:
+        return True
+    return profile["min"] >= 1 and 3 <= profile["distinct"] <= 30 and not name_has(column, MAGNITUDE_NAMES) \
+        and not name_has(column, ENGAGEMENT_NAMES)
 
 
-def _pick(profiles: dict, fits, words: re.Pattern, *, name_required: bool = False):
-    """The first fitting column whose name matches ``words``, else the first fitting one unless a name is required."""
-    fitting = [column for column, profile in profiles.items() if fits(profile)]
-    named = [column for column in fitting if words.search(str(column))]
+def _add_checks(guess: LeadGuess, profiles: dict, *, with_deals: bool) -> None:
+    checks = guess.checks
+    if guess.single("id") is None:
+        checks.append("id: no column is unique in every row (personal data such as phones never counts), so "
+                      "row_number_id = true: each lead's id is its row number. Stable only while the row order "
+                      "is; add an id column to the export if you can.")
+    if guess.label is not None:
+        label = guess.label
+        note = (f"label: {label.column!r} ({label.reason.split(': the label')[0]}); converted = "
+                f"{list(label.positive)}, not converted = {list(label.negative)}"
+                + (f", still open = {list(label.open)}" if label.open else "") + ".")
+        if not label.sure:
+            note += " The values do not say which one means converted: check positive / negative."
+        checks.append(note)
+        strong = {column for column, info in guess.strength.items() if info >= 1}
+        others = [f"{column!r} ({why})" for column, why in guess.candidates if column in strong]
+        if others:
+            checks.append("other label candidates, not used as the label: " + "; ".join(others) + ".")
+    elif not with_deals:
+        if guess.candidates:
+            checks.append("label: none chosen. Candidates: " + "; ".join(
+                f"{column!r} ({why})" for column, why in guess.candidates)
+                          + ". Name one under [columns] label, or give a deals table (--deals).")
+        else:
+            checks.append("label: no outcome column found and no candidates (no two-valued or won/lost-like "
+                          "column). Name it under [columns] label, or give a deals table (--deals).")
+    for role, words in (("pii", "personal data, dropped on reading"),
+                        ("categorical", None),
+                        ("engagement", "summarised behaviour: counts as engagement in the sub-scores"),
+                        ("engagement_categorical", "summarised behaviour: counts as engagement in the sub-scores")):
+        items = guess.role_of(role)
+        if role == "categorical":
+            items = [item for item in items if "whole numbers" in item.reason]
+            words = "integer codes used as categories, not amounts"
+        if items:
+            checks.append(f"{role}: {', '.join(repr(item.column) for item in items)} ({words}).")
+    named = [item.column for item in guess.roles if item.role == "categorical"
+             and profiles[item.column]["person_share"] >= 0.8]
     if named:
-        return named[0]
-    return None if name_required or not fitting else fitting[0]
+        checks.append(f"names: {', '.join(repr(column) for column in named)} hold person names that repeat (an owner, "
+                      "an agent?): kept as categories. If they are the leads' own names, move them to pii.")
+    hints = [item.column for item in guess.roles if item.role not in ("id", "label", "created_at", "pii", "ignore")
+             and name_has(item.column, POST_OUTCOME_HINTS)]
+    if hints:
+        checks.append(f"leakage: {', '.join(repr(column) for column in hints)} may be written after the outcome "
+                      "(names like tags, status, quality, score): if so, list them under [leakage] post_outcome.")
 
 
-def _placeholders_found(frame: pd.DataFrame, missing_values) -> list[str]:
-    tokens = {str(token).strip().lower() for token in missing_values if str(token).strip()}
-    found = set()
-    for column in frame.columns:
-        if not pd.api.types.is_numeric_dtype(frame[column]):
-            values = frame[column].dropna().astype(str).str.strip()
-            found |= set(values[values.str.lower().isin(tokens)].unique())
-    return sorted(found)
+def _summary(guess: LeadGuess, tables) -> list:
+    lines = list(guess.checks)
+    if tables is not None:
+        lines += tables.checks
+    return lines
 
 
-def _single_line(key: str, item: ColumnRole | None, absent: str) -> str:
-    if item is None:
-        return f"# {key} = \"...\"  # {absent}"
-    return f"{key} = {_q(item.column)}  # {item.reason}"
-
-
-def _q(text: str) -> str:
-    """A TOML basic string (JSON escapes are valid TOML escapes)."""
-    return json.dumps(str(text), ensure_ascii=False)
-
-
-def _list(values) -> str:
-    return "[" + ", ".join(_q(value) for value in values) + "]"
+def _relative(path, out_path: Path) -> str:
+    return os.path.relpath(Path(path).resolve(), out_path.parent)

@@ -52,6 +52,9 @@ class FeatureSpec:
     boolean_columns : lead columns holding yes/no, true/false or 1/0, used as 1.0 / 0.0.
     event_log : whether there is an event log; without one there are no engagement features.
     lead_age : whether the leads have a creation date, giving the ``lead_age_days`` feature.
+    engagement_columns : which of the lead columns above summarise behaviour (visits, time on site,
+        last activity): built as their kind says, but counted as engagement, not fit, in the
+        sub-scores and reasons of a table without an event log.
 
     Feature names are the column names made identifier-like (``"Do Not Email"`` ->
     ``do_not_email``); the defaults give the synthetic contract's 109 features.
@@ -72,10 +75,12 @@ class FeatureSpec:
     event_log: bool = True
     lead_age: bool = True
     event_words: tuple = ()
+    engagement_columns: tuple[str, ...] = ()
 
     def __post_init__(self):
         for name in ("event_types", "windows_days", "half_lives_days", "categorical_columns",
-                     "numeric_columns", "missing_tokens", "raw_numeric_columns", "boolean_columns"):
+                     "numeric_columns", "missing_tokens", "raw_numeric_columns", "boolean_columns",
+                     "engagement_columns"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         words = self.event_words.items() if isinstance(self.event_words, dict) else self.event_words
         object.__setattr__(self, "event_words", tuple(
@@ -107,6 +112,12 @@ class FeatureSpec:
                     isinstance(text, tuple) and len(text) == 3 and all(isinstance(t, str) and t for t in text)):
                 raise ValueError(f"The words for event type {kind!r} must be a phrase such as \"sent the offer "
                                  f"back\" or three phrases [one, many, did]. Got {text!r} instead.")
+        attributes = {*self.categorical_columns, *self.numeric_columns, *self.raw_numeric_columns,
+                      *self.boolean_columns}
+        stray = [column for column in self.engagement_columns if column not in attributes]
+        if stray:
+            raise ValueError(f"FeatureSpec engagement_columns must be categorical, numeric, raw numeric or boolean "
+                             f"columns too. Got {stray}, which are none of them.")
         names = self.feature_names
         clashing = sorted({name for name in names if names.count(name) > 1})
         if clashing:
@@ -146,6 +157,12 @@ class FeatureSpec:
         sources.update({feature_name(column): column
                         for column in (*self.raw_numeric_columns, *self.boolean_columns)})
         return sources
+
+    @property
+    def summarised_engagement_feature_names(self) -> list[str]:
+        """Fit-block features made from ``engagement_columns``: behaviour summarised in the lead table."""
+        behaviour = set(self.engagement_columns)
+        return [name for name, column in self.source_columns.items() if column in behaviour]
 
     @property
     def engagement_feature_names(self) -> list[str]:

@@ -28,7 +28,8 @@ class Explanation:
     ``fit_score`` and ``engagement_score`` (0-100) are the calibrated probability, x 100 and
     rounded, of the base value plus only that group's contributions: "the score this lead would
     have if only who they are (fit) / only what they did (engagement) moved it away from an
-    average lead". Fit is the lead's attributes; engagement is its event history and lead age.
+    average lead". Fit is the lead's attributes; engagement is its event history, lead age and
+    the lead columns that summarise behaviour.
     The base value is LightGBM's expected raw score over its training rows, or the logistic
     model's intercept (every standardised number at its training mean, no category level on).
     """
@@ -105,8 +106,12 @@ def raw_margin(model, features: pd.DataFrame) -> np.ndarray:
 
 
 def feature_groups(spec) -> dict:
-    """Source feature -> ``"fit"`` (who the lead is) or ``"engagement"`` (what they did, lead age)."""
-    fit = set(spec.fit_feature_names)
+    """Source feature -> ``"fit"`` (who the lead is) or ``"engagement"`` (what they did, lead age).
+
+    Lead columns that summarise behaviour (``spec.engagement_columns``: visits, time on site)
+    are engagement, so a single-table export has both sub-scores.
+    """
+    fit = set(spec.fit_feature_names) - set(spec.summarised_engagement_feature_names)
     return {name: FIT if name in fit else ENGAGEMENT for name in spec.feature_names}
 
 

@@ -9,6 +9,7 @@ feature values, never from the contributions, so it says what the lead did or is
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -44,6 +45,10 @@ SENIORITY_WORDS = {
     "manager": "manager-level title", "entry": "entry-level title", "individual": "individual-contributor title",
 }
 COLUMN_WORDS = {"lead_source": "source", "company_size": "company size", "annual_revenue": "annual revenue"}
+#: Last words of a behaviour column's name that make its value a count: "TotalVisits" 7 -> "7 visits".
+COUNT_NOUNS = frozenset({"visits", "views", "opens", "clicks", "downloads", "sessions", "pages", "calls", "emails",
+                         "e-mails", "messages", "events", "submissions", "logins", "purchases", "orders", "meetings",
+                         "replies", "webinars", "contacts", "touches", "interactions", "activities", "actions"})
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,10 @@ def describe_factor(factor: str, value, spec: FeatureSpec) -> str:
         return "no e-mails opened yet" if _missing(rate) else f"clicked {rate:.0%} of opened e-mails"
     if factor == LEAD_AGE:
         return f"lead created {_ago(value('lead_age_days'), _sub_day(spec))}"
+    behaviour = _behaviour_sources(spec)
+    if factor in behaviour and factor not in spec.categorical_feature_names:
+        feature, column = behaviour[factor]
+        return _describe_behaviour(column, value(feature), logged=feature.startswith("log_"))
     if factor in spec.categorical_feature_names:
         return _describe_category(factor, value(factor))
     numbers = spec.numeric_fit_feature_names
@@ -190,6 +199,27 @@ def _describe_events(key: str, value, spec: FeatureSpec) -> str:
         if count > 1:
             return f"{count} {many} in the last {_window_text(window)}, the latest {last}"
     return f"{total} {many} in all, the latest {last}"
+
+
+@lru_cache(maxsize=8)
+def _behaviour_sources(spec: FeatureSpec) -> dict:
+    """Factor -> (feature, lead column) of the lead columns that summarise behaviour."""
+    sources = spec.source_columns
+    return {name.removeprefix("log_"): (name, sources[name]) for name in spec.summarised_engagement_feature_names}
+
+
+def _describe_behaviour(column: str, number, *, logged: bool) -> str:
+    """A summarised behaviour in the lead's own numbers: "7 visits", "time on site: 1,234"."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", str(column))  # TotalVisits -> Total Visits
+    label = " ".join(re.sub(r"[^0-9A-Za-z%-]+", " ", words).lower().split()) or str(column)
+    if _missing(number):
+        return f"{label} unknown"
+    amount = round(float(np.expm1(number)) if logged else float(number), 6)  # log1p and back is not exact
+    if amount.is_integer() and label.split()[-1] in COUNT_NOUNS:
+        noun = re.sub(r"^(?:total|number of|num|no of|count of|#)\s+", "", label)
+        return f"{amount:,.0f} {noun}"
+    text = f"{amount:,.0f}" if amount.is_integer() else f"{amount:,.2f}".rstrip("0").rstrip(".")
+    return f"{label}: {text}"
 
 
 def _times(total: int, value, key: str, spec: FeatureSpec) -> str:

@@ -27,8 +27,14 @@ def test_init_config_edit_train_and_score(export, tmp_path, mlflow_store, capsys
     config = tmp_path / "config.toml"
     assert training_main(["init-config", "--leads", str(export), "--out", str(config)]) == 0
     assert training_main(["init-config", "--leads", str(export), "--out", str(config)]) == 2  # no silent overwrite
-    # The user's edit: a column staff fill in afterwards is declared; the guard would catch it anyway.
-    text = config.read_text().replace("post_outcome = []", 'post_outcome = ["Region"]')
+    # init-config keeps the outcome-like 'Rep Verdict' out of the features, as a label candidate.
+    text = config.read_text()
+    verdict = next(line for line in text.splitlines() if line.startswith('    "Rep Verdict",'))
+    assert "label candidate" in verdict and text.index(verdict) > text.index("ignore = [")
+    # The user's edits: a column staff fill in afterwards is declared; 'Rep Verdict' is taken back as a
+    # feature, which the leakage guard then catches.
+    text = text.replace(verdict + "\n", "").replace("categorical = [\n", 'categorical = [\n    "Rep Verdict",\n')
+    text = text.replace("post_outcome = []", 'post_outcome = ["Region"]')
     config.write_text(text.replace('model_name = "export-conversion"', f'model_name = "{MODEL}"'))
     capsys.readouterr()
 

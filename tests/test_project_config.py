@@ -19,8 +19,8 @@ def test_roles_are_inferred_from_the_data():
                                        "Score Delta": np.tile(np.arange(-50, 50), 2)})
     roles = roles_of(frame)
     assert roles == {
-        "Lead Ref": "id", "Source": "categorical", "Visits": "numeric", "Opted Out": "boolean",
-        "Contact Email": "email", "Phone": "pii", "Region": "categorical", "Rep Verdict": "categorical",
+        "Lead Ref": "id", "Source": "categorical", "Visits": "engagement", "Opted Out": "boolean",
+        "Contact Email": "email", "Phone": "pii", "Region": "categorical", "Rep Verdict": "ignore",
         "Constant": "ignore", "Deal Won": "label", "Created": "created_at", "Score Delta": "numeric_raw",
     }
 

@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init-config", help="guess column roles in an export and write a project config")
     init.add_argument("--leads", required=True, help="the lead table export (.csv or .parquet)")
+    init.add_argument("--events", help="the event log export, if any (.csv or .parquet)")
+    init.add_argument("--deals", help="the closed-deals export, if any (.csv or .parquet); replaces a label column")
     init.add_argument("--out", default="config.toml", help="config file to write (default: %(default)s)")
     init.add_argument("--force", action="store_true", help="overwrite an existing config file")
 
@@ -84,17 +86,24 @@ def _generate(args) -> int:
 
 
 def _init_config(args) -> int:
-    from crm.infer_config import write_config
+    from crm.infer_config import guess_project
     from crm.readers import read_table
 
     out = Path(args.out)
     if out.exists() and not args.force:
         raise ValueError(f"{out} exists; pass --force to overwrite it or choose another --out.")
     frame = read_table(args.leads)
-    text = write_config(frame, leads_path=args.leads, out_path=out)
-    out.write_text(text, encoding="utf-8")
-    print(f"wrote {out}: roles for {frame.shape[1]} columns of {args.leads} ({len(frame):,} rows). Check each "
-          f"role, list post-outcome columns under [leakage], then: python -m training train --config {out}")
+    tables = {name: read_table(path) for name, path in (("events", args.events), ("deals", args.deals)) if path}
+    guess = guess_project(frame, leads_path=args.leads, out_path=out, events_path=args.events,
+                          deals_path=args.deals, **tables)
+    out.write_text(guess.text, encoding="utf-8")
+    read = ", ".join(f"{name} {len(table):,} rows" for name, table in tables.items())
+    print(f"wrote {out}: roles for {frame.shape[1]} columns of {args.leads} ({len(frame):,} rows)"
+          + (f"; {read}" if read else "") + ".")
+    print("check before training:")
+    for line in guess.summary:
+        print(f"  - {line}")
+    print(f"then: python -m training train --config {out}")
     return 0
 
 

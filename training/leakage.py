@@ -88,6 +88,7 @@ def spec_without(spec: FeatureSpec, columns) -> FeatureSpec:
         numeric_columns=keep(spec.numeric_columns),
         raw_numeric_columns=keep(spec.raw_numeric_columns),
         boolean_columns=keep(spec.boolean_columns),
+        engagement_columns=keep(spec.engagement_columns),
         job_title_column=None if spec.job_title_column in columns else spec.job_title_column,
         email_column=None if spec.email_column in columns else spec.email_column,
     )
