@@ -11,12 +11,12 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from analysis.forecast import forecast_table, level_check
 from features.build import build_features
 from features.snapshots import build_snapshots
-from models.rules import PointsRules, points_from_inputs, rule_inputs, top_rules
+from models.rules import PointsRules, RulesError, points_from_inputs, rule_inputs, top_rules
 from models.scorecard import fit_scorecard
 from models.tiers import TIERS
 from training.evaluate import top_share
 from training.pipeline import config_from_params, split_snapshots
-from training.split import assign_leads
+from training.split import assign_leads, stratified_split, time_ordered_split
 
 SHARES = (0.05, 0.10, 0.20)
 
@@ -32,31 +32,52 @@ class Comparison:
     scorecard: PointsRules | None = None  # the learned points table, when one was fitted
 
 
-def compare_on_test(bundle, rules: PointsRules, leads: pd.DataFrame, events, deals: pd.DataFrame, *,
-                    extra_rules: dict | None = None, scorecard: bool = False, n_disagreements: int = 10,
-                    level: float = 0.9) -> Comparison:
+def compare_on_test(bundle, rules: PointsRules, leads: pd.DataFrame, events, deals: pd.DataFrame | None, *,
+                    labels: pd.Series | None = None, extra_rules: dict | None = None, scorecard: bool = False,
+                    n_disagreements: int = 10, level: float = 0.9, n_bootstrap: int = 200,
+                    seed: int = 0) -> Comparison:
     """Score the training run's test snapshots with the model and the rules, and compare them.
 
     The snapshots and split come from :func:`training.pipeline.split_snapshots` with the run's own
-    configuration and data end, so they are exactly the snapshots the model was tested on.
+    configuration and data end, so they are exactly the snapshots the model was tested on. A model
+    trained on one lead table (split ``time`` or ``stratified``) is compared on its test leads,
+    rebuilt from ``labels`` (the outcome column, one value per lead) as training drew them.
     ``extra_rules`` (name -> PointsRules) are scored beside for AUC and lift; ``scorecard=True``
     also fits a learned points table on the training split (``Comparison.scorecard``).
+    ``n_bootstrap`` resamples of the test leads give the intervals of the ``intervals`` table.
     """
     run = bundle.metadata.get("params", {})
-    if "data_end" not in run:
-        raise ValueError("The model's metadata lacks its training parameters ('data_end'); "
-                         "compare needs a model trained by this project.")
     config = config_from_params(run)
-    snapshots, windows, as_of_dates = split_snapshots(leads, deals, config=config, data_end=run["data_end"])
-    history = _level_history(leads, deals, as_of_dates, windows, config, run["data_end"])
+    table_split = run.get("split") in ("time", "stratified")
+    if table_split:
+        if labels is None:
+            raise ValueError(f"This model was trained on one lead table ({run['split']} split); compare it "
+                             "through the same project config (--config) so the outcome column is read.")
+        snapshots, windows, history = _table_rows(leads, labels, config, run["split"]), None, None
+    else:
+        if "data_end" not in run:
+            raise ValueError("The model's metadata lacks its training parameters ('data_end'); "
+                             "compare needs a model trained by this project.")
+        if deals is None:
+            raise ValueError("This model was trained on snapshots of leads, events and deals; compare needs "
+                             "the deals table too.")
+        snapshots, windows, as_of_dates = split_snapshots(leads, deals, config=config, data_end=run["data_end"])
+        history = _level_history(leads, deals, as_of_dates, windows, config, run["data_end"])
     wanted = snapshots["split"].eq("test") | (scorecard and snapshots["split"].isin(["train", "calibration"]))
-    snapshots = pd.concat([snapshots[wanted.to_numpy()], history], ignore_index=True)
+    snapshots = pd.concat([snapshots[wanted.to_numpy()], *([history] if history is not None else [])],
+                          ignore_index=True)
     extra_rules = dict(extra_rules or {})
     spec = bundle.spec
     for rule_set in (rules, *extra_rules.values()):
         spec = rule_set.feature_spec(spec)
+        if events is None and rule_set.behaviours:
+            raise RulesError(f"{rule_set.source}: behaviour rules ({rule_set.behaviours[0].name!r}, ...) need an "
+                             "event log, and this data has none; score engagement with attribute rules on the "
+                             "lead table's own columns instead.")
     features = build_features(snapshots, leads, events, spec)  # one build serves the model and every rule set
     inputs = rule_inputs(features, snapshots, leads)
+    for rule_set in (rules, *extra_rules.values()):
+        _check_rule_columns(rule_set, inputs)
     split = snapshots["split"].to_numpy()
     test = split == "test"
 
@@ -71,7 +92,8 @@ def compare_on_test(bundle, rules: PointsRules, leads: pd.DataFrame, events, dea
 
     scored_rules = points_from_inputs(rules, inputs[test])
     model = bundle.score(features[test])
-    scored = snapshots.loc[test, ["lead_id", "as_of", "label"]].reset_index(drop=True).assign(
+    keys = ["lead_id", "label"] if table_split else ["lead_id", "as_of", "label"]
+    scored = snapshots.loc[test, keys].reset_index(drop=True).assign(
         probability=model["probability"].to_numpy(), model_tier=model["tier"].to_numpy(),
         points=scored_rules["points"].to_numpy(), rule_tier=scored_rules["tier"].to_numpy(),
         rule_reasons=top_rules(scored_rules).to_numpy())
@@ -87,9 +109,13 @@ def compare_on_test(bundle, rules: PointsRules, leads: pd.DataFrame, events, dea
     tiers = tier_comparison(y, {"rules": scored["rule_tier"], "model": scored["model_tier"],
                                 "model at equal volume": scored["model_tier_equal_volume"]})
     past = split == "history"
-    forecast, forecast_metrics = _forecast_backtest(
-        scored, y_history=snapshots.loc[past, "label"], p_history=bundle.predict_probability(features[past]),
-        deals=deals, before=windows.test_first, level=level)
+    if table_split:
+        forecast, forecast_metrics = _forecast_of_table(scored, level=level)
+    else:
+        forecast, forecast_metrics = _forecast_backtest(
+            scored, y_history=snapshots.loc[past, "label"], p_history=bundle.predict_probability(features[past]),
+            deals=deals, before=windows.test_first, level=level)
+    intervals = bootstrap_intervals(scored, n=n_bootstrap, seed=seed, level=0.95)
     metrics = {
         "test_rows": int(len(scored)), "test_base_rate": float(y.mean()),
         **{f"{_key(row.scorer)}_{name}": float(getattr(row, name)) for row in auc.itertuples()
@@ -106,9 +132,15 @@ def compare_on_test(bundle, rules: PointsRules, leads: pd.DataFrame, events, dea
         "crosstab_equal_volume": tier_crosstab(y, scored["rule_tier"], scored["model_tier_equal_volume"]),
         "disagreements": disagreements(scored, features[test].reset_index(drop=True), bundle, n=n_disagreements),
         "forecast": forecast,
+        "intervals": intervals,
     }
-    params = {"rules": rules.description or rules.source, "window_test_first": windows.as_dict()["test_first"],
-              "window_test_last": windows.as_dict()["test_last"], "horizon_days": config.horizon_days}
+    metrics.update({f"{row.metric}_{bound}": float(getattr(row, bound)) for row in intervals.itertuples()
+                    for bound in ("low", "high") if np.isfinite(getattr(row, bound))})
+    params = {"rules": rules.description or rules.source, "split": run.get("split", "temporal"),
+              "horizon_days": config.horizon_days, "bootstrap_resamples": n_bootstrap}
+    if windows is not None:  # the test window keeps its hour on schedules below a day
+        params.update(window_test_first=windows.as_dict()["test_first"],
+                      window_test_last=windows.as_dict()["test_last"])
     return Comparison(metrics=metrics, tables=tables, scored=scored, params=params, scorecard=learned)
 
 
@@ -165,19 +197,76 @@ def lift_table(y_true, scores: dict, *, shares=SHARES) -> pd.DataFrame:
 
 
 def disagreements(scored: pd.DataFrame, features: pd.DataFrame, bundle, *, n: int = 10) -> pd.DataFrame:
-    """The test leads whose rank by the model and by the rules differ most, with each side's reasons."""
+    """The test leads the model and the rules rank most differently, both ways, converters included.
+
+    ``direction`` is ``model higher`` (the model ranks the lead well above the rules: leads the
+    rules miss) or ``rules higher`` (the reverse). Each direction lists up to ``n`` leads: the
+    largest rank gaps among leads that converted and among leads that did not, half each, so
+    the table shows what each scorer's favourites turned into. One row per lead.
+    """
     model_rank = scored["probability"].rank(pct=True).to_numpy()
     rule_rank = scored["points"].rank(pct=True).to_numpy()
     gap = model_rank - rule_rank
-    order = np.argsort(-np.abs(gap), kind="stable")
-    # One row per lead: its test snapshots a month apart would otherwise fill the list twice.
-    first = ~pd.Series(scored["lead_id"].to_numpy()[order]).duplicated().to_numpy()
-    picks = order[first][:n]
-    table = scored.iloc[picks][["lead_id", "as_of", "label", "probability", "model_tier", "points", "rule_tier",
-                                "rule_reasons"]].copy()
-    table.insert(3, "rank_gap", gap[picks])
-    table["model_reasons"] = model_reasons(bundle, features.iloc[picks]).to_numpy()
+    label = scored["label"].to_numpy()
+    picks, directions = [], []
+    for direction, sign in (("model higher", 1.0), ("rules higher", -1.0)):
+        order = np.argsort(-sign * gap, kind="stable")
+        order = order[sign * gap[order] > 0]
+        # One row per lead: its test snapshots a month apart would otherwise fill the list twice.
+        order = order[~pd.Series(scored["lead_id"].to_numpy()[order]).duplicated().to_numpy()]
+        converters = order[label[order] == 1][:(n + 1) // 2]
+        others = order[label[order] == 0][:n - converters.size]
+        chosen = np.concatenate([converters, others])
+        chosen = chosen[np.argsort(-sign * gap[chosen], kind="stable")]
+        picks.extend(chosen.tolist())
+        directions.extend([direction] * chosen.size)
+    picks = np.array(picks, dtype=int)
+    columns = [column for column in ("lead_id", "as_of", "label", "probability", "model_tier", "points", "rule_tier",
+                                     "rule_reasons") if column in scored.columns]
+    table = scored.iloc[picks][columns].copy()
+    table.insert(0, "direction", directions)
+    table.insert(table.columns.get_loc("label") + 1, "rank_gap", gap[picks])
+    table["model_reasons"] = model_reasons(bundle, features.iloc[picks]).to_numpy() if picks.size else []
     return table.reset_index(drop=True)
+
+
+def bootstrap_intervals(scored: pd.DataFrame, *, n: int = 200, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """Percentile intervals from resampling leads (all of a lead's snapshots together), ``n`` times.
+
+    Rows: ``roc_auc_difference`` (model minus rules), ``sql_conversion_difference`` (the model's
+    SQLs at equal volume minus the rules' SQLs) and each side's SQL conversion. ``low``/``high``
+    are NaN when ``n`` is 0. Resampling leads, not rows, keeps one lead's correlated snapshots
+    together, so the interval is not too narrow.
+    """
+    y = scored["label"].to_numpy()
+    lead_codes, leads = pd.factorize(scored["lead_id"])
+    model_sql = scored["model_tier_equal_volume"].to_numpy() == "SQL"
+    rule_sql = scored["rule_tier"].to_numpy() == "SQL"
+
+    def measures(weight):
+        def rate(mask):
+            total = weight[mask].sum()
+            return float((weight[mask] * y[mask]).sum() / total) if total > 0 else np.nan
+        both = weight > 0
+        if len(np.unique(y[both])) < 2:
+            difference = np.nan
+        else:
+            difference = (roc_auc_score(y, scored["probability"], sample_weight=weight)
+                          - roc_auc_score(y, scored["points"], sample_weight=weight))
+        model_rate, rule_rate = rate(model_sql), rate(rule_sql)
+        return [difference, model_rate - rule_rate, model_rate, rule_rate]
+
+    estimate = measures(np.ones(len(scored)))
+    names = ["roc_auc_difference", "sql_conversion_difference", "model_sql_conversion", "rules_sql_conversion"]
+    low = high = [np.nan] * len(names)
+    if n > 0 and len(leads):
+        rng = np.random.default_rng(seed)
+        draws = np.array([measures(rng.multinomial(len(leads), np.full(len(leads), 1 / len(leads)))[lead_codes]
+                                   .astype(float)) for _ in range(n)])
+        tail = (1 - level) / 2 * 100
+        low, high = np.nanpercentile(draws, tail, axis=0), np.nanpercentile(draws, 100 - tail, axis=0)
+    return pd.DataFrame({"metric": names, "estimate": estimate, "low": low, "high": high, "level": level,
+                         "resamples": n})
 
 
 def model_reasons(bundle, features: pd.DataFrame, *, n: int = 3) -> pd.Series:
@@ -240,6 +329,42 @@ def _forecast_backtest(scored, *, y_history, p_history, deals, before, level) ->
                                               / max(overall["actual_conversions"].sum(), 1)),
     }
     return forecast, metrics
+
+
+def _forecast_of_table(scored, *, level) -> tuple[pd.DataFrame, dict]:
+    """Forecast of the test leads of a single-table model (no dates to backtest by): all and per model tier."""
+    forecast = forecast_table(scored["probability"], groups=scored["model_tier"], actual=scored["label"], level=level)
+    order = {"all": 0, **{tier: i + 1 for i, tier in enumerate(TIERS)}}
+    forecast = (forecast.assign(_order=forecast["group"].map(order)).sort_values("_order", kind="stable")
+                .drop(columns="_order").reset_index(drop=True))
+    overall = forecast[forecast["group"].eq("all")]
+    return forecast, {"forecast_inside_share": float(overall["inside"].mean()),
+                      "forecast_expected_per_actual": float(overall["expected_conversions"].sum()
+                                                            / max(overall["actual_conversions"].sum(), 1))}
+
+
+def _table_rows(leads: pd.DataFrame, labels: pd.Series, config, split_kind: str) -> pd.DataFrame:
+    """The labelled leads of a single-table model with the split training drew (see ``train_on_table``)."""
+    labelled = labels.notna().to_numpy()
+    kept = leads.loc[labelled].reset_index(drop=True)
+    y = pd.Series(labels[labelled].astype(int).to_numpy())
+    if split_kind == "time":
+        if "created_at" not in kept.columns:
+            raise ValueError("The model was split by creation date, but this lead table has no creation date.")
+        split = time_ordered_split(kept["created_at"], shares=config.lead_shares)
+    else:
+        split = stratified_split(y, shares=config.lead_shares, seed=config.seed)
+    return pd.DataFrame({"lead_id": kept["lead_id"], "as_of": pd.NaT, "label": y, "split": split})
+
+
+def _check_rule_columns(rules: PointsRules, inputs: pd.DataFrame) -> None:
+    """Every column an attribute rule reads must be in the data: one line naming rule and column otherwise."""
+    for rule in rules.attributes:
+        if rule.column not in inputs.columns:
+            available = sorted(column for column in inputs.columns if not column.startswith(("events_", "decayed_",
+                                                                                           "days_since_")))
+            raise RulesError(f"{rules.source}: attribute rule {rule.name!r} reads column {rule.column!r}, which "
+                             f"this data does not have; columns rules may use: {', '.join(available)}.")
 
 
 def _level_history(leads, deals, as_of_dates, windows, config, data_end) -> pd.DataFrame:

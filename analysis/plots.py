@@ -21,7 +21,7 @@ def reliability_figure(y_true, probability, *, n_bins: int = 10, title: str = "R
     axis.set_title(title)
     axis.legend()
     figure.tight_layout()
-    return figure
+    return _detached(figure)
 
 
 def gains_figure(y_true, scores: dict, *, title: str = "Cumulative gains on the test split"):
@@ -40,7 +40,7 @@ def gains_figure(y_true, scores: dict, *, title: str = "Cumulative gains on the 
     axis.set_title(title)
     axis.legend(loc="lower right")
     figure.tight_layout()
-    return figure
+    return _detached(figure)
 
 
 def tier_conversion_figure(tiers, *, title: str = "Conversion by tier on the test split"):
@@ -62,10 +62,13 @@ def tier_conversion_figure(tiers, *, title: str = "Conversion by tier on the tes
                           ha="center", va="bottom", fontsize=7)
     axis.set_xticks(np.arange(len(names)), names)
     axis.set_ylabel("conversion rate (leads on bars)")
+    from matplotlib.ticker import PercentFormatter
+
+    axis.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
     axis.set_title(title)
     axis.legend()
     figure.tight_layout()
-    return figure
+    return _detached(figure)
 
 
 def score_points_figure(probability, points, y_true, *, title: str = "Model probability vs. rule points"):
@@ -83,36 +86,76 @@ def score_points_figure(probability, points, y_true, *, title: str = "Model prob
     axis.set_title(title)
     axis.legend(loc="lower right")
     figure.tight_layout()
-    return figure
+    return _detached(figure)
 
 
-def forecast_figure(forecast, *, title: str = "Forecast vs. actual conversions (test window)"):
-    """Expected conversions with their interval and the actual count, per forecast date and group."""
+def forecast_figure(forecast, *, title: str = "Forecast vs. actual conversions on the test leads"):
+    """Expected conversions with their interval and the actual count: one panel per tier, forecast dates across.
+
+    Without forecast dates (a single-table model) one panel holds every tier side by side.
+    """
     plt = _pyplot()
-    labels = [f"{row.as_of}\n{row.group}" for row in forecast.itertuples()]
-    x = np.arange(len(forecast))
-    expected = forecast["expected_conversions"].to_numpy()
-    figure, axis = plt.subplots(figsize=(max(6, 0.6 * len(x)), 4.5))
-    axis.errorbar(x - 0.12, expected, yerr=[expected - forecast["low"], forecast["high"] - expected], fmt="o",
-                  capsize=4, label="calibrated probabilities (Poisson-binomial)")
-    if "expected_adjusted" in forecast:
-        adjusted = forecast["expected_adjusted"].to_numpy()
-        axis.errorbar(x + 0.12, adjusted, yerr=[adjusted - forecast["low_adjusted"], forecast["high_adjusted"] - adjusted],
-                      fmt="s", capsize=4, label="level-checked on recent history")
-    if "actual_conversions" in forecast:
-        axis.scatter(x, forecast["actual_conversions"], marker="x", color="black", zorder=3, label="actual")
-    axis.set_xticks(x, labels, fontsize=7)
-    axis.set_ylabel("conversions within the horizon")
-    axis.set_title(title)
-    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
-    figure.tight_layout()
-    return figure
+    groups = list(dict.fromkeys(forecast["group"]))
+    dated = "as_of" in forecast
+    panels = groups if dated else ["all tiers"]
+    columns = min(2, len(panels))
+    rows = int(np.ceil(len(panels) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(6 * columns, 3.6 * rows), squeeze=False)
+    for axis, panel in zip(axes.ravel(), panels):
+        part = forecast[forecast["group"].eq(panel)] if dated else forecast
+        x = np.arange(len(part))
+        expected = part["expected_conversions"].to_numpy()
+        axis.errorbar(x - 0.1, expected, yerr=[expected - part["low"], part["high"] - expected], fmt="o", capsize=4,
+                      label="expected (calibrated), 90 % interval")
+        if "expected_adjusted" in part:
+            adjusted = part["expected_adjusted"].to_numpy()
+            axis.errorbar(x + 0.1, adjusted, yerr=[adjusted - part["low_adjusted"], part["high_adjusted"] - adjusted],
+                          fmt="s", capsize=4, label="expected (level-checked)")
+        if "actual_conversions" in part:
+            axis.scatter(x, part["actual_conversions"], marker="x", s=60, color="black", zorder=3, label="actual")
+        names = ([_short_date(value) for value in part["as_of"]] if dated
+                 else ["all tiers" if group == "all" else group for group in part["group"]])
+        axis.set_xticks(x, names, fontsize=8, rotation=30 if dated and len(x) > 4 else 0)
+        axis.set_xlim(-0.6, len(x) - 0.4)
+        axis.set_ylim(bottom=0)
+        axis.set_title("all tiers" if panel == "all" else panel if dated else "", fontsize=10)
+        axis.set_ylabel("conversions")
+        if dated:
+            axis.set_xlabel("forecast date")
+    for axis in axes.ravel()[len(panels):]:
+        axis.set_visible(False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
+    return _detached(figure)
+
+
+def _short_date(value) -> str:
+    import pandas as pd
+
+    return pd.Timestamp(value).strftime("%d %b %Y")
 
 
 def _pyplot():
-    import matplotlib
+    """pyplot with whatever backend the session chose: inline in a notebook, Agg on a machine without a display.
 
-    matplotlib.use("Agg")  # batch jobs and CI have no display
+    No backend is forced here: forcing Agg would leave notebooks printing ``<Figure ...>``
+    instead of the picture. matplotlib itself falls back to Agg when there is no display.
+    """
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _detached(figure):
+    """The figure, no longer tracked by pyplot: shown once where a notebook cell returns it, never twice.
+
+    pyplot's inline backend shows every figure still open at the end of a cell; a figure a
+    report builds and keeps in a dict would otherwise appear in the cell that built it as well.
+    A detached figure still renders, saves and displays as the value of a cell.
+    """
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return figure

@@ -1,13 +1,26 @@
-"""The comparison report: a self-contained HTML page (pictures embedded) and its tables as CSV."""
+"""The comparison report: a self-contained HTML page for people (pictures embedded) and its tables as CSV.
+
+The CSVs keep the raw columns and decimals (for spreadsheets); the page shows labels in words,
+percentages, money with thousands separators and intervals in brackets.
+"""
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from analysis import html as report_html
+from analysis.html import money, percent
+
 FIGURES = ("cumulative_gains", "tier_conversion", "score_vs_points", "forecast")
+INTERVAL_WORDS = {
+    "roc_auc_difference": "ROC AUC, model minus rules",
+    "sql_conversion_difference": "SQL conversion at equal volume, model minus rules",
+    "model_sql_conversion": "SQL conversion at equal volume, model",
+    "rules_sql_conversion": "SQL conversion, rules",
+}
 
 
 def comparison_figures(comparison) -> dict:
@@ -32,81 +45,185 @@ def write_report(comparison, figures: dict, out_dir) -> Path:
     for name, table in comparison.tables.items():
         table.to_csv(out_dir / f"{name}.csv", index=False)
     path = out_dir / "report.html"
-    path.write_text(render_html(comparison, figures))
+    path.write_text(render_html(comparison, figures), encoding="utf-8")
     return path
 
 
 def headline(comparison) -> str:
-    """One paragraph: AUC of each scorer and SQL conversion at equal volume."""
+    """One paragraph: AUC of each scorer and SQL conversion at equal volume, with bootstrap intervals."""
     m = comparison.metrics
-    text = (f"ROC AUC: model {m['model_roc_auc']:.3f}, rules {m['rules_roc_auc']:.3f}")
+    text = f"ROC AUC: model {m['model_roc_auc']:.3f}, rules {m['rules_roc_auc']:.3f}"
     if "learned_points_roc_auc" in m:
         text += (f", learned points table {m['learned_points_roc_auc']:.3f} "
                  f"({m['learned_points_roc_auc'] / m['model_roc_auc']:.3f}x the model)")
+    intervals = _intervals(comparison)
+    if "roc_auc_difference" in intervals:
+        text += f"; model minus rules {_signed(intervals['roc_auc_difference'], '{:+.3f}')}"
     tiers = comparison.tables["tiers"].set_index(["scorer", "tier"])
     rules, model = tiers.loc[("rules", "SQL")], tiers.loc[("model at equal volume", "SQL")]
-    text += (f". SQL conversion at equal volume ({int(rules['leads']):,} SQLs): model {model['conversion_rate']:.1%}, "
-             f"rules {rules['conversion_rate']:.1%} (base rate {m['test_base_rate']:.1%}).")
-    return text
+    text += (f". SQL conversion at equal volume ({int(rules['leads']):,} SQLs): model {percent(model['conversion_rate'])}, "
+             f"rules {percent(rules['conversion_rate'])}")
+    if "sql_conversion_difference" in intervals:
+        text += f" (difference {_signed(intervals['sql_conversion_difference'], 'points')})"
+    return text + f"; base rate {percent(m['test_base_rate'])}."
 
 
 def render_html(comparison, figures: dict) -> str:
     """The report as one HTML string; pictures are base64 PNGs, so the file travels alone."""
-    p = comparison.params
-    tables = comparison.tables
+    p, m, tables = comparison.params, comparison.metrics, comparison.tables
+    figure = report_html.figure
+    unit = "snapshots" if "as_of" in comparison.scored else "leads"
+    if p.get("window_test_first"):
+        scope = (f"Test snapshots {p['window_test_first']} .. {p.get('window_test_last', '')}: "
+                 f"{m['test_rows']:,} snapshots of leads the model never saw, horizon {p.get('horizon_days', '')} days")
+    else:
+        scope = f"{m['test_rows']:,} test leads the model never saw ({p.get('split', '')} split)"
     parts = [
         "<h1>Model vs. points rules</h1>",
-        f"<p>Test snapshots {html.escape(p.get('window_test_first', ''))} .. "
-        f"{html.escape(p.get('window_test_last', ''))}, {comparison.metrics['test_rows']:,} snapshots, "
-        f"horizon {p.get('horizon_days', '')} days; rules: {html.escape(str(p.get('rules', '')))}.</p>",
-        f"<p class='headline'>{html.escape(headline(comparison))}</p>",
-        "<h2>Ranking: AUC, lift and capture</h2>", _table(tables["auc"]), _table(tables["lift"]),
-        _figure(figures, "cumulative_gains"),
-        "<h2>Tiers</h2><p>Each scorer's own tiers, and the model's tiers sized to the rules' tier counts "
-        "(<em>model at equal volume</em>): the fair comparison of what sales would receive.</p>",
-        _table(tables["tiers"]), _figure(figures, "tier_conversion"),
+        report_html.paragraph(f"{scope}; rules: {p.get('rules', '')}."),
+        report_html.paragraph(headline(comparison), css="headline"),
+        "<h2>Is the difference more than noise?</h2>",
+        report_html.paragraph(f"Intervals from {p.get('bootstrap_resamples', 0)} bootstrap resamples of the test "
+                              f"leads (a lead's {unit} stay together). An interval that excludes zero means the "
+                              "difference is unlikely to be luck of this test set."),
+        _interval_table(tables["intervals"]) if "intervals" in tables else "",
+        "<h2>Ranking: AUC, lift and capture</h2>",
+        report_html.table(tables["auc"], formats={"roc_auc": "probability", "pr_auc": "probability"},
+                          labels={"roc_auc": "ROC AUC", "pr_auc": "PR AUC (average precision)"}),
+        _lift_table(tables["lift"]),
+        figure(figures, "cumulative_gains"),
+        "<h2>Tiers</h2>",
+        report_html.paragraph("Each scorer's own tiers, and the model's tiers sized to the rules' tier counts "
+                              "(model at equal volume): the fair comparison of what sales would receive."),
+        report_html.table(tables["tiers"], formats={"conversion_rate": "percent", "share_of_conversions": "percent"},
+                          labels={"conversion_rate": "conversion", "share_of_conversions": "share of all conversions"}),
+        figure(figures, "tier_conversion"),
         "<h2>Where they agree: rule tier x model tier</h2>",
-        "<p>Model at its own thresholds:</p>", _table(crosstab_grid(tables["crosstab"])),
-        "<p>Model at equal volume:</p>", _table(crosstab_grid(tables["crosstab_equal_volume"])),
-        _figure(figures, "score_vs_points"),
-        "<h2>Leads they disagree on most</h2><p>rank_gap is the model's percentile rank minus the rules' "
-        "(positive: the model rates the lead higher).</p>", _table(tables["disagreements"]),
-        "<h2>Forecast backtest</h2><p>Expected conversions within the horizon per forecast date and model "
-        "tier: the sum of calibrated probabilities with its exact Poisson-binomial 90 % interval (outcome "
-        "noise only), and the same after a level check (<em>_adjusted</em>): one log-odds shift that makes "
-        "the probabilities add up to what happened on earlier snapshots of held-out leads whose horizon "
-        "ended before the forecast date, its interval widened by how well that history knows the level. "
-        f"History: {comparison.metrics.get('forecast_history_rows', 0):,} snapshots, actual / expected "
-        f"{comparison.metrics.get('forecast_history_actual_per_expected', float('nan')):.2f}. Then what "
-        "actually happened.</p>",
-        _table(tables["forecast"]), _figure(figures, "forecast"),
+        report_html.paragraph("Rows are the rules' tiers, columns the model's; each cell is the conversion of its "
+                              "leads (and how many leads). Model at its own thresholds:"),
+        report_html.table(crosstab_grid(tables["crosstab"])),
+        report_html.paragraph("Model at equal volume:"),
+        report_html.table(crosstab_grid(tables["crosstab_equal_volume"])),
+        figure(figures, "score_vs_points"),
+        "<h2>Leads they disagree on most</h2>",
+        report_html.paragraph("Both ways: leads the model ranks far above the rules (leads the rules miss), and "
+                              "leads the rules rank far above the model, each with converted and non-converted "
+                              "leads. The rank gap is the model's percentile rank minus the rules', in points."),
+        _disagreement_table(tables["disagreements"]),
+        "<h2>Forecast backtest</h2>",
+        report_html.paragraph(_forecast_text(comparison)),
+        figure(figures, "forecast"),
+        _forecast_display(tables["forecast"]),
     ]
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;font-size:12px;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-             ".headline{font-size:1.15em;background:#f3f6fa;padding:.8em}img{max-width:100%}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Model vs. points rules</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+    return report_html.page("Model vs. points rules", parts)
 
 
 def crosstab_grid(crosstab):
     """Cells as 'conversion (leads)', rule tiers down, model tiers across."""
-    cells = crosstab.assign(cell=[f"{rate:.1%} ({leads:,})" if leads else "-"
+    cells = crosstab.assign(cell=[f"{percent(rate)} ({leads:,})" if leads else "-"
                                   for rate, leads in zip(crosstab["conversion_rate"], crosstab["leads"])])
     table = cells.pivot(index="rule_tier", columns="model_tier", values="cell")
     table.index.name, table.columns.name = "rules \\ model", None
     return table.reset_index()
 
 
-def _table(frame) -> str:
-    return frame.to_html(index=False, float_format=lambda value: f"{value:.3f}", border=0, escape=True)
+def forecast_display(forecast: pd.DataFrame) -> pd.DataFrame:
+    """The forecast table for people: intervals in brackets, money formatted, fewer and named columns."""
+    rows = {}
+    if "as_of" in forecast:
+        rows["forecast date"] = forecast["as_of"]
+    rows["leads of"] = forecast["group"].map(lambda g: "all tiers" if g == "all" else g)
+    rows["leads"] = forecast["leads"].map(lambda v: f"{int(v):,}")
+    rows["expected conversions [90 % interval]"] = [
+        f"{e:,.0f} [{lo:,}\u2013{hi:,}]" for e, lo, hi in zip(forecast["expected_conversions"], forecast["low"],
+                                                              forecast["high"])]
+    if "expected_adjusted" in forecast:
+        rows["level-checked [90 % interval]"] = [
+            f"{e:,.0f} [{lo:,}\u2013{hi:,}]" for e, lo, hi in zip(forecast["expected_adjusted"],
+                                                                  forecast["low_adjusted"], forecast["high_adjusted"])]
+    if "actual_conversions" in forecast:
+        rows["actual conversions"] = forecast["actual_conversions"].map(lambda v: f"{int(v):,}")
+        rows["actual inside interval"] = forecast["inside"].map(lambda v: "yes" if v else "no")
+    if "expected_revenue" in forecast and forecast["expected_revenue"].notna().any():
+        rows["expected revenue [90 % interval]"] = [
+            f"{money(e)} [{money(lo)}\u2013{money(hi)}]" for e, lo, hi in zip(
+                forecast["expected_revenue"], forecast["revenue_low"], forecast["revenue_high"])]
+    if "actual_revenue" in forecast and forecast["actual_revenue"].notna().any():
+        rows["actual revenue"] = forecast["actual_revenue"].map(money)
+    return pd.DataFrame(rows)
 
 
-def _figure(figures: dict, name: str) -> str:
-    figure = figures.get(name)
-    if figure is None:
-        return ""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f"<p><img alt='{name}' src='data:image/png;base64,{encoded}'></p>"
+def _forecast_display(forecast: pd.DataFrame) -> str:
+    return report_html.table(forecast_display(forecast))
+
+
+def _forecast_text(comparison) -> str:
+    m = comparison.metrics
+    text = ("Expected conversions within the horizon per model tier: the sum of calibrated probabilities with its "
+            "exact Poisson-binomial 90 % interval (outcome noise only), then what actually happened.")
+    if "forecast_history_rows" in m:
+        text += (" Level-checked: one log-odds shift that makes the probabilities add up to what happened on "
+                 "earlier snapshots of held-out leads whose horizon ended before the forecast date, its interval "
+                 f"widened by how well that history knows the level (history: {m['forecast_history_rows']:,} "
+                 f"snapshots, actual / expected {m.get('forecast_history_actual_per_expected', float('nan')):.2f}).")
+    return text
+
+
+def _lift_table(lift: pd.DataFrame) -> str:
+    frame = lift.assign(top_share=lift["top_share"].map(lambda v: f"top {percent(v, decimals=0)}"))
+    return report_html.table(frame, formats={"conversion_rate": "percent", "lift": "ratio", "capture": "percent"},
+                             labels={"top_share": "leads called", "conversion_rate": "conversion",
+                                     "lift": "lift over base rate", "capture": "share of conversions captured"})
+
+
+def _interval_table(intervals: pd.DataFrame) -> str:
+    rows = []
+    for row in intervals.itertuples():
+        style = "{:+.3f}" if row.metric == "roc_auc_difference" else (
+            "points" if row.metric.endswith("difference") else "percent")
+        rows.append({"measure": INTERVAL_WORDS.get(row.metric, row.metric),
+                     "estimate": _format(row.estimate, style),
+                     f"{row.level:.0%} interval": (f"{_format(row.low, style)} to {_format(row.high, style)}"
+                                                   if np.isfinite(row.low) else "\u2013")})
+    return report_html.table(pd.DataFrame(rows))
+
+
+def _disagreement_table(table: pd.DataFrame) -> str:
+    shown = table.assign(
+        lead_id=table["lead_id"].astype(str),  # an identifier, not an amount: no thousands separators
+        label=table["label"].map(lambda v: "converted" if v == 1 else "did not convert"),
+        probability=table["probability"].map(lambda v: percent(v)),
+        rank_gap=table["rank_gap"].map(lambda v: f"{v * 100:+.0f}"),
+        points=table["points"].map(lambda v: f"{v:,.0f}"),
+    )
+    if "as_of" in shown:
+        shown["as_of"] = pd.to_datetime(shown["as_of"]).dt.strftime("%Y-%m-%d")
+    return report_html.table(shown, labels={
+        "lead_id": "lead", "as_of": "as of", "label": "outcome", "rank_gap": "rank gap", "probability":
+        "model probability", "model_tier": "model tier", "points": "rule points", "rule_tier": "rule tier",
+        "rule_reasons": "rules that gave most points", "model_reasons": "model's strongest factors"})
+
+
+def _intervals(comparison) -> dict:
+    table = comparison.tables.get("intervals")
+    if table is None:
+        return {}
+    return {row.metric: row for row in table.itertuples()}
+
+
+def _signed(row, style: str) -> str:
+    text = _format(row.estimate, style)
+    if np.isfinite(row.low):
+        text += f", {row.level:.0%} interval {_format(row.low, style)} to {_format(row.high, style)}"
+    return text
+
+
+def _format(value, style: str) -> str:
+    if value is None or not np.isfinite(value):
+        return "\u2013"
+    if style == "points":
+        return f"{value * 100:+.1f} points"
+    if style == "percent":
+        return percent(value)
+    return style.format(value)
+

@@ -6,7 +6,11 @@ kept-alive connection (closed loop: requests/s = 1 / mean latency). Our service 
 twice: with built feature rows (the very payload MLflow gets) and with raw attributes + events
 (features built per request). Each run is bounded by ``--requests`` and ``--seconds``.
 
-    python benchmarks/bench_http.py [--requests 2000] [--seconds 20] [--leads 3000]
+Then throughput: 16 clients at once (``--clients``), each on its own kept-alive connection,
+against ``serve.py http --workers 1`` and ``--workers 2`` started one after the other; it prints
+requests/s of each and their ratio (target: at least 1.6x with the second worker).
+
+    python benchmarks/bench_http.py [--requests 2000] [--seconds 20] [--leads 3000] [--clients 16]
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ import pandas as pd
 
 PROJECT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
-TARGETS = {"p50_ms": 5.0, "p99_ms": 15.0, "speedup": 3.0}
+EVENTS_PER_LEAD = 20
+#: The issue's goals for one lead with 20 events over loopback.
+TARGETS = {"p50_ms": 3.0, "p99_ms": 10.0, "speedup": 5.0}
 
 
 def main(argv=None) -> int:
@@ -36,6 +42,7 @@ def main(argv=None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="requests per measurement (after warm-up)")
     parser.add_argument("--seconds", type=float, default=20.0, help="time cap per measurement")
     parser.add_argument("--leads", type=int, default=3000, help="synthetic leads to train on")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the throughput runs")
     args = parser.parse_args(argv)
     if args.requests <= 0 or args.seconds <= 0:
         parser.error("--requests and --seconds must be positive")
@@ -53,12 +60,13 @@ def main(argv=None) -> int:
         model_uri, as_of, raw_payloads, feature_rows, columns = _train_and_sample(scratch, args.leads)
         print(f"trained and registered a model on {args.leads:,} synthetic leads in "
               f"{time.perf_counter() - started:.0f} s ({model_uri})", flush=True)
+        stages = _stages_in_process(model_uri, as_of, raw_payloads)
 
         ours_port, mlflow_port = _free_port(), _free_port()
         logs = [open(scratch / name, "wb") for name in ("ours.log", "mlflow.log")]
         servers = [
             subprocess.Popen([sys.executable, str(PROJECT / "serve.py"), "http", "--model", model_uri,
-                              "--host", HOST, "--port", str(ours_port)], cwd=scratch, env=env,
+                              "--host", HOST, "--port", str(ours_port), "--workers", "1"], cwd=scratch, env=env,
                              stdout=logs[0], stderr=subprocess.STDOUT),
             subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri,
                               "--env-manager", "local", "-h", HOST, "-p", str(mlflow_port)], cwd=scratch,
@@ -88,12 +96,22 @@ def main(argv=None) -> int:
                     server.kill()
             for log in logs:
                 log.close()
+        throughput = {workers: _throughput(workers, model_uri, raw_path, raw_bodies, scratch, env, args)
+                      for workers in (1, 2)}
 
     print(f"\nsingle-lead requests, one client, kept-alive connection, {HOST}, "
           f"{os.cpu_count()} cores ({args.requests:,} requests or {args.seconds:.0f} s each)")
     print(f"{'':38}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}")
     for name, run in runs.items():
         print(f"{name:38}{run['requests']:>9,}{run['p50_ms']:>9.2f}{run['p99_ms']:>9.2f}{run['rps']:>9,.0f}")
+    print(f"\n{args.clients} concurrent clients, single-lead requests with attributes + events "
+          f"({args.requests:,} requests or {args.seconds:.0f} s each)")
+    for workers, run in throughput.items():
+        print(f"serve.py http --workers {workers}: {run['rps']:8,.0f} req/s  (p50 {run['p50_ms']:.1f} ms, "
+              f"p99 {run['p99_ms']:.1f} ms, {run['requests']:,} requests, {run['pids']} worker pid(s) answered)")
+    print(f"2 workers / 1 worker: {throughput[2]['rps'] / throughput[1]['rps']:.2f}x (target >= 1.6x)")
+    print("\nwhere one lead's time goes, in process (p50 ms over the same leads): "
+          + ", ".join(f"{name} {value:.2f}" for name, value in stages.items()))
     anchor = runs["mlflow models serve, feature row"]["rps"]
     # Figures, not a gate: a busy shared machine moves them; the verdict line says where they stand.
     for name in ("serve.py http, feature row", "serve.py http, attributes + events"):
@@ -101,8 +119,8 @@ def main(argv=None) -> int:
         speedup = run["rps"] / anchor
         verdict = (run["p50_ms"] <= TARGETS["p50_ms"] and run["p99_ms"] <= TARGETS["p99_ms"]
                    and speedup >= TARGETS["speedup"])
-        print(f"{name}: {speedup:.1f}x mlflow's req/s -> "
-              f"{'meets' if verdict else 'MISSES'} p50 <= 5 ms, p99 <= 15 ms, >= 3x")
+        print(f"{name}: {speedup:.1f}x mlflow's req/s -> {'meets' if verdict else 'MISSES'} "
+              f"p50 <= {TARGETS['p50_ms']:g} ms, p99 <= {TARGETS['p99_ms']:g} ms, >= {TARGETS['speedup']:g}x")
     return 0
 
 
@@ -116,15 +134,21 @@ def _train_and_sample(scratch: Path, n_leads: int):
     crm = generate_crm(n_leads, months=15, seed=11)
     write_crm(crm, scratch)
     code = training_main(["train", "--leads", str(scratch / "leads.parquet"), "--events",
-                          str(scratch / "events.parquet"), "--deals", str(scratch / "deals.parquet")])
+                          str(scratch / "events.parquet"), "--deals", str(scratch / "deals.parquet"),
+                          "--report-out", str(scratch / "training_report")])
     if code:
         raise SystemExit("training the benchmark model failed")
     model_uri = "models:/lead-conversion@champion"
     bundle, _ = load_bundle(model_uri)
 
     as_of = pd.Timestamp(crm.end)
-    leads = crm.leads[crm.leads["created_at"] < as_of].sample(200, random_state=0)
-    events = crm.events[crm.events["lead_id"].isin(leads["lead_id"]) & (crm.events["occurred_at"] < as_of)]
+    # The issue's case: one lead with 20 events. Leads with at least 20 events before as_of, their latest 20.
+    seen = crm.events[crm.events["occurred_at"] < as_of].sort_values(["lead_id", "occurred_at"], kind="stable")
+    counts = seen["lead_id"].value_counts()
+    eligible = crm.leads[crm.leads["created_at"] < as_of]
+    eligible = eligible[eligible["lead_id"].isin(counts.index[counts >= EVENTS_PER_LEAD])]
+    leads = eligible.sample(min(200, len(eligible)), random_state=0)
+    events = seen[seen["lead_id"].isin(leads["lead_id"])].groupby("lead_id").tail(EVENTS_PER_LEAD)
     attributes = [c for c in leads.columns if c not in ("lead_id", "created_at")]
     by_lead = {lead_id: group for lead_id, group in events.groupby("lead_id")}
     raw = []
@@ -141,6 +165,29 @@ def _train_and_sample(scratch: Path, n_leads: int):
     columns = list(features.columns)
     rows = [[_plain(v) for v in row] for row in features.itertuples(index=False)]
     return model_uri, as_of, raw, rows, columns
+
+
+def _stages_in_process(model_uri: str, as_of, raw_payloads: list, rounds: int = 300) -> dict:
+    """p50 of each step of a single-lead request without HTTP: parsing, features, scoring with reasons."""
+    from models.lead_requests import Lead, lead_features
+    from training.tracking import load_bundle
+
+    bundle, _ = load_bundle(model_uri)
+    timings = {"parse": [], "features": [], "score with reasons": []}
+    for k in range(rounds):
+        payload = raw_payloads[k % len(raw_payloads)]
+        begin = time.perf_counter()
+        lead = Lead.model_validate(payload)
+        parsed = time.perf_counter()
+        features = lead_features(bundle.spec, [lead], as_of)
+        built = time.perf_counter()
+        bundle.score_with_reasons(features)
+        done = time.perf_counter()
+        if k >= 30:  # warm-up
+            timings["parse"].append(parsed - begin)
+            timings["features"].append(built - parsed)
+            timings["score with reasons"].append(done - built)
+    return {name: float(np.median(values)) * 1e3 for name, values in timings.items()}
 
 
 def _plain(value):
@@ -171,6 +218,69 @@ def _measure(port: int, path: str, bodies: list, args) -> dict:
     latencies = np.array(latencies) * 1e3
     return {"requests": len(latencies), "p50_ms": float(np.percentile(latencies, 50)),
             "p99_ms": float(np.percentile(latencies, 99)), "rps": len(latencies) / elapsed}
+
+
+def _throughput(workers: int, model_uri: str, path: str, bodies: list, scratch: Path, env: dict, args) -> dict:
+    """Start ``serve.py http --workers N``, then ``--clients`` threads post for --seconds or --requests in all."""
+    import threading
+
+    port = _free_port()
+    log_path = scratch / f"workers{workers}.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen([sys.executable, str(PROJECT / "serve.py"), "http", "--model", model_uri,
+                                   "--host", HOST, "--port", str(port), "--workers", str(workers)], cwd=scratch,
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.perf_counter() + 120
+            while log_path.read_text(errors="replace").count("worker ") < workers:
+                if server.poll() is not None or time.perf_counter() > deadline:
+                    raise SystemExit(f"serve.py http --workers {workers} did not start:\n"
+                                     f"{log_path.read_text(errors='replace')[-2000:]}")
+                time.sleep(0.2)
+            _wait_ready(server, port, "/health", log_path)
+            latencies, pids, lock = [], set(), threading.Lock()
+            start = threading.Barrier(args.clients + 1)
+
+            def client(k: int) -> None:
+                connection = http.client.HTTPConnection(HOST, port, timeout=60)
+                for body in bodies[k:k + 10]:  # warm-up, and the connection is open before the clock starts
+                    _post(connection, path, body)
+                connection.close()
+                start.wait()
+                # A fresh connection: the server closes ones idle past its keep-alive while others warm up.
+                connection = http.client.HTTPConnection(HOST, port, timeout=60)
+                deadline = time.perf_counter() + args.seconds
+                done = []
+                i = k
+                while time.perf_counter() < deadline and len(done) < max(1, args.requests // args.clients):
+                    begin = time.perf_counter()
+                    _post(connection, path, bodies[i % len(bodies)])
+                    done.append(time.perf_counter() - begin)
+                    i += args.clients
+                connection.request("GET", "/health")  # which worker this connection was served by
+                mine = json.loads(connection.getresponse().read())["pid"]
+                connection.close()
+                with lock:
+                    latencies.extend(done)
+                    pids.add(mine)
+
+            threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
+            for thread in threads:
+                thread.start()
+            start.wait()
+            began = time.perf_counter()
+            for thread in threads:
+                thread.join()
+            elapsed = time.perf_counter() - began
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    latencies = np.array(latencies) * 1e3
+    return {"requests": len(latencies), "rps": len(latencies) / elapsed, "pids": len(pids),
+            "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99))}
 
 
 def _post(connection, path: str, body: bytes) -> bytes:

@@ -39,6 +39,7 @@ _SECTIONS = {
     "events": {"file", "table", "query", "id", "timestamp", "type", "type_separator", "value", "types", "words", "max_types",
                "min_count", "min_share", "windows", "half_lives"},
     "deals": {"file", "table", "query", "id", "closed_at", "outcome", "won", "lost", "amount", "won_only", "lost_after"},
+    "runtime": {"threads"},
 }
 #: [training] duration keys -> TrainingConfig fields (the older *_days names are kept and mean the same).
 _TRAINING_SPANS = {"horizon": "horizon_days", "snapshot_every": "snapshot_every_days", "test_span": "test_days",
@@ -81,6 +82,9 @@ class ProjectConfig:
     post_outcome: tuple = ()
     keep: tuple = ()
     training: dict = field(default_factory=dict)
+    #: ``threads``: threads for LightGBM and BLAS (see ``models.threads``); --threads and
+    #: LEAD_SCORING_THREADS win over it.
+    runtime: dict = field(default_factory=dict)
     event_columns: EventColumns = field(default_factory=EventColumns)
     #: The event types that get columns: listed in the config, else None (learned from the data
     #: within ``vocabulary``'s limits, or the contract's twelve for a ``[data] events`` log).
@@ -215,7 +219,7 @@ def load_config(path) -> ProjectConfig:
     else:
         values = {"leads": located(data["leads"]), "events": located(data.get("events")),
                   "deals": located(data.get("deals"))}
-    values.update(training=training, source=str(path))
+    values.update(training=training, source=str(path), runtime=dict(raw.get("runtime", {})))
     for table, read_section in (("events", _event_values), ("deals", _deal_values)):
         if table in raw:
             section = raw[table]

@@ -43,6 +43,11 @@ FUNCTION_PATTERNS = (
 )
 
 
+#: Up to this many leads, values are parsed one by one in Python: pandas' per-call overhead, not
+#: the values, is most of a single HTTP lead's time. The result is the same (a test checks it).
+FEW_LEADS = 8
+
+
 def build_fit_features(leads: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """One row per lead: normalised categories, parsed job title, e-mail domain type, numbers, yes/no flags.
 
@@ -56,6 +61,8 @@ def build_fit_features(leads: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
         warnings.warn(f"The leads table lacks column(s) {absent} that the feature spec uses; their features "
                       "are treated as missing for every lead.", UserWarning, stacklevel=2)
         leads = leads.assign(**{column: np.nan for column in absent})
+    if len(leads) <= FEW_LEADS:
+        return _few_fit_features(leads, spec)
     columns = {}
     for column in spec.categorical_columns:
         columns[feature_name(column)] = normalise_category(leads[column], missing_tokens=spec.missing_tokens)
@@ -79,30 +86,77 @@ def build_fit_features(leads: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
 
 def parse_boolean(values: pd.Series) -> pd.Series:
     """'Yes' / 'no' / True / 0 ... -> 1.0 / 0.0; anything else (blank, 'Select') -> NaN."""
-    def parse(value):
-        if isinstance(value, (bool, np.bool_)):
-            return float(value)
-        return BOOLEAN_VALUES.get(str(value).strip().lower(), np.nan) if not _is_missing(value) else np.nan
-
-    return _map_unique(values, parse).astype(float)
+    return _map_unique(values, _boolean).astype(float)
 
 
 def normalise_category(values: pd.Series, *, missing_tokens=()) -> pd.Series:
     """Lower-case, trim and collapse blanks; placeholders such as 'Select' become missing."""
     missing = set(missing_tokens)
+    return _map_unique(values, lambda value: _category(value, missing))
 
-    def clean(value):
-        if not isinstance(value, str):
-            if _is_missing(value):
-                return None
-            # A code column read as float because of one blank (3.0) must match the same code as text (3).
-            if isinstance(value, (float, np.floating)) and float(value).is_integer():
-                value = int(value)
-            return clean(str(value))
-        text = " ".join(value.strip().lower().split())
-        return None if text in missing else text
 
-    return _map_unique(values, clean)
+def _boolean(value) -> float:
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    return BOOLEAN_VALUES.get(str(value).strip().lower(), np.nan) if not _is_missing(value) else np.nan
+
+
+def _category(value, missing: set):
+    if not isinstance(value, str):
+        if _is_missing(value):
+            return None
+        # A code column read as float because of one blank (3.0) must match the same code as text (3).
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)
+        return _category(str(value), missing)
+    text = " ".join(value.strip().lower().split())
+    return None if text in missing else text
+
+
+def _few_fit_features(leads: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """``build_fit_features`` for a handful of leads, value by value (same rules, no per-column pandas calls)."""
+    missing = set(spec.missing_tokens)
+    values = {column: leads[column].tolist() for column in dict.fromkeys(spec.source_columns.values())}
+
+    def labels(items):  # object, as the batch route gives: pandas would otherwise infer its string dtype
+        return pd.Series(items, index=leads.index, dtype=object)
+
+    columns = {}
+    for column in spec.categorical_columns:
+        columns[feature_name(column)] = labels([_category(v, missing) for v in values[column]])
+    if spec.job_title_column:
+        titles = [_category(v, missing) for v in values[spec.job_title_column]]
+        columns["seniority"] = labels([_seniority(t) for t in titles])
+        columns["job_function"] = labels([_job_function(t) for t in titles])
+    if spec.email_column:
+        columns["email_domain_type"] = labels([_email_domain_type(v) for v in values[spec.email_column]])
+    for column in spec.numeric_columns:
+        numbers = np.array([_number(v) for v in values[column]], dtype=float)
+        with np.errstate(invalid="ignore"):
+            columns[f"log_{feature_name(column)}"] = np.where(numbers >= 0, np.log1p(np.maximum(numbers, 0)), np.nan)
+    for column in spec.raw_numeric_columns:
+        columns[feature_name(column)] = np.array([_number(v) for v in values[column]], dtype=float)
+    for column in spec.boolean_columns:
+        columns[feature_name(column)] = np.array([_boolean(v) for v in values[column]], dtype=float)
+    return pd.DataFrame(columns, index=leads.index)
+
+
+def _number(value) -> float:
+    """One value as ``pd.to_numeric(errors="coerce")`` reads it."""
+    if value is None:
+        return np.nan
+    if isinstance(value, (int, float, np.integer, np.floating, bool, np.bool_)):
+        return float(value)
+    return float(pd.to_numeric(pd.Series([value], dtype=object), errors="coerce").to_numpy(dtype=float)[0])
+
+
+def _email_domain_type(email):
+    if not isinstance(email, str):
+        return None
+    found = re.search(r"@\s*([^@\s]+\.[^@\s]+)\s*$", email)
+    if found is None:
+        return None
+    return "free" if found.group(1).lower() in FREE_EMAIL_DOMAINS else "business"
 
 
 def parse_seniority(title: str | None) -> str | None:

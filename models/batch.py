@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,87 +15,157 @@ from features.build import build_features
 from features.snapshots import open_leads
 from features.timing import utc_now
 from models.history import with_previous
-from models.reasons import reason_columns
 
 REASON_COLUMNS = tuple(f"{side}_reason_{k}" for side in ("positive", "negative") for k in (1, 2, 3))
 SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "fit_score", "engagement_score", *REASON_COLUMNS,
                  "model_version", "as_of", "scored_at")
 
 
-def score_lead_base(bundle, leads: pd.DataFrame, events, *, as_of, out, deals: pd.DataFrame | None = None,
-                    model_version: str = "", thresholds=None, chunk_size: int = 200_000,
-                    explain: bool = True, progress=None, monitor=None, history=None,
-                    model_name: str = "") -> pd.Series:
-    """Score every lead open at ``as_of`` into ``out``; return the tier counts.
-
-    ``out`` is a .parquet or .csv path, or a sink: a context manager with ``write(frame)`` that
-    makes the output appear on a clean exit only (``crm.database.Database.write_table``).
+def score_lead_base(bundle, leads, events, *, as_of, out, deals: pd.DataFrame | None = None,
+                    model_version: str = "", thresholds=None, chunk_size: int = 100_000,
+                    explain: bool = True, progress=None, progress_bar: bool = False,
+                    timings: dict | None = None, monitor=None, history=None, model_name: str = "") -> pd.Series:
+    """Score every lead open at ``as_of`` into ``out`` (.parquet or .csv); return the tier counts.
 
     Beside probability, score and tier each row carries the fit and engagement sub-scores and up
     to three positive and three negative reasons as text ("requested a demo 3 days ago (+1.20)");
-    ``explain=False`` leaves those out, for speed (LightGBM's exact contributions cost about ten
-    times its prediction). ``monitor``, a :class:`models.monitoring.DriftMonitor`, counts each
-    chunk's features, probabilities and tiers for the drift report. ``history``, a
-    :class:`models.history.ScoreHistory`, adds each lead's previous score and trend to the output
-    and gets this run's rows (with ``model_name``) once the output is written.
-    Leads are processed in chunks so memory stays bounded by ``chunk_size``. The output is
-    written to a temporary file beside ``out`` and renamed at the end: a failed run leaves the
-    previous file untouched and no partial one.
+    ``explain=False`` leaves those out, for speed.
+
+    ``leads`` is a validated lead frame, or validated lead chunks (any iterable of frames, such as
+    ``crm.sources.StreamedLeads`` reading a Parquet file by record batch, a CSV by lines, or a
+    database cursor): ``chunk_size`` leads are read, their features built (only their events are
+    joined) and scored, and written before the next, so memory is bounded by the chunk, not by
+    the lead base. The output is written to a temporary file beside ``out`` and renamed at the
+    end: a failed run leaves the previous file untouched and no partial one.
+    ``progress`` is called with a line per chunk; ``progress_bar`` shows a tqdm bar on stderr.
+    ``timings``, when given, gets each stage's seconds added to it (``read``, ``features``,
+    ``prediction`` or ``contributions`` and ``reasons``, ``write``) and, for comparison, the
+    seconds of the model's bare prediction on the same rows (``bare_prediction``: one extra
+    prediction per chunk, so only for benchmarks).
+
+    ``out`` may also be a sink: a context manager with ``write(frame)`` and ``rows`` that makes the
+    output appear on a clean exit only (``crm.database.Database.write_table``). ``monitor``, a
+    :class:`models.monitoring.DriftMonitor`, counts each chunk's features, probabilities and tiers
+    for the drift report. ``history`` (:class:`models.history.ScoreHistory` or ``TableHistory``)
+    adds each lead's previous score and trend to the output and gets this run's rows (with
+    ``model_name``) once the output is written.
     """
     if chunk_size <= 0:
         raise ValueError(f"The 'chunk_size' parameter of score_lead_base must be positive. Got {chunk_size!r}.")
     sink = out if hasattr(out, "write") else _AtomicWriter(Path(out))
-    snapshots = open_leads(leads, deals, as_of)
     scored_at = utc_now().floor("s")
     started = time.perf_counter()
     counts = pd.Series(0, index=["SQL", "MQL", "nurture"], dtype=np.int64)
+    total = len(leads) if hasattr(leads, "__len__") else None
+    done = opened = 0
+    empty = None
+    clock = _Stages(timings)
     latest = history.latest() if history is not None else None
     # The history's run is entered first so it is left last: committed only once the output is in place.
-    with _history_run(history, scored_at) as history_writer, sink as writer:
-        for start in range(0, max(len(snapshots), 1), chunk_size):
-            chunk = snapshots.iloc[start:start + chunk_size]
-            features = build_features(chunk, leads, events, bundle.spec)
-            if explain:
-                scores, reasons = bundle.score_with_reasons(features, thresholds=thresholds)
-                columns = reason_columns(reasons)
-            else:
-                scores, columns = bundle.score(features, thresholds=thresholds), {}
-            frame = pd.DataFrame({
-                "lead_id": chunk["lead_id"].to_numpy(),
-                **{column: scores[column].to_numpy() for column in scores.columns},
-                **columns,
-                "model_version": model_version,
-                "as_of": chunk["as_of"].to_numpy(),
-                "scored_at": scored_at,
-            })
-            if monitor is not None:
-                monitor.add(features, frame["probability"], frame["tier"])
+    with _history_run(history, scored_at) as history_writer, sink as writer, _bar(total, progress_bar) as bar:
+        for lead_chunk in clock.timed("read", _lead_chunks(leads, chunk_size)):
+            # The chunk's own deals only: sorting every deal of the base per chunk cost seconds.
+            chunk_deals = deals[deals["lead_id"].isin(lead_chunk["lead_id"])] if deals is not None else None
+            snapshots = open_leads(lead_chunk, chunk_deals, as_of)
+            frame = _score_chunk(bundle, snapshots, lead_chunk, events, explain=explain, thresholds=thresholds,
+                                 model_version=model_version, scored_at=scored_at, timings=timings, monitor=monitor)
             if latest is not None:
                 frame = with_previous(frame, latest)
-            writer.write(frame)
-            if history_writer is not None:
-                history_writer.write(frame.assign(model_name=model_name))
+            if len(frame):
+                with clock("write"):
+                    writer.write(frame)
+                if history_writer is not None:
+                    history_writer.write(frame.assign(model_name=model_name))
+            else:  # written only if nothing else is: an empty frame's columns carry no types
+                empty = frame
             counts = counts.add(frame["tier"].value_counts(), fill_value=0).astype(np.int64)
+            done, opened = done + len(lead_chunk), opened + len(frame)
+            bar.update(len(lead_chunk))
             if progress:
-                done = start + len(chunk)
                 elapsed = time.perf_counter() - started
-                progress(f"scored {done:,}/{len(snapshots):,} open leads "
-                         f"({done / max(len(snapshots), 1):.0%}, {done / max(elapsed, 1e-9):,.0f} leads/s)")
+                share = f"{done / total:.0%}, " if total else ""
+                progress(f"read {done:,}{f'/{total:,}' if total else ''} leads ({share}{opened:,} open, scored; "
+                         f"{done / max(elapsed, 1e-9):,.0f} leads/s)")
+        if writer.rows == 0 and empty is not None:
+            writer.write(empty)
     return counts
 
 
-@contextlib.contextmanager
-def _history_run(history, scored_at):
-    """This run's history writer (None without a history): committed on a clean exit, else discarded."""
-    if history is None:
-        yield None
-        return
-    writer = history.writer(scored_at)
-    try:
-        yield writer
-        writer.commit()
-    finally:
-        writer.discard()
+def _score_chunk(bundle, snapshots, leads, events, *, explain, thresholds, model_version, scored_at,
+                 timings=None, monitor=None) -> pd.DataFrame:
+    clock = _Stages(timings)
+    with clock("features"):
+        features = build_features(snapshots, leads, events, bundle.spec)
+    if explain:
+        scores, columns = bundle.score_with_reason_columns(features, thresholds=thresholds, timings=timings)
+    else:
+        with clock("prediction"):
+            scores, columns = bundle.score(features, thresholds=thresholds), {}
+    if timings is not None:
+        with clock("bare_prediction"):
+            bundle.predict_probability(features)
+    if monitor is not None and len(features):
+        monitor.add(features, scores["probability"], scores["tier"])
+    return pd.DataFrame({
+        "lead_id": snapshots["lead_id"].to_numpy(),
+        **{column: scores[column].to_numpy() for column in scores.columns},
+        **columns,
+        "model_version": model_version,
+        "as_of": snapshots["as_of"].to_numpy(),
+        "scored_at": scored_at,
+    })
+
+
+class _Stages:
+    """Seconds per stage added into a dict (nothing when the dict is None)."""
+
+    def __init__(self, timings: dict | None):
+        self.timings = timings
+
+    @contextmanager
+    def __call__(self, stage: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.timings is not None:
+                self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - started
+
+    def timed(self, stage: str, iterable):
+        """Iterate, counting the time spent getting each item (reading a chunk) to ``stage``."""
+        iterator = iter(iterable)
+        while True:
+            with self(stage):
+                item = next(iterator, _END)
+            if item is _END:
+                return
+            yield item
+
+
+_END = object()
+
+
+def _lead_chunks(leads, rows: int):
+    """Chunks of at most ``rows`` leads from a frame or from an iterable of frames (re-cut if larger)."""
+    if isinstance(leads, pd.DataFrame):
+        parts = (leads,)
+    else:
+        parts = leads
+    yielded = False
+    for part in parts:
+        for start in range(0, len(part), rows):
+            yielded = True
+            yield part.iloc[start:start + rows] if len(part) > rows else part
+    if not yielded:  # an empty lead base still gets an (empty) output with the usual columns
+        yield leads if isinstance(leads, pd.DataFrame) else pd.DataFrame({"lead_id": [], "created_at": pd.Series(
+            [], dtype="datetime64[ns]")})
+
+
+def _bar(total, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=" leads", unit_scale=True, desc="scoring", disable=not enabled or None,
+                mininterval=1.0, leave=False)
 
 
 class _AtomicWriter:
@@ -142,3 +212,17 @@ class _AtomicWriter:
         finally:
             self.temporary.unlink(missing_ok=True)  # gone already after a successful rename
         return False
+
+
+@contextmanager
+def _history_run(history, scored_at):
+    """This run's history writer (None without a history): committed on a clean exit, else discarded."""
+    if history is None:
+        yield None
+        return
+    writer = history.writer(scored_at)
+    try:
+        yield writer
+        writer.commit()
+    finally:
+        writer.discard()

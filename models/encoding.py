@@ -8,6 +8,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 
+#: Up to this many rows a dict lookup per value beats building a pandas Categorical (one HTTP lead).
+_PER_VALUE_ROWS = 64
+
+
 class CategoryEncoder(TransformerMixin, BaseEstimator):
     """Turn string columns into pandas categoricals with levels learned in ``fit``.
 
@@ -69,8 +73,14 @@ class CategoryEncoder(TransformerMixin, BaseEstimator):
             block = values.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
         out[:, [position[column] for column in numeric]] = block
         for column, categories in self.categories_.items():
-            code = {category: float(i) for i, category in enumerate(categories)}
-            out[:, position[column]] = [code.get(value, np.nan) for value in X[column].to_numpy(dtype=object)]
+            values = X[column].to_numpy(dtype=object)
+            if len(values) > _PER_VALUE_ROWS:  # pandas' hash lookup; unknown and missing come back as -1
+                codes = pd.Categorical(values, categories=categories).codes.astype(float)
+                codes[codes < 0] = np.nan
+                out[:, position[column]] = codes
+            else:
+                code = {category: float(i) for i, category in enumerate(categories)}
+                out[:, position[column]] = [code.get(value, np.nan) for value in values]
         return out
 
     def get_feature_names_out(self, input_features=None):

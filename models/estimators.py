@@ -16,11 +16,15 @@ from models.encoding import CategoryEncoder
 NEVER_DAYS = 3650.0
 
 
-def make_candidates(spec: FeatureSpec, *, random_state=0) -> dict:
-    """Unfitted candidates by name; each is a Pipeline taking the frame ``build_features`` makes."""
+def make_candidates(spec: FeatureSpec, *, random_state=0, n_jobs: int | None = None) -> dict:
+    """Unfitted candidates by name; each is a Pipeline taking the frame ``build_features`` makes.
+
+    ``n_jobs``: LightGBM's threads; default: ``models.threads.resolve_threads()`` (the cores this
+    process may use, or the LEAD_SCORING_THREADS override).
+    """
     return {
         "logistic": make_logistic_regression(spec),
-        "lightgbm": make_lightgbm(spec, random_state=random_state),
+        "lightgbm": make_lightgbm(spec, random_state=random_state, n_jobs=n_jobs),
     }
 
 
@@ -52,9 +56,12 @@ def make_logistic_regression(spec: FeatureSpec, *, C=0.5) -> Pipeline:
     return Pipeline([("preprocess", preprocess), ("classifier", LogisticRegression(C=C, max_iter=3000))])
 
 
-def make_lightgbm(spec: FeatureSpec, *, random_state=0, n_estimators=600, learning_rate=0.03) -> Pipeline:
+def make_lightgbm(spec: FeatureSpec, *, random_state=0, n_estimators=600, learning_rate=0.03,
+                  n_jobs: int | None = None) -> Pipeline:
     """Gradient boosting with native categories and NaN handling; exact per-feature contributions."""
     from lightgbm import LGBMClassifier
+
+    from models.threads import resolve_threads
 
     classifier = LGBMClassifier(
         n_estimators=n_estimators,
@@ -72,7 +79,9 @@ def make_lightgbm(spec: FeatureSpec, *, random_state=0, n_estimators=600, learni
         min_data_per_group=50,
         cat_smooth=20,
         random_state=random_state,
-        n_jobs=2,
+        # Sized to the cores this process may use, not hard-coded: on a shared machine two threads
+        # beside busy processes made a 1.5 s fit take 44.7 s (see models/threads.py).
+        n_jobs=resolve_threads(n_jobs),
         verbose=-1,
     )
     encoder = CategoryEncoder(categorical_columns=tuple(spec.categorical_feature_names))

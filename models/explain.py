@@ -11,6 +11,7 @@ and the calibrated probability is the calibration map applied to that margin.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -19,6 +20,10 @@ import pandas as pd
 
 FIT, ENGAGEMENT = "fit", "engagement"
 _SMALL_BATCH = 256
+#: From this many rows LightGBM's contributions come from per-tree lookup tables (``models.treeshap``):
+#: building the tables costs about as much as ``pred_contrib`` on a few thousand rows.
+TABLE_MIN_ROWS = 4_096
+_tables = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -69,22 +74,60 @@ def feature_contributions(bundle, features: pd.DataFrame) -> tuple[pd.DataFrame,
     if hasattr(classifier, "booster_"):
         encoder = pipeline[0]
         codes = encoder.to_codes(features)
-        # OpenMP threads cost more than they save on a few rows, and stall when the cores are busy.
-        threads = {"num_threads": 1} if len(codes) < _SMALL_BATCH else {}
-        raw = classifier.booster_.predict(codes, pred_contrib=True, **threads)
+        tables = tree_tables(classifier.booster_) if len(codes) >= TABLE_MIN_ROWS else None
+        if tables is not None:
+            raw = tables.contributions(codes)
+        else:
+            # OpenMP threads cost more than they save on a few rows, and stall when the cores are busy.
+            threads = {"num_threads": 1} if len(codes) < _SMALL_BATCH else {}
+            raw = classifier.booster_.predict(codes, pred_contrib=True, **threads)
         return pd.DataFrame(raw[:, :-1], index=features.index, columns=names), raw[:, -1].copy()
     if hasattr(classifier, "coef_"):
-        preprocess = pipeline[:-1]
-        transformed = np.asarray(preprocess.transform(bundle.conform(features)), dtype=float)
-        terms = transformed * classifier.coef_[0]
-        owner = source_columns(pipeline[0])
-        grouped = np.zeros((len(features), len(names)))
-        position = {name: i for i, name in enumerate(names)}
-        np.add.at(grouped.T, np.array([position[o] for o in owner]), terms.T)
         base = np.full(len(features), float(classifier.intercept_[0]))
-        return pd.DataFrame(grouped, index=features.index, columns=names), base
+        if len(features) < _SMALL_BATCH:
+            # A few rows: per-column tables read off this pipeline (see models.linear_contributions);
+            # scikit-learn's per-call overhead would otherwise be most of a single lead's time.
+            from models.linear_contributions import linear_contributions
+
+            try:
+                values = linear_contributions(bundle, _linear_batch).contributions(features)
+            except (TypeError, ValueError):  # values the tables cannot take: the batch path decides
+                values = _linear_batch(bundle, features)
+            return pd.DataFrame(values, index=features.index, columns=names), base
+        return pd.DataFrame(_linear_batch(bundle, features), index=features.index, columns=names), base
     raise TypeError(f"Cannot explain a {type(classifier).__name__}: expected a LightGBM classifier "
                     "or a linear model with coef_.")
+
+
+def tree_tables(booster):
+    """The booster's TreeSHAP lookup tables, built on first use and kept as long as the booster lives;
+    None when its trees are too deep for tables (then ``pred_contrib`` it is)."""
+    from models.treeshap import TreeTables, supports
+
+    if booster not in _tables:
+        _tables[booster] = TreeTables(booster) if supports(booster) else None
+    return _tables[booster]
+
+
+def use_threads(model, threads: int) -> None:
+    """Let the calibrated model's LightGBM predict on ``threads`` threads (a loaded model keeps its training count)."""
+    classifier = _inner_pipeline(model)[-1]
+    if hasattr(classifier, "booster_"):
+        classifier.set_params(n_jobs=int(threads))
+
+
+def _linear_batch(bundle, features: pd.DataFrame) -> np.ndarray:
+    """The logistic pipeline's contributions through scikit-learn: coefficient x transformed value, per source."""
+    pipeline = _inner_pipeline(bundle.model)
+    classifier = pipeline[-1]
+    transformed = np.asarray(pipeline[:-1].transform(bundle.conform(features)), dtype=float)
+    terms = transformed * classifier.coef_[0]
+    owner = source_columns(pipeline[0])
+    names = bundle.spec.feature_names
+    grouped = np.zeros((len(features), len(names)))
+    position = {name: i for i, name in enumerate(names)}
+    np.add.at(grouped.T, np.array([position[o] for o in owner]), terms.T)
+    return grouped
 
 
 def calibration_map(model):

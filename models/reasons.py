@@ -111,6 +111,114 @@ def reason_columns(reasons, *, n: int = 3) -> dict:
     return columns
 
 
+def top_reason_columns(contributions: pd.DataFrame, features: pd.DataFrame, spec: FeatureSpec, *, n: int = 3,
+                       min_impact: float = MIN_IMPACT) -> dict:
+    """``reason_columns(top_reasons(...))`` for many rows at once: same texts, same order, as arrays.
+
+    The same ranking, vectorised; each factor's text is written once per distinct value of what
+    the text reads (days since are read as whole days, the trend as rising / flat / falling),
+    not once per lead: texts repeat heavily (25,622 distinct in 300,000 cells measured), and
+    the impact is formatted once per distinct cent value.
+    """
+    names, indicator = _family_matrix(spec, tuple(contributions.columns))
+    impact = contributions.to_numpy() @ indicator
+    rows = np.arange(len(impact))[:, None]
+    chosen = {}
+    for label, sign in (("positive", 1.0), ("negative", -1.0)):
+        order = np.argsort(-sign * impact, axis=1, kind="stable")[:, :n]
+        value = impact[rows, order]
+        chosen[label] = (order, value, sign * value >= min_impact)
+    # Text of each (row, factor) a reason needs, factor by factor.
+    text_id = np.full((len(impact), len(names)), -1, dtype=np.int64)
+    texts: list[str] = []
+    values = _Columns(features)
+    for k, name in enumerate(names):
+        needed = np.zeros(len(impact), dtype=bool)
+        for order, _, valid in chosen.values():
+            needed |= ((order == k) & valid).any(axis=1)
+        if not needed.any():
+            continue
+        where = np.flatnonzero(needed)
+        group, first = _distinct_inputs(features, _factor_inputs(name, spec, features.columns), where,
+                                        sub_day=_sub_day(spec))
+        text_id[where, k] = len(texts) + group
+        texts.extend(describe_factor(name, values.row(int(row)), spec) for row in where[first])
+    columns = {}
+    texts = np.array(texts + [""], dtype=object)
+    for label, (order, value, valid) in chosen.items():
+        ids = np.where(valid, text_id[rows, order], len(texts) - 1)
+        cells = _with_impacts(texts, ids, value, valid)
+        for j in range(n):
+            columns[f"{label}_reason_{j + 1}"] = cells[:, j] if j < cells.shape[1] else np.full(len(impact), "", object)
+    return columns
+
+
+def _factor_inputs(factor: str, spec: FeatureSpec, available) -> list[str]:
+    """The feature columns ``describe_factor`` reads for ``factor``."""
+    if factor in spec.event_keys_with_other:
+        inputs = [f"events_{factor}_total", f"days_since_{factor}", *(count_feature(factor, w) for w in spec.windows_days)]
+    elif factor == ACTIVITY:
+        inputs = ["events_any_total", "days_since_any_event", "active_days_30d"]
+    elif factor == TREND:
+        inputs = ["events_trend_30d"]
+    elif factor == CLICK_RATE:
+        inputs = ["email_click_rate"]
+    elif factor == LEAD_AGE:
+        inputs = ["lead_age_days"]
+    elif factor in spec.categorical_feature_names:
+        inputs = [factor]
+    elif f"log_{factor}" in spec.numeric_fit_feature_names:
+        inputs = [f"log_{factor}"]
+    else:
+        inputs = [factor]
+    return [name for name in inputs if name in set(available)]
+
+
+def _distinct_inputs(features: pd.DataFrame, inputs: list[str], where: np.ndarray, *, sub_day: bool = False):
+    """Group id of each row in ``where`` by what its text reads, and the position of each group's first row.
+
+    Days since are read only as whole days (``_ago``; under two days as whole minutes when the spec
+    tells sub-day times), the trend only against +-0.2: rows equal on those keys get the same
+    text, so they share one ``describe_factor`` call.
+    """
+    keys = {}
+    for name in inputs:
+        column = features[name].to_numpy()[where]
+        if name.startswith("days_since_") or name == "lead_age_days":
+            days = column.astype(float)
+            column = np.floor(days)
+            if sub_day:
+                keys[f"{name} (minutes)"] = np.where(days < 2, np.trunc(days * 1440), 0.0)
+        elif name == "events_trend_30d":
+            column = np.select([column > 0.2, column < -0.2], [1, -1], 0)
+        keys[name] = column
+    if not keys:
+        return np.zeros(len(where), dtype=np.int64), np.array([0])
+    group = pd.DataFrame(keys).groupby(list(keys), sort=False, dropna=False).ngroup().to_numpy()
+    _, first = np.unique(group, return_index=True)
+    return group, first
+
+
+def _with_impacts(texts: np.ndarray, ids: np.ndarray, impact: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``"text (+1.20)"`` cells (``""`` where not valid), each distinct (text, impact) written once."""
+    cents = np.rint(impact * 100.0)
+    # rint(x * 100) is the 2-decimal rounding Python's format applies unless x * 100 sits a hair
+    # from a .5 boundary; those rare cells are formatted one by one.
+    near_half = np.abs(np.abs(impact * 100.0 - np.trunc(impact * 100.0)) - 0.5) < 1e-6
+    cells = np.empty(ids.shape, dtype=object)
+    cells[~valid] = ""
+    exact = valid & ~near_half
+    if exact.any():
+        key = ids[exact] * 1_000_003 + (cents[exact].astype(np.int64) % 1_000_003)
+        distinct, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        made = np.array([f"{texts[i]} ({c / 100:+.2f})" for i, c in zip(ids[exact][first], cents[exact][first])],
+                        dtype=object)
+        cells[exact] = made[inverse.ravel()]
+    for row, column in zip(*np.nonzero(valid & near_half)):
+        cells[row, column] = f"{texts[ids[row, column]]} ({impact[row, column]:+.2f})"
+    return cells
+
+
 def feature_families(spec: FeatureSpec) -> dict:
     """Feature name -> factor: the source column, the event type's key, or one of the activity summaries.
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
+import threading
 from datetime import datetime
 
 import pandas as pd
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -22,6 +24,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from features.timing import naive_utc, utc_now
+from models.api_contract import (ERROR_RESPONSES, Health, ModelDescription, accepted_attributes, model_openapi,
+                                 needs_created_at, offline_docs, request_examples, utc_text)
 from models.lead_requests import InvalidLeads, Lead, lead_features, request_models
 
 #: Bytes a request body may have before the service answers 413 without reading on.
@@ -58,7 +62,7 @@ class LeadScore(BaseModel):
 
 class ScoreResponse(BaseModel):
     model_version: str
-    as_of: datetime
+    as_of: datetime = Field(description="The moment scored, in UTC with its zone.")
     results: list[LeadScore]
 
 
@@ -74,9 +78,16 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
                          f"Got {max_body_bytes!r} and {max_leads!r} instead.")
     version = str(identity.get("model_version", ""))
     description = describe_model(bundle, identity)
-    app = FastAPI(title="Lead scoring", version=version or "0",
-                  description="Calibrated conversion probability, score, tier, sub-scores and reasons per lead.")
+    # Per process: with several workers each answers for itself, so /health names its pid.
+    served = {"requests": 0, "leads": 0}
+    counting = threading.Lock()
+    started_at = utc_text(utc_now())
+    app = FastAPI(title="Lead scoring", version=version or "0", docs_url=None, redoc_url=None,
+                  description="Calibrated conversion probability, score, tier, sub-scores and reasons per lead. "
+                              "GET /model lists the attributes and event types this model reads.")
+    offline_docs(app, title="Lead scoring")
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+    examples = request_examples(bundle)
     authorised = _bearer_check(token)
 
     @app.exception_handler(RequestValidationError)
@@ -92,11 +103,15 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
         _log.exception("scoring failed")  # the process lives on; the client learns only that it failed
         return JSONResponse(status_code=500, content={"detail": f"internal error ({type(error).__name__})"})
 
-    @app.get("/health")
+    @app.get("/health", response_model=Health, responses={500: ERROR_RESPONSES[500]})
     async def health() -> dict:
-        return {"status": "ok", "model_version": version}
+        """This worker process: its model version, pid, start and what it scored so far."""
+        with counting:
+            return {"status": "ok", "model_version": version, "pid": os.getpid(), "started_at": started_at,
+                    "requests_scored": served["requests"], "leads_scored": served["leads"]}
 
-    @app.get("/model", dependencies=[Depends(authorised)])
+    @app.get("/model", response_model=ModelDescription, dependencies=[Depends(authorised)],
+             responses={status: ERROR_RESPONSES[status] for status in (401, 500)})
     async def model() -> dict:
         return description
 
@@ -111,10 +126,13 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
                 many, scores["probability"], scores["score"], scores["tier"], scores["fit_score"],
                 scores["engagement_score"], reasons)
         ]
+        with counting:
+            served["requests"] += 1
+            served["leads"] += len(many)
         # Built here, not validated again against ScoreResponse (which documents it): saves ~0.3 ms.
-        return JSONResponse({"model_version": version, "as_of": when.isoformat(), "results": results})
+        return JSONResponse({"model_version": version, "as_of": utc_text(when), "results": results})
 
-    async def score(leads: Lead | list[Lead],
+    async def score(leads: Lead | list[Lead] = Body(openapi_examples=examples),
                     as_of: datetime | None = Query(None, description="Score as of this time (default: now, UTC).")):
         many = leads if isinstance(leads, list) else [leads]
         if not many or len(many) > max_leads:
@@ -134,16 +152,21 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
     # The request schema names the model's own event types: annotate with this model's Lead.
     lead_model = request_models(bundle.spec)
     score.__annotations__["leads"] = lead_model | list[lead_model]
-    app.post("/score", response_model=ScoreResponse, dependencies=[Depends(authorised)])(score)
+    app.post("/score", response_model=ScoreResponse, dependencies=[Depends(authorised)],
+             responses=ERROR_RESPONSES)(score)
+    app.openapi = model_openapi(app, examples)
     return app
 
 
 def describe_model(bundle, identity: dict) -> dict:
-    """What ``GET /model`` shows: identity, training window, test metrics, tier thresholds."""
+    """What ``GET /model`` shows: identity, training window, test metrics, tier thresholds, accepted input."""
     params = bundle.metadata.get("params", {})
     uri = identity.get("model_uri", "")
-    window = {key: params[key] for key in ("as_of_first", "as_of_last", "data_end") if key in params}
-    window.update({key.removeprefix("window_"): value for key, value in params.items() if key.startswith("window_")})
+    window = {key: str(params[key]) for key in ("as_of_first", "as_of_last") if key in params}
+    if "data_end" in params:
+        window["data_end"] = utc_text(params["data_end"])
+    window.update({key.removeprefix("window_"): str(value) for key, value in params.items()
+                   if key.startswith("window_")})
     return {
         "name": identity.get("model_name"),
         "version": str(identity.get("model_version", "")),
@@ -157,7 +180,9 @@ def describe_model(bundle, identity: dict) -> dict:
         "metrics": {key: value for key, value in bundle.metadata.get("metrics", {}).items()},
         "thresholds": bundle.thresholds.as_dict(),
         "features": len(bundle.spec.feature_names),
+        "attributes": accepted_attributes(bundle.spec),
         "event_types": list(bundle.spec.event_types) if bundle.spec.event_log else [],
+        "needs_created_at": needs_created_at(bundle.spec),
     }
 
 

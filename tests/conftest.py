@@ -1,5 +1,11 @@
 import pytest
 
+from models.threads import sleep_while_waiting
+
+# As the command lines do: OpenMP threads (LightGBM's) sleep at barriers instead of spinning, which on
+# a busy 2-core machine made fits many times slower. Must happen before lightgbm is first imported.
+sleep_while_waiting()
+
 
 @pytest.fixture
 def mlflow_store(tmp_path, monkeypatch):

@@ -233,16 +233,16 @@ def test_a_run_killed_half_way_leaves_the_old_table_whole(trained_from_postgres,
 
     # A later run in small chunks, killed (SIGKILL: no clean-up code runs) after its first chunk is written.
     process = subprocess.Popen([sys.executable, str(SERVE), "score", "--db", postgres_url, *TABLES,
-                                "--as-of", "2026-03-15", "--chunk-size", "50", "--out", "old_scores"],
+                                "--as-of", "2026-03-15", "--chunk-size", "50", "--out", "old_scores", "--verbose"],
                                stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
         deadline = time.monotonic() + 120
         line, lines = "", []
-        while "scored 50/" not in line and time.monotonic() < deadline:
+        while "read 50/" not in line and time.monotonic() < deadline:
             line = process.stderr.readline()
             lines.append(line)
             assert line or process.poll() is None, f"the scoring run ended before its first chunk: {lines}"
-        assert "scored 50/" in line, "no chunk written in time"
+        assert "read 50/" in line, "no chunk written in time"
         assert process.poll() is None, "the run finished before it could be killed half-way"
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)

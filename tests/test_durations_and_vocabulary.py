@@ -1,6 +1,5 @@
 """Durations below a day, and the event vocabulary as data: the log's own types, keys, words and limits."""
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 import serve
+from analysis.training_report import FIGURES as TRAINING_FIGURES
 from models.batch import SCORE_COLUMNS
 from training.cli import main as training_main
 
@@ -37,7 +38,10 @@ def test_train_register_load_and_score(crm_folder, mlflow_store, tmp_path, capsy
     assert 0.7 < metrics["test_roc_auc"] <= metrics["test_oracle_roc_auc"] + 0.02
     assert {"horizon_days", "rows_train", "rows_test", "window_test_first", "spec_windows_days"} <= set(run.data.params)
     artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
-    assert artifacts == {"plots/reliability.png", "plots/cumulative_gains.png"}
+    assert artifacts == {f"plots/{name}.png" for name in TRAINING_FIGURES}
+    reports = {item.path for item in client.list_artifacts(run.info.run_id, "report")}
+    assert {"report/training_report.html", "report/factor_importance.csv", "report/confusion_at_tiers.csv"} <= reports
+    assert 0 < metrics["test_ks"] < 1 and "training report reports/training/training_report.html" in report
 
     # The pyfunc model takes feature rows and returns probability, score and tier.
     model = mlflow.pyfunc.load_model("models:/lead-conversion@champion")
@@ -91,6 +95,8 @@ def test_train_register_load_and_score(crm_folder, mlflow_store, tmp_path, capsy
     assert "fit_score" not in plain.columns and "positive_reason_1" not in plain.columns
     np.testing.assert_allclose(plain["probability"], scores["probability"], atol=1e-12)
 
+    _serve_with_two_workers(tmp_path)
+
 
 def test_scoring_bad_input_writes_nothing(crm_folder, mlflow_store, tmp_path, capsys):
     leads = pd.read_parquet(crm_folder / "leads.parquet")
@@ -102,3 +108,62 @@ def test_scoring_bad_input_writes_nothing(crm_folder, mlflow_store, tmp_path, ca
     assert code == 2
     assert "column 'lead_id' must hold unique values" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".scores*"))
+
+
+def _serve_with_two_workers(tmp_path):
+    """serve.py http --workers 2 on loopback: two processes, the same pinned model, /health per process.
+
+    Runs against the champion ``test_train_register_load_and_score`` registered (training once for both).
+    """
+    import http.client
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(tmp_path / "server.log", "wb")
+    server = subprocess.Popen([sys.executable, str(Path(serve.__file__)), "http", "--workers", "2",
+                               "--port", str(port)], cwd=tmp_path, env={**os.environ}, stdout=log,
+                              stderr=subprocess.STDOUT)
+
+    def get(path, body=None):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("POST" if body else "GET", path, body=body,
+                           headers={"Content-Type": "application/json"} if body else {})
+        response = connection.getresponse()
+        payload = json.loads(response.read())
+        connection.close()
+        return response.status, payload
+
+    try:
+        deadline = time.monotonic() + 120
+        while (tmp_path / "server.log").read_text().count("worker ") < 2:
+            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+            time.sleep(0.2)
+        lead = {"lead_id": 1, "created_at": "2025-12-01T00:00:00", "attributes": {"industry": "software"},
+                "events": [{"occurred_at": "2026-02-20T10:00:00", "event_type": "demo_request"}]}
+        body = json.dumps(lead).encode()
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: get("/score?as_of=2026-03-01T00:00:00", body), range(64)))
+            healths = list(pool.map(lambda _: get("/health"), range(64)))
+        assert {status for status, _ in answers} == {200}
+        assert len({payload["results"][0]["probability"] for _, payload in answers}) == 1
+        pids = {payload["pid"] for _, payload in healths}
+        assert len(pids) == 2 and server.pid not in pids  # two workers, neither the supervisor
+        assert {payload["model_version"] for _, payload in healths} == {"1"}
+        # Each counts only its own requests; together they account for every one.
+        latest = {}
+        for _, payload in healths:
+            latest[payload["pid"]] = max(latest.get(payload["pid"], 0), payload["requests_scored"])
+        assert sum(latest.values()) == 64
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()

@@ -40,7 +40,7 @@ def test_init_config_edit_train_and_score(export, tmp_path, mlflow_store, capsys
 
     assert training_main(["train", "--config", str(config)]) == 0
     captured = capsys.readouterr()
-    assert "seeded stratified split" in captured.out and "stratified split, 240 test leads" in captured.out
+    assert "seeded stratified split" in captured.err and "stratified split, 240 test leads" in captured.out
     assert "column 'Rep Verdict' EXCLUDED from training (single-column AUC 1.000 >= 0.95)" in captured.err
     assert "column 'Region' EXCLUDED from training (declared post-outcome)" in captured.err
 

@@ -72,7 +72,14 @@ def test_a_list_mixing_raw_leads_and_feature_rows_keeps_order(client, bundle, sm
 
 
 def test_health_model_and_openapi(client):
-    assert client.get("/health").json() == {"status": "ok", "model_version": "7"}
+    import os
+
+    health = client.get("/health").json()
+    assert health.pop("started_at")
+    assert health == {"status": "ok", "model_version": "7", "pid": os.getpid(), "requests_scored": 0,
+                      "leads_scored": 0}
+    assert score(client, [LEAD, LEAD]).status_code == 200
+    assert client.get("/health").json()["requests_scored"] == 1 and client.get("/health").json()["leads_scored"] == 2
     model = client.get("/model").json()
     assert model["name"] == "lead-conversion" and model["version"] == "7" and model["alias"] == "champion"
     assert model["thresholds"] == {"mql": 0.05, "sql": 0.2}

@@ -18,6 +18,7 @@ from features.vocabulary import EventVocabulary
 from models.bundle import ModelBundle
 from models.estimators import make_candidates
 from models.monitoring import build_reference
+from models.threads import blas_threads, blas_threads_for, resolve_threads
 from models.tiers import CapacityPolicy, policy_from_dict
 from training.calibrate import calibrate
 from training.evaluate import decile_table, evaluate_probabilities, tier_table
@@ -47,6 +48,8 @@ class TrainingConfig:
     leakage_max_auc: float = 0.95
     post_outcome_columns: tuple = ()
     keep_columns: tuple = ()
+    #: LightGBM's threads (BLAS gets one for small fits); None: LEAD_SCORING_THREADS or the cores available.
+    threads: int | None = None
 
     def __post_init__(self):
         for name in _SPANS:
@@ -71,6 +74,7 @@ class TrainingResult:
     metrics: dict
     tables: dict
     test: pd.DataFrame  # lead_id, as_of, label, probability, tier of the test snapshots
+    test_features: pd.DataFrame | None = None  # their feature rows (for reports: factor importance)
 
 
 def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: FeatureSpec | None = None,
@@ -189,13 +193,15 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
     X_test, y_test = features[in_split["test"]], labels[in_split["test"]]
 
     metrics, fitted = {}, {}
-    for name, candidate in make_candidates(spec, random_state=config.seed).items():
-        fitted[name] = clone(candidate).fit(X_train, y_train)
-        auc = roc_auc_score(y_cal, fitted[name].predict_proba(X_cal)[:, 1])
-        metrics[f"validation_roc_auc_{name}"] = float(auc)
-        log(f"candidate {name}: validation ROC AUC {auc:.4f}")
-    best = max(fitted, key=lambda name: metrics[f"validation_roc_auc_{name}"])
-    calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed)
+    threads = resolve_threads(config.threads)
+    with blas_threads(blas_threads_for(*X_train.shape, threads)):
+        for name, candidate in make_candidates(spec, random_state=config.seed, n_jobs=threads).items():
+            fitted[name] = clone(candidate).fit(X_train, y_train)
+            auc = roc_auc_score(y_cal, fitted[name].predict_proba(X_cal)[:, 1])
+            metrics[f"validation_roc_auc_{name}"] = float(auc)
+            log(f"candidate {name}: validation ROC AUC {auc:.4f}")
+        best = max(fitted, key=lambda name: metrics[f"validation_roc_auc_{name}"])
+        calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed)
     method = min(log_losses, key=log_losses.get)
     metrics.update({f"calibration_log_loss_{name}": value for name, value in log_losses.items()})
     calibration_probability = calibrated.predict_proba(X_cal)[:, 1]
@@ -215,8 +221,8 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
         "excluded_columns": excluded,
     }
     return spec, features, {"model": calibrated, "thresholds": thresholds, "probability": probability,
-                            "y_test": y_test, "metrics": metrics, "params": params, "leakage": leakage,
-                            "reference": reference}
+                            "y_test": y_test, "X_test": X_test, "metrics": metrics, "params": params,
+                            "leakage": leakage, "reference": reference}
 
 
 def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -> TrainingResult:
@@ -228,7 +234,8 @@ def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -
         "test_deciles": decile_table(y_test, probability),
         "leakage_report": fitted["leakage"],
     }
-    return TrainingResult(bundle=bundle, params=params, metrics=fitted["metrics"], tables=tables, test=test)
+    return TrainingResult(bundle=bundle, params=params, metrics=fitted["metrics"], tables=tables, test=test,
+                          test_features=fitted["X_test"].reset_index(drop=True))
 
 
 def _compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.DataFrame, events, fitted: dict,

@@ -7,6 +7,7 @@ The only module that imports mlflow. The logged model is a pyfunc wrapping a job
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
@@ -36,6 +37,19 @@ class LeadConversionModel(mlflow.pyfunc.PythonModel):
         return self.bundle.score(model_input)
 
 
+def quiet_mlflow(*, verbose: int = 0) -> None:
+    """Keep MLflow's own chatter (registration notices, progress bars, pickling advice) off the console.
+
+    With ``verbose`` its log lines and notices show as MLflow writes them. Warnings a user
+    can act on still arrive through Python's warnings, which the CLI prints as plain lines.
+    """
+    from mlflow.utils import logging_utils
+
+    logging_utils.MLFLOW_LOGGING_STREAM.enabled = bool(verbose)
+    if not verbose:
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
+
+
 def use_default_store(directory=".") -> str:
     """Point MLflow at a SQLite file in ``directory`` unless MLFLOW_TRACKING_URI says otherwise."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(directory).resolve() / 'mlflow.db'}"
@@ -44,9 +58,12 @@ def use_default_store(directory=".") -> str:
 
 
 def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment: str = DEFAULT_EXPERIMENT,
-                     figures: dict | None = None, promote: bool = True, run_name: str | None = None) -> dict:
+                     figures: dict | None = None, promote: bool = True, run_name: str | None = None,
+                     report_path=None, report_tables: dict | None = None, extra_metrics: dict | None = None) -> dict:
     """Log params, metrics, tables, figures and the model; register it; move ``champion`` if ``promote``.
 
+    ``report_path`` (the training report's HTML) is logged under ``report/``, with
+    ``report_tables`` as CSV beside it and ``extra_metrics`` (e.g. ``test_ks``) with the metrics.
     Returns ``{"run_id", "model_uri", "version", "champion"}``.
     """
     mlflow.set_experiment(experiment)
@@ -64,6 +81,12 @@ def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment
             mlflow.log_table(result.tables["leakage_report"], "leakage/leakage_report.json")
         for name, figure in (figures or {}).items():
             mlflow.log_figure(figure, f"plots/{name}.png")
+        if extra_metrics:
+            mlflow.log_metrics(extra_metrics)
+        for name, table in (report_tables or {}).items():
+            mlflow.log_text(table.to_csv(index=False), f"report/{name}.csv")
+        if report_path is not None:
+            mlflow.log_artifact(str(report_path), "report")
         bundle_path = bundle.save(Path(scratch) / "bundle.joblib")
         info = mlflow.pyfunc.log_model(
             name="model",
@@ -139,6 +162,14 @@ def load_bundle(model_uri: str) -> tuple[ModelBundle, dict]:
     else:
         identity["model_version"] = f"run:{model.metadata.run_id}"
     return bundle, identity
+
+
+def pinned_model_uri(model_uri: str) -> str:
+    """``models:/name@alias`` as ``models:/name/<version>`` (the version the alias points at now); others as given."""
+    name, version = _registry_version(model_uri)
+    if name and "@" in model_uri:
+        return f"models:/{name}/{version}"
+    return model_uri
 
 
 def load_champion(model_name: str = DEFAULT_MODEL_NAME) -> ModelBundle | None:

@@ -1,0 +1,182 @@
+"""Lead tables read a chunk at a time, so batch scoring's memory is bounded by the chunk, not the lead base.
+
+A lead source is anything with ``source`` (a name for messages), ``lead_ids()`` (every id, read
+cheaply: one column) and ``chunks(rows)`` (raw lead rows, at most ``rows`` at a time, in table
+order). Parquet files stream by record batch, CSV files by pandas' chunked reader, a frame by
+slices; a database cursor plugs in the same way (see ``FrameLeads`` for the smallest example).
+``StreamedLeads`` wraps a source with the contract's checks: ids unique and present across the
+whole table (from the id pass), every chunk validated as ``validate_leads`` validates a table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from crm.readers import CSV_SUFFIXES, _plain_numbers, detect_delimiter
+from features.contract import DataContractError, contract_message, validate_deals, validate_events, validate_leads
+
+#: Lead rows per chunk: scoring 100,000 leads then peaks where scoring a million does.
+DEFAULT_CHUNK_ROWS = 100_000
+
+
+class ParquetLeads:
+    """A Parquet lead table, read one record batch of at most ``rows`` rows at a time."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.source = str(self.path)
+
+    def lead_ids(self) -> pd.Series:
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(self.path).names
+        if "lead_id" not in names:
+            raise DataContractError(f"{self.source}: missing column(s) ['lead_id']; expected ['lead_id', "
+                                    f"'created_at']. Columns found: {names}.")
+        return pq.read_table(self.path, columns=["lead_id"]).column("lead_id").to_pandas()
+
+    def chunks(self, rows: int) -> Iterator[pd.DataFrame]:
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(self.path) as file:
+            for batch in file.iter_batches(batch_size=rows):
+                yield batch.to_pandas()
+
+
+class CsvLeads:
+    """A CSV lead table, read ``rows`` lines at a time with the delimiter detected once.
+
+    Each chunk gets the readers' clean-up (trailing empty column dropped, numbers with thousands
+    separators made numeric); a column whose values are numbers in one chunk and text in another
+    ends up numeric only where it is: the model's numeric columns are parsed again when features
+    are built, so scores do not depend on where the chunks fall.
+    """
+
+    def __init__(self, path, *, encoding="utf-8-sig", decimal="."):
+        self.path, self.encoding, self.decimal = Path(path), encoding, decimal
+        self.source = str(self.path)
+
+    def lead_ids(self) -> pd.Series:
+        try:
+            return self._read(usecols=["lead_id"])["lead_id"]
+        except DataContractError as error:
+            if "lead_id" in str(error) and "Usecols" in str(error):
+                raise DataContractError(f"{self.source}: missing column(s) ['lead_id']; expected ['lead_id', "
+                                        "'created_at'].") from None
+            raise
+
+    def chunks(self, rows: int) -> Iterator[pd.DataFrame]:
+        yield from self._read(chunksize=rows)
+
+    def _read(self, **options):
+        with open(self.path, encoding=self.encoding, newline="") as handle:
+            delimiter = detect_delimiter(handle.read(1 << 16))
+        try:
+            read = pd.read_csv(self.path, sep=delimiter, encoding=self.encoding, decimal=self.decimal,
+                               low_memory=False, **options)
+        except (pd.errors.ParserError, ValueError) as error:
+            raise DataContractError(f"{self.path}: could not read it as CSV with delimiter {delimiter!r}: "
+                                    f"{error}") from None
+        if "chunksize" not in options:
+            return read
+        return (self._clean(chunk) for chunk in read)
+
+    def _clean(self, frame: pd.DataFrame) -> pd.DataFrame:
+        trailing = [column for column in frame.columns
+                    if str(column).startswith("Unnamed: ") and frame[column].isna().all()]
+        frame = frame.drop(columns=trailing)
+        for column in frame.columns:
+            if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
+                text = frame[column].astype("string").str.strip()
+                numbers = pd.to_numeric(_plain_numbers(text, self.decimal), errors="coerce")
+                if text.notna().any() and numbers[text.notna()].notna().all():
+                    frame[column] = numbers.astype(float)
+        return frame
+
+
+class FrameLeads:
+    """A lead table already in memory, sliced into chunks (tests, notebooks, a caller's own reader)."""
+
+    def __init__(self, frame: pd.DataFrame, *, source="leads"):
+        self.frame, self.source = frame, source
+
+    def lead_ids(self) -> pd.Series:
+        return self.frame["lead_id"]
+
+    def chunks(self, rows: int) -> Iterator[pd.DataFrame]:
+        for start in range(0, len(self.frame), rows):
+            yield self.frame.iloc[start:start + rows]
+
+
+def lead_source(leads):
+    """The lead source for a path (.parquet or .csv), a frame, or a source already."""
+    if isinstance(leads, pd.DataFrame):
+        return FrameLeads(leads)
+    if hasattr(leads, "chunks") and hasattr(leads, "lead_ids"):
+        return leads
+    path = Path(leads)
+    if not path.exists():
+        raise DataContractError(f"{path}: no such file.")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return ParquetLeads(path)
+    if suffix in CSV_SUFFIXES:
+        return CsvLeads(path)
+    raise DataContractError(f"{path}: expected a .csv or .parquet file, got {suffix!r}.")
+
+
+class StreamedLeads:
+    """A lead source checked as a whole (ids) and chunk by chunk (every other rule of the contract).
+
+    Iterating gives validated lead chunks of at most ``chunk_rows`` rows, ``created_at`` parsed.
+    """
+
+    def __init__(self, source, *, now=None, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+        if chunk_rows <= 0:
+            raise ValueError(f"The 'chunk_rows' parameter of StreamedLeads must be positive. Got {chunk_rows!r}.")
+        self.source, self.now, self.chunk_rows = lead_source(source), now, chunk_rows
+        ids = self.source.lead_ids()
+        name = self.source.source
+        if ids.isna().any():
+            raise DataContractError(contract_message(name, "lead_id", "an id on every lead",
+                                                     f"{int(ids.isna().sum())} missing",
+                                                     ids[ids.isna()].to_frame("lead_id")))
+        duplicated = ids.duplicated(keep=False)
+        if duplicated.any():
+            raise DataContractError(contract_message(name, "lead_id", "unique values",
+                                                     f"{ids[duplicated].nunique()} duplicated ids",
+                                                     ids[duplicated].to_frame("lead_id")))
+        self.lead_ids = ids.reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self.lead_ids)
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        name = self.source.source
+        for chunk in self.source.chunks(self.chunk_rows):
+            yield validate_leads(chunk.reset_index(drop=True), source=name, now=self.now)
+
+
+def stream_crm(leads, events=None, deals=None, *, now=None, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+    """``load_crm`` for scoring: ``(leads, events, deals)`` with the leads streamed as ``StreamedLeads``.
+
+    Deals are read and checked whole, then kept only as each lead's first closing (all scoring
+    needs: which leads were closed before ``as_of``); the event log stays a path, checked by
+    DuckDB against the lead ids; the lead table is read once for its ids here and once, chunk
+    by chunk, while scoring.
+    """
+    from crm.readers import read_table
+    from features.snapshots import first_closing
+
+    streamed = StreamedLeads(leads, now=now, chunk_rows=chunk_rows)
+    checked = None
+    if deals is not None:
+        validated = validate_deals(read_table(deals), lead_ids=streamed.lead_ids, source=str(deals), now=now)
+        checked = first_closing(validated).reset_index().astype({"outcome": "category"})
+        del validated
+    if events is not None:
+        validate_events(events, lead_ids=streamed.lead_ids, source=str(events), now=now)
+    return streamed, events, checked

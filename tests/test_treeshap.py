@@ -1,0 +1,134 @@
+"""TreeSHAP by lookup tables: exactly LightGBM's own pred_contrib, and the reasons built from it unchanged."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.explain import explain, tree_tables
+from models.reasons import reason_columns, top_reason_columns, top_reasons
+from models.treeshap import TreeTables
+
+
+def _awkward_rows(bundle, features: pd.DataFrame) -> pd.DataFrame:
+    """The fixture's rows plus copies with missing values, unseen categories and zeros everywhere."""
+    missing = features.copy()
+    missing.iloc[:, ::2] = np.nan
+    unseen = features.copy()
+    for column in bundle.spec.categorical_feature_names:
+        unseen[column] = "never-seen-before"
+    zeros = features.copy()
+    numeric = [name for name in features.columns if name not in bundle.spec.categorical_feature_names]
+    zeros[numeric] = 0.0
+    return pd.concat([features, missing, unseen, zeros], ignore_index=True)
+
+
+def test_tables_give_lightgbms_own_contributions(small_models):
+    bundle = small_models["lightgbm"]
+    features = _awkward_rows(bundle, small_models["features"])
+    pipeline = bundle.model.calibrated_classifiers_[0].estimator.estimator
+    codes = pipeline[0].to_codes(bundle.conform(features))
+    booster = pipeline[-1].booster_
+    reference = booster.predict(codes, pred_contrib=True)
+    ours = TreeTables(booster).contributions(codes)
+    assert ours.shape == reference.shape
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-9)
+    # A sanity anchor independent of both: contributions add up to the raw margin.
+    np.testing.assert_allclose(ours.sum(axis=1), booster.predict(codes, raw_score=True), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("zero_as_missing", [False, True])
+def test_tables_follow_every_missing_value_rule(zero_as_missing):
+    """Numbers with NaN and zeros, a categorical column with negative and unseen codes."""
+    import lightgbm
+
+    rng = np.random.default_rng(3)
+    n = 4_000
+    X = rng.normal(size=(n, 4))
+    X[rng.random(n) < 0.2, 0] = np.nan
+    X[rng.random(n) < 0.2, 1] = 0.0
+    X[:, 3] = rng.integers(0, 12, size=n)
+    X[rng.random(n) < 0.1, 3] = np.nan
+    y = ((np.nan_to_num(X[:, 0]) + X[:, 1] + (X[:, 3] % 3 == 0) + rng.normal(size=n)) > 0.5).astype(int)
+    booster = lightgbm.train({"objective": "binary", "num_leaves": 7, "min_data_in_leaf": 20, "verbose": -1,
+                              "zero_as_missing": zero_as_missing, "min_data_per_group": 10, "cat_smooth": 1,
+                              "num_threads": 1},
+                             lightgbm.Dataset(X, y, categorical_feature=[3]), num_boost_round=60)
+    probe = X.copy()
+    probe[:50, 3] = -1.0  # negative category codes go right
+    probe[50:100, 3] = 40.0  # a code no split has seen
+    np.testing.assert_allclose(TreeTables(booster).contributions(probe), booster.predict(probe, pred_contrib=True),
+                               rtol=0, atol=1e-9)
+
+
+def test_deep_trees_fall_back_to_pred_contrib():
+    import lightgbm
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(2_000, 5)), rng.integers(0, 2, size=2_000)
+    deep = lightgbm.train({"objective": "binary", "num_leaves": 31, "min_data_in_leaf": 5, "verbose": -1,
+                           "num_threads": 1},
+                          lightgbm.Dataset(X, y), num_boost_round=3)
+    assert tree_tables(deep) is None
+    with pytest.raises(ValueError, match="split nodes"):
+        TreeTables(deep)
+
+
+def test_explain_uses_tables_on_large_batches_with_the_same_result(small_models, monkeypatch):
+    import models.explain
+
+    bundle, features = small_models["lightgbm"], small_models["features"]
+    monkeypatch.setattr(models.explain, "TABLE_MIN_ROWS", 10 ** 9)
+    reference = explain(bundle, features)
+    monkeypatch.setattr(models.explain, "TABLE_MIN_ROWS", 1)
+    fast = explain(bundle, features)
+    np.testing.assert_allclose(fast.contributions.to_numpy(), reference.contributions.to_numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fast.probability, bundle.predict_probability(features), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["logistic", "lightgbm"])
+def test_reason_columns_at_once_equal_the_per_lead_reasons(small_models, kind):
+    bundle, features = small_models[kind], small_models["features"]
+    contributions = explain(bundle, features).contributions
+    expected = reason_columns(top_reasons(contributions, features, bundle.spec))
+    columns = top_reason_columns(contributions, features, bundle.spec)
+    assert list(columns) == list(expected)
+    for name, values in expected.items():
+        assert list(columns[name]) == values, name
+    assert sum(text != "" for text in columns["positive_reason_1"]) > len(features) // 2
+
+
+def test_score_with_reason_columns_matches_score_with_reasons(small_models):
+    bundle, features = small_models["lightgbm"], small_models["features"].head(200)
+    scores, reasons = bundle.score_with_reasons(features)
+    fast_scores, columns = bundle.score_with_reason_columns(features)
+    pd.testing.assert_frame_equal(fast_scores, scores)
+    assert {name: list(values) for name, values in columns.items()} == reason_columns(reasons)
+
+
+@pytest.mark.parametrize("windows", [(7, 30, 90), (0.25, 7)])
+def test_reason_columns_at_once_equal_per_lead_reasons_for_any_spec(windows):
+    """Own event types with words, sub-day windows (times in minutes and hours), random values and impacts."""
+    from features.spec import FeatureSpec
+
+    spec = FeatureSpec(event_types=("O_SENT_BACK", "Send Fine", "demo_request"),
+                       event_words={"O_SENT_BACK": "sent the offer back"}, windows_days=windows)
+    rng = np.random.default_rng(11)
+    n = 3_000
+    features = pd.DataFrame(index=pd.RangeIndex(n))
+    for name in spec.feature_names:
+        if name in spec.categorical_feature_names:
+            features[name] = rng.choice(["a", "b", None], size=n)
+        elif name.startswith(("days_since_", "lead_age")):
+            features[name] = np.where(rng.random(n) < 0.2, np.nan, rng.exponential(1.5, size=n))
+        elif name.startswith("events_") and "trend" not in name:
+            features[name] = rng.poisson(1.2, size=n).astype(float)
+        else:
+            features[name] = rng.normal(size=n)
+    contributions = pd.DataFrame(rng.normal(scale=0.4, size=(n, len(spec.feature_names))),
+                                 columns=spec.feature_names)
+    expected = reason_columns(top_reasons(contributions, features, spec))
+    columns = top_reason_columns(contributions, features, spec)
+    for name, values in expected.items():
+        assert list(columns[name]) == values, name
+    assert any("minutes ago" in text or "hours ago" in text for text in expected["positive_reason_1"]) == \
+        (min(windows) < 1)
