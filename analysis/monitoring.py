@@ -6,7 +6,6 @@ import html
 from pathlib import Path
 
 from analysis.plots import _pyplot
-from analysis.report import _figure, _table
 
 
 def score_drift_figure(report, *, title: str = "Probability distribution: training reference vs. scored base"):
@@ -73,3 +72,17 @@ def render_monitoring_html(report, figures: dict, *, title: str = "") -> str:
              ".headline{font-size:1.15em;padding:.8em}img{max-width:100%}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Drift monitoring</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
+def _table(frame) -> str:
+    return frame.to_html(index=False, float_format=lambda value: f"{value:.3f}", border=0, escape=True)
+
+
+def _figure(figures: dict, name: str) -> str:
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    figures[name].savefig(buffer, format="png", dpi=90)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"<p><img alt='{name}' src='data:image/png;base64,{encoded}'></p>"
