@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-http clean
+.PHONY: install demo test bench bench-http bench-spark clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,spark]"
 	touch $(STAMP)
 
 demo: install
@@ -26,6 +26,10 @@ bench: install
 # Single-lead HTTP latency of serve.py http vs mlflow models serve, on 127.0.0.1, bounded in requests and time.
 bench-http: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python benchmarks/bench_http.py
+
+# One lead base scored by serve.py score (pandas) and serve.py spark-score (local[2]) in the same run.
+bench-spark: install
+	$(BIN)/python benchmarks/bench_spark.py
 
 clean:
 	rm -rf data mlflow.db mlruns reports bench_data

@@ -9,6 +9,8 @@
     python serve.py history --history score_history --lead 1000042
     python serve.py history --history score_history --evaluate --deals deals.parquet
     python serve.py http --model models:/lead-conversion@champion --host 127.0.0.1 --port 8000
+    python serve.py spark-score --model models:/lead-conversion@champion --master "local[2]" \
+        --leads leads.parquet --events events.parquet --deals deals.parquet --out scores_spark.parquet
 """
 
 from __future__ import annotations
@@ -103,6 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
     http.add_argument("--workers", type=int, help="worker processes, each with the model loaded once "
                                                   "(default: the cores this process may use)")
     add_common_arguments(http, experiment=False)
+
+    spark = commands.add_parser("spark-score", help="score every open lead on Apache Spark",
+                                description="Each table is a Parquet file or folder (a name with '/' or ending "
+                                            "in .parquet) or a Spark table name; the data contract's columns.")
+    spark.add_argument("--model", default="models:/lead-conversion@champion",
+                       help="MLflow model URI (default: %(default)s)")
+    spark.add_argument("--leads", required=True, help="leads: Parquet or Spark table")
+    spark.add_argument("--events", help="event log: Parquet or Spark table, when the model uses one")
+    spark.add_argument("--deals", help="closed deals: leads closed before --as-of are not scored")
+    spark.add_argument("--as-of", help="score as of this time (default: now, UTC)")
+    spark.add_argument("--out", required=True, help="output: a Parquet folder (moved in place when complete) "
+                                                    "or a Spark table")
+    spark.add_argument("--master", help="Spark master, e.g. local[2] (default: spark-submit's, else local[*])")
+    spark.add_argument("--buckets", type=int,
+                       help="lead buckets built in one pandas call each (default: one per 100,000 leads)")
+    add_common_arguments(spark, experiment=False)
     return parser
 
 
@@ -120,6 +138,8 @@ def main(argv=None) -> int:
         return serve_http(args)
     if args.command == "history":
         return show_history(args)
+    if args.command == "spark-score":
+        return spark_score(args)
     from crm.config import load_crm_or_config
     from crm.sources import stream_crm
     from features.contract import DataContractError
@@ -274,6 +294,45 @@ def _output(args, project):
     from crm.database import connect
 
     return connect(url).write_table(args.out)
+
+
+
+
+def spark_score(args) -> int:
+    """Features on the cluster with the same builders, the logged model as a UDF; prints the tier counts."""
+    from features.contract import DataContractError
+    from features.timing import naive_utc, utc_now
+    from models.spark import (build_features_on_spark, read_source, score_features_on_spark, spark_error_message,
+                              spark_session, write_scores)
+    from training.tracking import load_bundle, spark_model_udf, use_default_store
+
+    use_default_store()
+    try:
+        as_of = naive_utc(args.as_of) if args.as_of else utc_now()
+        bundle, identity = load_bundle(args.model)
+        spark = spark_session(args.master)
+        tables = {name: read_source(spark, source) if source else None
+                  for name, source in (("leads", args.leads), ("events", args.events), ("deals", args.deals))}
+        features = build_features_on_spark(tables["leads"], tables["events"], bundle.spec, as_of=as_of,
+                                           deals=tables["deals"], buckets=args.buckets)
+        scores = score_features_on_spark(features, spark_model_udf(spark, args.model), bundle.spec.feature_names,
+                                         model_version=identity["model_version"])
+        write_scores(scores, args.out)
+        counts = {row["tier"]: row["count"] for row in read_source(spark, args.out).groupBy("tier").count().collect()}
+    except (DataContractError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        message = spark_error_message(error)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    print(f"wrote {sum(counts.values()):,} scores as of {as_of} to {args.out} on Spark "
+          f"(model {identity.get('model_name', '')} version {identity['model_version']})")
+    for tier in ("SQL", "MQL", "nurture"):
+        print(f"  {tier:<8}{counts.get(tier, 0):>10,}")
+    return 0
 
 
 def serve_http(args) -> int:

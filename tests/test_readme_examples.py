@@ -18,7 +18,9 @@ NOT_RUN = ("../shared/", "examples/x_education", "examples/road_traffic_fines", 
            "make ",
            # a company's database server and files named as placeholders (tests/test_database.py runs these
            # commands against a real PostgreSQL and DuckDB file; tests/test_history.py the history ones)
-           "db.internal", "postgresql://...", "crm.duckdb", "score ... --out", "score_history")
+           "db.internal", "postgresql://...", "crm.duckdb", "score ... --out", "score_history",
+           # Spark's examples need microsecond Parquet, a cluster or a JVM: tests/test_spark.py runs spark-score.
+           "spark-score", "spark-submit", "zip -r")
 
 
 def readme_commands() -> list[str]:

@@ -1,7 +1,9 @@
 """MLflow: log a training run, register its model with a champion alias, and load models back.
 
-The only module that imports mlflow. The logged model is a pyfunc wrapping a joblib
-:class:`ModelBundle`, so nothing depends on MLflow trusting scikit-learn internals.
+The only module that imports mlflow (beside ``training/lead_model.py``, the logged model's own
+code). The logged model is a pyfunc wrapping a joblib :class:`ModelBundle`, so nothing depends on
+MLflow trusting scikit-learn internals; it carries the ``features`` and ``models`` packages, so it
+loads from its own requirements where the project is not installed.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -17,18 +20,25 @@ import mlflow
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
-from mlflow.types.schema import ColSpec, Schema
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
+import features
+import models
 from models.bundle import ModelBundle
 
 DEFAULT_MODEL_NAME = "lead-conversion"
 DEFAULT_EXPERIMENT = "lead-conversion"
 CHAMPION = "champion"
 _REQUIREMENTS = ("mlflow", "scikit-learn", "lightgbm", "pandas", "numpy", "joblib", "duckdb", "pyarrow")
+#: The pyfunc model, logged as code (models-from-code) with every model.
+MODEL_CODE = Path(__file__).with_name("lead_model.py")
 
 
 class LeadConversionModel(mlflow.pyfunc.PythonModel):
-    """pyfunc face of a bundle: feature rows in; ``probability``, ``score`` and ``tier`` out."""
+    """pyfunc face of a bundle: feature rows in; ``probability``, ``score`` and ``tier`` out.
+
+    Models logged before ``training/lead_model.py`` pickled this class by reference: kept so they still load.
+    """
 
     def load_context(self, context):
         self.bundle = ModelBundle.load(context.artifacts["bundle"])
@@ -90,8 +100,9 @@ def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment
         bundle_path = bundle.save(Path(scratch) / "bundle.joblib")
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=LeadConversionModel(),
+            python_model=str(MODEL_CODE),
             artifacts={"bundle": str(bundle_path)},
+            code_paths=_model_code_paths(Path(scratch) / "code"),
             signature=_signature(bundle),
             input_example=_scrubbed_example(bundle),
             pip_requirements=_pinned_requirements(),  # inferring them costs ~5 s per run
@@ -193,13 +204,25 @@ def _registry_version(model_uri: str):
     return name, label
 
 
+def _model_code_paths(folder: Path) -> list[str]:
+    """Clean copies of the packages the model runs on (no caches): they travel inside the model."""
+    paths = []
+    for package in (features, models):
+        source = Path(package.__file__).parent
+        paths.append(str(shutil.copytree(source, folder / source.name,
+                                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))))
+    return paths
+
+
 def _signature(bundle: ModelBundle) -> ModelSignature:
-    """Declared, not inferred: categories are strings (missing allowed), everything else double."""
-    categorical = set(bundle.spec.categorical_feature_names)
-    inputs = Schema([ColSpec("string" if name in categorical else "double", name)
-                     for name in bundle.spec.feature_names])
+    """Outputs and parameters declared; no input schema, because the model takes two input shapes.
+
+    Feature rows or lead rows with a nested ``events`` column (``models/model_input.py`` checks
+    both and names what is wrong); an input schema would make MLflow drop the lead columns.
+    """
     outputs = Schema([ColSpec("double", "probability"), ColSpec("long", "score"), ColSpec("string", "tier")])
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    params = ParamSchema([ParamSpec("input", "string", "auto"), ParamSpec("as_of", "string", None)])
+    return ModelSignature(outputs=outputs, params=params)
 
 
 def _scrubbed_example(bundle: ModelBundle) -> pd.DataFrame:
@@ -222,3 +245,13 @@ def _pinned_requirements() -> list[str]:
 def _param(value) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text[:6000]
+
+
+def spark_model_udf(spark, model_uri: str, *, params: dict | None = None):
+    """The logged model as a Spark UDF returning a struct of ``probability``, ``score`` and ``tier``.
+
+    Workers load the model with their own Python (``env_manager="local"``): they need the model's
+    requirements installed, not the project, since the model carries its code.
+    """
+    return mlflow.pyfunc.spark_udf(spark, model_uri, env_manager="local", params=params,
+                                   result_type="probability double, score long, tier string")
