@@ -3,6 +3,11 @@
     python serve.py score --model models:/lead-conversion@champion \
         --leads leads.parquet --events events.parquet --deals deals.parquet --out scores.parquet
     python serve.py score --model models:/my-model@champion --config config.toml --leads export.csv --out scores.csv
+    python serve.py score --db postgresql://crm@db/crm --leads crm_leads --events crm_events --deals crm_deals \
+        --out lead_scores
+    python serve.py score ... --history score_history       # append to the history; adds previous score, trend
+    python serve.py history --history score_history --lead 1000042
+    python serve.py history --history score_history --evaluate --deals deals.parquet
     python serve.py http --model models:/lead-conversion@champion --host 127.0.0.1 --port 8000
     python serve.py spark-score --model models:/lead-conversion@champion --master "local[2]" \
         --leads leads.parquet --events events.parquet --deals deals.parquet --out scores_spark.parquet
@@ -37,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--events", help="event log (.csv or .parquet), when the model uses one")
     score.add_argument("--deals", help="closed deals; leads closed before --as-of are not scored")
     score.add_argument("--as-of", help="score as of this time (default: now, UTC)")
-    score.add_argument("--out", required=True, help="output file (.parquet or .csv), written atomically")
+    score.add_argument("--db", help="database URL (postgresql://..., duckdb:///crm.duckdb or any SQLAlchemy URL): "
+                                    "--leads, --events and --deals are then table names or SELECT queries in it")
+    score.add_argument("--out", required=True,
+                       help="output file (.parquet or .csv), or a table name in --out-db / --db; written atomically")
+    score.add_argument("--out-db", help="database URL for an output table (default: --db)")
     score.add_argument("--sql-threshold", type=float, help="override the model's SQL probability threshold")
     score.add_argument("--mql-threshold", type=float, help="override the model's MQL probability threshold")
     score.add_argument("--chunk-size", type=int, default=100_000,
@@ -54,7 +63,38 @@ def build_parser() -> argparse.ArgumentParser:
                             "the model's horizon, or 30 days)")
     score.add_argument("--date-format", help="strftime format of dates whose day/month order the data cannot "
                                              "show, e.g. %%d/%%m/%%Y (default: the config's [data] date_format)")
+    score.add_argument("--history", help="score history folder (date-partitioned Parquet): this run is appended "
+                                         "and the output gets each lead's previous score and trend")
+    score.add_argument("--history-table", help="the same history as a table in --out-db / --db")
+    score.add_argument("--no-monitoring", dest="monitoring", action="store_false",
+                       help="skip the drift comparison with the model's training reference")
+    score.add_argument("--monitoring-out", default="reports/monitoring",
+                       help="folder for monitoring.html and its CSVs (default: %(default)s)")
+    score.add_argument("--psi-warning", type=float, default=0.1, help="PSI from which a shift is a warning "
+                                                                       "(default: %(default)s)")
+    score.add_argument("--psi-alert", type=float, default=0.25, help="PSI from which a shift is an alert "
+                                                                     "(default: %(default)s)")
+    score.add_argument("--unseen-warning", type=float, default=0.05,
+                       help="share of rows with categories unseen in training for a warning (default: %(default)s)")
+    score.add_argument("--unseen-alert", type=float, default=0.25,
+                       help="share of rows with unseen categories for an alert (default: %(default)s)")
+    score.add_argument("--fail-on-drift", action="store_true",
+                       help="exit with status 3 when monitoring raises an alert (the scores are still written)")
+
     add_common_arguments(score, experiment=False)
+
+    history = commands.add_parser("history", help="a lead's score trajectory, or stored scores against outcomes")
+    history.add_argument("--history", help="score history folder written by score --history")
+    history.add_argument("--history-table", help="or the history table written by score --history-table (with --db)")
+    history.add_argument("--lead", help="print this lead's trajectory")
+    history.add_argument("--evaluate", action="store_true",
+                         help="score every stored run against the outcomes that came later (needs --deals)")
+    history.add_argument("--deals", help="closed deals (.csv or .parquet, or a table / query with --db)")
+    history.add_argument("--db", help="database URL holding the history table and / or the deals table")
+    history.add_argument("--horizon-days", type=float, default=90,
+                         help="a score counts as right when the lead was won within this many days (default: 90)")
+    history.add_argument("--until", help="outcomes known up to this time (default: the latest closed deal)")
+    add_common_arguments(history, experiment=False)
 
     http = commands.add_parser("http", help="serve POST /score, GET /health, GET /model over HTTP",
                                formatter_class=HelpFormatter,
@@ -104,6 +144,8 @@ def main(argv=None) -> int:
         os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
     if args.command == "http":
         return serve_http(args)
+    if args.command == "history":
+        return show_history(args)
     if args.command == "spark-score":
         return spark_score(args)
     from crm.config import load_crm_or_config
@@ -113,6 +155,7 @@ def main(argv=None) -> int:
     from features.timing import naive_utc, utc_now
     from models.batch import check_output, score_lead_base
     from models.explain import use_threads
+    from models.monitoring import DriftMonitor
     from models.threads import limit_malloc_arenas, resolve_threads
     from models.tiers import TierThresholds
     from training.tracking import load_bundle, quiet_mlflow, use_default_store
@@ -120,12 +163,13 @@ def main(argv=None) -> int:
     quiet_mlflow(verbose=args.verbose)
     use_default_store()
     try:
-        check_output(args.out)  # before any work: a bad output path must not cost a whole scoring run
+        if str(args.out).lower().endswith((".parquet", ".csv")):  # else a table (see _output)
+            check_output(args.out)  # before any work: a bad output path must not cost a whole scoring run
         as_of = _as_of(args.as_of, naive_utc) if args.as_of else utc_now()
         if args.config is None and args.leads is None:
             raise ValueError("score needs --leads, or --config with the export it describes.")
         limit_malloc_arenas()  # before scoring's threads start: memory bounded by the chunk
-        if args.config is None and str(args.leads).lower().endswith((".parquet", ".pq")):
+        if args.config is None and args.db is None and str(args.leads).lower().endswith((".parquet", ".pq")):
             # A typed Parquet lead table is streamed chunk by chunk; a CSV is read whole, so each
             # column's type (dates, ids, numbers) is decided once from all of its values.
             config = None
@@ -135,7 +179,8 @@ def main(argv=None) -> int:
             config, leads, _, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
                                                                  deals=args.deals, for_training=False,
                                                                  now=max(as_of, utc_now()),
-                                                                 date_format=args.date_format)
+                                                                 date_format=args.date_format, db=args.db)
+        out = _output(args, config)
         bundle, identity = load_bundle(args.model)
         if not args.allow_stale:
             refuse_stale(as_of, data_end(_lead_times(leads), events, deals),
@@ -149,20 +194,29 @@ def main(argv=None) -> int:
                                         else bundle.thresholds.mql,
                                         sql=args.sql_threshold if args.sql_threshold is not None
                                         else bundle.thresholds.sql)
-        counts = score_lead_base(bundle, leads, events, as_of=as_of, out=args.out, deals=deals,
+        monitor = None
+        if args.monitoring and bundle.reference is not None:
+            monitor = DriftMonitor(bundle.reference, psi_bands=(args.psi_warning, args.psi_alert),
+                                   unseen_bands=(args.unseen_warning, args.unseen_alert))
+        counts = score_lead_base(bundle, leads, events, as_of=as_of, out=out, deals=deals,
                                  model_version=identity["model_version"], thresholds=thresholds,
                                  chunk_size=args.chunk_size, explain=args.explain,
-                                 progress_bar=not args.quiet)
+                                 progress_bar=not args.quiet and not args.verbose, monitor=monitor,
+                                 progress=(lambda line: print(line, file=sys.stderr)) if args.verbose else None,
+                                 history=_history(args, config), model_name=identity.get("model_name", ""))
     except (DataContractError, ValueError, OSError, UnicodeError) as error:
         # One line, personal data masked, bounded: the message is the whole answer.
         text = f"{error.filename}: {error.strerror or error}" if isinstance(error, OSError) and error.filename \
             else str(error)
         print(f"error: {bounded(text)}", file=sys.stderr)
         return 2
-    print(f"wrote {int(counts.sum()):,} scores as of {as_of} to {args.out} "
+    where = args.out if isinstance(out, str) else f"table {args.out} of {out.database.display}"
+    print(f"wrote {int(counts.sum()):,} scores as of {as_of} to {where} "
           f"(model {identity.get('model_name', '')} version {identity['model_version']})")
     for tier, count in counts.items():
         print(f"  {tier:<8}{count:>10,}")
+    if monitor is not None and getattr(monitor, "rows_", 0):
+        return _report_drift(args, monitor.report(), identity)
     return 0
 
 
@@ -191,6 +245,104 @@ def _lead_times(leads):
             return pd.DataFrame({"created_at": naive_utc(pq.read_table(path, columns=["created_at"])
                                                          .column("created_at").to_pandas())})
     return pd.DataFrame()
+
+
+def _report_drift(args, report, identity) -> int:
+    """Print the drift summary (a warning when outside the bands), write the report, log an MLflow run."""
+    from analysis.monitoring import write_monitoring_report
+    from training.tracking import log_monitoring
+
+    path = write_monitoring_report(report, args.monitoring_out,
+                                   title=f"{identity.get('model_name', '')} version {identity['model_version']}")
+    run_id = log_monitoring(report, report_path=path, model_uri=args.model, identity=identity)
+    lines = report.summary_lines()
+    stream = sys.stderr if report.status != "ok" else sys.stdout
+    print(("WARNING: " if report.status != "ok" else "") + lines[0], file=stream)
+    for line in lines[1:]:
+        print(line, file=stream)
+    print(f"  monitoring report {path}; MLflow run {run_id} (tag kind=monitoring)", file=stream)
+    return 3 if args.fail_on_drift and report.status == "alert" else 0
+
+
+def _history(args, project=None):
+    """The score history the arguments name: a Parquet folder, a table in a database, or None."""
+    from models.history import ScoreHistory, TableHistory
+
+    if args.history and args.history_table:
+        raise ValueError("Give one score history: --history FOLDER or --history-table TABLE.")
+    if args.history:
+        return ScoreHistory(args.history)
+    if not args.history_table:
+        return None
+    url = getattr(args, "out_db", None) or args.db or (project.url if project is not None else None)
+    if url is None:
+        raise ValueError("--history-table needs the database it lives in: --db (or --out-db).")
+    from crm.database import connect
+
+    return TableHistory(connect(url), args.history_table)
+
+
+def show_history(args) -> int:
+    """``history --lead ID``: one lead's trajectory; ``history --evaluate``: stored runs against later outcomes."""
+    from features.contract import DataContractError
+
+    try:
+        history = _history(args)
+        if history is None:
+            raise ValueError("history needs --history FOLDER or --history-table TABLE (with --db).")
+        if args.evaluate:
+            return _evaluate_history(args, history)
+        if not args.lead:
+            raise ValueError("history needs --lead ID (a trajectory) or --evaluate (stored scores vs outcomes).")
+        rows = history.read(lead_id=args.lead)
+    except (DataContractError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if rows.empty:
+        print(f"error: lead {args.lead} has no stored score in {args.history or args.history_table}.", file=sys.stderr)
+        return 1
+    columns = [column for column in ("scored_at", "as_of", "model_name", "model_version", "score", "tier", "trend",
+                                     "fit_score", "engagement_score", "positive_reason_1", "negative_reason_1")
+               if column in rows.columns]
+    print(f"lead {args.lead}: {len(rows)} stored score(s)")
+    print(rows[columns].to_string(index=False, float_format=lambda value: f"{value:.1f}"))
+    return 0
+
+
+def _evaluate_history(args, history) -> int:
+    from analysis.history import evaluate_history
+    from crm.readers import read_table
+    from features.timing import naive_utc
+
+    if not args.deals:
+        raise ValueError("history --evaluate needs --deals (a file, or a table / query with --db).")
+    if args.db:
+        from crm.database import connect, read_source
+
+        deals = read_source(connect(args.db), args.deals)
+    else:
+        deals = read_table(args.deals)
+    table = evaluate_history(history.read(), deals, horizon_days=args.horizon_days,
+                             until=naive_utc(args.until) if args.until else None)
+    print(f"stored scores against outcomes within {args.horizon_days:g} days (runs whose horizon has not "
+          "passed count only leads already closed):")
+    print(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+    return 0
+
+
+def _output(args, project):
+    """The output file path, or a table writer when --out names a table in a database."""
+    from pathlib import Path
+
+    if Path(args.out).suffix.lower() in (".parquet", ".csv"):
+        return args.out
+    url = args.out_db or args.db or (project.url if project is not None else None)
+    if url is None:
+        raise ValueError(f"--out {args.out!r} is neither a .parquet nor a .csv file; to write a table, give the "
+                         "database with --out-db or --db.")
+    from crm.database import connect
+
+    return connect(url).write_table(args.out)
 def spark_score(args) -> int:
     """Features on the cluster with the same builders, the logged model as a UDF; prints the tier counts."""
     from features.contract import DataContractError

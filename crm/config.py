@@ -28,7 +28,7 @@ ROLES = ("categorical", "numeric", "numeric_raw", "boolean", "engagement", "enga
 #: Label spellings that mean the same answer: a reader may give a TRUE/FALSE column as booleans or as 1/0.
 _LABEL_SYNONYMS = ({"true", "1", "1.0", "t"}, {"false", "0", "0.0", "f"})
 _SECTIONS = {
-    "data": {"leads", "events", "deals", "delimiter", "encoding", "decimal", "date_format"},
+    "data": {"leads", "events", "deals", "delimiter", "encoding", "decimal", "date_format", "url"},
     "columns": {"id", "row_number_id", "created_at", "label", "positive", "negative", "open", "email", "job_title",
                 "missing_values"},
     "roles": set(ROLES),
@@ -37,9 +37,9 @@ _SECTIONS = {
                  "horizon_days", "snapshot_every_days", "test_days", "calibration_days",
                  "horizon", "snapshot_every", "test_span", "calibration_span", "min_converted_leads",
                  "min_split_converted_leads", "min_validation_auc", "segment_by", "search_seconds"},
-    "events": {"file", "id", "timestamp", "type", "type_separator", "value", "types", "words", "max_types",
-               "min_count", "min_share", "windows", "half_lives"},
-    "deals": {"file", "id", "closed_at", "outcome", "won", "lost", "amount", "won_only", "lost_after"},
+    "events": {"file", "table", "query", "id", "timestamp", "type", "type_separator", "value", "types",
+               "words", "max_types", "min_count", "min_share", "windows", "half_lives"},
+    "deals": {"file", "table", "query", "id", "closed_at", "outcome", "won", "lost", "amount", "won_only", "lost_after"},
     # How tier cut-offs are chosen: kind = capacity | precision | threshold | lift | expected_value, and its values.
     "tiers": {"kind", "sql_share", "mql_share", "sql_precision", "mql_precision", "sql_probability",
               "mql_probability", "sql_lift", "mql_lift", "won_value", "sql_cost", "mql_cost"},
@@ -56,11 +56,13 @@ _TRAINING_SPANS = {"horizon": "horizon_days", "snapshot_every": "snapshot_every_
 class ProjectConfig:
     """A parsed, checked project config. Build it with :func:`load_config` (or directly in tests)."""
 
-    leads: Path
+    leads: Path | str
     id: str | None = None
     row_number_id: bool = False
-    events: Path | None = None
-    deals: Path | None = None
+    events: Path | str | None = None
+    deals: Path | str | None = None
+    #: A database URL: then leads, events and deals are table names or queries in it, not files.
+    url: str | None = None
     delimiter: str | None = None
     encoding: str = "utf-8-sig"
     decimal: str | None = None  # None: detected from the file's values
@@ -217,13 +219,28 @@ def load_config(path) -> ProjectConfig:
                              f"and {key}); keep one.")
         spans[field_name] = key
         duration_days(training[key], name=f"{path}: [training] {key}")
-    values = {"leads": located(data["leads"]), "events": located(data.get("events")),
-              "deals": located(data.get("deals")), "training": training, "source": str(path),
-              "tiers": dict(raw.get("tiers", {})), "runtime": dict(raw.get("runtime", {}))}
-    if "events" in raw:
-        values.update(_event_values(raw["events"], path, located))
-    if "deals" in raw:
-        values.update(_deal_values(raw["deals"], path, located))
+    url = _database_url(data, path, located)
+    if url is not None:  # tables or queries in a database, not files
+        values = {"leads": str(data["leads"]), "events": data.get("events") or None,
+                  "deals": data.get("deals") or None, "url": url}
+    else:
+        values = {"leads": located(data["leads"]), "events": located(data.get("events")),
+                  "deals": located(data.get("deals"))}
+    values.update(training=training, source=str(path), tiers=dict(raw.get("tiers", {})),
+                  runtime=dict(raw.get("runtime", {})))
+    for table, read_section in (("events", _event_values), ("deals", _deal_values)):
+        if table in raw:
+            section = raw[table]
+            sources = [key for key in ("file", "table", "query") if key in section]
+            if len(sources) != 1:
+                raise ValueError(f"{path}: [{table}] needs one of file, table or query (table and query with "
+                                 f"[data] url). Got {sources or 'none'}.")
+            if (sources[0] == "file") == (url is not None):
+                raise ValueError(f"{path}: [{table}] {sources[0]} " + (
+                    "needs [data] url, the database holding it." if url is None else
+                    "is a file but [data] url names a database; use table or query."))
+            values.update(read_section({**section, "file": section[sources[0]]}, path,
+                                       located if url is None else (lambda value: value)))
     values.update({key: value for key, value in data.items() if key in ("delimiter", "encoding", "decimal",
                                                                         "date_format")})
     for key, value in {**columns, **raw.get("roles", {}), **raw.get("leakage", {})}.items():
@@ -331,11 +348,20 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
     For training every declared column must be present; for scoring only the id (and the
     creation date when the model uses it): other columns missing are treated as missing.
     """
-    path = Path(leads_path) if leads_path is not None else config.leads
-    source = str(path)
     date_format = date_format or config.date_format
-    frame = read_table(path, delimiter=config.delimiter, encoding=config.encoding, decimal=config.decimal,
-                       text_columns=config._role_columns("id"), table="leads")
+    database = None
+    if config.url is not None:
+        from crm.database import connect, read_source, source_name
+
+        database = connect(config.url)
+        table = leads_path if leads_path is not None else config.leads
+        source = source_name(database, table)
+        frame = read_source(database, table)
+    else:
+        path = Path(leads_path) if leads_path is not None else config.leads
+        source = str(path)
+        frame = read_table(path, delimiter=config.delimiter, encoding=config.encoding, decimal=config.decimal,
+                           text_columns=config._role_columns("id"), table="leads")
     required = config.declared_columns if for_training else [*config._role_columns("id"),
                                                               *([config.created_at] if config.dated else [])]
     if not for_training and config.label in required:
@@ -374,14 +400,17 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
     labels = parse_labels(frame[config.label], config, source=source) if for_training and config.label else None
     events, deals = None, None
     if config.events is not None:
-        events = read_events(config.events, config.event_columns, where=f"[events] in {config.source}",
-                             date_format=date_format)
-        validate_events(events, lead_ids=leads["lead_id"], source=str(config.events), now=now,
+        raw_events = read_source(database, config.events) if database is not None else config.events
+        events = read_events(raw_events, config.event_columns, where=f"[events] in {config.source}",
+                             source=_source(database, config.events), date_format=date_format)
+        validate_events(events, lead_ids=leads["lead_id"], source=_source(database, config.events), now=now,
                         date_format=date_format)
     if config.deals is not None:
-        deals = validate_deals(read_deals(config.deals, config.deal_columns, config_source=config.source),
-                               lead_ids=leads["lead_id"],
-                               source=str(config.deals), now=now, date_format=date_format)
+        raw_deals = read_source(database, config.deals) if database is not None else config.deals
+        deals = validate_deals(read_deals(raw_deals, config.deal_columns, config_source=config.source,
+                                          source=_source(database, config.deals)),
+                               lead_ids=leads["lead_id"], source=_source(database, config.deals), now=now,
+                               date_format=date_format)
         deals = _without_deal(config, leads, events, deals)
     return leads, labels, events, deals
 
@@ -389,6 +418,27 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
 def row_number_ids(n: int) -> np.ndarray:
     """Ids 1..n for an export without an id column: stable as long as the row order is."""
     return np.arange(1, n + 1, dtype=np.int64)
+
+
+def _database_url(data: dict, path: Path, located) -> str | None:
+    """``[data] url``, a relative DuckDB file made relative to the config file; None without one."""
+    if not data.get("url"):
+        return None
+    url = str(data["url"])
+    if url.startswith("duckdb:///") and not url.startswith("duckdb:////"):
+        return f"duckdb:///{located(url[len('duckdb:///'):])}"
+    if "://" not in url:  # a DuckDB file path
+        return f"duckdb:///{located(url)}"
+    return url
+
+
+def _source(database, table) -> str:
+    """How messages name a table: its file, or the database (password hidden) and the table or query."""
+    if database is None:
+        return str(table)
+    from crm.database import source_name
+
+    return source_name(database, table)
 
 
 def _without_deal(config: ProjectConfig, leads: pd.DataFrame, events, deals: pd.DataFrame) -> pd.DataFrame:
@@ -463,12 +513,24 @@ def _check_booleans(leads: pd.DataFrame, config: ProjectConfig, source: str) -> 
 
 
 def load_crm_or_config(config_path=None, *, leads=None, events=None, deals=None, for_training=True, now=None,
-                       date_format=None):
-    """The CLI's one door to the data: a config file, or the synthetic contract's three files."""
+                       date_format=None, db=None):
+    """The CLI's one door to the data: a config file, or the contract's three tables as files.
+
+    ``db``, a database URL, makes ``leads``, ``events`` and ``deals`` table names or queries in it
+    (with a config: it replaces the config's ``[data] url``).
+    """
     if config_path is None:
-        leads_frame, events, deals = load_crm(leads, events, deals, now=now, date_format=date_format)
+        if db is not None:
+            from crm.database import load_crm_from_database
+
+            leads_frame, events, deals = load_crm_from_database(db, leads, events, deals, now=now)
+        else:
+            leads_frame, events, deals = load_crm(leads, events, deals, now=now, date_format=date_format)
         return None, leads_frame, None, events, deals
     config = load_config(config_path)
-    overrides = {key: Path(value) for key, value in (("events", events), ("deals", deals)) if value is not None}
+    if db is not None:
+        config = replace(config, url=str(db))
+    overrides = {key: value if config.url else Path(value)
+                 for key, value in (("events", events), ("deals", deals)) if value is not None}
     config = replace(config, **overrides) if overrides else config
     return (config, *load_tables(config, leads, for_training=for_training, now=now, date_format=date_format))

@@ -59,7 +59,8 @@ class DealColumns:
     where: str = field(default="[deals]", compare=False)
 
 
-def read_events(path, columns: EventColumns, *, where: str = "[events]", date_format=None):
+def read_events(path, columns: EventColumns, *, where: str = "[events]", source: str | None = None,
+                date_format=None):
     """The event log at ``path`` with the contract's columns: the path itself when its names already fit.
 
     Otherwise a frame with ``lead_id``, ``occurred_at`` (naive UTC), ``event_type`` and, when
@@ -70,8 +71,9 @@ def read_events(path, columns: EventColumns, *, where: str = "[events]", date_fo
         return path
     wanted = {"id": [columns.id], "timestamp": [columns.timestamp], "type": list(columns.type),
               "value": [columns.value] if columns.value else []}
-    frame = read_table(path, text_columns=(columns.id,), table="events")
-    source = str(path)
+    # A frame: read from a database.
+    frame = path if isinstance(path, pd.DataFrame) else read_table(path, text_columns=(columns.id,), table="events")
+    source = source or str(path)
     for key, names in wanted.items():
         missing = [name for name in names if name not in frame.columns]
         if missing:
@@ -93,14 +95,16 @@ def read_events(path, columns: EventColumns, *, where: str = "[events]", date_fo
     return events
 
 
-def read_deals(path, columns: DealColumns, *, config_source: str = "the config") -> pd.DataFrame:
+def read_deals(path, columns: DealColumns, *, config_source: str = "the config",
+               source: str | None = None) -> pd.DataFrame:
     """The deals table with ``lead_id``, ``closed_at``, ``outcome`` in {won, lost} and, when mapped, ``amount``.
 
     Outcome values are compared trimmed and case-insensitively with the config's ``won`` and
     ``lost`` lists; any other value is an error listing them, so nothing is read as lost by accident.
     """
-    frame = read_table(path, text_columns=(columns.id,), table="deals")
-    source = str(path)
+    # A frame: read from a database.
+    frame = path if isinstance(path, pd.DataFrame) else read_table(path, text_columns=(columns.id,), table="deals")
+    source = source or str(path)
     where = columns.where
     named = {"id": columns.id, "closed_at": columns.closed_at, "outcome": columns.outcome, "amount": columns.amount}
     if columns.won_only and columns.outcome and columns.outcome not in frame.columns:

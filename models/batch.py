@@ -16,6 +16,7 @@ import pandas as pd
 from features.build import build_features
 from features.snapshots import open_leads
 from features.timing import utc_now
+from models.history import with_previous
 
 REASON_COLUMNS = tuple(f"{side}_reason_{k}" for side in ("positive", "negative") for k in (1, 2, 3))
 SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "fit_score", "engagement_score", *REASON_COLUMNS,
@@ -25,7 +26,7 @@ SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "fit_score", "engage
 def score_lead_base(bundle, leads, events, *, as_of, out, deals: pd.DataFrame | None = None,
                     model_version: str = "", thresholds=None, chunk_size: int = 100_000,
                     explain: bool = True, progress=None, progress_bar: bool = False,
-                    timings: dict | None = None) -> pd.Series:
+                    timings: dict | None = None, monitor=None, history=None, model_name: str = "") -> pd.Series:
     """Score every lead open at ``as_of`` into ``out`` (.parquet or .csv); return the tier counts.
 
     Beside probability, score and tier each row carries the fit and engagement sub-scores and up
@@ -43,10 +44,17 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals: pd.DataFrame | 
     ``prediction`` or ``contributions`` and ``reasons``, ``write``) and, for comparison, the
     seconds of the model's bare prediction on the same rows (``bare_prediction``: one extra
     prediction per chunk, so only for benchmarks).
+
+    ``out`` may also be a sink: a context manager with ``write(frame)`` and ``rows`` that makes the
+    output appear on a clean exit only (``crm.database.Database.write_table``). ``monitor``, a
+    :class:`models.monitoring.DriftMonitor`, counts each chunk's features, probabilities and tiers
+    for the drift report. ``history`` (:class:`models.history.ScoreHistory` or ``TableHistory``)
+    adds each lead's previous score and trend to the output and gets this run's rows (with
+    ``model_name``) once the output is written.
     """
     if chunk_size <= 0:
         raise ValueError(f"The 'chunk_size' parameter of score_lead_base must be positive. Got {chunk_size!r}.")
-    out = check_output(out)
+    sink = out if hasattr(out, "write") else _AtomicWriter(check_output(out))
     scored_at = utc_now().floor("s")
     started = time.perf_counter()
     counts = pd.Series(0, index=["SQL", "MQL", "nurture"], dtype=np.int64)
@@ -54,16 +62,22 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals: pd.DataFrame | 
     done = opened = 0
     empty = None
     clock = _Stages(timings)
-    with _AtomicWriter(out) as writer, _bar(total, progress_bar) as bar:
+    latest = history.latest() if history is not None else None
+    # The history's run is entered first so it is left last: committed only once the output is in place.
+    with _history_run(history, scored_at) as history_writer, sink as writer, _bar(total, progress_bar) as bar:
         for lead_chunk in clock.timed("read", _lead_chunks(leads, chunk_size)):
             # The chunk's own deals only: sorting every deal of the base per chunk cost seconds.
             chunk_deals = deals[deals["lead_id"].isin(lead_chunk["lead_id"])] if deals is not None else None
             snapshots = open_leads(lead_chunk, chunk_deals, as_of)
             frame = _score_chunk(bundle, snapshots, lead_chunk, events, explain=explain, thresholds=thresholds,
-                                 model_version=model_version, scored_at=scored_at, timings=timings)
+                                 model_version=model_version, scored_at=scored_at, timings=timings, monitor=monitor)
+            if latest is not None:
+                frame = with_previous(frame, latest)
             if len(frame):
                 with clock("write"):
                     writer.write(frame)
+                if history_writer is not None:
+                    history_writer.write(frame.assign(model_name=model_name))
             else:  # written only if nothing else is: an empty frame's columns carry no types
                 empty = frame
             counts = counts.add(frame["tier"].value_counts(), fill_value=0).astype(np.int64)
@@ -124,7 +138,7 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
                 changed[column] = values.mask(risky.to_numpy(), "'" + values.astype(str))
     return frame.assign(**changed) if changed else frame
 def _score_chunk(bundle, snapshots, leads, events, *, explain, thresholds, model_version, scored_at,
-                 timings=None) -> pd.DataFrame:
+                 timings=None, monitor=None) -> pd.DataFrame:
     clock = _Stages(timings)
     with clock("features"):
         features = build_features(snapshots, leads, events, bundle.spec)
@@ -136,6 +150,8 @@ def _score_chunk(bundle, snapshots, leads, events, *, explain, thresholds, model
     if timings is not None:
         with clock("bare_prediction"):
             bundle.predict_probability(features)
+    if monitor is not None and len(features):
+        monitor.add(features, scores["probability"], scores["tier"])
     return pd.DataFrame({
         "lead_id": snapshots["lead_id"].to_numpy(),
         **{column: scores[column].to_numpy() for column in scores.columns},
@@ -288,3 +304,17 @@ def _unwind_on_sigterm():
         raise SystemExit(128 + signum)
 
     return signal.signal(signal.SIGTERM, stop)
+
+
+@contextmanager
+def _history_run(history, scored_at):
+    """This run's history writer (None without a history): committed on a clean exit, else discarded."""
+    if history is None:
+        yield None
+        return
+    writer = history.writer(scored_at)
+    try:
+        yield writer
+        writer.commit()
+    finally:
+        writer.discard()

@@ -21,13 +21,16 @@ class ModelBundle:
     """A calibrated conversion model with the feature spec it was trained on and its tier thresholds.
 
     ``metadata`` holds plain values only (training window, horizon, metrics): it is shown by
-    ``serve.py`` and logged with the model.
+    ``serve.py`` and logged with the model. ``reference`` is the training reference that drift
+    monitoring compares a scored base with (:func:`models.monitoring.build_reference`): binned
+    shares only, no lead rows; None for a bundle saved before monitoring existed.
     """
 
     spec: FeatureSpec
     model: object
     thresholds: TierThresholds
     metadata: dict = field(default_factory=dict)
+    reference: dict | None = None
 
     def predict_probability(self, features: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of converting within the horizon, one per feature row."""
@@ -127,7 +130,7 @@ class ModelBundle:
         path = Path(path)
         joblib.dump(
             {"spec": self.spec.as_dict(), "model": self.model, "thresholds": self.thresholds.as_dict(),
-             "metadata": self.metadata},
+             "metadata": self.metadata, "reference": self.reference},
             path,
         )
         return path
@@ -140,4 +143,5 @@ class ModelBundle:
             model=payload["model"],
             thresholds=TierThresholds(**payload["thresholds"]),
             metadata=payload["metadata"],
+            reference=payload.get("reference"),
         )

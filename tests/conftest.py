@@ -56,3 +56,29 @@ def small_models():
                                                         "horizon_days": 90},
                                              "metrics": {"test_roc_auc": 0.8}})
     return models
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server for the test session (from the pgserver wheel, a test dependency); its URL.
+
+    Never a mock and never a skip: a server that cannot start fails the tests that need it.
+    Running as root, pgserver starts the server as its own system user ``pgserver``.
+    """
+    import shutil
+    import tempfile
+    import warnings
+
+    # Its own folder in /tmp, not under pytest's: the server's user must traverse every parent folder,
+    # and pytest keeps its base folder private to root.
+    folder = tempfile.mkdtemp(prefix="lead-scoring-postgres-")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs' note about XDG_RUNTIME_DIR
+        import pgserver
+
+        server = pgserver.get_server(folder, cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -16,6 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 #: editor, a server that runs until stopped, a browser UI, make itself.
 NOT_RUN = ("../shared/", "examples/x_education", "examples/road_traffic_fines", "$EDITOR", " http ", "mlflow ui",
            "make ",
+           # a company's database server and files named as placeholders (tests/test_database.py runs these
+           # commands against a real PostgreSQL and DuckDB file; tests/test_history.py the history ones)
+           "db.internal", "postgresql://...", "crm.duckdb", "score ... --out", "score_history",
            # Spark's examples need microsecond Parquet, a cluster or a JVM: tests/test_spark.py runs spark-score.
            "spark-score", "spark-submit", "zip -r")
 

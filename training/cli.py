@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--leads", help="leads table (.csv or .parquet); with --config, overrides its file")
     train.add_argument("--events", help="event log (.csv or .parquet)")
     train.add_argument("--deals", help="closed deals (.csv or .parquet)")
+    train.add_argument("--db", help="database URL (postgresql://..., duckdb:///crm.duckdb or any SQLAlchemy URL): "
+                                    "--leads, --events and --deals are then table names or SELECT queries in it")
     train.add_argument("--truth", help="folder with the synthetic generator's truth files (adds oracle AUC)")
     train.add_argument("--date-format", help="strftime format of dates whose day/month order the data cannot "
                                              "show, e.g. %%d/%%m/%%Y (default: the config's [data] date_format)")
@@ -201,7 +203,8 @@ def _train(args) -> int:
         raise ValueError("train needs --config FILE, or all of --leads, --events and --deals.")
     truth = load_truth(args.truth) if args.truth else None
     config, leads, labels, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
-                                                              deals=args.deals, date_format=args.date_format)
+                                                              deals=args.deals, date_format=args.date_format,
+                                                              db=args.db)
     _train_and_log(args, leads, events, deals, truth=truth, project=config, labels=labels)
     return 0
 

@@ -18,6 +18,7 @@ from features.timing import duration, duration_days
 from features.vocabulary import EventVocabulary
 from models.bundle import ModelBundle
 from models.estimators import make_candidates
+from models.monitoring import build_reference
 from models.threads import blas_threads, blas_threads_for, resolve_threads
 from models.tiers import POLICIES, CapacityPolicy, policy_from_dict, tier_cutoffs
 from training.calibrate import calibrate
@@ -257,6 +258,9 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
                       f"{config.min_validation_auc}: its ranking, and so its SQL / MQL / nurture tiers, carry no "
                       "information; it is not promoted", NoSignalWarning, stacklevel=2)
     thresholds = config.tier_policy.choose(calibration_probability)
+    # What drift monitoring compares scored bases with: the calibration split, where the tiers were cut.
+    reference = build_reference(X_cal, calibration_probability, thresholds.assign(calibration_probability),
+                                categorical=spec.categorical_feature_names)
     probability = calibrated.predict_proba(X_test)[:, 1]
     metrics.update(evaluate_probabilities(y_test, probability))
     metrics["validation_roc_auc"] = float(validation_auc)
@@ -288,7 +292,8 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
                     "datasets": datasets, "segments": segments, "search": search}
     return spec, features, {"model": calibrated, "thresholds": thresholds, "probability": probability,
                             "y_test": y_test, "X_test": X_test, "metrics": metrics, "params": params,
-                            "leakage": leakage, **fitted_extra}
+                            "leakage": leakage, "reference": reference,
+                            **fitted_extra}
 
 
 def _typical_engaged_row(probability: np.ndarray) -> int:
@@ -300,7 +305,7 @@ def _typical_engaged_row(probability: np.ndarray) -> int:
 
 def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -> TrainingResult:
     bundle = ModelBundle(spec=spec, model=fitted["model"], thresholds=fitted["thresholds"],
-                         metadata={"params": params, "metrics": fitted["metrics"]})
+                         metadata={"params": params, "metrics": fitted["metrics"]}, reference=fitted["reference"])
     y_test, probability = fitted["y_test"], fitted["probability"]
     tables = {
         "test_tiers": tier_table(y_test, probability, test["tier"]),

@@ -429,6 +429,33 @@ def log_comparison(comparison, *, figures: dict, report_path, experiment: str | 
     return run.info.run_id
 
 
+def log_monitoring(report, *, report_path=None, model_uri: str | None = None, identity: dict | None = None,
+                   experiment: str | None = None, run_name: str = "monitoring") -> str:
+    """Log a drift report as an MLflow run tagged ``kind=monitoring``; returns the run id.
+
+    It goes to the scored model's experiment unless ``experiment`` says otherwise.
+    """
+    name = (identity or {}).get("model_name") or (_registry_version(model_uri)[0] if model_uri else None)
+    use_experiment(experiment_name(name or DEFAULT_MODEL_NAME, experiment))
+    with mlflow.start_run(run_name=run_name) as run:
+        params = {"psi_warning": report.psi_bands[0], "psi_alert": report.psi_bands[1],
+                  "unseen_warning": report.unseen_bands[0], "unseen_alert": report.unseen_bands[1]}
+        if model_uri:
+            params["model_uri"] = model_uri
+        for key in ("model_name", "model_version"):
+            if identity and identity.get(key):
+                params[key] = identity[key]
+        mlflow.log_params({key: _param(value) for key, value in params.items()})
+        mlflow.log_metrics(report.metrics())
+        mlflow.log_text(report.features.to_csv(index=False), "monitoring/feature_drift.csv")
+        mlflow.log_text(report.tiers.to_csv(index=False), "monitoring/tier_mix.csv")
+        mlflow.log_text(report.score_bins.to_csv(index=False), "monitoring/score_bins.csv")
+        if report_path is not None:
+            mlflow.log_artifact(str(report_path), "monitoring")
+        mlflow.set_tags({"kind": "monitoring", "monitoring_status": report.status})
+    return run.info.run_id
+
+
 def load_bundle(model_uri: str) -> tuple[ModelBundle, dict]:
     """Load the bundle behind a model URI (``models:/name@champion``, ``runs:/...``) and its identity.
 

@@ -1,0 +1,391 @@
+"""CRM tables from a database and score tables into one: any SQLAlchemy URL, a DuckDB file as the embedded default.
+
+A DuckDB file (``duckdb:///crm.duckdb`` or a path ending in ``.duckdb``) is opened with DuckDB
+itself rather than through the duckdb-engine SQLAlchemy dialect: DuckDB reads and writes pandas
+frames in bulk (``INSERT ... SELECT * FROM frame``), while a SQLAlchemy dialect goes through
+row-by-row ``executemany``, and it saves a dependency. Every other URL goes through SQLAlchemy;
+PostgreSQL (``postgresql://`` with psycopg 3) is written with ``COPY``, the fastest way in.
+
+A table is written atomically: its rows go to a staging table in one transaction, which at the
+end drops the old table and renames the staging table in its place. A run that fails or is
+killed half-way rolls back; readers see the old table whole until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+from features.contract import DataContractError, validate_deals, validate_events, validate_leads
+
+DUCKDB_SUFFIXES = (".duckdb", ".ddb")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+
+
+def is_database(target) -> bool:
+    """True for a database URL (``scheme://...``) or a DuckDB file path."""
+    text = str(target)
+    return "://" in text or Path(text).suffix.lower() in DUCKDB_SUFFIXES
+
+
+def connect(url) -> Database:
+    """A :class:`Database` for a SQLAlchemy URL, ``duckdb:///path`` or a ``.duckdb`` file path."""
+    text = str(url)
+    if text.startswith("duckdb://"):
+        return DuckDBDatabase(_duckdb_path(text))
+    if "://" not in text:
+        if Path(text).suffix.lower() in DUCKDB_SUFFIXES:
+            return DuckDBDatabase(text)
+        raise ValueError(f"Expected a database URL such as postgresql://user@host/db or duckdb:///crm.duckdb, "
+                         f"or a .duckdb file. Got {text!r} instead.")
+    return SQLAlchemyDatabase(text)
+
+
+def load_crm_from_database(url, leads, events=None, deals=None, *, now=None):
+    """Read and validate the three tables from a database; returns ``(leads, events, deals)`` like ``load_crm``.
+
+    Each of ``leads``, ``events`` and ``deals`` is a table name (``crm_leads``, ``crm.leads``) or a
+    query (``SELECT ... FROM ...``). The event log comes back as a frame; missing optional tables as None.
+    """
+    database = connect(url)
+    lead_table = validate_leads(read_source(database, leads), source=source_name(database, leads), now=now)
+    deal_table = None
+    if deals is not None:
+        deal_table = validate_deals(read_source(database, deals), lead_ids=lead_table["lead_id"],
+                                    source=source_name(database, deals), now=now)
+    event_table = None
+    if events is not None:
+        event_table = read_source(database, events)
+        validate_events(event_table, lead_ids=lead_table["lead_id"], source=source_name(database, events), now=now)
+    return lead_table, event_table, deal_table
+
+
+def read_source(database: Database, source: str) -> pd.DataFrame:
+    """A table name or a query (anything starting with SELECT or WITH) read from ``database``."""
+    return database.read(query=source) if is_query(source) else database.read(table=source)
+
+
+def is_query(source: str) -> bool:
+    return bool(re.match(r"^\s*(select|with)\b", str(source), flags=re.IGNORECASE))
+
+
+def source_name(database: Database, source: str) -> str:
+    """How messages name a database source: the URL without password, then the table or the query."""
+    return f"{database.display} {'query' if is_query(source) else 'table'} {source!r}"
+
+
+def check_table_name(name: str, *, what: str = "table") -> str:
+    """A table name is ``name`` or ``schema.name`` of letters, digits and underscores; anything else is refused."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"The {what} name must be letters, digits and underscores, optionally schema-qualified "
+                         f"(schema.table). Got {name!r} instead.")
+    return name
+
+
+class Database:
+    """Read tables or queries into pandas; write a table atomically in chunks; append to a table."""
+
+    url: str
+
+    def read(self, *, table: str | None = None, query: str | None = None) -> pd.DataFrame:
+        """One table or the result of one query, timestamps as naive UTC."""
+        if (table is None) == (query is None):
+            raise ValueError("Read a database table or a query: give exactly one of table= and query=.")
+        sql = f"SELECT * FROM {self.quote(check_table_name(table))}" if table is not None else query
+        try:
+            frame = self._read_sql(sql)
+        except Exception as error:  # driver errors differ per database; say what was read and from where
+            what = f"table {table!r}" if table is not None else f"query {query!r}"
+            raise DataContractError(f"{self.display}: could not read {what}: {_first_line(error)}") from None
+        return _naive_utc_columns(frame)
+
+    def write_table(self, table: str) -> TableWriter:
+        """A context manager: ``write(frame)`` chunks into staging, swapped in for ``table`` on success."""
+        return TableWriter(self, check_table_name(table))
+
+    def append(self, table: str, frame: pd.DataFrame) -> None:
+        """Append rows to ``table`` in one transaction, creating it from the frame's columns if absent."""
+        check_table_name(table)
+        with self._transaction() as handle:
+            if not self._exists(handle, table):
+                self._create(handle, table, frame)
+            else:
+                self._add_columns(handle, table, frame)
+            self._insert(handle, table, frame)
+
+    def has_table(self, table: str) -> bool:
+        with self._transaction() as handle:
+            return self._exists(handle, check_table_name(table))
+
+    @property
+    def display(self) -> str:
+        """The URL without a password, for messages."""
+        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", self.url)
+
+    def quote(self, name: str) -> str:
+        return ".".join(f'"{part}"' for part in name.split("."))
+
+
+class TableWriter:
+    """Chunks into a staging table inside one transaction; on success the staging table replaces the target."""
+
+    def __init__(self, database: Database, table: str):
+        self.database, self.table = database, table
+
+    def __enter__(self):
+        schema, _, name = self.table.rpartition(".")
+        self.staging = f"{schema + '.' if schema else ''}_staging_{name}_{uuid.uuid4().hex[:8]}"
+        self._transaction = self.database._transaction()
+        self.handle = self._transaction.__enter__()
+        self.created = False
+        self.rows = 0
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if not self.created:
+            self.database._create(self.handle, self.staging, frame)
+            self.created = True
+        self.database._insert(self.handle, self.staging, frame)
+        self.rows += len(frame)
+
+    def __exit__(self, kind, error, traceback):
+        if kind is None:
+            try:
+                if not self.created:
+                    raise ValueError(f"Nothing was written for table {self.table!r}: no columns to create it with.")
+                self.database._swap(self.handle, self.staging, self.table)
+            except BaseException as failure:
+                self._transaction.__exit__(type(failure), failure, failure.__traceback__)
+                raise
+        return self._transaction.__exit__(kind, error, traceback)
+
+
+class DuckDBDatabase(Database):
+    """A DuckDB database file, through DuckDB's own Python API."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.url = f"duckdb:///{self.path}"
+
+    def _connect(self):
+        import duckdb
+
+        return duckdb.connect(str(self.path))
+
+    def _read_sql(self, sql: str) -> pd.DataFrame:
+        if not self.path.exists():
+            raise DataContractError(f"{self.path}: no such DuckDB file.")
+        with self._connect() as con:
+            return con.sql(sql).df()
+
+    def _transaction(self):
+        return _DuckDBTransaction(self)
+
+    def _exists(self, con, table: str) -> bool:
+        schema, _, name = table.rpartition(".")
+        return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ? "
+                                "AND table_schema = coalesce(?, current_schema())", [name, schema or None])
+                    .fetchall()[0][0])
+
+    def _create(self, con, table: str, frame: pd.DataFrame) -> None:
+        con.register("_frame", frame.head(0))
+        con.execute(f"CREATE TABLE {self.quote(table)} AS SELECT * FROM _frame")
+        con.unregister("_frame")
+
+    def _insert(self, con, table: str, frame: pd.DataFrame) -> None:
+        con.register("_frame", frame)
+        columns = ", ".join(f'"{column}"' for column in frame.columns)
+        con.execute(f"INSERT INTO {self.quote(table)} ({columns}) SELECT {columns} FROM _frame")
+        con.unregister("_frame")
+
+    def _add_columns(self, con, table: str, frame: pd.DataFrame) -> None:
+        """Columns of ``frame`` the table lacks are added (a later run with more columns than the first)."""
+        schema, _, name = table.rpartition(".")
+        present = {row[0] for row in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "AND table_schema = coalesce(?, current_schema())", [name, schema or None]).fetchall()}
+        for column in frame.columns:
+            if column not in present:
+                con.register("_frame", frame[[column]].head(0))
+                kind = con.sql(f'SELECT "{column}" FROM _frame').types[0]
+                con.unregister("_frame")
+                con.execute(f'ALTER TABLE {self.quote(table)} ADD COLUMN "{column}" {kind}')
+
+    def _swap(self, con, staging: str, table: str) -> None:
+        con.execute(f"DROP TABLE IF EXISTS {self.quote(table)}")
+        con.execute(f"ALTER TABLE {self.quote(staging)} RENAME TO \"{table.rpartition('.')[2]}\"")
+
+
+class _DuckDBTransaction:
+    def __init__(self, database: DuckDBDatabase):
+        self.database = database
+
+    def __enter__(self):
+        self.database.path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = self.database._connect()
+        self.con.execute("BEGIN TRANSACTION")
+        return self.con
+
+    def __exit__(self, kind, error, traceback):
+        try:
+            self.con.execute("COMMIT" if kind is None else "ROLLBACK")
+        finally:
+            self.con.close()
+        return False
+
+
+class SQLAlchemyDatabase(Database):
+    """Any database SQLAlchemy reaches; PostgreSQL through psycopg 3 and COPY."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._engine = None
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            import sqlalchemy
+
+            url = sqlalchemy.engine.make_url(self.url)
+            if url.drivername == "postgresql":  # psycopg 3 is the driver we install, not psycopg2
+                url = url.set(drivername="postgresql+psycopg")
+            self._engine = sqlalchemy.create_engine(url)
+        return self._engine
+
+    def _read_sql(self, sql: str) -> pd.DataFrame:
+        import sqlalchemy
+
+        with self.engine.connect() as connection:
+            return pd.read_sql(sqlalchemy.text(sql), connection)
+
+    def _transaction(self):
+        return self.engine.begin()
+
+    def quote(self, name: str) -> str:
+        preparer = self.engine.dialect.identifier_preparer
+        return ".".join(preparer.quote(part) for part in name.split("."))
+
+    @property
+    def _copies(self) -> bool:
+        return self.engine.dialect.name == "postgresql" and self.engine.dialect.driver == "psycopg"
+
+    def _exists(self, connection, table: str) -> bool:
+        import sqlalchemy
+
+        schema, _, name = table.rpartition(".")
+        return sqlalchemy.inspect(connection).has_table(name, schema=schema or None)
+
+    def _create(self, connection, table: str, frame: pd.DataFrame) -> None:
+        import sqlalchemy
+
+        schema, _, name = table.rpartition(".")
+        columns = [sqlalchemy.Column(str(column), _sql_type(frame[column])) for column in frame.columns]
+        sqlalchemy.Table(name, sqlalchemy.MetaData(), *columns, schema=schema or None).create(connection)
+
+    def _insert(self, connection, table: str, frame: pd.DataFrame) -> None:
+        if len(frame) == 0:
+            return
+        columns = ", ".join(self.quote(str(column)) for column in frame.columns)
+        if self._copies:
+            cursor = connection.connection.driver_connection.cursor()
+            # Arrow's CSV writer is about seven times faster than pandas' here; every present value is
+            # quoted, so an empty string stays a string and only an unquoted empty field is NULL.
+            with cursor.copy(f"COPY {self.quote(table)} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write(_arrow_csv(frame))
+            return
+        import sqlalchemy
+
+        schema, _, name = table.rpartition(".")
+        target = sqlalchemy.Table(name, sqlalchemy.MetaData(), schema=schema or None, autoload_with=connection)
+        plain = _naive_timestamps(frame)
+        records = plain.astype(object).where(plain.notna(), None).to_dict("records")
+        connection.execute(target.insert(), records)
+
+    def _add_columns(self, connection, table: str, frame: pd.DataFrame) -> None:
+        """Columns of ``frame`` the table lacks are added (a later run with more columns than the first)."""
+        import sqlalchemy
+
+        schema, _, name = table.rpartition(".")
+        present = {column["name"] for column in sqlalchemy.inspect(connection).get_columns(name, schema=schema or None)}
+        for column in frame.columns:
+            if column not in present:
+                kind = _sql_type(frame[column]).compile(dialect=self.engine.dialect)
+                connection.execute(sqlalchemy.text(
+                    f"ALTER TABLE {self.quote(table)} ADD COLUMN {self.quote(str(column))} {kind}"))
+
+    def _swap(self, connection, staging: str, table: str) -> None:
+        import sqlalchemy
+
+        connection.execute(sqlalchemy.text(f"DROP TABLE IF EXISTS {self.quote(table)}"))
+        connection.execute(sqlalchemy.text(
+            f"ALTER TABLE {self.quote(staging)} RENAME TO {self.quote(table.rpartition('.')[2])}"))
+
+
+def _duckdb_path(url: str) -> str:
+    """``duckdb:///relative.duckdb`` and ``duckdb:////abs/path.duckdb``, as SQLAlchemy's duckdb-engine reads them."""
+    rest = url[len("duckdb://"):]
+    return rest[1:] if rest.startswith("/") else rest
+
+
+def _sql_type(values: pd.Series):
+    import sqlalchemy
+
+    if pd.api.types.is_bool_dtype(values):
+        return sqlalchemy.Boolean()
+    if pd.api.types.is_integer_dtype(values):
+        return sqlalchemy.BigInteger()
+    if pd.api.types.is_float_dtype(values):
+        return sqlalchemy.Double()
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return sqlalchemy.DateTime(timezone=False)
+    return sqlalchemy.Text()
+
+
+def _arrow_csv(frame: pd.DataFrame) -> bytes:
+    """The frame as CSV for PostgreSQL's COPY: no header, present values quoted, missing ones empty."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    frame = _naive_timestamps(frame)
+    # PostgreSQL keeps microseconds and would round the nanoseconds Arrow writes; truncate instead, so a
+    # stored time is never later than the real one (an event never moves past an as_of).
+    stamps = [column for column in frame.columns if pd.api.types.is_datetime64_dtype(frame[column])]
+    if stamps:
+        frame = frame.assign(**{column: frame[column].dt.floor("us") for column in stamps})
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    pa_csv.write_csv(table, sink, pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    return sink.getvalue().to_pybytes()
+
+
+def _naive_timestamps(frame: pd.DataFrame) -> pd.DataFrame:
+    zoned = [column for column in frame.columns if isinstance(frame[column].dtype, pd.DatetimeTZDtype)]
+    if not zoned:
+        return frame
+    return frame.assign(**{column: frame[column].dt.tz_convert("UTC").dt.tz_localize(None) for column in zoned})
+
+
+def _naive_utc_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Zoned timestamp columns (PostgreSQL ``timestamptz``) become naive UTC, as every builder expects."""
+    for column in frame.columns:
+        values = frame[column]
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            frame[column] = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        elif values.dtype == object and len(values) and _all_zoned_datetimes(values):
+            frame[column] = pd.to_datetime(values, utc=True).dt.tz_localize(None)
+    return frame
+
+
+def _all_zoned_datetimes(values: pd.Series) -> bool:
+    import datetime
+
+    present = values.dropna()
+    return bool(len(present)) and all(isinstance(value, datetime.datetime) and value.tzinfo is not None
+                                      for value in present.head(100))
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

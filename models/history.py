@@ -1,0 +1,204 @@
+"""Score history: each batch run's scores appended to a date-partitioned Parquet dataset or a database table.
+
+Layout: ``<folder>/scored_date=YYYY-MM-DD/run-<scored_at>-<id>.parquet``, one file per run, which
+DuckDB, Spark and pandas read as one table (hive partitioning). A run's file is written under a
+hidden temporary name and renamed only after the run's own output was written, so a failed run
+leaves no history behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: Score points a lead must move (0-100 scale) to count as rising or falling rather than steady.
+STEADY_POINTS = 5
+TRENDS = ("rising", "steady", "falling", "new")
+
+
+class ScoreHistory:
+    """A folder of past scoring runs, partitioned by the date they were scored."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+
+    def read(self, *, lead_id=None, columns=None) -> pd.DataFrame:
+        """Every stored row (or one lead's), oldest run first; an empty frame when nothing is stored yet."""
+        import duckdb
+
+        if not self._files():
+            return pd.DataFrame(columns=list(columns) if columns else ["lead_id", "scored_at", "score"])
+        select = ", ".join(f'"{column}"' for column in columns) if columns else "* EXCLUDE (scored_date)"
+        where, parameters = "", []
+        if lead_id is not None:
+            where, parameters = "WHERE CAST(lead_id AS VARCHAR) = ?", [str(lead_id)]
+        with duckdb.connect() as con:
+            return con.execute(f"SELECT {select} FROM read_parquet(?, hive_partitioning = true, union_by_name = true) "
+                               f"{where} ORDER BY scored_at, as_of, lead_id",
+                               [str(self.folder / "*" / "*.parquet"), *parameters]).df()
+
+    def latest(self) -> pd.DataFrame:
+        """Each lead's most recent stored score: ``lead_id``, ``previous_score``, ``previous_scored_at``."""
+        import duckdb
+
+        if not self._files():
+            return _no_previous_scores()
+        with duckdb.connect() as con:
+            return con.execute(
+                "SELECT lead_id, score AS previous_score, scored_at AS previous_scored_at "
+                "FROM read_parquet(?, hive_partitioning = true, union_by_name = true) "
+                "QUALIFY row_number() OVER (PARTITION BY lead_id ORDER BY scored_at DESC, as_of DESC) = 1",
+                [str(self.folder / "*" / "*.parquet")]).df()
+
+    def writer(self, scored_at) -> HistoryWriter:
+        return HistoryWriter(self.folder, pd.Timestamp(scored_at))
+
+    def _files(self) -> list[Path]:
+        return sorted(self.folder.glob("scored_date=*/*.parquet")) if self.folder.exists() else []
+
+
+class HistoryWriter:
+    """One run's rows, chunk by chunk, into a hidden file; :meth:`commit` gives it its real name."""
+
+    def __init__(self, folder: Path, scored_at: pd.Timestamp):
+        self.partition = folder / f"scored_date={scored_at.date()}"
+        self.name = f"run-{scored_at.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
+        self.temporary = None
+        self.parquet = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.parquet is None:
+            self.partition.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(dir=self.partition, prefix=f".{self.name}.", suffix=".tmp")
+            os.close(handle)
+            self.temporary = Path(name)
+            self.parquet = pq.ParquetWriter(self.temporary, table.schema)
+        self.parquet.write_table(table.cast(self.parquet.schema))
+
+    def commit(self) -> Path | None:
+        if self.parquet is None:
+            return None
+        self.parquet.close()
+        os.chmod(self.temporary, 0o644)
+        path = self.partition / self.name
+        os.replace(self.temporary, path)
+        self.temporary = None
+        return path
+
+    def discard(self) -> None:
+        """Drop an uncommitted run (a no-op after :meth:`commit`)."""
+        if self.temporary is not None:
+            if self.parquet is not None:
+                self.parquet.close()
+            self.temporary.unlink(missing_ok=True)
+            self.temporary = None
+
+
+def _no_previous_scores() -> pd.DataFrame:
+    return pd.DataFrame({"lead_id": pd.Series(dtype=object), "previous_score": pd.Series(dtype="Int64"),
+                         "previous_scored_at": pd.Series(dtype="datetime64[us]")})
+
+
+def with_previous(frame: pd.DataFrame, latest: pd.DataFrame, *, steady_points: float = STEADY_POINTS) -> pd.DataFrame:
+    """``frame`` with each lead's ``previous_score``, ``previous_scored_at`` and ``trend`` from ``latest``.
+
+    Leads are matched by their id as text, so an id read as a number one day and as text another
+    still finds its past. ``trend`` is ``new`` without a previous score, ``rising`` or ``falling``
+    when the score moved by ``steady_points`` or more, else ``steady``.
+    """
+    keys = pd.Index(latest["lead_id"].astype(str))
+    if not keys.is_unique:
+        raise ValueError("The score history's latest rows must hold one row per lead.")
+    position = keys.get_indexer(frame["lead_id"].astype(str))
+    found = position >= 0
+    previous = pd.array(np.where(found, latest["previous_score"].to_numpy(dtype=float, na_value=np.nan)[position]
+                                 if len(latest) else np.nan, np.nan), dtype="Float64").astype("Int64")
+    previous_at = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us]")
+    if len(latest):
+        stamps = pd.to_datetime(latest["previous_scored_at"]).to_numpy(dtype="datetime64[us]")
+        previous_at[found] = stamps[position[found]]
+    return frame.assign(previous_score=previous, previous_scored_at=previous_at.to_numpy(),
+                        trend=trend(frame["score"], previous, steady_points=steady_points))
+
+
+def trend(score, previous_score, *, steady_points: float = STEADY_POINTS) -> np.ndarray:
+    """``rising`` / ``steady`` / ``falling`` from the change in score points; ``new`` without a previous score."""
+    score = np.asarray(score, dtype=float)
+    previous = pd.array(previous_score, dtype="Float64").to_numpy(dtype=float, na_value=np.nan)
+    change = score - previous
+    return np.where(np.isnan(previous), "new",
+                    np.where(change >= steady_points, "rising",
+                             np.where(change <= -steady_points, "falling", "steady"))).astype(object)
+
+
+class TableHistory:
+    """The same history as one table in a database (``serve.py score --db URL --history-table NAME``).
+
+    A run's rows go in inside one transaction that commits only after the run's output is in
+    place; columns a later run adds (reasons after a run without them) are added to the table.
+    """
+
+    def __init__(self, database, table: str):
+        from crm.database import check_table_name
+
+        self.database, self.table = database, check_table_name(table, what="history table")
+
+    def read(self, *, lead_id=None, columns=None) -> pd.DataFrame:
+        if not self.database.has_table(self.table):
+            return pd.DataFrame(columns=list(columns) if columns else ["lead_id", "scored_at", "score"])
+        select = ", ".join(self.database.quote(column) for column in columns) if columns else "*"
+        where = ""
+        if lead_id is not None:
+            where = f"WHERE CAST(lead_id AS VARCHAR(200)) = '{str(lead_id).replace(chr(39), chr(39) * 2)}' "
+        return self.database.read(query=f"SELECT {select} FROM {self.database.quote(self.table)} {where}"
+                                        "ORDER BY scored_at, as_of, lead_id")
+
+    def latest(self) -> pd.DataFrame:
+        if not self.database.has_table(self.table):
+            return _no_previous_scores()
+        return self.database.read(query=(
+            "SELECT lead_id, score AS previous_score, scored_at AS previous_scored_at FROM ("
+            "SELECT lead_id, score, scored_at, row_number() OVER (PARTITION BY lead_id ORDER BY scored_at DESC, "
+            f"as_of DESC) AS newest FROM {self.database.quote(self.table)}) AS ranked WHERE newest = 1"))
+
+    def writer(self, scored_at) -> TableHistoryWriter:
+        return TableHistoryWriter(self.database, self.table)
+
+
+class TableHistoryWriter:
+    """Inserts a run's chunks inside one open transaction; :meth:`commit` commits, :meth:`discard` rolls back."""
+
+    def __init__(self, database, table: str):
+        self.database, self.table = database, table
+        self.transaction = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.transaction is None:
+            self.transaction = self.database._transaction()
+            self.handle = self.transaction.__enter__()
+            if not self.database._exists(self.handle, self.table):
+                self.database._create(self.handle, self.table, frame)
+            else:
+                self.database._add_columns(self.handle, self.table, frame)
+        self.database._insert(self.handle, self.table, frame)
+
+    def commit(self):
+        if self.transaction is not None:
+            transaction, self.transaction = self.transaction, None
+            transaction.__exit__(None, None, None)
+        return self.table
+
+    def discard(self) -> None:
+        if self.transaction is not None:
+            transaction, self.transaction = self.transaction, None
+            error = RuntimeError("scoring run failed")
+            transaction.__exit__(RuntimeError, error, None)
