@@ -163,7 +163,7 @@ def main(argv=None) -> int:
     quiet_mlflow(verbose=args.verbose)
     use_default_store()
     try:
-        if str(args.out).lower().endswith((".parquet", ".csv")):  # else a table (see _output)
+        if args.db is None and args.out_db is None and args.config is None:  # a file; tables: see _output
             check_output(args.out)  # before any work: a bad output path must not cost a whole scoring run
         as_of = _as_of(args.as_of, naive_utc) if args.as_of else utc_now()
         if args.config is None and args.leads is None:
@@ -321,7 +321,7 @@ def _evaluate_history(args, history) -> int:
 
         deals = read_source(connect(args.db), args.deals)
     else:
-        deals = read_table(args.deals)
+        deals = read_table(args.deals, text_columns=("lead_id",), table="deals")  # ids as text, as stored
     table = evaluate_history(history.read(), deals, horizon_days=args.horizon_days,
                              until=naive_utc(args.until) if args.until else None)
     print(f"stored scores against outcomes within {args.horizon_days:g} days (runs whose horizon has not "
@@ -335,6 +335,9 @@ def _output(args, project):
     from pathlib import Path
 
     if Path(args.out).suffix.lower() in (".parquet", ".csv"):
+        from models.batch import check_output
+
+        check_output(args.out)  # before any scoring: a bad output path must not cost a whole run
         return args.out
     url = args.out_db or args.db or (project.url if project is not None else None)
     if url is None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crm.column_profile import value_text
 from crm.outcomes import DealColumns, EventColumns, latest_moment, lost_after_inactivity, read_deals, read_events
 from crm.readers import load_crm, parse_numbers, read_table
 from features.contract import DataContractError, validate_deals, validate_events, validate_leads
@@ -465,7 +466,7 @@ def parse_labels(values: pd.Series, config: ProjectConfig, *, source: str) -> pd
     TRUE / FALSE, True / False (booleans as a reader gives them) and 1 / 0 are one answer each:
     a config listing "true" reads a column of booleans or of 1/0 alike.
     """
-    text = values.map(_label_text)
+    text = values.map(value_text)
     positive, negative = _label_values(config.positive), _label_values(config.negative)
     still_open = _label_values(config.open)
     labels = pd.Series(np.where(text.isin(positive), 1.0, np.where(text.isin(negative), 0.0, np.nan)),
@@ -489,21 +490,11 @@ def _label_values(values) -> set:
     return spelled
 
 
-def _label_text(value):
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    if isinstance(value, (int, float, np.integer, np.floating)) and float(value).is_integer():
-        value = int(value)
-    text = str(value).strip().lower()
-    return text or None
-
 
 def _check_booleans(leads: pd.DataFrame, config: ProjectConfig, source: str) -> None:
     tokens = set(config.feature_spec().missing_tokens)
     for column in config.boolean:
-        text = leads[column].dropna().map(_label_text).dropna()
+        text = leads[column].dropna().map(value_text).dropna()
         bad = ~text.isin(set(BOOLEAN_VALUES) | tokens)
         if bad.any():
             raise DataContractError(

@@ -336,7 +336,7 @@ def label_definition(params: dict) -> str:
 
 def version_tags(result, decision=None) -> dict:
     """What a data scientist filters versions by: test AUC, window, label, horizon, model, the decision."""
-    metrics, params = result.metrics, result.params
+    params, metrics = result.params, _headline_metrics(result)
     tags = {"test_roc_auc": f"{metrics['test_roc_auc']:.4f}", "test_ece": f"{metrics['test_ece']:.4f}",
             "validation_roc_auc": f"{metrics.get('validation_roc_auc', float('nan')):.4f}",
             "data_window": data_window(params), "label": label_definition(params), "split": str(params.get("split")),
@@ -356,7 +356,7 @@ def version_tags(result, decision=None) -> dict:
 
 
 def version_description(result, decision=None) -> str:
-    metrics, params = result.metrics, result.params
+    params, metrics = result.params, _headline_metrics(result)
     text = (f"{params.get('model')} + {params.get('calibration')} calibration; {label_definition(params)}; "
             f"data {data_window(params)}. Test ROC AUC {metrics['test_roc_auc']:.4f}, ECE {metrics['test_ece']:.4f}, "
             f"base rate {metrics['test_base_rate']:.3f} on {metrics['test_rows']:,.0f} rows.")
@@ -369,6 +369,11 @@ def version_description(result, decision=None) -> str:
         text += (f"\n\nPromotion: {decision.outcome} ({decision.reason}); challenger {decision.challenger_auc:.4f}, "
                  f"{champion} on the same test window.")
     return text
+
+
+def _headline_metrics(result) -> dict:
+    """The test figures tags and descriptions quote; a result logged by hand may lack some: they read nan."""
+    return {"test_roc_auc": np.nan, "test_ece": np.nan, "test_base_rate": np.nan, "test_rows": 0, **result.metrics}
 
 
 def log_datasets(datasets: dict) -> None:
