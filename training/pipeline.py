@@ -121,8 +121,7 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
     features = build_features(snapshots, leads, events, spec)
     spec, features, fitted = _guard_fit_and_evaluate(features, snapshots["label"], snapshots["split"], spec,
                                                      config, groups=snapshots["lead_id"], log=log)
-    metrics, thresholds, probability, calibrated = (fitted["metrics"], fitted["thresholds"],
-                                                    fitted["probability"], fitted["model"])
+    metrics, thresholds, probability = fitted["metrics"], fitted["thresholds"], fitted["probability"]
     y_test = fitted["y_test"]
     test = snapshots.loc[snapshots["split"].eq("test"), ["lead_id", "as_of", "label"]].assign(
         probability=probability, tier=thresholds.assign(probability))
