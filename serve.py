@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     from models.batch import check_output, score_lead_base
     from models.explain import use_threads
     from models.monitoring import DriftMonitor
-    from models.threads import limit_malloc_arenas, resolve_threads
+    from models.threads import arrow_system_allocator, limit_malloc_arenas, resolve_threads
     from models.tiers import TierThresholds
     from training.tracking import load_bundle, quiet_mlflow, use_default_store
 
@@ -169,6 +169,7 @@ def main(argv=None) -> int:
         if args.config is None and args.leads is None:
             raise ValueError("score needs --leads, or --config with the export it describes.")
         limit_malloc_arenas()  # before scoring's threads start: memory bounded by the chunk
+        arrow_system_allocator()  # what Arrow frees is reused by the next chunk's arrays
         if args.config is None and args.db is None and str(args.leads).lower().endswith((".parquet", ".pq")):
             # A typed Parquet lead table is streamed chunk by chunk; a CSV is read whole, so each
             # column's type (dates, ids, numbers) is decided once from all of its values.

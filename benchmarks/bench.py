@@ -8,11 +8,14 @@ same run:
 - training on a 5,000-lead CRM quiet, then beside two busy processes this script starts and
   stops itself (target: at most 2x the quiet time);
 - batch scoring without reasons of a 100,000-lead and a 1,000,000-lead base, streamed in
-  chunks: peak memory of each (target: the million at most 10 % above the 100,000);
+  chunks of the same size (``--chunk-size``, open leads per scored chunk, so the smaller base
+  has several chunks too): peak memory of each (target: the million at most 10 % above the
+  100,000), with the open leads and events of each chunk, so equal work per chunk is visible;
 - batch scoring of the million with sub-scores and reasons, each stage, against the model's
   bare prediction on the same rows (targets: at most 30 s and 3 GB with reasons, 15 s without).
 
     python benchmarks/bench.py [--leads 1000000] [--small-leads 100000] [--data bench_data] [--repeats 3]
+                               [--parts features,training,scoring,contributions] [--chunk-size 40000]
 """
 
 from __future__ import annotations
@@ -43,13 +46,16 @@ def main(argv=None) -> int:
                         help="which comparisons to run (default: %(default)s)")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--explain", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--chunk-size", type=int, default=40_000,
+                        help="leads per chunk of both memory runs (default: %(default)s); the timed runs use "
+                             "serve.py's default, 100,000")
     args = parser.parse_args(argv)
     from models.threads import sleep_while_waiting
 
     sleep_while_waiting()  # every stage process inherits it, as the command lines set it for themselves
     if args.stage:
         result = STAGES[args.stage](args)
-        result["peak_memory_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+        result.setdefault("peak_memory_gb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2)
         print(json.dumps(result))
         return 0
 
@@ -108,17 +114,30 @@ def _scoring(args, small: Path, big: Path) -> None:
     model = _run_stage("model", args)
     print(f"\nscoring model: trained on {args.model_leads:,} leads in {model['seconds']:.0f} s ({model['model']})",
           flush=True)
-    plain_small = _run_stage("score", args, data=small)
+    memory_small = _run_stage("score", args, data=small, chunk_size=args.chunk_size)
+    memory_big = _run_stage("score", args, data=big, chunk_size=args.chunk_size)
     plain_big = _run_stage("score", args, data=big)
     explained = _run_stage("score", args, data=big, explain=True)
-    for label, run in ((f"{args.small_leads:,} leads, no reasons", plain_small),
+    for label, run in ((f"{args.small_leads:,} leads, no reasons", memory_small),
+                       (f"{args.leads:,} leads, no reasons", memory_big),
                        (f"{args.leads:,} leads, no reasons", plain_big),
                        (f"{args.leads:,} leads, with reasons", explained)):
         print(f"score {label:<28}{run['seconds']:7.1f} s  peak {run['peak_memory_gb']:.2f} GB  "
-              f"CPU {run['cpu_seconds']:.1f} s ({run['rows']:,} open leads; {_stages(run)})", flush=True)
-    growth = plain_big["peak_memory_gb"] / plain_small["peak_memory_gb"]
-    print(f"\npeak memory scoring without reasons: {plain_small['peak_memory_gb']:.2f} GB at {args.small_leads:,} "
-          f"leads, {plain_big['peak_memory_gb']:.2f} GB at {args.leads:,} -> {growth:.2f}x (target <= 1.10x)")
+              f"CPU {run['cpu_seconds']:.1f} s ({run['rows']:,} open leads in {len(run['chunks'])} chunks of "
+              f"{run['chunk_size']:,}{'; ' + _stages(run) if run['timings'] else ''})", flush=True)
+    print(f"\nwork and memory per chunk of {args.chunk_size:,} open leads (a chunk's open leads and the events "
+          "joined to them; RSS when the chunk is written; the last chunk has the rest):")
+    for label, run in ((f"{args.small_leads:,} leads", memory_small), (f"{args.leads:,} leads", memory_big)):
+        full = run["chunks"][:-1] or run["chunks"]
+        print(f"  {label:<16}{len(run['chunks'])} chunks; events per full chunk "
+              f"{min(c['events'] for c in full):,}-{max(c['events'] for c in full):,}; RSS after the first "
+              f"{run['chunks'][0]['rss_gb']:.2f} GB, after the last {run['chunks'][-1]['rss_gb']:.2f} GB, "
+              f"peak {run['peak_memory_gb']:.2f} GB")
+        print("    " + ", ".join(f"{c['leads']:,}/{c['events']:,}" for c in run["chunks"]))
+    growth = memory_big["peak_memory_gb"] / memory_small["peak_memory_gb"]
+    print(f"\npeak memory scoring without reasons, chunks of {args.chunk_size:,}: {memory_small['peak_memory_gb']:.2f} "
+          f"GB at {args.small_leads:,} leads, {memory_big['peak_memory_gb']:.2f} GB at {args.leads:,} -> "
+          f"{growth:.2f}x (target <= 1.10x)")
     print(f"{args.leads:,} leads end to end: without reasons {plain_big['seconds']:.1f} s (target <= 15 s), "
           f"with reasons {explained['seconds']:.1f} s (target <= 30 s) at {explained['peak_memory_gb']:.2f} GB "
           f"(target <= 3 GB)")
@@ -209,33 +228,67 @@ def _reference(args) -> dict:
 
 
 def _score(args) -> dict:
-    """``serve.py score`` on the contract's files: leads streamed in chunks, stage timings kept."""
+    """``serve.py score`` on the contract's files: leads streamed in chunks, stage timings kept.
+
+    Each chunk's RSS is taken as it is written; afterwards (the peak already taken) the open
+    leads and events of each chunk are counted from the output, independently of the scorer.
+    """
     import tempfile
 
     from crm.sources import stream_crm
     from models.batch import score_lead_base
     from models.bundle import ModelBundle
-
-    from models.threads import limit_malloc_arenas
+    from models.threads import arrow_system_allocator, limit_malloc_arenas
 
     limit_malloc_arenas()  # as serve.py score does
+    arrow_system_allocator()
     data = Path(args.data)
     bundle = ModelBundle.load(data.parent / "bench_model.joblib")
     end = pd.Timestamp(json.loads((data / "bench_end.json").read_text())["end"])
-    timings = {}
+    chunk_size = args.chunk_size or 100_000  # serve.py score's default
+    # The memory runs (an explicit chunk size) leave out the stage timings: those add the model's
+    # bare prediction of every chunk, for comparison, and so an extra prediction's memory.
+    timings, rss = ({} if not args.chunk_size else None), []
     started, cpu = time.perf_counter(), time.process_time()
     leads, events, deals = stream_crm(data / "leads.parquet", data / "events.parquet", data / "deals.parquet",
-                                      now=end)
-    timings["validate"] = time.perf_counter() - started
+                                      now=end, chunk_rows=chunk_size)
+    if timings is not None:
+        timings["validate"] = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as scratch:
-        counts = score_lead_base(bundle, leads, events, as_of=end, deals=deals, out=Path(scratch) / "scores.parquet",
-                                 model_version="bench", explain=args.explain, timings=timings)
-    # The bare prediction is measured beside the run, not part of it.
-    seconds = time.perf_counter() - started - timings["bare_prediction"]
-    # CPU seconds of every thread of the process (a shared machine stretches wall time, not this),
-    # the bare-prediction comparison included.
-    return {"seconds": seconds, "rows": int(counts.sum()), "timings": timings,
-            "cpu_seconds": time.process_time() - cpu}
+        out = Path(scratch) / "scores.parquet"
+        counts = score_lead_base(bundle, leads, events, as_of=end, deals=deals, out=out, chunk_size=chunk_size,
+                                 model_version="bench", explain=args.explain, timings=timings,
+                                 progress=lambda line: rss.append(_rss_gb()))
+        # The bare prediction is measured beside the run, not part of it.
+        seconds = time.perf_counter() - started - (timings or {}).get("bare_prediction", 0.0)
+        # CPU seconds of every thread of the process (a shared machine stretches wall time, not this),
+        # the bare-prediction comparison included.
+        cpu_seconds = time.process_time() - cpu
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+        work = _chunk_work(out, data / "events.parquet", end, chunk_size)
+    chunks = [{"leads": leads, "events": events, "rss_gb": gb} for (leads, events), gb in zip(work, rss)]
+    return {"seconds": seconds, "rows": int(counts.sum()), "timings": timings or {}, "cpu_seconds": cpu_seconds,
+            "chunk_size": chunk_size, "chunks": chunks, "peak_memory_gb": peak}
+
+
+def _rss_gb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024 ** 3
+
+
+def _chunk_work(scores: Path, events: Path, as_of, chunk_size: int) -> list[tuple[int, int]]:
+    """(open leads, events before ``as_of`` of those leads) of each scored chunk, from the output's row order."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        return con.execute(f"""
+            WITH scored AS (SELECT lead_id, (row_number() OVER () - 1) // {int(chunk_size)} AS chunk
+                            FROM read_parquet('{scores}')),
+                 per_lead AS (SELECT lead_id, count(*) AS events FROM read_parquet('{events}')
+                              WHERE occurred_at < TIMESTAMP '{as_of}' GROUP BY lead_id)
+            SELECT count(*), coalesce(sum(per_lead.events), 0)::BIGINT
+            FROM scored LEFT JOIN per_lead USING (lead_id) GROUP BY chunk ORDER BY chunk
+        """).fetchall()
 
 
 def _contributions(args) -> dict:
@@ -296,12 +349,13 @@ def _all_leads_at_end(leads: pd.DataFrame, data: Path) -> pd.DataFrame:
     return pd.DataFrame({"lead_id": leads["lead_id"].to_numpy(), "as_of": end}).astype({"as_of": "datetime64[ns]"})
 
 
-def _run_stage(stage: str, args, *, leads=None, data=None, explain=False) -> dict:
+def _run_stage(stage: str, args, *, leads=None, data=None, explain=False, chunk_size=None) -> dict:
     leads = args.leads if leads is None else leads
     data = str(data or args.data)
     command = [sys.executable, __file__, "--stage", stage, "--leads", str(leads), "--data", data,
                "--train-leads", str(args.train_leads),
-               "--model-leads", str(args.model_leads)] + (["--explain"] if explain else [])
+               "--model-leads", str(args.model_leads)] + (["--explain"] if explain else []) + \
+        (["--chunk-size", str(chunk_size)] if chunk_size else ["--chunk-size", "0"])
     completed = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True)
     if completed.returncode:
         sys.stderr.write(completed.stderr)

@@ -20,6 +20,7 @@ from features.contract import DataContractError, contract_message, validate_deal
 
 #: Lead rows per chunk: scoring 100,000 leads then peaks where scoring a million does.
 DEFAULT_CHUNK_ROWS = 100_000
+_READ_BUFFER = 1 << 20
 
 
 class ParquetLeads:
@@ -41,7 +42,9 @@ class ParquetLeads:
     def chunks(self, rows: int) -> Iterator[pd.DataFrame]:
         import pyarrow.parquet as pq
 
-        with pq.ParquetFile(self.path) as file:
+        # Pages through a 1 MiB buffer, not each row group's column chunks read whole first: a
+        # million leads in one row group (33 MB on disk) cost about 25 MB more that way.
+        with pq.ParquetFile(self.path, pre_buffer=False, buffer_size=_READ_BUFFER) as file:
             for batch in file.iter_batches(batch_size=rows):
                 yield batch.to_pandas()
 
@@ -194,6 +197,6 @@ def _deal_batches(path, rows: int) -> Iterator[pd.DataFrame]:
     """A Parquet deals table, a record batch of at most ``rows`` rows at a time."""
     import pyarrow.parquet as pq
 
-    with pq.ParquetFile(path) as file:
+    with pq.ParquetFile(path, pre_buffer=False, buffer_size=_READ_BUFFER) as file:
         for batch in file.iter_batches(batch_size=rows):
             yield batch.to_pandas()

@@ -12,12 +12,14 @@ from features.spec import FeatureSpec
 DAY = pd.Timedelta(days=1)
 
 
-def build_features(snapshots: pd.DataFrame, leads: pd.DataFrame, events, spec: FeatureSpec) -> pd.DataFrame:
+def build_features(snapshots: pd.DataFrame, leads: pd.DataFrame, events, spec: FeatureSpec, *,
+                   memory_limit: str | None = None) -> pd.DataFrame:
     """Features of each snapshot, on the snapshots' index, in ``spec.feature_names`` order.
 
     ``snapshots`` has ``lead_id`` and ``as_of``; ``leads`` is the validated lead table; ``events``
     is a frame or a CSV/Parquet path (only events strictly before each ``as_of`` are used), or None
     when the spec has no event log; a spec without lead age needs no ``created_at``.
+    ``memory_limit`` is DuckDB's for the event join (see ``build_engagement_features``).
     """
     positions = pd.Index(leads["lead_id"]).get_indexer(snapshots["lead_id"])
     if (positions < 0).any():
@@ -37,7 +39,7 @@ def build_features(snapshots: pd.DataFrame, leads: pd.DataFrame, events, spec: F
     if spec.event_log:
         if events is None:
             raise ValueError("The model's feature spec uses an event log, but no events were given.")
-        parts.append(build_engagement_features(snapshots, events, spec))
+        parts.append(build_engagement_features(snapshots, events, spec, memory_limit=memory_limit))
     features = pd.concat(parts, axis=1)
     # The blocks are built in spec order; select (a copy) only if a builder ever disagrees.
     return features if list(features.columns) == spec.feature_names else features[spec.feature_names]

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import build_features
+from features.engagement import SCORING_MEMORY_LIMIT
 from features.snapshots import open_leads
 from features.timing import utc_now
 from models.history import with_previous
@@ -37,7 +38,9 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals: pd.DataFrame | 
     ``crm.sources.StreamedLeads`` reading a Parquet file by record batch, a CSV by lines, or a
     database cursor): ``chunk_size`` leads are read, their features built (only their events are
     joined) and scored, and written before the next, so memory is bounded by the chunk, not by
-    the lead base. The output is written to a temporary file beside ``out`` and renamed at the
+    the lead base. Open leads are gathered across chunks and scored ``chunk_size`` at a time (see
+    ``_open_lead_batches``), so each scored batch is the same work wherever it falls in the table.
+    The output is written to a temporary file beside ``out`` and renamed at the
     end: a failed run leaves the previous file untouched and no partial one.
     ``progress`` is called with a line per chunk; ``progress_bar`` shows a tqdm bar on stderr.
     ``timings``, when given, gets each stage's seconds added to it (``read``, ``features``,
@@ -65,12 +68,11 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals: pd.DataFrame | 
     latest = history.latest() if history is not None else None
     # The history's run is entered first so it is left last: committed only once the output is in place.
     with _history_run(history, scored_at) as history_writer, sink as writer, _bar(total, progress_bar) as bar:
-        for lead_chunk in clock.timed("read", _lead_chunks(leads, chunk_size)):
-            # The chunk's own deals only: sorting every deal of the base per chunk cost seconds.
-            chunk_deals = deals[deals["lead_id"].isin(lead_chunk["lead_id"])] if deals is not None else None
-            snapshots = open_leads(lead_chunk, chunk_deals, as_of)
-            frame = _score_chunk(bundle, snapshots, lead_chunk, events, explain=explain, thresholds=thresholds,
+        batches = _open_lead_batches(clock.timed("read", _lead_chunks(leads, chunk_size)), deals, as_of, chunk_size)
+        for lead_batch, snapshots, read in batches:
+            frame = _score_chunk(bundle, snapshots, lead_batch, events, explain=explain, thresholds=thresholds,
                                  model_version=model_version, scored_at=scored_at, timings=timings, monitor=monitor)
+            del lead_batch, snapshots  # the next batch is gathered without this one's leads alive
             if latest is not None:
                 frame = with_previous(frame, latest)
             if len(frame):
@@ -81,8 +83,8 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals: pd.DataFrame | 
             else:  # written only if nothing else is: an empty frame's columns carry no types
                 empty = frame
             counts = counts.add(frame["tier"].value_counts(), fill_value=0).astype(np.int64)
-            done, opened = done + len(lead_chunk), opened + len(frame)
-            bar.update(len(lead_chunk))
+            bar.update(read - done)
+            done, opened = read, opened + len(frame)
             if progress:
                 elapsed = time.perf_counter() - started
                 share = f"{done / total:.0%}, " if total else ""
@@ -141,7 +143,7 @@ def _score_chunk(bundle, snapshots, leads, events, *, explain, thresholds, model
                  timings=None, monitor=None) -> pd.DataFrame:
     clock = _Stages(timings)
     with clock("features"):
-        features = build_features(snapshots, leads, events, bundle.spec)
+        features = build_features(snapshots, leads, events, bundle.spec, memory_limit=SCORING_MEMORY_LIMIT)
     if explain:
         scores, columns = bundle.score_with_reason_columns(features, thresholds=thresholds, timings=timings)
     else:
@@ -205,6 +207,47 @@ def _lead_chunks(leads, rows: int):
     if not yielded:  # an empty lead base still gets an (empty) output with the usual columns
         yield leads if isinstance(leads, pd.DataFrame) else pd.DataFrame({"lead_id": [], "created_at": pd.Series(
             [], dtype="datetime64[ns]")})
+
+
+def _open_lead_batches(chunks, deals, as_of, rows: int):
+    """``(leads, snapshots, leads read so far)`` of at most ``rows`` open leads, gathered across lead chunks.
+
+    Every batch but the last has exactly ``rows`` open leads, however many of a chunk's leads are
+    closed: a lead table in creation order has mostly closed leads in its first chunks and mostly
+    open ones in its last, and scoring's memory and time follow the open leads, not the rows read.
+    Only open leads are kept between chunks (fewer than ``rows`` of them), so memory stays bounded
+    by the chunk; leads keep their table order. An empty base gives one empty batch.
+    """
+    pending_leads, pending_snapshots, pending, read, yielded = [], [], 0, 0, False
+    for lead_chunk in chunks:
+        read += len(lead_chunk)
+        # The chunk's own deals only: sorting every deal of the base per chunk cost seconds.
+        chunk_deals = deals[deals["lead_id"].isin(lead_chunk["lead_id"])] if deals is not None else None
+        snapshots = open_leads(lead_chunk, chunk_deals, as_of)
+        if len(snapshots) == len(lead_chunk):
+            open_rows = lead_chunk
+        else:
+            open_rows = lead_chunk[lead_chunk["lead_id"].isin(snapshots["lead_id"]).to_numpy()]
+        del lead_chunk, chunk_deals
+        pending_leads.append(open_rows)
+        pending_snapshots.append(snapshots)
+        pending += len(snapshots)
+        while pending >= rows:
+            batch_leads, batch_snapshots = _concat(pending_leads), _concat(pending_snapshots)
+            # Copies: a slice would keep the whole gathered frame alive while the next chunk is read.
+            pending_leads = [batch_leads.iloc[rows:].copy()]
+            pending_snapshots = [batch_snapshots.iloc[rows:].copy()]
+            pending -= rows
+            yielded = True
+            yield batch_leads.iloc[:rows], batch_snapshots.iloc[:rows].reset_index(drop=True), read
+            del batch_leads, batch_snapshots
+    if pending or not yielded:  # the rest; or an empty batch, for the output's columns
+        yield _concat(pending_leads), _concat(pending_snapshots).reset_index(drop=True), read
+
+
+def _concat(frames: list) -> pd.DataFrame:
+    frames = [frame for frame in frames if len(frame)] or frames[:1]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def _bar(total, enabled: bool):

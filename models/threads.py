@@ -143,6 +143,23 @@ def limit_malloc_arenas(count: int = 2) -> bool:
 _M_ARENA_MAX = -8  # glibc's malloc.h
 
 
+def arrow_system_allocator() -> bool:
+    """Let pyarrow allocate with the C library's malloc, like numpy and pandas, not its own mimalloc pool.
+
+    mimalloc keeps what Arrow frees (Parquet reads and writes, DuckDB's result batches) for Arrow
+    alone, so memory freed by one chunk's Parquet work is not reused by the next chunk's numpy
+    arrays. Measured on scoring 100,000 leads without reasons in one chunk: peak 0.50 GB with
+    mimalloc, 0.44 GB with the system allocator, no slower. Returns False when the user chose a
+    pool (``ARROW_DEFAULT_MEMORY_POOL``: their choice stands).
+    """
+    if "ARROW_DEFAULT_MEMORY_POOL" in os.environ:
+        return False
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
+    return True
+
+
 def _self_and_parents(base: Path, path: str):
     parts = [part for part in path.split("/") if part]
     for depth in range(len(parts), -1, -1):
