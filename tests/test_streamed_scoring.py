@@ -116,3 +116,72 @@ def test_a_bad_deal_in_a_later_batch_is_refused(crm_files, tmp_path):
     deals.to_parquet(path, index=False)
     with pytest.raises(DataContractError, match=r"deals.parquet.*outcome.*'won', 'lost'"):
         stream_crm(folder / "leads.parquet", None, path, now=crm.end, chunk_rows=50)
+
+
+class _CountedChunks:
+    """Validated lead chunks that remember, by weak reference, which of them are still in memory."""
+
+    def __init__(self, path, rows, now):
+        self.streamed = StreamedLeads(path, now=now, chunk_rows=rows)
+        self.alive, self.most_alive = [], 0
+
+    def __len__(self):
+        return len(self.streamed)
+
+    def __iter__(self):
+        import gc
+        import weakref
+
+        for chunk in self.streamed:
+            gc.collect()  # pandas frames may sit in reference cycles: count only what is really kept
+            self.alive = [ref for ref in self.alive if ref() is not None]
+            self.most_alive = max(self.most_alive, sum(len(ref()) for ref in self.alive))
+            self.alive.append(weakref.ref(chunk))
+            yield chunk
+
+
+class _CountingSink:
+    def __enter__(self):
+        self.sizes, self.rows = [], 0
+        return self
+
+    def write(self, frame):
+        self.sizes.append(len(frame))
+        self.rows += len(frame)
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_scoring_holds_at_most_a_chunk_of_leads_and_scores_equal_chunks_of_open_leads(small_models, crm_files):
+    """Memory bounded by the chunk, counted rather than timed.
+
+    While the next chunk is read, the lead rows of earlier chunks still in memory never exceed one
+    chunk; and whatever share of a chunk is closed, open leads are gathered into scored chunks of
+    exactly ``chunk_size`` (only the last is smaller), so every chunk is the same work.
+    """
+    from features.snapshots import open_leads
+
+    folder, crm = crm_files
+    chunk = 60
+    chunks = _CountedChunks(folder / "leads.parquet", chunk, crm.end)
+    _, events, deals = stream_crm(folder / "leads.parquet", folder / "events.parquet", folder / "deals.parquet",
+                                  now=crm.end)
+    sink = _CountingSink()
+    counts = score_lead_base(small_models["logistic"], chunks, events, as_of=crm.end, deals=deals, out=sink,
+                             chunk_size=chunk, explain=False)
+    opened = len(open_leads(crm.leads, crm.deals, crm.end))
+    # Worked out independently: the open leads cut into chunks of 60, the rest last.
+    assert opened > 5 * chunk and opened % chunk
+    assert sink.sizes == [chunk] * (opened // chunk) + [opened % chunk]
+    assert int(counts.sum()) == opened
+    assert len(crm.leads) > 10 * chunk
+    assert 0 < chunks.most_alive <= chunk
+
+
+def test_a_scorer_that_kept_every_chunk_would_be_caught(crm_files):
+    """The counter above sees chunks that are kept: reading them all first holds the whole table."""
+    folder, crm = crm_files
+    chunks = _CountedChunks(folder / "leads.parquet", 60, crm.end)
+    kept = list(chunks)
+    assert chunks.most_alive == len(crm.leads) - len(kept[-1]) > 10 * 60
