@@ -18,6 +18,7 @@ from features.engagement import SCORING_MEMORY_LIMIT
 from features.snapshots import open_leads
 from features.timing import utc_now
 from models.history import with_previous
+from models.threads import return_free_memory
 
 REASON_COLUMNS = tuple(f"{side}_reason_{k}" for side in ("positive", "negative") for k in (1, 2, 3))
 SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "fit_score", "engagement_score", *REASON_COLUMNS,
@@ -85,6 +86,8 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals: pd.DataFrame | 
             counts = counts.add(frame["tier"].value_counts(), fill_value=0).astype(np.int64)
             bar.update(read - done)
             done, opened = read, opened + len(frame)
+            del frame
+            return_free_memory()  # what this chunk freed goes back, so RSS stays flat across chunks
             if progress:
                 elapsed = time.perf_counter() - started
                 share = f"{done / total:.0%}, " if total else ""

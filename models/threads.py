@@ -143,6 +143,25 @@ def limit_malloc_arenas(count: int = 2) -> bool:
 _M_ARENA_MAX = -8  # glibc's malloc.h
 
 
+def return_free_memory() -> None:
+    """Hand memory the process has freed back to the system (glibc's ``malloc_trim``; elsewhere nothing).
+
+    glibc keeps freed memory in its heaps for later allocations; between two chunks of batch
+    scoring that kept RSS creeping up chunk by chunk (0.33 GB after the first of 25 chunks of
+    40,000 leads, 0.41 GB after later ones) and stays at the first chunk's level once trimmed.
+    Costs milliseconds: call it between chunks, not inside loops.
+    """
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        return
+
+
 def arrow_system_allocator() -> bool:
     """Let pyarrow allocate with the C library's malloc, like numpy and pandas, not its own mimalloc pool.
 
