@@ -50,23 +50,9 @@ class SyntheticTruth:
         ``as_of``, and ``as_of`` must not lie after ``end`` (the hidden state is unknown there).
         A lead already closed before ``as_of`` gets 0: it cannot close again.
         """
-        if not (isinstance(horizon_days, (int, float, np.integer, np.floating)) and horizon_days > 0):
-            raise ValueError("The 'horizon_days' parameter of oracle_probability must be a positive number. "
-                             f"Got {horizon_days!r} instead.")
-        missing = [c for c in ("lead_id", "as_of") if c not in snapshots.columns]
-        if missing:
-            raise ValueError(f"oracle_probability needs snapshot columns ['lead_id', 'as_of']; missing {missing}.")
-        if len(snapshots) == 0:
+        query = self._query(snapshots, horizon_days, "oracle_probability")
+        if len(query) == 0:
             return np.zeros(0)
-        query = pd.DataFrame({
-            "lead_id": snapshots["lead_id"].to_numpy(dtype=np.int64),
-            "as_of": pd.to_datetime(snapshots["as_of"]).to_numpy(dtype="datetime64[ns]"),
-            "row": np.arange(len(snapshots)),
-        })
-        late = query["as_of"] > self.end
-        if late.any():
-            raise ValueError(f"oracle_probability: as_of must not lie after the data end {self.end}; "
-                             f"{int(late.sum())} rows do, e.g.\n{query.loc[late].head(5).to_string()}")
         spells = pd.DataFrame({
             "lead_id": self.spells["lead_id"].to_numpy(dtype=np.int64),
             "started_at": self.spells["started_at"].to_numpy(dtype="datetime64[ns]"),
@@ -88,6 +74,48 @@ class SyntheticTruth:
         result[order] = self.won_within(horizon_days)[level, stage]
         return result
 
+    def filtered_probability(self, snapshots: pd.DataFrame, events, horizon_days: int = 90, *,
+                             activity_nodes: int = 33) -> np.ndarray:
+        """Bayes-optimal P(won deal within the horizon | the lead's events before ``as_of``, its fit level), per row.
+
+        The observable ceiling beside :meth:`oracle_probability`: the same chain and horizon, but
+        the stage at ``as_of`` is inferred, not known. A forward filter of the hidden chain runs from
+        ``created_at`` (stage ``aware``) over the lead's events strictly before ``as_of``, exactly as
+        :func:`generate_crm` draws them: Poisson events per stage scaled by the lead's activity,
+        the action that opens each ``engaged`` and ``evaluating`` spell, the unsubscribe that may
+        open a ``cold`` one, bounces of a bad address; silence between events and the absence of a
+        deal (the deals table shows every close) count as evidence too. The lognormal activity is
+        integrated on ``activity_nodes`` quadrature nodes and the bad-address flag on its prior
+        share; the fit level is taken from the truth (the ceiling of a model that reads the lead's
+        attributes perfectly). ``events`` is a frame or a CSV/Parquet path with ``lead_id``,
+        ``occurred_at`` and ``event_type``; verbatim duplicate rows and the first touch at
+        ``created_at`` carry no information about the stage and are dropped. A lead closed before
+        ``as_of`` gets 0.
+        """
+        query = self._query(snapshots, horizon_days, "filtered_probability")
+        if isinstance(activity_nodes, bool) or not isinstance(activity_nodes, (int, np.integer)) or activity_nodes < 1:
+            raise ValueError("The 'activity_nodes' parameter of filtered_probability must be a positive integer. "
+                             f"Got {activity_nodes!r} instead.")
+        result = np.zeros(len(query))
+        if len(query) == 0:
+            return result
+        lead_ids = self.leads["lead_id"].to_numpy(dtype=np.int64)
+        first = self.spells.groupby("lead_id", sort=True)["started_at"].min()
+        closing = self.spells.loc[self.spells["stage"].isin(STAGES[_WON:])].groupby("lead_id")["started_at"].min()
+        created = first.reindex(query["lead_id"]).to_numpy(dtype="datetime64[ns]")
+        unknown = np.isnat(created) | (created >= query["as_of"].to_numpy())
+        if unknown.any():
+            raise ValueError("filtered_probability: every snapshot needs a known lead created before as_of; "
+                             f"{int(unknown.sum())} rows are not, e.g.\n"
+                             f"{query.loc[unknown, ['lead_id', 'as_of']].head(5).to_string()}")
+        closed_at = closing.reindex(query["lead_id"]).to_numpy(dtype="datetime64[ns]")
+        open_ = ~(closed_at < query["as_of"].to_numpy())  # NaT compares False: never closed
+        query = query.loc[open_].assign(created=created[open_])
+        level = self.leads["fit_level"].to_numpy(dtype=np.int64)[np.searchsorted(lead_ids, query["lead_id"])]
+        stage = _filter_stages(query, _observed_events(events, query), level, self.generators, activity_nodes)
+        result[query["row"].to_numpy()] = np.einsum("ns,ns->n", stage, self.won_within(horizon_days)[level, :_WON])
+        return result
+
     def won_within(self, horizon_days: float) -> np.ndarray:
         """Table (levels, stages): P(absorbed in won within the horizon | level, stage); 0 if closed."""
         from scipy.linalg import expm
@@ -95,6 +123,25 @@ class SyntheticTruth:
         table = np.array([expm(q * float(horizon_days))[:, _WON] for q in self.generators])
         table[:, [_WON, _LOST]] = 0.0
         return np.clip(table, 0.0, 1.0)
+
+    def _query(self, snapshots, horizon_days, caller) -> pd.DataFrame:
+        """Checked snapshots as ``lead_id`` (int64), ``as_of`` (datetime64[ns]) and ``row`` (position)."""
+        if not (isinstance(horizon_days, (int, float, np.integer, np.floating)) and horizon_days > 0):
+            raise ValueError(f"The 'horizon_days' parameter of {caller} must be a positive number. "
+                             f"Got {horizon_days!r} instead.")
+        missing = [c for c in ("lead_id", "as_of") if c not in snapshots.columns]
+        if missing:
+            raise ValueError(f"{caller} needs snapshot columns ['lead_id', 'as_of']; missing {missing}.")
+        query = pd.DataFrame({
+            "lead_id": snapshots["lead_id"].to_numpy(dtype=np.int64),
+            "as_of": pd.to_datetime(snapshots["as_of"]).to_numpy(dtype="datetime64[ns]"),
+            "row": np.arange(len(snapshots)),
+        })
+        late = query["as_of"] > self.end
+        if late.any():
+            raise ValueError(f"{caller}: as_of must not lie after the data end {self.end}; "
+                             f"{int(late.sum())} rows do, e.g.\n{query.loc[late].head(5).to_string()}")
+        return query
 
 
 @dataclass
@@ -110,6 +157,10 @@ class SyntheticCRM:
     def oracle_probability(self, snapshots: pd.DataFrame, horizon_days: int = 90) -> np.ndarray:
         """See :meth:`SyntheticTruth.oracle_probability`."""
         return self.truth.oracle_probability(snapshots, horizon_days)
+
+    def filtered_probability(self, snapshots: pd.DataFrame, horizon_days: int = 90) -> np.ndarray:
+        """See :meth:`SyntheticTruth.filtered_probability`; filters this CRM's own events."""
+        return self.truth.filtered_probability(snapshots, self.events, horizon_days)
 
 
 def generate_crm(n_leads: int = 20_000, *, start: str = "2025-01-01", months: int = 18,
@@ -238,6 +289,8 @@ _ENTRY_TRIGGERS = {
     _EVALUATING: (("demo_request", "pricing_page_view", "free_trial_start"), (0.4, 0.4, 0.2)),
 }
 _UNSUBSCRIBE_ON_COLD = 0.3
+_BAD_EMAIL, _BAD_EMAIL_PURCHASED = 0.04, 0.20  # share of undeliverable addresses; purchased lists are worse
+_ACTIVITY_LOG_MEAN, _ACTIVITY_LOG_SD = -0.045, 0.3  # lognormal per-lead multiplier of the event rates
 _FIT_INTERCEPT = -0.45
 
 
@@ -258,7 +311,7 @@ def _draw_people(rng, n, window_days):
     function[executive] = _index(_FUNCTION, "executive")
     source = _choice(rng, _SOURCE, n)
     free_email = rng.random(n) < np.where(size < 50, 0.45, 0.12) + 0.15 * (seniority == _index(_SENIORITY, "entry"))
-    bad_email = rng.random(n) < np.where(source == _index(_SOURCE, "Purchased List"), 0.20, 0.04)
+    bad_email = rng.random(n) < np.where(source == _index(_SOURCE, "Purchased List"), _BAD_EMAIL_PURCHASED, _BAD_EMAIL)
 
     senior = seniority <= _index(_SENIORITY, "director")
     fit = (_FIT_INTERCEPT + _effects(_SENIORITY)[seniority] + _effects(_FUNCTION)[function]
@@ -274,7 +327,7 @@ def _draw_people(rng, n, window_days):
 
     # Steady inflow: a growing one would starve the oldest (training) months of leads.
     created = np.sort(rng.random(n)) * window_days
-    activity = np.exp(rng.normal(-0.045, 0.3, n))  # mean 1; engagement style, not intent
+    activity = np.exp(rng.normal(_ACTIVITY_LOG_MEAN, _ACTIVITY_LOG_SD, n))  # mean 1; engagement style, not intent
     return {"company": company, "industry": company_industry[company], "country": company_country[company],
             "size": size, "revenue": company_revenue[company], "seniority": seniority, "function": function,
             "source": source, "free_email": free_email, "bad_email": bad_email, "fit": fit,
@@ -395,6 +448,161 @@ def _deals(rng, spells, people, lead_ids, to_time):
                           "outcome": pd.Series(np.where(spells["stage"][absorbed] == _WON, "won", "lost"), dtype="str"),
                           "amount": amount})
     return deals.sort_values(["closed_at", "lead_id"], kind="stable", ignore_index=True)
+
+
+# --- the observable ceiling: a forward filter of the hidden chain -----------------------------
+
+def _observed_events(events, query) -> pd.DataFrame:
+    """The queried leads' informative events (after ``created_at``, before their last ``as_of``): lead_id, at, kind."""
+    if not isinstance(events, pd.DataFrame):
+        from crm.readers import read_table
+
+        events = read_table(events, text_columns=("lead_id",), table="events")
+    missing = [c for c in ("lead_id", "occurred_at", "event_type") if c not in events.columns]
+    if missing:
+        raise ValueError(f"filtered_probability needs event columns ['lead_id', 'occurred_at', 'event_type']; "
+                         f"missing {missing}.")
+    frame = pd.DataFrame({"lead_id": events["lead_id"].to_numpy(dtype=np.int64),
+                          "at": pd.to_datetime(events["occurred_at"]).to_numpy(dtype="datetime64[ns]"),
+                          "event_type": events["event_type"].to_numpy()})
+    span = query.groupby("lead_id").agg(created=("created", "first"), last=("as_of", "max"))
+    created = span["created"].reindex(frame["lead_id"]).to_numpy(dtype="datetime64[ns]")
+    last = span["last"].reindex(frame["lead_id"]).to_numpy(dtype="datetime64[ns]")
+    # The first touch sits exactly at created_at whatever the stage; a verbatim repeat is the export's noise.
+    frame = frame.loc[(frame["at"].to_numpy() > created) & (frame["at"].to_numpy() < last)].drop_duplicates()
+    kind = pd.Categorical(frame["event_type"], categories=EVENT_TYPES).codes
+    unknown = kind < 0
+    if unknown.any():
+        raise ValueError("filtered_probability: the generator draws only the event types "
+                         f"{list(EVENT_TYPES)}; {int(unknown.sum())} events are of others, e.g.\n"
+                         f"{frame.loc[unknown].head(5).to_string()}")
+    return frame.assign(kind=kind.astype(np.int64)).drop(columns="event_type")
+
+
+def _filter_stages(query, observed, level, generators, activity_nodes) -> np.ndarray:
+    """Stage posterior (rows of ``query``, transient stages) from a forward filter run once per lead.
+
+    The filter's state is the joint of (bad address, activity node, stage). Each lead's events and
+    as_of moments form one timeline (an as_of before an event at the same instant: strictly
+    before); all leads advance together, one timeline position per step.
+    """
+    model = _ObservationModel.build(generators, activity_nodes)
+    leads, lead_of_query = np.unique(query["lead_id"].to_numpy(), return_inverse=True)
+    lead_level = np.empty(leads.size, dtype=np.int64)
+    lead_level[lead_of_query] = level
+    created = np.empty(leads.size, dtype=np.int64)
+    created[lead_of_query] = query["created"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+    n_query = len(query)
+    lead = np.concatenate([lead_of_query, np.searchsorted(leads, observed["lead_id"].to_numpy())])
+    time = np.concatenate([query["as_of"].to_numpy(dtype="datetime64[ns]").view(np.int64),
+                           observed["at"].to_numpy(dtype="datetime64[ns]").view(np.int64)])
+    kind = np.concatenate([np.full(n_query, -1), observed["kind"].to_numpy()])
+    which = np.concatenate([np.arange(n_query), np.full(len(observed), -1)])
+    order = np.lexsort((kind >= 0, time, lead))
+    lead, time, kind, which = lead[order], time[order], kind[order], which[order]
+    starts = np.flatnonzero(np.r_[True, lead[1:] != lead[:-1]])
+    step = np.arange(lead.size) - np.repeat(starts, np.diff(np.r_[starts, lead.size]))
+    order = np.lexsort((lead, step))
+    lead, time, kind, which, step = lead[order], time[order], kind[order], which[order], step[order]
+
+    state = np.broadcast_to(model.prior, (leads.size, *model.prior.shape)).copy()
+    last = created.copy()
+    posterior = np.empty((n_query, model.prior.shape[-1]))
+    for block in np.split(np.arange(lead.size), np.flatnonzero(np.diff(step)) + 1):
+        ids, levels, kinds = lead[block], lead_level[lead[block]], kind[block]
+        alpha = model.propagate(state[ids], levels, (time[block] - last[ids]) / 86_400e9)
+        seen = kinds >= 0
+        alpha[seen] = model.observe(alpha[seen], levels[seen], kinds[seen])
+        total = alpha.sum(axis=(1, 2, 3))
+        if not (total > 0).all():
+            bad = leads[ids[~(total > 0)]][:5]
+            raise ValueError(f"filtered_probability: the events of leads {bad.tolist()} are impossible under this "
+                             "truth's chain; were they generated with it?")
+        alpha /= total[:, None, None, None]
+        posterior[which[block][~seen]] = alpha[~seen].sum(axis=(1, 2))
+        state[ids], last[ids] = alpha, time[block]
+    return posterior
+
+
+@dataclass
+class _ObservationModel:
+    """How :func:`_draw_events` reveals the stage, per (fit level, bad address, activity node), transient stages.
+
+    ``decay``: (levels, 2, nodes, stages) diagonal of the no-event generator (every exit, every
+    Poisson event); ``cold_in``: (levels, 2, stages) silent jump rates into ``cold`` (the only
+    jumps that can go unseen); ``jump``: (levels, 2, types, stages, stages) rate of a jump that
+    opens its spell with an event of that type; ``rates``: (2, stages, types) Poisson rates at
+    activity 1; ``nodes`` and ``prior`` (2, nodes, stages) the activity grid and the state at
+    ``created_at``.
+    """
+
+    decay: np.ndarray
+    cold_in: np.ndarray
+    jump: np.ndarray
+    rates: np.ndarray
+    nodes: np.ndarray
+    prior: np.ndarray
+
+    @classmethod
+    def build(cls, generators, activity_nodes):
+        n, k = _WON, len(EVENT_TYPES)  # transient stages come first
+        rates = np.stack([_EVENT_RATES, _EVENT_RATES.copy()])
+        rates[1][:, _EMAIL_ONLY] = 0.0  # [0] a deliverable address, [1] a bad one
+        rates[1][:, EVENT_TYPES.index("email_bounce")] = _BOUNCE_RATE
+        opens = np.zeros((2, n, k))  # P(entering the stage is an event of that type)
+        for entered, (names, weights) in _ENTRY_TRIGGERS.items():
+            for name, weight in zip(names, weights):
+                opens[:, entered, EVENT_TYPES.index(name)] += weight
+        opens[1, _ENGAGED, EVENT_TYPES.index("page_view")] += opens[1, _ENGAGED, EVENT_TYPES.index("email_click")]
+        opens[1, _ENGAGED, EVENT_TYPES.index("email_click")] = 0.0
+        opens[0, _COLD, EVENT_TYPES.index("unsubscribe")] = _UNSUBSCRIBE_ON_COLD
+
+        q = generators[:, :n, :n]
+        between = q * (1.0 - np.eye(n))
+        silent = between[:, None] * (1.0 - opens.sum(axis=2))[None, :, None, :]
+        others = np.ones(n, dtype=bool)
+        others[_COLD] = False
+        if silent[..., others].any() or silent[..., _COLD, :].any():
+            raise ValueError("filtered_probability solves the no-event dynamics in closed form for chains whose "
+                             "only silent jumps lead into cold; this generator has others.")
+        z = np.linspace(-4.0, 4.0, activity_nodes) if activity_nodes > 1 else np.zeros(1)
+        nodes = np.exp(_ACTIVITY_LOG_MEAN + _ACTIVITY_LOG_SD * z)
+        weight = np.exp(-0.5 * z**2) / np.exp(-0.5 * z**2).sum()
+        share = np.array([w for _, w, _ in _SOURCE]) / sum(w for _, w, _ in _SOURCE)
+        bad = np.where(np.array(_names(_SOURCE)) == "Purchased List", _BAD_EMAIL_PURCHASED, _BAD_EMAIL) @ share
+        prior = np.zeros((2, nodes.size, n))
+        prior[:, :, _AWARE] = np.array([1.0 - bad, bad])[:, None] * weight[None, :]
+        decay = (np.diagonal(q, axis1=1, axis2=2)[:, None, None, :]
+                 - nodes[None, None, :, None] * rates.sum(axis=2)[None, :, None, :])
+        jump = between[:, None, None] * opens.transpose(0, 2, 1)[None, :, :, None, :]
+        return cls(decay=decay, cold_in=silent[..., _COLD], jump=jump, rates=rates, nodes=nodes, prior=prior)
+
+    def propagate(self, alpha, levels, days):
+        """Unnormalised state after ``days`` without an event or a close: the no-event generator's exponential.
+
+        Stages other than cold only decay; cold also collects their silent jumps,
+        ``(e^(d_i t) - e^(d_c t)) / (d_i - d_c)``, taken in logs so long silences neither cancel nor
+        underflow.
+        """
+        d = self.decay[levels]
+        t = days[:, None, None, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_alpha = np.log(alpha)
+            out = log_alpha + d * t
+            d_cold = d[..., [_COLD]]
+            gap = np.abs(d - d_cold)
+            share = np.where(gap * t > 1e-12, -np.expm1(-gap * t) / np.where(gap > 0, gap, 1.0), t)
+            inflow = (log_alpha + np.log(self.cold_in[levels])[:, :, None, :] + np.maximum(d, d_cold) * t
+                      + np.log(share))
+            out[..., _COLD] = np.logaddexp(out[..., _COLD], np.logaddexp.reduce(inflow, axis=-1))
+            out -= out.max(axis=(1, 2, 3), keepdims=True)
+        return np.exp(out)
+
+    def observe(self, alpha, levels, kinds):
+        """Multiply in one event of type ``kinds`` per row: a Poisson event in the stage, or the jump it opens."""
+        emitted = self.nodes[None, None, :, None] * self.rates[:, :, kinds].transpose(2, 0, 1)[:, :, None, :]
+        return alpha * emitted + np.einsum("rbai,rbij->rbaj", alpha, self.jump[levels, :, kinds])
 
 
 def _messy_leads(rng, people, lead_ids, to_time):
