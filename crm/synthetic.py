@@ -688,19 +688,22 @@ class _ObservationModel:
     """How :func:`_draw_events` reveals the stage, per (fit level, bad address, activity node), transient stages.
 
     ``decay``: (levels, 2, nodes, stages) diagonal of the no-event generator (every exit, every
-    Poisson event); ``cold_in``: (levels, 2, stages) silent jump rates into ``cold`` (the only
-    jumps that can go unseen); ``jump``: (levels, 2, types, stages, stages) rate of a jump that
-    opens its spell with an event of that type; ``rates``: (2, stages, types) Poisson rates at
-    activity 1; ``nodes`` and ``prior`` (2, nodes, stages) the activity grid and the state at
-    ``created_at``.
+    Poisson event); ``jump``: (levels, 2, types, stages, stages) rate of a jump that opens its
+    spell with an event of that type; ``rates``: (2, stages, types) Poisson rates at activity 1;
+    ``nodes`` and ``prior`` (2, nodes, stages) the activity grid and the state at ``created_at``.
+    The rest serves :meth:`propagate`: the stages ``silent_from`` which a jump into ``cold`` can go
+    unseen, the log of its rate, and per stage ``|d_i - d_cold|`` and ``max(d_i, d_cold)``.
     """
 
     decay: np.ndarray
-    cold_in: np.ndarray
     jump: np.ndarray
     rates: np.ndarray
     nodes: np.ndarray
     prior: np.ndarray
+    silent_from: np.ndarray
+    log_cold_in: np.ndarray
+    gap: np.ndarray
+    slower: np.ndarray
 
     @classmethod
     def build(cls, generators, activity_nodes):
@@ -734,7 +737,12 @@ class _ObservationModel:
         decay = (np.diagonal(q, axis1=1, axis2=2)[:, None, None, :]
                  - nodes[None, None, :, None] * rates.sum(axis=2)[None, :, None, :])
         jump = between[:, None, None] * opens.transpose(0, 2, 1)[None, :, :, None, :]
-        return cls(decay=decay, cold_in=silent[..., _COLD], jump=jump, rates=rates, nodes=nodes, prior=prior)
+        silent_from = np.flatnonzero(others)
+        with np.errstate(divide="ignore"):
+            log_cold_in = np.log(silent[..., silent_from, _COLD])
+        return cls(decay=decay, jump=jump, rates=rates, nodes=nodes, prior=prior, silent_from=silent_from,
+                   log_cold_in=log_cold_in, gap=np.abs(decay[..., silent_from] - decay[..., [_COLD]]),
+                   slower=np.maximum(decay[..., silent_from], decay[..., [_COLD]]))
 
     def propagate(self, alpha, levels, days):
         """State after ``days`` without an event or a close, the no-event generator's exponential, as (e^-scale x, scale).
@@ -748,19 +756,18 @@ class _ObservationModel:
         with np.errstate(divide="ignore", invalid="ignore"):
             log_alpha = np.log(alpha)
             out = log_alpha + d * t
-            d_cold = d[..., [_COLD]]
-            gap = np.abs(d - d_cold)
+            gap = self.gap[levels]
             share = np.where(gap * t > 1e-12, -np.expm1(-gap * t) / np.where(gap > 0, gap, 1.0), t)
-            inflow = (log_alpha + np.log(self.cold_in[levels])[:, :, None, :] + np.maximum(d, d_cold) * t
-                      + np.log(share))
-            out[..., _COLD] = np.logaddexp(out[..., _COLD], np.logaddexp.reduce(inflow, axis=-1))
+            inflow = (log_alpha[..., self.silent_from] + self.log_cold_in[levels][:, :, None, :]
+                      + self.slower[levels] * t + np.log(share))
+            out[..., _COLD] = np.logaddexp.reduce(np.concatenate([out[..., [_COLD]], inflow], axis=-1), axis=-1)
             scale = out.max(axis=(1, 2, 3))
         return np.exp(out - scale[:, None, None, None]), scale
 
     def observe(self, alpha, levels, kinds):
         """Multiply in one event of type ``kinds`` per row: a Poisson event in the stage, or the jump it opens."""
         emitted = self.nodes[None, None, :, None] * self.rates[:, :, kinds].transpose(2, 0, 1)[:, :, None, :]
-        return alpha * emitted + np.einsum("rbai,rbij->rbaj", alpha, self.jump[levels, :, kinds])
+        return alpha * emitted + np.matmul(alpha, self.jump[levels, :, kinds])
 
 
 def _messy_leads(rng, people, lead_ids, to_time):

@@ -267,3 +267,45 @@ def test_filtered_probability_refuses_what_it_cannot_filter(crm):
         crm.truth.filtered_probability(before, crm.events)
     with pytest.raises(ValueError, match="'horizon_days' parameter of filtered_probability"):
         crm.truth.filtered_probability(snapshot, crm.events, 0)
+
+
+def test_fit_prior_from_the_exported_attributes_is_calibrated(crm):
+    from crm.synthetic import _event_frame, _first_touches, _fit_prior
+
+    ids = crm.leads["lead_id"].to_numpy()
+    query = pd.DataFrame({"lead_id": ids, "created": crm.leads["created_at"].to_numpy()})
+    prior = _fit_prior(crm.leads, ids, _first_touches(_event_frame(crm.events), query), np.random.default_rng(0))
+    assert prior.shape == (len(ids), 2, 64) and np.allclose(prior.sum(axis=(1, 2)), 1.0)
+    truth = crm.truth.leads
+    on_truth = prior[np.arange(len(ids)), truth["bad_email"].astype(int), truth["fit_level"].astype(int)]
+    # A calibrated distribution gives the truth, on average, the probability it expects to: sum of p^2.
+    assert abs(on_truth.mean() - (prior**2).sum(axis=(1, 2)).mean()) < 0.012
+    assert on_truth.mean() > 0.2  # and it is sharp: the fit noise spans about two levels
+    expected_level = (prior.sum(axis=1) * np.arange(64)).sum(axis=1)
+    assert abs((expected_level - truth["fit_level"]).mean()) < 0.2
+    assert abs(prior[:, 1].sum(axis=1).mean() - truth["bad_email"].mean()) < 0.015
+
+
+def test_filtered_probability_from_attributes_is_calibrated_and_below_the_fit_known_one(monthly):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    crm, snapshots, filtered = monthly
+    rows = snapshots["as_of"].dt.month.isin([4, 10]).to_numpy()
+    part = snapshots.loc[rows].reset_index(drop=True)
+    inferred = crm.truth.filtered_probability(part, crm.events, 90, leads=crm.leads, activity_nodes=9)
+    labels = part["label"].to_numpy()
+    error = 2 * np.sqrt(np.sum(inferred * (1 - inferred))) / len(inferred)
+    assert abs(labels.mean() - inferred.mean()) < 4 * error
+    top = inferred >= np.quantile(inferred, 0.9)
+    assert abs(labels[top].mean() - inferred[top].mean()) < 0.05
+    # What the events alone show a simple model (no attributes) ranks below it; knowing the fit, above.
+    joined = part[["lead_id", "as_of"]].reset_index().merge(crm.events, on="lead_id")
+    recent = joined.loc[(joined["occurred_at"] < joined["as_of"])
+                        & (joined["occurred_at"] >= joined["as_of"] - pd.Timedelta(days=30))]
+    counts = pd.crosstab(recent["index"], recent["event_type"]).reindex(
+        index=part.index, columns=list(EVENT_TYPES), fill_value=0)
+    simple = LogisticRegression(max_iter=2_000).fit(np.log1p(counts), labels).predict_proba(np.log1p(counts))[:, 1]
+    auc = {"simple": roc_auc_score(labels, simple), "inferred": roc_auc_score(labels, inferred),
+           "fit known": roc_auc_score(labels, filtered[rows])}
+    assert auc["simple"] + 0.02 < auc["inferred"] < auc["fit known"], auc
