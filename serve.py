@@ -358,8 +358,9 @@ def spark_score(args) -> int:
     """Features on the cluster with the same builders, scored per partition with reasons (or by the model as a UDF)."""
     from features.contract import DataContractError
     from features.timing import naive_utc, utc_now
-    from models.spark import (build_features_on_spark, export_tables, read_source, score_features_on_spark,
-                              score_with_reasons_on_spark, spark_error_message, spark_session, write_scores)
+    from models.spark import (build_features_on_spark, check_source, export_tables, read_source,
+                              score_features_on_spark, score_with_reasons_on_spark, spark_error_message,
+                              spark_session, write_scores)
     from training.tracking import load_bundle, spark_model_udf, use_default_store
 
     use_default_store()
@@ -373,6 +374,9 @@ def spark_score(args) -> int:
             config, sources = export_tables(load_config(args.config), **sources)
         elif args.leads is None:
             raise ValueError("spark-score needs --leads, or --config with the export it describes.")
+        for source in sources.values():
+            if source:
+                check_source(source)  # before the JVM starts
         bundle, identity = load_bundle(args.model)
         spark = spark_session(args.master)
         tables = {name: read_source(spark, source) if source else None for name, source in sources.items()}

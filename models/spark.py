@@ -60,10 +60,18 @@ def spark_session(master: str | None = None, *, app_name: str = "lead-scoring", 
 
 
 def read_source(spark, source: str):
-    """A Parquet file or folder (a name with ``/`` or ending in ``.parquet``) or else a Spark table name.
+    """A Parquet file or folder (a name with ``/`` or ending in ``.parquet``) or else a Spark table name."""
+    source = check_source(source)
+    if "/" in source or source.endswith(".parquet") or os.path.exists(source):
+        return spark.read.parquet(source)
+    return spark.table(source)
 
-    A CSV file is refused: ``score`` decides each CSV column's type (numbers, ids, decimal mark) once
-    from the whole file, which Spark's reader, deciding per file split, cannot promise.
+
+def check_source(source) -> str:
+    """``source`` as text, refused when it is a CSV file (before Spark starts, in a CLI).
+
+    ``score`` decides each CSV column's type (numbers, ids, decimal mark) once from the whole
+    file, which Spark's reader, deciding per file split, cannot promise.
     """
     source = str(source)
     if source.lower().endswith(CSV_SUFFIXES):
@@ -71,9 +79,7 @@ def read_source(spark, source: str):
                          "type is decided from the whole file). Convert it once, e.g. python -c \"import pandas as "
                          f"pd; pd.read_csv('{source}').to_parquet('{source.rsplit('.', 1)[0]}.parquet')\", or score "
                          "it with `serve.py score`.")
-    if "/" in source or source.endswith(".parquet") or os.path.exists(source):
-        return spark.read.parquet(source)
-    return spark.table(source)
+    return source
 
 
 def export_tables(config: ProjectConfig, *, leads=None, events=None, deals=None) -> tuple[ProjectConfig, dict]:
