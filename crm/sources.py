@@ -135,6 +135,8 @@ class StreamedLeads:
     """A lead source checked as a whole (ids) and chunk by chunk (every other rule of the contract).
 
     Iterating gives validated lead chunks of at most ``chunk_rows`` rows, ``created_at`` parsed.
+    ``lead_ids`` holds every id for the checks against deals and events (``stream_crm`` lets go
+    of it once they are done); ``len()`` is the number of leads.
     """
 
     def __init__(self, source, *, now=None, chunk_rows: int = DEFAULT_CHUNK_ROWS):
@@ -153,9 +155,10 @@ class StreamedLeads:
                                                      f"{ids[duplicated].nunique()} duplicated ids",
                                                      ids[duplicated].to_frame("lead_id")))
         self.lead_ids = ids.reset_index(drop=True)
+        self.rows = len(ids)
 
     def __len__(self) -> int:
-        return len(self.lead_ids)
+        return self.rows
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
         name = self.source.source
@@ -190,6 +193,7 @@ def stream_crm(leads, events=None, deals=None, *, now=None, chunk_rows: int = DE
         del firsts
     if events is not None:
         validate_events(events, lead_ids=streamed.lead_ids, source=str(events), now=now)
+    streamed.lead_ids = None  # checked: scoring needs no table-wide list (8 MB per million leads)
     return streamed, events, checked
 
 
