@@ -74,16 +74,26 @@ def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, spec: Featu
 
     Deterministic: equal impacts keep the order of ``spec.feature_names``.
     """
-    names, indicator = _family_matrix(spec, tuple(contributions.columns))
-    impact = contributions.to_numpy() @ indicator
+    return ranked_reasons(contributions.to_numpy(), tuple(contributions.columns), _Columns(features).row, spec,
+                          n=n, min_impact=min_impact)
+
+
+def ranked_reasons(contributions: np.ndarray, columns: tuple, row_values, spec: FeatureSpec, *, n: int = 3,
+                   min_impact: float = MIN_IMPACT) -> list[tuple[list[Reason], list[Reason]]]:
+    """``top_reasons`` of contributions held as an array (rows x ``columns``).
+
+    ``row_values(i)`` gives row ``i``'s ``value(name)`` function for the texts: a DataFrame's
+    columns (``top_reasons``) or a lead's plain feature values (the single-lead route).
+    """
+    names, indicator = _family_matrix(spec, columns)
+    impact = contributions @ indicator
     up = np.argsort(-impact, axis=1, kind="stable")[:, :n]
     down = np.argsort(impact, axis=1, kind="stable")[:, :n]
-    values = _Columns(features)
     result = []
     for row in range(len(impact)):
         def reasons(order, sign):
             chosen = [k for k in order if sign * impact[row, k] >= min_impact]
-            return [Reason(names[k], describe_factor(names[k], values.row(row), spec), float(impact[row, k]))
+            return [Reason(names[k], describe_factor(names[k], row_values(row), spec), float(impact[row, k]))
                     for k in chosen]
         result.append((reasons(up[row], 1.0), reasons(down[row], -1.0)))
     return result
