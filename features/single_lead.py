@@ -64,6 +64,12 @@ def few_lead_rows(spec: FeatureSpec, leads, as_of) -> tuple[list, np.ndarray]:
     return labels, numbers
 
 
+def block_names(spec: FeatureSpec) -> tuple[list, list]:
+    """The feature names of ``few_lead_rows``' two blocks: categorical, then numeric (remembered per spec)."""
+    shape = _shape(spec)
+    return shape.categorical, shape.numeric
+
+
 class _Shape:
     """Column names and positions of one spec, worked out once (a spec's properties rebuild lists on every call)."""
 

@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from features.column_types import PLAUSIBLE_YEARS
 from features.freshness import stale_gap
-from features.single_lead import FEW_LEADS, few_lead_features, few_lead_rows
+from features.single_lead import FEW_LEADS, block_names, few_lead_features, few_lead_rows
 from features.timing import naive_utc
 
 #: Lone surrogates cannot be encoded in an answer; control characters have no place in CRM text.
@@ -169,8 +169,7 @@ def lead_blocks(spec, leads: list[Lead], as_of: pd.Timestamp) -> tuple[list, np.
     if len(leads) > FEW_LEADS:
         return None
     built, given = _checked(spec, leads, as_of)
-    categorical = spec.categorical_feature_names
-    numeric = spec.feature_names[len(categorical):]
+    categorical, numeric = block_names(spec)
     for i in given:
         if not all(type(leads[i].features[name]) in (int, float, type(None)) for name in numeric):
             return None
