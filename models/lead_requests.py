@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from features.column_types import PLAUSIBLE_YEARS
 from features.freshness import stale_gap
-from features.single_lead import FEW_LEADS, block_names, few_lead_features, few_lead_rows
+from features.single_lead import FEW_LEADS, _microseconds, block_names, few_lead_features, few_lead_rows
 from features.timing import naive_utc
 
 #: Lone surrogates cannot be encoded in an answer; control characters have no place in CRM text.
@@ -189,13 +189,15 @@ def lead_blocks(spec, leads: list[Lead], as_of: pd.Timestamp) -> tuple[list, np.
 def stale_warnings(leads: list[Lead], as_of: pd.Timestamp, *, horizon_days=None) -> list[str]:
     """Warnings for leads whose newest event (or creation) lies long before ``as_of``: scored, but say so."""
     warnings = []
+    as_of_ns = pd.Timestamp(as_of).value
     for i, lead in enumerate(leads):
         if lead.features is not None:
             continue
-        moments = [naive_utc(event.occurred_at) for event in lead.events] or \
-            ([naive_utc(lead.created_at)] if lead.created_at is not None else [])
-        moments = [moment for moment in moments if moment < as_of]
-        gap = stale_gap(as_of, max(moments), horizon_days=horizon_days) if moments else None
+        # Microseconds since the epoch (naive is UTC): one Timestamp per lead, not one per event.
+        moments = [_microseconds(event.occurred_at) for event in lead.events] or \
+            ([_microseconds(lead.created_at)] if lead.created_at is not None else [])
+        moments = [moment for moment in moments if moment * 1_000 < as_of_ns]
+        gap = stale_gap(as_of, pd.Timestamp(max(moments) * 1_000), horizon_days=horizon_days) if moments else None
         if gap is not None:
             warnings.append(f"body.{i}: the newest event is {gap.days} days before as_of {as_of}; the score treats "
                             "the lead as idle since then (send ?as_of= for historical data)")

@@ -105,3 +105,18 @@ def test_a_segmented_model_has_no_single_lead_scorer(small_models):
         route = None
 
     assert lead_scorer(replace(small_models["logistic"], model=Segmented())) is None
+
+
+def test_stale_warnings_count_only_events_before_as_of_in_utc():
+    from models.lead_requests import stale_warnings
+
+    as_of = pd.Timestamp("2026-03-01 00:00")
+    lead = Lead.model_validate({"created_at": "2025-10-01T00:00:00+02:00", "events": [
+        {"occurred_at": "2026-01-01T01:00:00+01:00", "event_type": "page_view"},  # 2026-01-01 00:00 UTC
+        {"occurred_at": "2026-03-01T00:00:00Z", "event_type": "demo_request"}]})  # at as_of: unseen
+    idle = Lead.model_validate({"created_at": "2025-10-01T00:00:00+02:00"})  # 2025-09-30 22:00 UTC
+    recent = Lead.model_validate({"created_at": "2026-02-20T00:00:00Z"})
+    warnings = stale_warnings([lead, idle, recent, Lead(features={})], as_of, horizon_days=90)
+    assert [w.split(";")[0] for w in warnings] == [
+        "body.0: the newest event is 59 days before as_of 2026-03-01 00:00:00",
+        "body.1: the newest event is 151 days before as_of 2026-03-01 00:00:00"]
