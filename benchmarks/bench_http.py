@@ -172,25 +172,39 @@ def _train_and_sample(scratch: Path, n_leads: int):
 
 
 def _stages_in_process(model_uri: str, as_of, raw_payloads: list, rounds: int = 300) -> dict:
-    """p50 of each step of a single-lead request without HTTP: parsing, features, scoring with reasons."""
-    from models.lead_requests import Lead, lead_features
+    """p50 of each step of a single-lead request without HTTP: parsing, features, scoring with reasons.
+
+    The steps the service takes (``lead_blocks`` and ``LeadScorer``, or the DataFrame route for a
+    model that one does not cover), and for reference the same lead through DataFrames
+    (``lead_features`` and ``ModelBundle.score_with_reasons``).
+    """
+    from models.lead_requests import Lead, lead_blocks, lead_features
+    from models.lead_scorer import lead_scorer
     from training.tracking import load_bundle
 
     bundle, _ = load_bundle(model_uri)
-    timings = {"parse": [], "features": [], "score with reasons": []}
+    scorer = lead_scorer(bundle)
+    timings = {"parse": [], "features": [], "score with reasons": [], "DataFrame route (features + score)": []}
     for k in range(rounds):
         payload = raw_payloads[k % len(raw_payloads)]
         begin = time.perf_counter()
         lead = Lead.model_validate(payload)
         parsed = time.perf_counter()
-        features = lead_features(bundle.spec, [lead], as_of)
+        blocks = lead_blocks(bundle.spec, [lead], as_of) if scorer is not None else None
+        features = lead_features(bundle.spec, [lead], as_of) if blocks is None else None
         built = time.perf_counter()
-        bundle.score_with_reasons(features)
+        if blocks is not None:
+            scorer.score(*blocks)
+        else:
+            bundle.score_with_reasons(features)
         done = time.perf_counter()
+        bundle.score_with_reasons(lead_features(bundle.spec, [lead], as_of))
+        frames = time.perf_counter()
         if k >= 30:  # warm-up
             timings["parse"].append(parsed - begin)
             timings["features"].append(built - parsed)
             timings["score with reasons"].append(done - built)
+            timings["DataFrame route (features + score)"].append(frames - done)
     return {name: float(np.median(values)) * 1e3 for name, values in timings.items()}
 
 
