@@ -8,9 +8,12 @@ twice: with built feature rows (the very payload MLflow gets) and with raw attri
 
 Then throughput: 16 clients at once (``--clients``), each on its own kept-alive connection,
 against ``serve.py http --workers 1`` and ``--workers 2`` started one after the other; it prints
-requests/s of each and their ratio (target: at least 1.6x with the second worker).
+requests/s of each and their ratio (target: at least 1.6x with the second worker). The clients
+are connections driven by one lean thread (prepared request bytes): on 2 cores the load
+generator's own CPU is taken from the second worker, so it prints that too.
 
     python benchmarks/bench_http.py [--requests 2000] [--seconds 20] [--leads 3000] [--clients 16]
+                                    [--throughput-requests 8000]
 """
 
 from __future__ import annotations
@@ -43,9 +46,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="time cap per measurement")
     parser.add_argument("--leads", type=int, default=3000, help="synthetic leads to train on")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the throughput runs")
+    parser.add_argument("--throughput-requests", type=int, default=8000,
+                        help="requests per throughput run (after warm-up)")
     args = parser.parse_args(argv)
-    if args.requests <= 0 or args.seconds <= 0:
-        parser.error("--requests and --seconds must be positive")
+    if args.requests <= 0 or args.seconds <= 0 or args.throughput_requests <= 0:
+        parser.error("--requests, --seconds and --throughput-requests must be positive")
 
     # This checkout's code, here and in both servers, whatever else the environment has installed.
     sys.path.insert(0, str(PROJECT))
@@ -109,10 +114,11 @@ def main(argv=None) -> int:
           f"{mixed['seconds']:.0f} s): {mixed['good']:,} good requests, {mixed['good_failed']} failed; "
           f"{mixed['bad']:,} bad requests answered {mixed['bad_statuses']}; {mixed['reconnects']} reconnects")
     print(f"\n{args.clients} concurrent clients, single-lead requests with attributes + events "
-          f"({args.requests:,} requests or {args.seconds:.0f} s each)")
+          f"({args.throughput_requests:,} requests or {args.seconds:.0f} s each)")
     for workers, run in throughput.items():
         print(f"serve.py http --workers {workers}: {run['rps']:8,.0f} req/s  (p50 {run['p50_ms']:.1f} ms, "
-              f"p99 {run['p99_ms']:.1f} ms, {run['requests']:,} requests, {run['pids']} worker pid(s) answered)")
+              f"p99 {run['p99_ms']:.1f} ms, {run['requests']:,} requests, {run['pids']} worker pid(s) answered; "
+              f"the client's own CPU {run['client_cpu_ms']:.3f} ms per request)")
     print(f"2 workers / 1 worker: {throughput[2]['rps'] / throughput[1]['rps']:.2f}x (target >= 1.6x)")
     print("\nwhere one lead's time goes, in process (p50 ms over the same leads): "
           + ", ".join(f"{name} {value:.2f}" for name, value in stages.items()))
@@ -303,9 +309,8 @@ def _measure_with_bad_requests(port: int, path: str, raw: list, args, *, share: 
     return {**counts, "bad_statuses": dict(sorted(statuses.items(), key=lambda item: str(item[0]))),
             "share": share, "clients": clients, "seconds": time.perf_counter() - started}
 def _throughput(workers: int, model_uri: str, path: str, bodies: list, scratch: Path, env: dict, args) -> dict:
-    """Start ``serve.py http --workers N``, then ``--clients`` threads post for --seconds or --requests in all."""
-    import threading
-
+    """Start ``serve.py http --workers N``, then ``--clients`` connections post for --seconds or
+    --throughput-requests in all."""
     port = _free_port()
     log_path = scratch / f"workers{workers}.log"
     with open(log_path, "wb") as log:
@@ -320,40 +325,15 @@ def _throughput(workers: int, model_uri: str, path: str, bodies: list, scratch: 
                                      f"{log_path.read_text(errors='replace')[-2000:]}")
                 time.sleep(0.2)
             _wait_ready(server, port, "/health", log_path)
-            latencies, pids, lock = [], set(), threading.Lock()
-            start = threading.Barrier(args.clients + 1)
-
-            def client(k: int) -> None:
-                connection = http.client.HTTPConnection(HOST, port, timeout=60)
-                for body in bodies[k:k + 10]:  # warm-up, and the connection is open before the clock starts
-                    _post(connection, path, body)
-                connection.close()
-                start.wait()
-                # A fresh connection: the server closes ones idle past its keep-alive while others warm up.
-                connection = http.client.HTTPConnection(HOST, port, timeout=60)
-                deadline = time.perf_counter() + args.seconds
-                done = []
-                i = k
-                while time.perf_counter() < deadline and len(done) < max(1, args.requests // args.clients):
-                    begin = time.perf_counter()
-                    _post(connection, path, bodies[i % len(bodies)])
-                    done.append(time.perf_counter() - begin)
-                    i += args.clients
-                connection.request("GET", "/health")  # which worker this connection was served by
-                mine = json.loads(connection.getresponse().read())["pid"]
-                connection.close()
-                with lock:
-                    latencies.extend(done)
-                    pids.add(mine)
-
-            threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
-            for thread in threads:
-                thread.start()
-            start.wait()
-            began = time.perf_counter()
-            for thread in threads:
-                thread.join()
-            elapsed = time.perf_counter() - began
+            warm = _LoadClient(port, path, bodies, args.clients)
+            warm.run(requests=10 * args.clients, seconds=args.seconds)  # warm-up, then fresh connections
+            warm.close()
+            load = _LoadClient(port, path, bodies, args.clients)
+            cpu_began = time.process_time()
+            latencies, elapsed = load.run(requests=args.throughput_requests, seconds=args.seconds)
+            client_cpu = time.process_time() - cpu_began
+            pids = load.worker_pids()
+            load.close()
         finally:
             server.terminate()
             try:
@@ -362,7 +342,93 @@ def _throughput(workers: int, model_uri: str, path: str, bodies: list, scratch: 
                 server.kill()
     latencies = np.array(latencies) * 1e3
     return {"requests": len(latencies), "rps": len(latencies) / elapsed, "pids": len(pids),
-            "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99))}
+            "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
+            "client_cpu_ms": client_cpu / max(len(latencies), 1) * 1e3}
+
+
+class _LoadClient:
+    """``clients`` kept-alive connections driven from one thread: each sends its next request as soon as
+    its answer is in (closed loop per connection).
+
+    Requests are prepared bytes and answers are read by their Content-Length: the client shares the
+    machine's cores with the server, so it must cost little per request (16 ``http.client`` threads
+    cost about half of a fast server's CPU time, which then cannot go to a second worker).
+    """
+
+    def __init__(self, port: int, path: str, bodies: list, clients: int):
+        import selectors
+
+        self.requests = [f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body for body in bodies]
+        self.port, self.clients = port, clients
+        self.selector = selectors.DefaultSelector()
+        self.connections = []
+        for k in range(clients):
+            connection = socket.create_connection((HOST, port), timeout=60)
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.connections.append(connection)
+            self.selector.register(connection, selectors.EVENT_READ, k)
+
+    def run(self, *, requests: int, seconds: float) -> tuple[list, float]:
+        """Post until ``requests`` answers or ``seconds``; the latencies and the elapsed time."""
+        latencies, buffers, sent_at, next_body = [], [b""] * self.clients, [0.0] * self.clients, list(range(self.clients))
+        started = time.perf_counter()
+        deadline = started + seconds
+        for k, connection in enumerate(self.connections):
+            sent_at[k] = time.perf_counter()
+            connection.sendall(self.requests[next_body[k] % len(self.requests)])
+        pending = self.clients
+        while pending:
+            for key, _ in self.selector.select(timeout=60):
+                k, connection = key.data, key.fileobj
+                chunk = connection.recv(262_144)
+                if not chunk:
+                    raise SystemExit(f"the server closed connection {k} mid-run")
+                buffers[k] += chunk
+                status, rest = _complete_response(buffers[k])
+                if status is None:
+                    continue
+                if status != 200:
+                    raise SystemExit(f"POST answered {status}: {buffers[k][:500]!r}")
+                now = time.perf_counter()
+                latencies.append(now - sent_at[k])
+                buffers[k] = rest
+                if len(latencies) + pending - 1 < requests and now < deadline:
+                    next_body[k] += self.clients
+                    sent_at[k] = now
+                    connection.sendall(self.requests[next_body[k] % len(self.requests)])
+                else:
+                    pending -= 1
+        return latencies, time.perf_counter() - started
+
+    def worker_pids(self) -> set:
+        """The worker pid behind each connection (``GET /health``)."""
+        pids = set()
+        for connection in self.connections:
+            connection.sendall(f"GET /health HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n\r\n".encode())
+            buffer = b""
+            while _complete_response(buffer)[0] is None:
+                buffer += connection.recv(65_536)
+            pids.add(json.loads(buffer.split(b"\r\n\r\n", 1)[1])["pid"])
+        return pids
+
+    def close(self) -> None:
+        self.selector.close()
+        for connection in self.connections:
+            connection.close()
+
+
+def _complete_response(buffer: bytes) -> tuple[int | None, bytes]:
+    """``(status, what follows)`` when ``buffer`` holds a whole HTTP/1.1 answer with a Content-Length, else (None, b"")."""
+    head_end = buffer.find(b"\r\n\r\n")
+    if head_end < 0:
+        return None, b""
+    head = buffer[:head_end].decode("latin-1").split("\r\n")
+    length = next(int(line.split(":", 1)[1]) for line in head[1:] if line.lower().startswith("content-length:"))
+    end = head_end + 4 + length
+    if len(buffer) < end:
+        return None, b""
+    return int(head[0].split(" ", 2)[1]), buffer[end:]
 
 
 def _post(connection, path: str, body: bytes) -> bytes:
