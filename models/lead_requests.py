@@ -36,10 +36,16 @@ def finite_number(value: float) -> float:
     return value
 
 
+_NUMBER_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
 def written_timestamp(value):
-    """A timestamp must arrive as text (ISO 8601), not a number a parser would read as seconds since 1970."""
+    """A timestamp must arrive as ISO 8601 text, not a number (or digits) a parser would read as seconds since 1970."""
     if isinstance(value, (int, float)) and not isinstance(value, datetime):
         raise ValueError(f"must be an ISO 8601 timestamp string such as 2025-10-01T10:00:00Z, got the number {value!r}")
+    if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value):
+        # "20250101" or "1735689600" in a query string: pydantic would read either as epoch seconds.
+        raise ValueError(f"must be an ISO 8601 timestamp such as 2025-10-01T10:00:00Z, got the number {value!r}")
     return value
 
 

@@ -15,6 +15,7 @@ import uuid
 import os
 import threading
 from datetime import datetime
+from typing import Annotated
 
 import pandas as pd
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
@@ -22,14 +23,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from features.contract import bounded
 from features.timing import naive_utc, utc_now
 from models.api_contract import (ERROR_RESPONSES, Health, ModelDescription, accepted_attributes, model_openapi,
                                  needs_created_at, offline_docs, request_examples, utc_text)
 from models.lead_requests import (InvalidLeads, Lead, lead_blocks, lead_features, plausible_timestamp,
-                                  request_models, stale_warnings)
+                                  request_models, stale_warnings, written_timestamp)
 from models.lead_scorer import lead_scorer
 
 #: Bytes a request body may have before the service answers 413 without reading on.
@@ -148,7 +149,8 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
                              "warnings": stale_warnings(many, when, horizon_days=horizon_days)})
 
     async def score(leads: Lead | list[Lead] = Body(openapi_examples=examples),
-                    as_of: datetime | None = Query(None, description="Score as of this time (default: now, UTC).")):
+                    as_of: Annotated[datetime | None, BeforeValidator(written_timestamp),
+                                     Query(description="Score as of this time, ISO 8601 (default: now, UTC).")] = None):
         many = leads if isinstance(leads, list) else [leads]
         if not many or len(many) > max_leads:
             raise InvalidLeads([{"field": "body", "problem": f"expected 1 to {max_leads} leads; got {len(many)}"}])

@@ -123,8 +123,11 @@ def test_csv_cells_a_spreadsheet_would_run_are_neutralised():
     assert frame["lead_id"].iloc[0].startswith("=")  # the caller's frame is not modified
 
 
-def test_comparisons_log_no_per_lead_rows_unless_asked(mlflow_store, tmp_path):
-    from training.tracking import hashed_id, log_comparison
+def test_comparisons_log_no_per_lead_rows_unless_asked(mlflow_store, tmp_path, monkeypatch):
+    import hashlib
+    import hmac
+
+    from training.tracking import log_comparison
 
     mlflow.set_tracking_uri(mlflow_store)
     report = tmp_path / "report.html"
@@ -138,10 +141,26 @@ def test_comparisons_log_no_per_lead_rows_unless_asked(mlflow_store, tmp_path):
     run = log_comparison(comparison, figures={}, report_path=report)
     logged = {item.path for item in client.list_artifacts(run, "comparison")}
     assert logged == {"comparison/tiers.csv"}
+    assert client.get_run(run).data.tags["report_path"] == str(report)
 
+    def logged_ids(run_id):
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="comparison/disagreements.csv")
+        return pd.read_csv(path)["lead_id"].tolist()
+
+    # With the team's key, ids are HMAC-SHA256 digests anyone holding the key can reproduce.
+    monkeypatch.setenv("LEAD_SCORING_ID_KEY", "team secret")
     run = log_comparison(comparison, figures={}, report_path=report, log_lead_rows=True)
     logged = {item.path for item in client.list_artifacts(run, "comparison")}
-    assert logged == {"comparison/tiers.csv", "comparison/disagreements.csv", "comparison/report.html"}
-    table = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run, artifact_path="comparison/disagreements.csv"))
-    assert table["lead_id"].tolist() == [hashed_id("ana@example.com"), hashed_id("L-2")]
-    assert len(hashed_id("x")) == 16
+    assert logged == {"comparison/tiers.csv", "comparison/disagreements.csv"}  # the report lists raw ids
+    expected = [hmac.new(b"team secret", lead.encode(), hashlib.sha256).hexdigest()[:16]
+                for lead in ("ana@example.com", "L-2")]
+    assert logged_ids(run) == expected
+    assert hashlib.sha256(b"ana@example.com").hexdigest()[:16] not in expected  # not the plain hash
+    assert "LEAD_SCORING_ID_KEY" in client.get_run(run).data.tags["lead_rows"]
+
+    # Without it, each run keys its digests afresh: the same id differs between runs.
+    monkeypatch.delenv("LEAD_SCORING_ID_KEY")
+    first = logged_ids(log_comparison(comparison, figures={}, report_path=report, log_lead_rows=True))
+    second = logged_ids(log_comparison(comparison, figures={}, report_path=report, log_lead_rows=True))
+    assert first != second and len(set(first)) == 2 and all(len(digest) == 16 for digest in first + second)
+    assert expected[0] not in first

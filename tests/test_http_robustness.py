@@ -73,6 +73,22 @@ def test_non_finite_numbers_are_422(client, literal, field):
     assert any(p["field"] == field and "finite number" in p["problem"] for p in response.json()["detail"])
 
 
+@pytest.mark.parametrize("number", ["20250101", "1735689600", "1.7e9"])
+def test_an_as_of_written_as_a_number_is_422_not_read_as_seconds_since_1970(client, number):
+    # pydantic alone reads "20250101" as 1970-08-23 and "1735689600" as 2025-01-01: both are refused.
+    response = client.post(f"/score?as_of={number}", json=LEAD)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["detail"]
+    assert problem["field"] == "query.as_of"
+    assert f"must be an ISO 8601 timestamp such as 2025-10-01T10:00:00Z, got the number '{number}'" in problem["problem"]
+
+
+def test_an_as_of_in_iso_8601_is_read_in_utc(client):
+    answer = client.post("/score?as_of=2026-01-01T02:00:00%2B02:00", json=LEAD)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["as_of"] == "2026-01-01T00:00:00+00:00"
+
+
 def test_an_out_of_range_as_of_is_422(client):
     response = client.post("/score?as_of=1066-10-14T00:00:00Z", json=LEAD)
     assert response.status_code == 422

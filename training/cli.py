@@ -115,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--scorecard-out", help="also fit a learned points table on the training split, write it here")
     compare.add_argument("--date-format", help="strftime format of ambiguous day/month dates, e.g. %%d/%%m/%%Y")
     compare.add_argument("--log-lead-rows", action="store_true",
-                         help="also log per-lead tables (ids hashed) and the HTML report to MLflow; by default "
-                              "only aggregates are logged")
+                         help="also log per-lead tables to MLflow, ids as keyed digests (HMAC-SHA256 keyed by "
+                              "$LEAD_SCORING_ID_KEY, else by a key not stored); by default only aggregates are "
+                              "logged, and the HTML report never is")
     compare.add_argument("--disagreements", type=int, default=10, help="leads listed each way where they disagree")
     compare.add_argument("--bootstrap", type=int, default=200,
                          help="bootstrap resamples of the test leads for the intervals (0: none)")

@@ -16,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import json
 import logging
 import os
 import re
+import secrets
 import sys
 import shutil
 import tempfile
@@ -193,9 +195,25 @@ def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment
             "champion_now": current}
 
 
-def hashed_id(value) -> str:
-    """A lead id as a short SHA-256 digest: rows stay joinable across logged tables, the id is not stored."""
-    return hashlib.sha256(str(value).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+#: A team secret that keys logged lead-id digests, so runs that share it can be joined; unset,
+#: each run draws its own key and stores it nowhere.
+ID_KEY_VARIABLE = "LEAD_SCORING_ID_KEY"
+
+
+def hashed_id(value, key: bytes) -> str:
+    """A lead id as a short keyed digest (HMAC-SHA256): rows join across tables logged with the same key.
+
+    Keyed because a plain digest of a sequential or e-mail id is undone by hashing candidates.
+    """
+    return hmac.new(key, str(value).encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
+
+
+def id_hash_key() -> tuple[bytes, str]:
+    """The key for :func:`hashed_id` and a description of it for the run's tags."""
+    secret = os.environ.get(ID_KEY_VARIABLE)
+    if secret:
+        return secret.encode("utf-8"), f"HMAC-SHA256 keyed by {ID_KEY_VARIABLE}"
+    return secrets.token_bytes(32), f"HMAC-SHA256 with a key drawn for this run and not stored (set {ID_KEY_VARIABLE} to join runs)"
 
 
 def log_backtest(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment: str | None = None, params: dict,
@@ -404,8 +422,9 @@ def log_comparison(comparison, *, figures: dict, report_path, experiment: str | 
     """Log a model-vs-rules comparison: metrics, tables, pictures, rule files. Returns the run id.
 
     It goes to the compared model's experiment unless ``experiment`` says otherwise. Tables with
-    one row per lead (and the HTML report, which lists some) stay on disk unless ``log_lead_rows``;
-    then their ids are logged hashed. Aggregate tables are always logged.
+    one row per lead stay on disk unless ``log_lead_rows``; then their ids are logged as keyed
+    digests (:func:`id_hash_key`). The HTML report lists raw ids and stays on disk; its path is a
+    tag. Aggregate tables are always logged.
     """
     name, _ = _registry_version(model_uri) if model_uri else (None, None)
     use_experiment(experiment_name(name or DEFAULT_MODEL_NAME, experiment))
@@ -415,17 +434,18 @@ def log_comparison(comparison, *, figures: dict, report_path, experiment: str | 
             params["model_uri"] = model_uri
         mlflow.log_params({key: _param(value) for key, value in params.items()})
         mlflow.log_metrics(comparison.metrics)
+        key, keyed_by = id_hash_key()
         for name, table in comparison.tables.items():
             if "lead_id" in table.columns:
                 if not log_lead_rows:
                     continue
-                table = table.assign(lead_id=table["lead_id"].map(hashed_id))
+                table = table.assign(lead_id=table["lead_id"].map(lambda value: hashed_id(value, key)))
             mlflow.log_text(table.to_csv(index=False), f"comparison/{name}.csv")
         for name, figure in figures.items():
             mlflow.log_figure(figure, f"comparison/plots/{name}.png")
-        if log_lead_rows:
-            mlflow.log_artifact(str(report_path), "comparison")
-        mlflow.set_tag("lead_rows", "logged, ids hashed" if log_lead_rows else "not logged (--log-lead-rows)")
+        # The HTML report lists raw lead ids (they may be e-mails): it stays on disk, always.
+        mlflow.set_tag("report_path", str(report_path))
+        mlflow.set_tag("lead_rows", f"logged, ids as {keyed_by}" if log_lead_rows else "not logged (--log-lead-rows)")
         if rules is not None:
             mlflow.log_text(rules.to_toml(), "comparison/rules.toml")
         if comparison.scorecard is not None:
