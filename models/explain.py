@@ -168,10 +168,13 @@ def _calibrator_predict(calibrator):
     maps our models use (they cost more than the map itself on one lead); the same arithmetic,
     so the same numbers. Any other calibrator keeps its own ``predict``."""
     from scipy.special import expit
-    from sklearn.calibration import _SigmoidCalibration
     from sklearn.isotonic import IsotonicRegression
 
-    if type(calibrator) is _SigmoidCalibration:
+    try:
+        from sklearn.calibration import _SigmoidCalibration
+    except ImportError:  # a private class: a scikit-learn without it keeps its own predict
+        _SigmoidCalibration = None
+    if _SigmoidCalibration is not None and type(calibrator) is _SigmoidCalibration:
         a, b = calibrator.a_, calibrator.b_
         return lambda scores: expit(-(a * scores + b))
     if (type(calibrator) is IsotonicRegression and calibrator.out_of_bounds in ("clip", "nan")

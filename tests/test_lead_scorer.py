@@ -120,3 +120,20 @@ def test_stale_warnings_count_only_events_before_as_of_in_utc():
     assert [w.split(";")[0] for w in warnings] == [
         "body.0: the newest event is 59 days before as_of 2026-03-01 00:00:00",
         "body.1: the newest event is 151 days before as_of 2026-03-01 00:00:00"]
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_the_calibration_map_gives_the_calibrators_own_numbers(small_models, method):
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    from models.explain import _inner_pipeline, calibration_map
+
+    pipeline = _inner_pipeline(small_models["logistic"].model)
+    features = small_models["features"]
+    labels = (np.random.default_rng(0).uniform(size=len(features)) < 0.2).astype(int)
+    model = CalibratedClassifierCV(FrozenEstimator(pipeline), method=method, ensemble=False).fit(features, labels)
+    margins = np.concatenate([pipeline.decision_function(features.iloc[:200]), [-60.0, -3.5, 0.0, 2.25, 60.0]])
+    expected = np.clip(model.calibrated_classifiers_[0].calibrators[0].predict(margins), 0, 1)
+    np.testing.assert_array_equal(calibration_map(model)(margins), expected)
+    np.testing.assert_array_equal(calibration_map(model)(margins[:1]), expected[:1])
