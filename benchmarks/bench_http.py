@@ -87,9 +87,11 @@ def main(argv=None) -> int:
             raw_path = f"/score?as_of={as_of.isoformat()}"
             _check_agreement(ours_port, mlflow_port, feature_bodies, mlflow_bodies, raw_path, raw_bodies)
             runs = {
-                "serve.py http, feature row": _measure(ours_port, "/score", feature_bodies, args),
-                "serve.py http, attributes + events": _measure(ours_port, raw_path, raw_bodies, args),
-                "mlflow models serve, feature row": _measure(mlflow_port, "/invocations", mlflow_bodies, args),
+                "serve.py http, feature row": _measure(ours_port, "/score", feature_bodies, args, servers[0].pid),
+                "serve.py http, attributes + events": _measure(ours_port, raw_path, raw_bodies, args,
+                                                               servers[0].pid),
+                "mlflow models serve, feature row": _measure(mlflow_port, "/invocations", mlflow_bodies, args,
+                                                             servers[1].pid),
             }
             mixed = _measure_with_bad_requests(ours_port, raw_path, raw_payloads, args)
         finally:
@@ -107,9 +109,10 @@ def main(argv=None) -> int:
 
     print(f"\nsingle-lead requests, one client, kept-alive connection, {HOST}, "
           f"{os.cpu_count()} cores ({args.requests:,} requests or {args.seconds:.0f} s each)")
-    print(f"{'':38}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}")
+    print(f"{'':38}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'server CPU ms/req':>19}")
     for name, run in runs.items():
-        print(f"{name:38}{run['requests']:>9,}{run['p50_ms']:>9.2f}{run['p99_ms']:>9.2f}{run['rps']:>9,.0f}")
+        print(f"{name:38}{run['requests']:>9,}{run['p50_ms']:>9.2f}{run['p99_ms']:>9.2f}{run['rps']:>9,.0f}"
+              f"{run['cpu_ms']:>19.3f}")
     print(f"\nbad requests mixed in ({mixed['share']:.0%}, {mixed['clients']} clients with kept-alive connections, "
           f"{mixed['seconds']:.0f} s): {mixed['good']:,} good requests, {mixed['good_failed']} failed; "
           f"{mixed['bad']:,} bad requests answered {mixed['bad_statuses']}; {mixed['reconnects']} reconnects")
@@ -123,6 +126,9 @@ def main(argv=None) -> int:
     print("\nwhere one lead's time goes, in process (p50 ms over the same leads): "
           + ", ".join(f"{name} {value:.2f}" for name, value in stages.items()))
     anchor = runs["mlflow models serve, feature row"]["rps"]
+    print("mlflow's server CPU per request / ours: " + ", ".join(
+        f"{name.split(', ', 1)[1]} {runs['mlflow models serve, feature row']['cpu_ms'] / runs[name]['cpu_ms']:.1f}x"
+        for name in ("serve.py http, feature row", "serve.py http, attributes + events")))
     # Figures, not a gate: a busy shared machine moves them; the verdict line says where they stand.
     for name in ("serve.py http, feature row", "serve.py http, attributes + events"):
         run = runs[name]
@@ -224,12 +230,17 @@ def _plain(value):
     return value if isinstance(value, (str, int, float)) else str(value)
 
 
-def _measure(port: int, path: str, bodies: list, args) -> dict:
-    """Warm up, then time requests one after another until --requests or --seconds runs out."""
+def _measure(port: int, path: str, bodies: list, args, pid: int) -> dict:
+    """Warm up, then time requests one after another until --requests or --seconds runs out.
+
+    Also the CPU seconds the server (process ``pid`` and its children) spent per request: unlike
+    wall-clock figures, hardly moved by other work on a shared machine (NaN without ``/proc``).
+    """
     connection = http.client.HTTPConnection(HOST, port, timeout=30)
     for body in bodies[:50]:
         _post(connection, path, body)
     latencies = []
+    cpu_began = _tree_cpu_seconds(pid)
     deadline = time.perf_counter() + args.seconds
     started = time.perf_counter()
     while len(latencies) < args.requests and time.perf_counter() < deadline:
@@ -238,10 +249,34 @@ def _measure(port: int, path: str, bodies: list, args) -> dict:
         _post(connection, path, body)
         latencies.append(time.perf_counter() - begin)
     elapsed = time.perf_counter() - started
+    cpu = _tree_cpu_seconds(pid) - cpu_began
     connection.close()
     latencies = np.array(latencies) * 1e3
     return {"requests": len(latencies), "p50_ms": float(np.percentile(latencies, 50)),
-            "p99_ms": float(np.percentile(latencies, 99)), "rps": len(latencies) / elapsed}
+            "p99_ms": float(np.percentile(latencies, 99)), "rps": len(latencies) / elapsed,
+            "cpu_ms": cpu / len(latencies) * 1e3}
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its descendants so far, from ``/proc`` (NaN elsewhere)."""
+    proc = Path("/proc")
+    if not (proc / str(pid) / "stat").exists():
+        return math.nan
+    children, times = {}, {}
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        child = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(child)
+        times[child] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0.0)
+        todo.extend(children.get(current, []))
+    return total
 
 
 def _bad_bodies(raw: list) -> list[bytes]:
