@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.plots import _detached, _pyplot
+from analysis.plots import _detached, _pyplot, gains_curve
 
 #: Colours of the tiers wherever a picture marks them.
 TIER_COLOURS = {"SQL": "#d62728", "MQL": "#ff7f0e"}
@@ -220,18 +220,6 @@ def importance_figure(importance, *, top: int = 20,
     axis.tick_params(axis="y", labelsize=8)
     figure.tight_layout()
     return _detached(figure)
-
-
-def gains_curve(y_true, probability) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(contacted, captured, lift)`` per lead, highest probability first."""
-    y_true = np.asarray(y_true, dtype=float)
-    order = np.argsort(-np.asarray(probability, dtype=float), kind="stable")
-    hits = np.cumsum(y_true[order])
-    contacted = np.arange(1, y_true.size + 1) / y_true.size
-    captured = hits / max(y_true.sum(), 1)
-    base = y_true.mean()
-    lift = (hits / np.arange(1, y_true.size + 1)) / base if base > 0 else np.full(y_true.size, np.nan)
-    return contacted, captured, lift
 
 
 def ks_curves(y_true, probability):

@@ -24,15 +24,24 @@ def reliability_figure(y_true, probability, *, n_bins: int = 10, title: str = "R
     return _detached(figure)
 
 
+def gains_curve(y_true, probability) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(contacted, captured, lift)`` per lead, highest probability first."""
+    y_true = np.asarray(y_true, dtype=float)
+    order = np.argsort(-np.asarray(probability, dtype=float), kind="stable")
+    hits = np.cumsum(y_true[order])
+    contacted = np.arange(1, y_true.size + 1) / y_true.size
+    captured = hits / max(y_true.sum(), 1)
+    base = y_true.mean()
+    lift = (hits / np.arange(1, y_true.size + 1)) / base if base > 0 else np.full(y_true.size, np.nan)
+    return contacted, captured, lift
+
+
 def gains_figure(y_true, scores: dict, *, title: str = "Cumulative gains on the test split"):
     """Share of conversions captured against share of leads contacted, for one or more scorers."""
     plt = _pyplot()
-    y_true = np.asarray(y_true, dtype=float)
     figure, axis = plt.subplots(figsize=(5.5, 5))
-    contacted = np.arange(1, y_true.size + 1) / y_true.size
     for name, score in scores.items():
-        order = np.argsort(-np.asarray(score, dtype=float), kind="stable")
-        captured = np.cumsum(y_true[order]) / max(y_true.sum(), 1)
+        contacted, captured, _ = gains_curve(y_true, score)
         axis.plot(contacted, captured, label=name)
     axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="random")
     axis.set_xlabel("share of leads, highest score first")
