@@ -11,6 +11,7 @@
     python serve.py http --model models:/lead-conversion@champion --host 127.0.0.1 --port 8000
     python serve.py spark-score --model models:/lead-conversion@champion --master "local[2]" \
         --leads leads.parquet --events events.parquet --deals deals.parquet --out scores_spark.parquet
+    python serve.py spark-score --model models:/my-model@champion --config config.toml --out scores_spark.parquet
 """
 
 from __future__ import annotations
@@ -116,12 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     spark = commands.add_parser("spark-score", help="score every open lead on Apache Spark",
                                 description="Each table is a Parquet file or folder (a name with '/' or ending "
-                                            "in .parquet) or a Spark table name; the data contract's columns.")
+                                            "in .parquet) or a Spark table name; the data contract's columns, or "
+                                            "your export's as --config maps them.")
     spark.add_argument("--model", default="models:/lead-conversion@champion",
                        help="MLflow model URI (default: %(default)s)")
-    spark.add_argument("--leads", required=True, help="leads: Parquet or Spark table")
+    spark.add_argument("--config", help="project config (TOML) of your export: reads its tables (Parquet or Spark "
+                                        "tables) and maps them as score --config does")
+    spark.add_argument("--leads", help="leads: Parquet or Spark table; with --config, default: the config's")
     spark.add_argument("--events", help="event log: Parquet or Spark table, when the model uses one")
     spark.add_argument("--deals", help="closed deals: leads closed before --as-of are not scored")
+    spark.add_argument("--no-reasons", dest="explain", action="store_false",
+                       help="leave out fit/engagement sub-scores and reasons (faster: the model as a Spark UDF)")
+    spark.add_argument("--date-format", help="strftime format of text dates whose day/month order the data cannot "
+                                             "show (default: the config's [data] date_format)")
     spark.add_argument("--as-of", help="score as of this time (default: now, UTC)")
     spark.add_argument("--out", required=True, help="output: a Parquet folder (moved in place when complete) "
                                                     "or a Spark table")
@@ -347,24 +355,39 @@ def _output(args, project):
 
     return connect(url).write_table(args.out)
 def spark_score(args) -> int:
-    """Features on the cluster with the same builders, the logged model as a UDF; prints the tier counts."""
+    """Features on the cluster with the same builders, scored per partition with reasons (or by the model as a UDF)."""
     from features.contract import DataContractError
     from features.timing import naive_utc, utc_now
-    from models.spark import (build_features_on_spark, read_source, score_features_on_spark, spark_error_message,
+    from models.spark import (build_features_on_spark, check_source, export_tables, read_source,
+                              score_features_on_spark, score_with_reasons_on_spark, spark_error_message,
                               spark_session, write_scores)
     from training.tracking import load_bundle, spark_model_udf, use_default_store
 
     use_default_store()
     try:
         as_of = naive_utc(args.as_of) if args.as_of else utc_now()
+        config = None
+        sources = {"leads": args.leads, "events": args.events, "deals": args.deals}
+        if args.config is not None:
+            from crm.config import load_config
+
+            config, sources = export_tables(load_config(args.config), **sources)
+        elif args.leads is None:
+            raise ValueError("spark-score needs --leads, or --config with the export it describes.")
+        for source in sources.values():
+            if source:
+                check_source(source)  # before the JVM starts
         bundle, identity = load_bundle(args.model)
         spark = spark_session(args.master)
-        tables = {name: read_source(spark, source) if source else None
-                  for name, source in (("leads", args.leads), ("events", args.events), ("deals", args.deals))}
+        tables = {name: read_source(spark, source) if source else None for name, source in sources.items()}
         features = build_features_on_spark(tables["leads"], tables["events"], bundle.spec, as_of=as_of,
-                                           deals=tables["deals"], buckets=args.buckets)
-        scores = score_features_on_spark(features, spark_model_udf(spark, args.model), bundle.spec.feature_names,
-                                         model_version=identity["model_version"])
+                                           deals=tables["deals"], buckets=args.buckets, config=config,
+                                           sources=sources, date_format=args.date_format)
+        if args.explain:
+            scores = score_with_reasons_on_spark(features, bundle, model_version=identity["model_version"])
+        else:
+            scores = score_features_on_spark(features, spark_model_udf(spark, args.model), bundle.spec.feature_names,
+                                             model_version=identity["model_version"])
         write_scores(scores, args.out)
         counts = {row["tier"]: row["count"] for row in read_source(spark, args.out).groupBy("tier").count().collect()}
     except (DataContractError, ValueError, RuntimeError) as error:

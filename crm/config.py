@@ -363,6 +363,33 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
         source = str(path)
         frame = read_table(path, delimiter=config.delimiter, encoding=config.encoding, decimal=config.decimal,
                            text_columns=config._role_columns("id"), table="leads")
+    raw_events = raw_deals = None
+    if config.events is not None:
+        raw_events = read_source(database, config.events) if database is not None else config.events
+    if config.deals is not None:
+        raw_deals = read_source(database, config.deals) if database is not None else config.deals
+    leads, labels, events, deals = map_export(
+        config, frame, events=raw_events, deals=raw_deals, source=source,
+        events_source=_source(database, config.events) if config.events is not None else None,
+        deals_source=_source(database, config.deals) if config.deals is not None else None,
+        for_training=for_training, now=now, date_format=date_format, stacklevel=3)
+    if deals is not None:
+        deals = _without_deal(config, leads, events, deals)
+    return leads, labels, events, deals
+
+
+def map_export(config: ProjectConfig, frame: pd.DataFrame, *, events=None, deals=None, source: str = "leads",
+               events_source: str | None = None, deals_source: str | None = None, for_training: bool = True,
+               now=None, date_format=None, stacklevel: int = 2):
+    """The export's rows as the config maps them: ``(leads, labels, events, deals)`` with the contract's columns.
+
+    ``frame`` holds the lead table's rows as read; ``events`` and ``deals`` the other tables' rows
+    (frames, or files ``read_events`` / ``read_deals`` read). One definition of the mapping for every
+    reader: ``load_tables`` gives it whole tables, Spark (``models.spark``) one bucket of leads with
+    their own events and deals at a time. A won-only deals table comes back as it is (see
+    ``load_tables`` for ``lost_after``).
+    """
+    date_format = date_format or config.date_format
     required = config.declared_columns if for_training else [*config._role_columns("id"),
                                                               *([config.created_at] if config.dated else [])]
     if not for_training and config.label in required:
@@ -375,7 +402,7 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
         undeclared = [column for column in frame.columns if column not in set(config.declared_columns)]
         if undeclared:
             warnings.warn(f"{source}: column(s) {undeclared} have no role in the config and are ignored; give "
-                          "each a role (or list it under ignore) to silence this.", UserWarning, stacklevel=2)
+                          "each a role (or list it under ignore) to silence this.", UserWarning, stacklevel=stacklevel)
     # Only columns with a use are kept: PII, ignored and undeclared columns go no further than here.
     used = {config.id, config.created_at, config.email, config.job_title, *config.categorical, *config.numeric,
             *config.numeric_raw, *config.boolean, *config.engagement, *config.engagement_categorical} - {None}
@@ -389,7 +416,7 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
         leads.insert(0, "lead_id", row_number_ids(len(frame)))
         warnings.warn(f"{source}: no id column, so each lead's id is its row number (1 = the first data row). "
                       "The same file in the same row order gives the same ids; a re-sorted or filtered export "
-                      "does not. Add an id column to the export when you can.", UserWarning, stacklevel=2)
+                      "does not. Add an id column to the export when you can.", UserWarning, stacklevel=stacklevel)
     leads = validate_leads(leads, source=source, dated=config.dated, now=now, date_format=date_format)
     for column in (*config.numeric, *config.numeric_raw, *config.engagement):
         if column in leads.columns:
@@ -399,21 +426,18 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
     if for_training:
         _check_booleans(leads, config, source)
     labels = parse_labels(frame[config.label], config, source=source) if for_training and config.label else None
-    events, deals = None, None
+    mapped_events = mapped_deals = None
     if config.events is not None:
-        raw_events = read_source(database, config.events) if database is not None else config.events
-        events = read_events(raw_events, config.event_columns, where=f"[events] in {config.source}",
-                             source=_source(database, config.events), date_format=date_format)
-        validate_events(events, lead_ids=leads["lead_id"], source=_source(database, config.events), now=now,
+        mapped_events = read_events(events, config.event_columns, where=f"[events] in {config.source}",
+                                    source=events_source or str(config.events), date_format=date_format)
+        validate_events(mapped_events, lead_ids=leads["lead_id"], source=events_source or str(config.events), now=now,
                         date_format=date_format)
     if config.deals is not None:
-        raw_deals = read_source(database, config.deals) if database is not None else config.deals
-        deals = validate_deals(read_deals(raw_deals, config.deal_columns, config_source=config.source,
-                                          source=_source(database, config.deals)),
-                               lead_ids=leads["lead_id"], source=_source(database, config.deals), now=now,
-                               date_format=date_format)
-        deals = _without_deal(config, leads, events, deals)
-    return leads, labels, events, deals
+        mapped_deals = validate_deals(read_deals(deals, config.deal_columns, config_source=config.source,
+                                                 source=deals_source or str(config.deals)),
+                                      lead_ids=leads["lead_id"], source=deals_source or str(config.deals), now=now,
+                                      date_format=date_format)
+    return leads, labels, mapped_events, mapped_deals
 
 
 def row_number_ids(n: int) -> np.ndarray:

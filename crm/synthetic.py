@@ -50,23 +50,9 @@ class SyntheticTruth:
         ``as_of``, and ``as_of`` must not lie after ``end`` (the hidden state is unknown there).
         A lead already closed before ``as_of`` gets 0: it cannot close again.
         """
-        if not (isinstance(horizon_days, (int, float, np.integer, np.floating)) and horizon_days > 0):
-            raise ValueError("The 'horizon_days' parameter of oracle_probability must be a positive number. "
-                             f"Got {horizon_days!r} instead.")
-        missing = [c for c in ("lead_id", "as_of") if c not in snapshots.columns]
-        if missing:
-            raise ValueError(f"oracle_probability needs snapshot columns ['lead_id', 'as_of']; missing {missing}.")
-        if len(snapshots) == 0:
+        query = self._query(snapshots, horizon_days, "oracle_probability")
+        if len(query) == 0:
             return np.zeros(0)
-        query = pd.DataFrame({
-            "lead_id": snapshots["lead_id"].to_numpy(dtype=np.int64),
-            "as_of": pd.to_datetime(snapshots["as_of"]).to_numpy(dtype="datetime64[ns]"),
-            "row": np.arange(len(snapshots)),
-        })
-        late = query["as_of"] > self.end
-        if late.any():
-            raise ValueError(f"oracle_probability: as_of must not lie after the data end {self.end}; "
-                             f"{int(late.sum())} rows do, e.g.\n{query.loc[late].head(5).to_string()}")
         spells = pd.DataFrame({
             "lead_id": self.spells["lead_id"].to_numpy(dtype=np.int64),
             "started_at": self.spells["started_at"].to_numpy(dtype="datetime64[ns]"),
@@ -88,6 +74,77 @@ class SyntheticTruth:
         result[order] = self.won_within(horizon_days)[level, stage]
         return result
 
+    def filtered_probability(self, snapshots: pd.DataFrame, events, horizon_days: int = 90, *, leads=None,
+                             activity_nodes: int = 33, seed: int = 0) -> np.ndarray:
+        """Bayes-optimal P(won deal within the horizon | the lead's events before ``as_of``, its fit level), per row.
+
+        The observable ceiling beside :meth:`oracle_probability`: the same chain and horizon, but
+        the stage at ``as_of`` is inferred, not known. A forward filter of the hidden chain runs from
+        ``created_at`` (stage ``aware``) over the lead's events strictly before ``as_of``, exactly as
+        :func:`generate_crm` draws them: Poisson events per stage scaled by the lead's activity,
+        the action that opens each ``engaged`` and ``evaluating`` spell, the unsubscribe that may
+        open a ``cold`` one, bounces of a bad address; silence between events and the absence of a
+        deal (the deals table shows every close) count as evidence too. The lognormal activity is
+        integrated on ``activity_nodes`` quadrature nodes and the bad-address flag on its prior
+        share. ``events`` is a frame or a CSV/Parquet path with ``lead_id``, ``occurred_at`` and
+        ``event_type``; verbatim duplicate rows and the first touch at ``created_at`` carry no
+        information about the stage and are dropped. A lead closed before ``as_of`` gets 0.
+
+        Without ``leads`` the fit level is the truth's: the ceiling of a model that reads a lead's
+        attributes perfectly. With ``leads``, the exported (messy) leads table, the fit level is
+        inferred as a model must: its prior given the lead's title, industry, country, source,
+        company size, revenue, e-mail domain and first touch (missing values drawn from the
+        generator's distributions, ``seed``), times the events' likelihood under each level.
+        """
+        query = self._query(snapshots, horizon_days, "filtered_probability")
+        if isinstance(activity_nodes, bool) or not isinstance(activity_nodes, (int, np.integer)) or activity_nodes < 1:
+            raise ValueError("The 'activity_nodes' parameter of filtered_probability must be a positive integer. "
+                             f"Got {activity_nodes!r} instead.")
+        result = np.zeros(len(query))
+        if len(query) == 0:
+            return result
+        lead_ids = self.leads["lead_id"].to_numpy(dtype=np.int64)
+        first = self.spells.groupby("lead_id", sort=True)["started_at"].min()
+        closing = self.spells.loc[self.spells["stage"].isin(STAGES[_WON:])].groupby("lead_id")["started_at"].min()
+        created = first.reindex(query["lead_id"]).to_numpy(dtype="datetime64[ns]")
+        unknown = np.isnat(created) | (created >= query["as_of"].to_numpy())
+        if unknown.any():
+            raise ValueError("filtered_probability: every snapshot needs a known lead created before as_of; "
+                             f"{int(unknown.sum())} rows are not, e.g.\n"
+                             f"{query.loc[unknown, ['lead_id', 'as_of']].head(5).to_string()}")
+        closed_at = closing.reindex(query["lead_id"]).to_numpy(dtype="datetime64[ns]")
+        open_ = ~(closed_at < query["as_of"].to_numpy())  # NaT compares False: never closed
+        query = query.loc[open_].assign(created=created[open_])
+        frame = _event_frame(events)
+        observed = _observed_events(frame, query)
+        model = _ObservationModel.build(self.generators, activity_nodes)
+        won = self.won_within(horizon_days)[:, :_WON]
+        ids = np.unique(query["lead_id"].to_numpy())
+        if leads is None:
+            level = self.leads["fit_level"].to_numpy(dtype=np.int64)[np.searchsorted(lead_ids, ids)]
+            stage, evidence = _filter_stages(query, observed, level, model)
+            _check_possible(query, evidence[:, None])
+            result[query["row"].to_numpy()] = np.einsum("ns,ns->n", stage, won[level[np.searchsorted(ids, query["lead_id"])]])
+            return result
+        prior = _fit_prior(leads, ids, _first_touches(frame, query), np.random.default_rng(seed))
+        evidence = np.full((len(query), N_FIT_LEVELS), -np.inf)
+        chance = np.zeros((len(query), N_FIT_LEVELS))
+        top = prior.sum(axis=1).max(axis=1)
+        for level in range(N_FIT_LEVELS):  # one filter per fit level, over the leads it is possible for
+            weight = prior[:, :, level]
+            possible = weight.sum(axis=1) > 1e-6 * top  # a level a millionth as likely as the best cannot matter
+            if not possible.any():
+                continue
+            rows = np.flatnonzero(np.isin(query["lead_id"].to_numpy(), ids[possible]))
+            part = query.iloc[rows]
+            stage, evidence[rows, level] = _filter_stages(part, observed.loc[observed["lead_id"].isin(ids[possible])],
+                                                          np.full(possible.sum(), level), model, weight[possible])
+            chance[rows, level] = stage @ won[level]
+        _check_possible(query, evidence)
+        posterior = np.exp(evidence - evidence.max(axis=1, keepdims=True))
+        result[query["row"].to_numpy()] = (posterior * chance).sum(axis=1) / posterior.sum(axis=1)
+        return result
+
     def won_within(self, horizon_days: float) -> np.ndarray:
         """Table (levels, stages): P(absorbed in won within the horizon | level, stage); 0 if closed."""
         from scipy.linalg import expm
@@ -95,6 +152,25 @@ class SyntheticTruth:
         table = np.array([expm(q * float(horizon_days))[:, _WON] for q in self.generators])
         table[:, [_WON, _LOST]] = 0.0
         return np.clip(table, 0.0, 1.0)
+
+    def _query(self, snapshots, horizon_days, caller) -> pd.DataFrame:
+        """Checked snapshots as ``lead_id`` (int64), ``as_of`` (datetime64[ns]) and ``row`` (position)."""
+        if not (isinstance(horizon_days, (int, float, np.integer, np.floating)) and horizon_days > 0):
+            raise ValueError(f"The 'horizon_days' parameter of {caller} must be a positive number. "
+                             f"Got {horizon_days!r} instead.")
+        missing = [c for c in ("lead_id", "as_of") if c not in snapshots.columns]
+        if missing:
+            raise ValueError(f"{caller} needs snapshot columns ['lead_id', 'as_of']; missing {missing}.")
+        query = pd.DataFrame({
+            "lead_id": snapshots["lead_id"].to_numpy(dtype=np.int64),
+            "as_of": pd.to_datetime(snapshots["as_of"]).to_numpy(dtype="datetime64[ns]"),
+            "row": np.arange(len(snapshots)),
+        })
+        late = query["as_of"] > self.end
+        if late.any():
+            raise ValueError(f"{caller}: as_of must not lie after the data end {self.end}; "
+                             f"{int(late.sum())} rows do, e.g.\n{query.loc[late].head(5).to_string()}")
+        return query
 
 
 @dataclass
@@ -110,6 +186,10 @@ class SyntheticCRM:
     def oracle_probability(self, snapshots: pd.DataFrame, horizon_days: int = 90) -> np.ndarray:
         """See :meth:`SyntheticTruth.oracle_probability`."""
         return self.truth.oracle_probability(snapshots, horizon_days)
+
+    def filtered_probability(self, snapshots: pd.DataFrame, horizon_days: int = 90) -> np.ndarray:
+        """See :meth:`SyntheticTruth.filtered_probability`; filters this CRM's own events."""
+        return self.truth.filtered_probability(snapshots, self.events, horizon_days)
 
 
 def generate_crm(n_leads: int = 20_000, *, start: str = "2025-01-01", months: int = 18,
@@ -238,7 +318,14 @@ _ENTRY_TRIGGERS = {
     _EVALUATING: (("demo_request", "pricing_page_view", "free_trial_start"), (0.4, 0.4, 0.2)),
 }
 _UNSUBSCRIBE_ON_COLD = 0.3
+_BAD_EMAIL, _BAD_EMAIL_PURCHASED = 0.04, 0.20  # share of undeliverable addresses; purchased lists are worse
+_ACTIVITY_LOG_MEAN, _ACTIVITY_LOG_SD = -0.045, 0.3  # lognormal per-lead multiplier of the event rates
 _FIT_INTERCEPT = -0.45
+_FIT_NOISE = 0.1  # what no attribute explains
+_BAD_EMAIL_EFFECT = -0.8  # on the fit logit
+_EXECUTIVE_SHARE = 0.35  # of C-levels, whose function is then "executive"
+_COMPANY_SIZE_LOG_MEAN, _COMPANY_SIZE_LOG_SD = np.log(80), 1.6
+_REVENUE_PER_EMPLOYEE_LOG_MEAN, _REVENUE_PER_EMPLOYEE_LOG_SD = np.log(150_000), 0.5
 
 
 def _draw_people(rng, n, window_days):
@@ -246,39 +333,53 @@ def _draw_people(rng, n, window_days):
     n_companies = max(20, n // 3)
     company_industry = _choice(rng, _INDUSTRY, n_companies)
     company_country = _choice(rng, _COUNTRY, n_companies)
-    company_size = np.clip(np.round(np.exp(rng.normal(np.log(80), 1.6, n_companies))), 1, 300_000)
-    revenue_per_employee = np.exp(rng.normal(np.log(150_000), 0.5, n_companies))
+    company_size = _company_sizes(rng, n_companies)
+    revenue_per_employee = np.exp(rng.normal(_REVENUE_PER_EMPLOYEE_LOG_MEAN, _REVENUE_PER_EMPLOYEE_LOG_SD, n_companies))
     company_revenue = np.round(company_size * revenue_per_employee, -3)
     company = rng.integers(0, n_companies, n)
     size = company_size[company]
 
     seniority = _choice(rng, _SENIORITY, n)
     function = _choice(rng, _FUNCTION, n)
-    executive = (seniority == _index(_SENIORITY, "c_level")) & (rng.random(n) < 0.35)
+    executive = (seniority == _index(_SENIORITY, "c_level")) & (rng.random(n) < _EXECUTIVE_SHARE)
     function[executive] = _index(_FUNCTION, "executive")
     source = _choice(rng, _SOURCE, n)
-    free_email = rng.random(n) < np.where(size < 50, 0.45, 0.12) + 0.15 * (seniority == _index(_SENIORITY, "entry"))
-    bad_email = rng.random(n) < np.where(source == _index(_SOURCE, "Purchased List"), 0.20, 0.04)
+    free_email = rng.random(n) < _free_email_chance(size, seniority)
+    bad_email = rng.random(n) < np.where(source == _index(_SOURCE, "Purchased List"), _BAD_EMAIL_PURCHASED, _BAD_EMAIL)
 
-    senior = seniority <= _index(_SENIORITY, "director")
-    fit = (_FIT_INTERCEPT + _effects(_SENIORITY)[seniority] + _effects(_FUNCTION)[function]
-           + _effects(_INDUSTRY)[company_industry[company]] + _effects(_COUNTRY)[company_country[company]]
-           + _effects(_SOURCE)[source]
-           + 0.4 * (np.minimum(np.log10(size), 3.5) - 2.0)
-           # Interactions a linear model cannot see: senior buyers at large firms close, and a
-           # free mailbox only disqualifies a small company.
-           + 1.0 * (senior & (size >= 200))
-           + np.where(free_email, np.where(size < 50, -1.0, -0.1), 0.0)
-           - 0.8 * bad_email
-           + rng.normal(0.0, 0.1, n))
+    fit = (_attribute_fit(seniority, function, company_industry[company], company_country[company], source, size,
+                          free_email)
+           + _BAD_EMAIL_EFFECT * bad_email
+           + rng.normal(0.0, _FIT_NOISE, n))
 
     # Steady inflow: a growing one would starve the oldest (training) months of leads.
     created = np.sort(rng.random(n)) * window_days
-    activity = np.exp(rng.normal(-0.045, 0.3, n))  # mean 1; engagement style, not intent
+    activity = np.exp(rng.normal(_ACTIVITY_LOG_MEAN, _ACTIVITY_LOG_SD, n))  # mean 1; engagement style, not intent
     return {"company": company, "industry": company_industry[company], "country": company_country[company],
             "size": size, "revenue": company_revenue[company], "seniority": seniority, "function": function,
             "source": source, "free_email": free_email, "bad_email": bad_email, "fit": fit,
             "created": created, "activity": activity}
+
+
+def _attribute_fit(seniority, function, industry, country, source, size, free_email):
+    """The fit logit the attributes make (codes per lead), before the bad-address effect and the noise."""
+    senior = seniority <= _index(_SENIORITY, "director")
+    return (_FIT_INTERCEPT + _effects(_SENIORITY)[seniority] + _effects(_FUNCTION)[function]
+            + _effects(_INDUSTRY)[industry] + _effects(_COUNTRY)[country]
+            + _effects(_SOURCE)[source]
+            + 0.4 * (np.minimum(np.log10(size), 3.5) - 2.0)
+            # Interactions a linear model cannot see: senior buyers at large firms close, and a
+            # free mailbox only disqualifies a small company.
+            + 1.0 * (senior & (size >= 200))
+            + np.where(free_email, np.where(size < 50, -1.0, -0.1), 0.0))
+
+
+def _company_sizes(rng, n):
+    return np.clip(np.round(np.exp(rng.normal(_COMPANY_SIZE_LOG_MEAN, _COMPANY_SIZE_LOG_SD, n))), 1, 300_000)
+
+
+def _free_email_chance(size, seniority):
+    return np.where(size < 50, 0.45, 0.12) + 0.15 * (seniority == _index(_SENIORITY, "entry"))
 
 
 def _fit_level(fit):
@@ -395,6 +496,278 @@ def _deals(rng, spells, people, lead_ids, to_time):
                           "outcome": pd.Series(np.where(spells["stage"][absorbed] == _WON, "won", "lost"), dtype="str"),
                           "amount": amount})
     return deals.sort_values(["closed_at", "lead_id"], kind="stable", ignore_index=True)
+
+
+# --- the observable ceiling: a forward filter of the hidden chain -----------------------------
+
+def _event_frame(events) -> pd.DataFrame:
+    """Events as lead_id (int64), at (datetime64[ns]) and kind (code in EVENT_TYPES), from a frame or a file."""
+    if not isinstance(events, pd.DataFrame):
+        from crm.readers import read_table
+
+        events = read_table(events, text_columns=("lead_id",), table="events")
+    missing = [c for c in ("lead_id", "occurred_at", "event_type") if c not in events.columns]
+    if missing:
+        raise ValueError(f"filtered_probability needs event columns ['lead_id', 'occurred_at', 'event_type']; "
+                         f"missing {missing}.")
+    kind = pd.Categorical(events["event_type"], categories=EVENT_TYPES).codes
+    unknown = kind < 0
+    if unknown.any():
+        raise ValueError("filtered_probability: the generator draws only the event types "
+                         f"{list(EVENT_TYPES)}; {int(unknown.sum())} events are of others, e.g.\n"
+                         f"{events.loc[unknown, ['lead_id', 'occurred_at', 'event_type']].head(5).to_string()}")
+    return pd.DataFrame({"lead_id": events["lead_id"].to_numpy(dtype=np.int64),
+                         "at": pd.to_datetime(events["occurred_at"]).to_numpy(dtype="datetime64[ns]"),
+                         "kind": kind.astype(np.int64)})
+
+
+def _check_possible(query, evidence):
+    impossible = ~np.isfinite(evidence).any(axis=1)
+    if impossible.any():
+        raise ValueError("filtered_probability: the events of leads "
+                         f"{query['lead_id'].to_numpy()[impossible][:5].tolist()} are impossible under this truth's "
+                         "chain; were they generated with it?")
+
+
+def _observed_events(frame, query) -> pd.DataFrame:
+    """The queried leads' informative events: after ``created_at``, before their last ``as_of``, no repeats."""
+    span = query.groupby("lead_id").agg(created=("created", "first"), last=("as_of", "max"))
+    created = span["created"].reindex(frame["lead_id"]).to_numpy(dtype="datetime64[ns]")
+    last = span["last"].reindex(frame["lead_id"]).to_numpy(dtype="datetime64[ns]")
+    # The first touch sits exactly at created_at whatever the stage; a verbatim repeat is the export's noise.
+    return frame.loc[(frame["at"].to_numpy() > created) & (frame["at"].to_numpy() < last)].drop_duplicates()
+
+
+def _first_touches(frame, query) -> pd.Series:
+    """Per queried lead, the kind of its event at ``created_at`` (-1: none): it tells the lead source apart."""
+    created = query.groupby("lead_id")["created"].first()
+    at_creation = frame.loc[frame["at"].to_numpy() == created.reindex(frame["lead_id"]).to_numpy()]
+    return at_creation.groupby("lead_id")["kind"].first().reindex(created.index, fill_value=-1)
+
+
+def _filter_stages(query, observed, level, model, bad_weight=None):
+    """Stage posterior and log evidence at each row of ``query``, from a forward filter run once per lead.
+
+    ``level`` and ``bad_weight`` (unnormalised prior over a deliverable and a bad address; default
+    the population's shares) are per lead, in the order of ``np.unique(query["lead_id"])``. The
+    filter's state is the joint of (bad address, activity node, stage). Each lead's events and
+    as_of moments form one timeline (an as_of before an event at the same instant: strictly
+    before); all leads advance together, one timeline position per step.
+    """
+    leads, lead_of_query = np.unique(query["lead_id"].to_numpy(), return_inverse=True)
+    created = np.empty(leads.size, dtype=np.int64)
+    created[lead_of_query] = query["created"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+    n_query = len(query)
+    lead = np.concatenate([lead_of_query, np.searchsorted(leads, observed["lead_id"].to_numpy())])
+    time = np.concatenate([query["as_of"].to_numpy(dtype="datetime64[ns]").view(np.int64),
+                           observed["at"].to_numpy(dtype="datetime64[ns]").view(np.int64)])
+    kind = np.concatenate([np.full(n_query, -1), observed["kind"].to_numpy()])
+    which = np.concatenate([np.arange(n_query), np.full(len(observed), -1)])
+    order = np.lexsort((kind >= 0, time, lead))
+    lead, time, kind, which = lead[order], time[order], kind[order], which[order]
+    starts = np.flatnonzero(np.r_[True, lead[1:] != lead[:-1]])
+    step = np.arange(lead.size) - np.repeat(starts, np.diff(np.r_[starts, lead.size]))
+    order = np.lexsort((lead, step))
+    lead, time, kind, which, step = lead[order], time[order], kind[order], which[order], step[order]
+
+    state = np.broadcast_to(model.prior, (leads.size, *model.prior.shape)).copy()
+    if bad_weight is not None:
+        state *= (bad_weight / model.prior.sum(axis=(1, 2)))[:, :, None, None]
+    evidence = np.log(state.sum(axis=(1, 2, 3)))
+    state /= np.exp(evidence)[:, None, None, None]
+    last = created.copy()
+    posterior, at_query = np.empty((n_query, model.prior.shape[-1])), np.empty(n_query)
+    for block in np.split(np.arange(lead.size), np.flatnonzero(np.diff(step)) + 1):
+        ids, levels, kinds = lead[block], level[lead[block]], kind[block]
+        alpha, scale = model.propagate(state[ids], levels, (time[block] - last[ids]) / 86_400e9)
+        seen = kinds >= 0
+        alpha[seen] = model.observe(alpha[seen], levels[seen], kinds[seen])
+        total = alpha.sum(axis=(1, 2, 3))
+        dead = ~(total > 0)  # impossible under this level: evidence -inf, the state only kept finite
+        alpha[dead], total[dead] = 1.0, alpha[0].size
+        alpha /= total[:, None, None, None]
+        with np.errstate(divide="ignore"):
+            evidence[ids] += np.where(dead, -np.inf, scale + np.log(total))
+        posterior[which[block][~seen]] = alpha[~seen].sum(axis=(1, 2))
+        at_query[which[block][~seen]] = evidence[ids[~seen]]
+        state[ids], last[ids] = alpha, time[block]
+    return posterior, at_query
+
+
+def _fit_prior(leads, ids, touches, rng, samples: int = 256) -> np.ndarray:
+    """P(bad address, fit level | the exported attributes and first touch), shape (len(ids), 2, levels).
+
+    Known attributes enter as they are; a missing or placeholder one is drawn ``samples`` times from
+    the generator's distribution, weighted by what the lead does show (e-mail domain, revenue, first
+    touch). Approximations: companies are not linked across leads (a colleague's row could reveal a
+    missing size), and revenue is read as unrounded.
+    """
+    missing = [c for c in ("lead_id", "job_title", "industry", "country", "lead_source", "company_size",
+                           "annual_revenue", "email") if c not in leads.columns]
+    if missing:
+        raise ValueError(f"filtered_probability reads the fit from the leads columns; missing {missing}.")
+    rows = leads.assign(lead_id=leads["lead_id"].to_numpy(dtype=np.int64)).drop_duplicates("lead_id")
+    rows = rows.set_index("lead_id").reindex(ids)
+    if rows["email"].isna().any():
+        raise ValueError("filtered_probability: every queried lead must be in the leads table with an e-mail; "
+                         f"{int(rows['email'].isna().sum())} are not, e.g. {rows.index[rows['email'].isna()][:5].tolist()}")
+    n = len(ids)
+    sen, fun = (np.array([w for _, w, _ in t]) / sum(w for _, w, _ in t) for t in (_SENIORITY, _FUNCTION))
+    executive, c_level = _index(_FUNCTION, "executive"), _index(_SENIORITY, "c_level")
+    pair = np.outer(sen, fun)  # the generator makes 35% of C-levels executives, whatever their function
+    pair[c_level] *= 1.0 - _EXECUTIVE_SHARE
+    pair[c_level, executive] += _EXECUTIVE_SHARE * sen[c_level]
+    titles = {}
+    for s_, (s_name, _, _) in enumerate(_SENIORITY):
+        for f_, (f_name, _, _) in enumerate(_FUNCTION):
+            names = _titles_for(s_name, f_name)
+            for name in names:
+                titles.setdefault(name.strip().casefold(), np.zeros(pair.shape))[s_, f_] += 1.0 / len(names)
+    title = [titles.get(t.strip().casefold()) if isinstance(t, str) else None for t in rows["job_title"]]
+    pair_weight = np.stack([pair * t if t is not None else pair for t in title]).reshape(n, -1)
+
+    def categorical(column, table, extra=None):
+        lookup = {name.casefold(): i for i, name in enumerate(_names(table))}
+        weight = np.tile(np.array([w for _, w, _ in table], dtype=float), (n, 1))
+        code = np.array([lookup.get(v.strip().casefold(), -1) if isinstance(v, str) else -1 for v in rows[column]])
+        weight[code >= 0] = np.eye(len(table))[code[code >= 0]]
+        return weight if extra is None else weight * extra
+
+    touch_of = np.array([EVENT_TYPES.index(_FIRST_TOUCH[s]) if s in _FIRST_TOUCH else -1 for s in _names(_SOURCE)])
+    touch = touches.reindex(ids, fill_value=-1).to_numpy()
+    weights = {"pair": pair_weight, "industry": categorical("industry", _INDUSTRY),
+               "country": categorical("country", _COUNTRY),
+               "source": categorical("lead_source", _SOURCE, extra=touch[:, None] == touch_of[None, :])}
+    known_size = rows["company_size"].to_numpy(dtype=float)
+    uncertain = np.isnan(known_size) | np.column_stack([(w > 0).sum(axis=1) > 1 for w in weights.values()]).any(axis=1)
+    k = np.where(uncertain, samples, 1)
+    lead = np.repeat(np.arange(n), k)
+    draw = {name: _draw_rows(rng, np.cumsum(w, axis=1), lead) for name, w in weights.items()}
+    size = known_size[lead]
+    guess = np.isnan(size)
+    size[guess] = _company_sizes(rng, guess.sum())
+    seniority, function = np.divmod(draw["pair"], len(_FUNCTION))
+    domain = rows["email"].astype(str).str.rsplit("@", n=1).str[-1].str.strip().str.casefold()
+    free = domain.isin(_FREE_DOMAINS).to_numpy()[lead]
+    p_free = _free_email_chance(size, seniority)
+    weight = np.where(free, p_free, 1.0 - p_free)
+    revenue = rows["annual_revenue"].to_numpy(dtype=float)[lead]
+    shown = guess & np.isfinite(revenue) & (revenue > 0)
+    weight[shown] *= np.exp(-0.5 * ((np.log(revenue[shown] / size[shown]) - _REVENUE_PER_EMPLOYEE_LOG_MEAN)
+                                    / _REVENUE_PER_EMPLOYEE_LOG_SD) ** 2)
+    fit = _attribute_fit(seniority, function, draw["industry"], draw["country"], draw["source"], size, free)
+    p_bad = np.where(draw["source"] == _index(_SOURCE, "Purchased List"), _BAD_EMAIL_PURCHASED, _BAD_EMAIL)
+    from scipy.special import ndtr
+
+    low, high = FIT_RANGE
+    width = (high - low) / N_FIT_LEVELS
+    reach = int(np.ceil(7 * _FIT_NOISE / width))  # levels beyond 7 noise deviations get nothing
+    prior = np.zeros((n, 2, N_FIT_LEVELS))
+    for bad, share in ((0, 1.0 - p_bad), (1, p_bad)):
+        value = fit + _BAD_EMAIL_EFFECT * bad
+        level = _fit_level(value)[:, None] + np.arange(-reach, reach + 1)[None, :]  # may leave 0..levels-1
+        upper = np.where(level >= N_FIT_LEVELS - 1, np.inf, low + (level + 1) * width)
+        lower = np.where(level <= 0, -np.inf, low + level * width)
+        mass = ndtr((upper - value[:, None]) / _FIT_NOISE) - ndtr((lower - value[:, None]) / _FIT_NOISE)
+        inside = (level >= 0) & (level < N_FIT_LEVELS)
+        cell = (lead[:, None] * N_FIT_LEVELS + level)[inside]
+        prior[:, bad] = np.bincount(cell, (mass * (weight * share)[:, None])[inside],
+                                    minlength=n * N_FIT_LEVELS).reshape(n, N_FIT_LEVELS)
+    return prior / prior.sum(axis=(1, 2), keepdims=True)
+
+
+def _draw_rows(rng, cumulative, rows):
+    """One category for each of ``rows``, from the cumulative weights (rows, categories) of its row."""
+    u = rng.random(rows.size) * cumulative[rows, -1]
+    return np.minimum((u[:, None] >= cumulative[rows]).sum(axis=1), cumulative.shape[1] - 1)
+
+
+@dataclass
+class _ObservationModel:
+    """How :func:`_draw_events` reveals the stage, per (fit level, bad address, activity node), transient stages.
+
+    ``decay``: (levels, 2, nodes, stages) diagonal of the no-event generator (every exit, every
+    Poisson event); ``jump``: (levels, 2, types, stages, stages) rate of a jump that opens its
+    spell with an event of that type; ``rates``: (2, stages, types) Poisson rates at activity 1;
+    ``nodes`` and ``prior`` (2, nodes, stages) the activity grid and the state at ``created_at``.
+    The rest serves :meth:`propagate`: the stages ``silent_from`` which a jump into ``cold`` can go
+    unseen, the log of its rate, and per stage ``|d_i - d_cold|`` and ``max(d_i, d_cold)``.
+    """
+
+    decay: np.ndarray
+    jump: np.ndarray
+    rates: np.ndarray
+    nodes: np.ndarray
+    prior: np.ndarray
+    silent_from: np.ndarray
+    log_cold_in: np.ndarray
+    gap: np.ndarray
+    slower: np.ndarray
+
+    @classmethod
+    def build(cls, generators, activity_nodes):
+        n, k = _WON, len(EVENT_TYPES)  # transient stages come first
+        rates = np.stack([_EVENT_RATES, _EVENT_RATES.copy()])
+        rates[1][:, _EMAIL_ONLY] = 0.0  # [0] a deliverable address, [1] a bad one
+        rates[1][:, EVENT_TYPES.index("email_bounce")] = _BOUNCE_RATE
+        opens = np.zeros((2, n, k))  # P(entering the stage is an event of that type)
+        for entered, (names, weights) in _ENTRY_TRIGGERS.items():
+            for name, weight in zip(names, weights):
+                opens[:, entered, EVENT_TYPES.index(name)] += weight
+        opens[1, _ENGAGED, EVENT_TYPES.index("page_view")] += opens[1, _ENGAGED, EVENT_TYPES.index("email_click")]
+        opens[1, _ENGAGED, EVENT_TYPES.index("email_click")] = 0.0
+        opens[0, _COLD, EVENT_TYPES.index("unsubscribe")] = _UNSUBSCRIBE_ON_COLD
+
+        q = generators[:, :n, :n]
+        between = q * (1.0 - np.eye(n))
+        silent = between[:, None] * (1.0 - opens.sum(axis=2))[None, :, None, :]
+        others = np.ones(n, dtype=bool)
+        others[_COLD] = False
+        if silent[..., others].any() or silent[..., _COLD, :].any():
+            raise ValueError("filtered_probability solves the no-event dynamics in closed form for chains whose "
+                             "only silent jumps lead into cold; this generator has others.")
+        z = np.linspace(-4.0, 4.0, activity_nodes) if activity_nodes > 1 else np.zeros(1)
+        nodes = np.exp(_ACTIVITY_LOG_MEAN + _ACTIVITY_LOG_SD * z)
+        weight = np.exp(-0.5 * z**2) / np.exp(-0.5 * z**2).sum()
+        share = np.array([w for _, w, _ in _SOURCE]) / sum(w for _, w, _ in _SOURCE)
+        bad = np.where(np.array(_names(_SOURCE)) == "Purchased List", _BAD_EMAIL_PURCHASED, _BAD_EMAIL) @ share
+        prior = np.zeros((2, nodes.size, n))
+        prior[:, :, _AWARE] = np.array([1.0 - bad, bad])[:, None] * weight[None, :]
+        decay = (np.diagonal(q, axis1=1, axis2=2)[:, None, None, :]
+                 - nodes[None, None, :, None] * rates.sum(axis=2)[None, :, None, :])
+        jump = between[:, None, None] * opens.transpose(0, 2, 1)[None, :, :, None, :]
+        silent_from = np.flatnonzero(others)
+        with np.errstate(divide="ignore"):
+            log_cold_in = np.log(silent[..., silent_from, _COLD])
+        return cls(decay=decay, jump=jump, rates=rates, nodes=nodes, prior=prior, silent_from=silent_from,
+                   log_cold_in=log_cold_in, gap=np.abs(decay[..., silent_from] - decay[..., [_COLD]]),
+                   slower=np.maximum(decay[..., silent_from], decay[..., [_COLD]]))
+
+    def propagate(self, alpha, levels, days):
+        """State after ``days`` without an event or a close, the no-event generator's exponential, as (e^-scale x, scale).
+
+        Stages other than cold only decay; cold also collects their silent jumps,
+        ``(e^(d_i t) - e^(d_c t)) / (d_i - d_c)``, taken in logs so long silences neither cancel nor
+        underflow.
+        """
+        d = self.decay[levels]
+        t = days[:, None, None, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_alpha = np.log(alpha)
+            out = log_alpha + d * t
+            gap = self.gap[levels]
+            share = np.where(gap * t > 1e-12, -np.expm1(-gap * t) / np.where(gap > 0, gap, 1.0), t)
+            inflow = (log_alpha[..., self.silent_from] + self.log_cold_in[levels][:, :, None, :]
+                      + self.slower[levels] * t + np.log(share))
+            out[..., _COLD] = np.logaddexp.reduce(np.concatenate([out[..., [_COLD]], inflow], axis=-1), axis=-1)
+            scale = out.max(axis=(1, 2, 3))
+        return np.exp(out - scale[:, None, None, None]), scale
+
+    def observe(self, alpha, levels, kinds):
+        """Multiply in one event of type ``kinds`` per row: a Poisson event in the stage, or the jump it opens."""
+        emitted = self.nodes[None, None, :, None] * self.rates[:, :, kinds].transpose(2, 0, 1)[:, :, None, :]
+        return alpha * emitted + np.matmul(alpha, self.jump[levels, :, kinds])
 
 
 def _messy_leads(rng, people, lead_ids, to_time):

@@ -142,6 +142,20 @@ def _score_chunk(bundle, snapshots, leads, events, *, explain, thresholds, model
     clock = _Stages(timings)
     with clock("features"):
         features = build_features(snapshots, leads, events, bundle.spec)
+    return score_features(bundle, features, snapshots, explain=explain, thresholds=thresholds,
+                          model_version=model_version, scored_at=scored_at, timings=timings, monitor=monitor)
+
+
+def score_features(bundle, features: pd.DataFrame, snapshots: pd.DataFrame, *, explain: bool = True, thresholds=None,
+                   model_version: str = "", scored_at=None, timings: dict | None = None,
+                   monitor=None) -> pd.DataFrame:
+    """The output rows of feature rows: ``SCORE_COLUMNS`` (without sub-scores and reasons when not ``explain``).
+
+    ``snapshots`` gives each row's ``lead_id`` and ``as_of``, in the order of ``features``. One
+    definition of an output row for every route: the chunked batch here, Spark's partitions
+    (``models.spark``).
+    """
+    clock = _Stages(timings)
     if explain:
         scores, columns = bundle.score_with_reason_columns(features, thresholds=thresholds, timings=timings)
     else:

@@ -3,8 +3,11 @@
 The lead base is split into buckets by a hash of ``lead_id``; each bucket's leads meet their own
 events and deals in one ``cogroup(...).applyInPandas`` call, which validates them and runs
 ``features.build.build_features`` exactly as the pandas path does. The logged MLflow model then
-scores the feature rows as a Spark UDF (``training.tracking.spark_model_udf``). pyspark is an
-optional dependency, imported inside the functions.
+scores the feature rows as a Spark UDF (``training.tracking.spark_model_udf``), or, with reasons,
+each partition of feature rows goes through ``models.batch.score_features`` with the model bundle
+broadcast: the pandas path's output rows, sub-scores and reasons included. A company's own export
+(a project config, ``crm.config``) is mapped per bucket by ``crm.config.map_export``, the function
+``load_tables`` uses. pyspark is an optional dependency, imported inside the functions.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ import os
 import shutil
 import sys
 import uuid
+from dataclasses import replace
 
 import pandas as pd
 
+from crm.config import ProjectConfig, map_export
+from crm.readers import CSV_SUFFIXES
 from features.build import build_features
 from features.contract import (DataContractError, contract_message, validate_deals, validate_events,
                                validate_leads)
@@ -26,6 +32,8 @@ from features.timing import naive_utc, utc_now
 
 SPARK_SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "model_version", "as_of", "scored_at")
 _BUCKET, _KIND = "_lead_bucket", "_kind"
+#: Raw columns of an export's event log and deals table travel side by side under these prefixes.
+_PREFIXES = {"event": "_event_", "deal": "_deal_"}
 
 
 def spark_session(master: str | None = None, *, app_name: str = "lead-scoring", config: dict | None = None):
@@ -53,19 +61,63 @@ def spark_session(master: str | None = None, *, app_name: str = "lead-scoring", 
 
 def read_source(spark, source: str):
     """A Parquet file or folder (a name with ``/`` or ending in ``.parquet``) or else a Spark table name."""
+    source = check_source(source)
     if "/" in source or source.endswith(".parquet") or os.path.exists(source):
         return spark.read.parquet(source)
     return spark.table(source)
 
 
+def check_source(source) -> str:
+    """``source`` as text, refused when it is a CSV file (before Spark starts, in a CLI).
+
+    ``score`` decides each CSV column's type (numbers, ids, decimal mark) once from the whole
+    file, which Spark's reader, deciding per file split, cannot promise.
+    """
+    source = str(source)
+    if source.lower().endswith(CSV_SUFFIXES):
+        raise ValueError(f"{source}: Spark reads Parquet files and folders or Spark tables, not CSV (a CSV column's "
+                         "type is decided from the whole file). Convert it once, e.g. python -c \"import pandas as "
+                         f"pd; pd.read_csv('{source}').to_parquet('{source.rsplit('.', 1)[0]}.parquet')\", or score "
+                         "it with `serve.py score`.")
+    return source
+
+
+def export_tables(config: ProjectConfig, *, leads=None, events=None, deals=None) -> tuple[ProjectConfig, dict]:
+    """The config for Spark and where its tables are: ``leads``, ``events``, ``deals`` override the config's.
+
+    Refuses what needs the whole table in one place or a database: ids that are row numbers (Spark
+    keeps no row order), ``[deals] lost_after`` (it needs the end of the whole data first), and a
+    ``[data] url`` (give Parquet or Spark tables instead).
+    """
+    if config.url is not None:
+        raise ValueError(f"{config.source}: [data] url names a database; spark-score reads Parquet files or Spark "
+                         "tables. Score a database with `serve.py score --config`.")
+    if config.row_number_id:
+        raise ValueError(f"{config.source}: row_number_id = true makes each lead's id its row number, and Spark "
+                         "keeps no row order. Add an id column to the export, or score it with `serve.py score`.")
+    if config.deal_columns.won_only and config.deal_columns.lost_after_days is not None:
+        raise ValueError(f"{config.source}: [deals] lost_after needs the end of the whole data before any lead is "
+                         "read, which spark-score does not compute yet; score this export with `serve.py score`.")
+    overrides = {key: value for key, value in (("events", events), ("deals", deals)) if value is not None}
+    config = replace(config, **overrides) if overrides else config
+    sources = {"leads": str(leads if leads is not None else config.leads),
+               "events": str(config.events) if config.events is not None else None,
+               "deals": str(config.deals) if config.deals is not None else None}
+    return config, sources
+
+
 def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: int | None = None,
-                            leads_per_bucket: int = 100_000):
+                            leads_per_bucket: int = 100_000, config: ProjectConfig | None = None,
+                            sources: dict | None = None, date_format: str | None = None):
     """Feature rows (``lead_id``, ``as_of``, ``spec.feature_names``) of every lead open at ``as_of``, on Spark.
 
-    ``leads``, ``events`` and ``deals`` are Spark DataFrames with the data contract's columns. Each
-    bucket (``buckets``, default one per ``leads_per_bucket`` leads and at least the default
-    parallelism) holds whole leads: a lead's events and deals hash to its bucket, so duplicate ids,
-    events or deals of unknown leads and bad timestamps are refused as the pandas path refuses them.
+    ``leads``, ``events`` and ``deals`` are Spark DataFrames with the data contract's columns, or,
+    with ``config``, the tables of the company's own export that the config maps (its names, event
+    type columns, outcome values), mapped per bucket by ``crm.config.map_export``; ``sources`` names
+    the tables in messages. Each bucket (``buckets``, default one per ``leads_per_bucket`` leads and
+    at least the default parallelism) holds whole leads: a lead's events and deals hash to its
+    bucket, so duplicate ids, events or deals of unknown leads and bad timestamps are refused as
+    the pandas path refuses them.
     """
     from pyspark.sql import functions as F
 
@@ -76,35 +128,73 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
         buckets = max(spark.sparkContext.defaultParallelism, math.ceil(leads.count() / leads_per_bucket))
     if buckets <= 0:
         raise ValueError(f"The 'buckets' parameter of build_features_on_spark must be positive. Got {buckets!r}.")
-    id_type = leads.schema["lead_id"].dataType
+    if spec.event_log and events is None:
+        raise ValueError("The model's feature spec uses an event log, but no events were given.")
+    lead_key = config.id if config is not None else "lead_id"
+    if lead_key not in leads.columns:
+        raise DataContractError(f"{(sources or {}).get('leads', 'leads')}: missing column(s) [{lead_key!r}]"
+                                f"{' named in the config' if config is not None else ''}. "
+                                f"Columns found: {leads.columns}.")
+    id_type = leads.schema[lead_key].dataType
 
-    def bucket_of(frame):
-        return frame.withColumn(_BUCKET, F.pmod(F.xxhash64(F.col("lead_id").cast("string")), F.lit(buckets)))
+    def bucket_of(frame, key):
+        return frame.withColumn(_BUCKET, F.pmod(F.xxhash64(F.col(f"`{key}`").cast("string")), F.lit(buckets)))
 
     history = []  # events and deals in one frame: cogroup takes two sides
-    if spec.event_log:
-        if events is None:
-            raise ValueError("The model's feature spec uses an event log, but no events were given.")
-        history.append(_history(events, "event", "occurred_at", "event_type", id_type))
-    if deals is not None:
-        history.append(_history(deals, "deal", "closed_at", "outcome", id_type))
+    if config is None:
+        if spec.event_log:
+            history.append(_history(events, "event", "occurred_at", "event_type", id_type))
+        if deals is not None:
+            history.append(_history(deals, "deal", "closed_at", "outcome", id_type))
+        left = leads.withColumn("created_at", F.col("created_at").cast("timestamp_ntz")) \
+            if "created_at" in leads.columns else leads
+    else:
+        raw_types = {}
+        if events is not None and config.events is not None:
+            history.append(_raw_history(events, "event", config.event_columns.id, id_type))
+            raw_types["event"] = _spark_types(events)
+        if deals is not None and config.deals is not None:
+            history.append(_raw_history(deals, "deal", config.deal_columns.id, id_type))
+            raw_types["deal"] = _spark_types(deals)
+        left = _naive_times(leads)
     if not history:
-        history.append(_history(leads.limit(0).select("lead_id", F.lit(None).cast("timestamp").alias("t"),
+        history.append(_history(leads.limit(0).select(F.col(f"`{lead_key}`").alias("lead_id"),
+                                                      F.lit(None).cast("timestamp").alias("t"),
                                                       F.lit(None).cast("string").alias("k")),
                                 "none", "t", "k", id_type))
     right = history[0]
     for frame in history[1:]:
-        right = right.unionByName(frame)
-    left = leads.withColumn("created_at", F.col("created_at").cast("timestamp_ntz")) \
-        if "created_at" in leads.columns else leads
+        right = right.unionByName(frame, allowMissingColumns=True)
     schema = _feature_schema(spec, id_type)
     names = list(schema.fieldNames())
 
     # Plain values only in what the workers receive: no Spark objects.
-    features_of_bucket = functools.partial(_features_of_bucket, spec=spec, as_of=as_of, now=now, names=names,
-                                           with_deals=deals is not None)
-    return bucket_of(left).groupBy(_BUCKET).cogroup(bucket_of(right).groupBy(_BUCKET)).applyInPandas(
-        features_of_bucket, schema)
+    if config is None:
+        features_of_bucket = functools.partial(_features_of_bucket, spec=spec, as_of=as_of, now=now, names=names,
+                                               with_deals=deals is not None)
+    else:
+        features_of_bucket = functools.partial(_features_of_export_bucket, config=config, spec=spec, as_of=as_of,
+                                               now=now, names=names, raw_types=raw_types, sources=sources or {},
+                                               date_format=date_format)
+    return bucket_of(left, lead_key).groupBy(_BUCKET).cogroup(bucket_of(right, "lead_id").groupBy(_BUCKET)) \
+        .applyInPandas(features_of_bucket, schema)
+
+
+def score_with_reasons_on_spark(features, bundle, *, model_version: str = "", scored_at=None, thresholds=None,
+                                threads: int = 1):
+    """Scores with sub-scores and reasons of Spark feature rows: the pandas path's ``SCORE_COLUMNS``, row for row.
+
+    Each partition's rows go through ``models.batch.score_features`` with the bundle broadcast to
+    the workers (one copy per executor); LightGBM predicts on ``threads`` threads in each task, since
+    Spark already runs a task per core.
+    """
+    scored_at = naive_utc(pd.Timestamp(scored_at)) if scored_at is not None else utc_now().floor("s")
+    spark = features.sparkSession
+    shared = spark.sparkContext.broadcast(bundle)
+    schema = _score_schema(features.schema["lead_id"].dataType)
+    score_batches = functools.partial(_score_batches, bundle=shared, model_version=model_version,
+                                      scored_at=scored_at, thresholds=thresholds, threads=threads)
+    return features.mapInPandas(score_batches, schema)
 
 
 def score_features_on_spark(features, model_udf, feature_names, *, model_version: str = "", scored_at=None):
@@ -202,10 +292,104 @@ def _features_of_bucket(leads_part, history_part, *, spec, as_of, now, names, wi
         deals = validate_deals(deals, lead_ids=leads["lead_id"], source="deals", now=now)
     if spec.event_log:
         validate_events(events, lead_ids=leads["lead_id"], source="events", now=now)
-    snapshots = open_leads(leads, deals if with_deals else None, as_of)
-    features = build_features(snapshots, leads, events if spec.event_log else None, spec)
+    return _feature_rows(open_leads(leads, deals if with_deals else None, as_of), leads,
+                         events if spec.event_log else None, spec, names)
+
+
+def _features_of_export_bucket(leads_part, history_part, *, config, spec, as_of, now, names, raw_types, sources,
+                               date_format) -> pd.DataFrame:
+    """One bucket of an own export, mapped as ``load_tables`` maps it (``map_export``), then as ``_features_of_bucket``."""
+    raw = {kind: _raw_rows(history_part, kind, raw_types[kind]) for kind in raw_types}
+    if len(leads_part) == 0:  # a bucket with history but no leads: every row of it has an unknown lead
+        for kind, column, table in (("event", config.event_columns.id, "events"),
+                                    ("deal", config.deal_columns.id, "deals")):
+            rows = raw.get(kind)
+            if rows is not None and len(rows):
+                raise DataContractError(contract_message(sources.get(table, table), column,
+                                                         "ids present in the leads table",
+                                                         f"{len(rows)} rows of unknown leads", rows[[column]]))
+        return pd.DataFrame({name: [] for name in names})
+    leads, _, events, deals = map_export(config, leads_part.drop(columns=[_BUCKET]).reset_index(drop=True),
+                                         events=raw.get("event"), deals=raw.get("deal"),
+                                         source=sources.get("leads", "leads"), events_source=sources.get("events"),
+                                         deals_source=sources.get("deals"), for_training=False, now=now,
+                                         date_format=date_format)
+    return _feature_rows(open_leads(leads, deals, as_of), leads, events if spec.event_log else None, spec, names)
+
+
+def _feature_rows(snapshots, leads, events, spec, names) -> pd.DataFrame:
+    features = build_features(snapshots, leads, events, spec)
     categorical = spec.categorical_feature_names
     # Categories as plain objects with None for missing: what Arrow turns into a nullable string.
     features[categorical] = features[categorical].astype(object).where(features[categorical].notna(), None)
     return pd.concat([snapshots[["lead_id", "as_of"]].reset_index(drop=True), features.reset_index(drop=True)],
                      axis=1)[names]
+
+
+def _raw_history(frame, kind: str, id_column: str, id_type):
+    """An export's event or deal rows with every column kept under a prefix, and the lead key they hash by."""
+    from pyspark.sql import functions as F
+
+    frame = _naive_times(frame)
+    # A missing id column: the key is null, and the bucket's map_export names the column and the columns found.
+    key = F.col(f"`{id_column}`").cast(id_type) if id_column in frame.columns else F.lit(None).cast(id_type)
+    return frame.select(key.alias("lead_id"), *[F.col(f"`{name}`").alias(_PREFIXES[kind] + name)
+                                                for name in frame.columns], F.lit(kind).alias(_KIND))
+
+
+def _raw_rows(history_part: pd.DataFrame, kind: str, types: dict) -> pd.DataFrame:
+    """One kind's raw rows of a bucket, under their own names and with the types their table alone gives.
+
+    In the union with the other table their integer and boolean columns gained missing values
+    (the other table's rows), so Arrow gave floats and objects; a slice without missing values
+    gets its type back, as reading the table alone would give it.
+    """
+    prefix = _PREFIXES[kind]
+    rows = history_part.loc[history_part[_KIND].eq(kind), [prefix + name for name in types]]
+    rows = rows.set_axis(list(types), axis=1).reset_index(drop=True)
+    for name, kind_of_type in types.items():
+        if kind_of_type in ("integer", "boolean") and len(rows) and rows[name].notna().all():
+            rows[name] = rows[name].astype("int64" if kind_of_type == "integer" else bool)
+    return rows
+
+
+def _spark_types(frame) -> dict:
+    """Each column's type family: ``integer``, ``boolean`` or ``other``."""
+    from pyspark.sql.types import BooleanType, IntegralType
+
+    return {field.name: "integer" if isinstance(field.dataType, IntegralType) else
+            "boolean" if isinstance(field.dataType, BooleanType) else "other" for field in frame.schema.fields}
+
+
+def _naive_times(frame):
+    """Timestamp columns as naive UTC (``timestamp_ntz``): what the pandas readers give."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import TimestampType
+
+    return frame.select(*[F.col(f"`{field.name}`").cast("timestamp_ntz").alias(field.name)
+                          if isinstance(field.dataType, TimestampType) else F.col(f"`{field.name}`")
+                          for field in frame.schema.fields])
+
+
+def _score_schema(id_type):
+    """The Spark types of the pandas path's output columns (``SCORE_COLUMNS``), in its order."""
+    from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType, TimestampNTZType
+
+    from models.batch import SCORE_COLUMNS
+
+    types = {"lead_id": id_type, "probability": DoubleType(), "score": LongType(), "fit_score": LongType(),
+             "engagement_score": LongType(), "as_of": TimestampNTZType(), "scored_at": TimestampNTZType()}
+    return StructType([StructField(name, types.get(name, StringType())) for name in SCORE_COLUMNS])
+
+
+def _score_batches(batches, *, bundle, model_version, scored_at, thresholds, threads):
+    """A partition's feature rows, batch by batch, as the pandas path's output rows (with reasons)."""
+    from models.batch import score_features
+    from models.explain import use_threads
+
+    bundle = bundle.value
+    use_threads(bundle.model, threads)
+    names = bundle.spec.feature_names
+    for batch in batches:
+        yield score_features(bundle, batch[names], batch[["lead_id", "as_of"]], explain=True, thresholds=thresholds,
+                             model_version=model_version, scored_at=scored_at)

@@ -24,18 +24,22 @@ def test_train_register_load_and_score(crm_folder, mlflow_store, tmp_path, capsy
                           "--deals", str(crm_folder / "deals.parquet"), "--truth", str(crm_folder)])
     report = capsys.readouterr().out
     assert code == 0, report
-    assert "test ROC AUC" in report and "oracle" in report
+    assert "test ROC AUC" in report and "oracle" in report and "observable ceiling" in report
 
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias("lead-conversion", "champion")
     run = client.get_run(version.run_id)
     metrics = run.data.metrics
     for name in ("test_roc_auc", "test_pr_auc", "test_log_loss", "test_brier", "test_ece",
-                 "test_top_decile_lift", "test_base_rate", "test_oracle_roc_auc",
+                 "test_top_decile_lift", "test_base_rate", "test_oracle_roc_auc", "test_observable_ceiling_roc_auc",
                  "validation_roc_auc_logistic", "validation_roc_auc_lightgbm"):
         assert name in metrics, name
     # Even on 4,000 leads the model must carry real signal and stay under the oracle's ceiling (+ noise).
     assert 0.7 < metrics["test_roc_auc"] <= metrics["test_oracle_roc_auc"] + 0.02
+    # The observable ceiling infers the stage the oracle is told: close below it.
+    assert metrics["test_oracle_roc_auc"] - 0.03 < metrics["test_observable_ceiling_roc_auc"] \
+        <= metrics["test_oracle_roc_auc"] + 0.005
+    assert f"observable ceiling {metrics['test_observable_ceiling_roc_auc']:.4f}" in report
     assert {"horizon_days", "rows_train", "rows_test", "window_test_first", "spec_windows_days"} <= set(run.data.params)
     artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
     assert artifacts == {f"plots/{name}.png" for name in TRAINING_FIGURES}

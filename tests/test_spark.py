@@ -1,4 +1,8 @@
-"""Scoring on a real local Spark (local[2]) gives the pandas path's probabilities and tiers on the same data."""
+"""Scoring on a real local Spark (local[2]) gives the pandas path's output rows on the same data.
+
+Probabilities, tiers, fit / engagement sub-scores and reasons; from the contract's tables and from
+a company's own export read through its project config.
+"""
 
 import os
 import re
@@ -10,7 +14,7 @@ import pandas as pd
 import pytest
 
 import serve
-from models.batch import score_lead_base
+from models.batch import SCORE_COLUMNS, score_lead_base
 from training.pipeline import TrainingResult
 from training.tracking import log_training_run, spark_model_udf, use_default_store
 
@@ -51,23 +55,31 @@ def crm_and_model(small_models, tmp_path_factory):
         patch.chdir(folder)
         use_default_store()  # from the variable: an earlier test may have set another store in this process
         log_training_run(result, model_name="spark-model")
-    # The pandas path, the reference: every lead open at AS_OF, no reasons.
+    # The pandas path, the reference: every lead open at AS_OF, with sub-scores and reasons.
     started = time.perf_counter()
     score_lead_base(bundle, pd.read_parquet(folder / "leads.parquet"), folder / "events.parquet",
                     deals=pd.read_parquet(folder / "deals.parquet"), as_of=AS_OF,
-                    out=folder / "pandas.parquet", explain=False)
+                    out=folder / "pandas.parquet", model_version="1")
     print(f"pandas path: {time.perf_counter() - started:.2f} s")
     return folder, uri, bundle, pd.read_parquet(folder / "pandas.parquet")
 
 
-def assert_same_scores(spark_scores: pd.DataFrame, pandas_scores: pd.DataFrame):
+def assert_same_scores(spark_scores: pd.DataFrame, pandas_scores: pd.DataFrame, *, as_of=AS_OF, atol=1e-12):
+    """Row for row the same leads, probabilities, scores and tiers; and sub-scores and reasons when Spark has them."""
     left = spark_scores.sort_values("lead_id").reset_index(drop=True)
     right = pandas_scores.sort_values("lead_id").reset_index(drop=True)
+    assert len(left) > 0
     assert left["lead_id"].tolist() == right["lead_id"].tolist()
-    np.testing.assert_allclose(left["probability"], right["probability"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(left["probability"], right["probability"], rtol=0, atol=atol)
     assert left["tier"].tolist() == right["tier"].tolist()
     assert left["score"].tolist() == right["score"].tolist()
-    assert (left["as_of"] == AS_OF).all()
+    assert (left["as_of"] == as_of).all()
+    if "fit_score" in left.columns:
+        for column in ("fit_score", "engagement_score", "positive_reason_1", "positive_reason_2",
+                       "positive_reason_3", "negative_reason_1", "negative_reason_2", "negative_reason_3",
+                       "model_version"):
+            assert left[column].tolist() == right[column].tolist(), column
+        assert left["positive_reason_1"].notna().mean() > 0.5  # reasons written, not columns of nothing
 
 
 def test_spark_scoring_from_parquet_equals_the_pandas_path(spark, crm_and_model, monkeypatch, capsys):
@@ -81,7 +93,7 @@ def test_spark_scoring_from_parquet_equals_the_pandas_path(spark, crm_and_model,
     seconds = time.perf_counter() - started
     report = capsys.readouterr().out
     scores = pd.read_parquet(out)
-    assert list(scores.columns) == ["lead_id", "probability", "score", "tier", "model_version", "as_of", "scored_at"]
+    assert list(scores.columns) == list(SCORE_COLUMNS)  # reasons by default, as score writes them
     assert_same_scores(scores, expected)
     assert (scores["model_version"] == "1").all()
     assert f"wrote {len(expected):,} scores" in report
@@ -96,10 +108,13 @@ def test_spark_tables_in_and_out(spark, crm_and_model, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     for name in ("leads", "events", "deals"):
         spark.read.parquet(str(folder / f"{name}.parquet")).write.mode("overwrite").saveAsTable(f"crm_{name}")
+    # --no-reasons: the logged model as a Spark UDF, probabilities through predict_proba.
     assert serve.main(["spark-score", "--model", "models:/spark-model@champion", "--leads", "crm_leads",
                        "--events", "crm_events", "--deals", "crm_deals", "--as-of", str(AS_OF),
-                       "--out", "lead_scores"]) == 0
-    assert_same_scores(spark.table("lead_scores").toPandas(), expected)
+                       "--out", "lead_scores", "--no-reasons"]) == 0
+    scores = spark.table("lead_scores").toPandas()
+    assert list(scores.columns) == ["lead_id", "probability", "score", "tier", "model_version", "as_of", "scored_at"]
+    assert_same_scores(scores, expected, atol=1e-9)
 
 
 def test_the_model_udf_takes_lead_rows_with_nested_events(spark, crm_and_model, monkeypatch):
@@ -147,3 +162,127 @@ def test_bad_input_on_spark_is_refused_and_the_old_scores_stay(spark, crm_and_mo
     error = capsys.readouterr().err
     assert re.search(r"column 'lead_id' must hold ids present in the leads table.*-5", error, re.DOTALL), error
     assert pd.read_parquet(out)["lead_id"].tolist() == [1]
+
+
+EXPORT_CONFIG = """
+[data]
+leads = "accounts.parquet"
+
+[columns]
+id = "AccountRef"
+created_at = "OpenedAt"
+
+[roles]
+categorical = ["Segment"]
+numeric = ["Staff"]
+pii = ["Phone"]
+
+[events]
+file = "touchpoints.parquet"
+id = "Account"
+timestamp = "When"
+type = ["Step", "Phase"]
+type_separator = "+"
+types = ["Brochure+done", "Quote+done", "Quote+open", "Call+done"]
+
+[events.words]
+"Quote+done" = "completed a quote"
+
+[deals]
+file = "outcomes.parquet"
+id = "Account"
+closed_at = "DecidedAt"
+outcome = "Result"
+won = ["Signed"]
+lost = ["Walked away"]
+"""
+
+
+def make_own_export(folder, n: int = 400, seed: int = 11):
+    """Accounts, touchpoints (a step and a phase column) and outcomes under the company's own names, as Parquet."""
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2025-06-01")
+    created = start + pd.to_timedelta(np.sort(rng.uniform(0, 100, n)), unit="D")
+    keen = rng.random(n) < 0.4
+    accounts = pd.DataFrame({"AccountRef": [f"AC{i:04d}" for i in range(n)], "OpenedAt": created,
+                             "Segment": rng.choice(["SMB", "Mid", "Ent", None], n),
+                             "Staff": np.where(rng.random(n) < 0.1, np.nan, rng.integers(2, 5000, n).astype(float)),
+                             "Phone": [f"+44 20 7946 {i:04d}" for i in range(n)]})
+    touches, outcomes = [], []
+    for i in range(n):
+        at = created[i]
+        for _ in range(int(rng.integers(0, 6))):
+            at = at + pd.Timedelta(hours=float(rng.uniform(1, 200)))
+            step = rng.choice(["Brochure", "Quote", "Call", "Fax"], p=[0.4, 0.3, 0.25, 0.05])
+            phase = None if step == "Fax" else ("done" if keen[i] or rng.random() < 0.3 else "open")
+            touches.append((f"AC{i:04d}", at, step, phase))
+        if rng.random() < 0.5:
+            outcomes.append((f"AC{i:04d}", at + pd.Timedelta(days=float(rng.uniform(1, 40))),
+                             "Signed" if rng.random() < (0.6 if keen[i] else 0.15) else "Walked away"))
+    tables = {"accounts": accounts,
+              "touchpoints": pd.DataFrame(touches, columns=["Account", "When", "Step", "Phase"]),
+              "outcomes": pd.DataFrame(outcomes, columns=["Account", "DecidedAt", "Result"])}
+    for name, table in tables.items():
+        table = table.assign(**{column: table[column].dt.floor("us") for column in table.columns
+                                if pd.api.types.is_datetime64_any_dtype(table[column])})
+        table.to_parquet(folder / f"{name}.parquet", index=False, coerce_timestamps="us")
+    (folder / "config.toml").write_text(EXPORT_CONFIG)
+    return folder / "config.toml"
+
+
+def test_own_export_through_its_config_on_spark_equals_score_config(spark, tmp_path, monkeypatch, capsys):
+    """spark-score --config maps renamed columns, a two-column event type and won/lost values as score --config."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    from crm.config import load_config, load_tables
+    from features.build import build_features
+    from features.snapshots import as_of_schedule, build_snapshots
+    from models.bundle import ModelBundle
+    from models.estimators import make_logistic_regression
+    from models.tiers import TierThresholds
+
+    config_path = make_own_export(tmp_path)
+    config = load_config(config_path)
+    leads, _, events, deals = load_tables(config)
+    assert set(events["event_type"].dropna()) == {"Brochure+done", "Brochure+open", "Quote+done", "Quote+open",
+                                                  "Call+done", "Call+open", "Fax"}
+    spec = config.feature_spec()
+    snapshots = build_snapshots(leads, deals, horizon_days=30, as_of_dates=as_of_schedule(
+        pd.Timestamp("2025-06-20"), pd.Timestamp("2025-09-01"), every_days=10), data_end=pd.Timestamp("2025-10-20"))
+    features = build_features(snapshots, leads, events, spec)
+    labels = snapshots["label"].to_numpy()
+    half = np.arange(len(features)) % 2 == 0
+    fitted = make_logistic_regression(spec).fit(features[half], labels[half])
+    calibrated = CalibratedClassifierCV(FrozenEstimator(fitted), method="sigmoid", ensemble=False).fit(
+        features[~half], labels[~half])
+    bundle = ModelBundle(spec=spec, model=calibrated, thresholds=TierThresholds(mql=0.15, sql=0.4),
+                         metadata={"params": {"model": "logistic", "horizon_days": 30}})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    use_default_store()
+    log_training_run(TrainingResult(bundle=bundle, params={"model": "logistic"}, metrics={}, tables={}, test=None),
+                     model_name="export-model")
+    as_of = pd.Timestamp("2025-09-10 12:00")
+    common = ["--model", "models:/export-model@champion", "--config", str(config_path), "--as-of", str(as_of)]
+    assert serve.main(["score", *common, "--out", str(tmp_path / "pandas.parquet"), "--allow-stale",
+                       "--no-monitoring"]) == 0
+    assert serve.main(["spark-score", *common, "--out", str(tmp_path / "spark.parquet")]) == 0
+    capsys.readouterr()
+    expected, scores = pd.read_parquet(tmp_path / "pandas.parquet"), pd.read_parquet(tmp_path / "spark.parquet")
+    # Independently: the open leads are those created before as_of without a deal closed before it.
+    closed = deals.loc[deals["closed_at"] < as_of, "lead_id"]
+    assert sorted(scores["lead_id"]) == sorted(leads.loc[(leads["created_at"] < as_of)
+                                                         & ~leads["lead_id"].isin(closed), "lead_id"])
+    assert list(scores.columns) == list(SCORE_COLUMNS)
+    assert_same_scores(scores, expected, as_of=as_of)
+    reasons = " | ".join(scores.filter(like="_reason_").fillna("").to_numpy().ravel())
+    assert "completed a quote" in reasons  # the config's own words reach the Spark output
+
+    # A CSV named by the config is refused with the way out, before Spark reads anything.
+    pd.read_parquet(tmp_path / "accounts.parquet").to_csv(tmp_path / "accounts.csv", index=False)
+    code = serve.main(["spark-score", *common, "--leads", str(tmp_path / "accounts.csv"),
+                       "--out", str(tmp_path / "spark.parquet")])
+    assert code == 2
+    assert "Spark reads Parquet files and folders or Spark tables, not CSV" in capsys.readouterr().err

@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--deals", help="closed deals (.csv or .parquet)")
     train.add_argument("--db", help="database URL (postgresql://..., duckdb:///crm.duckdb or any SQLAlchemy URL): "
                                     "--leads, --events and --deals are then table names or SELECT queries in it")
-    train.add_argument("--truth", help="folder with the synthetic generator's truth files (adds oracle AUC)")
+    train.add_argument("--truth", help="folder with the synthetic generator's truth files (adds oracle and "
+                       "observable-ceiling AUC)")
     train.add_argument("--date-format", help="strftime format of dates whose day/month order the data cannot "
                                              "show, e.g. %%d/%%m/%%Y (default: the config's [data] date_format)")
     _add_training_arguments(train)
@@ -415,6 +416,8 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
     expected_champion = champion_version(args.model_name)  # promotion moves the alias only if still this one
     champion = load_champion(args.model_name)
     oracle = (lambda snapshots: truth.oracle_probability(snapshots, horizon_days=config.horizon_days)) if truth else None
+    ceiling = (lambda snapshots: truth.filtered_probability(snapshots, events, horizon_days=config.horizon_days)
+               ) if truth and events is not None else None
     started = time.perf_counter()
     # The run opens before the training, so its duration in MLflow is the training's.
     with training_run(model_name=args.model_name, experiment=getattr(args, "experiment", None)):
@@ -426,7 +429,7 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
                 spec = project.feature_spec() if project is not None else None
                 vocabulary = project.event_vocabulary() if project is not None else None
                 result = train_model(leads, events, deals, spec=spec, config=config, oracle=oracle,
-                                     champion=champion, event_vocabulary=vocabulary, log=log.info)
+                                     champion=champion, event_vocabulary=vocabulary, log=log.info, ceiling=ceiling)
         with step("writing the training report"):
             report = training_report(result, out_dir=args.report_out, seed=args.seed)
         decision = decide_promotion(challenger_auc=result.metrics["test_roc_auc"],
@@ -504,7 +507,10 @@ def _print_report(result, logged, uri, seconds, report, *, decision=None, model_
               + ", ".join(params["excluded_columns"]))
     line = f"  test ROC AUC {metrics['test_roc_auc']:.4f}"
     if "test_oracle_roc_auc" in metrics:
-        line += f" (oracle {metrics['test_oracle_roc_auc']:.4f})"
+        line += f" (oracle {metrics['test_oracle_roc_auc']:.4f}"
+        if "test_observable_ceiling_roc_auc" in metrics:  # the oracle knows the hidden stage; no model can
+            line += f", observable ceiling {metrics['test_observable_ceiling_roc_auc']:.4f}"
+        line += ")"
     line += (f" | PR AUC {metrics['test_pr_auc']:.4f} | ECE {metrics['test_ece']:.4f} | "
              f"Brier {metrics['test_brier']:.4f} | top-decile lift {metrics['test_top_decile_lift']:.2f}")
     print(line)

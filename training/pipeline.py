@@ -95,14 +95,16 @@ class TrainingResult:
 
 def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: FeatureSpec | None = None,
                 config: TrainingConfig | None = None, data_end=None, oracle=None, champion: ModelBundle | None = None,
-                event_vocabulary: EventVocabulary | None = None, log=print) -> TrainingResult:
+                event_vocabulary: EventVocabulary | None = None, log=print, ceiling=None) -> TrainingResult:
     """Train, calibrate and evaluate a conversion model on validated CRM tables.
 
     ``event_vocabulary``, when given, replaces the spec's event types with the log's own most
     frequent types, counted on events before the test window opens.
 
     ``oracle``, when given, maps snapshots to their true probability (synthetic data) and adds
-    ``test_oracle_roc_auc``. ``champion``, when given, is scored on the same test snapshots with
+    ``test_oracle_roc_auc``; ``ceiling`` likewise maps them to the best probability a model could
+    reach from the lead's events (the synthetic truth's filter) and adds ``test_observable_ceiling_roc_auc``.
+    ``champion``, when given, is scored on the same test snapshots with
     its own feature spec, so the caller can decide on promotion with like-for-like figures.
     """
     spec = spec or FeatureSpec()
@@ -127,6 +129,8 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
         probability=probability, tier=thresholds.assign(probability))
     if oracle is not None:
         metrics["test_oracle_roc_auc"] = float(roc_auc_score(y_test, oracle(test)))
+    if ceiling is not None:
+        metrics["test_observable_ceiling_roc_auc"] = float(roc_auc_score(y_test, ceiling(test)))
     if champion is not None:
         _compare_champion(champion, test, leads, events, fitted, log=log)
 
