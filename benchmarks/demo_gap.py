@@ -1,0 +1,189 @@
+"""The demo's gap to the oracle under candidate changes: test ROC AUC, oracle AUC, ECE per seed.
+
+Each variant trains the demo's LightGBM on the pipeline's own snapshots, split and features
+(``training.pipeline.split_snapshots``, ``features.build.build_features``), calibrates it as the
+pipeline does and scores the test snapshots of the demo's 15-day schedule, so every variant of one
+seed is judged on the same rows. Data per seed is generated once into ``--data``.
+
+    .venv/bin/python benchmarks/demo_gap.py --seeds 0 1 2 --variants baseline more_trees dense_7d
+    .venv/bin/python benchmarks/demo_gap.py --seeds 0 --ceiling   # adds the observable ceiling
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--leads", type=int, default=20_000)
+    parser.add_argument("--data", default="bench_data/demo_gap")
+    parser.add_argument("--ceiling", action="store_true", help="also the observable ceiling (fit read from the leads)")
+    args = parser.parse_args(argv)
+    rows = []
+    for seed in args.seeds:
+        run = _SeedRun(seed, args.leads, Path(args.data))
+        if args.ceiling:
+            rows.append(run.ceiling())
+        for name in args.variants:
+            rows.append(run.variant(name))
+            print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()),
+                  flush=True)
+    table = pd.DataFrame(rows)
+    print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    numeric = table.drop(columns=["seed"]).groupby("variant", sort=False).mean(numeric_only=True)
+    print("\nmean over seeds\n" + numeric.to_string(float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+class _SeedRun:
+    def __init__(self, seed, n_leads, folder):
+        from crm.readers import load_crm
+        from crm.synthetic import generate_crm, load_truth, write_crm
+
+        self.seed, self.folder = seed, folder / f"seed{seed}_{n_leads}"
+        if not (self.folder / "truth.json").exists():
+            write_crm(generate_crm(n_leads, months=18, seed=seed), self.folder)
+        self.leads, self.events, self.deals = load_crm(*(self.folder / f"{name}.parquet"
+                                                         for name in ("leads", "events", "deals")))
+        self.truth = load_truth(self.folder)
+        self._built = {}
+
+    def snapshots(self, every_days):
+        """Snapshots with their split and features on the demo's schedule, or a denser one."""
+        from features.build import build_features
+        from features.spec import FeatureSpec
+        from training.pipeline import TrainingConfig, latest_timestamp, split_snapshots
+
+        if every_days not in self._built:
+            config = TrainingConfig(seed=0, snapshot_every_days=every_days)
+            data_end = latest_timestamp(self.leads, self.events, self.deals)
+            snapshots, _, _ = split_snapshots(self.leads, self.deals, config=config, data_end=data_end)
+            self._built[every_days] = (snapshots, build_features(snapshots, self.leads, self.events, FeatureSpec()))
+        return self._built[every_days]
+
+    def variant(self, name):
+        from features.spec import FeatureSpec
+        from training.calibrate import calibrate
+        from training.evaluate import evaluate_probabilities
+
+        options = VARIANTS[name]
+        spec = FeatureSpec()
+        test_rows, test_X = self.snapshots(15)
+        fit_rows, fit_X = self.snapshots(options.get("train_every_days", 15))
+        if options.get("extra"):
+            test_X = pd.concat([test_X, history_shape_features(test_rows, self.leads, self.events)], axis=1)
+            fit_X = pd.concat([fit_X, history_shape_features(fit_rows, self.leads, self.events)], axis=1)
+        split, y = fit_rows["split"].to_numpy(), fit_rows["label"].to_numpy()
+        train, cal = split == "train", split == "calibration"
+        test = test_rows["split"].eq("test").to_numpy()
+        y_test = test_rows["label"].to_numpy()[test]
+        started = time.perf_counter()
+        model = _lightgbm(spec, **options.get("lightgbm", {})).fit(fit_X[train], y[train])
+        calibrated, log_losses = calibrate(model, fit_X[cal], y[cal], seed=0)
+        probability = calibrated.predict_proba(test_X[test])[:, 1]
+        raw = model.predict_proba(test_X[test])[:, 1]
+        if options.get("blend_logistic"):
+            from scipy.special import expit, logit
+
+            from models.estimators import make_logistic_regression
+
+            logistic = make_logistic_regression(spec).fit(fit_X[train], y[train])
+            mixed = lambda X: expit(0.8 * logit(np.clip(model.predict_proba(X)[:, 1], 1e-6, 1 - 1e-6))  # noqa: E731
+                                    + 0.2 * logit(np.clip(logistic.predict_proba(X)[:, 1], 1e-6, 1 - 1e-6)))
+            raw = mixed(test_X[test])
+            probability = raw  # uncalibrated: the ranking is what this variant measures
+        metrics = evaluate_probabilities(y_test, probability)
+        oracle = roc_auc_score(y_test, self.truth.oracle_probability(test_rows[test], horizon_days=90))
+        return {"variant": name, "seed": self.seed, "test_auc": metrics["test_roc_auc"], "oracle": oracle,
+                "gap": oracle - metrics["test_roc_auc"], "ece": metrics["test_ece"],
+                "uncalibrated_auc": roc_auc_score(y_test, raw), "calibration": min(log_losses, key=log_losses.get),
+                "train_rows": int(train.sum()), "fit_seconds": time.perf_counter() - started}
+
+    def ceiling(self):
+        rows, _ = self.snapshots(15)
+        test = rows["split"].eq("test").to_numpy()
+        y = rows["label"].to_numpy()[test]
+        oracle = roc_auc_score(y, self.truth.oracle_probability(rows[test], horizon_days=90))
+        seen = self.truth.filtered_probability(rows[test], self.events, horizon_days=90, leads=self.leads)
+        auc = roc_auc_score(y, seen)
+        return {"variant": "observable_ceiling", "seed": self.seed, "test_auc": auc, "oracle": oracle,
+                "gap": oracle - auc}
+
+
+def _lightgbm(spec, **params):
+    from models.estimators import make_lightgbm
+
+    model = make_lightgbm(spec)
+    return model.set_params(**{f"classifier__{key}": value for key, value in params.items()})
+
+
+def history_shape_features(snapshots, leads, events) -> pd.DataFrame:
+    """Prototype shape-of-history features (any event type), strictly before each as_of.
+
+    Counts in 3 and 14 days, the gap between the last two events, the longest gap, the silence
+    relative to the lead's mean gap, the 7- and 30-day rate relative to the lead's long-run rate
+    (cancelling a per-lead activity level) and the long-run rate itself.
+    """
+    with duckdb.connect() as con:
+        con.register("s", pd.DataFrame({"snap": np.arange(len(snapshots)), "lead_id": snapshots["lead_id"].to_numpy(),
+                                        "as_of": snapshots["as_of"].to_numpy()}))
+        frame = events if isinstance(events, pd.DataFrame) else con.sql(f"SELECT * FROM '{events}'").df()
+        con.register("e", frame[["lead_id", "occurred_at", "event_type"]].drop_duplicates())
+        per_snapshot = con.sql("""
+            WITH j AS (SELECT s.snap, (epoch_us(s.as_of) - epoch_us(e.occurred_at)) / 86400e6 AS age
+                       FROM s JOIN e ON s.lead_id = e.lead_id WHERE e.occurred_at < s.as_of),
+                 d AS (SELECT snap, age, lead(age) OVER (PARTITION BY snap ORDER BY age) AS next_age FROM j)
+            SELECT snap, count(*) AS n, min(age) AS since, max(age) AS first_age,
+                   count(*) FILTER (WHERE age <= 3) AS n3, count(*) FILTER (WHERE age <= 7) AS n7,
+                   count(*) FILTER (WHERE age <= 14) AS n14, count(*) FILTER (WHERE age <= 30) AS n30,
+                   max(next_age - age) AS max_gap, arg_min(next_age - age, age) AS last_gap
+            FROM d GROUP BY snap""").df().set_index("snap").reindex(np.arange(len(snapshots)))
+    created = leads.set_index("lead_id")["created_at"].reindex(snapshots["lead_id"]).to_numpy()
+    span = np.maximum((snapshots["as_of"].to_numpy() - created) / np.timedelta64(1, "D"), 1.0)
+    n = per_snapshot["n"].fillna(0).to_numpy()
+    rate = n / span
+    mean_gap = np.where(n > 1, (per_snapshot["first_age"] - per_snapshot["since"]).to_numpy() / np.maximum(n - 1, 1),
+                        np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {
+            "events_any_3d": per_snapshot["n3"].fillna(0).to_numpy(),
+            "events_any_14d": per_snapshot["n14"].fillna(0).to_numpy(),
+            "last_gap_days": per_snapshot["last_gap"].to_numpy(),
+            "longest_gap_days": per_snapshot["max_gap"].to_numpy(),
+            "silence_over_mean_gap": per_snapshot["since"].to_numpy() / mean_gap,
+            "rate_7d_over_long_run": np.where(rate > 0, per_snapshot["n7"].fillna(0).to_numpy()
+                                              / np.minimum(span, 7) / rate, np.nan),
+            "rate_30d_over_long_run": np.where(rate > 0, per_snapshot["n30"].fillna(0).to_numpy()
+                                               / np.minimum(span, 30) / rate, np.nan),
+            "events_per_day": rate,
+        }
+    return pd.DataFrame(out, index=snapshots.index)
+
+
+VARIANTS = {
+    "baseline": {},
+    "history_shape": {"extra": True},
+    "more_trees": {"lightgbm": {"n_estimators": 1200, "learning_rate": 0.015}},
+    "fewer_trees": {"lightgbm": {"n_estimators": 300, "learning_rate": 0.06}},
+    "leaves_15": {"lightgbm": {"num_leaves": 15}},
+    "min_child_50": {"lightgbm": {"min_child_samples": 50}},
+    "colsample_0.8": {"lightgbm": {"colsample_bytree": 0.8}},
+    "lambda_10": {"lightgbm": {"reg_lambda": 10.0, "n_estimators": 1000}},
+    "train_every_7d": {"train_every_days": 7},
+    "train_every_3d": {"train_every_days": 3},
+    "blend_logistic_0.2": {"blend_logistic": True},
+}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
