@@ -8,9 +8,12 @@ twice: with built feature rows (the very payload MLflow gets) and with raw attri
 
 Then throughput: 16 clients at once (``--clients``), each on its own kept-alive connection,
 against ``serve.py http --workers 1`` and ``--workers 2`` started one after the other; it prints
-requests/s of each and their ratio (target: at least 1.6x with the second worker).
+requests/s of each and their ratio (target: at least 1.6x with the second worker). The clients
+are connections driven by one lean thread (prepared request bytes): on 2 cores the load
+generator's own CPU is taken from the second worker, so it prints that too.
 
     python benchmarks/bench_http.py [--requests 2000] [--seconds 20] [--leads 3000] [--clients 16]
+                                    [--throughput-requests 8000]
 """
 
 from __future__ import annotations
@@ -43,9 +46,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="time cap per measurement")
     parser.add_argument("--leads", type=int, default=3000, help="synthetic leads to train on")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the throughput runs")
+    parser.add_argument("--throughput-requests", type=int, default=8000,
+                        help="requests per throughput run (after warm-up)")
     args = parser.parse_args(argv)
-    if args.requests <= 0 or args.seconds <= 0:
-        parser.error("--requests and --seconds must be positive")
+    if args.requests <= 0 or args.seconds <= 0 or args.throughput_requests <= 0:
+        parser.error("--requests, --seconds and --throughput-requests must be positive")
 
     # This checkout's code, here and in both servers, whatever else the environment has installed.
     sys.path.insert(0, str(PROJECT))
@@ -82,9 +87,11 @@ def main(argv=None) -> int:
             raw_path = f"/score?as_of={as_of.isoformat()}"
             _check_agreement(ours_port, mlflow_port, feature_bodies, mlflow_bodies, raw_path, raw_bodies)
             runs = {
-                "serve.py http, feature row": _measure(ours_port, "/score", feature_bodies, args),
-                "serve.py http, attributes + events": _measure(ours_port, raw_path, raw_bodies, args),
-                "mlflow models serve, feature row": _measure(mlflow_port, "/invocations", mlflow_bodies, args),
+                "serve.py http, feature row": _measure(ours_port, "/score", feature_bodies, args, servers[0].pid),
+                "serve.py http, attributes + events": _measure(ours_port, raw_path, raw_bodies, args,
+                                                               servers[0].pid),
+                "mlflow models serve, feature row": _measure(mlflow_port, "/invocations", mlflow_bodies, args,
+                                                             servers[1].pid),
             }
             mixed = _measure_with_bad_requests(ours_port, raw_path, raw_payloads, args)
         finally:
@@ -102,21 +109,26 @@ def main(argv=None) -> int:
 
     print(f"\nsingle-lead requests, one client, kept-alive connection, {HOST}, "
           f"{os.cpu_count()} cores ({args.requests:,} requests or {args.seconds:.0f} s each)")
-    print(f"{'':38}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}")
+    print(f"{'':38}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'server CPU ms/req':>19}")
     for name, run in runs.items():
-        print(f"{name:38}{run['requests']:>9,}{run['p50_ms']:>9.2f}{run['p99_ms']:>9.2f}{run['rps']:>9,.0f}")
+        print(f"{name:38}{run['requests']:>9,}{run['p50_ms']:>9.2f}{run['p99_ms']:>9.2f}{run['rps']:>9,.0f}"
+              f"{run['cpu_ms']:>19.3f}")
     print(f"\nbad requests mixed in ({mixed['share']:.0%}, {mixed['clients']} clients with kept-alive connections, "
           f"{mixed['seconds']:.0f} s): {mixed['good']:,} good requests, {mixed['good_failed']} failed; "
           f"{mixed['bad']:,} bad requests answered {mixed['bad_statuses']}; {mixed['reconnects']} reconnects")
     print(f"\n{args.clients} concurrent clients, single-lead requests with attributes + events "
-          f"({args.requests:,} requests or {args.seconds:.0f} s each)")
+          f"({args.throughput_requests:,} requests or {args.seconds:.0f} s each)")
     for workers, run in throughput.items():
         print(f"serve.py http --workers {workers}: {run['rps']:8,.0f} req/s  (p50 {run['p50_ms']:.1f} ms, "
-              f"p99 {run['p99_ms']:.1f} ms, {run['requests']:,} requests, {run['pids']} worker pid(s) answered)")
+              f"p99 {run['p99_ms']:.1f} ms, {run['requests']:,} requests, {run['pids']} worker pid(s) answered; "
+              f"the client's own CPU {run['client_cpu_ms']:.3f} ms per request)")
     print(f"2 workers / 1 worker: {throughput[2]['rps'] / throughput[1]['rps']:.2f}x (target >= 1.6x)")
     print("\nwhere one lead's time goes, in process (p50 ms over the same leads): "
           + ", ".join(f"{name} {value:.2f}" for name, value in stages.items()))
     anchor = runs["mlflow models serve, feature row"]["rps"]
+    print("mlflow's server CPU per request / ours: " + ", ".join(
+        f"{name.split(', ', 1)[1]} {runs['mlflow models serve, feature row']['cpu_ms'] / runs[name]['cpu_ms']:.1f}x"
+        for name in ("serve.py http, feature row", "serve.py http, attributes + events")))
     # Figures, not a gate: a busy shared machine moves them; the verdict line says where they stand.
     for name in ("serve.py http, feature row", "serve.py http, attributes + events"):
         run = runs[name]
@@ -172,25 +184,39 @@ def _train_and_sample(scratch: Path, n_leads: int):
 
 
 def _stages_in_process(model_uri: str, as_of, raw_payloads: list, rounds: int = 300) -> dict:
-    """p50 of each step of a single-lead request without HTTP: parsing, features, scoring with reasons."""
-    from models.lead_requests import Lead, lead_features
+    """p50 of each step of a single-lead request without HTTP: parsing, features, scoring with reasons.
+
+    The steps the service takes (``lead_blocks`` and ``LeadScorer``, or the DataFrame route for a
+    model that one does not cover), and for reference the same lead through DataFrames
+    (``lead_features`` and ``ModelBundle.score_with_reasons``).
+    """
+    from models.lead_requests import Lead, lead_blocks, lead_features
+    from models.lead_scorer import lead_scorer
     from training.tracking import load_bundle
 
     bundle, _ = load_bundle(model_uri)
-    timings = {"parse": [], "features": [], "score with reasons": []}
+    scorer = lead_scorer(bundle)
+    timings = {"parse": [], "features": [], "score with reasons": [], "DataFrame route (features + score)": []}
     for k in range(rounds):
         payload = raw_payloads[k % len(raw_payloads)]
         begin = time.perf_counter()
         lead = Lead.model_validate(payload)
         parsed = time.perf_counter()
-        features = lead_features(bundle.spec, [lead], as_of)
+        blocks = lead_blocks(bundle.spec, [lead], as_of) if scorer is not None else None
+        features = lead_features(bundle.spec, [lead], as_of) if blocks is None else None
         built = time.perf_counter()
-        bundle.score_with_reasons(features)
+        if blocks is not None:
+            scorer.score(*blocks)
+        else:
+            bundle.score_with_reasons(features)
         done = time.perf_counter()
+        bundle.score_with_reasons(lead_features(bundle.spec, [lead], as_of))
+        frames = time.perf_counter()
         if k >= 30:  # warm-up
             timings["parse"].append(parsed - begin)
             timings["features"].append(built - parsed)
             timings["score with reasons"].append(done - built)
+            timings["DataFrame route (features + score)"].append(frames - done)
     return {name: float(np.median(values)) * 1e3 for name, values in timings.items()}
 
 
@@ -204,12 +230,17 @@ def _plain(value):
     return value if isinstance(value, (str, int, float)) else str(value)
 
 
-def _measure(port: int, path: str, bodies: list, args) -> dict:
-    """Warm up, then time requests one after another until --requests or --seconds runs out."""
+def _measure(port: int, path: str, bodies: list, args, pid: int) -> dict:
+    """Warm up, then time requests one after another until --requests or --seconds runs out.
+
+    Also the CPU seconds the server (process ``pid`` and its children) spent per request: unlike
+    wall-clock figures, hardly moved by other work on a shared machine (NaN without ``/proc``).
+    """
     connection = http.client.HTTPConnection(HOST, port, timeout=30)
     for body in bodies[:50]:
         _post(connection, path, body)
     latencies = []
+    cpu_began = _tree_cpu_seconds(pid)
     deadline = time.perf_counter() + args.seconds
     started = time.perf_counter()
     while len(latencies) < args.requests and time.perf_counter() < deadline:
@@ -218,10 +249,34 @@ def _measure(port: int, path: str, bodies: list, args) -> dict:
         _post(connection, path, body)
         latencies.append(time.perf_counter() - begin)
     elapsed = time.perf_counter() - started
+    cpu = _tree_cpu_seconds(pid) - cpu_began
     connection.close()
     latencies = np.array(latencies) * 1e3
     return {"requests": len(latencies), "p50_ms": float(np.percentile(latencies, 50)),
-            "p99_ms": float(np.percentile(latencies, 99)), "rps": len(latencies) / elapsed}
+            "p99_ms": float(np.percentile(latencies, 99)), "rps": len(latencies) / elapsed,
+            "cpu_ms": cpu / len(latencies) * 1e3}
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its descendants so far, from ``/proc`` (NaN elsewhere)."""
+    proc = Path("/proc")
+    if not (proc / str(pid) / "stat").exists():
+        return math.nan
+    children, times = {}, {}
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        child = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(child)
+        times[child] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0.0)
+        todo.extend(children.get(current, []))
+    return total
 
 
 def _bad_bodies(raw: list) -> list[bytes]:
@@ -289,9 +344,8 @@ def _measure_with_bad_requests(port: int, path: str, raw: list, args, *, share: 
     return {**counts, "bad_statuses": dict(sorted(statuses.items(), key=lambda item: str(item[0]))),
             "share": share, "clients": clients, "seconds": time.perf_counter() - started}
 def _throughput(workers: int, model_uri: str, path: str, bodies: list, scratch: Path, env: dict, args) -> dict:
-    """Start ``serve.py http --workers N``, then ``--clients`` threads post for --seconds or --requests in all."""
-    import threading
-
+    """Start ``serve.py http --workers N``, then ``--clients`` connections post for --seconds or
+    --throughput-requests in all."""
     port = _free_port()
     log_path = scratch / f"workers{workers}.log"
     with open(log_path, "wb") as log:
@@ -306,40 +360,15 @@ def _throughput(workers: int, model_uri: str, path: str, bodies: list, scratch: 
                                      f"{log_path.read_text(errors='replace')[-2000:]}")
                 time.sleep(0.2)
             _wait_ready(server, port, "/health", log_path)
-            latencies, pids, lock = [], set(), threading.Lock()
-            start = threading.Barrier(args.clients + 1)
-
-            def client(k: int) -> None:
-                connection = http.client.HTTPConnection(HOST, port, timeout=60)
-                for body in bodies[k:k + 10]:  # warm-up, and the connection is open before the clock starts
-                    _post(connection, path, body)
-                connection.close()
-                start.wait()
-                # A fresh connection: the server closes ones idle past its keep-alive while others warm up.
-                connection = http.client.HTTPConnection(HOST, port, timeout=60)
-                deadline = time.perf_counter() + args.seconds
-                done = []
-                i = k
-                while time.perf_counter() < deadline and len(done) < max(1, args.requests // args.clients):
-                    begin = time.perf_counter()
-                    _post(connection, path, bodies[i % len(bodies)])
-                    done.append(time.perf_counter() - begin)
-                    i += args.clients
-                connection.request("GET", "/health")  # which worker this connection was served by
-                mine = json.loads(connection.getresponse().read())["pid"]
-                connection.close()
-                with lock:
-                    latencies.extend(done)
-                    pids.add(mine)
-
-            threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
-            for thread in threads:
-                thread.start()
-            start.wait()
-            began = time.perf_counter()
-            for thread in threads:
-                thread.join()
-            elapsed = time.perf_counter() - began
+            warm = _LoadClient(port, path, bodies, args.clients)
+            warm.run(requests=10 * args.clients, seconds=args.seconds)  # warm-up, then fresh connections
+            warm.close()
+            load = _LoadClient(port, path, bodies, args.clients)
+            cpu_began = time.process_time()
+            latencies, elapsed = load.run(requests=args.throughput_requests, seconds=args.seconds)
+            client_cpu = time.process_time() - cpu_began
+            pids = load.worker_pids()
+            load.close()
         finally:
             server.terminate()
             try:
@@ -348,7 +377,93 @@ def _throughput(workers: int, model_uri: str, path: str, bodies: list, scratch: 
                 server.kill()
     latencies = np.array(latencies) * 1e3
     return {"requests": len(latencies), "rps": len(latencies) / elapsed, "pids": len(pids),
-            "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99))}
+            "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
+            "client_cpu_ms": client_cpu / max(len(latencies), 1) * 1e3}
+
+
+class _LoadClient:
+    """``clients`` kept-alive connections driven from one thread: each sends its next request as soon as
+    its answer is in (closed loop per connection).
+
+    Requests are prepared bytes and answers are read by their Content-Length: the client shares the
+    machine's cores with the server, so it must cost little per request (16 ``http.client`` threads
+    cost about half of a fast server's CPU time, which then cannot go to a second worker).
+    """
+
+    def __init__(self, port: int, path: str, bodies: list, clients: int):
+        import selectors
+
+        self.requests = [f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body for body in bodies]
+        self.port, self.clients = port, clients
+        self.selector = selectors.DefaultSelector()
+        self.connections = []
+        for k in range(clients):
+            connection = socket.create_connection((HOST, port), timeout=60)
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.connections.append(connection)
+            self.selector.register(connection, selectors.EVENT_READ, k)
+
+    def run(self, *, requests: int, seconds: float) -> tuple[list, float]:
+        """Post until ``requests`` answers or ``seconds``; the latencies and the elapsed time."""
+        latencies, buffers, sent_at, next_body = [], [b""] * self.clients, [0.0] * self.clients, list(range(self.clients))
+        started = time.perf_counter()
+        deadline = started + seconds
+        for k, connection in enumerate(self.connections):
+            sent_at[k] = time.perf_counter()
+            connection.sendall(self.requests[next_body[k] % len(self.requests)])
+        pending = self.clients
+        while pending:
+            for key, _ in self.selector.select(timeout=60):
+                k, connection = key.data, key.fileobj
+                chunk = connection.recv(262_144)
+                if not chunk:
+                    raise SystemExit(f"the server closed connection {k} mid-run")
+                buffers[k] += chunk
+                status, rest = _complete_response(buffers[k])
+                if status is None:
+                    continue
+                if status != 200:
+                    raise SystemExit(f"POST answered {status}: {buffers[k][:500]!r}")
+                now = time.perf_counter()
+                latencies.append(now - sent_at[k])
+                buffers[k] = rest
+                if len(latencies) + pending - 1 < requests and now < deadline:
+                    next_body[k] += self.clients
+                    sent_at[k] = now
+                    connection.sendall(self.requests[next_body[k] % len(self.requests)])
+                else:
+                    pending -= 1
+        return latencies, time.perf_counter() - started
+
+    def worker_pids(self) -> set:
+        """The worker pid behind each connection (``GET /health``)."""
+        pids = set()
+        for connection in self.connections:
+            connection.sendall(f"GET /health HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n\r\n".encode())
+            buffer = b""
+            while _complete_response(buffer)[0] is None:
+                buffer += connection.recv(65_536)
+            pids.add(json.loads(buffer.split(b"\r\n\r\n", 1)[1])["pid"])
+        return pids
+
+    def close(self) -> None:
+        self.selector.close()
+        for connection in self.connections:
+            connection.close()
+
+
+def _complete_response(buffer: bytes) -> tuple[int | None, bytes]:
+    """``(status, what follows)`` when ``buffer`` holds a whole HTTP/1.1 answer with a Content-Length, else (None, b"")."""
+    head_end = buffer.find(b"\r\n\r\n")
+    if head_end < 0:
+        return None, b""
+    head = buffer[:head_end].decode("latin-1").split("\r\n")
+    length = next(int(line.split(":", 1)[1]) for line in head[1:] if line.lower().startswith("content-length:"))
+    end = head_end + 4 + length
+    if len(buffer) < end:
+        return None, b""
+    return int(head[0].split(" ", 2)[1]), buffer[end:]
 
 
 def _post(connection, path: str, body: bytes) -> bytes:

@@ -36,19 +36,38 @@ def few_lead_features(spec: FeatureSpec, leads, as_of) -> pd.DataFrame:
     (the service checks them); categories, titles, e-mails and yes/no values are parsed here.
     """
     shape = _shape(spec)
+    labels, numbers = few_lead_rows(spec, leads, as_of)
+    n = len(labels)
+    index = pd.RangeIndex(n)
+    categorical = pd.DataFrame(np.array(labels, dtype=object).reshape(n, len(shape.categorical)),
+                               index=index, columns=shape.categorical_index)
+    numbers = pd.DataFrame(numbers, index=index, columns=shape.numeric_index)
+    # A spec lists its categorical features first, then the numeric ones: two blocks side by side.
+    return pd.concat([categorical, numbers], axis=1)
+
+
+def few_lead_rows(spec: FeatureSpec, leads, as_of) -> tuple[list, np.ndarray]:
+    """``few_lead_features`` as plain blocks, without pandas: ``(labels, numbers)``.
+
+    ``labels`` is one list per lead of its ``spec.categorical_feature_names`` values (text or
+    None); ``numbers`` is a float array, leads x the remaining features in ``spec.feature_names``
+    order (the spec lists the categorical features first).
+    """
+    shape = _shape(spec)
     as_of = pd.Timestamp(as_of)
     if as_of.tzinfo is not None:
         as_of = as_of.tz_convert("UTC").tz_localize(None)
     as_of_us = as_of.value // 1_000
     rows = [_lead_row(spec, shape, lead, as_of_us) for lead in leads]
-    n = len(rows)
-    index = pd.RangeIndex(n)
-    categorical = pd.DataFrame(np.array([row[0] for row in rows], dtype=object).reshape(n, len(shape.categorical)),
-                               index=index, columns=shape.categorical_index)
-    numbers = pd.DataFrame(np.array([row[1] for row in rows], dtype=float).reshape(n, len(shape.numeric)),
-                           index=index, columns=shape.numeric_index)
-    # A spec lists its categorical features first, then the numeric ones: two blocks side by side.
-    return pd.concat([categorical, numbers], axis=1)
+    labels = [row[0] for row in rows]
+    numbers = np.array([row[1] for row in rows], dtype=float).reshape(len(rows), len(shape.numeric))
+    return labels, numbers
+
+
+def block_names(spec: FeatureSpec) -> tuple[list, list]:
+    """The feature names of ``few_lead_rows``' two blocks: categorical, then numeric (remembered per spec)."""
+    shape = _shape(spec)
+    return shape.categorical, shape.numeric
 
 
 class _Shape:

@@ -172,8 +172,9 @@ def utc_text(moment) -> str:
     import pandas as pd
 
     stamp = pd.Timestamp(moment)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.isoformat()
+    if stamp.tzinfo is None:  # naive is UTC: its own text and the zone, without localising a copy (every answer)
+        return stamp.isoformat() + "+00:00"
+    return stamp.tz_convert("UTC").isoformat()
 
 
 def _utc(moment: datetime) -> str:

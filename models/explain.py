@@ -157,10 +157,38 @@ def calibration_map(model):
     pipelines do: it is the raw margin) and on the positive-class probability otherwise.
     """
     calibrated = _single_calibrated(model)
-    calibrator = calibrated.calibrators[0]
+    predict = _calibrator_predict(calibrated.calibrators[0])
     if hasattr(calibrated.estimator, "decision_function"):
-        return lambda margin: np.clip(calibrator.predict(np.asarray(margin, dtype=float)), 0.0, 1.0)
-    return lambda margin: np.clip(calibrator.predict(1.0 / (1.0 + np.exp(-np.asarray(margin, dtype=float)))), 0.0, 1.0)
+        return lambda margin: np.clip(predict(np.asarray(margin, dtype=float)), 0.0, 1.0)
+    return lambda margin: np.clip(predict(1.0 / (1.0 + np.exp(-np.asarray(margin, dtype=float)))), 0.0, 1.0)
+
+
+def _calibrator_predict(calibrator):
+    """``calibrator.predict`` for a 1-d float array, without scikit-learn's input checks on the two
+    maps our models use (they cost more than the map itself on one lead); the same arithmetic,
+    so the same numbers. Any other calibrator keeps its own ``predict``."""
+    from scipy.special import expit
+    from sklearn.isotonic import IsotonicRegression
+
+    try:
+        from sklearn.calibration import _SigmoidCalibration
+    except ImportError:  # a private class: a scikit-learn without it keeps its own predict
+        _SigmoidCalibration = None
+    if _SigmoidCalibration is not None and type(calibrator) is _SigmoidCalibration:
+        a, b = calibrator.a_, calibrator.b_
+        return lambda scores: expit(-(a * scores + b))
+    if (type(calibrator) is IsotonicRegression and calibrator.out_of_bounds in ("clip", "nan")
+            and calibrator.X_thresholds_.dtype == np.float64 and hasattr(calibrator, "f_")):
+        interpolate, clip = calibrator.f_, calibrator.out_of_bounds == "clip"
+        low, high = calibrator.X_min_, calibrator.X_max_
+
+        def isotonic(scores):
+            if not np.isfinite(scores).all():  # scikit-learn's own error for NaN or infinite input
+                return calibrator.predict(scores)
+            return interpolate(np.clip(scores, low, high) if clip else scores).astype(np.float64)
+
+        return isotonic
+    return calibrator.predict
 
 
 def raw_margin(model, features: pd.DataFrame) -> np.ndarray:

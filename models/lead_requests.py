@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from features.column_types import PLAUSIBLE_YEARS
 from features.freshness import stale_gap
-from features.single_lead import FEW_LEADS, few_lead_features
+from features.single_lead import FEW_LEADS, _microseconds, block_names, few_lead_features, few_lead_rows
 from features.timing import naive_utc
 
 #: Lone surrogates cannot be encoded in an answer; control characters have no place in CRM text.
@@ -128,28 +128,14 @@ def lead_features(spec, leads: list[Lead], as_of: pd.Timestamp) -> pd.DataFrame:
     """
     from features.build import build_features
 
-    problems = []
-    built = [i for i, lead in enumerate(leads) if lead.features is None]
-    given = [i for i, lead in enumerate(leads) if lead.features is not None]
-    attributes = _attribute_columns(spec)
-    for i in built:
-        _check_attributes(leads[i], i, attributes, spec, as_of, problems)
-    for i in given:
-        _check_features(leads[i].features, i, spec, problems)
-    if problems:
-        raise InvalidLeads(problems)
-
+    built, given = _checked(spec, leads, as_of)
     parts = []
     if built and len(built) <= FEW_LEADS:
         # A handful of leads: the same features in plain Python, without pandas' per-call overhead.
-        numeric = _numeric_columns(spec)
-        rows = [(leads[i].created_at,
-                 {key: _float(value) if key in numeric else value for key, value in leads[i].attributes.items()},
-                 [(event.occurred_at, event.event_type) for event in leads[i].events]) for i in built]
-        parts.append(few_lead_features(spec, rows, as_of).set_axis(built))
+        parts.append(few_lead_features(spec, _few_rows(spec, [leads[i] for i in built]), as_of).set_axis(built))
     elif built:
         # Positions, not the callers' ids, join leads to events: ids may repeat or be absent.
-        numeric = _numeric_columns(spec)
+        numeric, attributes = _numeric_columns(spec), _attribute_columns(spec)
         table = pd.DataFrame({
             "lead_id": built,
             **({"created_at": _timestamps([leads[i].created_at for i in built])} if _needs_created_at(spec) else {}),
@@ -179,20 +165,71 @@ def lead_features(spec, leads: list[Lead], as_of: pd.Timestamp) -> pd.DataFrame:
     return (parts[0] if len(parts) == 1 else pd.concat(parts)).sort_index()
 
 
+def lead_blocks(spec, leads: list[Lead], as_of: pd.Timestamp) -> tuple[list, np.ndarray] | None:
+    """``lead_features`` of a few leads as ``(labels, numbers)`` blocks (``features.single_lead.few_lead_rows``).
+
+    The single-lead route of the service (``models.lead_scorer``): the same values without a
+    DataFrame. None for more than ``FEW_LEADS`` leads, or feature rows holding numbers as text
+    (``lead_features`` decides those). Raises :class:`InvalidLeads` as ``lead_features`` does.
+    """
+    if len(leads) > FEW_LEADS:
+        return None
+    built, given = _checked(spec, leads, as_of)
+    categorical, numeric = block_names(spec)
+    for i in given:
+        if not all(type(leads[i].features[name]) in (int, float, type(None)) for name in numeric):
+            return None
+    labels, numbers = [None] * len(leads), np.empty((len(leads), len(numeric)))
+    if built:
+        few_labels, few_numbers = few_lead_rows(spec, _few_rows(spec, [leads[i] for i in built]), as_of)
+        for k, i in enumerate(built):
+            labels[i] = few_labels[k]
+        numbers[built] = few_numbers
+    for i in given:
+        row = leads[i].features
+        labels[i] = [row[name] for name in categorical]
+        numbers[i] = [np.nan if row[name] is None else row[name] for name in numeric]
+    return labels, numbers
+
+
 def stale_warnings(leads: list[Lead], as_of: pd.Timestamp, *, horizon_days=None) -> list[str]:
     """Warnings for leads whose newest event (or creation) lies long before ``as_of``: scored, but say so."""
     warnings = []
+    as_of_ns = pd.Timestamp(as_of).value
     for i, lead in enumerate(leads):
         if lead.features is not None:
             continue
-        moments = [naive_utc(event.occurred_at) for event in lead.events] or \
-            ([naive_utc(lead.created_at)] if lead.created_at is not None else [])
-        moments = [moment for moment in moments if moment < as_of]
-        gap = stale_gap(as_of, max(moments), horizon_days=horizon_days) if moments else None
+        # Microseconds since the epoch (naive is UTC): one Timestamp per lead, not one per event.
+        moments = [_microseconds(event.occurred_at) for event in lead.events] or \
+            ([_microseconds(lead.created_at)] if lead.created_at is not None else [])
+        moments = [moment for moment in moments if moment * 1_000 < as_of_ns]
+        gap = stale_gap(as_of, pd.Timestamp(max(moments) * 1_000), horizon_days=horizon_days) if moments else None
         if gap is not None:
             warnings.append(f"body.{i}: the newest event is {gap.days} days before as_of {as_of}; the score treats "
                             "the lead as idle since then (send ?as_of= for historical data)")
     return warnings
+
+
+def _checked(spec, leads: list[Lead], as_of) -> tuple[list[int], list[int]]:
+    """Positions of the leads to build and of those with feature rows given; InvalidLeads naming every wrong field."""
+    problems = []
+    built = [i for i, lead in enumerate(leads) if lead.features is None]
+    given = [i for i, lead in enumerate(leads) if lead.features is not None]
+    attributes = _attribute_columns(spec)
+    for i in built:
+        _check_attributes(leads[i], i, attributes, spec, as_of, problems)
+    for i in given:
+        _check_features(leads[i].features, i, spec, problems)
+    if problems:
+        raise InvalidLeads(problems)
+    return built, given
+
+
+def _few_rows(spec, leads: list[Lead]) -> list[tuple]:
+    """``(created_at, attributes, events)`` per lead, as ``features.single_lead`` takes them."""
+    numeric = _numeric_columns(spec)
+    return [(lead.created_at, {key: _float(value) if key in numeric else value for key, value in lead.attributes.items()},
+             [(event.occurred_at, event.event_type) for event in lead.events]) for lead in leads]
 
 
 def _numeric_columns(spec) -> set[str]:

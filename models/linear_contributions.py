@@ -38,19 +38,23 @@ class LinearContributions:
 
     def contributions(self, features: pd.DataFrame) -> np.ndarray:
         """Contributions, rows x ``spec.feature_names``, equal to the batch path's."""
-        values = features[self.numeric].to_numpy(dtype=float, na_value=np.nan)
+        return self.block_contributions(features[self.categorical].to_numpy(dtype=object),
+                                        features[self.numeric].to_numpy(dtype=float, na_value=np.nan))
+
+    def block_contributions(self, labels, values: np.ndarray) -> np.ndarray:
+        """``contributions`` of rows given as blocks: ``labels`` (rows x ``categorical``, objects)
+        and ``values`` (rows x ``numeric``, float), as ``features.single_lead.few_lead_rows`` makes them."""
         with np.errstate(invalid="ignore", divide="ignore"):
             transformed = np.where(self.recency, np.log1p(values), np.sign(values) * np.log1p(np.abs(values)))
         numbers = np.where(np.isnan(values), self.missing, self.slope * transformed + self.offset)
-        labels = features[self.categorical].to_numpy(dtype=object)
-        categories = np.empty(labels.shape)
-        for j, table in enumerate(self.tables):
-            for i, value in enumerate(labels[:, j]):
+        categories = np.empty((len(values), len(self.tables)))
+        for i, row in enumerate(labels):
+            for j, (table, value) in enumerate(zip(self.tables, row)):
                 if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
                     categories[i, j] = self.absent[j]
                 else:
                     categories[i, j] = table.get(value, self.unknown[j])
-        out = np.empty((len(features), self.order.size))
+        out = np.empty((len(values), self.order.size))
         out[:, self.order] = np.hstack([numbers, categories])
         return out
 

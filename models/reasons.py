@@ -74,16 +74,26 @@ def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, spec: Featu
 
     Deterministic: equal impacts keep the order of ``spec.feature_names``.
     """
-    names, indicator = _family_matrix(spec, tuple(contributions.columns))
-    impact = contributions.to_numpy() @ indicator
+    return ranked_reasons(contributions.to_numpy(), tuple(contributions.columns), _Columns(features).row, spec,
+                          n=n, min_impact=min_impact)
+
+
+def ranked_reasons(contributions: np.ndarray, columns: tuple, row_values, spec: FeatureSpec, *, n: int = 3,
+                   min_impact: float = MIN_IMPACT) -> list[tuple[list[Reason], list[Reason]]]:
+    """``top_reasons`` of contributions held as an array (rows x ``columns``).
+
+    ``row_values(i)`` gives row ``i``'s ``value(name)`` function for the texts: a DataFrame's
+    columns (``top_reasons``) or a lead's plain feature values (the single-lead route).
+    """
+    names, indicator = _family_matrix(spec, columns)
+    impact = contributions @ indicator
     up = np.argsort(-impact, axis=1, kind="stable")[:, :n]
     down = np.argsort(impact, axis=1, kind="stable")[:, :n]
-    values = _Columns(features)
     result = []
     for row in range(len(impact)):
         def reasons(order, sign):
             chosen = [k for k in order if sign * impact[row, k] >= min_impact]
-            return [Reason(names[k], describe_factor(names[k], values.row(row), spec), float(impact[row, k]))
+            return [Reason(names[k], describe_factor(names[k], row_values(row), spec), float(impact[row, k]))
                     for k in chosen]
         result.append((reasons(up[row], 1.0), reasons(down[row], -1.0)))
     return result
@@ -244,12 +254,13 @@ def feature_families(spec: FeatureSpec) -> dict:
 
 def describe_factor(factor: str, value, spec: FeatureSpec) -> str:
     """Plain words for one factor of one lead; ``value(name)`` gives that lead's feature ``name``."""
-    if factor in spec.event_keys_with_other:
-        return _describe_events(factor, value, spec)
+    words = _spec_words(spec)
+    if factor in words.event_keys:
+        return _describe_events(factor, value, words)
     if factor == ACTIVITY:
         if not value("events_any_total"):
             return "no activity yet"
-        last = _ago(value("days_since_any_event"), _sub_day(spec))
+        last = _ago(value("days_since_any_event"), words.sub_day)
         days = int(value("active_days_30d"))
         if days == 0:
             return f"no activity in the last 30 days, last active {last}"
@@ -265,15 +276,14 @@ def describe_factor(factor: str, value, spec: FeatureSpec) -> str:
         rate = value("email_click_rate")
         return "no e-mails opened yet" if _missing(rate) else f"clicked {rate:.0%} of opened e-mails"
     if factor == LEAD_AGE:
-        return f"lead created {_ago(value('lead_age_days'), _sub_day(spec))}"
-    behaviour = _behaviour_sources(spec)
-    if factor in behaviour and factor not in spec.categorical_feature_names:
+        return f"lead created {_ago(value('lead_age_days'), words.sub_day)}"
+    behaviour = words.behaviour
+    if factor in behaviour and factor not in words.categorical:
         feature, column = behaviour[factor]
         return _describe_behaviour(column, value(feature), logged=feature.startswith("log_"))
-    if factor in spec.categorical_feature_names:
+    if factor in words.categorical:
         return _describe_category(factor, value(factor))
-    numbers = spec.numeric_fit_feature_names
-    if f"log_{factor}" in numbers:
+    if f"log_{factor}" in words.numeric_fit:
         return _describe_number(factor, value(f"log_{factor}"))
     label, raw = COLUMN_WORDS.get(factor, factor.replace("_", " ")), value(factor)
     if _missing(raw):
@@ -281,18 +291,17 @@ def describe_factor(factor: str, value, spec: FeatureSpec) -> str:
     return f"{label}: {raw:,.4g}" if isinstance(raw, (int, float, np.number)) else f"{label}: {raw}"
 
 
-def _describe_events(key: str, value, spec: FeatureSpec) -> str:
+def _describe_events(key: str, value, spec_words: _SpecWords) -> str:
     """What the lead did of one event type, in the words the config gives it, else the type's own name."""
-    words = spec.words_for(key) if key != OTHER_EVENT_TYPE else None
-    name = spec.event_names.get(key, key)
+    words, name, windows = spec_words.events[key]
     total = int(value(f"events_{key}_total"))
-    last = _ago(value(f"days_since_{key}"), _sub_day(spec))
+    last = _ago(value(f"days_since_{key}"), spec_words.sub_day)
     if isinstance(words, str):  # one phrase of what the lead did: "sent the offer back"
         if total == 0:
             return f"never {words}"
         if total == 1:
             return f"{words} {last}"
-        return f"{words} {_times(total, value, key, spec)}, the latest {last}"
+        return f"{words} {_times(total, value, windows)}, the latest {last}"
     if words is None and name == key and key in EVENT_WORDS:
         words = EVENT_WORDS[key]
     if name == key:  # a snake_case name reads as words; the data's own spelling ("Send Fine") stays
@@ -302,11 +311,41 @@ def _describe_events(key: str, value, spec: FeatureSpec) -> str:
         return f"no {many} yet"
     if total == 1:
         return f"{done} {last}"
-    for window in sorted(spec.windows_days):
-        count = int(value(count_feature(key, window)))
+    for feature, window in windows:
+        count = int(value(feature))
         if count > 1:
-            return f"{count} {many} in the last {_window_text(window)}, the latest {last}"
+            return f"{count} {many} in the last {window}, the latest {last}"
     return f"{total} {many} in all, the latest {last}"
+
+
+class _SpecWords:
+    """What ``describe_factor`` reads off a spec, worked out once: its properties rebuild lists per call."""
+
+    def __init__(self, spec: FeatureSpec):
+        self.event_keys = frozenset(spec.event_keys_with_other)
+        self.sub_day = _sub_day(spec)
+        self.categorical = frozenset(spec.categorical_feature_names)
+        self.numeric_fit = frozenset(spec.numeric_fit_feature_names)
+        self.behaviour = _behaviour_sources(spec)
+        names = spec.event_names
+        # Per event key: its configured words, its name in the data, and (count feature, window words)
+        # from the narrowest window.
+        self.events = {key: (spec.words_for(key) if key != OTHER_EVENT_TYPE else None, names.get(key, key),
+                             [(count_feature(key, w), _window_text(w)) for w in sorted(spec.windows_days)])
+                       for key in spec.event_keys_with_other}
+
+
+_SPEC_WORDS: dict = {}
+
+
+def _spec_words(spec: FeatureSpec) -> _SpecWords:
+    """``_SpecWords`` of ``spec``, remembered by identity (hashing a spec costs more than a reason's text)."""
+    entry = _SPEC_WORDS.get(id(spec))
+    if entry is None or entry[0] is not spec:
+        if len(_SPEC_WORDS) >= 16:
+            _SPEC_WORDS.clear()
+        entry = _SPEC_WORDS[id(spec)] = (spec, _SpecWords(spec))
+    return entry[1]
 
 
 @lru_cache(maxsize=8)
@@ -330,12 +369,12 @@ def _describe_behaviour(column: str, number, *, logged: bool) -> str:
     return f"{label}: {text}"
 
 
-def _times(total: int, value, key: str, spec: FeatureSpec) -> str:
+def _times(total: int, value, windows: list) -> str:
     """'3 times in the last 7 days' from the narrowest window holding more than one, else '5 times in all'."""
-    for window in sorted(spec.windows_days):
-        count = int(value(count_feature(key, window)))
+    for feature, window in windows:
+        count = int(value(feature))
         if count > 1:
-            return f"{count} times in the last {_window_text(window)}"
+            return f"{count} times in the last {window}"
     return f"{total} times in all"
 
 

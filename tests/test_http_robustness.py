@@ -156,7 +156,11 @@ def test_a_500_is_one_log_line_with_a_request_id_and_the_connection_lives(server
     def broken(*args, **kwargs):
         raise RuntimeError("boom for ana@acme.io")
 
+    from models.lead_scorer import LeadScorer
+
+    original_single = LeadScorer.score
     monkeypatch.setattr(bundle, "score_with_reasons", broken)
+    monkeypatch.setattr(LeadScorer, "score", broken)  # one lead takes the single-lead route
     connection = http.client.HTTPConnection("127.0.0.1", server, timeout=20)
     with caplog.at_level(logging.ERROR, logger="models.service"):
         status, answer, response = post(connection, json.dumps(LEAD))
@@ -168,6 +172,7 @@ def test_a_500_is_one_log_line_with_a_request_id_and_the_connection_lives(server
     line = records[0].getMessage()
     assert request_id in line and "RuntimeError" in line and "\n" not in line and "ana@acme.io" not in line
     monkeypatch.setattr(bundle, "score_with_reasons", original)
+    monkeypatch.setattr(LeadScorer, "score", original_single)
     status, answer, _ = post(connection, json.dumps(LEAD))
     assert status == 200
     connection.close()

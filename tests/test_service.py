@@ -159,11 +159,16 @@ def test_no_token_configured_means_open(client):
 
 def test_an_internal_failure_is_a_500_and_the_service_lives_on(bundle, monkeypatch):
     client = TestClient(create_app(bundle, IDENTITY), raise_server_exceptions=False)
-    original = bundle.score_with_reasons
+    from models.lead_scorer import LeadScorer
+
+    original, original_single = bundle.score_with_reasons, LeadScorer.score
+    # Both routes fail: the single-lead one (one lead) and the DataFrame one (feature rows as text).
     monkeypatch.setattr(bundle, "score_with_reasons", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(LeadScorer, "score", lambda *a, **k: 1 / 0)
     response = score(client, LEAD)
     assert response.status_code == 500 and "ZeroDivisionError" in response.json()["detail"]
     monkeypatch.setattr(bundle, "score_with_reasons", original)
+    monkeypatch.setattr(LeadScorer, "score", original_single)
     assert score(client, LEAD).status_code == 200
 
 
