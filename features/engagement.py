@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
@@ -79,18 +80,38 @@ def build_engagement_features(snapshots: pd.DataFrame, events, spec: FeatureSpec
         # numpy and DuckDB both release the GIL, so it overlaps with the join and sort.
         initialised = pool.submit(_initialise, out, layout)
         if n:
-            with tempfile.TemporaryDirectory(prefix="engagement-spill-") as spill, duckdb.connect() as con:
-                con.execute(f"SET memory_limit = '{_sql_string(memory_limit or _DUCKDB_MEMORY_LIMIT)}'")
-                con.execute(f"SET temp_directory = '{_sql_string(spill)}'")
-                con.execute("SET TimeZone = 'UTC'")  # zoned timestamps in a file become naive UTC
-                reader, code_of_norm = _sorted_event_batches(con, snapshots, as_of_us, events, layout)
+            limit = memory_limit or _DUCKDB_MEMORY_LIMIT
+            try:
+                _join_and_accumulate(out, snapshots, as_of_us, events, layout, n30, n60, limit, initialised)
+            except duckdb.OutOfMemoryException:
+                if limit == _DUCKDB_MEMORY_LIMIT:
+                    raise
+                # Not every DuckDB operator spills: a chunk too heavy for a small limit is redone
+                # with the default one rather than failing a long batch run.
+                warnings.warn(f"The event join needed more than DuckDB's {limit} memory limit; it was "
+                              f"redone with {_DUCKDB_MEMORY_LIMIT}. Smaller chunks keep memory lower.",
+                              ResourceWarning, stacklevel=2)
                 initialised.result()
-                batches = ((batch.column(0).to_numpy().astype(np.int64), batch.column(1).to_numpy(),
-                            batch.column(2).to_numpy()) for batch in reader)
-                _accumulate(out, batches, code_of_norm, as_of_us, layout, n30, n60)
+                _initialise(out, layout)
+                n30[:], n60[:] = 0.0, 0.0
+                _join_and_accumulate(out, snapshots, as_of_us, events, layout, n30, n60, _DUCKDB_MEMORY_LIMIT,
+                                     initialised)
         initialised.result()
     _finish(out, layout, n30, n60)
     return pd.DataFrame(out, index=snapshots.index, columns=names, copy=False)
+
+
+def _join_and_accumulate(out, snapshots, as_of_us, events, layout, n30, n60, memory_limit: str, initialised):
+    """DuckDB's sorted join of the events to the snapshots, accumulated into ``out`` batch by batch."""
+    with tempfile.TemporaryDirectory(prefix="engagement-spill-") as spill, duckdb.connect() as con:
+        con.execute(f"SET memory_limit = '{_sql_string(memory_limit)}'")
+        con.execute(f"SET temp_directory = '{_sql_string(spill)}'")
+        con.execute("SET TimeZone = 'UTC'")  # zoned timestamps in a file become naive UTC
+        reader, code_of_norm = _sorted_event_batches(con, snapshots, as_of_us, events, layout)
+        initialised.result()
+        batches = ((batch.column(0).to_numpy().astype(np.int64), batch.column(1).to_numpy(),
+                    batch.column(2).to_numpy()) for batch in reader)
+        _accumulate(out, batches, code_of_norm, as_of_us, layout, n30, n60)
 
 
 def reference_aggregation_sql(events_source: str, snapshots_table: str) -> str:

@@ -182,6 +182,27 @@ def test_matches_brute_force_on_random_data(reader, monkeypatch):
     pd.testing.assert_frame_equal(got, _brute_force(snapshots, events, spec), check_exact=False, rtol=1e-9)
 
 
+def test_a_join_too_big_for_a_small_memory_limit_is_redone_with_the_default(tmp_path):
+    """Not every DuckDB operator spills: a chunk over batch scoring's small limit is redone, not lost."""
+    rng = np.random.default_rng(11)
+    n_events = 60_000
+    events = pd.DataFrame({
+        "lead_id": rng.integers(0, 600, n_events),
+        "occurred_at": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 24 * 3600 * 150, n_events),
+                                                                    unit="s"),
+        "event_type": rng.choice(["email_open", "email_click", "demo_request", "pricing_page_view"], n_events),
+    })
+    path = tmp_path / "events.parquet"
+    events.to_parquet(path)
+    snapshots = pd.DataFrame({"lead_id": np.arange(620), "as_of": pd.Timestamp("2025-05-01")})
+    with pytest.warns(ResourceWarning, match=r"more than DuckDB's 1MB memory limit; it was redone with 2GB"):
+        squeezed = build_engagement_features(snapshots, path, SPEC, memory_limit="1MB")
+    pd.testing.assert_frame_equal(squeezed, build_engagement_features(snapshots, path, SPEC))
+    few = snapshots.iloc[::40]  # the brute force is slow: a sample of the same rows checks the values
+    pd.testing.assert_frame_equal(squeezed.loc[few.index], _brute_force(few, events, SPEC),
+                                  check_exact=False, rtol=1e-9)
+
+
 def test_custom_spec_without_30_day_window_or_click_rate():
     spec = FeatureSpec(event_types=("demo_request",), windows_days=(14,), half_lives_days=(1.5,))
     events = events_frame([(1, 10, "demo_request"), (1, 40, "email_open")])
