@@ -141,9 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from models.threads import sleep_while_waiting
+    from models.threads import arrow_system_allocator, sleep_while_waiting
 
     sleep_while_waiting()  # before LightGBM loads OpenMP: threads waiting at a barrier sleep, not spin
+    arrow_system_allocator()  # before pyarrow loads: what Arrow frees is reused by the next chunk's arrays
     from training.console import configure
 
     args = build_parser().parse_args(argv)
@@ -164,7 +165,7 @@ def main(argv=None) -> int:
     from models.batch import check_output, score_lead_base
     from models.explain import use_threads
     from models.monitoring import DriftMonitor
-    from models.threads import arrow_system_allocator, limit_malloc_arenas, resolve_threads
+    from models.threads import limit_malloc_arenas, resolve_threads
     from models.tiers import TierThresholds
     from training.tracking import load_bundle, quiet_mlflow, use_default_store
 
@@ -177,7 +178,6 @@ def main(argv=None) -> int:
         if args.config is None and args.leads is None:
             raise ValueError("score needs --leads, or --config with the export it describes.")
         limit_malloc_arenas()  # before scoring's threads start: memory bounded by the chunk
-        arrow_system_allocator()  # what Arrow frees is reused by the next chunk's arrays
         if args.config is None and args.db is None and str(args.leads).lower().endswith((".parquet", ".pq")):
             # A typed Parquet lead table is streamed chunk by chunk; a CSV is read whole, so each
             # column's type (dates, ids, numbers) is decided once from all of its values.
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
         out = _output(args, config)
         bundle, identity = load_bundle(args.model)
         if not args.allow_stale:
-            refuse_stale(as_of, data_end(_lead_times(leads), events, deals),
+            refuse_stale(as_of, data_end(_lead_times(leads), events, _deal_times(deals)),
                          horizon_days=bundle.metadata.get("params", {}).get("horizon_days"),
                          days=args.stale_after_days, source="The data (newest lead, event or deal)")
         use_threads(bundle.model, resolve_threads(args.threads, config_threads=config.runtime.get("threads")
@@ -236,6 +236,15 @@ def _as_of(text: str, naive_utc):
         return naive_utc(pd.Timestamp(text))
     except ValueError:
         raise ValueError(f"--as-of {text!r}: expected a time such as 2025-03-01 or 2025-03-01T12:00:00Z.") from None
+
+
+def _deal_times(deals):
+    """The deals' closing times for the staleness check: the frame, or a streamed table's newest first closing."""
+    import pandas as pd
+
+    if deals is None or isinstance(deals, pd.DataFrame):
+        return deals
+    return pd.DataFrame({"closed_at": [deals.latest]}) if deals.latest is not None else None
 
 
 def _lead_times(leads):

@@ -238,10 +238,9 @@ def _score(args) -> dict:
     from crm.sources import stream_crm
     from models.batch import score_lead_base
     from models.bundle import ModelBundle
-    from models.threads import arrow_system_allocator, limit_malloc_arenas
+    from models.threads import limit_malloc_arenas
 
-    limit_malloc_arenas()  # as serve.py score does
-    arrow_system_allocator()
+    limit_malloc_arenas()  # as serve.py score does (and Arrow's pool: see _run_stage)
     data = Path(args.data)
     bundle = ModelBundle.load(data.parent / "bench_model.joblib")
     end = pd.Timestamp(json.loads((data / "bench_end.json").read_text())["end"])
@@ -356,7 +355,9 @@ def _run_stage(stage: str, args, *, leads=None, data=None, explain=False, chunk_
                "--train-leads", str(args.train_leads),
                "--model-leads", str(args.model_leads)] + (["--explain"] if explain else []) + \
         (["--chunk-size", str(chunk_size)] if chunk_size else ["--chunk-size", "0"])
-    completed = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True)
+    # Arrow's pool is read when pyarrow loads, which this script's pandas import does: set as serve.py sets it.
+    env = {"ARROW_DEFAULT_MEMORY_POOL": "system", **os.environ}
+    completed = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, env=env)
     if completed.returncode:
         sys.stderr.write(completed.stderr)
         raise SystemExit(f"benchmark stage {stage!r} failed")

@@ -169,10 +169,11 @@ class StreamedLeads:
 def stream_crm(leads, events=None, deals=None, *, now=None, chunk_rows: int = DEFAULT_CHUNK_ROWS):
     """``load_crm`` for scoring: ``(leads, events, deals)`` with the leads streamed as ``StreamedLeads``.
 
-    Deals are read and checked whole, then kept only as each lead's first closing (all scoring
-    needs: which leads were closed before ``as_of``); the event log stays a path, checked by
-    DuckDB against the lead ids; the lead table is read once for its ids here and once, chunk
-    by chunk, while scoring.
+    Deals are read and checked whole. A Parquet deals table is then kept as ``StreamedDeals``, read
+    again for each lead chunk's leads, so nothing of it is held per lead; another table is kept only
+    as each lead's first closing (all scoring needs: which leads were closed before ``as_of``). The
+    event log stays a path, checked by DuckDB against the lead ids; the lead table is read once for
+    its ids here and once, chunk by chunk, while scoring.
     """
     from crm.readers import read_table
     from features.snapshots import first_closing
@@ -180,10 +181,8 @@ def stream_crm(leads, events=None, deals=None, *, now=None, chunk_rows: int = DE
     streamed = StreamedLeads(leads, now=now, chunk_rows=chunk_rows)
     checked = None
     if deals is not None:
-        if Path(deals).suffix.lower() in (".parquet", ".pq") and Path(deals).exists():
-            parts = _deal_batches(deals, chunk_rows)
-        else:
-            parts = [read_table(deals)]
+        parquet = Path(deals).suffix.lower() in (".parquet", ".pq") and Path(deals).exists()
+        parts = _deal_batches(deals, chunk_rows) if parquet else [read_table(deals)]
         # Each part checked and cut to its leads' first closings; the first closings of those are
         # the table's (a stable sort: ties keep the file's order), so only they are ever kept.
         firsts = [first_closing(validate_deals(part, lead_ids=streamed.lead_ids, source=str(deals), now=now))
@@ -191,10 +190,70 @@ def stream_crm(leads, events=None, deals=None, *, now=None, chunk_rows: int = DE
         checked = first_closing(pd.concat([part.reset_index() for part in firsts], ignore_index=True)
                                 .astype({"outcome": "category"})).reset_index()
         del firsts
+        if parquet:
+            checked = StreamedDeals(deals, now=now, latest=checked["closed_at"].max() if len(checked) else None,
+                                    batch_rows=chunk_rows)
     if events is not None:
         validate_events(events, lead_ids=streamed.lead_ids, source=str(events), now=now)
     streamed.lead_ids = None  # checked: scoring needs no table-wide list (8 MB per million leads)
     return streamed, events, checked
+
+
+class StreamedDeals:
+    """A checked Parquet deals table, read again for each lead chunk: memory bounded by the chunk.
+
+    Kept for the whole base, each lead's first closing is 16 bytes per closed lead (9 MB per
+    million leads), the one part of batch scoring that still grew with the lead base. Here each
+    chunk's first closings are read from the file when asked: DuckDB joins the chunk's ids to the
+    deals (one pass over the deals table per chunk, small beside the events join). ``latest`` is
+    the newest first closing, for the staleness check.
+    """
+
+    def __init__(self, path, *, now=None, latest=None, batch_rows: int = DEFAULT_CHUNK_ROWS):
+        self.path, self.now, self.latest, self.batch_rows = Path(path), now, latest, batch_rows
+
+    def first_closings(self, lead_ids: pd.Series) -> pd.DataFrame:
+        """``lead_id`` and ``closed_at`` of the first closing of each of these leads that has one.
+
+        The closings ``stream_crm`` checked for the whole table, cut to ``lead_ids``; ids match as
+        ``validate_deals`` matches them (as text when the two tables type them differently).
+        """
+        import duckdb
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        lead_ids = pd.Series(lead_ids).reset_index(drop=True)
+        schema = pq.read_schema(self.path)
+        closed_at = schema.field("closed_at").type
+        # DuckDB reads zoned times as microseconds: a zoned nanosecond column takes the checked route.
+        if pa.types.is_timestamp(closed_at) and (closed_at.tz is None or closed_at.unit != "ns"):
+            first = "min(closed_at)" if closed_at.tz is None else "min(CAST(closed_at AS TIMESTAMP))"
+            with duckdb.connect() as con:
+                con.execute("SET TimeZone = 'UTC'")  # zoned closings become naive UTC, as the checks make them
+                con.execute("SET threads = 1")  # one pass over a small table: a second thread only adds buffers
+                deals = con.read_parquet(str(self.path))
+                con.register("chunk_ids", pd.DataFrame({"lead_id": lead_ids.to_numpy()}))
+                if str(deals.select("lead_id").types[0]) == str(con.sql("SELECT lead_id FROM chunk_ids").types[0]):
+                    firsts = deals.filter("lead_id IN (SELECT lead_id FROM chunk_ids)").aggregate(
+                        f"lead_id, {first} AS closed_at", "lead_id").df()
+                    return firsts.astype({"lead_id": lead_ids.dtype, "closed_at": "datetime64[ns]"})
+        return self._first_closings_checked(lead_ids)
+
+    def _first_closings_checked(self, lead_ids: pd.Series) -> pd.DataFrame:
+        """The general route (ids typed differently, closings stored as text): every batch matched and checked."""
+        from features.column_types import same_id_type
+        from features.snapshots import first_closing
+
+        parts = []
+        for part in _deal_batches(self.path, self.batch_rows):
+            mine = part[same_id_type(part["lead_id"], lead_ids).isin(lead_ids).to_numpy()]
+            if len(mine):
+                checked = validate_deals(mine.reset_index(drop=True), lead_ids=lead_ids, source=str(self.path),
+                                         now=self.now)
+                parts.append(first_closing(checked).reset_index()[["lead_id", "closed_at"]])
+        if not parts:
+            return pd.DataFrame({"lead_id": lead_ids.iloc[:0], "closed_at": pd.Series([], dtype="datetime64[ns]")})
+        return first_closing(pd.concat(parts, ignore_index=True)).reset_index()
 
 
 def _deal_batches(path, rows: int) -> Iterator[pd.DataFrame]:

@@ -66,9 +66,10 @@ def open_leads(leads: pd.DataFrame, deals: pd.DataFrame | None, as_of) -> pd.Dat
 
 
 def first_closing(deals: pd.DataFrame) -> pd.DataFrame:
-    """The first closed deal of each lead (``closed_at``, ``outcome``), indexed by ``lead_id``."""
+    """The first closed deal of each lead (``closed_at``, and ``outcome`` if given), indexed by ``lead_id``."""
     ordered = deals.sort_values(["lead_id", "closed_at"], kind="stable")
-    return ordered.drop_duplicates("lead_id", keep="first").set_index("lead_id")[["closed_at", "outcome"]]
+    columns = ["closed_at", "outcome"] if "outcome" in deals.columns else ["closed_at"]
+    return ordered.drop_duplicates("lead_id", keep="first").set_index("lead_id")[columns]
 
 
 def _open_mask(leads: pd.DataFrame, closed_at: np.ndarray, as_of: np.datetime64) -> np.ndarray:

@@ -25,7 +25,7 @@ SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "fit_score", "engage
                  "model_version", "as_of", "scored_at")
 
 
-def score_lead_base(bundle, leads, events, *, as_of, out, deals: pd.DataFrame | None = None,
+def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
                     model_version: str = "", thresholds=None, chunk_size: int = 100_000,
                     explain: bool = True, progress=None, progress_bar: bool = False,
                     timings: dict | None = None, monitor=None, history=None, model_name: str = "") -> pd.Series:
@@ -39,7 +39,8 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals: pd.DataFrame | 
     ``crm.sources.StreamedLeads`` reading a Parquet file by record batch, a CSV by lines, or a
     database cursor): ``chunk_size`` leads are read, their features built (only their events are
     joined) and scored, and written before the next, so memory is bounded by the chunk, not by
-    the lead base. Open leads are gathered across chunks and scored ``chunk_size`` at a time (see
+    the lead base. ``deals`` is a frame, or ``crm.sources.StreamedDeals`` read for each chunk's
+    leads. Open leads are gathered across chunks and scored ``chunk_size`` at a time (see
     ``_open_lead_batches``), so each scored batch is the same work wherever it falls in the table.
     The output is written to a temporary file beside ``out`` and renamed at the
     end: a failed run leaves the previous file untouched and no partial one.
@@ -239,7 +240,12 @@ def _open_lead_batches(chunks, deals, as_of, rows: int):
     for lead_chunk in chunks:
         read += len(lead_chunk)
         # The chunk's own deals only: sorting every deal of the base per chunk cost seconds.
-        chunk_deals = deals[deals["lead_id"].isin(lead_chunk["lead_id"])] if deals is not None else None
+        if deals is None:
+            chunk_deals = None
+        elif hasattr(deals, "first_closings"):  # crm.sources.StreamedDeals: read for these leads only
+            chunk_deals = deals.first_closings(lead_chunk["lead_id"])
+        else:
+            chunk_deals = deals[deals["lead_id"].isin(lead_chunk["lead_id"])]
         snapshots = open_leads(lead_chunk, chunk_deals, as_of)
         if len(snapshots) == len(lead_chunk):
             open_rows = lead_chunk
@@ -250,13 +256,16 @@ def _open_lead_batches(chunks, deals, as_of, rows: int):
         pending_snapshots.append(snapshots)
         pending += len(snapshots)
         while pending >= rows:
-            batch_leads, batch_snapshots = _concat(pending_leads), _concat(pending_snapshots)
-            # Copies: a slice would keep the whole gathered frame alive while the next chunk is read.
-            pending_leads = [batch_leads.iloc[rows:].copy()]
-            pending_snapshots = [batch_snapshots.iloc[rows:].copy()]
+            gathered_leads, gathered_snapshots = _concat(pending_leads), _concat(pending_snapshots)
+            # Copies, and the gathered frames dropped before the yield: a slice would keep the whole
+            # gathered frame (up to two chunks of leads) alive while the batch is scored.
+            batch_leads, pending_leads = gathered_leads.iloc[:rows].copy(), [gathered_leads.iloc[rows:].copy()]
+            batch_snapshots = gathered_snapshots.iloc[:rows].reset_index(drop=True)
+            pending_snapshots = [gathered_snapshots.iloc[rows:].copy()]
+            del gathered_leads, gathered_snapshots
             pending -= rows
             yielded = True
-            yield batch_leads.iloc[:rows], batch_snapshots.iloc[:rows].reset_index(drop=True), read
+            yield batch_leads, batch_snapshots, read
             del batch_leads, batch_snapshots
     if pending or not yielded:  # the rest; or an empty batch, for the output's columns
         yield _concat(pending_leads), _concat(pending_snapshots).reset_index(drop=True), read

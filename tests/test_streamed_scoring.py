@@ -88,14 +88,14 @@ def test_a_bad_row_in_a_later_chunk_leaves_no_output(small_models, crm_files, tm
 
 
 def test_deals_read_in_batches_keep_each_leads_first_closing(crm_files, tmp_path):
-    """Deals checked batch by batch give the whole table's first closings, ties in file order."""
+    """Deals checked batch by batch, then read again for each chunk's leads, give the whole table's first closings."""
     from features.contract import validate_deals
     from features.snapshots import first_closing
 
     folder, crm = crm_files
     deals = crm.deals.copy()
     lead = deals["lead_id"].iloc[0]
-    # A later, earlier closing of the same lead in another batch, and a tie at that time (file order wins).
+    # A later row with an earlier closing of the same lead, in another batch.
     early = deals["closed_at"].min() - pd.Timedelta(days=1)
     deals = pd.concat([deals, pd.DataFrame({"lead_id": [lead, lead], "closed_at": [early, early],
                                             "outcome": ["lost", "won"]})], ignore_index=True)
@@ -104,8 +104,56 @@ def test_deals_read_in_batches_keep_each_leads_first_closing(crm_files, tmp_path
     _, _, streamed = stream_crm(folder / "leads.parquet", None, path, now=crm.end, chunk_rows=50)
     expected = first_closing(validate_deals(deals, lead_ids=crm.leads["lead_id"], now=crm.end)).reset_index()
     assert len(deals) > 100
-    pd.testing.assert_frame_equal(streamed.astype({"outcome": str}), expected.astype({"outcome": str}))
-    assert streamed.set_index("lead_id").loc[lead, "outcome"] == "lost"
+    expected = expected[["lead_id", "closed_at"]]
+    every = streamed.first_closings(crm.leads["lead_id"]).sort_values("lead_id", ignore_index=True)
+    pd.testing.assert_frame_equal(every, expected)
+    assert every.set_index("lead_id").loc[lead, "closed_at"] == early
+    some = crm.leads["lead_id"].iloc[::7]
+    pd.testing.assert_frame_equal(streamed.first_closings(some).sort_values("lead_id", ignore_index=True),
+                                  expected[expected["lead_id"].isin(some)].reset_index(drop=True))
+    assert streamed.latest == expected["closed_at"].max()
+    # Closings written with a time zone are read as naive UTC, as the checks read them.
+    zoned = tmp_path / "zoned.parquet"
+    deals.assign(closed_at=deals["closed_at"].dt.tz_localize("UTC").dt.tz_convert("Asia/Tokyo")).to_parquet(zoned)
+    _, _, zoned_deals = stream_crm(folder / "leads.parquet", None, zoned, now=crm.end, chunk_rows=50)
+    pd.testing.assert_frame_equal(zoned_deals.first_closings(some).sort_values("lead_id", ignore_index=True),
+                                  expected[expected["lead_id"].isin(some)].reset_index(drop=True))
+    micro = tmp_path / "zoned_us.parquet"  # as Spark writes them: DuckDB's own route
+    deals.assign(closed_at=deals["closed_at"].dt.tz_localize("UTC").dt.tz_convert("Asia/Tokyo")
+                 .astype("datetime64[us, Asia/Tokyo]")).to_parquet(micro)
+    _, _, micro_deals = stream_crm(folder / "leads.parquet", None, micro, now=crm.end, chunk_rows=50)
+    reference = first_closing(validate_deals(pd.read_parquet(micro), lead_ids=crm.leads["lead_id"], now=crm.end))
+    reference = reference.reset_index()[["lead_id", "closed_at"]].astype({"closed_at": "datetime64[ns]"})
+    pd.testing.assert_frame_equal(micro_deals.first_closings(some).sort_values("lead_id", ignore_index=True),
+                                  reference[reference["lead_id"].isin(some)].reset_index(drop=True))
+    import serve
+    from features.freshness import data_end
+
+    assert data_end(crm.leads.iloc[:0], None, serve._deal_times(streamed)) == expected["closed_at"].max()
+
+
+def test_streamed_deals_hold_nothing_per_lead_and_match_ids_as_text(crm_files, tmp_path):
+    """The deals kept for scoring do not grow with the table; a deal's id "17" is lead 17's."""
+    import pickle
+
+    from features.snapshots import first_closing
+
+    folder, crm = crm_files
+    sizes = []
+    for rows in (50, len(crm.deals)):
+        path = tmp_path / f"deals{rows}.parquet"
+        crm.deals.iloc[:rows].astype({"lead_id": str}).to_parquet(path, index=False)
+        _, _, streamed = stream_crm(folder / "leads.parquet", None, path, now=crm.end, chunk_rows=50)
+        sizes.append(len(pickle.dumps(streamed)))
+    assert len(crm.deals) > 500 and max(sizes) < 1_000  # a path and a few settings, whatever the rows
+    ids = crm.leads["lead_id"]
+    assert ids.dtype.kind == "i"
+    got = streamed.first_closings(ids.iloc[:200])
+    expected = first_closing(crm.deals[crm.deals["lead_id"].isin(ids.iloc[:200])]).reset_index()
+    assert len(expected) > 10 and got["lead_id"].dtype == ids.dtype
+    pd.testing.assert_frame_equal(got.sort_values("lead_id", ignore_index=True), expected[["lead_id", "closed_at"]],
+                                  check_dtype=False)
+    assert len(streamed.first_closings(ids.iloc[:0])) == 0
 
 
 def test_a_bad_deal_in_a_later_batch_is_refused(crm_files, tmp_path):

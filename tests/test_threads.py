@@ -99,3 +99,26 @@ def test_malloc_arenas_are_limited_on_glibc_unless_the_user_chose():
     assert chosen.strip() == "False"
     with pytest.raises(ValueError, match="'count' parameter of limit_malloc_arenas must be positive"):
         limit_malloc_arenas(0)
+
+
+def test_arrow_allocates_with_malloc_even_in_its_parquet_reader_unless_the_user_chose():
+    """In a fresh process, called before pyarrow loads: Parquet reads leave Arrow's mimalloc pool untouched."""
+    code = """
+import io, sys
+from models.threads import arrow_system_allocator
+chosen = arrow_system_allocator()
+import pandas as pd, pyarrow as pa, pyarrow.parquet as pq
+buffer = io.BytesIO()
+pd.DataFrame({"a": range(50_000), "b": [f"x{i}" for i in range(50_000)]}).to_parquet(buffer)
+buffer.seek(0)
+for batch in pq.ParquetFile(buffer).iter_batches(batch_size=5_000):
+    batch.to_pandas()
+print(chosen, pa.mimalloc_memory_pool().max_memory(), pa.system_memory_pool().max_memory())
+"""
+    env = {key: value for key, value in os.environ.items() if key != "ARROW_DEFAULT_MEMORY_POOL"}
+    chosen, mimalloc, system = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                              env=env, check=True).stdout.split()
+    assert chosen == "True" and int(mimalloc) == 0 and int(system) > 0
+    chosen, mimalloc, system = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                              env={**env, "ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}).stdout.split()
+    assert chosen == "False" and int(mimalloc) > 0
