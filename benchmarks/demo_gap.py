@@ -281,20 +281,23 @@ class _HistGradientBoosting(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y, groups=None):
         from sklearn.ensemble import HistGradientBoostingClassifier
-        from sklearn.pipeline import Pipeline
-
         from models.encoding import CategoryEncoder
 
+        self.encoder_ = CategoryEncoder(categorical_columns=tuple(self.spec.categorical_feature_names)).fit(X)
+        # category codes as floats; a column with no level frequent enough is all missing, so numeric
+        categorical = [len(self.encoder_.categories_.get(name, ())) > 0 for name in self.encoder_.feature_names_in_]
         params = {"learning_rate": 0.03, "max_iter": 600, "max_leaf_nodes": 7, "min_samples_leaf": 200,
                   "l2_regularization": 1.0, "max_features": 0.5, "early_stopping": False,
-                  "categorical_features": "from_dtype", "random_state": 0, **(self.params or {})}
-        self.model_ = Pipeline([("encode", CategoryEncoder(categorical_columns=tuple(self.spec.categorical_feature_names))),
-                                ("classifier", HistGradientBoostingClassifier(**params))]).fit(X, y)
+                  "categorical_features": categorical, "random_state": 0, **(self.params or {})}
+        codes = self.encoder_.to_codes(X)
+        self.kept_ = np.isfinite(codes).any(axis=0)  # a column missing throughout cannot be binned
+        params["categorical_features"] = np.asarray(categorical)[self.kept_]
+        self.model_ = HistGradientBoostingClassifier(**params).fit(codes[:, self.kept_], y)
         self.classes_ = self.model_.classes_
         return self
 
     def predict_proba(self, X):
-        return self.model_.predict_proba(X)
+        return self.model_.predict_proba(self.encoder_.to_codes(X)[:, self.kept_])
 
 
 def _margin(pipeline, X):
@@ -371,6 +374,13 @@ VARIANTS = {
                              "calibration": "cir"},
     "extra_bag3_fast_cir": {"model": lambda spec, **p: _Bagged(spec, k=3, params=p), "calibration": "cir",
                             "lightgbm": {"extra_trees": True, "n_estimators": 300, "learning_rate": 0.06}},
+    # the LightGBM seed alone (row and column sampling): how much one fit's AUC moves by chance
+    "baseline_rs1": {"lightgbm": {"random_state": 1}},
+    "baseline_rs2": {"lightgbm": {"random_state": 2}},
+    "extra_smooth_rs1_cir": {"lightgbm": {"extra_trees": True, "path_smooth": 20.0, "random_state": 1},
+                             "calibration": "cir"},
+    "extra_smooth_rs2_cir": {"lightgbm": {"extra_trees": True, "path_smooth": 20.0, "random_state": 2},
+                             "calibration": "cir"},
     "hist_gradient_boosting": {"model": lambda spec, **p: _HistGradientBoosting(spec, params=p)},
 }
 
