@@ -7,6 +7,14 @@ seed is judged on the same rows. Data per seed is generated once into ``--data``
 
     .venv/bin/python benchmarks/demo_gap.py --seeds 0 1 2 --variants baseline more_trees dense_7d
     .venv/bin/python benchmarks/demo_gap.py --seeds 0 --ceiling   # adds the observable ceiling
+
+Model-side variants (same rows, other learners or maps): ``bag3``/``bag5`` (LightGBM seeds averaged
+in log-odds), ``stack_feature``/``stack_init`` (an out-of-fold logistic model, folds grouped by lead,
+as a column or as the boosting's start), ``cal_*`` (calibration maps on the baseline's fit, ``cal_cir``
+the centred isotonic map), LightGBM options (``extra_trees``, ``path_smooth_*``, ``linear_tree``,
+``min_hessian_5``, ``dart``), ``early_stop_0.01[_refit]`` (rate 0.01, stopped on held-out leads),
+``baseline_rs*``/``extra_smooth_rs*_cir`` (LightGBM's own seed: its chance spread) and
+``hist_gradient_boosting``. Run them with ``LEAD_SCORING_THREADS=1`` on a shared machine.
 """
 
 from __future__ import annotations
