@@ -7,6 +7,14 @@ seed is judged on the same rows. Data per seed is generated once into ``--data``
 
     .venv/bin/python benchmarks/demo_gap.py --seeds 0 1 2 --variants baseline more_trees dense_7d
     .venv/bin/python benchmarks/demo_gap.py --seeds 0 --ceiling   # adds the observable ceiling
+
+Model-side variants (same rows, other learners or maps): ``bag3``/``bag5`` (LightGBM seeds averaged
+in log-odds), ``stack_feature``/``stack_init`` (an out-of-fold logistic model, folds grouped by lead,
+as a column or as the boosting's start), ``cal_*`` (calibration maps on the baseline's fit, ``cal_cir``
+the centred isotonic map), LightGBM options (``extra_trees``, ``path_smooth_*``, ``linear_tree``,
+``min_hessian_5``, ``dart``), ``early_stop_0.01[_refit]`` (rate 0.01, stopped on held-out leads),
+``baseline_rs*``/``extra_smooth_rs*_cir`` (LightGBM's own seed: its chance spread) and
+``hist_gradient_boosting``. Run them with ``LEAD_SCORING_THREADS=1`` on a shared machine.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import roc_auc_score
 
 
@@ -88,8 +97,21 @@ class _SeedRun:
         test = test_rows["split"].eq("test").to_numpy()
         y_test = test_rows["label"].to_numpy()[test]
         started = time.perf_counter()
-        model = _lightgbm(spec, **options.get("lightgbm", {})).fit(fit_X[train], y[train])
-        calibrated, log_losses = calibrate(model, fit_X[cal], y[cal], seed=0)
+        reuse = set(options) <= {"calibration"} and name != "baseline_refit"  # same fit as the baseline: fitted once per seed
+        if reuse and "fitted" in self._built:
+            model = self._built["fitted"]
+        elif "model" in options:
+            model = options["model"](spec, **options.get("lightgbm", {}))
+            model.fit(fit_X[train], y[train], groups=fit_rows["lead_id"].to_numpy()[train])
+        else:
+            model = _lightgbm(spec, **options.get("lightgbm", {})).fit(fit_X[train], y[train])
+        if reuse:
+            self._built.setdefault("fitted", model)
+        fitted_seconds = time.perf_counter() - started
+        if options.get("calibration"):
+            calibrated, log_losses = _calibrate_variant(model, fit_X[cal], y[cal], options["calibration"])
+        else:
+            calibrated, log_losses = calibrate(model, fit_X[cal], y[cal], seed=0)
         probability = calibrated.predict_proba(test_X[test])[:, 1]
         raw = model.predict_proba(test_X[test])[:, 1]
         if options.get("blend_logistic"):
@@ -107,7 +129,8 @@ class _SeedRun:
         return {"variant": name, "seed": self.seed, "test_auc": metrics["test_roc_auc"], "oracle": oracle,
                 "gap": oracle - metrics["test_roc_auc"], "ece": metrics["test_ece"],
                 "uncalibrated_auc": roc_auc_score(y_test, raw), "calibration": min(log_losses, key=log_losses.get),
-                "train_rows": int(train.sum()), "fit_seconds": time.perf_counter() - started}
+                "train_rows": int(train.sum()), "fit_seconds": fitted_seconds,
+                "total_seconds": time.perf_counter() - started}
 
     def ceiling(self):
         rows, _ = self.snapshots(15)
@@ -170,6 +193,155 @@ def history_shape_features(snapshots, leads, events) -> pd.DataFrame:
     return pd.DataFrame(out, index=snapshots.index)
 
 
+class _Bagged(ClassifierMixin, BaseEstimator):
+    """Average (in log-odds) of ``k`` LightGBM fits differing only in their random seed (row and column sampling)."""
+
+    def __init__(self, spec, k=3, params=None):
+        self.spec, self.k, self.params = spec, k, params
+
+    def fit(self, X, y, groups=None):
+        self.models_ = [_lightgbm(self.spec, **{**(self.params or {}), "random_state": i}).fit(X, y) for i in range(self.k)]
+        self.classes_ = self.models_[0].classes_
+        return self
+
+    def predict_proba(self, X):
+        from scipy.special import expit
+
+        margin = np.mean([_margin(model, X) for model in self.models_], axis=0)
+        return np.column_stack([1 - expit(margin), expit(margin)])
+
+
+class _Stacked(ClassifierMixin, BaseEstimator):
+    """LightGBM on top of a logistic model fitted out of fold, folds grouped by lead.
+
+    ``mode="feature"``: the logistic log-odds is one more column; ``mode="init"``: boosting starts
+    from it (LightGBM's ``init_score``), so the trees model what the linear model misses.
+    """
+
+    def __init__(self, spec, mode="feature", folds=5, params=None):
+        self.spec, self.mode, self.folds, self.params = spec, mode, folds, params
+
+    def fit(self, X, y, groups=None):
+        from sklearn.model_selection import GroupKFold
+
+        from models.estimators import make_logistic_regression
+
+        out_of_fold = np.empty(len(y))
+        for train, held in GroupKFold(n_splits=self.folds).split(X, y, groups):
+            logistic = make_logistic_regression(self.spec).fit(X.iloc[train], y[train])
+            out_of_fold[held] = logistic.decision_function(X.iloc[held])
+        self.logistic_ = make_logistic_regression(self.spec).fit(X, y)
+        self.gbm_ = _lightgbm(self.spec, **(self.params or {}))
+        if self.mode == "feature":
+            self.gbm_.fit(X.assign(logistic_margin=out_of_fold), y)
+        else:
+            self.gbm_.fit(X, y, classifier__init_score=out_of_fold)
+        self.classes_ = self.gbm_.classes_
+        return self
+
+    def predict_proba(self, X):
+        from scipy.special import expit
+
+        linear = self.logistic_.decision_function(X)
+        if self.mode == "feature":
+            return self.gbm_.predict_proba(X.assign(logistic_margin=linear))
+        margin = linear + _margin(self.gbm_, X)
+        return np.column_stack([1 - expit(margin), expit(margin)])
+
+
+class _EarlyStopped(ClassifierMixin, BaseEstimator):
+    """LightGBM at a lower rate, stopped by log loss on a slice of leads held out of the training rows.
+
+    ``refit``: then refitted on all training rows with the found number of trees (scaled by the row ratio).
+    """
+
+    def __init__(self, spec, holdout=0.15, patience=200, refit=False, params=None):
+        self.spec, self.holdout, self.patience, self.refit, self.params = spec, holdout, patience, refit, params
+
+    def fit(self, X, y, groups=None):
+        import lightgbm
+        from sklearn.model_selection import GroupShuffleSplit
+
+        train, held = next(GroupShuffleSplit(n_splits=1, test_size=self.holdout, random_state=0).split(X, y, groups))
+        model = _lightgbm(self.spec, **(self.params or {}))
+        encoder = model[0].fit(X.iloc[train])
+        model[-1].fit(encoder.transform(X.iloc[train]), y[train],
+                      eval_set=[(encoder.transform(X.iloc[held]), y[held])],
+                      callbacks=[lightgbm.early_stopping(self.patience, verbose=False)])
+        self.best_iteration_ = model[-1].best_iteration_
+        if self.refit:
+            trees = int(round(self.best_iteration_ / (1 - self.holdout)))
+            model = _lightgbm(self.spec, **{**(self.params or {}), "n_estimators": trees}).fit(X, y)
+        self.model_ = model
+        self.classes_ = model.classes_
+        print(f"    early stopping: {self.best_iteration_} trees", flush=True)
+        return self
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)
+
+
+class _HistGradientBoosting(ClassifierMixin, BaseEstimator):
+    """scikit-learn's HistGradientBoostingClassifier with the demo LightGBM's shape (7 leaves, 200 per leaf)."""
+
+    def __init__(self, spec, params=None):
+        self.spec, self.params = spec, params
+
+    def fit(self, X, y, groups=None):
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        from models.encoding import CategoryEncoder
+
+        self.encoder_ = CategoryEncoder(categorical_columns=tuple(self.spec.categorical_feature_names)).fit(X)
+        # category codes as floats; a column with no level frequent enough is all missing, so numeric
+        categorical = [len(self.encoder_.categories_.get(name, ())) > 0 for name in self.encoder_.feature_names_in_]
+        params = {"learning_rate": 0.03, "max_iter": 600, "max_leaf_nodes": 7, "min_samples_leaf": 200,
+                  "l2_regularization": 1.0, "max_features": 0.5, "early_stopping": False,
+                  "categorical_features": categorical, "random_state": 0, **(self.params or {})}
+        codes = self.encoder_.to_codes(X)
+        self.kept_ = np.isfinite(codes).any(axis=0)  # a column missing throughout cannot be binned
+        params["categorical_features"] = np.asarray(categorical)[self.kept_]
+        self.model_ = HistGradientBoostingClassifier(**params).fit(codes[:, self.kept_], y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(self.encoder_.to_codes(X)[:, self.kept_])
+
+
+def _margin(pipeline, X):
+    return pipeline[-1].predict(pipeline[:-1].transform(X), raw_score=True)
+
+
+def _calibrate_variant(model, X, y, kind):
+    """Calibration maps other than the pipeline's choice: ``sigmoid``, ``cir`` (centred isotonic), ``mean``."""
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
+    from training.calibrate import frozen_scores
+
+    scores = frozen_scores(model, X)
+    y = np.asarray(y, dtype=int)
+    isotonic = IsotonicRegression(out_of_bounds="clip").fit(scores, y)
+    levels, block = np.unique(isotonic.predict(scores), return_inverse=True)
+    centres = np.bincount(block, weights=scores) / np.bincount(block)
+    # Platt's sigmoid as scikit-learn fits it, close enough for a comparison: unregularised logistic on the score.
+    sigmoid = LogisticRegression(C=1e6).fit(scores.reshape(-1, 1), y)
+    maps = {"isotonic": isotonic.predict,
+            "cir": lambda s: np.interp(s, centres, levels),
+            "sigmoid": lambda s: sigmoid.predict_proba(s.reshape(-1, 1))[:, 1]}
+    maps["mean"] = lambda s: 0.5 * (maps["isotonic"](s) + maps["sigmoid"](s))
+    chosen = maps[kind]
+
+    class _Mapped:
+        classes_ = np.array([0, 1])
+
+        def predict_proba(self, X):
+            p = np.clip(chosen(frozen_scores(model, X)), 0.0, 1.0)
+            return np.column_stack([1 - p, p])
+
+    return _Mapped(), {kind: 0.0}
+
+
 VARIANTS = {
     "baseline": {},
     "history_shape": {"extra": True},
@@ -182,6 +354,42 @@ VARIANTS = {
     "train_every_7d": {"train_every_days": 7},
     "train_every_3d": {"train_every_days": 3},
     "blend_logistic_0.2": {"blend_logistic": True},
+    # the model side: ensembles, stacking, calibration maps, LightGBM options, another booster
+    "bag3": {"model": lambda spec, **p: _Bagged(spec, k=3, params=p)},
+    "bag5": {"model": lambda spec, **p: _Bagged(spec, k=5, params=p)},
+    "bag3_fast": {"model": lambda spec, **p: _Bagged(spec, k=3, params=p),
+                  "lightgbm": {"n_estimators": 300, "learning_rate": 0.06}},
+    "stack_feature": {"model": lambda spec, **p: _Stacked(spec, mode="feature", params=p)},
+    "stack_init": {"model": lambda spec, **p: _Stacked(spec, mode="init", params=p)},
+    "cal_sigmoid": {"calibration": "sigmoid"},
+    "cal_isotonic": {"calibration": "isotonic"},
+    "cal_cir": {"calibration": "cir"},
+    "cal_mean": {"calibration": "mean"},
+    "extra_trees": {"lightgbm": {"extra_trees": True}},
+    "extra_trees_1200": {"lightgbm": {"extra_trees": True, "n_estimators": 1200}},
+    "path_smooth_20": {"lightgbm": {"path_smooth": 20.0}},
+    "path_smooth_100": {"lightgbm": {"path_smooth": 100.0}},
+    "linear_tree": {"lightgbm": {"linear_tree": True, "linear_lambda": 1.0}},
+    "min_hessian_5": {"lightgbm": {"min_sum_hessian_in_leaf": 5.0}},
+    "dart": {"lightgbm": {"boosting_type": "dart", "n_estimators": 600, "learning_rate": 0.1, "drop_rate": 0.1}},
+    "early_stop_0.01": {"model": lambda spec, **p: _EarlyStopped(spec, params=p),
+                        "lightgbm": {"n_estimators": 5000, "learning_rate": 0.01}},
+    "early_stop_0.01_refit": {"model": lambda spec, **p: _EarlyStopped(spec, refit=True, params=p),
+                              "lightgbm": {"n_estimators": 5000, "learning_rate": 0.01}},
+    "extra_trees_cir": {"lightgbm": {"extra_trees": True}, "calibration": "cir"},
+    "extra_smooth_cir": {"lightgbm": {"extra_trees": True, "path_smooth": 20.0}, "calibration": "cir"},
+    "extra_smooth_900_cir": {"lightgbm": {"extra_trees": True, "path_smooth": 20.0, "n_estimators": 900},
+                             "calibration": "cir"},
+    "extra_bag3_fast_cir": {"model": lambda spec, **p: _Bagged(spec, k=3, params=p), "calibration": "cir",
+                            "lightgbm": {"extra_trees": True, "n_estimators": 300, "learning_rate": 0.06}},
+    # the LightGBM seed alone (row and column sampling): how much one fit's AUC moves by chance
+    "baseline_rs1": {"lightgbm": {"random_state": 1}},
+    "baseline_rs2": {"lightgbm": {"random_state": 2}},
+    "extra_smooth_rs1_cir": {"lightgbm": {"extra_trees": True, "path_smooth": 20.0, "random_state": 1},
+                             "calibration": "cir"},
+    "extra_smooth_rs2_cir": {"lightgbm": {"extra_trees": True, "path_smooth": 20.0, "random_state": 2},
+                             "calibration": "cir"},
+    "hist_gradient_boosting": {"model": lambda spec, **p: _HistGradientBoosting(spec, params=p)},
 }
 
 

@@ -170,6 +170,8 @@ def _calibrator_predict(calibrator):
     from scipy.special import expit
     from sklearn.isotonic import IsotonicRegression
 
+    from models.centred_isotonic import CentredIsotonicRegression
+
     try:
         from sklearn.calibration import _SigmoidCalibration
     except ImportError:  # a private class: a scikit-learn without it keeps its own predict
@@ -177,7 +179,8 @@ def _calibrator_predict(calibrator):
     if _SigmoidCalibration is not None and type(calibrator) is _SigmoidCalibration:
         a, b = calibrator.a_, calibrator.b_
         return lambda scores: expit(-(a * scores + b))
-    if (type(calibrator) is IsotonicRegression and calibrator.out_of_bounds in ("clip", "nan")
+    if (type(calibrator) in (IsotonicRegression, CentredIsotonicRegression)
+            and calibrator.out_of_bounds in ("clip", "nan")
             and calibrator.X_thresholds_.dtype == np.float64 and hasattr(calibrator, "f_")):
         interpolate, clip = calibrator.f_, calibrator.out_of_bounds == "clip"
         low, high = calibrator.X_min_, calibrator.X_max_
