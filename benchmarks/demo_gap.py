@@ -58,18 +58,20 @@ class _SeedRun:
         self.truth = load_truth(self.folder)
         self._built = {}
 
-    def snapshots(self, every_days):
+    def snapshots(self, every_days, spec=None):
         """Snapshots with their split and features on the demo's schedule, or a denser one."""
         from features.build import build_features
         from features.spec import FeatureSpec
         from training.pipeline import TrainingConfig, latest_timestamp, split_snapshots
 
-        if every_days not in self._built:
+        spec = spec or FeatureSpec()
+        key = (every_days, repr(spec))
+        if key not in self._built:
             config = TrainingConfig(seed=0, snapshot_every_days=every_days)
             data_end = latest_timestamp(self.leads, self.events, self.deals)
             snapshots, _, _ = split_snapshots(self.leads, self.deals, config=config, data_end=data_end)
-            self._built[every_days] = (snapshots, build_features(snapshots, self.leads, self.events, FeatureSpec()))
-        return self._built[every_days]
+            self._built[key] = (snapshots, build_features(snapshots, self.leads, self.events, spec))
+        return self._built[key]
 
     def variant(self, name):
         from features.spec import FeatureSpec
@@ -77,18 +79,33 @@ class _SeedRun:
         from training.evaluate import evaluate_probabilities
 
         options = VARIANTS[name]
-        spec = FeatureSpec()
-        test_rows, test_X = self.snapshots(15)
-        fit_rows, fit_X = self.snapshots(options.get("train_every_days", 15))
+        spec = FeatureSpec(**options.get("spec", {}))
+        test_rows, test_X = self.snapshots(15, spec)
+        fit_rows, fit_X = self.snapshots(options.get("train_every_days", 15), spec)
+        if options.get("drop"):
+            import re
+
+            kept = [c for c in fit_X.columns if not any(re.fullmatch(p, c) for p in options["drop"])]
+            fit_X, test_X = fit_X[kept], test_X[kept]
         if options.get("extra"):
             test_X = pd.concat([test_X, history_shape_features(test_rows, self.leads, self.events)], axis=1)
             fit_X = pd.concat([fit_X, history_shape_features(fit_rows, self.leads, self.events)], axis=1)
+        if options.get("diagnostic_true_fit"):  # not a feature a model can have: how much the fit inference costs
+            fit_of = self.truth.leads.set_index("lead_id")["fit"]
+            test_X = test_X.assign(true_fit=fit_of.reindex(test_rows["lead_id"]).to_numpy())
+            fit_X = fit_X.assign(true_fit=fit_of.reindex(fit_rows["lead_id"]).to_numpy())
         split, y = fit_rows["split"].to_numpy(), fit_rows["label"].to_numpy()
         train, cal = split == "train", split == "calibration"
         test = test_rows["split"].eq("test").to_numpy()
         y_test = test_rows["label"].to_numpy()[test]
         started = time.perf_counter()
-        model = _lightgbm(spec, **options.get("lightgbm", {})).fit(fit_X[train], y[train])
+        fit_params = {}
+        if options.get("lead_weights"):  # each lead weighs 1 in training, however many snapshots it has
+            lead_id = fit_rows["lead_id"].to_numpy()[train]
+            _, inverse, counts = np.unique(lead_id, return_inverse=True, return_counts=True)
+            weight = counts[inverse] ** -float(options["lead_weights"])
+            fit_params["classifier__sample_weight"] = weight * (len(weight) / weight.sum())
+        model = _lightgbm(spec, **options.get("lightgbm", {})).fit(fit_X[train], y[train], **fit_params)
         calibrated, log_losses = calibrate(model, fit_X[cal], y[cal], seed=0)
         probability = calibrated.predict_proba(test_X[test])[:, 1]
         raw = model.predict_proba(test_X[test])[:, 1]
@@ -182,6 +199,18 @@ VARIANTS = {
     "train_every_7d": {"train_every_days": 7},
     "train_every_3d": {"train_every_days": 3},
     "blend_logistic_0.2": {"blend_logistic": True},
+    # The data side: more decay scales, finer windows, fewer redundant columns, training rows.
+    "half_lives_1_3_7_30_90": {"spec": {"half_lives_days": (1.0, 3.0, 7.0, 30.0, 90.0)}},
+    "half_lives_3_7_30": {"spec": {"half_lives_days": (3.0, 7.0, 30.0)}},
+    "windows_3_7_14_30_90": {"spec": {"windows_days": (3, 7, 14, 30, 90)}},
+    "no_type_counts": {"drop": [r"events_(?!any_).+_(\d+d|total)"]},
+    "no_type_windows": {"drop": [r"events_(?!any_).+_\d+d"]},
+    "lead_weights": {"lead_weights": True},
+    "every_7d_lead_weights": {"train_every_days": 7, "lead_weights": True},
+    "lead_weights_no_type_counts": {"lead_weights": True, "drop": [r"events_(?!any_).+_(\d+d|total)"]},
+    "lead_weights_sqrt": {"lead_weights": 0.5},
+    "diagnostic_true_fit": {"diagnostic_true_fit": True},
+    "lead_weights_1.5": {"lead_weights": 1.5},
 }
 
 
