@@ -51,3 +51,29 @@ def test_equal_weights_fit_exactly_as_unweighted():
     y = (X["x"] > 0.2).astype(int).to_numpy()
     make = lambda: Pipeline([("scale", StandardScaler()), ("classifier", LogisticRegression())])  # noqa: E731
     np.testing.assert_array_equal(fit_weighted(make(), X, y, np.ones(40))[-1].coef_, make().fit(X, y)[-1].coef_)
+
+
+def test_training_weighs_leads_for_the_listed_candidates_only():
+    from crm.synthetic import generate_crm
+    from training.pipeline import TrainingConfig, train_model
+
+    crm = generate_crm(3000, months=15, seed=3)
+    runs = {}
+    for listed in (("lightgbm",), ()):
+        runs[listed] = train_model(crm.leads, crm.events, crm.deals, log=lambda _: None,
+                                   config=TrainingConfig(per_lead_candidates=listed, threads=1))
+    weighted, unweighted = runs[("lightgbm",)].metrics, runs[()].metrics
+    # Same rows, same seed: only the weights can move LightGBM; the logistic model is fitted per row in both.
+    assert weighted["validation_roc_auc_logistic"] == unweighted["validation_roc_auc_logistic"]
+    assert weighted["validation_roc_auc_lightgbm"] != unweighted["validation_roc_auc_lightgbm"]
+    chosen = runs[("lightgbm",)].params["model"]
+    assert runs[("lightgbm",)].params["weighted_per_lead"] is (chosen == "lightgbm")
+    assert runs[()].params["weighted_per_lead"] is False
+
+
+def test_the_weighted_candidates_are_a_list_of_names():
+    from training.pipeline import TrainingConfig
+
+    assert TrainingConfig(per_lead_candidates=["lightgbm"]).per_lead_candidates == ("lightgbm",)
+    with pytest.raises(ValueError, match="'per_lead_candidates' parameter of TrainingConfig must be a list.*'lightgbm'"):
+        TrainingConfig(per_lead_candidates="lightgbm")
