@@ -66,7 +66,7 @@ class TrainingConfig:
     #: LightGBM's threads (BLAS gets one for small fits); None: LEAD_SCORING_THREADS or the cores available.
     threads: int | None = None
     # Candidates fitted with each lead weighing one, shared by its snapshots, so long-open leads do not
-    # dominate: LightGBM gained 0.004 test AUC on the demo (three seeds) and nothing on a real log;
+    # dominate: LightGBM gained 0.003-0.004 test AUC on the demo (three seeds, two LightGBM seeds), nothing on a real log;
     # the logistic model lost 0.001-0.005 validation AUC on both. Calibration and evaluation stay per row.
     per_lead_candidates: tuple = ("lightgbm",)
 

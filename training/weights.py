@@ -11,7 +11,7 @@ def lead_weights(groups) -> np.ndarray:
 
     A lead open for a year has 24 snapshots on a 15-day schedule, a lead that closed within a
     month two: unweighted, long-open leads dominate the fit. With one unit per lead the demo's
-    test ROC AUC rose by 0.004 on average over three seeds (``benchmarks/demo_gap.py``). One row
+    test ROC AUC rose by 0.003-0.004 on average over three seeds (``benchmarks/demo_gap.py``). One row
     per lead gives weights of one: a lead table trains as before.
     """
     groups = pd.Series(np.asarray(groups))
