@@ -66,8 +66,9 @@ class TrainingConfig:
     #: LightGBM's threads (BLAS gets one for small fits); None: LEAD_SCORING_THREADS or the cores available.
     threads: int | None = None
     # Candidates fitted with each lead weighing one, shared by its snapshots, so long-open leads do not
-    # dominate: LightGBM gained 0.003-0.004 test AUC on the demo (three seeds, two LightGBM seeds), nothing on a real log;
-    # the logistic model lost 0.001-0.005 validation AUC on both. Calibration and evaluation stay per row.
+    # dominate: LightGBM gained 0.003-0.004 test AUC on the demo (three seeds, two LightGBM seeds) and
+    # nothing on a real log; the logistic model lost 0.001-0.005 validation AUC on both. Calibration
+    # and evaluation stay per row.
     per_lead_candidates: tuple = ("lightgbm",)
 
     def __post_init__(self):
@@ -75,7 +76,8 @@ class TrainingConfig:
             days = duration_days(getattr(self, name), name=f"The {name!r} parameter of TrainingConfig")
             setattr(self, name, int(days) if days.is_integer() else days)  # 90, not 90.0, in logged params
         listed = self.per_lead_candidates
-        if isinstance(listed, str) or not isinstance(listed, (list, tuple)) or not all(isinstance(n, str) for n in listed):
+        if isinstance(listed, str) or not isinstance(listed, (list, tuple)) or not all(
+                isinstance(name, str) for name in listed):
             raise ValueError("The 'per_lead_candidates' parameter of TrainingConfig must be a list of candidate names "
                              f"such as ['lightgbm'] (or empty). Got {listed!r} instead.")
         self.per_lead_candidates = tuple(listed)
