@@ -41,6 +41,8 @@ def test_train_register_load_and_score(crm_folder, mlflow_store, tmp_path, capsy
         <= metrics["test_oracle_roc_auc"] + 0.005
     assert f"observable ceiling {metrics['test_observable_ceiling_roc_auc']:.4f}" in report
     assert {"horizon_days", "rows_train", "rows_test", "window_test_first", "spec_windows_days"} <= set(run.data.params)
+    # Snapshots repeat leads: LightGBM is fitted with each lead weighing one, the logistic model per row.
+    assert run.data.params["weighted_per_lead"] == str(run.data.params["model"] == "lightgbm").lower()
     artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
     assert artifacts == {f"plots/{name}.png" for name in TRAINING_FIGURES}
     reports = {item.path for item in client.list_artifacts(run.info.run_id, "report")}

@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from models.segments import GLOBAL, MAX_SEGMENTS, SegmentedModel
 from training.calibrate import calibrate
+from training.weights import fit_weighted
 
 
 def segment_feature(spec, column: str) -> str:
@@ -24,9 +25,11 @@ def segment_feature(spec, column: str) -> str:
 
 def fit_segment_models(candidate, global_model, *, feature: str, X_train, y_train, X_cal, y_cal,
                        min_positives: int = 40, min_calibration_positives: int = 20, max_segments: int = MAX_SEGMENTS,
-                       seed: int = 0, log=print) -> SegmentedModel:
+                       seed: int = 0, train_weight=None, log=print) -> SegmentedModel:
     """A :class:`SegmentedModel` with a model for each value (largest first, at most ``max_segments``) that has
-    ``min_positives`` conversions in training and ``min_calibration_positives`` in calibration, both outcomes."""
+    ``min_positives`` conversions in training and ``min_calibration_positives`` in calibration, both outcomes.
+
+    ``train_weight``: the training rows' sample weights (the global model's), or None for equal rows."""
     train_values = X_train[feature].astype(object)
     cal_values = X_cal[feature].astype(object)
     counts = pd.Series(y_train).groupby(train_values.to_numpy()).agg(["sum", "size"]).sort_values("size",
@@ -44,7 +47,8 @@ def fit_segment_models(candidate, global_model, *, feature: str, X_train, y_trai
             log(f"segment {value!r}: {int(row['sum'])} converted in training, {cal_positives} in calibration: too few, "
                 "scored by the global model")
             continue
-        fitted = clone(candidate).fit(X_train[in_train], y_train[in_train])
+        weight = None if train_weight is None else np.asarray(train_weight)[in_train]
+        fitted = fit_weighted(clone(candidate), X_train[in_train], y_train[in_train], weight)
         models[value], _ = calibrate(fitted, X_cal[in_cal], y_cal[in_cal], seed=seed)
         log(f"segment {value!r}: own model on {int(in_train.sum()):,} training rows ({int(row['sum'])} converted)")
     return SegmentedModel(segment_feature=feature, segment_models=models, global_model=global_model)
