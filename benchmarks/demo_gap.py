@@ -23,6 +23,19 @@ half_lives_1_3_7_30_90 0.0241 (seed 0 only). diagnostic_true_fit (the generator'
 column, which no model has) 0.0176: reading the fit from the messy attributes costs about 0.004.
 With LightGBM's random_state 1: baseline_random_state_1 0.0251 / 0.0234 / 0.0153, 0.0213;
 lead_weights_random_state_1 0.0195 / 0.0199 / 0.0160, 0.0185 (a gain on seeds 0 and 1, none on seed 2).
+
+Data-side variants on top of lead weights (``lw_*``; gap on seeds 0 / 1 / 2, mean; lead_weights 0.0193 /
+0.0197 / 0.0145, 0.0178 in the same run). Training rows at random times (``jitter``: each grid row moved
+back a uniform 0-15 days, per row or per lead, relabelled; calibration and test rows unchanged):
+lw_jitter 0.0210 / 0.0221 / 0.0121, 0.0184; lw_jitter_2x (two rows per grid row) 0.0208 / 0.0200 / 0.0175,
+0.0194; lw_jitter_lead 0.0205 / 0.0204 / 0.0155, 0.0188: no gain. Extra event columns (``more_event_features``):
+lw_distinct_types (distinct types in 7 d, 30 d, ever) 0.0190 / 0.0203 / 0.0142, 0.0178; lw_first_seen (days
+since the first event of each type) 0.0188 / 0.0213 / 0.0134, 0.0178; lw_stage_openers (days since the last
+engaged / evaluating opener and since either) 0.0195 / 0.0188 / 0.0138, 0.0174; lw_history_shape 0.0198 /
+0.0187 / 0.0141, 0.0175; lw_stage_distinct (openers and distinct types) 0.0188 / 0.0190 / 0.0121, 0.0167, and
+with LightGBM's random_state 1 0.0185 / 0.0191 / 0.0122, 0.0166 against lead_weights_random_state_1's 0.0185:
+a gain in all six (seed, random_state) pairs but 0.0015 in the mean over both and 0.0005-0.0010 on seed 0,
+below the 0.002 bar for a production feature.
 """
 
 from __future__ import annotations
@@ -90,6 +103,42 @@ class _SeedRun:
             self._built[key] = (snapshots, build_features(snapshots, self.leads, self.events, spec))
         return self._built[key]
 
+    def jittered(self, rows, X, spec, copies=1, per_lead=False):
+        """The training rows redrawn: each (lead, grid time) becomes ``copies`` rows at ``as_of`` moved back
+        by a uniform 0-15 days (per row, or one shift per lead), labelled anew; open leads only."""
+        from features.build import build_features
+        from features.snapshots import first_closing
+
+        key = ("jitter", copies, per_lead, repr(spec))
+        if key not in self._built:
+            rng = np.random.default_rng(1000 + self.seed)
+            train = rows[rows["split"].eq("train")]
+            last = train["as_of"].max()
+            leads = np.unique(train["lead_id"].to_numpy())
+            dates = np.sort(rows["as_of"].unique())
+            dates = dates[dates <= last + np.timedelta64(15, "D")]
+            lead = np.repeat(leads, len(dates) * copies)
+            grid = np.tile(np.repeat(dates, copies), len(leads))
+            day = np.timedelta64(86_400_000_000, "us")
+            shift = (rng.random(len(leads))[np.searchsorted(leads, lead)] if per_lead else rng.random(lead.size))
+            as_of = grid - (shift * 15 * day).astype("timedelta64[us]")
+            created = self.leads.set_index("lead_id")["created_at"].reindex(lead).to_numpy()
+            closed = first_closing(self.deals)["closed_at"].reindex(lead).to_numpy()
+            keep = (created < as_of) & ~(closed < as_of) & (as_of <= last)
+            lead, as_of = lead[keep], as_of[keep].astype("datetime64[ns]")
+            won = self.deals[self.deals["outcome"].eq("won")].groupby("lead_id")["closed_at"].min()
+            won_at = won.reindex(lead).to_numpy()
+            label = ((won_at >= as_of) & (won_at < as_of + np.timedelta64(90, "D"))).astype(np.int8)
+            new = pd.DataFrame({"lead_id": lead, "as_of": as_of, "label": label, "split": "train"})
+            others = rows[~rows["split"].eq("train")]
+            new_X = build_features(new, self.leads, self.events, spec)
+            out_rows = pd.concat([new, others], ignore_index=True)
+            out_X = pd.concat([new_X, X[~rows["split"].eq("train").to_numpy()]], ignore_index=True)
+            print(f"    jittered: {len(new)} training rows for {int(rows['split'].eq('train').sum())} on the grid, "
+                  f"positives {label.mean():.4f} vs {train['label'].mean():.4f}", flush=True)
+            self._built[key] = (out_rows, out_X)
+        return self._built[key]
+
     def variant(self, name):
         from features.spec import FeatureSpec
         from training.calibrate import calibrate
@@ -99,11 +148,16 @@ class _SeedRun:
         spec = FeatureSpec(**options.get("spec", {}))
         test_rows, test_X = self.snapshots(15, spec)
         fit_rows, fit_X = self.snapshots(options.get("train_every_days", 15), spec)
+        if "jitter" in options:  # training rows at random times instead of the grid; calibration, test as they were
+            fit_rows, fit_X = self.jittered(fit_rows, fit_X, spec, **options["jitter"])
         if options.get("drop"):
             import re
 
             kept = [c for c in fit_X.columns if not any(re.fullmatch(p, c) for p in options["drop"])]
             fit_X, test_X = fit_X[kept], test_X[kept]
+        if options.get("more"):
+            test_X = pd.concat([test_X, more_event_features(test_rows, self.events, options["more"])], axis=1)
+            fit_X = pd.concat([fit_X, more_event_features(fit_rows, self.events, options["more"])], axis=1)
         if options.get("extra"):
             test_X = pd.concat([test_X, history_shape_features(test_rows, self.leads, self.events)], axis=1)
             fit_X = pd.concat([fit_X, history_shape_features(fit_rows, self.leads, self.events)], axis=1)
@@ -215,6 +269,43 @@ def history_shape_features(snapshots, leads, events) -> pd.DataFrame:
                                                / np.minimum(span, 30) / rate, np.nan),
             "events_per_day": rate,
         }
+    return pd.DataFrame(out, index=snapshots.index)
+
+
+def more_event_features(snapshots, events, kinds) -> pd.DataFrame:
+    """Prototype features strictly before each as_of: ``first`` (days since the first event of each type),
+    ``distinct`` (distinct event types in 7 and 30 days), ``stage`` (days since the last of the evaluating
+    or engaged openers, and events of any type since then)."""
+    with duckdb.connect() as con:
+        con.register("s", pd.DataFrame({"snap": np.arange(len(snapshots)), "lead_id": snapshots["lead_id"].to_numpy(),
+                                        "as_of": snapshots["as_of"].to_numpy()}))
+        frame = events if isinstance(events, pd.DataFrame) else con.sql(f"SELECT * FROM '{events}'").df()
+        frame = frame[["lead_id", "occurred_at", "event_type"]].drop_duplicates()
+        con.register("e", frame.assign(event_type=frame["event_type"].astype(str).str.strip().str.lower()
+                                       .str.replace(r"[^0-9a-z]+", "_", regex=True).str.strip("_")))
+        types = sorted(t for t in frame["event_type"].astype(str).str.strip().str.lower()
+                       .str.replace(r"[^0-9a-z]+", "_", regex=True).str.strip("_").unique() if t)
+        firsts = ", ".join(f"max(age) FILTER (WHERE t = '{t}') AS first_{t}" for t in types)
+        q = f"""
+            WITH j AS (SELECT s.snap, e.event_type AS t, (epoch_us(s.as_of) - epoch_us(e.occurred_at)) / 86400e6 AS age
+                       FROM s JOIN e ON s.lead_id = e.lead_id WHERE e.occurred_at < s.as_of)
+            SELECT snap, {firsts},
+                   count(DISTINCT t) FILTER (WHERE age <= 7) AS distinct_7d,
+                   count(DISTINCT t) FILTER (WHERE age <= 30) AS distinct_30d,
+                   count(DISTINCT t) AS distinct_total,
+                   min(age) FILTER (WHERE t IN ('demo_request', 'pricing_page_view', 'free_trial_start')) AS since_eval,
+                   min(age) FILTER (WHERE t IN ('email_click', 'content_download', 'webinar_attended')) AS since_eng
+            FROM j GROUP BY snap"""
+        got = con.sql(q).df().set_index("snap").reindex(np.arange(len(snapshots)))
+    out = {}
+    if "first" in kinds:
+        out.update({f"days_since_first_{t}": got[f"first_{t}"].to_numpy() for t in types})
+    if "distinct" in kinds:
+        out.update({name: got[name].fillna(0).to_numpy() for name in ("distinct_7d", "distinct_30d", "distinct_total")})
+    if "stage" in kinds:
+        out.update({"days_since_evaluating_opener": got["since_eval"].to_numpy(),
+                    "days_since_engaged_opener": got["since_eng"].to_numpy(),
+                    "days_since_any_opener": np.fmin(got["since_eval"].to_numpy(), got["since_eng"].to_numpy())})
     return pd.DataFrame(out, index=snapshots.index)
 
 
@@ -430,6 +521,15 @@ VARIANTS = {
     "lead_weights_2": {"lead_weights": 2.0},
     "baseline_random_state_1": {"lightgbm": {"random_state": 1}},  # is the lead weights' gain bagging luck?
     "lead_weights_random_state_1": {"lead_weights": True, "lightgbm": {"random_state": 1}},
+    "lw_jitter": {"lead_weights": True, "jitter": {}},
+    "lw_jitter_2x": {"lead_weights": True, "jitter": {"copies": 2}},
+    "lw_jitter_lead": {"lead_weights": True, "jitter": {"per_lead": True}},
+    "lw_first_seen": {"lead_weights": True, "more": ("first",)},
+    "lw_distinct_types": {"lead_weights": True, "more": ("distinct",)},
+    "lw_stage_openers": {"lead_weights": True, "more": ("stage",)},
+    "lw_history_shape": {"lead_weights": True, "extra": True},
+    "lw_stage_distinct": {"lead_weights": True, "more": ("stage", "distinct")},
+    "lw_stage_distinct_rs1": {"lead_weights": True, "more": ("stage", "distinct"), "lightgbm": {"random_state": 1}},
     "positives_weigh_2": {"lightgbm": {"scale_pos_weight": 2.0}},  # is the per-lead gain just more weight on wins?
 }
 
