@@ -23,6 +23,15 @@ half_lives_1_3_7_30_90 0.0241 (seed 0 only). diagnostic_true_fit (the generator'
 column, which no model has) 0.0176: reading the fit from the messy attributes costs about 0.004.
 With LightGBM's random_state 1: baseline_random_state_1 0.0251 / 0.0234 / 0.0153, 0.0213;
 lead_weights_random_state_1 0.0195 / 0.0199 / 0.0160, 0.0185 (a gain on seeds 0 and 1, none on seed 2).
+On top of lead weights and the centred isotonic map (the pipeline now), gap 0 / 1 / 2, mean, mean ECE,
+mean fit seconds: lead_weights 0.0193 / 0.0197 / 0.0145, 0.0178, 0.0096, 4.5 s; lw_extra_smooth (extra_trees,
+path_smooth 20) 0.0210 / 0.0205 / 0.0154, 0.0189, 0.0102, 4.2 s; lw_fit_stack (out-of-fold logistic on the
+lead-attribute columns only, folds grouped by lead, as one more column) 0.0178 / 0.0245 / 0.0156, 0.0193,
+0.0081, 11.3 s; lw_fit_stack_extra_smooth 0.0174 / 0.0234 / 0.0134, 0.0181, 0.0087, 10.0 s. No gain: the
+extra_trees gain does not survive lead weights, and the fit-only stack helps seed 0 but loses 0.005 on seed 1.
+With LightGBM's random_state 1: lead_weights_random_state_1 0.0195 / 0.0199 / 0.0160, 0.0185, 6.3 s;
+lw_fit_stack_extra_smooth_rs1 0.0185 / 0.0203 / 0.0146, 0.0178, 15.1 s: over both LightGBM seeds the stack
+with extra trees gains 0.0002 in the mean, well inside the chance spread, at 2.4x the fit time.
 
 Data-side variants on top of lead weights (``lw_*``; gap on seeds 0 / 1 / 2, mean; lead_weights 0.0193 /
 0.0197 / 0.0145, 0.0178 in the same run). Training rows at random times (``jitter``: each grid row moved
@@ -181,7 +190,8 @@ class _SeedRun:
             model = self._built["fitted"]
         elif "model" in options:
             model = options["model"](spec, **options.get("lightgbm", {}))
-            model.fit(fit_X[train], y[train], groups=fit_rows["lead_id"].to_numpy()[train])
+            weight = {"sample_weight": fit_params["classifier__sample_weight"]} if fit_params else {}
+            model.fit(fit_X[train], y[train], groups=fit_rows["lead_id"].to_numpy()[train], **weight)
         else:
             model = _lightgbm(spec, **options.get("lightgbm", {})).fit(fit_X[train], y[train], **fit_params)
         if reuse:
@@ -365,6 +375,44 @@ class _Stacked(ClassifierMixin, BaseEstimator):
         return np.column_stack([1 - expit(margin), expit(margin)])
 
 
+class _FitStacked(ClassifierMixin, BaseEstimator):
+    """LightGBM with one more column: a logistic model's log-odds on the lead-attribute (fit) columns only.
+
+    Fitted out of fold (folds grouped by lead) on the training rows, on all of them for scoring.
+    The attributes are the same in every snapshot of a lead, so a fold holding a lead out holds it out whole.
+    """
+
+    def __init__(self, spec, folds=5, params=None):
+        self.spec, self.folds, self.params = spec, folds, params
+
+    def _logistic(self):
+        from models.estimators import make_logistic_regression
+
+        fit_only = make_logistic_regression(self.spec)
+        kept = set(self.spec.fit_feature_names)
+        preprocess = fit_only.named_steps["preprocess"]
+        preprocess.transformers = [(name, step, [c for c in columns if c in kept])
+                                   for name, step, columns in preprocess.transformers]
+        return fit_only
+
+    def fit(self, X, y, groups=None, sample_weight=None):
+        from sklearn.model_selection import GroupKFold
+
+        weight = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        out_of_fold = np.empty(len(y))
+        for train, held in GroupKFold(n_splits=self.folds).split(X, y, groups):
+            logistic = self._logistic().fit(X.iloc[train], y[train], classifier__sample_weight=weight[train])
+            out_of_fold[held] = logistic.decision_function(X.iloc[held])
+        self.logistic_ = self._logistic().fit(X, y, classifier__sample_weight=weight)
+        self.gbm_ = _lightgbm(self.spec, **(self.params or {}))
+        self.gbm_.fit(X.assign(fit_margin=out_of_fold), y, classifier__sample_weight=weight)
+        self.classes_ = self.gbm_.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.gbm_.predict_proba(X.assign(fit_margin=self.logistic_.decision_function(X)))
+
+
 class _EarlyStopped(ClassifierMixin, BaseEstimator):
     """LightGBM at a lower rate, stopped by log loss on a slice of leads held out of the training rows.
 
@@ -521,6 +569,13 @@ VARIANTS = {
     "lead_weights_2": {"lead_weights": 2.0},
     "baseline_random_state_1": {"lightgbm": {"random_state": 1}},  # is the lead weights' gain bagging luck?
     "lead_weights_random_state_1": {"lead_weights": True, "lightgbm": {"random_state": 1}},
+    # on top of lead weights (+ the pipeline's centred isotonic, via calibrate): issue 10 item 7
+    "lw_extra_smooth": {"lead_weights": True, "lightgbm": {"extra_trees": True, "path_smooth": 20.0}},
+    "lw_fit_stack": {"lead_weights": True, "model": lambda spec, **p: _FitStacked(spec, params=p)},
+    "lw_fit_stack_extra_smooth": {"lead_weights": True, "model": lambda spec, **p: _FitStacked(spec, params=p),
+                                  "lightgbm": {"extra_trees": True, "path_smooth": 20.0}},
+    "lw_fit_stack_extra_smooth_rs1": {"lead_weights": True, "model": lambda spec, **p: _FitStacked(spec, params=p),
+                                      "lightgbm": {"extra_trees": True, "path_smooth": 20.0, "random_state": 1}},
     "lw_jitter": {"lead_weights": True, "jitter": {}},
     "lw_jitter_2x": {"lead_weights": True, "jitter": {"copies": 2}},
     "lw_jitter_lead": {"lead_weights": True, "jitter": {"per_lead": True}},
