@@ -129,3 +129,21 @@ def test_findings_on_a_hand_made_table():
         "The base rate moves: 31% in the window from 2024-07-01 against 11% in its training data; calibration "
         "does not carry over (ECE 0.09).",
     ]
+
+
+def test_lightgbm_windows_weigh_each_lead_one_as_training_does():
+    """Unequal rows per lead change the LightGBM fit of each window; one row per lead fits as unweighted."""
+    leads, labels = shifted_leads(n=3000, shift=False)
+    rows = pd.DataFrame({"lead_id": leads["lead_id"], "as_of": pd.NaT})
+    features = build_features(rows, leads, None, SPEC)
+    windows = rolling_cutoffs(leads["created_at"], n_windows=2, first_share=0.6)
+    index = np.arange(len(leads))
+    repeated = np.where(index % 2 == 0, index // 6, 10_000 + index)  # a third of the rows: leads with 3 rows
+
+    def auc(groups, per_lead):
+        result = run_backtest(features, labels, leads["created_at"], spec=SPEC, windows=windows, model="lightgbm",
+                              groups=groups, per_lead_candidates=per_lead, log=lambda line: None)
+        return result.windows["roc_auc"].to_numpy()
+
+    assert (auc(repeated, ("lightgbm",)) != auc(repeated, ())).any()
+    assert np.array_equal(auc(leads["lead_id"], ("lightgbm",)), auc(leads["lead_id"], ()))

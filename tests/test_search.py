@@ -56,3 +56,22 @@ def test_training_with_a_search_logs_its_trials():
     assert set(result.params["searched_lightgbm"]) == set(DEFAULTS)
     assert result.metrics["validation_roc_auc_lightgbm"] == pytest.approx(trials["validation_roc_auc"].max())
     assert any(line.startswith("hyperparameter search: ") for line in lines)
+
+
+def test_search_trials_fit_with_the_training_weights():
+    """With per-lead weights, the searched defaults are the weighted default model, not the unweighted one."""
+    from features.build import build_features
+    from models.estimators import make_lightgbm
+
+    leads, labels = table()
+    X = build_features(pd.DataFrame({"lead_id": leads["lead_id"], "as_of": pd.NaT}), leads, None, SPEC)
+    y = labels.to_numpy(dtype=int)
+    train, validation = np.arange(len(y)) < 1000, np.arange(len(y)) >= 1000
+    weight = np.where(np.arange(1000) % 3 == 0, 2.5, 0.25)
+    searched, _, _ = search_lightgbm(SPEC, X[train], y[train], X[validation], y[validation], seconds=60,
+                                     max_trials=1, sample_weight=weight, log=lambda line: None)
+    reference = make_lightgbm(SPEC, random_state=0, n_jobs=1).fit(X[train], y[train], classifier__sample_weight=weight)
+    unweighted = make_lightgbm(SPEC, random_state=0, n_jobs=1).fit(X[train], y[train])
+    got = searched.predict_proba(X[validation])[:, 1]
+    assert np.allclose(got, reference.predict_proba(X[validation])[:, 1], rtol=0, atol=1e-12)
+    assert not np.allclose(got, unweighted.predict_proba(X[validation])[:, 1], rtol=0, atol=1e-6)

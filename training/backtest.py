@@ -18,6 +18,7 @@ from features.spec import FeatureSpec
 from models.estimators import make_candidates
 from training.calibrate import calibrate
 from training.evaluate import expected_calibration_error
+from training.weights import fit_weighted, lead_weights
 
 #: AUC lost against the first window before the backtest calls it degradation.
 DEGRADATION_AUC = 0.05
@@ -59,7 +60,8 @@ def rolling_cutoffs(times, *, n_windows: int = 4, first_share: float = 0.5) -> l
 
 def run_backtest(features: pd.DataFrame, labels, times, *, spec: FeatureSpec, windows, known_at=None, groups=None,
                  model: str = "lightgbm", calibration_share: float = 0.2, test_share: float = 0.3,
-                 min_positives: int = 20, seed: int = 0, log=print) -> BacktestResult:
+                 min_positives: int = 20, seed: int = 0, per_lead_candidates=("lightgbm",),
+                 log=print) -> BacktestResult:
     """Train, calibrate and test once per window; the figures per window and what moved.
 
     ``times`` orders the rows (``as_of`` or ``created_at``); ``known_at`` is when each row's label
@@ -67,7 +69,8 @@ def run_backtest(features: pd.DataFrame, labels, times, *, spec: FeatureSpec, wi
     training rows are those known at its start. When ``groups`` repeat (snapshots of one lead), a
     seeded ``test_share`` of the leads is tested and never trained on, a ``calibration_share``
     calibrates, the rest fit; with one row per lead, every row in the window is tested and a seeded
-    ``calibration_share`` of the earlier rows calibrates.
+    ``calibration_share`` of the earlier rows calibrates. A model named in ``per_lead_candidates``
+    fits with each lead weighing one, as training fits it (``training.weights``).
     """
     labels = np.asarray(labels, dtype=int)
     times = pd.to_datetime(pd.Series(np.asarray(times))).to_numpy()
@@ -99,7 +102,8 @@ def run_backtest(features: pd.DataFrame, labels, times, *, spec: FeatureSpec, wi
         order = np.flatnonzero(trainable)[np.argsort(times[trainable], kind="stable")]
         # Calibration leads are never fitting leads: the map must see rows the model did not.
         fit_rows, calibration_rows = order[~in_calibration[order]], order[in_calibration[order]]
-        fitted = clone(candidates[model]).fit(features.iloc[fit_rows], labels[fit_rows])
+        weight = lead_weights(groups[fit_rows]) if model in per_lead_candidates else None
+        fitted = fit_weighted(clone(candidates[model]), features.iloc[fit_rows], labels[fit_rows], weight)
         if 0 < labels[calibration_rows].sum() < calibration_rows.size and labels[calibration_rows].sum() >= 5:
             fitted, _ = calibrate(fitted, features.iloc[calibration_rows], labels[calibration_rows], seed=seed)
         probability = fitted.predict_proba(features.iloc[np.flatnonzero(tested)])[:, 1]

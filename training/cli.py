@@ -288,8 +288,12 @@ def _backtest(args) -> int:
     features = build_features(rows, leads, events, spec)
     windows = rolling_cutoffs(times, n_windows=args.windows, first_share=args.first_share)
     print(f"backtest of {args.model} on {shape}: {len(windows)} windows from {windows[0][0].date()}")
+    # Per-lead weights as training uses them (the project config's [training] per_lead_candidates).
+    weighting = {key: value for key, value in (project.training_options() if project is not None else {}).items()
+                 if key == "per_lead_candidates"}
     result = run_backtest(features, y, times, known_at=known_at, groups=rows["lead_id"], spec=spec,
-                          windows=windows, model=args.model, seed=args.seed)
+                          windows=windows, model=args.model, seed=args.seed,
+                          per_lead_candidates=TrainingConfig(**weighting).per_lead_candidates)
     figure = backtest_figure(result.windows, title=f"Rolling-origin backtest, {args.model}, {shape}")
     run_id = log_backtest(result, model_name=model_name, experiment=getattr(args, "experiment", None), figure=figure,
                           params={"model": args.model, "windows": args.windows, "first_share": args.first_share,

@@ -243,9 +243,11 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
     with blas_threads(blas_threads_for(*X_train.shape, threads)):
         for name, candidate in candidates.items():
             if name == "lightgbm" and config.search_seconds > 0:
+                per_lead[name] = train_weight is not None and name in config.per_lead_candidates
                 fitted[name], searched, search = search_lightgbm(spec, X_train, y_train, X_cal, y_cal,
                                                                  seconds=config.search_seconds, seed=config.seed,
-                                                                 n_jobs=threads, log=log)
+                                                                 n_jobs=threads, log=log,
+                                                                 sample_weight=train_weight if per_lead[name] else None)
                 candidates[name] = clone(fitted[name])  # the tuned parameters, unfitted: segment models start there
                 metrics["search_trials"] = float((search["state"] == "COMPLETE").sum())
             else:

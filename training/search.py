@@ -23,7 +23,7 @@ DEFAULTS = {"learning_rate": 0.03, "n_estimators": 600, "num_leaves": 7, "min_ch
 
 
 def search_lightgbm(spec, X_train, y_train, X_validation, y_validation, *, seconds: float, seed: int = 0,
-                    max_trials: int | None = None, n_jobs: int = 1, log=print):
+                    max_trials: int | None = None, n_jobs: int = 1, sample_weight=None, log=print):
     """Return ``(best_pipeline, best_params, trials)``: the fitted best pipeline, its parameters, a table of trials.
 
     ``seconds`` bounds the wall-clock time of the whole search; ``max_trials`` (optional) bounds the count.
@@ -31,6 +31,7 @@ def search_lightgbm(spec, X_train, y_train, X_validation, y_validation, *, secon
     default: beside busy processes on 2 cores, one fit of the demo took 10 s with one thread and
     233 s with two spinning OpenMP threads.
     When not even the defaults finish in time, they are fitted without the deadline, and the run says so.
+    ``sample_weight`` (training's per-lead weights) weighs the training rows of every trial.
     """
     import lightgbm
     import optuna
@@ -40,6 +41,7 @@ def search_lightgbm(spec, X_train, y_train, X_validation, y_validation, *, secon
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     deadline = time.monotonic() + seconds
     best = {"auc": -np.inf, "model": None}
+    weighted = {} if sample_weight is None else {"classifier__sample_weight": np.asarray(sample_weight, dtype=float)}
 
     def stop_at_deadline(env):
         if time.monotonic() > deadline:
@@ -59,7 +61,7 @@ def search_lightgbm(spec, X_train, y_train, X_validation, y_validation, *, secon
                                                                                            "learning_rate")})
         pipeline.set_params(classifier__n_jobs=n_jobs, **{f"classifier__{key}": value for key, value in params.items()
                                                           if key not in ("n_estimators", "learning_rate")})
-        pipeline.fit(X_train, y_train, classifier__callbacks=[stop_at_deadline])
+        pipeline.fit(X_train, y_train, classifier__callbacks=[stop_at_deadline], **weighted)
         if time.monotonic() > deadline:  # cut short: its figure would not be this parameter set's
             raise optuna.TrialPruned()
         auc = float(roc_auc_score(y_validation, pipeline.predict_proba(X_validation)[:, 1]))
@@ -76,7 +78,7 @@ def search_lightgbm(spec, X_train, y_train, X_validation, y_validation, *, secon
                            for trial in study.trials])
     if best["model"] is None:
         log(f"hyperparameter search: no trial finished within {seconds:.0f} s; fitting the default parameters")
-        pipeline = make_lightgbm(spec, random_state=seed).fit(X_train, y_train)
+        pipeline = make_lightgbm(spec, random_state=seed).fit(X_train, y_train, **weighted)
         return pipeline, dict(DEFAULTS), trials
     log(f"hyperparameter search: {int((trials['state'] == 'COMPLETE').sum())} trials in "
         f"{time.monotonic() - started:.0f} s (budget {seconds:.0f} s); best validation ROC AUC {best['auc']:.4f} "
