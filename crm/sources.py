@@ -176,20 +176,13 @@ def stream_crm(leads, events=None, deals=None, *, now=None, chunk_rows: int = DE
     its ids here and once, chunk by chunk, while scoring.
     """
     from crm.readers import read_table
-    from features.snapshots import first_closing
 
     streamed = StreamedLeads(leads, now=now, chunk_rows=chunk_rows)
     checked = None
     if deals is not None:
         parquet = Path(deals).suffix.lower() in (".parquet", ".pq") and Path(deals).exists()
         parts = _deal_batches(deals, chunk_rows) if parquet else [read_table(deals)]
-        # Each part checked and cut to its leads' first closings; the first closings of those are
-        # the table's (a stable sort: ties keep the file's order), so only they are ever kept.
-        firsts = [first_closing(validate_deals(part, lead_ids=streamed.lead_ids, source=str(deals), now=now))
-                  .astype({"outcome": "category"}) for part in parts]
-        checked = first_closing(pd.concat([part.reset_index() for part in firsts], ignore_index=True)
-                                .astype({"outcome": "category"})).reset_index()
-        del firsts
+        checked = _checked_first_closings(parts, streamed.lead_ids, source=str(deals), now=now)
         if parquet:
             checked = StreamedDeals(deals, now=now, latest=checked["closed_at"].max() if len(checked) else None,
                                     batch_rows=chunk_rows)
@@ -242,18 +235,28 @@ class StreamedDeals:
     def _first_closings_checked(self, lead_ids: pd.Series) -> pd.DataFrame:
         """The general route (ids typed differently, closings stored as text): every batch matched and checked."""
         from features.column_types import same_id_type
-        from features.snapshots import first_closing
 
-        parts = []
-        for part in _deal_batches(self.path, self.batch_rows):
-            mine = part[same_id_type(part["lead_id"], lead_ids).isin(lead_ids).to_numpy()]
-            if len(mine):
-                checked = validate_deals(mine.reset_index(drop=True), lead_ids=lead_ids, source=str(self.path),
-                                         now=self.now)
-                parts.append(first_closing(checked).reset_index()[["lead_id", "closed_at"]])
+        mine = (part[same_id_type(part["lead_id"], lead_ids).isin(lead_ids).to_numpy()].reset_index(drop=True)
+                for part in _deal_batches(self.path, self.batch_rows))
+        parts = [part for part in mine if len(part)]
         if not parts:
             return pd.DataFrame({"lead_id": lead_ids.iloc[:0], "closed_at": pd.Series([], dtype="datetime64[ns]")})
-        return first_closing(pd.concat(parts, ignore_index=True)).reset_index()
+        return _checked_first_closings(parts, lead_ids, source=str(self.path), now=self.now)[["lead_id", "closed_at"]]
+
+
+def _checked_first_closings(parts, lead_ids, *, source: str, now=None) -> pd.DataFrame:
+    """``lead_id``, ``closed_at``, ``outcome`` of each lead's first closing over deal batches, each checked.
+
+    Each batch is checked and cut to its leads' first closings; the first closings of those are
+    the table's (a stable sort: ties keep the file's order), so only they are ever kept.
+    """
+    from features.snapshots import first_closing
+
+    firsts = [first_closing(validate_deals(part, lead_ids=lead_ids, source=source, now=now))
+              .astype({"outcome": "category"}).reset_index() for part in parts]
+    if not firsts:  # a Parquet table without rows has no batches: refused as an empty table is
+        validate_deals(pd.DataFrame(columns=["lead_id", "closed_at", "outcome"]), lead_ids=lead_ids, source=source)
+    return first_closing(pd.concat(firsts, ignore_index=True).astype({"outcome": "category"})).reset_index()
 
 
 def _deal_batches(path, rows: int) -> Iterator[pd.DataFrame]:

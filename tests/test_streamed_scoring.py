@@ -164,6 +164,9 @@ def test_a_bad_deal_in_a_later_batch_is_refused(crm_files, tmp_path):
     deals.to_parquet(path, index=False)
     with pytest.raises(DataContractError, match=r"deals.parquet.*outcome.*'won', 'lost'"):
         stream_crm(folder / "leads.parquet", None, path, now=crm.end, chunk_rows=50)
+    crm.deals.iloc[:0].to_parquet(path, index=False)  # a Parquet table without rows has no batches at all
+    with pytest.raises(DataContractError, match=r"deals.parquet: the deals table has no rows"):
+        stream_crm(folder / "leads.parquet", None, path, now=crm.end, chunk_rows=50)
 
 
 class _CountedChunks:
