@@ -242,8 +242,8 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
     search = None
     with blas_threads(blas_threads_for(*X_train.shape, threads)):
         for name, candidate in candidates.items():
+            per_lead[name] = train_weight is not None and name in config.per_lead_candidates
             if name == "lightgbm" and config.search_seconds > 0:
-                per_lead[name] = train_weight is not None and name in config.per_lead_candidates
                 fitted[name], searched, search = search_lightgbm(spec, X_train, y_train, X_cal, y_cal,
                                                                  seconds=config.search_seconds, seed=config.seed,
                                                                  n_jobs=threads, log=log,
@@ -251,12 +251,11 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
                 candidates[name] = clone(fitted[name])  # the tuned parameters, unfitted: segment models start there
                 metrics["search_trials"] = float((search["state"] == "COMPLETE").sum())
             else:
-                per_lead[name] = train_weight is not None and name in config.per_lead_candidates
                 fitted[name] = fit_weighted(clone(candidate), X_train, y_train,
                                             train_weight if per_lead[name] else None)
             auc = roc_auc_score(y_cal, fitted[name].predict_proba(X_cal)[:, 1])
             metrics[f"validation_roc_auc_{name}"] = float(auc)
-            log(f"candidate {name}{' (each lead weighing one)' if per_lead.get(name) else ''}: "
+            log(f"candidate {name}{' (each lead weighing one)' if per_lead[name] else ''}: "
                 f"validation ROC AUC {auc:.4f}")
         best = max(fitted, key=lambda name: metrics[f"validation_roc_auc_{name}"])
         validation_auc = metrics[f"validation_roc_auc_{best}"]
