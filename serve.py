@@ -56,12 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "config's [runtime] threads, else the cores this process may use)")
     score.add_argument("--no-reasons", dest="explain", action="store_false",
                        help="leave out fit/engagement sub-scores and reasons (faster)")
-    score.add_argument("--allow-stale", action="store_true",
-                       help="score even when the data ends long before --as-of (by default that stops with the "
-                            "--as-of to use)")
-    score.add_argument("--stale-after-days", type=float,
-                       help="data ending more than this many days before --as-of is stale (default: a quarter of "
-                            "the model's horizon, or 30 days)")
+    _add_stale_arguments(score)
     score.add_argument("--date-format", help="strftime format of dates whose day/month order the data cannot "
                                              "show, e.g. %%d/%%m/%%Y (default: the config's [data] date_format)")
     score.add_argument("--history", help="score history folder (date-partitioned Parquet): this run is appended "
@@ -131,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     spark.add_argument("--date-format", help="strftime format of text dates whose day/month order the data cannot "
                                              "show (default: the config's [data] date_format)")
     spark.add_argument("--as-of", help="score as of this time (default: now, UTC)")
+    _add_stale_arguments(spark)
     spark.add_argument("--out", required=True, help="output: a Parquet folder (moved in place when complete) "
                                                     "or a Spark table")
     spark.add_argument("--master", help="Spark master, e.g. local[2] (default: spark-submit's, else local[*])")
@@ -160,7 +156,7 @@ def main(argv=None) -> int:
     from crm.config import load_crm_or_config
     from crm.sources import stream_crm
     from features.contract import DataContractError, bounded
-    from features.freshness import data_end, refuse_stale
+    from features.freshness import data_end
     from features.timing import naive_utc, utc_now
     from models.batch import check_output, score_lead_base
     from models.explain import use_threads
@@ -192,9 +188,7 @@ def main(argv=None) -> int:
         out = _output(args, config)
         bundle, identity = load_bundle(args.model)
         if not args.allow_stale:
-            refuse_stale(as_of, data_end(_lead_times(leads), events, _deal_times(deals)),
-                         horizon_days=bundle.metadata.get("params", {}).get("horizon_days"),
-                         days=args.stale_after_days, source="The data (newest lead, event or deal)")
+            _refuse_stale(args, as_of, data_end(_lead_times(leads), events, _deal_times(deals)), bundle)
         use_threads(bundle.model, resolve_threads(args.threads, config_threads=config.runtime.get("threads")
                                                   if config is not None else None))
         thresholds = None
@@ -227,6 +221,25 @@ def main(argv=None) -> int:
     if monitor is not None and getattr(monitor, "rows_", 0):
         return _report_drift(args, monitor.report(), identity)
     return 0
+
+
+def _add_stale_arguments(parser) -> None:
+    """``--allow-stale`` and ``--stale-after-days``: the same staleness check for score and spark-score."""
+    parser.add_argument("--allow-stale", action="store_true",
+                        help="score even when the data ends long before --as-of (by default that stops with the "
+                             "--as-of to use)")
+    parser.add_argument("--stale-after-days", type=float,
+                        help="data ending more than this many days before --as-of is stale (default: a quarter of "
+                             "the model's horizon, or 30 days)")
+
+
+def _refuse_stale(args, as_of, end, bundle) -> None:
+    """Stop when the data (newest lead, event or deal) ends long before ``as_of``, unless ``--allow-stale``."""
+    from features.freshness import refuse_stale
+
+    if not args.allow_stale:
+        refuse_stale(as_of, end, horizon_days=bundle.metadata.get("params", {}).get("horizon_days"),
+                     days=args.stale_after_days, source="The data (newest lead, event or deal)")
 
 
 def _as_of(text: str, naive_utc):
@@ -370,7 +383,7 @@ def spark_score(args) -> int:
     from features.timing import naive_utc, utc_now
     from models.spark import (build_features_on_spark, check_source, export_tables, read_source,
                               score_features_on_spark, score_with_reasons_on_spark, spark_error_message,
-                              spark_session, write_scores)
+                              spark_session, split_data_end, write_scores)
     from training.tracking import load_bundle, spark_model_udf, use_default_store
 
     use_default_store()
@@ -390,9 +403,10 @@ def spark_score(args) -> int:
         bundle, identity = load_bundle(args.model)
         spark = spark_session(args.master)
         tables = {name: read_source(spark, source) if source else None for name, source in sources.items()}
-        features = build_features_on_spark(tables["leads"], tables["events"], bundle.spec, as_of=as_of,
-                                           deals=tables["deals"], buckets=args.buckets, config=config,
-                                           sources=sources, date_format=args.date_format)
+        features, end = split_data_end(build_features_on_spark(
+            tables["leads"], tables["events"], bundle.spec, as_of=as_of, deals=tables["deals"], buckets=args.buckets,
+            config=config, sources=sources, date_format=args.date_format, with_data_end=True))
+        _refuse_stale(args, as_of, end, bundle)
         if args.explain:
             scores = score_with_reasons_on_spark(features, bundle, model_version=identity["model_version"])
         else:

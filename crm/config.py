@@ -381,14 +381,15 @@ def load_tables(config: ProjectConfig, leads_path=None, *, for_training: bool = 
 
 def map_export(config: ProjectConfig, frame: pd.DataFrame, *, events=None, deals=None, source: str = "leads",
                events_source: str | None = None, deals_source: str | None = None, for_training: bool = True,
-               now=None, date_format=None, stacklevel: int = 2):
+               now=None, date_format=None, stacklevel: int = 2, bucket: bool = False):
     """The export's rows as the config maps them: ``(leads, labels, events, deals)`` with the contract's columns.
 
     ``frame`` holds the lead table's rows as read; ``events`` and ``deals`` the other tables' rows
     (frames, or files ``read_events`` / ``read_deals`` read). One definition of the mapping for every
     reader: ``load_tables`` gives it whole tables, Spark (``models.spark``) one bucket of leads with
-    their own events and deals at a time. A won-only deals table comes back as it is (see
-    ``load_tables`` for ``lost_after``).
+    their own events and deals at a time (``bucket=True``: a bucket's leads may have no event or
+    closed no deal, so an empty slice comes back as None instead of being refused as an empty table).
+    A won-only deals table comes back as it is (see ``load_tables`` for ``lost_after``).
     """
     date_format = date_format or config.date_format
     required = config.declared_columns if for_training else [*config._role_columns("id"),
@@ -428,12 +429,12 @@ def map_export(config: ProjectConfig, frame: pd.DataFrame, *, events=None, deals
         _check_booleans(leads, config, source)
     labels = parse_labels(frame[config.label], config, source=source) if for_training and config.label else None
     mapped_events = mapped_deals = None
-    if config.events is not None:
+    if config.events is not None and not (bucket and events is not None and len(events) == 0):
         mapped_events = read_events(events, config.event_columns, where=f"[events] in {config.source}",
                                     source=events_source or str(config.events), date_format=date_format)
         validate_events(mapped_events, lead_ids=leads["lead_id"], source=events_source or str(config.events), now=now,
                         date_format=date_format)
-    if config.deals is not None:
+    if config.deals is not None and not (bucket and deals is not None and len(deals) == 0):
         mapped_deals = validate_deals(read_deals(deals, config.deal_columns, config_source=config.source,
                                                  source=deals_source or str(config.deals)),
                                       lead_ids=leads["lead_id"], source=deals_source or str(config.deals), now=now,

@@ -27,11 +27,14 @@ from crm.readers import CSV_SUFFIXES
 from features.build import build_features
 from features.contract import (DataContractError, contract_message, validate_deals, validate_events,
                                validate_leads)
+from features.freshness import data_end
 from features.snapshots import open_leads
 from features.timing import naive_utc, utc_now
 
 SPARK_SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "model_version", "as_of", "scored_at")
 _BUCKET, _KIND = "_lead_bucket", "_kind"
+#: With ``with_data_end``, each bucket's newest lead, event or deal time rides along in this column.
+DATA_END_COLUMN = "_data_end"
 #: Raw columns of an export's event log and deals table travel side by side under these prefixes.
 _PREFIXES = {"event": "_event_", "deal": "_deal_"}
 
@@ -108,7 +111,8 @@ def export_tables(config: ProjectConfig, *, leads=None, events=None, deals=None)
 
 def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: int | None = None,
                             leads_per_bucket: int = 100_000, config: ProjectConfig | None = None,
-                            sources: dict | None = None, date_format: str | None = None):
+                            sources: dict | None = None, date_format: str | None = None,
+                            with_data_end: bool = False):
     """Feature rows (``lead_id``, ``as_of``, ``spec.feature_names``) of every lead open at ``as_of``, on Spark.
 
     ``leads``, ``events`` and ``deals`` are Spark DataFrames with the data contract's columns, or,
@@ -118,6 +122,10 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
     at least the default parallelism) holds whole leads: a lead's events and deals hash to its
     bucket, so duplicate ids, events or deals of unknown leads and bad timestamps are refused as
     the pandas path refuses them.
+
+    ``with_data_end`` adds :data:`DATA_END_COLUMN` for :func:`split_data_end`: the bucket's newest
+    lead creation, event or deal closing, on its rows (and on one row without a lead when no lead of
+    the bucket is open), so the staleness check costs no second pass over the data.
     """
     from pyspark.sql import functions as F
 
@@ -165,7 +173,7 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
     right = history[0]
     for frame in history[1:]:
         right = right.unionByName(frame, allowMissingColumns=True)
-    schema = _feature_schema(spec, id_type)
+    schema = _feature_schema(spec, id_type, with_data_end=with_data_end)
     names = list(schema.fieldNames())
 
     # Plain values only in what the workers receive: no Spark objects.
@@ -178,6 +186,20 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
                                                date_format=date_format)
     return bucket_of(left, lead_key).groupBy(_BUCKET).cogroup(bucket_of(right, "lead_id").groupBy(_BUCKET)) \
         .applyInPandas(features_of_bucket, schema)
+
+
+def split_data_end(features):
+    """``(feature rows, data end)`` of :func:`build_features_on_spark`'s ``with_data_end`` output.
+
+    The rows are persisted, so reading the data end builds the features once and scoring reuses them.
+    The data end is the newest lead, event or deal time over every bucket (None without any).
+    """
+    from pyspark.sql import functions as F
+
+    features = features.persist()
+    end = features.agg(F.max(DATA_END_COLUMN)).first()[0]
+    rows = features.where(F.col("lead_id").isNotNull()).drop(DATA_END_COLUMN)
+    return rows, (pd.Timestamp(end) if end is not None else None)
 
 
 def score_with_reasons_on_spark(features, bundle, *, model_version: str = "", scored_at=None, thresholds=None,
@@ -265,13 +287,14 @@ def _history(frame, kind: str, time_column: str, what_column: str, id_type):
                         F.lit(kind).alias(_KIND))
 
 
-def _feature_schema(spec, id_type):
+def _feature_schema(spec, id_type, *, with_data_end=False):
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampNTZType
 
     categorical = set(spec.categorical_feature_names)
     return StructType([StructField("lead_id", id_type), StructField("as_of", TimestampNTZType())]
                       + [StructField(name, StringType() if name in categorical else DoubleType())
-                         for name in spec.feature_names])
+                         for name in spec.feature_names]
+                      + ([StructField(DATA_END_COLUMN, TimestampNTZType())] if with_data_end else []))
 
 
 def _features_of_bucket(leads_part, history_part, *, spec, as_of, now, names, with_deals) -> pd.DataFrame:
@@ -288,12 +311,13 @@ def _features_of_bucket(leads_part, history_part, *, spec, as_of, now, names, wi
         return pd.DataFrame({name: [] for name in names})
     leads = validate_leads(leads_part.drop(columns=[_BUCKET]).reset_index(drop=True), source="leads", now=now,
                            dated="created_at" in leads_part.columns)
-    if with_deals:
-        deals = validate_deals(deals, lead_ids=leads["lead_id"], source="deals", now=now)
+    # A bucket whose leads closed no deal has none of the deals table's rows: none of its leads is closed.
+    deals = validate_deals(deals, lead_ids=leads["lead_id"], source="deals", now=now) \
+        if with_deals and len(deals) else None
     if spec.event_log:
         validate_events(events, lead_ids=leads["lead_id"], source="events", now=now)
-    return _feature_rows(open_leads(leads, deals if with_deals else None, as_of), leads,
-                         events if spec.event_log else None, spec, names)
+    return _feature_rows(open_leads(leads, deals, as_of), leads, events if spec.event_log else None, spec, names,
+                         deals=deals)
 
 
 def _features_of_export_bucket(leads_part, history_part, *, config, spec, as_of, now, names, raw_types, sources,
@@ -313,17 +337,28 @@ def _features_of_export_bucket(leads_part, history_part, *, config, spec, as_of,
                                          events=raw.get("event"), deals=raw.get("deal"),
                                          source=sources.get("leads", "leads"), events_source=sources.get("events"),
                                          deals_source=sources.get("deals"), for_training=False, now=now,
-                                         date_format=date_format)
-    return _feature_rows(open_leads(leads, deals, as_of), leads, events if spec.event_log else None, spec, names)
+                                         date_format=date_format, bucket=True)
+    if events is None and "event" in raw:  # this bucket's leads did nothing: idle, not unknown
+        events = pd.DataFrame({"lead_id": pd.Series([], dtype=leads["lead_id"].dtype),
+                               "occurred_at": pd.Series([], dtype="datetime64[ns]"),
+                               "event_type": pd.Series([], dtype=object)})
+    return _feature_rows(open_leads(leads, deals, as_of), leads, events if spec.event_log else None, spec, names,
+                         deals=deals)
 
 
-def _feature_rows(snapshots, leads, events, spec, names) -> pd.DataFrame:
+def _feature_rows(snapshots, leads, events, spec, names, *, deals=None) -> pd.DataFrame:
+    """The bucket's output rows; with :data:`DATA_END_COLUMN` among ``names``, its data end on each of them."""
     features = build_features(snapshots, leads, events, spec)
     categorical = spec.categorical_feature_names
     # Categories as plain objects with None for missing: what Arrow turns into a nullable string.
     features[categorical] = features[categorical].astype(object).where(features[categorical].notna(), None)
-    return pd.concat([snapshots[["lead_id", "as_of"]].reset_index(drop=True), features.reset_index(drop=True)],
-                     axis=1)[names]
+    rows = pd.concat([snapshots[["lead_id", "as_of"]].reset_index(drop=True), features.reset_index(drop=True)],
+                     axis=1)
+    if DATA_END_COLUMN not in names:
+        return rows[names]
+    if len(rows) == 0:  # no lead open here: one row without a lead still carries the bucket's data end
+        rows = pd.DataFrame({name: [None] for name in names if name != DATA_END_COLUMN})
+    return rows.assign(**{DATA_END_COLUMN: data_end(leads, events, deals)})[names]
 
 
 def _raw_history(frame, kind: str, id_column: str, id_type):

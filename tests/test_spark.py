@@ -139,6 +139,64 @@ def test_the_model_udf_takes_lead_rows_with_nested_events(spark, crm_and_model, 
     assert left["tier"].tolist() == right["tier"].tolist()
 
 
+def test_stale_data_is_refused_on_spark_as_score_refuses_it(spark, crm_and_model, monkeypatch, tmp_path, capsys):
+    """Data ending long before --as-of stops spark-score with score's own message; --allow-stale scores anyway."""
+    folder, uri, _, _ = crm_and_model
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # Independently: the newest lead creation, event or deal closing of the three files.
+    end = max(pd.read_parquet(folder / "leads.parquet")["created_at"].max(),
+              pd.read_parquet(folder / "events.parquet")["occurred_at"].max(),
+              pd.read_parquet(folder / "deals.parquet")["closed_at"].max())
+    late = end + pd.Timedelta(days=60)  # the model's horizon is 90 days: data older than 22.5 days is stale
+    tables = ["--leads", str(folder / "leads.parquet"), "--events", str(folder / "events.parquet"),
+              "--deals", str(folder / "deals.parquet"), "--as-of", str(late)]
+    out = tmp_path / "stale.parquet"
+    assert serve.main(["spark-score", "--model", "models:/spark-model@champion", *tables, "--no-reasons",
+                       "--out", str(out)]) == 2
+    refused = capsys.readouterr().err
+    assert f"ends at {end}, 60 days before as_of {late}" in refused
+    assert f"--as-of {end.isoformat()}" in refused
+    assert not out.exists() and not list(tmp_path.glob("stale.parquet.staging-*"))
+    assert serve.main(["score", "--model", "models:/spark-model@champion", *tables, "--no-monitoring",
+                       "--out", str(tmp_path / "pandas.parquet")]) == 2
+    assert capsys.readouterr().err == refused  # the pandas path's words, to the letter
+    assert serve.main(["spark-score", "--model", "models:/spark-model@champion", *tables, "--no-reasons",
+                       "--allow-stale", "--out", str(out)]) == 0
+    scores = pd.read_parquet(out)
+    assert len(scores) > 0 and (scores["as_of"] == late).all()
+
+
+def test_the_data_end_counts_a_bucket_without_open_leads(spark, crm_and_model):
+    """The newest time may be a closed lead's deal alone in its bucket: it still dates the data.
+
+    The open lead's bucket holds no deal at all: its lead is open, not refused as an empty deals table.
+    """
+    from pyspark.sql import functions as F
+
+    from models.spark import build_features_on_spark, split_data_end
+
+    folder, _, bundle, _ = crm_and_model
+    leads, events, deals = (pd.read_parquet(folder / f"{name}.parquet") for name in ("leads", "events", "deals"))
+    buckets = 8
+    ids = leads["lead_id"].to_numpy()
+    bucket_of = dict(spark.createDataFrame(pd.DataFrame({"lead_id": ids})).select(
+        "lead_id", F.pmod(F.xxhash64(F.col("lead_id").cast("string")), F.lit(buckets)).alias("bucket")).collect())
+    closed = deals.sort_values("closed_at").iloc[len(deals) // 2]  # a lead closed mid-way through the data
+    as_of = closed["closed_at"] + pd.Timedelta(days=1)
+    never_closed = leads[~leads["lead_id"].isin(deals["lead_id"]) & (leads["created_at"] < closed["closed_at"])]
+    open_id = next(i for i in never_closed["lead_id"] if bucket_of[i] != bucket_of[closed["lead_id"]])
+    chosen = [open_id, closed["lead_id"]]
+    leads = leads[leads["lead_id"].isin(chosen)]
+    events = events[events["lead_id"].isin(chosen) & (events["occurred_at"] < closed["closed_at"])]
+    deals = deals[deals["lead_id"].eq(closed["lead_id"])]
+    features, end = split_data_end(build_features_on_spark(
+        *(spark.createDataFrame(table) for table in (leads, events)), bundle.spec, as_of=as_of,
+        deals=spark.createDataFrame(deals), buckets=buckets, with_data_end=True))
+    assert end == closed["closed_at"]
+    assert features.select("lead_id").toPandas()["lead_id"].tolist() == [open_id]
+    assert "_data_end" not in features.columns
+
+
 def test_bad_input_on_spark_is_refused_and_the_old_scores_stay(spark, crm_and_model, monkeypatch, tmp_path, capsys):
     folder, uri, _, _ = crm_and_model
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -196,6 +254,50 @@ outcome = "Result"
 won = ["Signed"]
 lost = ["Walked away"]
 """
+
+
+def test_an_export_bucket_whose_leads_did_nothing_is_mapped_not_refused(tmp_path):
+    """A bucket's leads may have no event or closed no deal: features as the whole export gives them, no error.
+
+    Plain pandas: the function each Spark bucket runs, fed a bucket's rows as ``cogroup`` would.
+    """
+    from crm.config import load_config, load_tables
+    from features.build import build_features
+    from features.freshness import data_end
+    from features.snapshots import open_leads
+    from models.spark import _BUCKET, _KIND, _PREFIXES, DATA_END_COLUMN, _features_of_export_bucket
+
+    config = load_config(make_own_export(tmp_path))
+    spec = config.feature_spec()
+    leads, _, events, deals = load_tables(config)
+    raw = {name: pd.read_parquet(tmp_path / f"{name}.parquet") for name in ("accounts", "touchpoints", "outcomes")}
+    columns = ["lead_id", _KIND, *(_PREFIXES["event"] + c for c in raw["touchpoints"].columns),
+               *(_PREFIXES["deal"] + c for c in raw["outcomes"].columns)]
+    as_of = pd.Timestamp("2025-09-10 12:00")
+    names = ["lead_id", "as_of", *spec.feature_names, DATA_END_COLUMN]
+    no_deal = ~leads["lead_id"].isin(deals["lead_id"])
+    buckets = {"no events, no deals": leads.loc[no_deal & ~leads["lead_id"].isin(events["lead_id"]), "lead_id"][:3],
+               "events, no deals": leads.loc[no_deal & leads["lead_id"].isin(events["lead_id"]), "lead_id"][:3]}
+    for what, ids in buckets.items():
+        assert len(ids) == 3, what
+        touches = raw["touchpoints"][raw["touchpoints"]["Account"].isin(ids)]
+        history = touches.add_prefix(_PREFIXES["event"]).assign(lead_id=touches["Account"], **{_KIND: "event"})
+        rows = _features_of_export_bucket(
+            raw["accounts"][raw["accounts"]["AccountRef"].isin(ids)].assign(**{_BUCKET: 0}),
+            history.reindex(columns=columns), config=config, spec=spec, as_of=as_of, now=pd.Timestamp("2026-01-01"),
+            names=names, raw_types={"event": dict.fromkeys(raw["touchpoints"].columns, "other"),
+                                    "deal": dict.fromkeys(raw["outcomes"].columns, "other")},
+            sources={}, date_format=None)
+        # Independently: the whole export's features and data end for these leads.
+        mine = leads[leads["lead_id"].isin(ids)]
+        snapshots = open_leads(mine, deals, as_of)
+        expected = build_features(snapshots, leads, events, spec).assign(lead_id=snapshots["lead_id"].to_numpy())
+        got = rows.sort_values("lead_id").reset_index(drop=True)
+        expected = expected.sort_values("lead_id").reset_index(drop=True)
+        assert got["lead_id"].tolist() == expected["lead_id"].tolist() == sorted(ids), what
+        pd.testing.assert_frame_equal(got[spec.feature_names].astype(expected[spec.feature_names].dtypes),
+                                      expected[spec.feature_names], check_exact=False, rtol=1e-12, obj=what)
+        assert (got[DATA_END_COLUMN] == data_end(mine, events[events["lead_id"].isin(ids)])).all(), what
 
 
 def make_own_export(folder, n: int = 400, seed: int = 11):
@@ -268,7 +370,8 @@ def test_own_export_through_its_config_on_spark_equals_score_config(spark, tmp_p
     common = ["--model", "models:/export-model@champion", "--config", str(config_path), "--as-of", str(as_of)]
     assert serve.main(["score", *common, "--out", str(tmp_path / "pandas.parquet"), "--allow-stale",
                        "--no-monitoring"]) == 0
-    assert serve.main(["spark-score", *common, "--out", str(tmp_path / "spark.parquet")]) == 0
+    # More buckets than leads with deals: some buckets hold no deal, or no open lead.
+    assert serve.main(["spark-score", *common, "--out", str(tmp_path / "spark.parquet"), "--buckets", "16"]) == 0
     capsys.readouterr()
     expected, scores = pd.read_parquet(tmp_path / "pandas.parquet"), pd.read_parquet(tmp_path / "spark.parquet")
     # Independently: the open leads are those created before as_of without a deal closed before it.
