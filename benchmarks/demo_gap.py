@@ -57,9 +57,9 @@ cat_smooth_5 0.0180, onehot 0.0168, subsample_0.5 0.0195 / 0.0180 / 0.0121, 0.01
 0.0027 of the default and none better on all three seeds; the shape is not what limits the fit.
 
 Why nothing moves it: ``--distill`` fits the same LightGBM shape (least squares, lead weights) to the
-observable ceiling's log-odds instead of the labels. On seed 0 it ranks the test rows at 0.9076 against
-the ceiling's 0.9092 (gap 0.0077; fitted to the labels: 0.8960, gap 0.0193; correlation with the ceiling's
-log-odds 0.983 against 0.916). The columns carry the ceiling's ranking; what is lost is learning it from
+observable ceiling's log-odds instead of the labels. On seed 0 it ranks the test rows at 0.9084 against
+the ceiling's 0.9089 (gap 0.0069; fitted to the labels: 0.8960, gap 0.0193). The columns carry the
+ceiling's ranking; what is lost is learning it from
 one noisy binary outcome per lead. ``--learning-curve`` (same test rows, a random share of the training
 leads, three draws): gap with a quarter / half / three quarters / all of the ~5,000 training leads,
 mean over seeds, 0.0381 / 0.0235 / 0.0208 / 0.0178 (seed 0: 0.0396 / 0.0277 / 0.0210 / 0.0193). Without
