@@ -216,11 +216,18 @@ def main(argv=None) -> int:
     where = args.out if isinstance(out, str) else f"table {args.out} of {out.database.display}"
     print(f"wrote {int(counts.sum()):,} scores as of {as_of} to {where} "
           f"(model {identity.get('model_name', '')} version {identity['model_version']})")
-    for tier, count in counts.items():
-        print(f"  {tier:<8}{count:>10,}")
+    _print_tiers(counts)
     if monitor is not None and getattr(monitor, "rows_", 0):
         return _report_drift(args, monitor.report(), identity)
     return 0
+
+
+def _print_tiers(counts) -> None:
+    """Leads per tier, best tier first, the same for every scoring route."""
+    from models.tiers import TIERS
+
+    for tier in TIERS:
+        print(f"  {tier:<8}{counts.get(tier, 0):>10,}")
 
 
 def _add_stale_arguments(parser) -> None:
@@ -425,8 +432,7 @@ def spark_score(args) -> int:
         return 2
     print(f"wrote {sum(counts.values()):,} scores as of {as_of} to {args.out} on Spark "
           f"(model {identity.get('model_name', '')} version {identity['model_version']})")
-    for tier in ("SQL", "MQL", "nurture"):
-        print(f"  {tier:<8}{counts.get(tier, 0):>10,}")
+    _print_tiers(counts)
     return 0
 
 
