@@ -241,12 +241,11 @@ def _add_stale_arguments(parser) -> None:
 
 
 def _refuse_stale(args, as_of, end, bundle) -> None:
-    """Stop when the data (newest lead, event or deal) ends long before ``as_of``, unless ``--allow-stale``."""
+    """Stop when the data (newest lead, event or deal) ends long before ``as_of`` (callers skip it on ``--allow-stale``)."""
     from features.freshness import refuse_stale
 
-    if not args.allow_stale:
-        refuse_stale(as_of, end, horizon_days=bundle.metadata.get("params", {}).get("horizon_days"),
-                     days=args.stale_after_days, source="The data (newest lead, event or deal)")
+    refuse_stale(as_of, end, horizon_days=bundle.metadata.get("params", {}).get("horizon_days"),
+                 days=args.stale_after_days, source="The data (newest lead, event or deal)")
 
 
 def _as_of(text: str, naive_utc):
@@ -410,10 +409,13 @@ def spark_score(args) -> int:
         bundle, identity = load_bundle(args.model)
         spark = spark_session(args.master)
         tables = {name: read_source(spark, source) if source else None for name, source in sources.items()}
-        features, end = split_data_end(build_features_on_spark(
-            tables["leads"], tables["events"], bundle.spec, as_of=as_of, deals=tables["deals"], buckets=args.buckets,
-            config=config, sources=sources, date_format=args.date_format, with_data_end=True))
-        _refuse_stale(args, as_of, end, bundle)
+        features = build_features_on_spark(tables["leads"], tables["events"], bundle.spec, as_of=as_of,
+                                           deals=tables["deals"], buckets=args.buckets, config=config,
+                                           sources=sources, date_format=args.date_format,
+                                           with_data_end=not args.allow_stale)
+        if not args.allow_stale:  # the newest time of each bucket, read once the features are built
+            features, end = split_data_end(features)
+            _refuse_stale(args, as_of, end, bundle)
         if args.explain:
             scores = score_with_reasons_on_spark(features, bundle, model_version=identity["model_version"])
         else:
