@@ -19,6 +19,7 @@ from features.snapshots import open_leads
 from features.timing import utc_now
 from models.history import with_previous
 from models.threads import return_free_memory
+from models.tiers import TIERS
 
 REASON_COLUMNS = tuple(f"{side}_reason_{k}" for side in ("positive", "negative") for k in (1, 2, 3))
 SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "fit_score", "engagement_score", *REASON_COLUMNS,
@@ -62,7 +63,7 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
     sink = out if hasattr(out, "write") else _AtomicWriter(check_output(out))
     scored_at = utc_now().floor("s")
     started = time.perf_counter()
-    counts = pd.Series(0, index=["SQL", "MQL", "nurture"], dtype=np.int64)
+    counts = pd.Series(0, index=list(TIERS), dtype=np.int64)
     total = len(leads) if hasattr(leads, "__len__") else None
     done = opened = 0
     empty = None
@@ -84,7 +85,8 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
                     history_writer.write(frame.assign(model_name=model_name))
             else:  # written only if nothing else is: an empty frame's columns carry no types
                 empty = frame
-            counts = counts.add(frame["tier"].value_counts(), fill_value=0).astype(np.int64)
+            # Best tier first, whatever order the chunk's counts come in.
+            counts = counts.add(frame["tier"].value_counts(), fill_value=0).astype(np.int64).reindex(TIERS)
             bar.update(read - done)
             done, opened = read, opened + len(frame)
             del frame
