@@ -191,8 +191,9 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
 def split_data_end(features):
     """``(feature rows, data end)`` of :func:`build_features_on_spark`'s ``with_data_end`` output.
 
-    The rows are persisted, so reading the data end builds the features once and scoring reuses them.
-    The data end is the newest lead, event or deal time over every bucket (None without any).
+    The rows are persisted, so reading the data end builds the features once and scoring reuses them
+    (``unpersist()`` them when done in a long-lived session). The data end is the newest lead, event
+    or deal time over every bucket (None without any).
     """
     from pyspark.sql import functions as F
 
