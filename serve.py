@@ -23,7 +23,7 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from training.console import HelpFormatter, add_common_arguments, package_version
+    from command_line import HelpFormatter, add_common_arguments, package_version
 
     parser = argparse.ArgumentParser(prog="lead-serve", description=__doc__.splitlines()[0],
                                      formatter_class=HelpFormatter,
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
 
     sleep_while_waiting()  # before LightGBM loads OpenMP: threads waiting at a barrier sleep, not spin
     arrow_system_allocator()  # before pyarrow loads: what Arrow frees is reused by the next chunk's arrays
-    from training.console import configure
+    from command_line import configure
 
     args = build_parser().parse_args(argv)
     configure(args)
@@ -158,12 +158,13 @@ def main(argv=None) -> int:
     from features.contract import DataContractError, bounded
     from features.freshness import data_end
     from features.timing import naive_utc, utc_now
-    from models.batch import check_output, score_lead_base
+    from scoring.batch import check_output, score_lead_base
     from models.explain import use_threads
-    from models.monitoring import DriftMonitor
+    from scoring.drift import DriftMonitor
     from models.threads import limit_malloc_arenas, resolve_threads
     from models.tiers import TierThresholds
-    from training.tracking import load_bundle, quiet_mlflow, use_default_store
+    from registry.loading import load_bundle
+    from registry.store import quiet_mlflow, use_default_store
 
     quiet_mlflow(verbose=args.verbose)
     use_default_store()
@@ -287,7 +288,7 @@ def _lead_times(leads):
 def _report_drift(args, report, identity) -> int:
     """Print the drift summary (a warning when outside the bands), write the report, log an MLflow run."""
     from analysis.monitoring import write_monitoring_report
-    from training.tracking import log_monitoring
+    from registry.runs import log_monitoring
 
     path = write_monitoring_report(report, args.monitoring_out,
                                    title=f"{identity.get('model_name', '')} version {identity['model_version']}")
@@ -303,7 +304,7 @@ def _report_drift(args, report, identity) -> int:
 
 def _history(args, project=None):
     """The score history the arguments name: a Parquet folder, a table in a database, or None."""
-    from models.history import ScoreHistory, TableHistory
+    from scoring.history import ScoreHistory, TableHistory
 
     if args.history and args.history_table:
         raise ValueError("Give one score history: --history FOLDER or --history-table TABLE.")
@@ -372,7 +373,7 @@ def _output(args, project):
     from pathlib import Path
 
     if Path(args.out).suffix.lower() in (".parquet", ".csv"):
-        from models.batch import check_output
+        from scoring.batch import check_output
 
         check_output(args.out)  # before any scoring: a bad output path must not cost a whole run
         return args.out
@@ -387,10 +388,11 @@ def spark_score(args) -> int:
     """Features on the cluster with the same builders, scored per partition with reasons (or by the model as a UDF)."""
     from features.contract import DataContractError
     from features.timing import naive_utc, utc_now
-    from models.spark import (build_features_on_spark, check_source, export_tables, read_source,
+    from scoring.spark import (build_features_on_spark, check_source, export_tables, read_source,
                               score_features_on_spark, score_with_reasons_on_spark, spark_error_message,
                               spark_session, split_data_end, write_scores)
-    from training.tracking import load_bundle, spark_model_udf, use_default_store
+    from registry.loading import load_bundle, spark_model_udf
+    from registry.store import use_default_store
 
     use_default_store()
     try:
@@ -450,7 +452,8 @@ def serve_http(args) -> int:
     import uvicorn
 
     from models.threads import available_cores
-    from training.tracking import load_bundle, pinned_model_uri, use_default_store
+    from registry.loading import load_bundle, pinned_model_uri
+    from registry.store import use_default_store
 
     workers = args.workers if args.workers is not None else available_cores()
     if workers <= 0:
@@ -485,9 +488,10 @@ def http_app():
     import json
 
     from models.explain import use_threads
-    from models.service import TOKEN_ENVIRONMENT_VARIABLE, create_app
+    from scoring.service import TOKEN_ENVIRONMENT_VARIABLE, create_app
     from models.threads import available_cores, sleep_while_waiting
-    from training.tracking import load_bundle, quiet_mlflow, use_default_store
+    from registry.loading import load_bundle
+    from registry.store import quiet_mlflow, use_default_store
 
     sleep_while_waiting()
     settings = json.loads(os.environ[HTTP_SETTINGS_VARIABLE])

@@ -236,7 +236,7 @@ def _score(args) -> dict:
     import tempfile
 
     from crm.sources import stream_crm
-    from models.batch import score_lead_base
+    from scoring.batch import score_lead_base
     from models.bundle import ModelBundle
     from models.threads import limit_malloc_arenas
 
@@ -295,7 +295,7 @@ def _contributions(args) -> dict:
     from features.build import build_features
     from features.snapshots import open_leads
     from models.bundle import ModelBundle
-    from models.explain import _inner_pipeline
+    from models.estimators import inner_pipeline
     from models.treeshap import TreeTables
 
     data = Path(args.data)
@@ -304,7 +304,7 @@ def _contributions(args) -> dict:
     leads = pd.read_parquet(data / "leads.parquet")
     snapshots = open_leads(leads, pd.read_parquet(data / "deals.parquet"), end).head(20_000)
     features = build_features(snapshots, leads, data / "events.parquet", bundle.spec)
-    pipeline = _inner_pipeline(bundle.model)
+    pipeline = inner_pipeline(bundle.model)
     codes, booster = pipeline[0].to_codes(bundle.conform(features)), pipeline[-1].booster_
     started = time.perf_counter()
     tables = TreeTables(booster)

@@ -19,7 +19,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from crm.database import connect  # noqa: E402
-from models.batch import REASON_COLUMNS, _AtomicWriter  # noqa: E402
+from scoring.batch import REASON_COLUMNS, _AtomicWriter  # noqa: E402
 
 
 def score_rows(n: int, seed: int = 0) -> pd.DataFrame:

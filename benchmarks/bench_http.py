@@ -144,8 +144,8 @@ def _train_and_sample(scratch: Path, n_leads: int):
     """Train on a synthetic CRM; return the model URI, as_of, and 200 leads as raw payloads and feature rows."""
     from crm.synthetic import generate_crm, write_crm
     from features.build import build_features
-    from training.cli import main as training_main
-    from training.tracking import load_bundle
+    from train import main as training_main
+    from registry.loading import load_bundle
 
     crm = generate_crm(n_leads, months=15, seed=11)
     write_crm(crm, scratch)
@@ -190,9 +190,9 @@ def _stages_in_process(model_uri: str, as_of, raw_payloads: list, rounds: int = 
     model that one does not cover), and for reference the same lead through DataFrames
     (``lead_features`` and ``ModelBundle.score_with_reasons``).
     """
-    from models.lead_requests import Lead, lead_blocks, lead_features
+    from scoring.lead_requests import Lead, lead_blocks, lead_features
     from models.lead_scorer import lead_scorer
-    from training.tracking import load_bundle
+    from registry.loading import load_bundle
 
     bundle, _ = load_bundle(model_uri)
     scorer = lead_scorer(bundle)

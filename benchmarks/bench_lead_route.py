@@ -33,9 +33,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(PROJECT))
     import features.spec
-    import models.lead_requests
+    import scoring.lead_requests
     from models.bundle import ModelBundle
-    from models.lead_requests import lead_features
+    from scoring.lead_requests import lead_features
 
     data = Path(args.data)
     bundle = ModelBundle.load(data.parent / "bench_model.joblib")
@@ -44,12 +44,12 @@ def main(argv=None) -> int:
 
     @contextmanager
     def batch_route():
-        few, cached = models.lead_requests.FEW_LEADS, features.spec._cached_event_key
-        models.lead_requests.FEW_LEADS, features.spec._cached_event_key = 0, features.spec._event_key
+        few, cached = scoring.lead_requests.FEW_LEADS, features.spec._cached_event_key
+        scoring.lead_requests.FEW_LEADS, features.spec._cached_event_key = 0, features.spec._event_key
         try:
             yield
         finally:
-            models.lead_requests.FEW_LEADS, features.spec._cached_event_key = few, cached
+            scoring.lead_requests.FEW_LEADS, features.spec._cached_event_key = few, cached
 
     @contextmanager
     def plain_route():
@@ -97,7 +97,7 @@ def _sample_leads(data: Path, as_of: pd.Timestamp) -> list:
     """200 leads with at least 20 events before ``as_of``, each with its latest 20, as request bodies."""
     import pyarrow.parquet as pq
 
-    from models.lead_requests import Lead
+    from scoring.lead_requests import Lead
 
     leads = pd.read_parquet(data / "leads.parquet").head(20_000)
     events = pq.read_table(data / "events.parquet", filters=[("lead_id", "in", leads["lead_id"].tolist())],

@@ -36,8 +36,8 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(PROJECT))
     import serve
     from crm.synthetic import generate_crm, write_crm
-    from models.spark import spark_session
-    from training.cli import main as training_main
+    from scoring.spark import spark_session
+    from train import main as training_main
 
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as scratch:
         scratch = Path(scratch)
@@ -116,7 +116,8 @@ def _register_lightgbm(train: Path, champion_uri: str) -> str:
     from features.snapshots import as_of_schedule, build_snapshots
     from models.estimators import make_lightgbm
     from training.pipeline import TrainingResult
-    from training.tracking import load_bundle, log_training_run
+    from registry.loading import load_bundle
+    from registry.runs import log_training_run
 
     started = time.perf_counter()
     champion, _ = load_bundle(champion_uri)

@@ -92,3 +92,18 @@ def _signed_log1p(values):
     """Counts and amounts are heavy-tailed; the trend in [-1, 1] keeps its sign."""
     values = np.asarray(values, dtype=float)
     return np.sign(values) * np.log1p(np.abs(values))
+
+
+def single_calibrated(model):
+    """The one calibrated classifier of a ``CalibratedClassifierCV(FrozenEstimator(pipeline), ensemble=False)``."""
+    calibrated = getattr(model, "calibrated_classifiers_", None)
+    if not calibrated or len(calibrated) != 1:
+        raise TypeError("Explanations need a CalibratedClassifierCV(FrozenEstimator(pipeline), ensemble=False) "
+                        f"with one calibrated classifier. Got {type(model).__name__} instead.")
+    return calibrated[0]
+
+
+def inner_pipeline(model):
+    """The fitted preprocessing + classifier pipeline inside a calibrated model (frozen, one calibrator)."""
+    frozen = single_calibrated(model).estimator
+    return getattr(frozen, "estimator", frozen)

@@ -18,6 +18,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from models.estimators import inner_pipeline, single_calibrated
+
 FIT, ENGAGEMENT = "fit", "engagement"
 _SMALL_BATCH = 256
 #: From this many rows LightGBM's contributions come from per-tree lookup tables (``models.treeshap``):
@@ -88,7 +90,7 @@ def _explain_segments(bundle, features: pd.DataFrame) -> Explanation:
 
 def feature_contributions(bundle, features: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """``(contributions, base_value)``: log-odds per source feature and row, and the per-row base."""
-    pipeline = _inner_pipeline(bundle.model)
+    pipeline = inner_pipeline(bundle.model)
     names = bundle.spec.feature_names
     classifier = pipeline[-1]
     if hasattr(classifier, "booster_"):
@@ -131,14 +133,14 @@ def tree_tables(booster):
 
 def use_threads(model, threads: int) -> None:
     """Let the calibrated model's LightGBM predict on ``threads`` threads (a loaded model keeps its training count)."""
-    classifier = _inner_pipeline(model)[-1]
+    classifier = inner_pipeline(model)[-1]
     if hasattr(classifier, "booster_"):
         classifier.set_params(n_jobs=int(threads))
 
 
 def _linear_batch(bundle, features: pd.DataFrame) -> np.ndarray:
     """The logistic pipeline's contributions through scikit-learn: coefficient x transformed value, per source."""
-    pipeline = _inner_pipeline(bundle.model)
+    pipeline = inner_pipeline(bundle.model)
     classifier = pipeline[-1]
     transformed = np.asarray(pipeline[:-1].transform(bundle.conform(features)), dtype=float)
     terms = transformed * classifier.coef_[0]
@@ -156,7 +158,7 @@ def calibration_map(model):
     scikit-learn calibrates on ``decision_function`` when the frozen model has one (both our
     pipelines do: it is the raw margin) and on the positive-class probability otherwise.
     """
-    calibrated = _single_calibrated(model)
+    calibrated = single_calibrated(model)
     predict = _calibrator_predict(calibrated.calibrators[0])
     if hasattr(calibrated.estimator, "decision_function"):
         return lambda margin: np.clip(predict(np.asarray(margin, dtype=float)), 0.0, 1.0)
@@ -196,7 +198,7 @@ def _calibrator_predict(calibrator):
 
 def raw_margin(model, features: pd.DataFrame) -> np.ndarray:
     """The inner model's raw log-odds as scikit-learn computes it (the reference contributions must sum to)."""
-    return _inner_pipeline(model).decision_function(features)
+    return inner_pipeline(model).decision_function(features)
 
 
 def feature_groups(spec) -> dict:
@@ -243,16 +245,3 @@ def _group_masks(spec) -> tuple[np.ndarray, np.ndarray]:
 
 def _percent(probability: np.ndarray) -> np.ndarray:
     return np.rint(probability * 100).astype(np.int64)
-
-
-def _single_calibrated(model):
-    calibrated = getattr(model, "calibrated_classifiers_", None)
-    if not calibrated or len(calibrated) != 1:
-        raise TypeError("Explanations need a CalibratedClassifierCV(FrozenEstimator(pipeline), ensemble=False) "
-                        f"with one calibrated classifier. Got {type(model).__name__} instead.")
-    return calibrated[0]
-
-
-def _inner_pipeline(model):
-    frozen = _single_calibrated(model).estimator
-    return getattr(frozen, "estimator", frozen)

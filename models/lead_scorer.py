@@ -14,7 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.explain import _SMALL_BATCH, _group_masks, _inner_pipeline, _linear_batch, _percent, calibration_map
+from models.estimators import inner_pipeline
+from models.explain import (
+    _SMALL_BATCH,
+    _group_masks,
+    _linear_batch,
+    _percent,
+    calibration_map,
+)
 from models.reasons import ranked_reasons
 
 
@@ -38,7 +45,7 @@ class LeadScorer:
         self.position_ = {name: i for i, name in enumerate(self.names_)}
         self.fit_mask_, self.engagement_mask_ = _group_masks(spec)
         self.to_probability_ = calibration_map(bundle.model)
-        pipeline = _inner_pipeline(bundle.model)
+        pipeline = inner_pipeline(bundle.model)
         classifier = pipeline[-1]
         if hasattr(classifier, "booster_"):
             encoder = pipeline[0]

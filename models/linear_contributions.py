@@ -107,9 +107,9 @@ def _compile(bundle, reference) -> LinearContributions:
 
 def _known_categories(bundle, categorical: list) -> dict:
     """Each categorical column's categories as the fitted one-hot encoder knows them (strings)."""
-    from models.explain import _inner_pipeline
+    from models.estimators import inner_pipeline
 
-    preprocess = _inner_pipeline(bundle.model)[0]
+    preprocess = inner_pipeline(bundle.model)[0]
     known = {name: [] for name in categorical}
     for name, transformer, columns in preprocess.transformers_:
         encoder = getattr(transformer, "steps", [[None, transformer]])[-1][1]

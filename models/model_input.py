@@ -1,6 +1,6 @@
 """What the logged model accepts: feature rows, or raw lead rows whose ``events`` column nests their history.
 
-The pyfunc model (``training/lead_model.py``) calls :func:`score_model_input`, so ``mlflow models
+The pyfunc model (``registry/lead_model.py``) calls :func:`score_model_input`, so ``mlflow models
 serve``, ``mlflow.pyfunc.spark_udf`` and a plain ``load_model(...).predict`` all take either shape:
 
 - **feature rows**: every feature of ``bundle.spec.feature_names``, as ``build_features`` makes them;

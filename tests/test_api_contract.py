@@ -5,8 +5,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from features.spec import FeatureSpec
-from models.api_contract import Health, InternalError, ModelDescription, Problems, request_examples
-from models.service import create_app
+from scoring.api_contract import Health, InternalError, ModelDescription, Problems, request_examples
+from scoring.service import create_app
 
 IDENTITY = {"model_uri": "models:/lead-conversion@champion", "run_id": "abc", "model_name": "lead-conversion",
             "model_version": "7"}

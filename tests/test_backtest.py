@@ -9,7 +9,7 @@ import pytest
 from features.build import build_features
 from features.spec import FeatureSpec
 from training.backtest import population_stability, rolling_cutoffs, run_backtest
-from training.cli import main as training_main
+from train import main as training_main
 
 SPEC = FeatureSpec(categorical_columns=("Source",), numeric_columns=("Visits",), job_title_column=None,
                    email_column=None, event_log=False, lead_age=False)

@@ -13,7 +13,7 @@ import serve
 from crm.readers import load_crm
 from crm.synthetic import generate_crm
 from features.contract import event_relation
-from training.cli import main as training_main
+from train import main as training_main
 
 AS_OF = "2026-01-01"
 MODEL = "models:/lead-conversion@champion"

@@ -10,8 +10,8 @@ import mlflow
 import pytest
 
 import serve
-from training.cli import build_parser
-from training.cli import main as training_main
+from train import build_parser
+from train import main as training_main
 
 BIN = Path(sys.executable).parent
 

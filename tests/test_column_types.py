@@ -10,7 +10,7 @@ import pytest
 from crm.readers import parse_numbers, read_table
 from features.column_types import decide_decimal, parse_timestamp_column, same_id_type
 from features.contract import DataContractError, bounded, contract_message
-from models.batch import neutralise_formulas
+from scoring.batch import neutralise_formulas
 
 
 def parse(values, **kwargs):
@@ -127,7 +127,7 @@ def test_comparisons_log_no_per_lead_rows_unless_asked(mlflow_store, tmp_path, m
     import hashlib
     import hmac
 
-    from training.tracking import log_comparison
+    from registry.runs import log_comparison
 
     mlflow.set_tracking_uri(mlflow_store)
     report = tmp_path / "report.html"

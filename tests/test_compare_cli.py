@@ -7,7 +7,7 @@ import pandas as pd
 
 from analysis.report import FIGURES
 from models.rules import load_rules
-from training.cli import main as training_main
+from train import main as training_main
 
 
 def test_compare_writes_report_tables_and_run(tmp_path, mlflow_store, capsys):

@@ -9,7 +9,7 @@ from own_export import make_export, write_quirky_csv
 from sklearn.metrics import roc_auc_score
 
 from analysis.compare import bootstrap_intervals, disagreements
-from training.cli import main as training_main
+from train import main as training_main
 
 MODEL = "own-export-conversion"
 RULES = """

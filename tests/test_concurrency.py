@@ -12,8 +12,8 @@ import mlflow
 import pandas as pd
 import pytest
 
-from models.batch import remove_stale_temporaries
-from training.tracking import champion_version, promote_champion
+from scoring.batch import remove_stale_temporaries
+from registry.aliases import champion_version, promote_champion
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +34,7 @@ def test_racing_promotions_have_one_winner_and_the_others_know(mlflow_store, tmp
         import mlflow
         mlflow.set_tracking_uri({mlflow_store!r})
         from mlflow.tracking import MlflowClient
-        from training.tracking import promote_champion
+        from registry.aliases import promote_champion
         # Widen the window between reading the champion and moving it, as a slow store would:
         # without the lock every racer reads "no champion" and moves the alias.
         move = MlflowClient.set_registered_model_alias
@@ -71,7 +71,7 @@ WRITER = """
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started in the background
     from pathlib import Path
     import pandas as pd
-    from models.batch import _AtomicWriter
+    from scoring.batch import _AtomicWriter
     with _AtomicWriter(Path(sys.argv[1])) as writer:
         writer.write(pd.DataFrame({"lead_id": ["a", "b"], "score": [1, 2]}))
         print(writer.temporary, flush=True)
@@ -107,7 +107,7 @@ def test_temp_files_of_killed_runs_are_removed_by_the_next_run_at_the_same_path(
         other = tmp_path / f".other.csv.{killed.pid}.x2.tmp"  # nor another output's
         busy.touch()
         other.touch()
-        from models.batch import _AtomicWriter
+        from scoring.batch import _AtomicWriter
 
         with _AtomicWriter(out) as writer:
             writer.write(pd.DataFrame({"lead_id": ["a"], "score": [1]}))

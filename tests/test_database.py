@@ -17,7 +17,7 @@ from crm.config import load_config, load_tables
 from crm.database import connect, load_crm_from_database
 from crm.synthetic import generate_crm
 from features.contract import DataContractError
-from training.cli import main as training_main
+from train import main as training_main
 
 SERVE = Path(serve.__file__).resolve()
 AS_OF = "2026-03-01"

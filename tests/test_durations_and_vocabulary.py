@@ -10,7 +10,7 @@ from features.timing import duration, duration_days, duration_label
 from features.vocabulary import EventVocabulary
 from models.reasons import describe_factor
 from models.rules import RulesError, rules_from_dict
-from training.cli import build_parser
+from train import build_parser
 from training.split import suggest_spans
 
 T = pd.Timestamp
@@ -165,7 +165,7 @@ def test_http_schema_and_model_page_name_the_models_own_event_types():
     from fastapi.testclient import TestClient
 
     from models.bundle import ModelBundle
-    from models.service import create_app
+    from scoring.service import create_app
     from models.tiers import TierThresholds
 
     spec = FeatureSpec(event_types=("O_SENT_BACK", "Send Fine"))

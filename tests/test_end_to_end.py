@@ -7,8 +7,8 @@ import pytest
 
 import serve
 from analysis.training_report import FIGURES as TRAINING_FIGURES
-from models.batch import SCORE_COLUMNS
-from training.cli import main as training_main
+from scoring.batch import SCORE_COLUMNS
+from train import main as training_main
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 
 import serve
 from crm.config import load_config, load_tables
-from training.cli import main as training_main
+from train import main as training_main
 
 T0 = pd.Timestamp("2025-03-03 00:00")
 MODEL = "touchpoint-conversion"
@@ -142,8 +142,8 @@ def test_own_names_vocabulary_and_hours_train_and_score(crm_files, mlflow_store,
     # Over HTTP a lead's events carry the log's own types, and its reasons read in the config's words.
     from fastapi.testclient import TestClient
 
-    from models.service import create_app
-    from training.tracking import load_bundle
+    from scoring.service import create_app
+    from registry.loading import load_bundle
 
     bundle, identity = load_bundle(f"models:/{MODEL}@champion")
     client = TestClient(create_app(bundle, identity))

@@ -6,8 +6,8 @@ import pytest
 
 import serve
 from analysis.history import evaluate_history, outcome_labels
-from models.batch import score_lead_base
-from models.history import ScoreHistory, trend
+from scoring.batch import score_lead_base
+from scoring.history import ScoreHistory, trend
 
 
 def test_trend_compares_with_the_previous_score():

@@ -11,7 +11,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from models.service import create_app
+from scoring.service import create_app
 
 AS_OF = "2026-01-01T00:00:00Z"
 IDENTITY = {"model_uri": "models:/lead-conversion@champion", "run_id": "abc", "model_name": "lead-conversion",
@@ -162,12 +162,12 @@ def test_a_500_is_one_log_line_with_a_request_id_and_the_connection_lives(server
     monkeypatch.setattr(bundle, "score_with_reasons", broken)
     monkeypatch.setattr(LeadScorer, "score", broken)  # one lead takes the single-lead route
     connection = http.client.HTTPConnection("127.0.0.1", server, timeout=20)
-    with caplog.at_level(logging.ERROR, logger="models.service"):
+    with caplog.at_level(logging.ERROR, logger="scoring.service"):
         status, answer, response = post(connection, json.dumps(LEAD))
     assert status == 500
     request_id = response.getheader("X-Request-ID")
     assert answer == {"detail": f"internal error (RuntimeError); request id {request_id}"}
-    records = [r for r in caplog.records if r.name == "models.service"]
+    records = [r for r in caplog.records if r.name == "scoring.service"]
     assert len(records) == 1 and records[0].exc_info is None
     line = records[0].getMessage()
     assert request_id in line and "RuntimeError" in line and "\n" not in line and "ana@acme.io" not in line

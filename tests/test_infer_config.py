@@ -182,7 +182,7 @@ def test_an_id_less_true_false_export_trains_as_inferred_and_scores_with_both_su
     import mlflow
 
     import serve
-    from training.cli import main as training_main
+    from train import main as training_main
 
     frame = sessions()
     path = tmp_path / "online_shoppers.csv"

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.lead_requests import Lead, lead_blocks, lead_features
+from scoring.lead_requests import Lead, lead_blocks, lead_features
 from models.lead_scorer import LeadScorer, lead_scorer
 
 KINDS = ("logistic", "lightgbm")
@@ -108,7 +108,7 @@ def test_a_segmented_model_has_no_single_lead_scorer(small_models):
 
 
 def test_stale_warnings_count_only_events_before_as_of_in_utc():
-    from models.lead_requests import stale_warnings
+    from scoring.lead_requests import stale_warnings
 
     as_of = pd.Timestamp("2026-03-01 00:00")
     lead = Lead.model_validate({"created_at": "2025-10-01T00:00:00+02:00", "events": [
@@ -127,9 +127,10 @@ def test_the_calibration_map_gives_the_calibrators_own_numbers(small_models, met
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.frozen import FrozenEstimator
 
-    from models.explain import _inner_pipeline, calibration_map
+    from models.estimators import inner_pipeline
+    from models.explain import calibration_map
 
-    pipeline = _inner_pipeline(small_models["logistic"].model)
+    pipeline = inner_pipeline(small_models["logistic"].model)
     features = small_models["features"]
     labels = (np.random.default_rng(0).uniform(size=len(features)) < 0.2).astype(int)
     model = CalibratedClassifierCV(FrozenEstimator(pipeline), method=method, ensemble=False).fit(features, labels)

@@ -17,7 +17,8 @@ import pytest
 from features.build import build_features
 from features.contract import DataContractError
 from training.pipeline import TrainingResult
-from training.tracking import log_training_run, use_default_store
+from registry.runs import log_training_run
+from registry.store import use_default_store
 
 AS_OF = pd.Timestamp("2025-10-01")
 
@@ -238,17 +239,23 @@ def _wait_ready(server, port: int, log, timeout: float = 120.0) -> None:
     raise AssertionError(f"mlflow models serve not ready after {timeout:.0f} s:\n{log.read_text(errors='replace')}")
 
 
-def test_models_logged_before_models_from_code_still_load(small_models, mlflow_store, tmp_path):
+def test_models_logged_before_models_from_code_still_load(small_models, mlflow_store, tmp_path, monkeypatch):
     """Those pickled ``training.tracking.LeadConversionModel`` by reference; a champion may be one."""
-    from training.tracking import LeadConversionModel, load_bundle
+    import registry.legacy
+    from registry.legacy import LEGACY_MODULE, LeadConversionModel
+    from registry.loading import load_bundle
 
     use_default_store()
     bundle = small_models["logistic"]
     path = bundle.save(tmp_path / "bundle.joblib")
     mlflow.set_experiment("legacy")  # this store's own: an earlier test may have left another one active
-    with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(name="model", python_model=LeadConversionModel(),
-                                       artifacts={"bundle": str(path)}, pip_requirements=["mlflow"])
+    with monkeypatch.context() as legacy:  # pickled under the old module's name, as those models were
+        legacy.setattr(LeadConversionModel, "__module__", LEGACY_MODULE)
+        legacy.setitem(sys.modules, LEGACY_MODULE, registry.legacy)
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(name="model", python_model=LeadConversionModel(),
+                                           artifacts={"bundle": str(path)}, pip_requirements=["mlflow"])
+    assert LEGACY_MODULE not in sys.modules  # the old module is gone, as in a fresh process
     loaded, _ = load_bundle(info.model_uri)
     features = small_models["features"].head(50)
     np.testing.assert_array_equal(loaded.predict_probability(features), bundle.predict_probability(features))

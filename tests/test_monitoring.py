@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 import serve
-from models.monitoring import DriftMonitor, band, build_reference, psi
-from training.cli import main as training_main
+from models.monitoring import band, build_reference, psi
+from scoring.drift import DriftMonitor
+from train import main as training_main
 
 
 def test_psi_matches_the_formula_worked_by_hand():

@@ -11,7 +11,7 @@ from own_export import make_export, write_quirky_csv
 import serve
 from features.spec import FeatureSpec
 from models.bundle import ModelBundle
-from training.cli import main as training_main
+from train import main as training_main
 
 MODEL = "own-export-conversion"
 

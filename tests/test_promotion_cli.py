@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from own_export import make_export
 
-from training.cli import main as training_main
+from train import main as training_main
 
 MODEL = "planted-leak"
 

@@ -9,7 +9,7 @@ from own_export import make_export, write_quirky_csv
 
 import serve
 from crm.synthetic import generate_crm
-from training.cli import main as training_main
+from train import main as training_main
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Examples that need what a test cannot have: the public X Education file outside the project, an

@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from features.build import build_features
-from models.service import create_app
+from scoring.service import create_app
 
 AS_OF = "2026-01-01T00:00:00Z"
 IDENTITY = {"model_uri": "models:/lead-conversion@champion", "run_id": "abc", "model_name": "lead-conversion",

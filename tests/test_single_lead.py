@@ -10,7 +10,7 @@ from crm.synthetic import generate_crm
 from features.build import build_features
 from features.single_lead import few_lead_features
 from features.spec import FeatureSpec
-from models.lead_requests import Lead, lead_features
+from scoring.lead_requests import Lead, lead_features
 
 
 def _assert_same(ours: pd.DataFrame, batch: pd.DataFrame) -> None:

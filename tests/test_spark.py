@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 
 import serve
-from models.batch import SCORE_COLUMNS, score_lead_base
+from scoring.batch import SCORE_COLUMNS, score_lead_base
 from training.pipeline import TrainingResult
-from training.tracking import log_training_run, spark_model_udf, use_default_store
+from registry.loading import spark_model_udf
+from registry.runs import log_training_run
+from registry.store import use_default_store
 
 AS_OF = pd.Timestamp("2025-10-01")
 
@@ -28,7 +30,7 @@ def spark(tmp_path_factory):
         if os.environ.get("LEAD_SCORING_CI") == "1":
             pytest.fail(f"LEAD_SCORING_CI=1 and {message}")
         pytest.skip(message)
-    from models.spark import spark_session
+    from scoring.spark import spark_session
 
     session = spark_session("local[2]", app_name="lead-scoring-tests",
                             config={"spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse"))})
@@ -173,7 +175,7 @@ def test_the_data_end_counts_a_bucket_without_open_leads(spark, crm_and_model):
     """
     from pyspark.sql import functions as F
 
-    from models.spark import build_features_on_spark, split_data_end
+    from scoring.spark import build_features_on_spark, split_data_end
 
     folder, _, bundle, _ = crm_and_model
     leads, events, deals = (pd.read_parquet(folder / f"{name}.parquet") for name in ("leads", "events", "deals"))
@@ -265,7 +267,7 @@ def test_an_export_bucket_whose_leads_did_nothing_is_mapped_not_refused(tmp_path
     from features.build import build_features
     from features.freshness import data_end
     from features.snapshots import open_leads
-    from models.spark import _BUCKET, _KIND, _PREFIXES, DATA_END_COLUMN, _features_of_export_bucket
+    from scoring.spark import _BUCKET, _KIND, _PREFIXES, DATA_END_COLUMN, _features_of_export_bucket
 
     config = load_config(make_own_export(tmp_path))
     spec = config.feature_spec()

@@ -8,7 +8,7 @@ import pytest
 
 from crm.sources import StreamedLeads, stream_crm
 from features.contract import DataContractError
-from models.batch import score_lead_base
+from scoring.batch import score_lead_base
 
 
 @pytest.fixture(scope="module")

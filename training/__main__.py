@@ -1,7 +1,8 @@
-"""``python -m training``: see ``training.cli``."""
+"""``python -m training`` runs the training command line, ``train.py`` (also installed as ``lead-train``).
 
-import sys
+It is run as a script, not imported: the command line sits above every room, this package below it.
+"""
 
-from training.cli import main
+import runpy
 
-sys.exit(main())
+runpy.run_module("train", run_name="__main__", alter_sys=True)

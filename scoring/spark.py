@@ -3,8 +3,8 @@
 The lead base is split into buckets by a hash of ``lead_id``; each bucket's leads meet their own
 events and deals in one ``cogroup(...).applyInPandas`` call, which validates them and runs
 ``features.build.build_features`` exactly as the pandas path does. The logged MLflow model then
-scores the feature rows as a Spark UDF (``training.tracking.spark_model_udf``), or, with reasons,
-each partition of feature rows goes through ``models.batch.score_features`` with the model bundle
+scores the feature rows as a Spark UDF (``registry.loading.spark_model_udf``), or, with reasons,
+each partition of feature rows goes through ``scoring.batch.score_features`` with the model bundle
 broadcast: the pandas path's output rows, sub-scores and reasons included. A company's own export
 (a project config, ``crm.config``) is mapped per bucket by ``crm.config.map_export``, the function
 ``load_tables`` uses. pyspark is an optional dependency, imported inside the functions.
@@ -207,7 +207,7 @@ def score_with_reasons_on_spark(features, bundle, *, model_version: str = "", sc
                                 threads: int = 1):
     """Scores with sub-scores and reasons of Spark feature rows: the pandas path's ``SCORE_COLUMNS``, row for row.
 
-    Each partition's rows go through ``models.batch.score_features`` with the bundle broadcast to
+    Each partition's rows go through ``scoring.batch.score_features`` with the bundle broadcast to
     the workers (one copy per executor); LightGBM predicts on ``threads`` threads in each task, since
     Spark already runs a task per core.
     """
@@ -411,7 +411,7 @@ def _score_schema(id_type):
     """The Spark types of the pandas path's output columns (``SCORE_COLUMNS``), in its order."""
     from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType, TimestampNTZType
 
-    from models.batch import SCORE_COLUMNS
+    from scoring.batch import SCORE_COLUMNS
 
     types = {"lead_id": id_type, "probability": DoubleType(), "score": LongType(), "fit_score": LongType(),
              "engagement_score": LongType(), "as_of": TimestampNTZType(), "scored_at": TimestampNTZType()}
@@ -420,7 +420,7 @@ def _score_schema(id_type):
 
 def _score_batches(batches, *, bundle, model_version, scored_at, thresholds, threads):
     """A partition's feature rows, batch by batch, as the pandas path's output rows (with reasons)."""
-    from models.batch import score_features
+    from scoring.batch import score_features
     from models.explain import use_threads
 
     bundle = bundle.value

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from models.tiers import CapacityPolicy, ExpectedValuePolicy, LiftPolicy, PrecisionPolicy, ThresholdPolicy
-from training.console import HelpFormatter, add_common_arguments, configure, package_version, show_warning, step
+from command_line import HelpFormatter, add_common_arguments, configure, package_version, show_warning, step
 
 log = logging.getLogger("lead_scoring")
 
@@ -214,7 +214,7 @@ def _train(args) -> int:
 def _demo(args) -> int:
     from crm.readers import load_crm
     from crm.synthetic import load_truth
-    from models.batch import score_lead_base
+    from scoring.batch import score_lead_base
 
     _generate(args)
     folder = Path(args.out)
@@ -223,7 +223,7 @@ def _demo(args) -> int:
     args.report_out = str(folder / "training_report")
     result, logged = _train_and_log(args, leads, events, deals, truth=truth)
 
-    from training.tracking import load_bundle
+    from registry.loading import load_bundle
 
     model_uri = f"models:/{args.model_name}@champion"
     bundle, identity = load_bundle(model_uri)
@@ -253,7 +253,8 @@ def _backtest(args) -> int:
     from training.backtest import rolling_cutoffs, run_backtest
     from training.leakage import spec_without
     from training.pipeline import TrainingConfig, labelled_snapshots, latest_timestamp
-    from training.tracking import log_backtest, use_default_store
+    from registry.runs import log_backtest
+    from registry.store import use_default_store
 
     if args.config is None and not (args.leads and args.events and args.deals):
         raise ValueError("backtest needs --config FILE, or all of --leads, --events and --deals.")
@@ -310,7 +311,8 @@ def _backtest(args) -> int:
 
 
 def _promote(args) -> int:
-    from training.tracking import set_champion, use_default_store
+    from registry.aliases import set_champion
+    from registry.store import use_default_store
 
     use_default_store()
     moved = set_champion(args.model_name, args.version, reason=args.reason)
@@ -323,7 +325,8 @@ def _promote(args) -> int:
 
 
 def _revert(args) -> int:
-    from training.tracking import revert_champion, use_default_store
+    from registry.aliases import revert_champion
+    from registry.store import use_default_store
 
     use_default_store()
     moved = revert_champion(args.model_name, reason=args.reason)
@@ -337,7 +340,9 @@ def _compare(args) -> int:
     from analysis.report import comparison_figures, headline, write_report
     from crm.config import load_crm_or_config
     from models.rules import RulesError, load_rules
-    from training.tracking import load_bundle, log_comparison, quiet_mlflow, use_default_store
+    from registry.loading import load_bundle
+    from registry.runs import log_comparison
+    from registry.store import quiet_mlflow, use_default_store
 
     quiet_mlflow(verbose=args.verbose)
     if args.config is None and not (args.leads and args.events and args.deals):
@@ -397,8 +402,10 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
     from models.threads import resolve_threads
     from training.pipeline import TrainingConfig, train_model, train_on_table
     from training.promotion import decide_promotion
-    from training.tracking import (champion_version, load_champion, log_training_run, quiet_mlflow, training_run,
-                                   use_default_store)
+    from registry.aliases import champion_version
+    from registry.loading import load_champion
+    from registry.runs import log_training_run, training_run
+    from registry.store import quiet_mlflow, use_default_store
 
     quiet_mlflow(verbose=args.verbose)
     uri = use_default_store()

@@ -1,6 +1,6 @@
 """The HTTP service's documented contract: response and error bodies, examples from the loaded model, offline docs.
 
-Kept apart from ``models.service`` (routes and scoring) so the schema can be read and tested on
+Kept apart from ``scoring.service`` (routes and scoring) so the schema can be read and tested on
 its own: every body the service sends has a model here, and the request examples are built from
 the loaded model's own attributes and event types, so "Try it out" in ``/docs`` scores with 200.
 """

@@ -1,6 +1,6 @@
 """The logged pyfunc model as MLflow's models-from-code: MLflow runs this file when a model loads.
 
-``training.tracking`` logs this file with every model, beside the bundle and the ``features`` and
+``registry.runs`` logs this file with every model, beside the bundle and the ``features`` and
 ``models`` packages (``code_paths``), so a logged model loads wherever its own requirements are
 installed, without the project. The project never imports this module: its last line registers
 the model with MLflow, which is what a models-from-code file is for.

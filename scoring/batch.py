@@ -17,7 +17,7 @@ from features.build import build_features
 from features.engagement import SCORING_MEMORY_LIMIT
 from features.snapshots import open_leads
 from features.timing import utc_now
-from models.history import with_previous
+from scoring.history import with_previous
 from models.threads import return_free_memory
 from models.tiers import TIERS
 
@@ -54,7 +54,7 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
     ``out`` may also be a sink: a context manager with ``write(frame)`` and ``rows`` that makes the
     output appear on a clean exit only (``crm.database.Database.write_table``). ``monitor``, a
     :class:`models.monitoring.DriftMonitor`, counts each chunk's features, probabilities and tiers
-    for the drift report. ``history`` (:class:`models.history.ScoreHistory` or ``TableHistory``)
+    for the drift report. ``history`` (:class:`scoring.history.ScoreHistory` or ``TableHistory``)
     adds each lead's previous score and trend to the output and gets this run's rows (with
     ``model_name``) once the output is written.
     """
@@ -161,7 +161,7 @@ def score_features(bundle, features: pd.DataFrame, snapshots: pd.DataFrame, *, e
 
     ``snapshots`` gives each row's ``lead_id`` and ``as_of``, in the order of ``features``. One
     definition of an output row for every route: the chunked batch here, Spark's partitions
-    (``models.spark``).
+    (``scoring.spark``).
     """
     clock = _Stages(timings)
     if explain:

@@ -27,9 +27,9 @@ from pydantic import BaseModel, BeforeValidator, Field
 
 from features.contract import bounded
 from features.timing import naive_utc, utc_now
-from models.api_contract import (ERROR_RESPONSES, Health, ModelDescription, accepted_attributes, model_openapi,
+from scoring.api_contract import (ERROR_RESPONSES, Health, ModelDescription, accepted_attributes, model_openapi,
                                  needs_created_at, offline_docs, request_examples, utc_text)
-from models.lead_requests import (InvalidLeads, Lead, lead_blocks, lead_features, plausible_timestamp,
+from scoring.lead_requests import (InvalidLeads, Lead, lead_blocks, lead_features, plausible_timestamp,
                                   request_models, stale_warnings, written_timestamp)
 from models.lead_scorer import lead_scorer
 

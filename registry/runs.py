@@ -1,0 +1,373 @@
+"""Log runs to MLflow: a training run with its registered model, a backtest, a comparison with the rules, a
+monitoring run.
+
+The logged model is a pyfunc (models-from-code, ``registry/lead_model.py``) holding a joblib
+:class:`ModelBundle`, so nothing depends on MLflow trusting scikit-learn internals; it carries the
+``features`` and ``models`` packages, so it loads from its own requirements where the project is not
+installed. Runs are named after the model and the data window and tagged ``kind=training``; every
+registered version carries its test figures, window, label and the promotion decision as tags and in its
+description.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+import shutil
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.data.pandas_dataset import PandasDataset
+from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+import features
+import models
+from models.bundle import ModelBundle
+from registry.aliases import ANY_CHAMPION, set_champion
+from registry.loading import _registry_version
+from registry.store import DEFAULT_MODEL_NAME, _param, experiment_name, use_experiment
+
+
+_REQUIREMENTS = ("mlflow", "scikit-learn", "lightgbm", "pandas", "numpy", "joblib", "duckdb", "pyarrow")
+#: The pyfunc model, logged as code (models-from-code) with every model.
+MODEL_CODE = Path(__file__).with_name("lead_model.py")
+
+
+@contextlib.contextmanager
+def training_run(*, model_name: str = DEFAULT_MODEL_NAME, experiment: str | None = None):
+    """A run that spans the training itself, not only its logging: ``with training_run(...): train, log``.
+
+    Named provisionally after the model; :func:`log_training_run` renames it once the model and the
+    data window are known.
+    """
+    use_experiment(experiment_name(model_name, experiment))
+    with mlflow.start_run(run_name=f"training {model_name}", tags={"kind": "training", "model_name": model_name}) \
+            as run:
+        yield run
+
+
+def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment: str | None = None,
+                     figures: dict | None = None, promote: bool | None = None, decision=None,
+                     run_name: str | None = None, report_path=None, report_tables: dict | None = None,
+                     extra_metrics: dict | None = None, expected_champion=ANY_CHAMPION) -> dict:
+    """Log params, metrics, tables, figures, datasets and the model; register it; move ``champion`` if promoted.
+
+    Logs into the active run (see :func:`training_run`) or a new one. ``decision`` is a
+    :class:`training.promotion.PromotionDecision`; its outcome, reason and both figures become the
+    version's tags and description. ``report_path`` (the training report's HTML) is logged under
+    ``report/``, with ``report_tables`` as CSV beside it and ``extra_metrics`` (e.g. ``test_ks``)
+    with the metrics. ``expected_champion`` is the champion version the decision was made against
+    (None: there was none); the alias then moves only if it is still that one (see
+    :func:`promote_champion`). Returns ``{"run_id", "model_uri", "version", "champion", "champion_now"}``.
+    """
+    promote = decision.promote if decision is not None else (True if promote is None else promote)
+    with contextlib.ExitStack() as stack:
+        if mlflow.active_run() is None:
+            stack.enter_context(training_run(model_name=model_name, experiment=experiment))
+        run = mlflow.active_run()
+        scratch = stack.enter_context(tempfile.TemporaryDirectory())
+        MlflowClient().update_run(run.info.run_id, name=run_name or training_run_name(result))
+        bundle = result.bundle
+        mlflow.log_params({key: _param(value) for key, value in result.params.items()})
+        mlflow.log_params({f"spec_{key}": _param(value) for key, value in bundle.spec.as_dict().items()})
+        mlflow.log_metrics(result.metrics)
+        mlflow.set_tags({"data_window": data_window(result.params), "label": label_definition(result.params)})
+        suspicious = result.params.get("suspicious_columns") or []
+        if suspicious:
+            mlflow.set_tag("suspicious_columns", ", ".join(suspicious))
+        log_datasets(getattr(result, "datasets", {}) or {})
+        mlflow.log_dict(bundle.spec.as_dict(), "feature_spec.json")
+        mlflow.log_dict(bundle.thresholds.as_dict(), "tier_thresholds.json")
+        for name, table in result.tables.items():
+            mlflow.log_text(table.to_csv(index=False), f"evaluation/{name}.csv")
+        if "leakage_report" in result.tables:
+            # Column names and AUCs only, never values: safe to store; browsable as a table in the UI.
+            mlflow.log_table(result.tables["leakage_report"], "leakage/leakage_report.json")
+        for name, figure in (figures or {}).items():
+            mlflow.log_figure(figure, f"plots/{name}.png")
+        if extra_metrics:
+            mlflow.log_metrics(extra_metrics)
+        for name, table in (report_tables or {}).items():
+            mlflow.log_text(table.to_csv(index=False), f"report/{name}.csv")
+        if report_path is not None:
+            mlflow.log_artifact(str(report_path), "report")
+        bundle_path = bundle.save(Path(scratch) / "bundle.joblib")
+        example = getattr(result, "example", None)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE),
+            artifacts={"bundle": str(bundle_path)},
+            code_paths=_model_code_paths(Path(scratch) / "code"),
+            signature=_signature(bundle),
+            input_example=_input_example(bundle, example),
+            pip_requirements=_pinned_requirements(),  # inferring them costs ~5 s per run
+            registered_model_name=model_name,
+        )
+        registered = str(info.registered_model_version)
+        client = MlflowClient()
+        for key, value in version_tags(result, decision).items():
+            client.set_model_version_tag(model_name, registered, key, value)
+        client.update_model_version(model_name, registered, description=version_description(result, decision))
+        if decision is not None:
+            mlflow.set_tags({"promotion_decision": decision.outcome, "promotion_reason": decision.reason})
+        current = registered
+        if promote:
+            moved = set_champion(model_name, registered, decided_by="training run",
+                                 reason=decision.reason if decision is not None else "promoted",
+                                 expected_champion=expected_champion)
+            promote, current = moved["promoted"], moved["champion"]
+        mlflow.set_tag("promoted_to_champion", str(promote).lower())
+    return {"run_id": run.info.run_id, "model_uri": info.model_uri, "version": registered, "champion": promote,
+            "champion_now": current}
+
+
+#: A team secret that keys logged lead-id digests, so runs that share it can be joined; unset,
+#: each run draws its own key and stores it nowhere.
+ID_KEY_VARIABLE = "LEAD_SCORING_ID_KEY"
+
+
+def hashed_id(value, key: bytes) -> str:
+    """A lead id as a short keyed digest (HMAC-SHA256): rows join across tables logged with the same key.
+
+    Keyed because a plain digest of a sequential or e-mail id is undone by hashing candidates.
+    """
+    return hmac.new(key, str(value).encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
+
+
+def id_hash_key() -> tuple[bytes, str]:
+    """The key for :func:`hashed_id` and a description of it for the run's tags."""
+    secret = os.environ.get(ID_KEY_VARIABLE)
+    if secret:
+        return secret.encode("utf-8"), f"HMAC-SHA256 keyed by {ID_KEY_VARIABLE}"
+    return secrets.token_bytes(32), f"HMAC-SHA256 with a key drawn for this run and not stored (set {ID_KEY_VARIABLE} to join runs)"
+
+
+def log_backtest(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment: str | None = None, params: dict,
+                 figure=None) -> str:
+    """Log a backtest: per-window figures as stepped metrics, tables, picture and findings. Returns the run id."""
+    use_experiment(experiment_name(model_name, experiment))
+    table = result.windows
+    name = f"backtest {params.get('model', '')} {table['test_from'].iloc[0]}..{table['test_to'].iloc[-1]}"
+    with mlflow.start_run(run_name=name, tags={"kind": "backtest", "model_name": model_name}) as run:
+        mlflow.log_params({key: _param(value) for key, value in params.items()})
+        for step, row in enumerate(table.itertuples(), start=1):
+            mlflow.log_metrics({f"backtest_{key}": float(getattr(row, key)) for key in
+                                ("roc_auc", "ece", "test_base_rate", "train_base_rate", "max_psi")}, step=step)
+        mlflow.log_table(table, "backtest/windows.json")
+        mlflow.log_text(table.to_csv(index=False), "backtest/windows.csv")
+        mlflow.log_text(result.drift.to_csv(index=False), "backtest/feature_drift.csv")
+        mlflow.log_text("\n".join(result.findings) + "\n", "backtest/findings.txt")
+        mlflow.set_tag("mlflow.note.content", "\n\n".join(result.findings))
+        if figure is not None:
+            mlflow.log_figure(figure, "backtest/backtest.png")
+    return run.info.run_id
+
+
+def log_comparison(comparison, *, figures: dict, report_path, experiment: str | None = None,
+                   run_name: str = "compare-rules", model_uri: str | None = None, rules=None,
+                   log_lead_rows: bool = False) -> str:
+    """Log a model-vs-rules comparison: metrics, tables, pictures, rule files. Returns the run id.
+
+    It goes to the compared model's experiment unless ``experiment`` says otherwise. Tables with
+    one row per lead stay on disk unless ``log_lead_rows``; then their ids are logged as keyed
+    digests (:func:`id_hash_key`). The HTML report lists raw ids and stays on disk; its path is a
+    tag. Aggregate tables are always logged.
+    """
+    name, _ = _registry_version(model_uri) if model_uri else (None, None)
+    use_experiment(experiment_name(name or DEFAULT_MODEL_NAME, experiment))
+    with mlflow.start_run(run_name=run_name) as run:
+        params = dict(comparison.params)
+        if model_uri:
+            params["model_uri"] = model_uri
+        mlflow.log_params({key: _param(value) for key, value in params.items()})
+        mlflow.log_metrics(comparison.metrics)
+        key, keyed_by = id_hash_key()
+        for name, table in comparison.tables.items():
+            if "lead_id" in table.columns:
+                if not log_lead_rows:
+                    continue
+                table = table.assign(lead_id=table["lead_id"].map(lambda value: hashed_id(value, key)))
+            mlflow.log_text(table.to_csv(index=False), f"comparison/{name}.csv")
+        for name, figure in figures.items():
+            mlflow.log_figure(figure, f"comparison/plots/{name}.png")
+        # The HTML report lists raw lead ids (they may be e-mails): it stays on disk, always.
+        mlflow.set_tag("report_path", str(report_path))
+        mlflow.set_tag("lead_rows", f"logged, ids as {keyed_by}" if log_lead_rows else "not logged (--log-lead-rows)")
+        if rules is not None:
+            mlflow.log_text(rules.to_toml(), "comparison/rules.toml")
+        if comparison.scorecard is not None:
+            mlflow.log_text(comparison.scorecard.to_toml(), "comparison/learned_points.toml")
+        mlflow.set_tag("kind", "comparison")
+    return run.info.run_id
+
+
+def log_monitoring(report, *, report_path=None, model_uri: str | None = None, identity: dict | None = None,
+                   experiment: str | None = None, run_name: str = "monitoring") -> str:
+    """Log a drift report as an MLflow run tagged ``kind=monitoring``; returns the run id.
+
+    It goes to the scored model's experiment unless ``experiment`` says otherwise.
+    """
+    name = (identity or {}).get("model_name") or (_registry_version(model_uri)[0] if model_uri else None)
+    use_experiment(experiment_name(name or DEFAULT_MODEL_NAME, experiment))
+    with mlflow.start_run(run_name=run_name) as run:
+        params = {"psi_warning": report.psi_bands[0], "psi_alert": report.psi_bands[1],
+                  "unseen_warning": report.unseen_bands[0], "unseen_alert": report.unseen_bands[1]}
+        if model_uri:
+            params["model_uri"] = model_uri
+        for key in ("model_name", "model_version"):
+            if identity and identity.get(key):
+                params[key] = identity[key]
+        mlflow.log_params({key: _param(value) for key, value in params.items()})
+        mlflow.log_metrics(report.metrics())
+        mlflow.log_text(report.features.to_csv(index=False), "monitoring/feature_drift.csv")
+        mlflow.log_text(report.tiers.to_csv(index=False), "monitoring/tier_mix.csv")
+        mlflow.log_text(report.score_bins.to_csv(index=False), "monitoring/score_bins.csv")
+        if report_path is not None:
+            mlflow.log_artifact(str(report_path), "monitoring")
+        mlflow.set_tags({"kind": "monitoring", "monitoring_status": report.status})
+    return run.info.run_id
+
+
+def training_run_name(result) -> str:
+    """``lightgbm 2024-07-01..2025-03-31`` (snapshots), ``logistic 9,240 leads, stratified`` (a lead table)."""
+    return f"{result.params.get('model', 'model')} {data_window(result.params)}"
+
+
+def data_window(params: dict) -> str:
+    if params.get("split") == "temporal":
+        return f"{params.get('as_of_first')}..{params.get('window_test_last', params.get('as_of_last'))}"
+    return f"{params.get('leads', 0):,} leads, {params.get('split', 'split')}"
+
+
+def label_definition(params: dict) -> str:
+    if params.get("split") == "temporal":
+        return f"won within {params.get('horizon_days')} days of as_of"
+    return "converted (label column)"
+
+
+def version_tags(result, decision=None) -> dict:
+    """What a data scientist filters versions by: test AUC, window, label, horizon, model, the decision."""
+    params, metrics = result.params, _headline_metrics(result)
+    tags = {"test_roc_auc": f"{metrics['test_roc_auc']:.4f}", "test_ece": f"{metrics['test_ece']:.4f}",
+            "validation_roc_auc": f"{metrics.get('validation_roc_auc', float('nan')):.4f}",
+            "data_window": data_window(params), "label": label_definition(params), "split": str(params.get("split")),
+            "model": str(params.get("model")), "has_signal": str(params.get("has_signal", True)).lower()}
+    if params.get("split") == "temporal":
+        tags.update(horizon_days=str(params.get("horizon_days")),
+                    test_window=f"{params.get('window_test_first')}..{params.get('window_test_last')}")
+    if params.get("suspicious_columns"):
+        tags["suspicious_columns"] = ", ".join(params["suspicious_columns"])
+    if decision is not None:
+        tags.update(promotion_decision=decision.outcome, promotion_reason=decision.reason,
+                    challenger_test_roc_auc=f"{decision.challenger_auc:.4f}",
+                    champion_test_roc_auc="none" if decision.champion_auc is None else f"{decision.champion_auc:.4f}")
+        if decision.champion_version:
+            tags["compared_with_version"] = str(decision.champion_version)
+    return tags
+
+
+def version_description(result, decision=None) -> str:
+    params, metrics = result.params, _headline_metrics(result)
+    text = (f"{params.get('model')} + {params.get('calibration')} calibration; {label_definition(params)}; "
+            f"data {data_window(params)}. Test ROC AUC {metrics['test_roc_auc']:.4f}, ECE {metrics['test_ece']:.4f}, "
+            f"base rate {metrics['test_base_rate']:.3f} on {metrics['test_rows']:,.0f} rows.")
+    if not params.get("has_signal", True):
+        text += " No signal: validation AUC at or below the floor; its tiers carry no information."
+    if params.get("suspicious_columns"):
+        text += f" Suspicious columns: {', '.join(params['suspicious_columns'])}."
+    if decision is not None:
+        champion = "no champion" if decision.champion_auc is None else f"champion {decision.champion_auc:.4f}"
+        text += (f"\n\nPromotion: {decision.outcome} ({decision.reason}); challenger {decision.challenger_auc:.4f}, "
+                 f"{champion} on the same test window.")
+    return text
+
+
+def _headline_metrics(result) -> dict:
+    """The test figures tags and descriptions quote; a result logged by hand may lack some: they read nan."""
+    return {"test_roc_auc": np.nan, "test_ece": np.nan, "test_base_rate": np.nan, "test_rows": 0, **result.metrics}
+
+
+def log_datasets(datasets: dict) -> None:
+    """Dataset lineage: each split's name, digest, row count and schema (column names); never its rows."""
+    for name, (frame, labels) in datasets.items():
+        labels = np.asarray(labels, dtype=int)
+        dataset = _SplitDataset(frame, name=f"{name} split", digest=_digest(frame, labels))
+        mlflow.log_input(dataset, context=name, tags={"rows": str(len(frame)),
+                                                     "converted": str(int(labels.sum()))})
+
+
+class _SplitDataset(PandasDataset):
+    """A split's lineage without MLflow inspecting every cell (21 s on 200,000 x 105): the schema comes
+    from the first rows, the profile from the frame's shape, the digest from the caller."""
+
+    def __init__(self, frame: pd.DataFrame, *, name: str, digest: str):
+        self._shape = frame.shape
+        super().__init__(df=frame.head(1000), source=CodeDatasetSource(tags={}), name=name, digest=digest)
+
+    @property
+    def profile(self):
+        return {"num_rows": int(self._shape[0]), "num_elements": int(self._shape[0] * self._shape[1])}
+
+
+def _model_code_paths(folder: Path) -> list[str]:
+    """Clean copies of the packages the model runs on (no caches): they travel inside the model."""
+    paths = []
+    for package in (features, models):
+        source = Path(package.__file__).parent
+        paths.append(str(shutil.copytree(source, folder / source.name,
+                                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))))
+    return paths
+
+
+def _signature(bundle: ModelBundle) -> ModelSignature:
+    """Outputs and parameters declared; no input schema, because the model takes two input shapes.
+
+    Feature rows or lead rows with a nested ``events`` column (``models/model_input.py`` checks
+    both and names what is wrong); an input schema would make MLflow drop the lead columns.
+    """
+    outputs = Schema([ColSpec("double", "probability"), ColSpec("long", "score"), ColSpec("string", "tier")])
+    params = ParamSchema([ParamSpec("input", "string", "auto"), ParamSpec("as_of", "string", None)])
+    return ModelSignature(outputs=outputs, params=params)
+
+
+def _input_example(bundle: ModelBundle, example: pd.DataFrame | None) -> pd.DataFrame:
+    """A real feature row (no PII column is ever a feature), conformed to the signature's types.
+
+    Training picks a plausible engaged lead from the test split: an all-zero row is a lead that
+    cannot exist (every ``days_since_*`` at 0 with every count at 0).
+    """
+    if example is None:
+        categorical = set(bundle.spec.categorical_feature_names)
+        example = pd.DataFrame([{name: (None if name in categorical else np.nan)
+                                 for name in bundle.spec.feature_names}])
+    conformed = bundle.conform(example.head(1)).reset_index(drop=True)
+    return conformed
+
+
+def _digest(features: pd.DataFrame, labels: np.ndarray) -> str:
+    """md5 over every row's hash and the labels: vectorised (MLflow's own digest maps ``type`` over each cell)."""
+    hashed = pd.util.hash_pandas_object(features, index=False).to_numpy()
+    md5 = hashlib.md5(hashed.tobytes())
+    md5.update(np.ascontiguousarray(labels).tobytes())
+    md5.update("|".join(map(str, features.columns)).encode())
+    return md5.hexdigest()[:12]
+
+
+def _pinned_requirements() -> list[str]:
+    pinned = []
+    for package in _REQUIREMENTS:
+        try:
+            pinned.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            pinned.append(package)
+    return pinned
