@@ -224,7 +224,10 @@ def main(argv=None) -> int:
           f"(model {identity.get('model_name', '')} version {identity['model_version']})")
     _print_tiers(counts)
     if monitor is not None and getattr(monitor, "rows_", 0):
-        return _report_drift(args, monitor.report(), identity)
+        from scoring.drift import compare_with_previous_run
+
+        return _report_drift(args, compare_with_previous_run(monitor, args.monitoring_out, as_of=as_of, **identity),
+                             identity)
     return 0
 
 
@@ -297,14 +300,14 @@ def _report_drift(args, report, identity) -> int:
 
     path = write_monitoring_report(report, args.monitoring_out,
                                    title=f"{identity.get('model_name', '')} version {identity['model_version']}")
-    run_id = log_monitoring(report, report_path=path, model_uri=args.model, identity=identity)
+    run_id = log_monitoring(report, report_path=path, model_uri=args.model, identity=identity, as_of=args.as_of)
     lines = report.summary_lines()
-    stream = sys.stderr if report.status != "ok" else sys.stdout
-    print(("WARNING: " if report.status != "ok" else "") + lines[0], file=stream)
+    stream = sys.stderr if report.overall_status != "ok" else sys.stdout
+    print(("WARNING: " if report.overall_status != "ok" else "") + lines[0], file=stream)
     for line in lines[1:]:
         print(line, file=stream)
     print(f"  monitoring report {path}; MLflow run {run_id} (tag kind=monitoring)", file=stream)
-    return 3 if args.fail_on_drift and report.status == "alert" else 0
+    return 3 if args.fail_on_drift and report.overall_status == "alert" else 0
 
 
 def _history(args, project=None):

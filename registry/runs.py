@@ -214,13 +214,20 @@ def log_comparison(comparison, *, figures: dict, report_path, experiment: str | 
 
 
 def log_monitoring(report, *, report_path=None, model_uri: str | None = None, identity: dict | None = None,
-                   experiment: str | None = None, run_name: str = "monitoring") -> str:
+                   experiment: str | None = None, run_name: str | None = None, as_of=None) -> str:
     """Log a drift report as an MLflow run tagged ``kind=monitoring``; returns the run id.
 
-    It goes to the scored model's experiment unless ``experiment`` says otherwise.
+    It goes to the scored model's experiment unless ``experiment`` says otherwise; it is named by
+    model, version and the scoring date ("monitoring lead-conversion v3 2026-03-31") unless
+    ``run_name`` is given.
     """
     name = (identity or {}).get("model_name") or (_registry_version(model_uri)[0] if model_uri else None)
     use_experiment(experiment_name(name or DEFAULT_MODEL_NAME, experiment))
+    if run_name is None:
+        version = (identity or {}).get("model_version")
+        day = pd.Timestamp(as_of).date() if as_of is not None else pd.Timestamp.now(tz="UTC").date()
+        run_name = " ".join(part for part in ("monitoring", name, f"v{version}" if version else None, str(day))
+                            if part)
     with mlflow.start_run(run_name=run_name) as run:
         params = {"psi_warning": report.psi_bands[0], "psi_alert": report.psi_bands[1],
                   "unseen_warning": report.unseen_bands[0], "unseen_alert": report.unseen_bands[1]}
