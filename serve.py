@@ -159,6 +159,7 @@ def main(argv=None) -> int:
     from features.freshness import data_end
     from features.timing import naive_utc, utc_now
     from scoring.batch import check_output, score_lead_base
+    from scoring.safe_outputs import refuse_outputs_that_are_inputs
     from models.explain import use_threads
     from scoring.drift import DriftMonitor
     from models.threads import limit_malloc_arenas, resolve_threads
@@ -169,6 +170,10 @@ def main(argv=None) -> int:
     quiet_mlflow(verbose=args.verbose)
     use_default_store()
     try:
+        refuse_outputs_that_are_inputs(config_path=args.config, leads=args.leads, events=args.events,
+                                       deals=args.deals, db=args.db, out=args.out, out_db=args.out_db,
+                                       history=args.history, history_table=args.history_table,
+                                       monitoring_out=args.monitoring_out if args.monitoring else None)
         if args.db is None and args.out_db is None and args.config is None:  # a file; tables: see _output
             check_output(args.out)  # before any work: a bad output path must not cost a whole scoring run
         as_of = _as_of(args.as_of, naive_utc) if args.as_of else utc_now()
@@ -396,6 +401,7 @@ def spark_score(args) -> int:
                               spark_session, split_data_end, write_scores)
     from registry.loading import load_bundle, spark_model_udf
     from registry.store import use_default_store
+    from scoring.safe_outputs import refuse_outputs_that_are_inputs
 
     use_default_store()
     try:
@@ -408,6 +414,8 @@ def spark_score(args) -> int:
             config, sources = export_tables(load_config(args.config), **sources)
         elif args.leads is None:
             raise ValueError("spark-score needs --leads, or --config with the export it describes.")
+        refuse_outputs_that_are_inputs(config_path=args.config, leads=args.leads, events=args.events,
+                                       deals=args.deals, out=args.out)
         for source in sources.values():
             if source:
                 check_source(source)  # before the JVM starts

@@ -32,6 +32,7 @@ from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
 import features
 import models
+from features.column_types import readings
 from models.bundle import ModelBundle
 from registry.aliases import ANY_CHAMPION, set_champion
 from registry.loading import _registry_version
@@ -82,6 +83,7 @@ def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment
         mlflow.log_params({f"spec_{key}": _param(value) for key, value in bundle.spec.as_dict().items()})
         mlflow.log_metrics(result.metrics)
         mlflow.set_tags({"data_window": data_window(result.params), "label": label_definition(result.params)})
+        log_readings()
         suspicious = result.params.get("suspicious_columns") or []
         if suspicious:
             mlflow.set_tag("suspicious_columns", ", ".join(suspicious))
@@ -242,7 +244,18 @@ def log_monitoring(report, *, report_path=None, model_uri: str | None = None, id
         if report_path is not None:
             mlflow.log_artifact(str(report_path), "monitoring")
         mlflow.set_tags({"kind": "monitoring", "monitoring_status": report.status})
+        log_readings()
     return run.info.run_id
+
+
+def log_readings() -> None:
+    """How this process read its inputs' dates and numbers (calendar digits, epoch time, a decimal comma):
+    the lines the console printed once, as ``readings.txt`` and the tag ``input_readings``."""
+    taken = readings()
+    if taken:
+        text = "\n".join(f"{what} {how}" for what, how in taken.items())
+        mlflow.log_text(text, "readings.txt")
+        mlflow.set_tag("input_readings", text if len(text) <= 4000 else text[:3990] + " [...]")
 
 
 def training_run_name(result) -> str:
