@@ -168,6 +168,7 @@ def main(argv=None) -> int:
     from features.freshness import data_end
     from features.timing import naive_utc, utc_now
     from scoring.batch import check_output, score_lead_base
+    from scoring.safe_outputs import refuse_outputs_that_are_inputs
     from models.explain import use_threads
     from scoring.drift import DriftMonitor
     from models.threads import limit_malloc_arenas, resolve_threads
@@ -178,6 +179,10 @@ def main(argv=None) -> int:
     quiet_mlflow(verbose=args.verbose)
     use_default_store()
     try:
+        refuse_outputs_that_are_inputs(config_path=args.config, leads=args.leads, events=args.events,
+                                       deals=args.deals, db=args.db, out=args.out, out_db=args.out_db,
+                                       history=args.history, history_table=args.history_table,
+                                       monitoring_out=args.monitoring_out if args.monitoring else None)
         if args.db is None and args.out_db is None and args.config is None:  # a file; tables: see _output
             check_output(args.out)  # before any work: a bad output path must not cost a whole scoring run
         as_of = _as_of(args.as_of, naive_utc) if args.as_of else utc_now()
@@ -223,7 +228,10 @@ def main(argv=None) -> int:
           f"(model {identity.get('model_name', '')} version {identity['model_version']})")
     _print_tiers(counts)
     if monitor is not None and getattr(monitor, "rows_", 0):
-        return _report_drift(args, monitor.report(), identity)
+        from scoring.drift import compare_with_previous_run
+
+        return _report_drift(args, compare_with_previous_run(monitor, args.monitoring_out, as_of=as_of, **identity),
+                             identity)
     return 0
 
 
@@ -296,14 +304,14 @@ def _report_drift(args, report, identity) -> int:
 
     path = write_monitoring_report(report, args.monitoring_out,
                                    title=f"{identity.get('model_name', '')} version {identity['model_version']}")
-    run_id = log_monitoring(report, report_path=path, model_uri=args.model, identity=identity)
+    run_id = log_monitoring(report, report_path=path, model_uri=args.model, identity=identity, as_of=args.as_of)
     lines = report.summary_lines()
-    stream = sys.stderr if report.status != "ok" else sys.stdout
-    print(("WARNING: " if report.status != "ok" else "") + lines[0], file=stream)
+    stream = sys.stderr if report.overall_status != "ok" else sys.stdout
+    print(("WARNING: " if report.overall_status != "ok" else "") + lines[0], file=stream)
     for line in lines[1:]:
         print(line, file=stream)
     print(f"  monitoring report {path}; MLflow run {run_id} (tag kind=monitoring)", file=stream)
-    return 3 if args.fail_on_drift and report.status == "alert" else 0
+    return 3 if args.fail_on_drift and report.overall_status == "alert" else 0
 
 
 def _history(args, project=None):
@@ -398,6 +406,7 @@ def spark_score(args) -> int:
     from registry.loading import load_bundle, spark_model_udf
     from registry.store import use_default_store
     from registry.tier_policy import effective_thresholds
+    from scoring.safe_outputs import refuse_outputs_that_are_inputs
 
     use_default_store()
     try:
@@ -410,6 +419,8 @@ def spark_score(args) -> int:
             config, sources = export_tables(load_config(args.config), **sources)
         elif args.leads is None:
             raise ValueError("spark-score needs --leads, or --config with the export it describes.")
+        refuse_outputs_that_are_inputs(config_path=args.config, leads=args.leads, events=args.events,
+                                       deals=args.deals, out=args.out)
         for source in sources.values():
             if source:
                 check_source(source)  # before the JVM starts

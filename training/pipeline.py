@@ -18,7 +18,7 @@ from features.timing import duration, duration_days
 from features.vocabulary import EventVocabulary
 from models.bundle import ModelBundle
 from models.estimators import make_candidates
-from models.monitoring import build_reference
+from models.monitoring import build_reference, open_lead_reference
 from models.score_bins import probability_bins
 from models.threads import blas_threads, blas_threads_for, resolve_threads
 from models.tiers import POLICIES, CapacityPolicy, policy_from_dict, tier_cutoffs
@@ -137,6 +137,9 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
     spec, features, fitted = _guard_fit_and_evaluate(features, snapshots["label"], snapshots["split"], spec,
                                                      config, groups=snapshots["lead_id"], log=log)
     metrics, thresholds, probability = fitted["metrics"], fitted["thresholds"], fitted["probability"]
+    # Monitoring compares a scored base with the leads open at the end of the data, as this model scores them.
+    fitted["reference"] = open_lead_reference(fitted["model"], spec, thresholds, leads, events, deals,
+                                              as_of=data_end) or fitted["reference"]
     y_test = fitted["y_test"]
     test = snapshots.loc[snapshots["split"].eq("test"), ["lead_id", "as_of", "label"]].assign(
         probability=probability, tier=thresholds.assign(probability))
