@@ -19,7 +19,7 @@ from command_line import HelpFormatter, add_common_arguments, configure, package
 log = logging.getLogger("lead_scoring")
 
 DEFAULT_MODEL_NAME = "lead-conversion"
-EXAMPLE_RULES = Path(__file__).resolve().parent.parent / "models" / "rules_example.toml"
+EXAMPLE_RULES = Path(__file__).resolve().parent / "models" / "rules_example.toml"
 
 
 def build_parser() -> argparse.ArgumentParser:
