@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
+from analysis import html as report_html
 from analysis.plots import _pyplot
+from analysis.rendering import render_page
 
 
 def score_drift_figure(report, *, title: str = "Probability distribution: training reference vs. scored base"):
@@ -46,43 +47,17 @@ def write_monitoring_report(report, out_dir, *, title: str = "") -> Path:
 
 
 def render_monitoring_html(report, figures: dict, *, title: str = "") -> str:
+    """The page as one HTML string (``templates/monitoring.html``); the picture is embedded, so the file travels alone."""
     low, high = report.psi_bands
     unseen_low, unseen_high = report.unseen_bands
-    colour = {"ok": "#e7f5e7", "warning": "#fff4d6", "alert": "#fbe1e1"}[report.status]
     tiers = report.tiers.assign(difference=report.tiers["share"] - report.tiers["expected_share"])
-    parts = [
-        f"<h1>Drift monitoring{': ' + html.escape(title) if title else ''}</h1>",
-        f"<p class='headline' style='background:{colour}'>Status <b>{report.status.upper()}</b>: "
-        f"{report.rows:,} scored leads compared with {report.reference_rows:,} rows of the training reference "
-        f"(the calibration split). Score PSI {report.score['psi']:.3f}; tier mix PSI {report.tier_psi:.3f}; "
-        f"{int((report.features['status'] == 'warning').sum())} features at warning, "
-        f"{int((report.features['status'] == 'alert').sum())} at alert.</p>",
-        f"<p>PSI bands: below {low:g} stable, {low:g}-{high:g} warning (a moderate shift worth a look), "
-        f"{high:g} and above alert (a significant shift: check the data feed, then consider retraining). "
-        f"Unseen categories: warning from {unseen_low:.0%} of rows, alert from {unseen_high:.0%}.</p>",
-        "<h2>Score</h2>", _figure(figures, "score"), _table(report.score_bins),
-        "<h2>Tier mix against the expected shares</h2>", _table(tiers),
-        "<h2>Features, most shifted first</h2>",
-        "<p><em>unseen_share</em>: rows whose category the training data never had; <em>missing_*</em>: "
-        "share of missing values in the reference and now.</p>", _table(report.features),
-    ]
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;font-size:12px;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-             ".headline{font-size:1.15em;padding:.8em}img{max-width:100%}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Drift monitoring</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
-
-
-def _table(frame) -> str:
-    return frame.to_html(index=False, float_format=lambda value: f"{value:.3f}", border=0, escape=True)
-
-
-def _figure(figures: dict, name: str) -> str:
-    import base64
-    import io
-
-    buffer = io.BytesIO()
-    figures[name].savefig(buffer, format="png", dpi=90)
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f"<p><img alt='{name}' src='data:image/png;base64,{encoded}'></p>"
+    return render_page(
+        "monitoring.html", title=title, status=report.status, rows=f"{report.rows:,}",
+        reference_rows=f"{report.reference_rows:,}", score_psi=f"{report.score['psi']:.3f}",
+        tier_psi=f"{report.tier_psi:.3f}",
+        features_warning=int((report.features["status"] == "warning").sum()),
+        features_alert=int((report.features["status"] == "alert").sum()),
+        psi_low=f"{low:g}", psi_high=f"{high:g}", unseen_low=f"{unseen_low:.0%}", unseen_high=f"{unseen_high:.0%}",
+        score_figure=report_html.figure(figures, "score", dpi=90), score_bins=report_html.table(report.score_bins),
+        tiers=report_html.table(tiers),
+        features=report_html.table(report.features))
