@@ -185,8 +185,8 @@ def log_comparison(comparison, *, figures: dict, report_path, experiment: str | 
     digests (:func:`id_hash_key`). The HTML report lists raw ids and stays on disk; its path is a
     tag. Aggregate tables are always logged.
     """
-    name, _ = _registry_version(model_uri) if model_uri else (None, None)
-    use_experiment(experiment_name(name or DEFAULT_MODEL_NAME, experiment))
+    compared, version = _registry_version(model_uri) if model_uri else (None, None)
+    use_experiment(experiment_name(compared or DEFAULT_MODEL_NAME, experiment))
     with mlflow.start_run(run_name=run_name) as run:
         params = dict(comparison.params)
         if model_uri:
@@ -210,6 +210,8 @@ def log_comparison(comparison, *, figures: dict, report_path, experiment: str | 
         if comparison.scorecard is not None:
             mlflow.log_text(comparison.scorecard.to_toml(), "comparison/learned_points.toml")
         mlflow.set_tag("kind", "comparison")
+        if compared:  # the version compared, so the tier planner finds the rules' figures of its model
+            mlflow.set_tags({"model_name": compared, "model_version": version})
     return run.info.run_id
 
 
@@ -287,6 +289,8 @@ def version_tags(result, decision=None) -> dict:
                     test_window=f"{params.get('window_test_first')}..{params.get('window_test_last')}")
     if params.get("suspicious_columns"):
         tags["suspicious_columns"] = ", ".join(params["suspicious_columns"])
+    if params.get("drift") not in (None, "none", "not checked"):  # the newest window moved (training.drift)
+        tags["drift"] = str(params["drift"])
     if decision is not None:
         tags.update(promotion_decision=decision.outcome, promotion_reason=decision.reason,
                     challenger_test_roc_auc=f"{decision.challenger_auc:.4f}",
