@@ -153,7 +153,7 @@ def main(argv=None) -> int:
         return show_history(args)
     if args.command == "spark-score":
         return spark_score(args)
-    from crm.config import load_crm_or_config
+    from crm.export import load_crm_or_config
     from crm.sources import stream_crm
     from features.contract import DataContractError, bounded
     from features.freshness import data_end

@@ -198,7 +198,7 @@ def _init_config(args) -> int:
 
 
 def _train(args) -> int:
-    from crm.config import load_crm_or_config
+    from crm.export import load_crm_or_config
     from crm.synthetic import load_truth
 
     if args.config is None and not (args.leads and args.events and args.deals):
@@ -246,7 +246,7 @@ def _demo(args) -> int:
 
 def _backtest(args) -> int:
     from analysis.backtest import backtest_figure
-    from crm.config import load_crm_or_config
+    from crm.export import load_crm_or_config
     from features.build import build_features
     from features.spec import FeatureSpec
     from features.timing import duration
@@ -338,7 +338,7 @@ def _revert(args) -> int:
 def _compare(args) -> int:
     from analysis.compare import compare_on_test
     from analysis.report import comparison_figures, headline, write_report
-    from crm.config import load_crm_or_config
+    from crm.export import load_crm_or_config
     from models.rules import RulesError, load_rules
     from registry.loading import load_bundle
     from registry.runs import log_comparison
