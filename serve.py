@@ -24,6 +24,7 @@ import sys
 
 def build_parser() -> argparse.ArgumentParser:
     from command_line import HelpFormatter, add_common_arguments, package_version
+    from scoring.policy_command import add_policy_parser
 
     parser = argparse.ArgumentParser(prog="lead-serve", description=__doc__.splitlines()[0],
                                      formatter_class=HelpFormatter,
@@ -108,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     http.add_argument("--max-leads", type=int, default=1_000, help="leads per request (default: %(default)s)")
     http.add_argument("--workers", type=int, help="worker processes, each with the model loaded once "
                                                   "(default: the cores this process may use)")
+    http.add_argument("--scores", help="the latest scoring run's output (.parquet or .csv): the open base the "
+                                       "planner page (/planner) shows")
+    http.add_argument("--history", help="or a score history folder: the planner shows its newest run")
     add_common_arguments(http, experiment=False)
 
     spark = commands.add_parser("spark-score", help="score every open lead on Apache Spark",
@@ -133,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     spark.add_argument("--buckets", type=int,
                        help="lead buckets built in one pandas call each (default: one per 100,000 leads)")
     add_common_arguments(spark, experiment=False)
+    add_policy_parser(commands)
     return parser
 
 
@@ -153,22 +158,31 @@ def main(argv=None) -> int:
         return show_history(args)
     if args.command == "spark-score":
         return spark_score(args)
+    if args.command == "policy":
+        from scoring.policy_command import run_policy
+
+        return run_policy(args)
     from crm.export import load_crm_or_config
     from crm.sources import stream_crm
     from features.contract import DataContractError, bounded
     from features.freshness import data_end
     from features.timing import naive_utc, utc_now
     from scoring.batch import check_output, score_lead_base
+    from scoring.safe_outputs import refuse_outputs_that_are_inputs
     from models.explain import use_threads
     from scoring.drift import DriftMonitor
     from models.threads import limit_malloc_arenas, resolve_threads
-    from models.tiers import TierThresholds
     from registry.loading import load_bundle
     from registry.store import quiet_mlflow, use_default_store
+    from registry.tier_policy import effective_thresholds
 
     quiet_mlflow(verbose=args.verbose)
     use_default_store()
     try:
+        refuse_outputs_that_are_inputs(config_path=args.config, leads=args.leads, events=args.events,
+                                       deals=args.deals, db=args.db, out=args.out, out_db=args.out_db,
+                                       history=args.history, history_table=args.history_table,
+                                       monitoring_out=args.monitoring_out if args.monitoring else None)
         if args.db is None and args.out_db is None and args.config is None:  # a file; tables: see _output
             check_output(args.out)  # before any work: a bad output path must not cost a whole scoring run
         as_of = _as_of(args.as_of, naive_utc) if args.as_of else utc_now()
@@ -192,12 +206,7 @@ def main(argv=None) -> int:
             _refuse_stale(args, as_of, data_end(_lead_times(leads), events, _deal_times(deals)), bundle)
         use_threads(bundle.model, resolve_threads(args.threads, config_threads=config.runtime.get("threads")
                                                   if config is not None else None))
-        thresholds = None
-        if args.sql_threshold is not None or args.mql_threshold is not None:
-            thresholds = TierThresholds(mql=args.mql_threshold if args.mql_threshold is not None
-                                        else bundle.thresholds.mql,
-                                        sql=args.sql_threshold if args.sql_threshold is not None
-                                        else bundle.thresholds.sql)
+        thresholds = effective_thresholds(bundle, identity, sql=args.sql_threshold, mql=args.mql_threshold)
         monitor = None
         if args.monitoring and bundle.reference is not None:
             monitor = DriftMonitor(bundle.reference, psi_bands=(args.psi_warning, args.psi_alert),
@@ -219,7 +228,10 @@ def main(argv=None) -> int:
           f"(model {identity.get('model_name', '')} version {identity['model_version']})")
     _print_tiers(counts)
     if monitor is not None and getattr(monitor, "rows_", 0):
-        return _report_drift(args, monitor.report(), identity)
+        from scoring.drift import compare_with_previous_run
+
+        return _report_drift(args, compare_with_previous_run(monitor, args.monitoring_out, as_of=as_of, **identity),
+                             identity)
     return 0
 
 
@@ -292,14 +304,14 @@ def _report_drift(args, report, identity) -> int:
 
     path = write_monitoring_report(report, args.monitoring_out,
                                    title=f"{identity.get('model_name', '')} version {identity['model_version']}")
-    run_id = log_monitoring(report, report_path=path, model_uri=args.model, identity=identity)
+    run_id = log_monitoring(report, report_path=path, model_uri=args.model, identity=identity, as_of=args.as_of)
     lines = report.summary_lines()
-    stream = sys.stderr if report.status != "ok" else sys.stdout
-    print(("WARNING: " if report.status != "ok" else "") + lines[0], file=stream)
+    stream = sys.stderr if report.overall_status != "ok" else sys.stdout
+    print(("WARNING: " if report.overall_status != "ok" else "") + lines[0], file=stream)
     for line in lines[1:]:
         print(line, file=stream)
     print(f"  monitoring report {path}; MLflow run {run_id} (tag kind=monitoring)", file=stream)
-    return 3 if args.fail_on_drift and report.status == "alert" else 0
+    return 3 if args.fail_on_drift and report.overall_status == "alert" else 0
 
 
 def _history(args, project=None):
@@ -393,6 +405,8 @@ def spark_score(args) -> int:
                               spark_session, split_data_end, write_scores)
     from registry.loading import load_bundle, spark_model_udf
     from registry.store import use_default_store
+    from registry.tier_policy import effective_thresholds
+    from scoring.safe_outputs import refuse_outputs_that_are_inputs
 
     use_default_store()
     try:
@@ -405,6 +419,8 @@ def spark_score(args) -> int:
             config, sources = export_tables(load_config(args.config), **sources)
         elif args.leads is None:
             raise ValueError("spark-score needs --leads, or --config with the export it describes.")
+        refuse_outputs_that_are_inputs(config_path=args.config, leads=args.leads, events=args.events,
+                                       deals=args.deals, out=args.out)
         for source in sources.values():
             if source:
                 check_source(source)  # before the JVM starts
@@ -418,11 +434,13 @@ def spark_score(args) -> int:
         if not args.allow_stale:  # the newest time of each bucket, read once the features are built
             features, end = split_data_end(features)
             _refuse_stale(args, as_of, end, bundle)
+        thresholds = effective_thresholds(bundle, identity)  # a saved tier policy, else the model's own
         if args.explain:
-            scores = score_with_reasons_on_spark(features, bundle, model_version=identity["model_version"])
+            scores = score_with_reasons_on_spark(features, bundle, model_version=identity["model_version"],
+                                                 thresholds=thresholds)
         else:
             scores = score_features_on_spark(features, spark_model_udf(spark, args.model), bundle.spec.feature_names,
-                                             model_version=identity["model_version"])
+                                             model_version=identity["model_version"], thresholds=thresholds)
         write_scores(scores, args.out)
         counts = {row["tier"]: row["count"] for row in read_source(spark, args.out).groupBy("tier").count().collect()}
     except (DataContractError, ValueError, RuntimeError) as error:
@@ -471,9 +489,9 @@ def serve_http(args) -> int:
     os.environ[HTTP_SETTINGS_VARIABLE] = json.dumps({
         "model_uri": args.model, "pinned_uri": pinned, "workers": workers,
         "max_body_bytes": args.max_body_bytes, "max_leads": args.max_leads,
-        "verbose": args.verbose})
-    print(f"serving {args.model} on http://{args.host}:{args.port} with {workers} worker(s)",
-          file=sys.stderr, flush=True)
+        "verbose": args.verbose, "scores": args.scores, "history": args.history})
+    print(f"serving {args.model} on http://{args.host}:{args.port} with {workers} worker(s); "
+          f"tier planner: http://{args.host}:{args.port}/planner", file=sys.stderr, flush=True)
     # No access log: one line per request costs more than scoring a lead.
     uvicorn.run("serve:http_app", factory=True, workers=workers, host=args.host, port=args.port,
                 log_level="warning", access_log=False)
@@ -485,9 +503,12 @@ HTTP_SETTINGS_VARIABLE = "LEAD_SCORING_HTTP_SETTINGS"
 
 def http_app():
     """One worker's app: load the model once, from the settings ``serve_http`` put in the environment."""
+    import dataclasses
     import json
 
     from models.explain import use_threads
+    from registry.tier_policy import effective_thresholds
+    from scoring.planner import OpenBase
     from scoring.service import TOKEN_ENVIRONMENT_VARIABLE, create_app
     from models.threads import available_cores, sleep_while_waiting
     from registry.loading import load_bundle
@@ -501,8 +522,10 @@ def http_app():
     identity["model_uri"] = settings["model_uri"]  # what the user asked for, alias included
     # Workers share the cores: large requests predict on this worker's share of them.
     use_threads(bundle.model, max(1, available_cores() // settings["workers"]))
+    bundle = dataclasses.replace(bundle, thresholds=effective_thresholds(bundle, identity))  # a saved tier policy
     app = create_app(bundle, identity, max_body_bytes=settings["max_body_bytes"], max_leads=settings["max_leads"],
-                     token=os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or None)
+                     token=os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or None,
+                     open_base=OpenBase(scores=settings.get("scores"), history=settings.get("history")))
     # The model's objects live as long as the process: keep the garbage collector from rescanning them.
     gc.collect()
     gc.freeze()

@@ -215,6 +215,7 @@ def _demo(args) -> int:
     from crm.readers import load_crm
     from crm.synthetic import load_truth
     from scoring.batch import score_lead_base
+    from scoring.drift import DriftMonitor
 
     _generate(args)
     folder = Path(args.out)
@@ -229,8 +230,9 @@ def _demo(args) -> int:
     bundle, identity = load_bundle(model_uri)
     as_of = pd.Timestamp(result.params["data_end"])
     out = folder / "scores.parquet"
+    monitor = DriftMonitor(bundle.reference) if bundle.reference is not None else None
     with step("scoring the open leads"):
-        counts = score_lead_base(bundle, leads, events, as_of=as_of, out=out, deals=deals,
+        counts = score_lead_base(bundle, leads, events, as_of=as_of, out=out, deals=deals, monitor=monitor,
                                  model_version=identity["model_version"], progress=log.info)
     print(f"\nscored {int(counts.sum()):,} open leads as of {as_of.date()} with {model_uri} "
           f"(version {identity['model_version']}) -> {out}")
@@ -241,7 +243,23 @@ def _demo(args) -> int:
         "--scorecard-out", str(folder / "learned_points.toml"),
         *[part for name in ("leads", "events", "deals") for part in (f"--{name}", str(folder / f"{name}.parquet"))]])
     compare.experiment, compare.tracking_uri = args.experiment, args.tracking_uri
-    return _compare(compare)
+    code = _compare(compare)
+    if monitor is not None:  # last, so the demo ends with it: the scored base against the model's reference
+        _monitoring_page(monitor, folder / "monitoring", as_of=as_of, identity=identity)
+    return code
+
+
+def _monitoring_page(monitor, out_dir, *, as_of, identity) -> None:
+    """The demo's monitoring: compare, write the page, log the run, print the summary."""
+    from analysis.monitoring import write_monitoring_report
+    from registry.runs import log_monitoring
+    from scoring.drift import compare_with_previous_run
+
+    report = compare_with_previous_run(monitor, out_dir, as_of=as_of, **identity)
+    page = write_monitoring_report(report, out_dir, title=f"{identity.get('model_name', '')} version "
+                                                          f"{identity['model_version']}")
+    log_monitoring(report, report_path=page, model_uri=identity.get("model_uri"), identity=identity, as_of=as_of)
+    print("\n" + "\n".join(report.summary_lines()) + f"\n  monitoring report {page}")
 
 
 def _backtest(args) -> int:
@@ -615,3 +633,7 @@ def _duration_argument(text: str) -> float:
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return int(days) if days.is_integer() else days
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -106,7 +106,7 @@ def factor_importance(bundle, features: pd.DataFrame, *, max_rows: int = IMPORTA
     table ranks the same factors a lead's reasons name. Over ``max_rows`` rows, a seeded sample.
     """
     from models.explain import feature_contributions
-    from models.reasons import feature_families
+    from models.reasons import factor_words, feature_families
 
     if len(features) > max_rows:
         features = features.sample(max_rows, random_state=seed)
@@ -114,25 +114,11 @@ def factor_importance(bundle, features: pd.DataFrame, *, max_rows: int = IMPORTA
     families = feature_families(bundle.spec)
     by_factor = contributions.T.groupby([families[name] for name in contributions.columns], sort=False).sum().T
     mean_abs = by_factor.abs().mean()
-    table = pd.DataFrame({"factor": [factor_words(name) for name in mean_abs.index], "factor_key": mean_abs.index,
+    table = pd.DataFrame({"factor": [factor_words(name, bundle.spec) for name in mean_abs.index], "factor_key": mean_abs.index,
                           "mean_abs_contribution": mean_abs.to_numpy(),
                           "mean_contribution": by_factor.mean().to_numpy()})
     table["share"] = table["mean_abs_contribution"] / max(table["mean_abs_contribution"].sum(), 1e-12)
     return table.sort_values("mean_abs_contribution", ascending=False, kind="stable").reset_index(drop=True)
-
-
-def factor_words(factor: str) -> str:
-    """A factor's name for people: 'demo requests', 'overall activity', 'industry'."""
-    from models.reasons import ACTIVITY, CLICK_RATE, COLUMN_WORDS, EVENT_WORDS, LEAD_AGE, TREND
-
-    fixed = {ACTIVITY: "overall activity", TREND: "activity trend (last 30 days vs the 30 before)",
-             CLICK_RATE: "e-mail click-through rate", LEAD_AGE: "lead age", "email_domain_type": "e-mail domain",
-             "seniority": "seniority (from job title)", "job_function": "job function (from job title)"}
-    if factor in fixed:
-        return fixed[factor]
-    if factor in EVENT_WORDS:
-        return EVENT_WORDS[factor][1]
-    return COLUMN_WORDS.get(factor, factor.replace("_", " "))
 
 
 def render_training_report(result, figures: dict, tables: dict, metrics: dict) -> str:

@@ -246,10 +246,15 @@ def toml_place(loc: tuple) -> str:
     """``("events", "windows", 1)`` -> ``[events] windows[2]``; the first key is the section."""
     if not loc:
         return ""
-    keys = ""
-    for part in loc[1:]:
-        keys += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if keys else str(part))
-    return f"[{loc[0]}]" + (f" {keys}" if keys else "")
+    return f"[{loc[0]}]" + (f" {key_path(loc[1:])}" if len(loc) > 1 else "")
+
+
+def key_path(parts) -> str:
+    """``("words", "x")`` -> ``words.x``; ``("windows", 1)`` -> ``windows[2]`` (positions count from 1)."""
+    text = ""
+    for part in parts:
+        text += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
 
 
 _PHRASES = {"float_type": "a number", "int_type": "a whole number", "string_type": "text", "bool_type": "true or false",
@@ -259,7 +264,8 @@ _PHRASES = {"float_type": "a number", "int_type": "a whole number", "string_type
 def _problem(item: dict, model: type[BaseModel], loc: tuple) -> str:
     kind, message = item["type"], item["msg"]
     if kind == "extra_forbidden":
-        allowed = sorted(_model_at(model, loc[:-1]).model_fields) if _model_at(model, loc[:-1]) else []
+        parent = _model_at(model, loc[:-1])
+        allowed = sorted(field.alias or name for name, field in parent.model_fields.items()) if parent else []
         noun = "section" if len(loc) == 1 else "key"
         return f"is an unknown {noun}; expected one of {allowed}."
     if kind == "missing":

@@ -18,7 +18,8 @@ from features.timing import duration, duration_days
 from features.vocabulary import EventVocabulary
 from models.bundle import ModelBundle
 from models.estimators import make_candidates
-from models.monitoring import build_reference
+from models.monitoring import build_reference, open_lead_reference
+from models.score_bins import probability_bins
 from models.threads import blas_threads, blas_threads_for, resolve_threads
 from models.tiers import POLICIES, CapacityPolicy, policy_from_dict, tier_cutoffs
 from training.calibrate import calibrate
@@ -136,6 +137,9 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
     spec, features, fitted = _guard_fit_and_evaluate(features, snapshots["label"], snapshots["split"], spec,
                                                      config, groups=snapshots["lead_id"], log=log)
     metrics, thresholds, probability = fitted["metrics"], fitted["thresholds"], fitted["probability"]
+    # Monitoring compares a scored base with the leads open at the end of the data, as this model scores them.
+    fitted["reference"] = open_lead_reference(fitted["model"], spec, thresholds, leads, events, deals,
+                                              as_of=data_end) or fitted["reference"]
     y_test = fitted["y_test"]
     test = snapshots.loc[snapshots["split"].eq("test"), ["lead_id", "as_of", "label"]].assign(
         probability=probability, tier=thresholds.assign(probability))
@@ -156,6 +160,7 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
         **{f"window_{key}": value for key, value in windows.as_dict().items()},
         "leads": int(len(leads)),
         "training_started_at": started_at.isoformat(),
+        **_won_amount(deals),
     }
     return _result(spec, fitted, params, test)
 
@@ -335,6 +340,8 @@ def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -
     tables = {
         "test_tiers": tier_table(y_test, probability, test["tier"]),
         "test_deciles": decile_table(y_test, probability),
+        # The tier planner's view of the test leads: counts per probability bin, no lead rows.
+        "test_probability_bins": probability_bins(probability, converted=y_test),
         "leakage_report": fitted["leakage"],
         "calibration_tier_cutoffs": fitted["cutoffs"],
         **({"test_segments": fitted["segments"]} if fitted.get("segments") is not None else {}),
@@ -343,6 +350,14 @@ def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -
     return TrainingResult(bundle=bundle, params=params, metrics=fitted["metrics"], tables=tables, test=test,
                           example=fitted["example"], datasets=fitted["datasets"],
                           test_features=fitted["X_test"].reset_index(drop=True))
+
+
+def _won_amount(deals: pd.DataFrame) -> dict:
+    """``won_amount_median``: what a won deal is typically worth, for revenue plans (absent without amounts)."""
+    if "amount" not in deals.columns:
+        return {}
+    amounts = pd.to_numeric(deals.loc[deals["outcome"].eq("won"), "amount"], errors="coerce").dropna()
+    return {"won_amount_median": float(amounts.median())} if len(amounts) else {}
 
 
 def _compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.DataFrame, events, fitted: dict,
