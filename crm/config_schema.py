@@ -12,6 +12,7 @@ shared with the points rules (``models.rules_schema``).
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
@@ -102,10 +103,10 @@ class LeakageSection(StrictSection):
 class TrainingSection(StrictSection):
     """Spans, guards and options of training (the command line's options win over these)."""
 
-    horizon: Duration = Field(90, description="A snapshot's label: won within this span.")
-    snapshot_every: Duration = Field(15, description="Spacing of the as_of dates.")
-    test_span: Duration = Field(90, description="The newest span, for the test split.")
-    calibration_span: Duration = Field(60, description="The span before it, for calibration.")
+    horizon: Duration = Field("90d", description="A snapshot's label: won within this span.")
+    snapshot_every: Duration = Field("15d", description="Spacing of the as_of dates.")
+    test_span: Duration = Field("90d", description="The newest span, for the test split.")
+    calibration_span: Duration = Field("60d", description="The span before it, for calibration.")
     horizon_days: Duration | None = Field(None, description="Older name of horizon.")
     snapshot_every_days: Duration | None = Field(None, description="Older name of snapshot_every.")
     test_days: Duration | None = Field(None, description="Older name of test_span.")
@@ -140,9 +141,9 @@ class EventsSection(StrictSection):
     types: list[str] | None = Field(None, min_length=1, description="The types that get columns (else learned).")
     words: dict[str, str | list[str]] = Field(
         {}, description='Words for reasons per type: "sent the offer back", or [one, many, did].')
-    max_types: int | None = Field(None, description="Learned types: at most this many get columns (default 30).")
-    min_count: int | None = Field(None, description="Learned types: at least this many events (default 20).")
-    min_share: float | None = Field(None, description="Learned types: at least this share of all events.")
+    max_types: int = Field(30, ge=1, description="Learned types: at most this many get columns.")
+    min_count: int = Field(20, ge=1, description="Learned types: at least this many events.")
+    min_share: float = Field(0.0, ge=0, lt=1, description="Learned types: at least this share of all events.")
     windows: list[Duration] | None = Field(None, min_length=1, description='Count windows, e.g. ["6h", "1d", "7d"].')
     half_lives: list[Duration] | None = Field(None, min_length=1, description="Half-lives of decayed intensity.")
 
@@ -226,6 +227,55 @@ def validate_config_file(raw: dict, *, source: str) -> ConfigFile:
         raise ValueError(describe_errors(error, ConfigFile, source=source)) from None
 
 
+def json_schema_text(model: type[BaseModel]) -> str:
+    """``model``'s JSON Schema as the published file holds it (editors read it to complete and check a file)."""
+    return json.dumps(model.model_json_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def reference_markdown(model: type[BaseModel]) -> str:
+    """A table per section of ``model``'s JSON Schema (key, type, default, meaning): the config reference's body."""
+    schema = model.model_json_schema()
+    sections = [(None, schema)] + [(f"[[{name}]]" if field.get("type") == "array" else f"[{name}]",
+                                    schema["$defs"][_ref_name(field)])
+                                   for name, field in schema["properties"].items() if _ref_name(field)]
+    lines = []
+    for name, section in sections:
+        rows = [(key, field) for key, field in section["properties"].items() if not _ref_name(field)]
+        if not rows:
+            continue
+        lines += ["", f"### {name or 'Top level'}", "", section.get("description", ""), "",
+                  "| key | type | default | meaning |", "|---|---|---|---|"]
+        required = set(section.get("required", ()))
+        for key, field in rows:
+            default = ("required" if key in required else "\u2013" if field.get("default") is None
+                       else f"`{json.dumps(field['default'], ensure_ascii=False)}`")
+            lines.append(f"| `{key}` | {_type_words(field)} | {default} | {field.get('description', '')} |")
+    return "\n".join(lines[1:]) + "\n"
+
+
+def _ref_name(field: dict) -> str | None:
+    refs = [item["$ref"] for item in (field, *field.get("anyOf", ()), field.get("items", {})) if "$ref" in item]
+    return refs[0].rsplit("/", 1)[-1] if refs else None
+
+
+def _type_words(field: dict) -> str:
+    if "anyOf" in field:
+        words = dict.fromkeys(_type_words(item) for item in field["anyOf"] if item.get("type") != "null")
+        if "number" in words:  # a whole number is a number
+            words.pop("whole number", None)
+        return " or ".join(words)
+    if "enum" in field or "const" in field:
+        return " \\| ".join(f"`{json.dumps(value)}`" for value in field.get("enum", [field.get("const")]))
+    if field.get("type") == "array":
+        return f"list of {_type_words(field.get('items', {}))}"
+    if field.get("type") == "object":
+        return "table"
+    if "$ref" in field:
+        return "table"
+    return {"string": "text", "number": "number", "integer": "whole number", "boolean": "true / false"}.get(
+        field.get("type", ""), "value")
+
+
 def describe_errors(error: ValidationError, model: type[BaseModel], *, source: str, place=None) -> str:
     """pydantic's errors as one line: ``source: <key path> <problem>``, each problem in the project's words.
 
@@ -239,7 +289,7 @@ def describe_errors(error: ValidationError, model: type[BaseModel], *, source: s
             continue
         seen.add(loc)
         problems.append(f"{place(loc)} {_problem(item, model, loc)}".strip())
-    return f"{source}: " + "; ".join(problems)
+    return f"{source}: " + "; ".join(problem.removesuffix(".") for problem in problems) + "."
 
 
 def toml_place(loc: tuple) -> str:

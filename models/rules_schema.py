@@ -47,8 +47,7 @@ def _range(bounds: list) -> list:
     return bounds
 
 
-RangeBounds = Annotated[list[Bound], Field(min_length=2, max_length=2,
-                                           description="[low, high): low included, high not.")]
+RangeBounds = Annotated[list[Bound], Field(min_length=2, max_length=2)]
 
 
 class AttributeEntry(StrictSection):
@@ -60,7 +59,8 @@ class AttributeEntry(StrictSection):
     equals: str | int | float | bool | None = Field(None, description="Matches this value (text compared lower-cased).")
     in_: list[str | int | float | bool] | None = Field(None, alias="in", min_length=1, description="Matches any of these.")
     contains: str | None = Field(None, description="Matches text containing this.")
-    range: RangeBounds | None = None
+    range: RangeBounds | None = Field(None, description='Matches numbers with low <= value < high ("-inf", "inf": '
+                                                        "open ends).")
 
     @field_validator("range")
     @classmethod
@@ -86,7 +86,8 @@ class BehaviourEntry(StrictSection):
     half_life_days: Points | None = Field(None, gt=0, description="Decay events with this half-life in days.")
     window: Duration | None = Field(None, description="window_days as a duration: '6h', '7d'.")
     half_life: Duration | None = Field(None, description="half_life_days as a duration.")
-    range: RangeBounds | None = None
+    range: RangeBounds | None = Field(None, description="Points once when the count (or intensity) lies in "
+                                                        "[low, high), instead of per event.")
 
     @field_validator("range")
     @classmethod
