@@ -289,6 +289,8 @@ def version_tags(result, decision=None) -> dict:
                     test_window=f"{params.get('window_test_first')}..{params.get('window_test_last')}")
     if params.get("suspicious_columns"):
         tags["suspicious_columns"] = ", ".join(params["suspicious_columns"])
+    if params.get("drift") not in (None, "none", "not checked"):  # the newest window moved (training.drift)
+        tags["drift"] = str(params["drift"])
     if decision is not None:
         tags.update(promotion_decision=decision.outcome, promotion_reason=decision.reason,
                     challenger_test_roc_auc=f"{decision.challenger_auc:.4f}",

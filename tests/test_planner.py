@@ -1,14 +1,12 @@
 """The tier planner's server side: probability bins, cut-offs from volumes, and the saved tier policy end to end."""
 
 import json
-from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 
-import models
 from models.score_bins import gains_by_score, normal_conversion_interval, probability_bins
 from models.tiers import TierThresholds
 from scoring.planner import WEEKS_PER_MONTH, cutoff_from_setting
@@ -90,35 +88,6 @@ def test_senseless_settings_are_refused_in_one_sentence(setting, message):
 
 # --- the saved policy, on a real trained model in a real MLflow store -------------------------------------------
 
-@pytest.fixture(scope="module")
-def planned(tmp_path_factory):
-    """A small CRM trained, compared with the example rules and scored once, in its own MLflow store.
-
-    Returns the folder (``crm/``, ``scores.parquet``); the store's URI is in the environment while the
-    module's tests run.
-    """
-    from serve import main as serve_main
-    from train import main as training_main
-
-    folder = tmp_path_factory.mktemp("planner")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
-        patch.chdir(folder)
-        crm = folder / "crm"
-        tables = [part for name in ("leads", "events", "deals")
-                  for part in (f"--{name}", str(crm / f"{name}.parquet"))]
-        assert training_main(["generate", "--leads", "2500", "--months", "15", "--seed", "11", "--out", str(crm)]) == 0
-        assert training_main(["train", *tables]) == 0
-        rules = Path(models.__file__).with_name("rules_example.toml")
-        assert training_main(["compare", "--rules", str(rules), *tables, "--out", str(folder / "compare")]) == 0
-        end = pd.read_parquet(crm / "events.parquet", columns=["occurred_at"])["occurred_at"].max()
-        as_of = str(pd.Timestamp(end).ceil("D"))
-        assert serve_main(["score", *tables, "--as-of", as_of, "--out", str(folder / "scores.parquet"),
-                           "--no-monitoring", "--quiet"]) == 0
-        (folder / "as_of").write_text(as_of)
-        yield folder
-
-
 def _score(folder, out, *extra):
     from serve import main as serve_main
 
@@ -129,7 +98,7 @@ def _score(folder, out, *extra):
     return pd.read_parquet(out)
 
 
-def test_saved_policy_changes_the_next_score_and_restoring_brings_back_the_tiers(planned, capsys):
+def test_saved_policy_changes_the_next_score_and_restoring_brings_back_the_tiers(planned, capsys, monkeypatch):
     from serve import main as serve_main
 
     trained = mlflow.pyfunc.load_model("models:/lead-conversion@champion").unwrap_python_model().bundle.thresholds
@@ -140,13 +109,20 @@ def test_saved_policy_changes_the_next_score_and_restoring_brings_back_the_tiers
     assert serve_main(["policy", "save", "--sql-per-week", "40", "--mql", "0.02", "--leads-per-week", "100",
                        "--scores", str(planned / "scores.parquet"), "--by", "Sales lead", "--reason",
                        "two more reps"]) == 0
-    assert "saved entry 1" in capsys.readouterr().out
+    assert "saved entry " in capsys.readouterr().out
     scored = pd.read_parquet(planned / "scores.parquet")["probability"].to_numpy()
     edges = np.arange(1, 1000) / 1000
     sql = max(edge for edge in edges if (scored >= edge).sum() >= 0.4 * scored.size)
     after = _score(planned, planned / "after.parquet")
     assert (after["tier"].to_numpy() == TierThresholds(mql=0.02, sql=sql).assign(after["probability"])).all()
     assert (after["tier"] != before["tier"]).any()
+    # The HTTP service started now serves the saved policy: /model shows it, /score tiers by it.
+    served = _http_app(monkeypatch)
+    assert served.get("/model").json()["thresholds"] == {"mql": 0.02, "sql": sql}
+    lead = {"lead_id": 1, "created_at": "2025-12-01T00:00:00", "attributes": {"industry": "software"},
+            "events": [{"occurred_at": "2026-03-20T10:00:00", "event_type": "demo_request"}]}
+    result = served.post("/score?as_of=2026-04-01T00:00:00", json=lead).json()["results"][0]
+    assert result["tier"] == TierThresholds(mql=0.02, sql=sql).assign([result["probability"]])[0]
     # A flag still overrides the saved policy for one run.
     flagged = _score(planned, planned / "flagged.parquet", "--sql-threshold", "0.9")
     assert (flagged["tier"].to_numpy() == TierThresholds(mql=0.02, sql=0.9).assign(flagged["probability"])).all()
@@ -155,8 +131,9 @@ def test_saved_policy_changes_the_next_score_and_restoring_brings_back_the_tiers
     version = client.get_model_version_by_alias("lead-conversion", "champion")
     assert version.tags["tier_policy_reason"] == "two more reps" and version.tags["tier_policy_by"] == "Sales lead"
     history = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/tier_policy/history.json")
-    assert [entry["entry"] for entry in history] == [0, 1]
-    assert history[1]["settings"]["sql"] == {"mode": "per_week", "value": 40.0}
+    assert [entry["entry"] for entry in history] == list(range(len(history)))
+    assert history[-1]["settings"]["sql"] == {"mode": "per_week", "value": 40.0}
+    assert history[-1]["sql"] == sql and history[-1]["reason"] == "two more reps"
     assert history[0]["sql"] == trained.sql and history[0]["by"] == "training run"
 
     assert serve_main(["policy", "restore", "--entry", "0", "--by", "Sales lead", "--reason", "back"]) == 0
@@ -165,7 +142,7 @@ def test_saved_policy_changes_the_next_score_and_restoring_brings_back_the_tiers
     capsys.readouterr()
     assert serve_main(["policy", "show"]) == 0
     shown = capsys.readouterr().out
-    assert "two more reps" in shown and "back" in shown and shown.count("SQL from") == 3
+    assert "two more reps" in shown and "back" in shown and shown.count("SQL from") == len(history) + 1
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -188,6 +165,22 @@ def test_bad_policies_are_refused_and_leave_the_saved_one(planned, capsys, argum
     after = client.get_model_version_by_alias("lead-conversion", "champion")
     assert {k: v for k, v in after.tags.items() if k.startswith("tier_policy")} == tags_before
     assert _history_text(version.run_id) == history_before
+
+
+def _http_app(monkeypatch):
+    """The app one ``serve.py http`` worker builds (serve.http_app), in this process."""
+    import gc
+
+    from fastapi.testclient import TestClient
+
+    import serve
+
+    monkeypatch.setenv(serve.HTTP_SETTINGS_VARIABLE, json.dumps({
+        "model_uri": "models:/lead-conversion@champion", "pinned_uri": "models:/lead-conversion@champion",
+        "workers": 1, "max_body_bytes": 1_000_000, "max_leads": 10, "verbose": 0, "scores": None, "history": None}))
+    app = serve.http_app()
+    gc.unfreeze()  # the worker freezes its model for the process's life; a test process lives on
+    return TestClient(app)
 
 
 def _history_text(run_id):
