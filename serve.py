@@ -162,7 +162,7 @@ def main(argv=None) -> int:
         from scoring.policy_command import run_policy
 
         return run_policy(args)
-    from crm.config import load_crm_or_config
+    from crm.export import load_crm_or_config
     from crm.sources import stream_crm
     from features.contract import DataContractError, bounded
     from features.freshness import data_end
