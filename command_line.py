@@ -77,6 +77,7 @@ def configure(args) -> None:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         for pattern in MLFLOW_NOISE:
             warnings.filterwarnings("ignore", message=pattern)
+    warnings.showwarning = show_warning  # every warning one plain line, on both command lines
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
