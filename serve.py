@@ -162,7 +162,7 @@ def main(argv=None) -> int:
         from scoring.policy_command import run_policy
 
         return run_policy(args)
-    from crm.config import load_crm_or_config
+    from crm.export import load_crm_or_config
     from crm.sources import stream_crm
     from features.contract import DataContractError, bounded
     from features.freshness import data_end
@@ -517,6 +517,10 @@ def http_app():
     sleep_while_waiting()
     settings = json.loads(os.environ[HTTP_SETTINGS_VARIABLE])
     quiet_mlflow(verbose=settings["verbose"])
+    if settings.get("access_log", True):
+        from scoring.operations import use_access_log
+
+        use_access_log()
     use_default_store()
     bundle, identity = load_bundle(settings["pinned_uri"])
     identity["model_uri"] = settings["model_uri"]  # what the user asked for, alias included

@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="bootstrap resamples of the test leads for the intervals (0: none)")
     add_common_arguments(compare)
 
+    schema = command("config-schema", "print the JSON Schema of a project config (--rules: of a points-rules file)",
+                     "lead-train config-schema > project-config.schema.json")
+    schema.add_argument("--rules", action="store_true", help="the schema of a points-rules file instead")
+    schema.add_argument("--markdown", action="store_true", help="the reference tables of the docs instead")
+
     demo = command("demo", "generate synthetic data, train, register, score, report",
                    "lead-train demo --leads 5000 --months 15")
     demo.add_argument("--out", default="data/demo", help="folder for the generated data and scores")
@@ -150,7 +155,8 @@ def main(argv=None) -> int:
             configure(args)  # logging levels, and warning filters that end with this block
             warnings.showwarning = show_warning
             return {"generate": _generate, "init-config": _init_config, "train": _train, "compare": _compare,
-                    "demo": _demo, "backtest": _backtest, "promote": _promote, "revert": _revert}[args.command](args)
+                    "demo": _demo, "backtest": _backtest, "promote": _promote, "revert": _revert,
+                    "config-schema": _config_schema}[args.command](args)
     except (DataContractError, ValueError, OSError, UnicodeError) as error:
         # One line, personal data masked, bounded: the message is the whole answer.
         print(f"error: {bounded(_error_text(error))}", file=sys.stderr)
@@ -172,6 +178,15 @@ def _generate(args) -> int:
         write_crm(crm, args.out)
     print(f"wrote {len(crm.leads):,} leads, {len(crm.events):,} events and {len(crm.deals):,} deals "
           f"to {args.out} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _config_schema(args) -> int:
+    from crm.config_schema import ConfigFile, json_schema_text, reference_markdown
+    from models.rules_schema import RulesFile
+
+    model = RulesFile if args.rules else ConfigFile
+    print(reference_markdown(model) if args.markdown else json_schema_text(model), end="")
     return 0
 
 
@@ -198,7 +213,7 @@ def _init_config(args) -> int:
 
 
 def _train(args) -> int:
-    from crm.config import load_crm_or_config
+    from crm.export import load_crm_or_config
     from crm.synthetic import load_truth
 
     if args.config is None and not (args.leads and args.events and args.deals):
@@ -266,7 +281,7 @@ def _monitoring_page(monitor, out_dir, *, as_of, identity) -> None:
 
 def _backtest(args) -> int:
     from analysis.backtest import backtest_figure
-    from crm.config import load_crm_or_config
+    from crm.export import load_crm_or_config
     from features.build import build_features
     from features.spec import FeatureSpec
     from features.timing import duration
@@ -358,7 +373,7 @@ def _revert(args) -> int:
 def _compare(args) -> int:
     from analysis.compare import compare_on_test
     from analysis.report import comparison_figures, headline, write_report
-    from crm.config import load_crm_or_config
+    from crm.export import load_crm_or_config
     from models.rules import RulesError, load_rules
     from registry.loading import load_bundle
     from registry.runs import log_comparison

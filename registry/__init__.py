@@ -1,1 +1,5 @@
 """The model registry and run tracking on MLflow: the one room that imports mlflow; training and scoring both use it."""
+
+#: MLflow's advice about how a model is logged, which a user scoring or serving it cannot act on: kept off the
+#: console unless -v (here, not in ``registry.store``, so the command lines read it without importing mlflow).
+MLFLOW_ADVICE = (r".*Add type hints to the `predict` method", r".*CloudPickle", r".*Any type hint is inferred")

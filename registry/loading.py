@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -13,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from models.bundle import ModelBundle
 from registry.aliases import CHAMPION, champion_version
 from registry.legacy import expose_legacy_names
+from registry import MLFLOW_ADVICE
 from registry.store import DEFAULT_MODEL_NAME, _sqlite_path
 
 
@@ -21,6 +25,28 @@ _LOGGED_MODEL_ID = re.compile(r"m-[0-9a-f]{32}/?")
 
 class ModelNotFoundError(ValueError):
     """A model URI that names no model: the message lists the models the store has."""
+
+
+@contextlib.contextmanager
+def quiet_model_code():
+    """Drop MLflow's advice on how a model was logged while its code runs (unless MLflow logs at INFO, ``-v``).
+
+    Models logged before ``predict`` was typed make MLflow warn "Add type hints ..." with raw colour
+    codes each time their class is defined; MLflow turns its own warnings back on inside that call
+    (``simplefilter("once")``), so a warnings filter cannot stop it: the display is wrapped instead.
+    """
+    if os.environ.get("MLFLOW_LOGGING_LEVEL", "").upper() in ("DEBUG", "INFO"):
+        yield
+        return
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if not any(re.match(pattern, str(message)) for pattern in MLFLOW_ADVICE):
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 def load_bundle(model_uri: str) -> tuple[ModelBundle, dict]:
@@ -44,7 +70,8 @@ def load_bundle(model_uri: str) -> tuple[ModelBundle, dict]:
               "loading; use only models from a trusted registry", file=sys.stderr)
     expose_legacy_names()
     try:
-        model = mlflow.pyfunc.load_model(model_uri)
+        with quiet_model_code():
+            model = mlflow.pyfunc.load_model(model_uri)
     except (mlflow.exceptions.MlflowException, OSError) as error:
         raise ModelNotFoundError(f"--model {model_uri}: could not load it ({str(error).splitlines()[0][:200]}). "
                                  f"{_known_models() if registry else ''}".strip()) from None

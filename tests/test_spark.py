@@ -263,7 +263,8 @@ def test_an_export_bucket_whose_leads_did_nothing_is_mapped_not_refused(tmp_path
 
     Plain pandas: the function each Spark bucket runs, fed a bucket's rows as ``cogroup`` would.
     """
-    from crm.config import load_config, load_tables
+    from crm.config import load_config
+    from crm.export import load_tables
     from features.build import build_features
     from features.freshness import data_end
     from features.snapshots import open_leads
@@ -339,7 +340,8 @@ def test_own_export_through_its_config_on_spark_equals_score_config(spark, tmp_p
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.frozen import FrozenEstimator
 
-    from crm.config import load_config, load_tables
+    from crm.config import load_config
+    from crm.export import load_tables
     from features.build import build_features
     from features.snapshots import as_of_schedule, build_snapshots
     from models.bundle import ModelBundle
