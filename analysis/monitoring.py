@@ -86,3 +86,12 @@ def _figure(figures: dict, name: str) -> str:
     figures[name].savefig(buffer, format="png", dpi=90)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f"<p><img alt='{name}' src='data:image/png;base64,{encoded}'></p>"
+
+
+def record_drift(report, out_dir, *, identity: dict, model_uri: str | None = None) -> tuple:
+    """Write the monitoring page of ``report`` and log it as an MLflow run; returns ``(page path, run id)``."""
+    from registry.runs import log_monitoring
+
+    path = write_monitoring_report(report, out_dir,
+                                   title=f"{identity.get('model_name', '')} version {identity['model_version']}")
+    return path, log_monitoring(report, report_path=path, model_uri=model_uri, identity=identity)
