@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-http bench-spark clean
+.PHONY: install demo test docs bench bench-http bench-spark clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,spark]"
+	$(BIN)/pip install --quiet -e ".[test,spark,docs]"
 	touch $(STAMP)
 
 demo: install
@@ -19,6 +19,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The documentation site into site/ (open site/index.html; it needs no network). --strict: a broken link fails.
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
 
 bench: install
 	$(BIN)/python benchmarks/bench.py
@@ -32,4 +36,4 @@ bench-spark: install
 	$(BIN)/python benchmarks/bench_spark.py
 
 clean:
-	rm -rf data mlflow.db mlruns reports bench_data
+	rm -rf data mlflow.db mlruns reports bench_data site

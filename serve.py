@@ -13,12 +13,9 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from command_line import (
-        HelpFormatter,
-        add_command,
-        add_common_arguments,
-        package_version,
-    )
+    from command_line import HelpFormatter, add_command, add_common_arguments, package_version
+    from scoring.history_command import add_history_parser
+    from scoring.policy_command import add_policy_parser
 
     parser = argparse.ArgumentParser(prog="lead-serve", description=__doc__.splitlines()[0],
                                      formatter_class=HelpFormatter,
@@ -57,19 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="exit with status 3 when monitoring raises an alert (the scores are still written)")
     add_common_arguments(score, experiment=False)
 
-    history = add_command(commands, "history", "a lead's score trajectory, or stored scores against outcomes",
-                          "lead-serve history --history score_history --evaluate --deals deals.parquet")
-    history.add_argument("--history", help="score history folder written by score --history")
-    history.add_argument("--history-table", help="or the history table written by score --history-table (with --db)")
-    history.add_argument("--lead", help="print this lead's trajectory")
-    history.add_argument("--evaluate", action="store_true",
-                         help="score every stored run against the outcomes that came later (needs --deals)")
-    history.add_argument("--deals", help="closed deals (.csv or .parquet, or a table / query with --db)")
-    history.add_argument("--db", help="database URL holding the history table and / or the deals table")
-    history.add_argument("--horizon-days", type=float, default=90,
-                         help="a score counts as right when the lead was won within this many days")
-    history.add_argument("--until", help="outcomes known up to this time (default: the latest closed deal)")
-    add_common_arguments(history, experiment=False)
+    add_history_parser(commands)
 
     http = add_command(commands, "http", "serve POST /score, GET /health, GET /model and /docs over HTTP (bearer-"
                        "token auth when the environment variable LEAD_SCORING_TOKEN is set)",
@@ -81,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     http.add_argument("--max-leads", type=int, default=1_000, help="leads per request")
     http.add_argument("--workers", type=int, help="worker processes, each with the model loaded once "
                                                   "(default: the cores this process may use)")
+    http.add_argument("--scores", help="the latest scoring run's output (.parquet or .csv): the open base the "
+                                       "planner page (/planner) shows")
+    http.add_argument("--history", help="or a score history folder: the planner shows its newest run")
     add_common_arguments(http, experiment=False)
 
     spark = add_command(commands, "spark-score", "score every open lead on Apache Spark (each table a Parquet file "
@@ -93,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     spark.add_argument("--buckets", type=int,
                        help="lead buckets built in one pandas call each (default: one per 100,000 leads)")
     add_common_arguments(spark, experiment=False)
+    add_policy_parser(commands)
     return parser
 
 
@@ -109,12 +98,16 @@ def main(argv=None) -> int:
     if args.tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
     try:
-        if args.command != "history":
+        if args.command not in ("history", "policy"):
             from registry.store import quiet_mlflow, use_default_store
 
             quiet_mlflow(verbose=args.verbose)
             use_default_store()
-        return {"score": _score, "spark-score": _spark_score, "history": _history, "http": _http}[args.command](args)
+        from scoring.history_command import run_history
+        from scoring.policy_command import run_policy
+
+        return {"score": _score, "spark-score": _spark_score, "history": run_history, "http": _http,
+                "policy": run_policy}[args.command](args)
     except (DataContractError, ValueError, OSError, UnicodeError, RuntimeError) as error:
         # One line, personal data masked, bounded: the message is the whole answer.
         print(f"error: {bounded(error_text(error))}", file=sys.stderr)
@@ -127,7 +120,10 @@ def _score(args) -> int:
     run = run_score(args)
     print("\n".join(run.summary_lines()))
     if run.monitor is not None:
-        return _report_drift(args, run.monitor.report(), run.identity)
+        from scoring.drift import compare_with_previous_run
+
+        report = compare_with_previous_run(run.monitor, args.monitoring_out, as_of=run.as_of, **run.identity)
+        return _report_drift(args, report, run.identity)
     return 0
 
 
@@ -138,34 +134,12 @@ def _spark_score(args) -> int:
     return 0
 
 
-def _history(args) -> int:
-    from scoring.history import lead_trajectory, open_history, read_outcomes
-
-    if (history := open_history(args.history, args.history_table, url=args.db)) is None:
-        raise ValueError("history needs --history FOLDER or --history-table TABLE (with --db).")
-    if not (args.evaluate or args.lead):
-        raise ValueError("history needs --lead ID (a trajectory) or --evaluate (stored scores vs outcomes).")
-    if args.evaluate:
-        from analysis.history import evaluate_history
-
-        table = evaluate_history(history.read(), read_outcomes(args.deals, db=args.db),
-                                 horizon_days=args.horizon_days, until=args.until)
-        print(f"stored scores against outcomes within {args.horizon_days:g} days (runs whose horizon has not passed "
-              f"count only leads already closed):\n{table.to_string(index=False, float_format='{:.3f}'.format)}")
-        return 0
-    rows = lead_trajectory(history, args.lead)
-    if rows.empty:
-        print(f"error: lead {args.lead} has no stored score in {args.history or args.history_table}.", file=sys.stderr)
-        return 1
-    print(f"lead {args.lead}: {len(rows)} stored score(s)\n{rows.to_string(index=False, float_format='{:.1f}'.format)}")
-    return 0
-
-
 def _http(args) -> int:
     from scoring.http_server import serve_http
 
     serve_http(model_uri=args.model, host=args.host, port=args.port, workers=args.workers,
-               max_body_bytes=args.max_body_bytes, max_leads=args.max_leads, verbose=args.verbose)
+               max_body_bytes=args.max_body_bytes, max_leads=args.max_leads, verbose=args.verbose,
+               scores=args.scores, history=args.history)
     return 0
 
 
@@ -173,12 +147,13 @@ def _report_drift(args, report, identity) -> int:
     """Print the drift summary (a warning when outside the bands), write the report, log an MLflow run."""
     from analysis.monitoring import record_drift
 
-    path, run_id = record_drift(report, args.monitoring_out, identity=identity, model_uri=args.model)
-    lines = report.summary_lines()
-    stream = sys.stderr if report.status != "ok" else sys.stdout
-    print(("WARNING: " if report.status != "ok" else "") + "\n".join(lines), file=stream)
+    path, run_id = record_drift(report, args.monitoring_out, identity=identity, model_uri=args.model,
+                                as_of=args.as_of)
+    status = report.overall_status
+    stream = sys.stderr if status != "ok" else sys.stdout
+    print(("WARNING: " if status != "ok" else "") + "\n".join(report.summary_lines()), file=stream)
     print(f"  monitoring report {path}; MLflow run {run_id} (tag kind=monitoring)", file=stream)
-    return 3 if args.fail_on_drift and report.status == "alert" else 0
+    return 3 if args.fail_on_drift and status == "alert" else 0
 
 
 def _add_lead_base_arguments(parser, kind: str) -> None:

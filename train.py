@@ -294,3 +294,7 @@ def _duration_argument(text: str) -> float:
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return int(days) if days.is_integer() else days
+
+
+if __name__ == "__main__":
+    sys.exit(main())

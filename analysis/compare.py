@@ -12,6 +12,7 @@ from analysis.forecast import forecast_table, level_check
 from features.build import build_features
 from features.snapshots import build_snapshots
 from models.rules import PointsRules, RulesError, points_from_inputs, rule_inputs, top_rules
+from models.score_bins import gains_by_score
 from models.scorecard import fit_scorecard
 from models.tiers import TIERS
 from training.evaluate import top_share
@@ -133,6 +134,7 @@ def compare_on_test(bundle, rules: PointsRules, leads: pd.DataFrame, events, dea
         "disagreements": disagreements(scored, features[test].reset_index(drop=True), bundle, n=n_disagreements),
         "forecast": forecast,
         "intervals": intervals,
+        "rules_gains": gains_by_score(scored["points"], y),  # aggregates only: the planner's rules at any volume
     }
     metrics.update({f"{row.metric}_{bound}": float(getattr(row, bound)) for row in intervals.itertuples()
                     for bound in ("low", "high") if np.isfinite(getattr(row, bound))})

@@ -7,6 +7,8 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.stats import norm
 
+from models.score_bins import normal_conversion_interval
+
 #: Above this many leads the exact O(n^2) distribution gives way to its normal approximation.
 EXACT_MAX_LEADS = 20_000
 
@@ -27,9 +29,8 @@ def conversion_interval(probability, *, level: float = 0.9) -> tuple[float, int,
     if probability.size == 0:
         return 0.0, 0, 0
     if probability.size > EXACT_MAX_LEADS:
-        sd = float(np.sqrt(np.sum(probability * (1 - probability))))
-        low, high = norm.ppf([tail, 1 - tail], loc=expected, scale=max(sd, 1e-12))
-        return expected, max(0, int(np.floor(low))), int(np.ceil(high))
+        return expected, *normal_conversion_interval(expected, float(np.sum(probability * (1 - probability))),
+                                                     level=level)
     cdf = np.cumsum(poisson_binomial_pmf(probability))
     low = int(np.searchsorted(cdf, tail, side="left"))
     high = int(np.searchsorted(cdf, 1 - tail, side="left"))

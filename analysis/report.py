@@ -13,6 +13,7 @@ import pandas as pd
 
 from analysis import html as report_html
 from analysis.html import money, percent
+from analysis.rendering import render_page
 
 FIGURES = ("cumulative_gains", "tier_conversion", "score_vs_points", "forecast")
 INTERVAL_WORDS = {
@@ -69,53 +70,30 @@ def headline(comparison) -> str:
 
 
 def render_html(comparison, figures: dict) -> str:
-    """The report as one HTML string; pictures are base64 PNGs, so the file travels alone."""
+    """The report as one HTML string (``templates/comparison.html``); pictures are base64 PNGs, so the file travels alone."""
     p, m, tables = comparison.params, comparison.metrics, comparison.tables
-    figure = report_html.figure
-    unit = "snapshots" if "as_of" in comparison.scored else "leads"
     if p.get("window_test_first"):
         scope = (f"Test snapshots {p['window_test_first']} .. {p.get('window_test_last', '')}: "
                  f"{m['test_rows']:,} snapshots of leads the model never saw, horizon {p.get('horizon_days', '')} days")
     else:
         scope = f"{m['test_rows']:,} test leads the model never saw ({p.get('split', '')} split)"
-    parts = [
-        "<h1>Model vs. points rules</h1>",
-        report_html.paragraph(f"{scope}; rules: {p.get('rules', '')}."),
-        report_html.paragraph(headline(comparison), css="headline"),
-        "<h2>Is the difference more than noise?</h2>",
-        report_html.paragraph(f"Intervals from {p.get('bootstrap_resamples', 0)} bootstrap resamples of the test "
-                              f"leads (a lead's {unit} stay together). An interval that excludes zero means the "
-                              "difference is unlikely to be luck of this test set."),
-        _interval_table(tables["intervals"]) if "intervals" in tables else "",
-        "<h2>Ranking: AUC, lift and capture</h2>",
-        report_html.table(tables["auc"], formats={"roc_auc": "probability", "pr_auc": "probability"},
-                          labels={"roc_auc": "ROC AUC", "pr_auc": "PR AUC (average precision)"}),
-        _lift_table(tables["lift"]),
-        figure(figures, "cumulative_gains"),
-        "<h2>Tiers</h2>",
-        report_html.paragraph("Each scorer's own tiers, and the model's tiers sized to the rules' tier counts "
-                              "(model at equal volume): the fair comparison of what sales would receive."),
-        report_html.table(tables["tiers"], formats={"conversion_rate": "percent", "share_of_conversions": "percent"},
-                          labels={"conversion_rate": "conversion", "share_of_conversions": "share of all conversions"}),
-        figure(figures, "tier_conversion"),
-        "<h2>Where they agree: rule tier x model tier</h2>",
-        report_html.paragraph("Rows are the rules' tiers, columns the model's; each cell is the conversion of its "
-                              "leads (and how many leads). Model at its own thresholds:"),
-        report_html.table(crosstab_grid(tables["crosstab"])),
-        report_html.paragraph("Model at equal volume:"),
-        report_html.table(crosstab_grid(tables["crosstab_equal_volume"])),
-        figure(figures, "score_vs_points"),
-        "<h2>Leads they disagree on most</h2>",
-        report_html.paragraph("Both ways: leads the model ranks far above the rules (leads the rules miss), and "
-                              "leads the rules rank far above the model, each with converted and non-converted "
-                              "leads. The rank gap is the model's percentile rank minus the rules', in points."),
-        _disagreement_table(tables["disagreements"]),
-        "<h2>Forecast backtest</h2>",
-        report_html.paragraph(_forecast_text(comparison)),
-        figure(figures, "forecast"),
-        _forecast_display(tables["forecast"]),
-    ]
-    return report_html.page("Model vs. points rules", parts)
+    figures = {name: report_html.figure(figures, name) for name in FIGURES}
+    return render_page(
+        "comparison.html", scope=scope, rules=p.get("rules", ""), headline=headline(comparison),
+        resamples=p.get("bootstrap_resamples", 0), unit="snapshots" if "as_of" in comparison.scored else "leads",
+        intervals=_interval_table(tables["intervals"]) if "intervals" in tables else None,
+        auc=report_html.table(tables["auc"], formats={"roc_auc": "probability", "pr_auc": "probability"},
+                              labels={"roc_auc": "ROC AUC", "pr_auc": "PR AUC (average precision)"}),
+        lift=_lift_table(tables["lift"]),
+        tiers=report_html.table(tables["tiers"],
+                                formats={"conversion_rate": "percent", "share_of_conversions": "percent"},
+                                labels={"conversion_rate": "conversion",
+                                        "share_of_conversions": "share of all conversions"}),
+        crosstab=report_html.table(crosstab_grid(tables["crosstab"])),
+        crosstab_equal_volume=report_html.table(crosstab_grid(tables["crosstab_equal_volume"])),
+        disagreements=_disagreement_table(tables["disagreements"]),
+        forecast_text=_forecast_text(comparison), forecast=report_html.table(forecast_display(tables["forecast"])),
+        figures=figures)
 
 
 def crosstab_grid(crosstab):
@@ -153,10 +131,6 @@ def forecast_display(forecast: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _forecast_display(forecast: pd.DataFrame) -> str:
-    return report_html.table(forecast_display(forecast))
-
-
 def _forecast_text(comparison) -> str:
     m = comparison.metrics
     text = ("Expected conversions within the horizon per model tier: the sum of calibrated probabilities with its "
@@ -169,14 +143,14 @@ def _forecast_text(comparison) -> str:
     return text
 
 
-def _lift_table(lift: pd.DataFrame) -> str:
+def _lift_table(lift: pd.DataFrame) -> dict:
     frame = lift.assign(top_share=lift["top_share"].map(lambda v: f"top {percent(v, decimals=0)}"))
     return report_html.table(frame, formats={"conversion_rate": "percent", "lift": "ratio", "capture": "percent"},
                              labels={"top_share": "leads called", "conversion_rate": "conversion",
                                      "lift": "lift over base rate", "capture": "share of conversions captured"})
 
 
-def _interval_table(intervals: pd.DataFrame) -> str:
+def _interval_table(intervals: pd.DataFrame) -> dict:
     rows = []
     for row in intervals.itertuples():
         style = "{:+.3f}" if row.metric == "roc_auc_difference" else (
@@ -188,7 +162,7 @@ def _interval_table(intervals: pd.DataFrame) -> str:
     return report_html.table(pd.DataFrame(rows))
 
 
-def _disagreement_table(table: pd.DataFrame) -> str:
+def _disagreement_table(table: pd.DataFrame) -> dict:
     shown = table.assign(
         lead_id=table["lead_id"].astype(str),  # an identifier, not an amount: no thousands separators
         label=table["label"].map(lambda v: "converted" if v == 1 else "did not convert"),

@@ -18,6 +18,7 @@ from analysis import html as report_html
 from analysis.evaluation_plots import (conversion_bars_figure, confusion_figure, importance_figure, ks_curves, ks_figure,
                                        lift_gains_figure, precision_recall_figure, reliability_histogram_figure,
                                        roc_figure, threshold_figure)
+from analysis.rendering import render_page
 
 #: Rows whose contributions are averaged for factor importance (LightGBM's exact ones cost ~0.1 ms a row).
 IMPORTANCE_ROWS = 20_000
@@ -105,7 +106,7 @@ def factor_importance(bundle, features: pd.DataFrame, *, max_rows: int = IMPORTA
     table ranks the same factors a lead's reasons name. Over ``max_rows`` rows, a seeded sample.
     """
     from models.explain import feature_contributions
-    from models.reasons import feature_families
+    from models.reasons import factor_words, feature_families
 
     if len(features) > max_rows:
         features = features.sample(max_rows, random_state=seed)
@@ -113,29 +114,15 @@ def factor_importance(bundle, features: pd.DataFrame, *, max_rows: int = IMPORTA
     families = feature_families(bundle.spec)
     by_factor = contributions.T.groupby([families[name] for name in contributions.columns], sort=False).sum().T
     mean_abs = by_factor.abs().mean()
-    table = pd.DataFrame({"factor": [factor_words(name) for name in mean_abs.index], "factor_key": mean_abs.index,
+    table = pd.DataFrame({"factor": [factor_words(name, bundle.spec) for name in mean_abs.index], "factor_key": mean_abs.index,
                           "mean_abs_contribution": mean_abs.to_numpy(),
                           "mean_contribution": by_factor.mean().to_numpy()})
     table["share"] = table["mean_abs_contribution"] / max(table["mean_abs_contribution"].sum(), 1e-12)
     return table.sort_values("mean_abs_contribution", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def factor_words(factor: str) -> str:
-    """A factor's name for people: 'demo requests', 'overall activity', 'industry'."""
-    from models.reasons import ACTIVITY, CLICK_RATE, COLUMN_WORDS, EVENT_WORDS, LEAD_AGE, TREND
-
-    fixed = {ACTIVITY: "overall activity", TREND: "activity trend (last 30 days vs the 30 before)",
-             CLICK_RATE: "e-mail click-through rate", LEAD_AGE: "lead age", "email_domain_type": "e-mail domain",
-             "seniority": "seniority (from job title)", "job_function": "job function (from job title)"}
-    if factor in fixed:
-        return fixed[factor]
-    if factor in EVENT_WORDS:
-        return EVENT_WORDS[factor][1]
-    return COLUMN_WORDS.get(factor, factor.replace("_", " "))
-
-
 def render_training_report(result, figures: dict, tables: dict, metrics: dict) -> str:
-    """The report as one HTML string (pictures embedded, so the file travels alone)."""
+    """The report as one HTML string (``templates/training_report.html``; pictures embedded, so the file travels alone)."""
     m, p = {**result.metrics, **metrics}, result.params
     y = result.test["label"].to_numpy()
     if p.get("split") == "temporal":
@@ -151,72 +138,35 @@ def render_training_report(result, figures: dict, tables: dict, metrics: dict) -
                 f"expected calibration error {report_html.percent(m['test_ece'])}, top-decile lift "
                 f"{m['test_top_decile_lift']:.2f}.")
     thresholds = tier_cutoffs(result.bundle.thresholds)
-    figure = report_html.figure
-    parts = [
-        "<h1>Training report</h1>",
-        report_html.paragraph(f"{window}; {int(y.sum()):,} of them converted within the horizon"
-                              f"{' of ' + str(p['horizon_days']) + ' days' if 'horizon_days' in p else ''}."),
-        report_html.paragraph(headline, css="headline"),
-        "<h2>Ranking</h2>",
-        report_html.paragraph("How well the score puts converters above non-converters. ROC AUC is the chance a "
-                              "random converter scores above a random non-converter; the precision-recall curve "
-                              "shows what share of flagged leads convert as more converters are caught."),
-        report_html.row(figure(figures, "roc"), figure(figures, "precision_recall")),
-        figure(figures, "lift_gains", caption="Gains: conversions captured by calling the top of the list. Lift: "
-                                              "how many times the base rate the top of the list converts at."),
-        figure(figures, "ks", caption=f"KS {m['test_ks']:.3f}: the widest gap between the two cumulative "
-                                      "distributions; 0 is no separation, 1 perfect."),
-        "<h2>Calibration</h2>",
-        report_html.paragraph("Points on the diagonal mean a probability of 30 % converts 30 % of the time. Each "
-                              "point holds the same number of leads; both axes are logarithmic because most leads "
-                              "have small probabilities. The histogram below shows where the predictions lie."),
-        figure(figures, "reliability"),
-        "<h2>Tiers and cut-offs</h2>",
-        report_html.paragraph(f"Tier thresholds chosen on the calibration split: SQL at probability "
-                              f"{thresholds['SQL']:.3f} or above, MQL at {thresholds['MQL']:.3f} or above. The "
-                              "picture shows what any cut-off would give: conversion among leads above it, their "
-                              "share of all leads, and their share of all conversions."),
-        figure(figures, "thresholds"),
-        report_html.table(tables["confusion_at_tiers"], formats={
+    captions = {"lift_gains": "Gains: conversions captured by calling the top of the list. Lift: how many times the "
+                              "base rate the top of the list converts at.",
+                "ks": f"KS {m['test_ks']:.3f}: the widest gap between the two cumulative distributions; 0 is no "
+                      "separation, 1 perfect."}
+    importance = tables.get("factor_importance")
+    leakage = result.tables.get("leakage_report")
+    return render_page(
+        "training_report.html", window=window, converted=f"{int(y.sum()):,}",
+        horizon=f" of {p['horizon_days']} days" if "horizon_days" in p else "", headline=headline,
+        sql_cutoff=f"{thresholds['SQL']:.3f}", mql_cutoff=f"{thresholds['MQL']:.3f}",
+        figures={name: report_html.figure(figures, name, caption=captions.get(name, "")) for name in FIGURES},
+        confusion=report_html.table(tables["confusion_at_tiers"], formats={
             "threshold": "probability", "precision": "percent", "recall": "percent", "volume": "percent"},
             labels={"flagged": "leads at or above", "converted_flagged": "converted, flagged",
                     "not_converted_flagged": "did not convert, flagged", "converted_missed": "converted, missed",
                     "not_converted_not_flagged": "did not convert, not flagged",
                     "precision": "conversion of flagged", "recall": "share of converters caught",
                     "volume": "share of leads flagged"}),
-        figure(figures, "confusion"),
-        "<h3>Conversion per tier</h3>", _summary_table(result.tables["test_tiers"]),
-        "<h3>Conversion per score decile</h3>", _summary_table(result.tables["test_deciles"]),
-        figure(figures, "conversion"),
-    ]
-    if "factor_importance" in tables:
-        parts += [
-            "<h2>What moves the scores</h2>",
-            report_html.paragraph("Mean absolute contribution of each factor to the log-odds over the test leads, "
-                                  "from the model's exact contributions, grouped as the reasons name them. +0.7 "
-                                  "roughly doubles the odds. The mean signed contribution says in which direction "
-                                  "a factor moves the average lead."),
-            figure(figures, "importance"),
-            report_html.table(tables["factor_importance"].drop(columns="factor_key").head(30), formats={
+        tiers=_summary_table(result.tables["test_tiers"]), deciles=_summary_table(result.tables["test_deciles"]),
+        importance=None if importance is None else report_html.table(
+            importance.drop(columns="factor_key").head(30), formats={
                 "mean_abs_contribution": "ratio", "mean_contribution": lambda v: f"{v:+.2f}", "share": "percent"},
-                labels={"mean_abs_contribution": "mean |contribution|", "mean_contribution": "mean contribution",
-                        "share": "share of all"}),
-        ]
-    leakage = result.tables.get("leakage_report")
-    if leakage is not None and len(leakage):
-        excluded = p.get("excluded_columns") or []
-        parts += [
-            "<h2>Leakage check</h2>",
-            report_html.paragraph("Each attribute column's ROC AUC alone on the training split (either direction). "
-                                  "A column that predicts the outcome almost perfectly on its own was usually written "
-                                  "after the outcome; such columns, and those declared post-outcome, are excluded. "
-                                  + (f"Excluded: {', '.join(excluded)}." if excluded else "None was excluded.")),
-            report_html.table(leakage, formats={"auc": "probability"}),
-        ]
-    return report_html.page("Training report", parts)
+            labels={"mean_abs_contribution": "mean |contribution|", "mean_contribution": "mean contribution",
+                    "share": "share of all"}),
+        leakage=None if leakage is None or not len(leakage) else report_html.table(leakage, formats={"auc": "probability"}),
+        excluded=", ".join(p.get("excluded_columns") or []))
 
 
-def _summary_table(frame: pd.DataFrame) -> str:
+def _summary_table(frame: pd.DataFrame) -> dict:
     return report_html.table(frame, formats={"conversion_rate": "percent", "expected_rate": "percent",
                                              "lift": "ratio", "share_of_conversions": "percent"},
                              labels={"conversion_rate": "conversion", "expected_rate": "expected conversion",

@@ -102,7 +102,10 @@ def profile_column(values: pd.Series, tokens: set) -> dict:
         profile.update(kind="integer" if is_int else "float", min=float(numbers.min()), max=float(numbers.max()))
         return profile
     raw = values.dropna().astype(str).str.strip()
-    sample = raw[raw.str.lower().isin(set(text.unique()))].sample(min(n, 2000), random_state=0)
+    # Compared as value_text compares (spaces collapsed too: "Sales  Intern" is "sales intern"), so the rows
+    # kept are exactly the n counted above.
+    kept = raw[raw.map(value_text).isin(set(text.unique()))]
+    sample = kept.sample(min(len(kept), 2000), random_state=0)
     profile["email_share"] = float(sample.str.match(EMAIL).mean())
     profile["phone_share"] = float(sample.str.match(PHONE).mean())
     profile["person_share"] = float(sample.str.match(PERSON_NAME).mean())

@@ -1,13 +1,18 @@
 """Column types decided once per column from all of its values: timestamps, numbers and ids.
 
 A column is read one way, never guessed value by value: a timestamp column is ISO 8601 (with or
-without a zone), epoch seconds, epoch milliseconds, or day/month/year in one order that the
-column itself shows (a day above 12 somewhere); a column that cannot tell is an error asking for
-``[data] date_format`` or ``--date-format``. Numbers use one decimal mark per file. Ids stay text.
+without a zone), compact calendar digits (YYYYMMDD, YYYYMMDDHHMM, YYYYMMDDHHMMSS), epoch seconds,
+epoch milliseconds, or day/month/year in one order that the column itself shows (a day above 12
+somewhere). A column of digits is epoch time only when every value lands between 1990 and now
+and no calendar reading fits; a column that two readings fit, or none, is an error asking for
+``[data] date_format`` or ``--date-format``. Numbers use one decimal mark per file, and a file whose
+numbers read both ways (``1.200`` and nothing else) is an error asking for ``[data] decimal``.
+Every reading other than ISO 8601 or typed columns is logged once (see :func:`readings`). Ids stay text.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -20,9 +25,12 @@ ISO_PATTERN = rf"\d{{4}}-\d{{1,2}}-\d{{1,2}}{_TIME}\s*(?:Z|UTC|[+-]\d{{2}}(?::?\
 EPOCH_PATTERN = r"[+-]?\d+(?:\.\d+)?"
 DAY_MONTH_PATTERN = rf"(\d{{1,2}})[/.-](\d{{1,2}})[/.-](\d{{4}}|\d{{2}})({_TIME})"
 _ZONE_PATTERN = r".*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$"
-#: Epoch seconds from 1973 to 5138, milliseconds over the same span: a CRM holds nothing earlier.
-EPOCH_SECONDS = (1e8, 1e11)
-EPOCH_MILLISECONDS = (1e11, 1e14)
+#: Calendar digits: YYYYMMDD, YYYYMMDDHHMM or YYYYMMDDHHMMSS (a number column may add ".0").
+COMPACT_PATTERN = r"(\d{8}|\d{12}|\d{14})(?:\.0+)?"
+COMPACT_FORMATS = {8: "%Y%m%d", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
+#: Epoch numbers are read as time only from this year on (a CRM export holds nothing earlier), and never
+#: past the moment they are read.
+EPOCH_START_YEAR = 1990
 #: Timestamps outside these years are refused as typos, wherever they come from.
 PLAUSIBLE_YEARS = (1900, 2200)
 
@@ -31,12 +39,13 @@ PLAUSIBLE_YEARS = (1900, 2200)
 class TimestampFormat:
     """How one column's timestamps are written: ``kind`` and, for a given format, its ``pattern``."""
 
-    kind: str  # typed, iso, epoch_s, epoch_ms, day_first, month_first, strftime, empty
+    kind: str  # typed, iso, compact, epoch_s, epoch_ms, day_first, month_first, strftime, empty
     pattern: str = ""
 
     def describe(self) -> str:
         return {"typed": "typed timestamps", "iso": "ISO 8601", "epoch_s": "epoch seconds",
                 "epoch_ms": "epoch milliseconds", "day_first": "day/month/year", "month_first": "month/day/year",
+                "compact": f"calendar digits {_compact_name(self.pattern)}",
                 "strftime": f"the format {self.pattern!r}", "empty": "no values"}[self.kind]
 
 
@@ -74,11 +83,18 @@ def decide_timestamp_format(con: duckdb.DuckDBPyConnection, relation: duckdb.Duc
                    max(TRY_CAST(v AS DOUBLE)) FILTER (WHERE regexp_full_match(v, '{EPOCH_PATTERN}')),
                    max(TRY_CAST(regexp_extract(v, '^{DAY_MONTH_PATTERN}$', 1) AS INTEGER)),
                    max(TRY_CAST(regexp_extract(v, '^{DAY_MONTH_PATTERN}$', 2) AS INTEGER)),
-                   count(*) FILTER (WHERE ? IS NOT NULL AND try_strptime(v, ?) IS NOT NULL)
-            FROM {text}""", params=[date_format, date_format or "%Y"]).fetchall()[0]
-        filled, iso, epoch, day_month, low, high, first_max, second_max, fitting = counts
+                   count(*) FILTER (WHERE ? IS NOT NULL AND try_strptime(v, ?) IS NOT NULL),
+                   count(*) FILTER (WHERE regexp_full_match(v, '{COMPACT_PATTERN}')),
+                   min(length(regexp_extract(v, '^{COMPACT_PATTERN}$', 1))),
+                   max(length(regexp_extract(v, '^{COMPACT_PATTERN}$', 1))),
+                   count(*) FILTER (WHERE {_compact_sql("v")} BETWEEN make_timestamp({PLAUSIBLE_YEARS[0]}, 1, 1, 0, 0, 0)
+                                    AND CAST(? AS TIMESTAMP))
+            FROM {text}""", params=[date_format, date_format or "%Y", _latest()]).fetchall()[0]
+        filled, iso, epoch, day_month, low, high, first_max, second_max, fitting, *compact = counts
         fmt = _decide(source, column, filled, iso, epoch, day_month, low, high, first_max, second_max,
-                      fitting, date_format, lambda condition, **how: _examples(con, numbered, condition, **how))
+                      fitting, date_format, lambda condition, **how: _examples(con, numbered, condition, **how),
+                      compact=compact)
+        _note_reading(source, column, fmt)
         if fmt.kind != "empty":
             expression = timestamp_sql("v", fmt)
             low_year, high_year = PLAUSIBLE_YEARS
@@ -105,6 +121,8 @@ def timestamp_sql(column_sql: str, fmt: TimestampFormat) -> str:
     if fmt.kind == "iso":
         return (f"CASE WHEN regexp_full_match({v}, '{_ZONE_PATTERN}') "
                 f"THEN timezone('UTC', TRY_CAST({v} AS TIMESTAMPTZ)) ELSE TRY_CAST({v} AS TIMESTAMP) END")
+    if fmt.kind == "compact":
+        return _compact_sql(v)
     if fmt.kind in ("epoch_s", "epoch_ms"):
         scale = 1e6 if fmt.kind == "epoch_s" else 1e3
         return f"make_timestamp(CAST(round(TRY_CAST({v} AS DOUBLE) * {scale}) AS BIGINT))"
@@ -154,23 +172,36 @@ def decide_decimal(texts, *, source: str, configured: str | None = None) -> str:
     """The decimal mark of a file's numbers: ``configured`` if given, else what the values show.
 
     A value like ``0,5``, ``12,50`` or ``1.234,5`` shows a decimal comma; ``0.5``, ``12.50`` or
-    ``1,234.5`` a decimal point; ``1,234`` shows neither. A file showing both is refused.
+    ``1,234.5`` a decimal point. A file showing both is refused, and so is a file whose only
+    marked numbers read both ways (``1.200`` is 1.2 or 1200, ``1,234`` 1234 or 1.234): it must say.
     """
     if configured is not None:
         if configured not in (".", ","):
             raise ValueError(f"The decimal mark must be '.' or ','. Got {configured!r} instead.")
         return configured
-    comma_example = point_example = None
+    comma_example = point_example = either_example = None
     for text in texts:
         text = text.dropna()
         comma = text[text.str.fullmatch(_COMMA_DECIMAL).fillna(False).astype(bool)]
         point = text[text.str.fullmatch(_POINT_DECIMAL).fillna(False).astype(bool)]
+        either = text[text.str.fullmatch(_EITHER_DECIMAL).fillna(False).astype(bool)]
         comma_example = comma_example or (comma.iloc[0] if len(comma) else None)
         point_example = point_example or (point.iloc[0] if len(point) else None)
+        either_example = either_example or (either.iloc[0] if len(either) else None)
     if comma_example and point_example:
         raise ColumnTypeError(f"{source}: numbers use both decimal marks ({point_example!r} and "
                               f"{comma_example!r}); set [data] decimal = \".\" or \",\" in the config.")
-    return "," if comma_example else "."
+    if either_example and not (comma_example or point_example):
+        mark = "." if "." in either_example else ","
+        other = "," if mark == "." else "."
+        raise ColumnTypeError(
+            f"{source}: numbers such as {either_example!r} read two ways (with {mark!r} as decimal mark or as "
+            f"thousands separator) and no other value tells which; set [data] decimal = \"{mark}\" (thousands "
+            f"\"{other}\") or [data] decimal = \"{other}\" (thousands \"{mark}\") in the config.")
+    decided = "," if comma_example else "."
+    if comma_example or point_example:
+        note_reading(source, f"numbers read with {decided!r} as decimal mark (shown by {comma_example or point_example!r})")
+    return decided
 
 
 def same_id_type(ids: pd.Series, reference: pd.Series) -> pd.Series:
@@ -193,11 +224,12 @@ def id_text(value) -> str:
 
 
 _COMMA_DECIMAL = r"[+-]?(?:\d+,\d{1,2}|\d+,\d{4,}|0,\d+|\d{1,3}(?:\.\d{3})+,\d+|\d{1,3}(?:\.\d{3}){2,})"
+_EITHER_DECIMAL = r"[+-]?\d{1,3}[.,]\d{3}"
 _POINT_DECIMAL = r"[+-]?(?:\d+\.\d{1,2}|\d+\.\d{4,}|0\.\d+|\d{1,3}(?:,\d{3})+\.\d+|\d{1,3}(?:,\d{3}){2,})"
 
 
 def _decide(source, column, filled, iso, epoch, day_month, low, high, first_max, second_max, fitting,
-            date_format, examples) -> TimestampFormat:
+            date_format, examples, *, compact) -> TimestampFormat:
     if not filled:
         return TimestampFormat("empty")
     if date_format and fitting == filled:
@@ -205,15 +237,24 @@ def _decide(source, column, filled, iso, epoch, day_month, low, high, first_max,
     given = f" (the given date format {date_format!r} does not fit every value)" if date_format else ""
     if iso == filled:
         return TimestampFormat("iso")
+    compact_count, shortest, longest, compact_fitting = compact
+    calendar = (TimestampFormat("compact", COMPACT_FORMATS[shortest])
+                if compact_count == filled and shortest == longest and compact_fitting == filled else None)
     if epoch == filled:
-        if EPOCH_SECONDS[0] <= low and high < EPOCH_SECONDS[1]:
-            return TimestampFormat("epoch_s")
-        if EPOCH_MILLISECONDS[0] <= low and high < EPOCH_MILLISECONDS[1]:
-            return TimestampFormat("epoch_ms")
+        readings = [fmt for fmt in (calendar, _epoch_reading(low, high)) if fmt is not None]
+        if len(readings) == 1:
+            return readings[0]
+        if readings:
+            raise ColumnTypeError(
+                f"{source}: column {column!r} holds numbers from {low:.0f} to {high:.0f}, which read both as "
+                f"{readings[0].describe()} and as {readings[1].describe()}; set [data] date_format = "
+                f"\"{readings[0].pattern}\" in the config or pass --date-format for the calendar reading, or write "
+                f"timestamps as ISO 8601 (2025-03-01 12:00:00){given}.")
         raise ColumnTypeError(
-            f"{source}: column {column!r} holds numbers from {low:.0f} to {high:.0f}, which are neither epoch "
-            "seconds (1973-5138) nor epoch milliseconds in one range; write timestamps as ISO 8601 "
-            f"(2025-03-01 12:00:00){given}.")
+            f"{source}: column {column!r} holds numbers from {low:.0f} to {high:.0f}, which are neither calendar "
+            f"digits (YYYYMMDD, YYYYMMDDHHMM, YYYYMMDDHHMMSS, one length) nor epoch seconds or milliseconds "
+            f"between {EPOCH_START_YEAR} and now; write timestamps as ISO 8601 (2025-03-01 12:00:00) or set "
+            f"[data] date_format{given}.")
     if day_month == filled:
         if first_max > 12 and second_max > 12:
             raise ColumnTypeError(
@@ -242,6 +283,56 @@ def _decide(source, column, filled, iso, epoch, day_month, low, high, first_max,
         f"epoch seconds or milliseconds, or day/month/year); {filled - shapes[main]} of {filled} values are not "
         f"{main if shapes[main] else 'any of these'}{' (' + seen + ')' if seen else ''}{given}. "
         f"Example rows: {examples(condition + ' AND v IS NOT NULL')}")
+
+
+def _epoch_reading(low: float, high: float) -> TimestampFormat | None:
+    """Epoch seconds or milliseconds when every value lands between 1990 and now, else None."""
+    start = pd.Timestamp(EPOCH_START_YEAR, 1, 1).timestamp()
+    end = _latest().timestamp()
+    for kind, scale in (("epoch_s", 1.0), ("epoch_ms", 1e3)):
+        if start * scale <= low and high <= end * scale:
+            return TimestampFormat(kind)
+    return None
+
+
+def _compact_sql(v: str) -> str:
+    digits = f"regexp_extract({v}, '^{COMPACT_PATTERN}$', 1)"
+    cases = " ".join(f"WHEN {length} THEN try_strptime({digits}, '{pattern}')"
+                     for length, pattern in COMPACT_FORMATS.items())
+    return f"CAST(CASE length({digits}) {cases} END AS TIMESTAMP)"
+
+
+def _compact_name(pattern: str) -> str:
+    return pattern.replace("%Y", "YYYY").replace("%m", "MM").replace("%d", "DD").replace("%H", "HH") \
+        .replace("%M", "MM").replace("%S", "SS")
+
+
+def _latest() -> pd.Timestamp:
+    """The latest moment a timestamp may name when read: now (UTC, naive), plus a day for clocks that run ahead."""
+    return pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s") + pd.Timedelta(days=1)
+
+
+def readings() -> dict[str, str]:
+    """Every reading decided in this process that was not plain ISO 8601 or typed: ``{"source: column": how}``."""
+    return dict(_READINGS)
+
+
+#: Readings noted so far, so that each is logged once and a run can record them all.
+_READINGS: dict[str, str] = {}
+_log = logging.getLogger("lead_scoring.readings")
+
+
+def _note_reading(source: str, column: str, fmt: TimestampFormat) -> None:
+    if fmt.kind in ("iso", "typed", "empty"):
+        return
+    note_reading(f"{source}: {column}", f"read as {fmt.describe()}")
+
+
+def note_reading(what: str, how: str) -> None:
+    """Log a reading the first time it is made (``what`` is "source: column"), and keep it for the run's record."""
+    if _READINGS.get(what) != how:
+        _READINGS[what] = how
+        _log.info("%s %s", what, how)
 
 
 def _dm_condition(place: int) -> str:

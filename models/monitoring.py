@@ -1,11 +1,16 @@
 """The monitoring reference a model carries: binned distributions of its features, score and tiers.
 
-The reference is made once at training time from the calibration split (where the tier
-thresholds were chosen, so its tier shares are the expected ones) and travels in the model
-bundle as plain values: per feature its bin edges (numbers) or categories and the share of
+The reference is made once at training time from what a scoring run will be compared with: the
+leads open at the end of the training data, as the fitted model scores them
+(:func:`open_lead_reference`). Comparing a scored base with snapshots of the calibration split
+instead compared unlike with unlike (snapshots of leads at every age against today's open base,
+older on average): the demo's own stationary data raised 21 alerts. The reference travels in the
+model bundle as plain values: per feature its bin edges (numbers) or categories and the share of
 rows in each bin, missing values as a bin of their own; the same for the probability; the tier
-shares; and each categorical feature's known categories. A scoring run counts its rows into the
-same bins chunk by chunk (:class:`DriftMonitor`), so memory does not grow with the lead base.
+shares; each categorical feature's known categories; and each feature's factor with the factor's
+words (:mod:`models.reasons`), so a report groups by factor. A scoring run counts its rows into
+the same bins chunk by chunk (:class:`scoring.drift.DriftMonitor`), so memory does not grow with
+the lead base.
 
 PSI is computed here, in a few lines of numpy, rather than by a drift library: the formula is
 one line (``sum((a - e) * ln(a / e))`` over bins, shares floored at 1e-4 so an empty bin is
@@ -19,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.build import build_features
+from features.snapshots import open_leads
 from models.tiers import TIERS
 
 #: The common PSI bands: below 0.1 stable, 0.1-0.25 a moderate shift worth a look, above 0.25 significant.
@@ -30,18 +37,48 @@ OTHER_BIN = "(other)"
 _FLOOR = 1e-4
 
 
+def open_lead_reference(model, spec, thresholds, leads: pd.DataFrame, events, deals, *, as_of,
+                        max_rows: int = 200_000, seed: int = 0) -> dict | None:
+    """The reference of the leads open at ``as_of`` (the end of the training data) as ``model`` scores them.
+
+    What a scoring run on that day would have seen, so a later run on data of the same kind
+    compares like with like. Over ``max_rows`` open leads, a seeded sample (the bins need shares,
+    not every lead). None when no lead is open then.
+    """
+    from models.reasons import factor_words, feature_families
+
+    snapshots = open_leads(leads, deals, as_of)
+    if len(snapshots) == 0:
+        return None
+    if len(snapshots) > max_rows:
+        snapshots = snapshots.sample(max_rows, random_state=seed).sort_index()
+    features = build_features(snapshots.reset_index(drop=True), leads, events, spec)[spec.feature_names]
+    probability = model.predict_proba(features)[:, 1]
+    families = feature_families(spec)
+    return build_reference(features, probability, thresholds.assign(probability),
+                           categorical=spec.categorical_feature_names,
+                           source=f"the {len(snapshots):,} leads open at {pd.Timestamp(as_of)} (end of the training "
+                                  "data), as the model scored them",
+                           factors={name: (families[name], factor_words(families[name], spec))
+                                    for name in spec.feature_names})
+
+
 def build_reference(features: pd.DataFrame, probability, tiers, *, categorical=(), n_bins: int = 10,
-                    max_categories: int = 30, max_known: int = 5_000) -> dict:
-    """The training reference of ``features`` (one row per snapshot), their probabilities and tiers.
+                    max_categories: int = 30, max_known: int = 5_000, source: str = "the calibration split",
+                    factors: dict | None = None) -> dict:
+    """The reference of ``features`` (one row per lead or snapshot), their probabilities and tiers.
 
     Numeric features get up to ``n_bins`` equal-frequency bins (fewer where values repeat);
     categorical ones a bin for each of their ``max_categories`` most frequent values and one for
-    the rest. Up to ``max_known`` categories are kept to recognise unseen ones.
+    the rest. Up to ``max_known`` categories are kept to recognise unseen ones. ``source`` says
+    in words which rows these are; ``factors`` maps a feature to its ``(factor, words)``.
     """
     if len(features) == 0:
         raise ValueError("The training reference needs at least one row. Got an empty feature frame.")
     categorical = set(categorical)
-    reference = {"rows": int(len(features)), "features": {}}
+    reference = {"rows": int(len(features)), "source": source, "features": {}}
+    if factors is not None:
+        reference["factors"] = {name: list(factors[name]) for name in features.columns if name in factors}
     for name in features.columns:
         if name in categorical:
             reference["features"][name] = _categorical_reference(features[name], max_categories, max_known)
@@ -119,7 +156,16 @@ def _labels(values: pd.Series) -> pd.Series:
     return labels.astype(str).where(~missing, None)
 
 
+def factor_of(reference: dict, feature: str) -> tuple[str, str]:
+    """``(factor, words)`` of a reference's feature; a reference without factors makes each feature its own."""
+    factor, words = reference.get("factors", {}).get(feature, (feature, feature))
+    return factor, words
+
+
 def bin_labels(entry: dict) -> list[str]:
+    """The names of an entry's bins: value ranges, or categories then other, and missing last."""
+    if entry["kind"] == "categorical":
+        return [*entry["categories"], OTHER_BIN, MISSING_BIN]
     edges = entry["edges"]
     bounds = ["-inf", *[f"{edge:.3g}" for edge in edges], "inf"]
     return [f"({low}, {high}]" for low, high in zip(bounds[:-1], bounds[1:])] + [MISSING_BIN]

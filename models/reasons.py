@@ -252,6 +252,23 @@ def feature_families(spec: FeatureSpec) -> dict:
     return {name: families.get(name, name) for name in spec.feature_names}
 
 
+def factor_words(factor: str, spec: FeatureSpec | None = None) -> str:
+    """A factor's name for people: 'demo requests', 'overall activity', 'industry'.
+
+    An event type of the model's own log reads as its name in the data ("O_Accepted"), else as the key.
+    """
+    fixed = {ACTIVITY: "overall activity", TREND: "activity trend (last 30 days vs the 30 before)",
+             CLICK_RATE: "e-mail click-through rate", LEAD_AGE: "lead age", "email_domain_type": "e-mail domain",
+             "seniority": "seniority (from job title)", "job_function": "job function (from job title)"}
+    if factor in fixed:
+        return fixed[factor]
+    if factor in EVENT_WORDS:
+        return EVENT_WORDS[factor][1]
+    if spec is not None and factor in spec.event_keys_with_other:
+        return f"{spec.event_names.get(factor, factor)} events"
+    return COLUMN_WORDS.get(factor, factor.replace("_", " "))
+
+
 def describe_factor(factor: str, value, spec: FeatureSpec) -> str:
     """Plain words for one factor of one lead; ``value(name)`` gives that lead's feature ``name``."""
     words = _spec_words(spec)

@@ -32,6 +32,7 @@ from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
 import features
 import models
+from features.column_types import readings
 from models.bundle import ModelBundle
 from registry import DEFAULT_MODEL_NAME
 from registry.aliases import ANY_CHAMPION, set_champion
@@ -82,6 +83,7 @@ def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment
         mlflow.log_params({f"spec_{key}": _param(value) for key, value in bundle.spec.as_dict().items()})
         mlflow.log_metrics(result.metrics)
         mlflow.set_tags({"data_window": data_window(result.params), "label": label_definition(result.params)})
+        log_readings()
         suspicious = result.params.get("suspicious_columns") or []
         if suspicious:
             mlflow.set_tag("suspicious_columns", ", ".join(suspicious))
@@ -183,8 +185,8 @@ def log_comparison(comparison, *, figures: dict, report_path, experiment: str | 
     digests (:func:`id_hash_key`). The HTML report lists raw ids and stays on disk; its path is a
     tag. Aggregate tables are always logged.
     """
-    name, _ = _registry_version(model_uri) if model_uri else (None, None)
-    use_experiment(experiment_name(name or DEFAULT_MODEL_NAME, experiment))
+    compared, version = _registry_version(model_uri) if model_uri else (None, None)
+    use_experiment(experiment_name(compared or DEFAULT_MODEL_NAME, experiment))
     with mlflow.start_run(run_name=run_name) as run:
         params = dict(comparison.params)
         if model_uri:
@@ -208,17 +210,26 @@ def log_comparison(comparison, *, figures: dict, report_path, experiment: str | 
         if comparison.scorecard is not None:
             mlflow.log_text(comparison.scorecard.to_toml(), "comparison/learned_points.toml")
         mlflow.set_tag("kind", "comparison")
+        if compared:  # the version compared, so the tier planner finds the rules' figures of its model
+            mlflow.set_tags({"model_name": compared, "model_version": version})
     return run.info.run_id
 
 
 def log_monitoring(report, *, report_path=None, model_uri: str | None = None, identity: dict | None = None,
-                   experiment: str | None = None, run_name: str = "monitoring") -> str:
+                   experiment: str | None = None, run_name: str | None = None, as_of=None) -> str:
     """Log a drift report as an MLflow run tagged ``kind=monitoring``; returns the run id.
 
-    It goes to the scored model's experiment unless ``experiment`` says otherwise.
+    It goes to the scored model's experiment unless ``experiment`` says otherwise; it is named by
+    model, version and the scoring date ("monitoring lead-conversion v3 2026-03-31") unless
+    ``run_name`` is given.
     """
     name = (identity or {}).get("model_name") or (_registry_version(model_uri)[0] if model_uri else None)
     use_experiment(experiment_name(name or DEFAULT_MODEL_NAME, experiment))
+    if run_name is None:
+        version = (identity or {}).get("model_version")
+        day = pd.Timestamp(as_of).date() if as_of is not None else pd.Timestamp.now(tz="UTC").date()
+        run_name = " ".join(part for part in ("monitoring", name, f"v{version}" if version else None, str(day))
+                            if part)
     with mlflow.start_run(run_name=run_name) as run:
         params = {"psi_warning": report.psi_bands[0], "psi_alert": report.psi_bands[1],
                   "unseen_warning": report.unseen_bands[0], "unseen_alert": report.unseen_bands[1]}
@@ -235,7 +246,18 @@ def log_monitoring(report, *, report_path=None, model_uri: str | None = None, id
         if report_path is not None:
             mlflow.log_artifact(str(report_path), "monitoring")
         mlflow.set_tags({"kind": "monitoring", "monitoring_status": report.status})
+        log_readings()
     return run.info.run_id
+
+
+def log_readings() -> None:
+    """How this process read its inputs' dates and numbers (calendar digits, epoch time, a decimal comma):
+    the lines the console printed once, as ``readings.txt`` and the tag ``input_readings``."""
+    taken = readings()
+    if taken:
+        text = "\n".join(f"{what} {how}" for what, how in taken.items())
+        mlflow.log_text(text, "readings.txt")
+        mlflow.set_tag("input_readings", text if len(text) <= 4000 else text[:3990] + " [...]")
 
 
 def training_run_name(result) -> str:
@@ -267,6 +289,8 @@ def version_tags(result, decision=None) -> dict:
                     test_window=f"{params.get('window_test_first')}..{params.get('window_test_last')}")
     if params.get("suspicious_columns"):
         tags["suspicious_columns"] = ", ".join(params["suspicious_columns"])
+    if params.get("drift") not in (None, "none", "not checked"):  # the newest window moved (training.drift)
+        tags["drift"] = str(params["drift"])
     if decision is not None:
         tags.update(promotion_decision=decision.outcome, promotion_reason=decision.reason,
                     challenger_test_roc_auc=f"{decision.challenger_auc:.4f}",

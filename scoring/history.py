@@ -58,6 +58,11 @@ class ScoreHistory:
     def writer(self, scored_at) -> HistoryWriter:
         return HistoryWriter(self.folder, pd.Timestamp(scored_at))
 
+    def latest_run_file(self) -> Path | None:
+        """The newest run's file (names sort by scored date, then scored time), or None when nothing is stored."""
+        files = self._files()
+        return files[-1] if files else None
+
     def _files(self) -> list[Path]:
         return sorted(self.folder.glob("scored_date=*/*.parquet")) if self.folder.exists() else []
 

@@ -7,6 +7,7 @@ factory, given as an import string, as uvicorn needs for several workers).
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -17,8 +18,12 @@ HTTP_SETTINGS_VARIABLE = "LEAD_SCORING_HTTP_SETTINGS"
 
 
 def serve_http(*, model_uri: str, host: str, port: int, workers: int | None, max_body_bytes: int, max_leads: int,
-               verbose: int = 0) -> None:
-    """Serve until interrupted. Raises ``ValueError`` when the workers or the model cannot be had."""
+               verbose: int = 0, scores=None, history=None) -> None:
+    """Serve until interrupted. Raises ``ValueError`` when the workers or the model cannot be had.
+
+    ``scores`` (a scoring run's output) or ``history`` (a score history folder) is the open base the
+    planner page shows.
+    """
     import uvicorn
 
     from models.threads import available_cores
@@ -36,8 +41,9 @@ def serve_http(*, model_uri: str, host: str, port: int, workers: int | None, max
         raise ValueError(str(error)) from None
     os.environ[HTTP_SETTINGS_VARIABLE] = json.dumps({
         "model_uri": model_uri, "pinned_uri": pinned, "workers": workers, "max_body_bytes": max_body_bytes,
-        "max_leads": max_leads, "verbose": verbose})
-    print(f"serving {model_uri} on http://{host}:{port} with {workers} worker(s)", file=sys.stderr, flush=True)
+        "max_leads": max_leads, "verbose": verbose, "scores": scores, "history": history})
+    print(f"serving {model_uri} on http://{host}:{port} with {workers} worker(s); tier planner: "
+          f"http://{host}:{port}/planner", file=sys.stderr, flush=True)
     # No access log: one line per request costs more than scoring a lead.
     uvicorn.run("scoring.http_server:http_app", factory=True, workers=workers, host=host, port=port,
                 log_level="warning", access_log=False)
@@ -49,6 +55,8 @@ def http_app():
     from models.threads import available_cores, sleep_while_waiting
     from registry.loading import load_bundle
     from registry.store import quiet_mlflow, use_default_store
+    from registry.tier_policy import effective_thresholds
+    from scoring.planner import OpenBase
     from scoring.service import TOKEN_ENVIRONMENT_VARIABLE, create_app
 
     sleep_while_waiting()
@@ -59,8 +67,10 @@ def http_app():
     identity["model_uri"] = settings["model_uri"]  # what the user asked for, alias included
     # Workers share the cores: large requests predict on this worker's share of them.
     use_threads(bundle.model, max(1, available_cores() // settings["workers"]))
+    bundle = dataclasses.replace(bundle, thresholds=effective_thresholds(bundle, identity))  # a saved tier policy
     app = create_app(bundle, identity, max_body_bytes=settings["max_body_bytes"], max_leads=settings["max_leads"],
-                     token=os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or None)
+                     token=os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or None,
+                     open_base=OpenBase(scores=settings.get("scores"), history=settings.get("history")))
     # The model's objects live as long as the process: keep the garbage collector from rescanning them.
     gc.collect()
     gc.freeze()

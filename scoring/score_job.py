@@ -41,12 +41,17 @@ def run_score(args) -> ScoreRun:
     from features.freshness import data_end
     from models.explain import use_threads
     from models.threads import limit_malloc_arenas, resolve_threads
-    from models.tiers import TierThresholds
     from registry.loading import load_bundle
+    from registry.tier_policy import effective_thresholds
     from scoring.batch import check_output, score_lead_base
     from scoring.drift import DriftMonitor
     from scoring.history import open_history
+    from scoring.safe_outputs import refuse_outputs_that_are_inputs
 
+    refuse_outputs_that_are_inputs(config_path=args.config, leads=args.leads, events=args.events, deals=args.deals,
+                                   db=args.db, out=args.out, out_db=args.out_db, history=args.history,
+                                   history_table=args.history_table,
+                                   monitoring_out=args.monitoring_out if args.monitoring else None)
     if args.db is None and args.out_db is None and args.config is None:  # a file; tables: see output_target
         check_output(args.out)  # before any work: a bad output path must not cost a whole scoring run
     as_of = parse_as_of(args.as_of) if args.as_of else utc_now()
@@ -71,11 +76,8 @@ def run_score(args) -> ScoreRun:
                           stale_after_days=args.stale_after_days)
     use_threads(bundle.model, resolve_threads(args.threads, config_threads=config.runtime.get("threads")
                                               if config is not None else None))
-    thresholds = None
-    if args.sql_threshold is not None or args.mql_threshold is not None:
-        thresholds = TierThresholds(
-            mql=args.mql_threshold if args.mql_threshold is not None else bundle.thresholds.mql,
-            sql=args.sql_threshold if args.sql_threshold is not None else bundle.thresholds.sql)
+    # A saved tier policy (lead-serve policy, the planner page), else the model's own; flags win over both.
+    thresholds = effective_thresholds(bundle, identity, sql=args.sql_threshold, mql=args.mql_threshold)
     monitor = None
     if args.monitoring and bundle.reference is not None:
         monitor = DriftMonitor(bundle.reference, psi_bands=(args.psi_warning, args.psi_alert),

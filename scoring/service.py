@@ -32,6 +32,7 @@ from scoring.api_contract import (ERROR_RESPONSES, Health, ModelDescription, acc
 from scoring.lead_requests import (InvalidLeads, Lead, lead_blocks, lead_features, plausible_timestamp,
                                   request_models, stale_warnings, written_timestamp)
 from models.lead_scorer import lead_scorer
+from scoring.planner_page import planner_router
 
 #: Bytes a request body may have before the service answers 413 without reading on.
 DEFAULT_MAX_BODY_BYTES = 1_000_000
@@ -74,11 +75,12 @@ class ScoreResponse(BaseModel):
 
 
 def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               max_leads: int = DEFAULT_MAX_LEADS, token: str | None = None) -> FastAPI:
+               max_leads: int = DEFAULT_MAX_LEADS, token: str | None = None, open_base=None) -> FastAPI:
     """The app; ``bundle`` is loaded once by the caller and shared by every request.
 
     ``token``, when set, must arrive as ``Authorization: Bearer <token>`` on ``/score`` and
-    ``/model``; ``/health`` stays open for load balancers.
+    ``/model`` (and on saving a tier policy); ``/health`` stays open for load balancers.
+    ``open_base`` (:class:`scoring.planner.OpenBase`) is the scored lead base the planner page shows.
     """
     if max_body_bytes <= 0 or max_leads <= 0:
         raise ValueError(f"create_app needs positive max_body_bytes and max_leads. "
@@ -176,6 +178,7 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
     score.__annotations__["leads"] = lead_model | list[lead_model]
     app.post("/score", response_model=ScoreResponse, dependencies=[Depends(authorised)],
              responses=ERROR_RESPONSES)(score)
+    app.include_router(planner_router(bundle, identity, open_base=open_base, authorised=authorised))
     app.openapi = model_openapi(app, examples)
     return app
 

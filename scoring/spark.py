@@ -220,14 +220,23 @@ def score_with_reasons_on_spark(features, bundle, *, model_version: str = "", sc
     return features.mapInPandas(score_batches, schema)
 
 
-def score_features_on_spark(features, model_udf, feature_names, *, model_version: str = "", scored_at=None):
-    """Scores of Spark feature rows through the model UDF: the ``SPARK_SCORE_COLUMNS``."""
+def score_features_on_spark(features, model_udf, feature_names, *, model_version: str = "", scored_at=None,
+                            thresholds=None):
+    """Scores of Spark feature rows through the model UDF: the ``SPARK_SCORE_COLUMNS``.
+
+    ``thresholds`` (a saved tier policy) re-tiers the UDF's probabilities; by default the model's own tiers stay.
+    """
     from pyspark.sql import functions as F
 
     scored_at = naive_utc(pd.Timestamp(scored_at)) if scored_at is not None else utc_now().floor("s")
     scores = model_udf(F.struct(*[F.col(name) for name in feature_names]))
+    tier = F.col("_scores.tier")
+    if thresholds is not None:  # the same comparison as TierThresholds.assign: at or above a cut-off
+        probability = F.col("_scores.probability")
+        tier = (F.when(probability >= F.lit(thresholds.sql), "SQL").when(probability >= F.lit(thresholds.mql), "MQL")
+                .otherwise("nurture"))
     return features.withColumn("_scores", scores).select(
-        "lead_id", "_scores.probability", "_scores.score", "_scores.tier",
+        "lead_id", "_scores.probability", "_scores.score", tier.alias("tier"),
         F.lit(model_version).alias("model_version"), "as_of",
         F.lit(scored_at.to_pydatetime()).cast("timestamp_ntz").alias("scored_at"))
 

@@ -29,6 +29,8 @@ def run_spark_score(args) -> ScoreRun:
 
 def _run_spark_score(args) -> ScoreRun:
     from registry.loading import load_bundle, spark_model_udf
+    from registry.tier_policy import effective_thresholds
+    from scoring.safe_outputs import refuse_outputs_that_are_inputs
     from scoring.spark import (
         build_features_on_spark,
         check_source,
@@ -50,6 +52,8 @@ def _run_spark_score(args) -> ScoreRun:
         config, sources = export_tables(load_config(args.config), **sources)
     elif args.leads is None:
         raise ValueError("spark-score needs --leads, or --config with the export it describes.")
+    refuse_outputs_that_are_inputs(config_path=args.config, leads=args.leads, events=args.events, deals=args.deals,
+                                   out=args.out)
     for source in sources.values():
         if source:
             check_source(source)  # before the JVM starts
@@ -63,11 +67,13 @@ def _run_spark_score(args) -> ScoreRun:
     if not args.allow_stale:  # the newest time of each bucket, read once the features are built
         features, end = split_data_end(features)
         refuse_stale_data(as_of, end, bundle, stale_after_days=args.stale_after_days)
+    thresholds = effective_thresholds(bundle, identity)  # a saved tier policy, else the model's own
     if args.explain:
-        scores = score_with_reasons_on_spark(features, bundle, model_version=identity["model_version"])
+        scores = score_with_reasons_on_spark(features, bundle, model_version=identity["model_version"],
+                                             thresholds=thresholds)
     else:
         scores = score_features_on_spark(features, spark_model_udf(spark, args.model), bundle.spec.feature_names,
-                                         model_version=identity["model_version"])
+                                         model_version=identity["model_version"], thresholds=thresholds)
     write_scores(scores, args.out)
     counts = pd.Series({row["tier"]: row["count"] for row in read_source(spark, args.out).groupBy("tier").count()
                         .collect()}, dtype="int64")

@@ -83,6 +83,10 @@ def corpus(tables: dict) -> list[Case]:
     pii = leads.assign(tel="+44 20 7946 0000", contact="Ana Example", address="1 Main Street")
     pii.loc[5, "created_at"] = pd.Timestamp("2031-01-01")
     header = {table: csv(frame.head(0)) for table, frame in tables.items()}
+    # German thousands and no decimals anywhere: "1.200" is twelve hundred or one point two.
+    thousands = leads.assign(
+        company_size=leads["company_size"].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}".replace(",", ".")),
+        annual_revenue=leads["annual_revenue"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}"))
     return [
         Case("created_at in epoch seconds", {"leads": csv(leads.assign(created_at=epoch(leads["created_at"])))},
              same=True),
@@ -91,6 +95,13 @@ def corpus(tables: dict) -> list[Case]:
         Case("occurred_at in epoch seconds", {"events": csv(events.assign(occurred_at=epoch(events["occurred_at"])))},
              same=True),
         Case("day-first dates, some day above 12", {"leads": csv(day_first)}, same=True),
+        # 12 digits as epoch milliseconds would be 1976: calendar digits are read as such.
+        Case("occurred_at as YYYYMMDDHHMMSS", {"events": csv(events.assign(
+            occurred_at=events["occurred_at"].dt.strftime("%Y%m%d%H%M%S")))}, same=True),
+        Case("created_at as YYYYMMDDHHMMSS", {"leads": csv(leads.assign(
+            created_at=leads["created_at"].dt.strftime("%Y%m%d%H%M%S")))}, same=True),
+        Case("thousands with dots and no decimals", {"leads": csv(thousands)},
+             message=r"leads\.csv: numbers such as '\d\.\d{3}' read two ways .*set \[data\] decimal"),
         Case("day-first dates, every day 12 or less", {"leads": csv(ambiguous), "deals": csv(
             deals[deals["lead_id"].isin(ambiguous["lead_id"])]), "events": csv(
             events[events["lead_id"].isin(ambiguous["lead_id"])])},

@@ -82,3 +82,44 @@ def postgres_url():
     finally:
         server.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def planned_crm(tmp_path_factory):
+    """A small CRM trained, compared with the example rules and scored once, in its own MLflow store.
+
+    The folder holds ``crm/``, ``mlflow.db``, ``scores.parquet`` (the open base as of ``as_of``) and the
+    ``as_of`` text; use it through ``planned``, which points MLflow at that store for one test.
+    """
+    from pathlib import Path
+
+    import pandas as pd
+
+    import models
+    from serve import main as serve_main
+    from train import main as training_main
+
+    folder = tmp_path_factory.mktemp("planner")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        patch.chdir(folder)
+        crm = folder / "crm"
+        tables = [part for name in ("leads", "events", "deals") for part in (f"--{name}", str(crm / f"{name}.parquet"))]
+        assert training_main(["generate", "--leads", "2500", "--months", "15", "--seed", "11", "--out", str(crm)]) == 0
+        assert training_main(["train", *tables]) == 0
+        rules = Path(models.__file__).with_name("rules_example.toml")
+        assert training_main(["compare", "--rules", str(rules), *tables, "--out", str(folder / "compare")]) == 0
+        end = pd.read_parquet(crm / "events.parquet", columns=["occurred_at"])["occurred_at"].max()
+        as_of = str(pd.Timestamp(end).ceil("D"))
+        assert serve_main(["score", *tables, "--as-of", as_of, "--out", str(folder / "scores.parquet"),
+                           "--no-monitoring", "--quiet"]) == 0
+        (folder / "as_of").write_text(as_of)
+    return folder
+
+
+@pytest.fixture
+def planned(planned_crm, monkeypatch):
+    """``planned_crm``'s folder, with MLflow pointed at its store and the working folder there for this test."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{planned_crm / 'mlflow.db'}")
+    monkeypatch.chdir(planned_crm)
+    return planned_crm

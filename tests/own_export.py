@@ -30,10 +30,14 @@ def make_export(n: int = 600, *, seed: int = 0, leaky: bool = True) -> pd.DataFr
 
 
 def write_quirky_csv(frame: pd.DataFrame, path, *, delimiter=";") -> None:
-    """BOM, CRLF, a trailing delimiter on every line, quoted fields, thousands separators in numbers."""
+    """BOM, CRLF, a trailing delimiter on every line, quoted fields, thousands separators in numbers.
+
+    Numbers carry two decimals ("1,234.00"): thousands separators alone ("1,234") could as well be a
+    decimal comma, and a file that shows no decimal mark is refused until its config says which.
+    """
     def cell(value):
         if isinstance(value, float) and not np.isnan(value):
-            return f'"{value:,.0f}"'
+            return f'"{value:,.2f}"'
         text = str(value)
         return f'"{text}"' if delimiter in text or " " in text else text
 

@@ -101,6 +101,19 @@ def test_training_on_read_right_dates_takes_the_same_snapshots(world, store, tmp
     assert train["code"] == 0 and train["snapshots"] == world["snapshots"]
 
 
+def test_calendar_digits_train_like_iso_and_the_reading_is_printed_once_and_recorded(world, store, tmp_path, capsys):
+    # Before: 20250315093000-style times as epoch milliseconds put every event in 1976 (all "past").
+    paths = world["cases"]["occurred_at as YYYYMMDDHHMMSS"].write(tmp_path / "case", world["clean"])
+    capsys.readouterr()
+    train = _train(paths)
+    assert train["code"] == 0 and train["snapshots"] == world["snapshots"]
+    line = f"{paths['events']}: occurred_at read as calendar digits YYYYMMDDHHMMSS"
+    printed = capsys.readouterr()
+    assert (printed.out + printed.err + train["out"]).count(line) == 1
+    run = mlflow.search_runs(search_all_experiments=True, order_by=["start_time DESC"], max_results=1).iloc[0]
+    assert line in run["tags.input_readings"]
+
+
 def test_an_ambiguous_date_column_reads_with_the_date_format_flag(world, store, tmp_path, capsys):
     case = world["cases"]["day-first dates, every day 12 or less"]
     paths = case.write(tmp_path / "case", world["clean"])

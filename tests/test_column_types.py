@@ -25,6 +25,11 @@ def parse(values, **kwargs):
     (["01/12/2023", "13/01/2023 9:05"], ["2023-12-01", "2023-01-13 09:05"]),  # a day above 12 first: day-first
     (["01/12/2023", "12/13/2023"], ["2023-01-12", "2023-12-13"]),  # a day above 12 second: month-first
     (["01.12.23", "13.01.23"], ["2023-12-01", "2023-01-13"]),
+    # Calendar digits, not epoch milliseconds (202403150930 as milliseconds is 1976-05-31).
+    (["202403150930", "202412312359"], ["2024-03-15 09:30", "2024-12-31 23:59"]),
+    ([202403150930, 202412312359], ["2024-03-15 09:30", "2024-12-31 23:59"]),  # the same as numbers
+    (["20240315", "20241231"], ["2024-03-15", "2024-12-31"]),
+    (["20240315093015", "20241231235959"], ["2024-03-15 09:30:15", "2024-12-31 23:59:59"]),
     ([None, "", "2025-03-01"], [None, None, "2025-03-01"]),
 ])
 def test_one_format_per_column(values, expected):
@@ -38,7 +43,13 @@ def test_one_format_per_column(values, expected):
                                    r"row 2: '12/13/2023'"),
     (["2025-03-01", "01/12/2023", "2025-03-02"], r"1 of 3 values are not ISO 8601 .*row 2: '01/12/2023'"),
     (["2025-03-01", "yesterday"], r"must hold a timestamp in one format.*row 2: 'yesterday'"),
-    (["12345", "67890"], r"numbers from 12345 to 67890, which are neither epoch seconds"),
+    (["12345", "67890"], r"numbers from 12345 to 67890, which are neither calendar digits .* nor epoch seconds"),
+    # 1980 in epoch seconds: before 1990, so not read as time, and no calendar reading fits either.
+    (["315532800", "315619200"], r"neither calendar digits .*epoch seconds or milliseconds between 1990 and now"),
+    # Epoch milliseconds a week from now: past the moment of reading.
+    ([str(int((pd.Timestamp.now() + pd.Timedelta(days=7)).timestamp() * 1000))], r"between 1990 and now"),
+    (["20240315", "202403150930"], r"neither calendar digits \(YYYYMMDD, YYYYMMDDHHMM, YYYYMMDDHHMMSS, one length\)"),
+    (["20241315"], r"neither calendar digits"),  # month 13
     (["0001-01-01"], r"read as ISO 8601 \(years 1900-2200\); 1 values do not parse\. Example rows: row 1"),
     (["2025-02-30"], r"read as ISO 8601 .*row 1: '2025-02-30'"),
 ])
@@ -60,8 +71,35 @@ def test_typed_timestamps_out_of_range_are_refused():
         parse_timestamp_column(pd.Series(pd.to_datetime(["2025-01-01", "1800-01-01"])), source="s", column="c")
 
 
+def test_a_column_that_reads_both_as_calendar_digits_and_epoch_time_asks(monkeypatch):
+    # With the year 3000 as "now", 20240315 (8 digits) is no epoch time, but 12-digit 202403150930 as
+    # epoch milliseconds is 1976 and 14-digit values as milliseconds land in 2611: both readings fit.
+    import features.column_types as column_types
+
+    monkeypatch.setattr(column_types, "_latest", lambda: pd.Timestamp("3000-01-01"))
+    with pytest.raises(DataContractError, match=r"read both as calendar digits YYYYMMDDHHMMSS and as epoch "
+                                                r"milliseconds; set \[data\] date_format = \"%Y%m%d%H%M%S\""):
+        parse(["20240315093015", "20241231235959"])
+    assert parse(["20240315093015"], date_format="%Y%m%d%H%M%S") == [pd.Timestamp("2024-03-15 09:30:15")]
+
+
+def test_readings_other_than_iso_are_logged_once_and_kept(caplog):
+    import logging
+
+    from features.column_types import readings
+
+    with caplog.at_level(logging.INFO, logger="lead_scoring.readings"):
+        for _ in range(2):
+            parse_timestamp_column(pd.Series(["202403150930"]), source="events.csv", column="occurred_at")
+        parse(["2025-03-01"])
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == ["events.csv: occurred_at read as calendar digits YYYYMMDDHHMM"]
+    assert readings()["events.csv: occurred_at"] == "read as calendar digits YYYYMMDDHHMM"
+
+
 @pytest.mark.parametrize("columns, expected", [
-    ([["0,5", "12"], ["1.234,5"]], ","), ([["0.5"], ["1,234.5"]], "."), ([["1,234", "7"]], "."), ([["12"]], "."),
+    ([["0,5", "12"], ["1.234,5"]], ","), ([["0.5"], ["1,234.5"]], "."), ([["1,234", "1.5"]], "."), ([["12"]], "."),
+    ([["1.200", "7"], ["0,5"]], ","), ([["1.234.567"]], ","),
 ])
 def test_the_decimal_mark_is_what_the_file_shows(columns, expected):
     assert decide_decimal([pd.Series(c, dtype="string") for c in columns], source="f.csv") == expected
@@ -70,6 +108,16 @@ def test_the_decimal_mark_is_what_the_file_shows(columns, expected):
 def test_a_file_showing_both_decimal_marks_is_refused():
     with pytest.raises(DataContractError, match=r"f\.csv: numbers use both decimal marks \('0\.5' and '1,25'\)"):
         decide_decimal([pd.Series(["0.5"], dtype="string"), pd.Series(["1,25"], dtype="string")], source="f.csv")
+
+
+@pytest.mark.parametrize("values, mark, other", [(["1.200", "7", "950"], ".", ","), (["1,234", "7"], ",", ".")])
+def test_numbers_that_read_both_ways_ask_for_the_decimal_mark(values, mark, other):
+    # German 1.200 is twelve hundred, English 1.200 one point two: nothing else in the file tells.
+    with pytest.raises(DataContractError, match=rf"f\.csv: numbers such as '{values[0]}' read two ways .*set "
+                                                rf"\[data\] decimal = \"\{mark}\" \(thousands \"\{other}\"\) or "
+                                                rf"\[data\] decimal = \"\{other}\""):
+        decide_decimal([pd.Series(values, dtype="string")], source="f.csv")
+    assert decide_decimal([pd.Series(values, dtype="string")], source="f.csv", configured=",") == ","
 
 
 def test_csv_cells_are_text_until_a_column_is_decided(tmp_path):

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import serve
-from analysis.history import evaluate_history, outcome_labels
+from scoring.history_evaluation import evaluate_history, outcome_labels
 from scoring.batch import score_lead_base
 from scoring.history import ScoreHistory, trend
 
@@ -102,6 +102,13 @@ def test_stored_scores_against_later_outcomes_worked_by_hand(tmp_path, capsys):
     assert table.loc["1", "SQL_conversion"] == 1.0 and table.loc["1", "nurture_conversion"] == 0.0
     assert table.loc["2", ["leads", "resolved", "conversions"]].tolist() == [2, 1, 1]
     assert np.isnan(table.loc["2", "roc_auc"])
+    # Expected when scored, over all the run's leads: 0.8 + 0.2 + 0.5 conversions; pairs (converting, not)
+    # weighted p_i (1 - p_j): right 0.8*0.8 + 0.8*0.5 + 0.5*0.8 = 1.44 of 1.44 + 0.2*0.2 + 0.2*0.5 + 0.5*0.2 = 1.68.
+    assert table.loc["1", "expected_conversions"] == pytest.approx(1.5)
+    assert table.loc["1", "expected_roc_auc"] == pytest.approx(1.44 / 1.68)
+    assert table.loc["1", "expected_sql_precision"] == pytest.approx(0.8)
+    assert table.loc["2", "expected_conversions"] == pytest.approx(0.9)
+    assert list(table.columns[:5]) == ["scored_at", "as_of", "model_name", "leads", "resolved"]
 
     # The same through the CLI, from a stored history and a deals file.
     folder = tmp_path / "history"
@@ -113,3 +120,4 @@ def test_stored_scores_against_later_outcomes_worked_by_hand(tmp_path, capsys):
     assert serve.main(["history", "--history", str(folder), "--evaluate", "--deals", str(tmp_path / "deals.csv")]) == 0
     printed = capsys.readouterr().out
     assert "1.000" in printed and "within 90 days" in printed
+    assert "expected_roc_auc" in printed and "0.857" in printed

@@ -106,6 +106,17 @@ def test_three_values_without_an_outcome_name_are_listed_not_chosen():
     assert any(check.startswith("label: none chosen") and "'phase'" in check for check in guess.checks)
 
 
+def test_text_with_doubled_spaces_is_profiled_whole():
+    # The synthetic CRM's messy job titles ("Sales  Intern", "VP  Sales") once made init-config fail on a 2,000-row
+    # sample of fewer rows than it counted.
+    n = 2_100
+    frame = pd.DataFrame({"lead_ref": [f"L{i:05d}" for i in range(n)],
+                          "job_title": [("Sales  Intern", "VP Sales", "Head of  Growth")[i % 3] for i in range(n)],
+                          "converted": ["yes", "no", "no"] * (n // 3)})
+    roles = roles_of(infer_leads(frame))
+    assert roles["job_title"] == "categorical" and roles["lead_ref"] == "id"
+
+
 def test_a_unique_phone_column_is_never_the_id():
     n = 120
     frame = pd.DataFrame({

@@ -14,7 +14,7 @@ def test_quirky_csv_reads_like_the_frame(tmp_path, delimiter):
     write_quirky_csv(frame, path, delimiter=delimiter)
     read = read_table(path)
     assert list(read.columns) == list(frame.columns)  # BOM gone, trailing empty column dropped
-    assert read["Visits"].dtype == float  # "1,234" -> 1234.0
+    assert read["Visits"].dtype == float  # "1,234.00" -> 1234.0
     np.testing.assert_array_equal(read["Visits"], frame["Visits"])
     assert read["Source"].tolist() == frame["Source"].tolist()  # no "\r" left by CRLF
     assert read["Phone"].tolist() == frame["Phone"].tolist()
@@ -22,10 +22,10 @@ def test_quirky_csv_reads_like_the_frame(tmp_path, delimiter):
 
 def test_quoted_delimiter_inside_a_field(tmp_path):
     path = tmp_path / "export.csv"
-    path.write_text('id,city,amount\n1,"Paris, France","1,500"\n2,Oslo,20\n')
+    path.write_text('id,city,amount\n1,"Paris, France","1,500.50"\n2,Oslo,20\n')
     read = read_table(path)
     assert read["city"].tolist() == ["Paris, France", "Oslo"]
-    assert read["amount"].tolist() == [1500.0, 20.0]
+    assert read["amount"].tolist() == [1500.5, 20.0]
 
 
 def test_delimiter_detection_prefers_consistent_splits():

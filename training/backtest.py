@@ -142,7 +142,7 @@ def findings(table: pd.DataFrame, *, degradation: float = DEGRADATION_AUC, drift
             sentences.append(f"The model degrades: ROC AUC {row.roc_auc:.2f} in the window from {row.test_from} "
                              f"against {first['roc_auc']:.2f} in the first window (from {first['test_from']}).")
     for row in table.itertuples():
-        if _base_rate_moved(row.train_base_rate, row.test_base_rate):
+        if base_rate_moved(row.train_base_rate, row.test_base_rate):
             sentences.append(f"The base rate moves: {row.test_base_rate:.0%} in the window from {row.test_from} "
                              f"against {row.train_base_rate:.0%} in its training data; calibration does not carry "
                              f"over (ECE {row.ece:.2f}).")
@@ -194,7 +194,7 @@ def _numeric_bins(values: np.ndarray, edges) -> np.ndarray:
     return binned.astype(str)
 
 
-def _base_rate_moved(train: float, test: float) -> bool:
+def base_rate_moved(train: float, test: float) -> bool:
     """Moved: more than a point apart and one more than 1.5 times the other (31 % vs 11 %, 1.6 % vs 5.1 %)."""
     low, high = sorted((train, test))
     return high - low > 0.01 and high > 1.5 * low

@@ -18,14 +18,17 @@ from features.timing import duration, duration_days
 from features.vocabulary import EventVocabulary
 from models.bundle import ModelBundle
 from models.estimators import make_candidates
-from models.monitoring import build_reference
+from models.monitoring import build_reference, open_lead_reference
+from models.score_bins import probability_bins
 from models.threads import blas_threads, blas_threads_for, resolve_threads
 from models.tiers import POLICIES, CapacityPolicy, policy_from_dict, tier_cutoffs
 from training.calibrate import calibrate
+from training.drift import check_newest_window
 from training.evaluate import decile_table, evaluate_probabilities, tier_table
 from training.guards import NoSignalWarning, check_minimum_data, count_converted_leads, has_signal, warn_small_splits
 from training.leakage import apply_leakage_guard, suspicious_columns
 from training.search import search_lightgbm
+from training.selection import choose, compare_candidates, fold_splits, selection_windows, time_splits
 from training.segments import fit_segment_models, segment_feature, segment_table
 from training.split import stratified_split, suggestion_text, temporal_split, time_ordered_split
 from training.weights import fit_weighted, lead_weights
@@ -70,6 +73,9 @@ class TrainingConfig:
     # nothing on a real log; the logistic model lost 0.001-0.005 validation AUC on both. Calibration
     # and evaluation stay per row.
     per_lead_candidates: tuple = ("lightgbm",)
+    # Rolling-origin windows before the test window on which candidates and calibration maps are compared
+    # (training.selection); 0 picks by the one calibration split's ROC AUC, as before.
+    selection_windows: int = 3
 
     def __post_init__(self):
         for name in _SPANS:
@@ -133,9 +139,15 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
             + (f"; {len(rest)} rarer count as other ({_listed(rest['event_type'])})" if len(rest) else ""))
 
     features = build_features(snapshots, leads, events, spec)
+    # A snapshot's label is known a horizon after its as_of: selection windows fit only on known ones.
     spec, features, fitted = _guard_fit_and_evaluate(features, snapshots["label"], snapshots["split"], spec,
-                                                     config, groups=snapshots["lead_id"], log=log)
+                                                     config, groups=snapshots["lead_id"], log=log,
+                                                     times=snapshots["as_of"],
+                                                     known_at=snapshots["as_of"] + duration(config.horizon_days))
     metrics, thresholds, probability = fitted["metrics"], fitted["thresholds"], fitted["probability"]
+    # Monitoring compares a scored base with the leads open at the end of the data, as this model scores them.
+    fitted["reference"] = open_lead_reference(fitted["model"], spec, thresholds, leads, events, deals,
+                                              as_of=data_end) or fitted["reference"]
     y_test = fitted["y_test"]
     test = snapshots.loc[snapshots["split"].eq("test"), ["lead_id", "as_of", "label"]].assign(
         probability=probability, tier=thresholds.assign(probability))
@@ -156,6 +168,7 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
         **{f"window_{key}": value for key, value in windows.as_dict().items()},
         "leads": int(len(leads)),
         "training_started_at": started_at.isoformat(),
+        **_won_amount(deals),
     }
     return _result(spec, fitted, params, test)
 
@@ -192,7 +205,8 @@ def train_on_table(leads: pd.DataFrame, labels: pd.Series, *, spec: FeatureSpec,
     log(", ".join(f"{name} {count:,}" for name, count in rows["split"].value_counts().items()) + " leads")
     features = build_features(rows, leads, None, spec)
     spec, features, fitted = _guard_fit_and_evaluate(features, rows["label"], rows["split"], spec, config,
-                                                     groups=rows["lead_id"], log=log)
+                                                     groups=rows["lead_id"], log=log,
+                                                     times=leads["created_at"] if split_kind == "time" else None)
     test = rows.loc[rows["split"].eq("test"), ["lead_id", "label"]].assign(
         probability=fitted["probability"], tier=fitted["thresholds"].assign(fitted["probability"]))
     if champion is not None:
@@ -203,12 +217,14 @@ def train_on_table(leads: pd.DataFrame, labels: pd.Series, *, spec: FeatureSpec,
 
 
 def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd.Series, spec: FeatureSpec,
-                            config: TrainingConfig, *, groups: pd.Series, log) -> tuple:
+                            config: TrainingConfig, *, groups: pd.Series, log, times=None, known_at=None) -> tuple:
     """The part both input shapes share: guards, candidates, calibration, evaluation, tier thresholds.
 
     Returns ``(spec, features, fitted)``: the spec and features after the leakage guard, and a
     dict with the calibrated ``model``, ``thresholds``, test ``probability`` and ``y_test``,
-    ``metrics``, ``params`` and the ``leakage`` report.
+    ``metrics``, ``params`` and the ``leakage`` report. With ``times`` (and ``known_at``, when each
+    label became known) the candidates and the calibration map are chosen over rolling-origin windows
+    before the test window (``training.selection``); without, by the calibration split's ROC AUC.
     """
     labels, split, groups = labels.to_numpy(), split.to_numpy(), groups.to_numpy()
     check_minimum_data(labels, groups=groups, min_positives=config.min_positives,
@@ -257,9 +273,16 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
             metrics[f"validation_roc_auc_{name}"] = float(auc)
             log(f"candidate {name}{' (each lead weighing one)' if per_lead[name] else ''}: "
                 f"validation ROC AUC {auc:.4f}")
-        best = max(fitted, key=lambda name: metrics[f"validation_roc_auc_{name}"])
+        selection = _select(features, labels, times, known_at=known_at, pool=in_split["train"] | in_split[
+            "calibration"], groups=groups, candidates={name: (candidates[name], per_lead[name]) for name in fitted},
+            config=config, log=log)
+        if selection is None:
+            best = max(fitted, key=lambda name: metrics[f"validation_roc_auc_{name}"])
+        else:
+            best = selection.model
         validation_auc = metrics[f"validation_roc_auc_{best}"]
-        calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed)
+        calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed,
+                                           **({} if selection is None else {"methods": (selection.calibration,)}))
     method = min(log_losses, key=log_losses.get)
     metrics.update({f"calibration_log_loss_{name}": value for name, value in log_losses.items()})
     segments = None
@@ -295,8 +318,20 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
             log(f"segment {row.segment!r} ({row.model} model): {row.test_rows:,} test rows, ROC AUC {row.roc_auc:.4f} "
                 f"(global model {row.global_model_roc_auc:.4f})")
     excluded = sorted(set(leakage.loc[leakage["excluded"], "column"]))
+    drift = None
+    if selection is not None and not selection.windows.empty and times is not None:  # folds have no newest
+        drift = check_newest_window(selection.windows[selection.windows["candidate"].eq(best)], y_test, probability,
+                                    auc_newest=metrics["test_roc_auc"],
+                                    leads_newest=len(pd.unique(groups[in_split["test"]])))
+        metrics.update(drift.metrics if drift is not None else {})
+        metrics.update({f"selection_{stat}_{row.candidate}": float(getattr(row, stat))
+                        for row in selection.summary.itertuples()
+                        for stat in ("log_loss_mean", "log_loss_sd", "roc_auc_mean", "roc_auc_sd")})
     params = {
         "model": best,
+        "selection": "validation split ROC AUC" if selection is None else selection.reason,
+        # The newest labelled window against the older ones: a sentence when it moved (the model is then held).
+        "drift": "not checked" if drift is None else drift.line or "none",
         "weighted_per_lead": bool(per_lead.get(best, False)),
         "calibration": method,
         **{f"rows_{name}": int(rows.sum()) for name, rows in in_split.items()},
@@ -314,11 +349,33 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
     example = X_test.iloc[[_typical_engaged_row(probability)]]
     datasets = {"train": (X_train, y_train), "calibration": (X_cal, y_cal), "test": (X_test, y_test)}
     fitted_extra = {"cutoffs": tier_cutoffs(thresholds, calibration_probability), "example": example,
-                    "datasets": datasets, "segments": segments, "search": search}
+                    "datasets": datasets, "segments": segments, "search": search,
+                    "selection": None if selection is None or selection.windows.empty else selection.windows}
     return spec, features, {"model": calibrated, "thresholds": thresholds, "probability": probability,
                             "y_test": y_test, "X_test": X_test, "metrics": metrics, "params": params,
                             "leakage": leakage, "reference": reference,
                             **fitted_extra}
+
+
+def _select(features, labels, times, *, known_at, pool, groups, candidates, config, log):
+    """The multi-window selection (``training.selection``): time windows, or folds when there is no time."""
+    if config.selection_windows < 1:
+        return None
+    if times is None:
+        splits, kind = fold_splits(labels, pool=pool, n_folds=max(config.selection_windows, 2),
+                                   seed=config.seed), "folds of the training and calibration leads"
+    else:
+        windows = selection_windows(times, pool=pool, n_windows=config.selection_windows)
+        splits = time_splits(times, windows=windows, known_at=known_at, pool=pool)
+        kind = "windows before the test window"
+    table = compare_candidates(features, labels, candidates=candidates, splits=splits, groups=groups,
+                               seed=config.seed, log=log)
+    selection = choose(table, order=list(candidates))
+    if not table.empty:
+        log(f"selection over {table['window'].nunique()} {kind} (log loss after a cross-fitted calibration map; "
+            "ROC AUC):\n" + selection.console_table())
+    log(f"selected {selection.reason}; calibration map {selection.calibration}")
+    return selection
 
 
 def _typical_engaged_row(probability: np.ndarray) -> int:
@@ -335,14 +392,25 @@ def _result(spec: FeatureSpec, fitted: dict, params: dict, test: pd.DataFrame) -
     tables = {
         "test_tiers": tier_table(y_test, probability, test["tier"]),
         "test_deciles": decile_table(y_test, probability),
+        # The tier planner's view of the test leads: counts per probability bin, no lead rows.
+        "test_probability_bins": probability_bins(probability, converted=y_test),
         "leakage_report": fitted["leakage"],
         "calibration_tier_cutoffs": fitted["cutoffs"],
         **({"test_segments": fitted["segments"]} if fitted.get("segments") is not None else {}),
         **({"search_trials": fitted["search"]} if fitted.get("search") is not None else {}),
+        **({"selection_windows": fitted["selection"]} if fitted.get("selection") is not None else {}),
     }
     return TrainingResult(bundle=bundle, params=params, metrics=fitted["metrics"], tables=tables, test=test,
                           example=fitted["example"], datasets=fitted["datasets"],
                           test_features=fitted["X_test"].reset_index(drop=True))
+
+
+def _won_amount(deals: pd.DataFrame) -> dict:
+    """``won_amount_median``: what a won deal is typically worth, for revenue plans (absent without amounts)."""
+    if "amount" not in deals.columns:
+        return {}
+    amounts = pd.to_numeric(deals.loc[deals["outcome"].eq("won"), "amount"], errors="coerce").dropna()
+    return {"won_amount_median": float(amounts.median())} if len(amounts) else {}
 
 
 def _compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.DataFrame, events, fitted: dict,

@@ -32,8 +32,11 @@ class PromotionDecision:
 
 def decide_promotion(*, challenger_auc: float, champion_auc: float | None = None, has_champion: bool = False,
                      champion_version: str | None = None, suspicious_columns=(), has_signal: bool = True,
-                     max_gain: float = MAX_PLAUSIBLE_GAIN) -> PromotionDecision:
-    """Decide on a challenger, in this order: signal, suspicious columns, comparability, the figures.
+                     drift: str | None = None, max_gain: float = MAX_PLAUSIBLE_GAIN) -> PromotionDecision:
+    """Decide on a challenger, in this order: signal, suspicious columns, moving data, comparability, the figures.
+
+    ``drift`` is the training run's sentence on its newest labelled window (``training.drift``; empty,
+    ``"none"`` or ``"not checked"`` when nothing moved): a model trained on data that moves is held.
 
     ``champion_auc`` is the champion's test AUC on the challenger's test window (None when there is
     no champion, or it could not be scored on this data: ``has_champion`` tells which).
@@ -49,6 +52,9 @@ def decide_promotion(*, challenger_auc: float, champion_auc: float | None = None
     if suspicious:
         return PromotionDecision("held for review", f"uses suspicious column(s) {', '.join(suspicious)}: check they "
                                  "are known before the outcome, then promote by hand", **decision)
+    if drift and drift not in ("none", "not checked"):
+        return PromotionDecision("held for review", f"{drift}: check the data (or retrain with spans that fit "
+                                 "it), then promote by hand", **decision)
     if champion_auc is None:
         if has_champion:
             return PromotionDecision("held for review", "the champion could not be scored on this data, so the two "

@@ -23,6 +23,7 @@ def demo(args) -> int:
     from models.rules import EXAMPLE_RULES
     from registry.loading import load_bundle
     from scoring.batch import score_lead_base
+    from scoring.drift import DriftMonitor
 
     write_synthetic_crm(args.out, leads=args.leads, months=args.months, seed=args.seed)
     folder = Path(args.out)
@@ -34,18 +35,28 @@ def demo(args) -> int:
     bundle, identity = load_bundle(model_uri)
     as_of = pd.Timestamp(result.params["data_end"])
     out = folder / "scores.parquet"
+    monitor = DriftMonitor(bundle.reference) if bundle.reference is not None else None
     with step("scoring the open leads"):
-        counts = score_lead_base(bundle, leads, events, as_of=as_of, out=out, deals=deals,
+        counts = score_lead_base(bundle, leads, events, as_of=as_of, out=out, deals=deals, monitor=monitor,
                                  model_version=identity["model_version"], progress=log.info)
     print(f"\nscored {int(counts.sum()):,} open leads as of {as_of.date()} with {model_uri} "
           f"(version {identity['model_version']}) -> {out}")
     print("  " + ", ".join(f"{tier} {count:,}" for tier, count in counts.items()))
 
-    return compare(argparse.Namespace(
+    code = compare(argparse.Namespace(
         model=model_uri, rules=str(EXAMPLE_RULES), config=None, out=str(folder / "compare"),
         scorecard_out=str(folder / "learned_points.toml"), date_format=None, log_lead_rows=False,
         disagreements=DISAGREEMENTS, bootstrap=BOOTSTRAP, experiment=args.experiment, verbose=args.verbose,
         **{name: str(folder / f"{name}.parquet") for name in ("leads", "events", "deals")}))
+    if monitor is not None:  # last, so the demo ends with it: the scored base against the model's reference
+        from analysis.monitoring import record_drift
+        from scoring.drift import compare_with_previous_run
+
+        report = compare_with_previous_run(monitor, folder / "monitoring", as_of=as_of, **identity)
+        page, _ = record_drift(report, folder / "monitoring", identity=identity, model_uri=identity.get("model_uri"),
+                               as_of=as_of)
+        print("\n" + "\n".join(report.summary_lines()) + f"\n  monitoring report {page}")
+    return code
 
 
 def write_synthetic_crm(out, *, leads: int, months: int, seed: int):

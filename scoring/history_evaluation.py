@@ -8,6 +8,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from features.contract import DataContractError, parse_timestamps
 from features.timing import naive_utc
+from models.expected_performance import expected_performance
 from models.tiers import TIERS
 
 RUN_COLUMNS = ("scored_at", "as_of", "model_name", "model_version")
@@ -46,7 +47,12 @@ def outcome_labels(history: pd.DataFrame, deals: pd.DataFrame, *, horizon_days: 
 
 def evaluate_history(history: pd.DataFrame, deals: pd.DataFrame, *, horizon_days: float = 90,
                      until=None) -> pd.DataFrame:
-    """One row per stored run: leads, resolved, conversions, ROC AUC, Brier, predicted vs actual, per-tier rates."""
+    """One row per stored run: leads, resolved, conversions, ROC AUC, Brier, predicted vs actual, per-tier rates.
+
+    Beside what happened, what was expected when the run was scored, before any outcome
+    (:mod:`models.expected_performance`, over all the run's leads): ``expected_conversions`` with its
+    95 % interval, ``expected_roc_auc`` and ``expected_sql_precision`` (against ``SQL_conversion``).
+    """
     if history.empty:
         raise ValueError("The score history is empty: run `serve.py score ... --history FOLDER` first.")
     labelled = outcome_labels(history, deals, horizon_days=horizon_days, until=until)
@@ -56,6 +62,8 @@ def evaluate_history(history: pd.DataFrame, deals: pd.DataFrame, *, horizon_days
         known = group[group["resolved"]]
         row = dict(zip(keys, run if isinstance(run, tuple) else (run,)))
         row.update(leads=len(group), resolved=len(known), conversions=int(known["label"].sum()))
+        expected = expected_performance(group["probability"].to_numpy(dtype=float), group["tier"])
+        row.update({key: value for key, value in expected.items() if key.startswith("expected_")})
         y, probability = known["label"].to_numpy(), known["probability"].to_numpy(dtype=float)
         row["predicted_conversions"] = float(probability.sum())
         row["roc_auc"] = float(roc_auc_score(y, probability)) if 0 < y.sum() < len(y) else np.nan
@@ -64,4 +72,9 @@ def evaluate_history(history: pd.DataFrame, deals: pd.DataFrame, *, horizon_days
             in_tier = known["tier"].eq(tier)
             row[f"{tier}_conversion"] = float(known.loc[in_tier, "label"].mean()) if in_tier.any() else np.nan
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    # Each expected figure beside the realised one it foretold.
+    pairs = ["leads", "resolved", "expected_conversions", "expected_conversions_low", "expected_conversions_high",
+             "conversions", "predicted_conversions", "expected_roc_auc", "roc_auc", "expected_sql_precision",
+             "SQL_conversion"]
+    return table[[*keys, *pairs, *[column for column in table.columns if column not in (*keys, *pairs)]]]

@@ -1,0 +1,84 @@
+"""Data that moves: a drift planted in a copy of the demo is said in one line and the model is held; the
+undrifted demo promotes. Real MLflow store, the train command in-process."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from crm.synthetic import generate_crm
+from training.drift import check_newest_window
+from training.promotion import decide_promotion
+from train import main as training_main
+
+MODEL = "drifting-demo"
+
+
+def planted_drift(crm, *, days: int = 180, factor: float = 3.0, seed: int = 0) -> pd.DataFrame:
+    """The demo's deals with the last ``days`` converting at ``factor`` times the rate: for each won deal
+    closed then, ``factor - 1`` leads without any deal, created at least a week before it, win at that moment."""
+    rng = np.random.default_rng(seed)
+    deals, leads = crm.deals, crm.leads
+    since = crm.end - pd.Timedelta(days=days)
+    recent = deals[deals["outcome"].eq("won") & (deals["closed_at"] >= since)]
+    free = leads.loc[~leads["lead_id"].isin(deals["lead_id"]), ["lead_id", "created_at"]].sample(frac=1, random_state=0)
+    taken, added = set(), []
+    for closed_at in recent["closed_at"].sort_values():
+        eligible = free[(free["created_at"] <= closed_at - pd.Timedelta(days=7)) & ~free["lead_id"].isin(taken)]
+        for lead_id in eligible["lead_id"].head(int(factor) - 1):
+            taken.add(lead_id)
+            added.append({"lead_id": lead_id, "closed_at": closed_at, "outcome": "won",
+                          "amount": float(rng.uniform(5_000, 20_000))})
+    return pd.concat([deals, pd.DataFrame(added)], ignore_index=True).sort_values("closed_at", ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def demo_tables(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("drift")
+    crm = generate_crm(3000, months=15, seed=1)
+    for name in ("leads", "events", "deals"):
+        getattr(crm, name).to_parquet(folder / f"{name}.parquet", index=False)
+    planted_drift(crm).to_parquet(folder / "drifted_deals.parquet", index=False)
+    return folder
+
+
+def train(folder, deals, model_name):
+    return training_main(["train", "--leads", str(folder / "leads.parquet"), "--events", str(folder / "events.parquet"),
+                          "--deals", str(folder / deals), "--model-name", model_name, "--threads", "1",
+                          "--report-out", str(folder / f"report_{model_name}")])
+
+
+def test_planted_drift_is_said_and_held_and_the_undrifted_demo_promotes(demo_tables, mlflow_store, capsys):
+    assert train(demo_tables, "deals.parquet", "steady-demo") == 0
+    out = capsys.readouterr()
+    assert "PROMOTED: first model under this name" in out.out
+    assert "disagrees" not in out.out + out.err
+    assert train(demo_tables, "drifted_deals.parquet", MODEL) == 0
+    out = capsys.readouterr()
+    console = out.out + out.err
+    warned = [line for line in console.splitlines() if "newest labelled window disagrees" in line]
+    assert warned and "base rate" in warned[0] and "HELD FOR REVIEW" in out.out
+    client = mlflow.MlflowClient()
+    assert not client.get_registered_model(MODEL).aliases  # nobody's champion: a person decides
+    version = client.get_model_version(MODEL, "1")
+    assert "base rate" in version.tags["drift"] and version.tags["promotion_decision"] == "held for review"
+    run = client.get_run(version.run_id)
+    assert "base rate" in run.data.params["drift"]
+    newest, older = run.data.metrics["drift_base_rate_newest"], run.data.metrics["drift_base_rate_older"]
+    assert newest > 1.5 * older  # three times the wins in the last 180 days: 1.76 times the snapshot base rate
+
+
+def test_the_check_by_hand():
+    older = pd.DataFrame({"base_rate": [0.10, 0.11, 0.09], "roc_auc": [0.80, 0.81, 0.79]})
+    y = np.r_[np.ones(30), np.zeros(70)]  # 0.30 converted among 100 rows of 100 leads
+    # Base rate: |0.30 - 0.10| = 0.20 > 3 x hypot(sd 0.01, sqrt(0.3 x 0.7 / 100) = 0.0458) = 0.141.
+    # Calibration: predicted 0.10 against 0.30 observed, 0.20 > 3 x 0.0458. Ranking: 0.80 - 0.78 < 0.05.
+    with pytest.warns(UserWarning, match="newest labelled window disagrees"):
+        check = check_newest_window(older, y, np.full(100, 0.10), auc_newest=0.78, leads_newest=100)
+    assert [finding.split(" ")[0] for finding in check.findings] == ["base", "calibration:"]
+    # The same rates on 10 leads: sampling error sqrt(0.021) = 0.145, three times that is 0.43 > 0.20: noise.
+    assert not check_newest_window(older, y, np.full(100, 0.10), auc_newest=0.78, leads_newest=10).moved
+    assert check_newest_window(older.iloc[:1], y, np.full(100, 0.1), auc_newest=0.8, leads_newest=100) is None
+    held = decide_promotion(challenger_auc=0.8, drift=check.line)
+    assert held.outcome == "held for review" and "base rate 0.300" in held.reason
+    assert decide_promotion(challenger_auc=0.8, drift="none").outcome == "promoted"

@@ -1,0 +1,79 @@
+"""Data that moves, said out loud: the newest labelled window (the test window) against the older windows.
+
+A telemarketing export whose newest months converted at 31 % against 11 % before was trained,
+calibrated and promoted without a word (deciles predicting 4-16 % where 21-42 % converted). Here the
+test window is checked against the selection windows before it on three figures: the base rate, the
+calibration (mean predicted probability against the observed rate) and the ranking (ROC AUC). A figure
+has moved when it lies beyond ``noise_factor`` times the windows' noise (their spread and the newest
+window's sampling error, counted in leads since a lead's snapshots are not independent) and, for
+rates, is also materially different (more than a point apart and one more than 1.5 times the other).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from training.backtest import DEGRADATION_AUC, base_rate_moved
+
+#: How many standard deviations of noise a figure must move by.
+NOISE_FACTOR = 3.0
+
+
+class DataDriftWarning(UserWarning):
+    """The newest labelled window disagrees with the older ones beyond their noise."""
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    """The figures compared, the sentences for those that moved (``findings``), and ``line``, the console's."""
+
+    metrics: dict
+    findings: list = field(default_factory=list)
+
+    @property
+    def moved(self) -> bool:
+        return bool(self.findings)
+
+    @property
+    def line(self) -> str:
+        return ("the newest labelled window disagrees with the older ones: " + "; ".join(self.findings)
+                if self.findings else "")
+
+
+def check_newest_window(older: pd.DataFrame, y_newest, probability, *, auc_newest: float, leads_newest: int,
+                        noise_factor: float = NOISE_FACTOR) -> DriftCheck | None:
+    """Compare the newest window's base rate, calibration and ROC AUC with the ``older`` windows.
+
+    ``older`` has one row per older window with ``base_rate`` and ``roc_auc`` (the selection table's
+    rows of the chosen candidate); ``probability`` is the calibrated model's on the newest window's rows,
+    ``leads_newest`` the distinct leads among them. None when there are fewer than two older windows.
+    """
+    if len(older) < 2:
+        return None
+    y_newest = np.asarray(y_newest, dtype=float)
+    rate, predicted = float(y_newest.mean()), float(np.mean(probability))
+    rate_before, rate_spread = float(older["base_rate"].mean()), float(older["base_rate"].std(ddof=1))
+    auc_before, auc_spread = float(older["roc_auc"].mean()), float(older["roc_auc"].std(ddof=1))
+    sampling = np.sqrt(rate * (1 - rate) / max(int(leads_newest), 1))
+    metrics = {"drift_base_rate_older": rate_before, "drift_base_rate_newest": rate,
+               "drift_predicted_newest": predicted, "drift_roc_auc_older": auc_before,
+               "drift_roc_auc_newest": float(auc_newest)}
+    findings = []
+    if (abs(rate - rate_before) > noise_factor * np.hypot(rate_spread, sampling)
+            and base_rate_moved(rate_before, rate)):
+        findings.append(f"base rate {rate:.3f} against {rate_before:.3f} (sd {rate_spread:.3f} over "
+                        f"{len(older)} older windows)")
+    if abs(rate - predicted) > noise_factor * sampling and base_rate_moved(predicted, rate):
+        findings.append(f"calibration: {rate:.3f} converted where the model predicts {predicted:.3f}")
+    if auc_before - auc_newest > max(noise_factor * auc_spread, DEGRADATION_AUC):
+        findings.append(f"ranking: ROC AUC {auc_newest:.3f} against {auc_before:.3f} (sd {auc_spread:.3f})")
+    metrics["drift_moved"] = float(bool(findings))
+    check = DriftCheck(metrics=metrics, findings=findings)
+    if check.moved:
+        warnings.warn(check.line + "; the model is held for a person to review instead of promoted",
+                      DataDriftWarning, stacklevel=2)
+    return check
