@@ -17,8 +17,10 @@ import warnings
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 
+from registry import MLFLOW_ADVICE
+
 #: Warnings of MLflow's that the user cannot act on (about how this project logs its model).
-MLFLOW_NOISE = (r".*Add type hints to the `predict` method", r".*CloudPickle", r".*Any type hint is inferred")
+MLFLOW_NOISE = MLFLOW_ADVICE  # one list: registry.loading drops the same advice while a model loads
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 log = logging.getLogger("lead_scoring")
@@ -81,6 +83,7 @@ def configure(args) -> None:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         for pattern in MLFLOW_NOISE:
             warnings.filterwarnings("ignore", message=pattern)
+    warnings.showwarning = show_warning  # every warning one plain line, on both command lines
 
 
 def error_text(error: Exception) -> str:

@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="bootstrap resamples of the test leads for the intervals (0: none)")
     add_common_arguments(compare)
 
+    schema = command("config-schema", "print the JSON Schema of a project config (--rules: of a points-rules file)",
+                     "lead-train config-schema > project-config.schema.json")
+    schema.add_argument("--rules", action="store_true", help="the schema of a points-rules file instead")
+    schema.add_argument("--markdown", action="store_true", help="the reference tables of the docs instead")
+
     demo = command("demo", "generate synthetic data, train, register, score, report",
                    "lead-train demo --leads 5000 --months 15")
     demo.add_argument("--out", default="data/demo", help="folder for the generated data and scores")
@@ -161,13 +166,22 @@ def _command(name: str):
     from workflows.demo import demo
 
     return {"generate": _generate, "init-config": _init_config, "train": _train, "compare": compare, "demo": demo,
-            "backtest": backtest, "promote": _promote, "revert": _revert}[name]
+            "backtest": backtest, "promote": _promote, "revert": _revert, "config-schema": _config_schema}[name]
 
 
 def _generate(args) -> int:
     from workflows.demo import write_synthetic_crm
 
     write_synthetic_crm(args.out, leads=args.leads, months=args.months, seed=args.seed)
+    return 0
+
+
+def _config_schema(args) -> int:
+    from crm.config_schema import ConfigFile, json_schema_text, reference_markdown
+    from models.rules_schema import RulesFile
+
+    model = RulesFile if args.rules else ConfigFile
+    print(reference_markdown(model) if args.markdown else json_schema_text(model), end="")
     return 0
 
 
@@ -194,7 +208,7 @@ def _init_config(args) -> int:
 
 
 def _train(args) -> int:
-    from crm.config import load_crm_or_config
+    from crm.export import load_crm_or_config
     from crm.synthetic import load_truth
 
     if args.config is None and not (args.leads and args.events and args.deals):

@@ -19,6 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from crm.sql_types import arrow_csv, naive_timestamps, sql_type
+from crm.table_writer import TableWriter
+from crm.database_guards import (DatabaseError, advisory_lock_key, check_read_query, dependent_views_sql,
+                                 read_error, read_only_statements, write_error)
 from features.contract import DataContractError, validate_deals, validate_events, validate_leads
 
 DUCKDB_SUFFIXES = (".duckdb", ".ddb")
@@ -94,27 +98,68 @@ class Database:
         """One table or the result of one query, timestamps as naive UTC."""
         if (table is None) == (query is None):
             raise ValueError("Read a database table or a query: give exactly one of table= and query=.")
+        if query is not None:  # a query reads only: one SELECT, on a connection that cannot write
+            check_read_query(query, where=self.display, backend=self.backend)
         sql = f"SELECT * FROM {self.quote(check_table_name(table))}" if table is not None else query
         try:
-            frame = self._read_sql(sql)
+            frame = self._read_sql(sql, read_only=query is not None)
+        except DataContractError:
+            raise
         except Exception as error:  # driver errors differ per database; say what was read and from where
-            what = f"table {table!r}" if table is not None else f"query {query!r}"
-            raise DataContractError(f"{self.display}: could not read {what}: {_first_line(error)}") from None
+            raise read_error(self.display, f"table {table!r}" if table is not None else f"query {query!r}",
+                             error) from None
         return _naive_utc_columns(frame)
 
     def write_table(self, table: str) -> TableWriter:
-        """A context manager: ``write(frame)`` chunks into staging, swapped in for ``table`` on success."""
-        return TableWriter(self, check_table_name(table))
+        """A context manager: ``write(frame)`` chunks into staging, swapped in for ``table`` on success.
+
+        The table is probed first (see :meth:`check_writable`), so a run that cannot write it stops
+        before any work.
+        """
+        self.check_writable(check_table_name(table))
+        return TableWriter(self, table)
+
+    def check_writable(self, table: str) -> None:
+        """Refuse, with one line, an output table this run cannot write: connection, rights, a run writing it
+        now, views built on it. Probed in a transaction that is rolled back: nothing changes."""
+        try:
+            with self._transaction() as handle:
+                self._lock(handle, table)
+                views = self._dependent_views(handle, table)
+                if views:
+                    raise DatabaseError(f"{self.display}: table {table!r} cannot be replaced: the view(s) "
+                                        f"{', '.join(views)} depend on it. Drop them first, or write another table.")
+                schema, _, name = table.rpartition(".")
+                self._create(handle, f"{schema + '.' if schema else ''}_probe_{name}_{uuid.uuid4().hex[:8]}",
+                             pd.DataFrame({"probe": [0]}))
+                raise _RolledBack
+        except _RolledBack:
+            return
+        except DataContractError:
+            raise
+        except Exception as error:
+            raise write_error(self.display, table, error) from None
+
+    def _lock(self, handle, table: str) -> None:
+        """Refuse when another run is writing ``table`` now (a lock held until this transaction ends)."""
+
+    def _dependent_views(self, handle, table: str) -> list[str]:
+        return []
 
     def append(self, table: str, frame: pd.DataFrame) -> None:
         """Append rows to ``table`` in one transaction, creating it from the frame's columns if absent."""
         check_table_name(table)
-        with self._transaction() as handle:
-            if not self._exists(handle, table):
-                self._create(handle, table, frame)
-            else:
-                self._add_columns(handle, table, frame)
-            self._insert(handle, table, frame)
+        try:
+            with self._transaction() as handle:
+                if not self._exists(handle, table):
+                    self._create(handle, table, frame)
+                else:
+                    self._add_columns(handle, table, frame)
+                self._insert(handle, table, frame)
+        except DataContractError:
+            raise
+        except Exception as error:
+            raise write_error(self.display, table, error) from None
 
     def has_table(self, table: str) -> bool:
         with self._transaction() as handle:
@@ -129,56 +174,24 @@ class Database:
         return ".".join(f'"{part}"' for part in name.split("."))
 
 
-class TableWriter:
-    """Chunks into a staging table inside one transaction; on success the staging table replaces the target."""
-
-    def __init__(self, database: Database, table: str):
-        self.database, self.table = database, table
-
-    def __enter__(self):
-        schema, _, name = self.table.rpartition(".")
-        self.staging = f"{schema + '.' if schema else ''}_staging_{name}_{uuid.uuid4().hex[:8]}"
-        self._transaction = self.database._transaction()
-        self.handle = self._transaction.__enter__()
-        self.created = False
-        self.rows = 0
-        return self
-
-    def write(self, frame: pd.DataFrame) -> None:
-        if not self.created:
-            self.database._create(self.handle, self.staging, frame)
-            self.created = True
-        self.database._insert(self.handle, self.staging, frame)
-        self.rows += len(frame)
-
-    def __exit__(self, kind, error, traceback):
-        if kind is None:
-            try:
-                if not self.created:
-                    raise ValueError(f"Nothing was written for table {self.table!r}: no columns to create it with.")
-                self.database._swap(self.handle, self.staging, self.table)
-            except BaseException as failure:
-                self._transaction.__exit__(type(failure), failure, failure.__traceback__)
-                raise
-        return self._transaction.__exit__(kind, error, traceback)
-
-
 class DuckDBDatabase(Database):
     """A DuckDB database file, through DuckDB's own Python API."""
+
+    backend = "duckdb"
 
     def __init__(self, path):
         self.path = Path(path)
         self.url = f"duckdb:///{self.path}"
 
-    def _connect(self):
+    def _connect(self, *, read_only: bool = False):
         import duckdb
 
-        return duckdb.connect(str(self.path))
+        return duckdb.connect(str(self.path), read_only=read_only)
 
-    def _read_sql(self, sql: str) -> pd.DataFrame:
+    def _read_sql(self, sql: str, *, read_only: bool = False) -> pd.DataFrame:
         if not self.path.exists():
             raise DataContractError(f"{self.path}: no such DuckDB file.")
-        with self._connect() as con:
+        with self._connect(read_only=read_only) as con:
             return con.sql(sql).df()
 
     def _transaction(self):
@@ -245,6 +258,16 @@ class SQLAlchemyDatabase(Database):
         self._engine = None
 
     @property
+    def backend(self) -> str:
+        import sqlalchemy
+
+        try:
+            return sqlalchemy.engine.make_url(self.url).get_backend_name()
+        except sqlalchemy.exc.ArgumentError:
+            raise DatabaseError(f"{self.display}: not a database URL SQLAlchemy reads "
+                                "(expected dialect://user@host/database).") from None
+
+    @property
     def engine(self):
         if self._engine is None:
             import sqlalchemy
@@ -255,11 +278,37 @@ class SQLAlchemyDatabase(Database):
             self._engine = sqlalchemy.create_engine(url)
         return self._engine
 
-    def _read_sql(self, sql: str) -> pd.DataFrame:
+    def _read_sql(self, sql: str, *, read_only: bool = False) -> pd.DataFrame:
         import sqlalchemy
 
-        with self.engine.connect() as connection:
-            return pd.read_sql(sqlalchemy.text(sql), connection)
+        guards = read_only_statements(self.backend) if read_only else []
+        with self.engine.connect() as connection:  # closing rolls the transaction back: a read changes nothing
+            for statement in guards:
+                connection.execute(sqlalchemy.text(statement))
+            try:
+                return pd.read_sql(sqlalchemy.text(sql), connection)
+            finally:
+                if self.backend == "sqlite" and guards:
+                    connection.execute(sqlalchemy.text("PRAGMA query_only = OFF"))  # pooled: reset
+
+    def _lock(self, connection, table: str) -> None:
+        if self.backend != "postgresql":
+            return
+        import sqlalchemy
+
+        free = connection.execute(sqlalchemy.text("SELECT pg_try_advisory_xact_lock(:key)"),
+                                  {"key": advisory_lock_key(table)}).scalar()
+        if not free:
+            raise DatabaseError(f"{self.display}: another run is writing table {table!r} now; run again when it "
+                                "has finished (two runs never replace one table at once).")
+
+    def _dependent_views(self, connection, table: str) -> list[str]:
+        sql = dependent_views_sql(self.backend)
+        if sql is None:
+            return []
+        import sqlalchemy
+
+        return [row[0] for row in connection.execute(sqlalchemy.text(sql), {"table": table})]
 
     def _transaction(self):
         return self.engine.begin()
@@ -282,7 +331,7 @@ class SQLAlchemyDatabase(Database):
         import sqlalchemy
 
         schema, _, name = table.rpartition(".")
-        columns = [sqlalchemy.Column(str(column), _sql_type(frame[column])) for column in frame.columns]
+        columns = [sqlalchemy.Column(str(column), sql_type(frame[column])) for column in frame.columns]
         sqlalchemy.Table(name, sqlalchemy.MetaData(), *columns, schema=schema or None).create(connection)
 
     def _insert(self, connection, table: str, frame: pd.DataFrame) -> None:
@@ -294,13 +343,13 @@ class SQLAlchemyDatabase(Database):
             # Arrow's CSV writer is about seven times faster than pandas' here; every present value is
             # quoted, so an empty string stays a string and only an unquoted empty field is NULL.
             with cursor.copy(f"COPY {self.quote(table)} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
-                copy.write(_arrow_csv(frame))
+                copy.write(arrow_csv(frame))
             return
         import sqlalchemy
 
         schema, _, name = table.rpartition(".")
         target = sqlalchemy.Table(name, sqlalchemy.MetaData(), schema=schema or None, autoload_with=connection)
-        plain = _naive_timestamps(frame)
+        plain = naive_timestamps(frame)
         records = plain.astype(object).where(plain.notna(), None).to_dict("records")
         connection.execute(target.insert(), records)
 
@@ -312,7 +361,7 @@ class SQLAlchemyDatabase(Database):
         present = {column["name"] for column in sqlalchemy.inspect(connection).get_columns(name, schema=schema or None)}
         for column in frame.columns:
             if column not in present:
-                kind = _sql_type(frame[column]).compile(dialect=self.engine.dialect)
+                kind = sql_type(frame[column]).compile(dialect=self.engine.dialect)
                 connection.execute(sqlalchemy.text(
                     f"ALTER TABLE {self.quote(table)} ADD COLUMN {self.quote(str(column))} {kind}"))
 
@@ -324,48 +373,14 @@ class SQLAlchemyDatabase(Database):
             f"ALTER TABLE {self.quote(staging)} RENAME TO {self.quote(table.rpartition('.')[2])}"))
 
 
+class _RolledBack(Exception):
+    """Raised inside a probe's transaction so that it rolls back."""
+
+
 def _duckdb_path(url: str) -> str:
     """``duckdb:///relative.duckdb`` and ``duckdb:////abs/path.duckdb``, as SQLAlchemy's duckdb-engine reads them."""
     rest = url[len("duckdb://"):]
     return rest[1:] if rest.startswith("/") else rest
-
-
-def _sql_type(values: pd.Series):
-    import sqlalchemy
-
-    if pd.api.types.is_bool_dtype(values):
-        return sqlalchemy.Boolean()
-    if pd.api.types.is_integer_dtype(values):
-        return sqlalchemy.BigInteger()
-    if pd.api.types.is_float_dtype(values):
-        return sqlalchemy.Double()
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return sqlalchemy.DateTime(timezone=False)
-    return sqlalchemy.Text()
-
-
-def _arrow_csv(frame: pd.DataFrame) -> bytes:
-    """The frame as CSV for PostgreSQL's COPY: no header, present values quoted, missing ones empty."""
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-
-    frame = _naive_timestamps(frame)
-    # PostgreSQL keeps microseconds and would round the nanoseconds Arrow writes; truncate instead, so a
-    # stored time is never later than the real one (an event never moves past an as_of).
-    stamps = [column for column in frame.columns if pd.api.types.is_datetime64_dtype(frame[column])]
-    if stamps:
-        frame = frame.assign(**{column: frame[column].dt.floor("us") for column in stamps})
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    sink = pa.BufferOutputStream()
-    pa_csv.write_csv(table, sink, pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"))
-    return sink.getvalue().to_pybytes()
-
-
-def _naive_timestamps(frame: pd.DataFrame) -> pd.DataFrame:
-    zoned = [column for column in frame.columns if isinstance(frame[column].dtype, pd.DatetimeTZDtype)]
-    if not zoned:
-        return frame
-    return frame.assign(**{column: frame[column].dt.tz_convert("UTC").dt.tz_localize(None) for column in zoned})
 
 
 def _naive_utc_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -385,7 +400,3 @@ def _all_zoned_datetimes(values: pd.Series) -> bool:
     present = values.dropna()
     return bool(len(present)) and all(isinstance(value, datetime.datetime) and value.tzinfo is not None
                                       for value in present.head(100))
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

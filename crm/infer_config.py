@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from crm.column_profile import GENERIC_PAIRS, looks_personal, name_has, outcome_mapping, profile_column
-from crm.config import DEFAULT_MISSING_VALUES
+from crm.config_schema import DEFAULT_MISSING_VALUES
 from crm.config_text import config_text
 from crm.infer_tables import TablesGuess, infer_tables
 from features.fit import BOOLEAN_VALUES

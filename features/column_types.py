@@ -199,8 +199,8 @@ def decide_decimal(texts, *, source: str, configured: str | None = None) -> str:
             f"thousands separator) and no other value tells which; set [data] decimal = \"{mark}\" (thousands "
             f"\"{other}\") or [data] decimal = \"{other}\" (thousands \"{mark}\") in the config.")
     decided = "," if comma_example else "."
-    if comma_example or point_example:
-        note_reading(source, f"numbers read with {decided!r} as decimal mark (shown by {comma_example or point_example!r})")
+    if comma_example:  # a decimal point is the default, not worth a line
+        note_reading(source, f"numbers read with ',' as decimal mark and '.' for thousands (shown by {comma_example!r})")
     return decided
 
 

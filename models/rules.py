@@ -42,14 +42,10 @@ import pandas as pd
 from features.build import build_features
 from features.spec import OTHER_EVENT_TYPE, FeatureSpec, count_feature, decayed_feature, event_key
 from features.timing import duration_days
+from models.rules_schema import MATCHES, RulesError, validate_rules_file
 
-MATCHES = ("equals", "in", "contains", "range")
 #: The example rules shipped with the package: they fit the synthetic CRM's columns and event types.
 EXAMPLE_RULES = Path(__file__).with_name("rules_example.toml")
-
-
-class RulesError(ValueError):
-    """A rules file that cannot be scored; the message names the file and the rule."""
 
 
 @dataclass(frozen=True)
@@ -177,23 +173,16 @@ def rules_from_dict(values: dict, *, spec: FeatureSpec | None = None, lead_colum
                     source: str = "<rules>") -> PointsRules:
     """Validate parsed rules (the shape of :meth:`PointsRules.as_dict`)."""
     spec = spec or FeatureSpec()
-    unknown = set(values) - {"description", "thresholds", "attribute", "behaviour"}
-    if unknown:
-        raise RulesError(f"{source}: unknown top-level keys {sorted(unknown)}; expected description, "
-                         "[thresholds], [[attribute]] and [[behaviour]].")
-    thresholds = values.get("thresholds")
-    if not isinstance(thresholds, dict) or not {"mql", "sql"} <= set(thresholds):
-        raise RulesError(f"{source}: a [thresholds] table with numeric 'mql' and 'sql' points is required.")
+    checked = validate_rules_file(values, source=source)  # keys, types, ranges; the data's names below
     columns = set(attribute_columns(spec)) | set(() if lead_columns is None else lead_columns)
-    attributes = tuple(_attribute_rule(raw, i, source, columns) for i, raw in enumerate(values.get("attribute", [])))
-    behaviours = tuple(_behaviour_rule(raw, i, source, spec)
-                       for i, raw in enumerate(values.get("behaviour", [])))
+    attributes = tuple(_attribute_rule(entry, i, source, columns) for i, entry in enumerate(checked.attribute))
+    behaviours = tuple(_behaviour_rule(entry, i, source, spec) for i, entry in enumerate(checked.behaviour))
     names = [rule.name for rule in (*attributes, *behaviours)]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise RulesError(f"{source}: rule names must be unique; {duplicates} appear more than once.")
-    return PointsRules(mql=thresholds["mql"], sql=thresholds["sql"], attributes=attributes, behaviours=behaviours,
-                       description=str(values.get("description", "")), source=source)
+    return PointsRules(mql=checked.thresholds.mql, sql=checked.thresholds.sql, attributes=attributes,
+                       behaviours=behaviours, description=checked.description, source=source)
 
 
 def attribute_columns(spec: FeatureSpec) -> list[str]:
@@ -264,58 +253,29 @@ def top_rules(scored: pd.DataFrame, *, n: int = 3) -> pd.Series:
 # --- validation ------------------------------------------------------------------------------
 
 
-def _attribute_rule(raw, index, source, columns) -> AttributeRule:
-    where = _where(source, "attribute", index, raw)
-    _check_keys(raw, {"name", "column", "points", *MATCHES}, where)
-    name = str(raw.get("name") or f"attribute {index + 1}")
-    column = raw.get("column")
-    if column not in columns:
-        raise RulesError(f"{where}: unknown column {column!r}; expected one of {sorted(columns)}.")
-    _check_number(raw.get("points"), where=f"{where}: points")
-    kinds = [kind for kind in MATCHES if kind in raw]
-    if len(kinds) != 1:
-        raise RulesError(f"{where}: needs exactly one of {list(MATCHES)}. Got {kinds or 'none'}.")
-    kind, value = kinds[0], raw[kinds[0]]
-    if kind == "in":
-        if not isinstance(value, list) or not value:
-            raise RulesError(f"{where}: 'in' must be a non-empty list. Got {value!r} instead.")
-        value = tuple(value)
-    elif kind == "range":
-        value = _range(value, where)
-    elif kind == "contains" and not isinstance(value, str):
-        raise RulesError(f"{where}: 'contains' must be a string. Got {value!r} instead.")
-    return AttributeRule(name=name, column=column, points=raw["points"], **{_attr(kind): value})
+def _attribute_rule(entry, index, source, columns) -> AttributeRule:
+    """An attribute rule from its checked entry (``models.rules_schema.AttributeEntry``), its column known."""
+    where = f"{source}: attribute rule {index + 1}" + (f" ({entry.name!r})" if entry.name else "")
+    if entry.column not in columns:
+        raise RulesError(f"{where}: unknown column {entry.column!r}; expected one of {sorted(columns)}.")
+    kind = next(kind for kind in MATCHES if getattr(entry, _attr(kind)) is not None)
+    value = getattr(entry, _attr(kind))
+    value = tuple(float(bound) for bound in value) if kind == "range" else tuple(value) if kind == "in" else value
+    return AttributeRule(name=entry.name or f"attribute {index + 1}", column=entry.column, points=entry.points,
+                         **{_attr(kind): value})
 
 
-def _behaviour_rule(raw, index, source, spec: FeatureSpec) -> BehaviourRule:
-    where = _where(source, "behaviour", index, raw)
-    _check_keys(raw, {"name", "event", "points", "cap", "window_days", "half_life_days", "window", "half_life",
-                      "range"}, where)
-    event = raw.get("event")
-    if not isinstance(event, str) or spec.event_key_of(event) is None:
-        raise RulesError(f"{where}: unknown event type {event!r}; expected one of the model's event types "
+def _behaviour_rule(entry, index, source, spec: FeatureSpec) -> BehaviourRule:
+    """A behaviour rule from its checked entry (``models.rules_schema.BehaviourEntry``), its event type the model's."""
+    where = f"{source}: behaviour rule {index + 1}" + (f" ({entry.name!r})" if entry.name else "")
+    if spec.event_key_of(entry.event) is None:
+        raise RulesError(f"{where}: unknown event type {entry.event!r}; expected one of the model's event types "
                          f"{[*spec.event_types, OTHER_EVENT_TYPE]} (by name or key).")
-    raw = dict(raw)
-    for key in ("window", "half_life"):
-        if key in raw:
-            if f"{key}_days" in raw:
-                raise RulesError(f"{where}: use {key} or {key}_days, not both.")
-            try:
-                raw[f"{key}_days"] = duration_days(raw.pop(key), name=f"{where}: {key}")
-            except ValueError as error:
-                raise RulesError(str(error)) from None
-    _check_number(raw.get("points"), where=f"{where}: points")
-    for key in ("cap", "window_days", "half_life_days"):
-        if key in raw:
-            _check_number(raw[key], where=f"{where}: {key}")
-            if raw[key] <= 0:
-                raise RulesError(f"{where}: {key} must be positive. Got {raw[key]!r} instead.")
-    if "window_days" in raw and "half_life_days" in raw:
-        raise RulesError(f"{where}: use window_days or half_life_days, not both.")
-    return BehaviourRule(name=str(raw.get("name") or f"{event} {index + 1}"), event=event, points=raw["points"],
-                         cap=raw.get("cap"), window_days=raw.get("window_days"),
-                         half_life_days=raw.get("half_life_days"),
-                         range=_range(raw["range"], where) if "range" in raw else None)
+    window = entry.window_days if entry.window is None else duration_days(entry.window)
+    half_life = entry.half_life_days if entry.half_life is None else duration_days(entry.half_life)
+    return BehaviourRule(name=entry.name or f"{entry.event} {index + 1}", event=entry.event, points=entry.points,
+                         cap=entry.cap, window_days=window, half_life_days=half_life,
+                         range=tuple(float(bound) for bound in entry.range) if entry.range is not None else None)
 
 
 def _attribute_mask(rule: AttributeRule, table: pd.DataFrame) -> np.ndarray:
@@ -336,37 +296,9 @@ def _attribute_mask(rule: AttributeRule, table: pd.DataFrame) -> np.ndarray:
     return text.map(lambda value: value is not None and needle in value).to_numpy(dtype=bool)
 
 
-def _range(value, where) -> tuple:
-    """``[low, high]``; an open end is written ``"-inf"`` or ``"inf"`` (TOML floats ``inf``/``-inf`` work too)."""
-    if not isinstance(value, list) or len(value) != 2:
-        raise RulesError(f"{where}: 'range' must be [low, high]. Got {value!r} instead.")
-    bounds = []
-    for bound in value:
-        if isinstance(bound, str) and bound.strip().lower() in ("-inf", "inf", "+inf"):
-            bound = float(bound.strip())
-        _check_number(bound, where=f"{where}: range")
-        bounds.append(float(bound))
-    if bounds[0] >= bounds[1]:
-        raise RulesError(f"{where}: range low must be below high. Got {value!r} instead.")
-    return tuple(bounds)
-
-
-def _check_keys(raw, allowed, where) -> None:
-    if not isinstance(raw, dict):
-        raise RulesError(f"{where}: expected a table of keys. Got {raw!r} instead.")
-    unknown = set(raw) - allowed
-    if unknown:
-        raise RulesError(f"{where}: unknown keys {sorted(unknown)}; expected some of {sorted(allowed)}.")
-
-
 def _check_number(value, *, where) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise RulesError(f"{where} must be a number. Got {value!r} instead.")
-
-
-def _where(source, table, index, raw) -> str:
-    name = raw.get("name") if isinstance(raw, dict) else None
-    return f"{source}: {table} rule {index + 1}" + (f" ({name!r})" if name else "")
 
 
 def _attr(kind: str) -> str:

@@ -7,6 +7,7 @@ the model with MLflow, which is what a models-from-code file is for.
 """
 
 import mlflow
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 
@@ -22,7 +23,9 @@ class LeadConversionModel(PythonModel):
 
         self.bundle = ModelBundle.load(context.artifacts["bundle"])
 
-    def predict(self, context, model_input, params=None):
+    # Typed as a DataFrame, a hint MLflow neither validates nor infers a schema from (the logged signature
+    # does that): without a hint MLflow warns "Add type hints ..." in colour every time the class is defined.
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         from models.model_input import score_model_input
 
         params = params or {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import mlflow
+import pandas as pd
 
 from models.bundle import ModelBundle
 
@@ -18,7 +19,7 @@ class LeadConversionModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         self.bundle = ModelBundle.load(context.artifacts["bundle"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # typed: see registry/lead_model.py
         return self.bundle.score(model_input)
 
 

@@ -18,6 +18,7 @@ from features.engagement import SCORING_MEMORY_LIMIT
 from features.snapshots import open_leads
 from features.timing import utc_now
 from scoring.history import with_previous
+from scoring.temporaries import process_alive as _alive
 from models.threads import return_free_memory
 from models.tiers import TIERS
 
@@ -351,18 +352,6 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
         candidate.unlink(missing_ok=True)
         removed.append(candidate)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _unwind_on_sigterm():

@@ -2,8 +2,10 @@
 
 Layout: ``<folder>/scored_date=YYYY-MM-DD/run-<scored_at>-<id>.parquet``, one file per run, which
 DuckDB, Spark and pandas read as one table (hive partitioning). A run's file is written under a
-hidden temporary name and renamed only after the run's own output was written, so a failed run
-leaves no history behind.
+hidden temporary name carrying the writer's process id and renamed only after the run's own output
+was written, so a failed run leaves no history behind; the temp files of killed writers are removed
+by the next run. A file that is not readable Parquet (empty, cut short, overwritten) is skipped with
+one warning naming it and set aside under ``<folder>/_damaged/``, so one bad file never stops a run.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from scoring.temporaries import process_alive
 
 #: Score points a lead must move (0-100 scale) to count as rising or falling rather than steady.
 STEADY_POINTS = 5
@@ -31,7 +36,8 @@ class ScoreHistory:
         """Every stored row (or one lead's), oldest run first; an empty frame when nothing is stored yet."""
         import duckdb
 
-        if not self._files():
+        files = self._files()
+        if not files:
             return pd.DataFrame(columns=list(columns) if columns else ["lead_id", "scored_at", "score"])
         select = ", ".join(f'"{column}"' for column in columns) if columns else "* EXCLUDE (scored_date)"
         where, parameters = "", []
@@ -40,20 +46,21 @@ class ScoreHistory:
         with duckdb.connect() as con:
             return con.execute(f"SELECT {select} FROM read_parquet(?, hive_partitioning = true, union_by_name = true) "
                                f"{where} ORDER BY scored_at, as_of, lead_id",
-                               [str(self.folder / "*" / "*.parquet"), *parameters]).df()
+                               [[str(path) for path in files], *parameters]).df()
 
     def latest(self) -> pd.DataFrame:
         """Each lead's most recent stored score: ``lead_id``, ``previous_score``, ``previous_scored_at``."""
         import duckdb
 
-        if not self._files():
+        files = self._files()
+        if not files:
             return _no_previous_scores()
         with duckdb.connect() as con:
             return con.execute(
                 "SELECT lead_id, score AS previous_score, scored_at AS previous_scored_at "
                 "FROM read_parquet(?, hive_partitioning = true, union_by_name = true) "
                 "QUALIFY row_number() OVER (PARTITION BY lead_id ORDER BY scored_at DESC, as_of DESC) = 1",
-                [str(self.folder / "*" / "*.parquet")]).df()
+                [[str(path) for path in files]]).df()
 
     def writer(self, scored_at) -> HistoryWriter:
         return HistoryWriter(self.folder, pd.Timestamp(scored_at))
@@ -64,7 +71,60 @@ class ScoreHistory:
         return files[-1] if files else None
 
     def _files(self) -> list[Path]:
-        return sorted(self.folder.glob("scored_date=*/*.parquet")) if self.folder.exists() else []
+        """The runs' files that read as Parquet; damaged ones are set aside with a warning, dead writers' temp files removed."""
+        if not self.folder.exists():
+            return []
+        remove_dead_temporaries(self.folder)
+        files = []
+        for path in sorted(self.folder.glob("scored_date=*/*.parquet")):
+            problem = _unreadable(path)
+            if problem is None:
+                files.append(path)
+            else:
+                _set_aside(self.folder, path, problem)
+        return files
+
+
+def remove_dead_temporaries(folder: Path) -> list[Path]:
+    """Remove the temp files of history writers whose process is gone (``.<run>.<pid>.<random>.tmp``)."""
+    removed = []
+    for candidate in folder.glob("scored_date=*/.run-*.tmp"):
+        pid = candidate.name.rsplit(".", 3)[1]  # an old writer's name has no process id: gone too
+        if pid.isdigit() and process_alive(int(pid)):
+            continue
+        candidate.unlink(missing_ok=True)
+        removed.append(candidate)
+    return removed
+
+
+class DamagedHistoryWarning(UserWarning):
+    """A file of the score history that is not readable Parquet; it was skipped and set aside."""
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` is not a readable Parquet file (from its footer and schema), or None."""
+    import pyarrow.parquet as pq
+
+    try:
+        if path.stat().st_size == 0:
+            return "it is empty"
+        metadata = pq.ParquetFile(path).metadata
+        if "lead_id" not in metadata.schema.names:
+            return "it has no lead_id column"
+    except Exception as error:  # pyarrow raises its own types for a file that is not Parquet
+        return f"it is not readable Parquet ({str(error).splitlines()[0][:120] if str(error) else type(error).__name__})"
+    return None
+
+
+def _set_aside(folder: Path, path: Path, problem: str) -> None:
+    aside = folder / "_damaged" / path.parent.name / path.name
+    try:
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, aside)
+        where = f"moved to {aside}"
+    except OSError as error:
+        where = f"left in place: it could not be moved ({error.strerror})"
+    warnings.warn(f"score history: skipped {path}: {problem}; {where}.", DamagedHistoryWarning, stacklevel=4)
 
 
 class HistoryWriter:
@@ -83,7 +143,7 @@ class HistoryWriter:
         table = pa.Table.from_pandas(frame, preserve_index=False)
         if self.parquet is None:
             self.partition.mkdir(parents=True, exist_ok=True)
-            handle, name = tempfile.mkstemp(dir=self.partition, prefix=f".{self.name}.", suffix=".tmp")
+            handle, name = tempfile.mkstemp(dir=self.partition, prefix=f".{self.name}.{os.getpid()}.", suffix=".tmp")
             os.close(handle)
             self.temporary = Path(name)
             self.parquet = pq.ParquetWriter(self.temporary, table.schema)

@@ -29,6 +29,7 @@ def serve_http(*, model_uri: str, host: str, port: int, workers: int | None, max
     from models.threads import available_cores
     from registry.loading import load_bundle, pinned_model_uri
     from registry.store import use_default_store
+    from scoring.http_guards import KEEP_ALIVE_SECONDS
 
     workers = workers if workers is not None else available_cores()
     if workers <= 0:
@@ -44,9 +45,11 @@ def serve_http(*, model_uri: str, host: str, port: int, workers: int | None, max
         "max_leads": max_leads, "verbose": verbose, "scores": scores, "history": history})
     print(f"serving {model_uri} on http://{host}:{port} with {workers} worker(s); tier planner: "
           f"http://{host}:{port}/planner", file=sys.stderr, flush=True)
-    # No access log: one line per request costs more than scoring a lead.
+    # Uvicorn's own access log is off (the app writes a structured one, scoring/operations.py); limits on header
+    # size and on the time to send a request apply before any app code (scoring/http_guards.py).
     uvicorn.run("scoring.http_server:http_app", factory=True, workers=workers, host=host, port=port,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False, http="scoring.http_guards:GuardedHttpToolsProtocol",
+                timeout_keep_alive=KEEP_ALIVE_SECONDS)
 
 
 def http_app():
@@ -62,6 +65,10 @@ def http_app():
     sleep_while_waiting()
     settings = json.loads(os.environ[HTTP_SETTINGS_VARIABLE])
     quiet_mlflow(verbose=settings["verbose"])
+    if settings.get("access_log", True):
+        from scoring.operations import use_access_log
+
+        use_access_log()
     use_default_store()
     bundle, identity = load_bundle(settings["pinned_uri"])
     identity["model_uri"] = settings["model_uri"]  # what the user asked for, alias included

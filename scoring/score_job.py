@@ -36,7 +36,7 @@ class ScoreRun:
 
 def run_score(args) -> ScoreRun:
     """Score every open lead the arguments of ``lead-serve score`` name (see ``serve.py --help``)."""
-    from crm.config import load_crm_or_config
+    from crm.export import load_crm_or_config
     from crm.sources import stream_crm
     from features.freshness import data_end
     from models.explain import use_threads

@@ -32,7 +32,9 @@ from scoring.api_contract import (ERROR_RESPONSES, Health, ModelDescription, acc
 from scoring.lead_requests import (InvalidLeads, Lead, lead_blocks, lead_features, plausible_timestamp,
                                   request_models, stale_warnings, written_timestamp)
 from models.lead_scorer import lead_scorer
+from scoring.operations import RequestTrace, ServiceMetrics, metrics_router, record_tiers, route_paths
 from scoring.planner_page import planner_router
+from scoring.http_guards import PUBLIC_DOCS_VARIABLE, TokenGate
 
 #: Bytes a request body may have before the service answers 413 without reading on.
 DEFAULT_MAX_BODY_BYTES = 1_000_000
@@ -75,12 +77,16 @@ class ScoreResponse(BaseModel):
 
 
 def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               max_leads: int = DEFAULT_MAX_LEADS, token: str | None = None, open_base=None) -> FastAPI:
+               max_leads: int = DEFAULT_MAX_LEADS, token: str | None = None, open_base=None,
+               access_log: bool = True) -> FastAPI:
     """The app; ``bundle`` is loaded once by the caller and shared by every request.
 
     ``token``, when set, must arrive as ``Authorization: Bearer <token>`` on ``/score`` and
-    ``/model`` (and on saving a tier policy); ``/health`` stays open for load balancers.
+    ``/model`` (and on saving a tier policy), and on ``/docs`` and ``/openapi.json`` unless
+    ``LEAD_SCORING_PUBLIC_DOCS=1``; ``/health`` stays open for load balancers.
     ``open_base`` (:class:`scoring.planner.OpenBase`) is the scored lead base the planner page shows.
+    Every answer carries ``X-Request-ID``; ``GET /metrics`` has the Prometheus metrics and, with
+    ``access_log``, each request is one JSON line on ``scoring.operations.ACCESS_LOGGER``.
     """
     if max_body_bytes <= 0 or max_leads <= 0:
         raise ValueError(f"create_app needs positive max_body_bytes and max_leads. "
@@ -97,6 +103,8 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
                               "GET /model lists the attributes and event types this model reads.")
     offline_docs(app, title="Lead scoring")
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+    if token and os.environ.get(PUBLIC_DOCS_VARIABLE, "") != "1":  # the API's description is the token's too
+        app.add_middleware(TokenGate, token=token, paths=("/docs", "/openapi.json"))
     app.add_middleware(_ContainFailures)  # outermost of ours: nothing below it can drop the connection
     examples = request_examples(bundle)
     authorised = _bearer_check(token)
@@ -143,6 +151,7 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
                     many, scores["probability"], scores["score"], scores["tier"], scores["fit_score"],
                     scores["engagement_score"], reasons)
             ]
+        record_tiers(result["tier"] for result in results)
         with counting:
             served["requests"] += 1
             served["leads"] += len(many)
@@ -180,6 +189,10 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
              responses=ERROR_RESPONSES)(score)
     app.include_router(planner_router(bundle, identity, open_base=open_base, authorised=authorised))
     app.openapi = model_openapi(app, examples)
+    metrics = ServiceMetrics(version)
+    app.include_router(metrics_router(metrics))
+    app.add_middleware(RequestTrace, metrics=metrics, model_version=version,  # outermost: it sees every answer
+                       routes=route_paths(app), log=access_log)
     return app
 
 
@@ -266,7 +279,7 @@ class _ContainFailures:
         try:
             await self.app(scope, receive, tracked)
         except Exception as error:  # noqa: BLE001 - the boundary: everything becomes a 500
-            request_id = uuid.uuid4().hex[:12]
+            request_id = scope.get("state", {}).get("request_id") or uuid.uuid4().hex[:12]
             where = error.__traceback__
             while where is not None and where.tb_next is not None:
                 where = where.tb_next

@@ -6,7 +6,7 @@ events and deals in one ``cogroup(...).applyInPandas`` call, which validates the
 scores the feature rows as a Spark UDF (``registry.loading.spark_model_udf``), or, with reasons,
 each partition of feature rows goes through ``scoring.batch.score_features`` with the model bundle
 broadcast: the pandas path's output rows, sub-scores and reasons included. A company's own export
-(a project config, ``crm.config``) is mapped per bucket by ``crm.config.map_export``, the function
+(a project config, ``crm.config``) is mapped per bucket by ``crm.export.map_export``, the function
 ``load_tables`` uses. pyspark is an optional dependency, imported inside the functions.
 """
 
@@ -22,7 +22,8 @@ from dataclasses import replace
 
 import pandas as pd
 
-from crm.config import ProjectConfig, map_export
+from crm.config import ProjectConfig
+from crm.export import map_export
 from crm.readers import CSV_SUFFIXES
 from features.build import build_features
 from features.contract import (DataContractError, contract_message, validate_deals, validate_events,
@@ -117,7 +118,7 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
 
     ``leads``, ``events`` and ``deals`` are Spark DataFrames with the data contract's columns, or,
     with ``config``, the tables of the company's own export that the config maps (its names, event
-    type columns, outcome values), mapped per bucket by ``crm.config.map_export``; ``sources`` names
+    type columns, outcome values), mapped per bucket by ``crm.export.map_export``; ``sources`` names
     the tables in messages. Each bucket (``buckets``, default one per ``leads_per_bucket`` leads and
     at least the default parallelism) holds whole leads: a lead's events and deals hash to its
     bucket, so duplicate ids, events or deals of unknown leads and bad timestamps are refused as

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 import serve
-from crm.config import load_config, load_tables
+from crm.config import load_config
+from crm.export import load_tables
 from crm.database import connect, load_crm_from_database
 from crm.synthetic import generate_crm
 from features.contract import DataContractError

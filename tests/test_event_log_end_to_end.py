@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 import serve
-from crm.config import load_config, load_tables
+from crm.config import load_config
+from crm.export import load_tables
 from train import main as training_main
 
 T0 = pd.Timestamp("2025-03-03 00:00")
@@ -209,14 +210,16 @@ def test_unknown_outcome_value_names_file_section_and_values(crm_files):
 
 
 @pytest.mark.parametrize("old, new, message", [
-    ("[events]\n", '[events]\ncolour = "red"\n', r"unknown key\(s\) \['colour'\] in \[events\]"),
+    ("[events]\n", '[events]\ncolour = "red"\n',
+     r"\[events\] colour is an unknown key; expected one of \['file', 'half_lives',"),
     ("[deals]\n", '[deals]\nlost_after = "8h"\n', r"\[deals\] lost_after applies to a table of won deals only"),
     ('horizon = "6h"', 'horizon = "6 parsecs"', r"\[training\] horizon must be a duration such as '6h'"),
-    ('windows = ["1h", "6h", "1d"]', 'windows = ["1h", "soon"]', r"\[events\] windows must be a duration"),
+    ('windows = ["1h", "6h", "1d"]', 'windows = ["1h", "soon"]',
+     r"\[events\] windows\[2\] must be a duration such as '6h'.*Got 'soon' instead"),
     ("[data]\n", '[data]\nevents = "touchpoints.csv"\n', r"the events table is named twice, as \[data\] events "
                                                             r"and \[events\] file; keep \[events\]"),
     ('"Quote Sent+complete" = "completed a quote"', '"Quote Sent+complete" = 3',
-     r"\[events\].words 'Quote Sent\+complete' must be what the lead did"),
+     r"\[events\] words 'Quote Sent\+complete' must be what the lead did"),
     ("min_count = 30", 'types = ["Quote Sent", "quote-sent"]',
      r"\[events\] types: FeatureSpec event types 'Quote Sent' and 'quote-sent' give the same column name"),
     ('won = ["Signed"]', 'won = ["Walked away"]', r"\[deals\] won and lost share the value\(s\) \['walked away'\]"),

@@ -121,3 +121,50 @@ def test_stored_scores_against_later_outcomes_worked_by_hand(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "1.000" in printed and "within 90 days" in printed
     assert "expected_roc_auc" in printed and "0.857" in printed
+
+
+def test_a_damaged_history_is_skipped_with_one_warning_per_file_and_set_aside(two_runs, small_models, tmp_path,
+                                                                              capsys):
+    import subprocess
+    import sys
+
+    history, (first, second) = two_runs
+    folder = history.folder
+    good = sorted(folder.glob("scored_date=*/*.parquet"))
+    partition = good[-1].parent
+    (partition / "run-empty.parquet").write_bytes(b"")
+    (partition / "run-cut.parquet").write_bytes(good[0].read_bytes()[:300])  # killed mid-copy
+    (partition / "run-text.parquet").write_text("lead_id,score\n1,50\n")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_temp = partition / f".run-x.parquet.{dead.stdout.strip()}.abc.tmp"  # its writer was killed
+    old_temp = partition / ".run-y.parquet.abc.tmp"  # an old writer's name, without a process id
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    live_temp = partition / f".run-z.parquet.{live.pid}.abc.tmp"
+    for temp in (dead_temp, old_temp, live_temp):
+        temp.write_bytes(b"PAR1")
+    try:
+        lead = first["lead_id"].iloc[0]
+        capsys.readouterr()
+        assert serve.main(["history", "--history", str(folder), "--lead", str(lead)]) == 0
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err and f"lead {lead}: 2 stored score(s)" in captured.out
+        warned = [line for line in captured.err.splitlines() if "score history: skipped" in line]
+        assert len(warned) == 3 and len(captured.err.splitlines()) == 3, captured.err
+        for name, problem in (("run-empty", "it is empty"), ("run-cut", "not readable Parquet"),
+                              ("run-text", "not readable Parquet")):
+            line = next(line for line in warned if f"{name}.parquet:" in line)
+            assert problem in line and str(folder / "_damaged" / partition.name / f"{name}.parquet") in line
+            assert (folder / "_damaged" / partition.name / f"{name}.parquet").exists()
+            assert not (partition / f"{name}.parquet").exists()
+        assert not dead_temp.exists() and not old_temp.exists() and live_temp.exists()
+    finally:
+        live.kill()
+        live.wait()
+    # The next scoring run reads the history that is left, and adds to it.
+    out = tmp_path / "third.parquet"
+    score_lead_base(small_models["lightgbm"], small_models["crm"].leads, small_models["crm"].events,
+                    as_of=pd.Timestamp("2025-12-01"), out=out, deals=small_models["crm"].deals, model_version="7",
+                    model_name="lead-conversion", history=history, chunk_size=400)
+    third = pd.read_parquet(out)
+    assert (third["trend"] != "new").sum() > 100
+    assert len(history.read()) == len(first) + len(second) + len(third)

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crm.config import ProjectConfig, load_config, load_tables, parse_labels
+from crm.config import ProjectConfig, load_config
+from crm.export import load_tables, parse_labels
 from crm.infer_config import guess_project, infer_leads
 from crm.readers import read_table
 

@@ -57,7 +57,7 @@ THRESHOLDS = "[thresholds]\nmql = 10\nsql = 20\n"
     ('[[attribute]]\nname = "big"\ncolumn = "company_size"\nrange = [500, 100]\npoints = 5\n',
      r"range low must be below high"),
     ('[[attribute]]\nname = "x"\ncolumn = "industry"\nequals = "a"\npoints = 1\nweight = 2\n',
-     r"unknown keys \['weight'\]"),
+     r"attribute rule 1 \('x'\): weight is an unknown key; expected one of \['column', 'contains', 'equals', 'in',"),
 ])
 def test_bad_rules_name_file_and_rule(tmp_path, body, match):
     with pytest.raises(RulesError, match=match):

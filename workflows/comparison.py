@@ -18,7 +18,7 @@ def compare(args) -> int:
     """``lead-train compare``: score the test snapshots with the model and the rules, report, log to MLflow."""
     from analysis.compare import compare_on_test
     from analysis.report import comparison_figures, headline, write_report
-    from crm.config import load_crm_or_config
+    from crm.export import load_crm_or_config
     from models.rules import EXAMPLE_RULES, RulesError, load_rules
     from registry.loading import load_bundle
     from registry.runs import log_comparison

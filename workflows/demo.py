@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -56,6 +58,8 @@ def demo(args) -> int:
         page, _ = record_drift(report, folder / "monitoring", identity=identity, model_uri=identity.get("model_uri"),
                                as_of=as_of)
         print("\n" + "\n".join(report.summary_lines()) + f"\n  monitoring report {page}")
+    print(f"\nplan the tiers: {os.path.relpath(Path(sys.executable).with_name('lead-serve'))} http --model {model_uri} "
+          f"--scores {out}  then open http://127.0.0.1:8000/planner")
     return code
 
 

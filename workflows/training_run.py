@@ -17,12 +17,14 @@ def train_and_log(args, leads, events, deals, *, truth=None, project=None, label
     from registry.aliases import champion_version
     from registry.loading import load_champion
     from registry.runs import log_training_run, training_run
-    from registry.store import quiet_mlflow, use_default_store
+    from registry.store import check_model_name, quiet_mlflow, use_default_store
     from training.options import training_options
     from training.pipeline import TrainingConfig, train_model, train_on_table
     from training.promotion import decide_promotion
     from training.summary import training_summary
 
+    if args.model_name is not None:  # MLflow would refuse a bad name only at registration, after the training
+        check_model_name(args.model_name)
     quiet_mlflow(verbose=args.verbose)
     uri = use_default_store()
     if args.model_name is None and project is not None and project.model_name:
@@ -62,6 +64,6 @@ def train_and_log(args, leads, events, deals, *, truth=None, project=None, label
     if decision.promote and not logged["champion"]:
         print(f"  lost the promotion: another run made version {logged['champion_now']} champion while this one "
               f"trained; version {logged['version']} is registered without the alias (re-run to compare with it)")
-    print("\n".join(training_summary(result, logged, uri, time.perf_counter() - started, report, decision=decision,
-                                    model_name=args.model_name)))
+    print("\n".join(training_summary(result, logged, uri, time.perf_counter() - started, report,
+                                    decision=logged["decision"] or decision, model_name=args.model_name)))
     return result, logged

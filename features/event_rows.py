@@ -1,0 +1,241 @@
+"""The events of given leads as three flat arrays (lead position, microseconds, type id), in any order.
+
+``build_engagement_features`` needs nothing else from an event log. Three readers give the same
+rows: pyarrow straight from a Parquet file with typed timestamps (its type column read as the
+file's dictionary, its lead ids looked up in a table rather than joined), DuckDB for every other
+file or a large frame (CSV, text timestamps: the contract's parsing), numpy for a few leads' frame.
+Every reader keeps only the events of the given leads with a known time before ``last_as_of_us``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.contract import EVENT_COLUMNS, event_relation, require_event_columns
+from features.spec import event_key
+from features.timing import naive_utc
+
+# Rows per Parquet batch: large enough that the per-batch Python work vanishes, small enough that
+# only the kept rows, not the file, are ever held.
+_PARQUET_BATCH_ROWS = 1 << 20
+
+
+class EventRows(NamedTuple):
+    """Events as flat arrays: ``lead`` (position among the given lead ids), ``ts`` (microseconds since
+    the epoch, naive UTC), ``norm`` (an id of the normalised type) and ``code_of_norm`` (each id's
+    column block: its spec type, or ``other`` last)."""
+
+    lead: np.ndarray
+    ts: np.ndarray
+    norm: np.ndarray
+    code_of_norm: np.ndarray
+
+
+def read_events_parquet(path: Path, lead_ids, last_as_of_us: int, types):
+    """The events of ``lead_ids`` grouped by lead (``features.event_pass.GroupedEvents``), read by pyarrow.
+
+    For a Parquet file with typed times. Two passes over the file: the first reads only the lead
+    ids and counts each lead's events, the second puts every event straight into its lead's block
+    (no array of all events, no sort, no join). The type column is read as the file's own
+    dictionary, so a few distinct strings are normalised and each row is a small integer; lead ids
+    are looked up in a table. An event without a time gets ``NO_TIME`` (never before an ``as_of``);
+    ``last_as_of_us`` is not needed to filter: the pass stops at each snapshot's ``as_of``.
+    """
+    import pyarrow.parquet as pq
+
+    from features.event_pass import NO_TIME, GroupedEvents, count_per_lead, scatter_by_lead
+
+    parquet = pq.ParquetFile(path, read_dictionary=["event_type"])
+    lookup = _LeadLookup(lead_ids)
+    start = np.zeros(len(lookup.ids) + 1, dtype=np.int64)
+    for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=["lead_id"]):
+        count_per_lead(lookup.positions(batch.column(0)), start)
+    np.cumsum(start, out=start)
+    grouped = GroupedEvents(np.empty(start[-1], dtype=np.int64), np.empty(start[-1], dtype=np.int16), start, None)
+    fill = start[:-1].copy()
+    norm_ids: dict[str, int] = {}
+    for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=list(EVENT_COLUMNS)):
+        ids, occurred, kinds = (batch.column(name) for name in EVENT_COLUMNS)
+        ts = _microseconds(occurred)
+        if occurred.null_count:
+            ts[occurred.is_null().to_numpy(zero_copy_only=False)] = NO_TIME
+        if not pa.types.is_dictionary(kinds.type):
+            kinds = kinds.dictionary_encode()
+        # The batch's few distinct raw types, each given the id of its normalised key.
+        raw = kinds.dictionary.to_pylist()
+        norm_of_index = np.array([norm_ids.setdefault(event_key(r), len(norm_ids)) for r in raw]
+                                 + [norm_ids.setdefault("", len(norm_ids))], dtype=np.int16)
+        index = kinds.indices.fill_null(len(raw)).to_numpy()  # a missing type picks the trailing id
+        scatter_by_lead(lookup.positions(ids), ts, norm_of_index[index], fill, grouped.ts, grouped.norm)
+    code = {name: i for i, name in enumerate(types)}
+    code_of_norm = np.array([code.get(name, len(types) - 1) for name in norm_ids] or [len(types) - 1], dtype=np.int64)
+    return grouped._replace(code_of_norm=code_of_norm)
+
+
+def read_events_duckdb(events, lead_ids, last_as_of_us, types, memory_limit: str) -> EventRows:
+    """(lead position, microseconds, type id) of every timed event of the given leads, by DuckDB."""
+    with tempfile.TemporaryDirectory(prefix="engagement-spill-") as spill, duckdb.connect() as con:
+        con.execute(f"SET memory_limit = '{_sql_string(memory_limit)}'")
+        con.execute(f"SET temp_directory = '{_sql_string(spill)}'")
+        con.execute("SET TimeZone = 'UTC'")  # zoned timestamps in a file become naive UTC
+        source = _event_source(con, events)
+        con.register("eng_leads", pd.DataFrame({"lead": np.arange(len(lead_ids), dtype=np.int32),
+                                                "lead_id": lead_ids}))
+        event_id_type = con.sql(f"SELECT lead_id FROM {source}").types[0]
+        lead_id_type = con.sql("SELECT lead_id FROM eng_leads").types[0]
+        join = "e.lead_id = l.lead_id"
+        if str(event_id_type) != str(lead_id_type):  # ids match as text: "007" is not 7
+            join = "CAST(e.lead_id AS VARCHAR) = CAST(l.lead_id AS VARCHAR)"
+        # Normalise the few distinct raw types in Python; the join below maps each row to an id of
+        # its normalised type, so duplicates are found on small integers rather than strings.
+        raw_types = [row[0] for row in con.sql(
+            f"SELECT DISTINCT CAST(event_type AS VARCHAR) FROM {source}").fetchall()]
+        norm_of_raw, code_of_norm, missing_type = type_ids(raw_types, types)
+        con.register("eng_types", pd.DataFrame({
+            "raw": pd.Series([r for r in raw_types if r is not None], dtype=object),
+            "norm": np.array([norm_of_raw[r] for r in raw_types if r is not None], dtype=np.int16),
+        }))
+        # No event at or after the latest as_of is ever seen: leave those in the file.
+        last = np.int64(last_as_of_us).astype("datetime64[us]")
+        table = con.sql(f"""
+            SELECT l.lead, epoch_us(CAST(e.occurred_at AS TIMESTAMP)) AS ts,
+                   coalesce(t.norm, {missing_type}::SMALLINT) AS norm
+            FROM {source} AS e
+            JOIN eng_leads AS l ON {join}
+            LEFT JOIN eng_types AS t ON CAST(e.event_type AS VARCHAR) = t.raw
+            WHERE CAST(e.occurred_at AS TIMESTAMP) < TIMESTAMP '{last}'
+        """).to_arrow_table()
+    return EventRows(table.column(0).to_numpy(), table.column(1).to_numpy(), table.column(2).to_numpy(),
+                     code_of_norm)
+
+
+def read_events_frame(events: pd.DataFrame, lead_ids, types) -> EventRows:
+    """The rows ``read_events_duckdb`` gives, from a small frame with numpy."""
+    require_event_columns(events.columns, "events")
+    known_ids = np.asarray(lead_ids)
+    event_ids = events["lead_id"].to_numpy()
+    numeric = {known_ids.dtype.kind, event_ids.dtype.kind} <= set("iuf")  # compared as numbers already
+    if not numeric and known_ids.dtype.kind != event_ids.dtype.kind:  # as text, like the DuckDB join
+        known_ids, event_ids = known_ids.astype(str), event_ids.astype(str)
+    lead = pd.Index(known_ids).get_indexer(event_ids)
+
+    occurred = events["occurred_at"]
+    if not pd.api.types.is_datetime64_any_dtype(occurred):
+        occurred = pd.to_datetime(occurred, errors="coerce", utc=True, format="mixed")
+    occurred_us = naive_utc(occurred).to_numpy().astype("datetime64[us]")
+    keep = (lead >= 0) & ~np.isnat(occurred_us)
+
+    codes, uniques = pd.factorize(events["event_type"].to_numpy(dtype=object), use_na_sentinel=True)
+    norm_of_raw, code_of_norm, missing_type = type_ids([str(u) for u in uniques], types)
+    norm_of_code = np.array([norm_of_raw[str(u)] for u in uniques] + [missing_type], dtype=np.int64)
+    norm = norm_of_code[codes]  # code -1 (missing type) picks the trailing id
+    return EventRows(lead[keep], occurred_us.view(np.int64)[keep], norm[keep], code_of_norm)
+
+
+def no_events(types) -> EventRows:
+    """No rows at all (no snapshots to read events for)."""
+    empty = np.empty(0, dtype=np.int64)
+    return EventRows(empty, empty, empty, type_ids([], types)[1])
+
+
+def type_ids(raw_types, types):
+    """Ids of the normalised types (sorted, "" included), the layout code of each, and the id of "".
+
+    ``types`` are the spec's event keys, ``other`` last. Returns ``(norm id per raw type,
+    code_of_norm, id of the missing type)``.
+    """
+    normalised = {raw: event_key(raw) for raw in raw_types}
+    distinct = sorted(set(normalised.values()) | {""})
+    norm_id = {name: i for i, name in enumerate(distinct)}
+    code = {name: i for i, name in enumerate(types)}
+    code_of_norm = np.array([code.get(name, len(types) - 1) for name in distinct], dtype=np.int64)
+    return {raw: norm_id[value] for raw, value in normalised.items()}, code_of_norm, norm_id[""]
+
+
+def _event_source(con, events) -> str:
+    """A DuckDB view over the events, checked for the three contract columns."""
+    event_relation(con, events).create_view("eng_events")
+    return "eng_events"
+
+
+def _sql_string(text: str) -> str:
+    return text.replace("'", "''")
+
+
+class _LeadLookup:
+    """Each event's lead position among ``lead_ids`` (-1 for another lead), as the DuckDB join matches them.
+
+    Integer ids in a compact range index a table directly (one compiled gather per batch, no
+    hashing); other ids go through Arrow's hash lookup. Ids of different kinds match as text
+    ("007" is not 7).
+    """
+
+    def __init__(self, lead_ids):
+        self.ids = pd.Index(lead_ids)
+        self.table = None
+        values = self.ids.to_numpy()
+        self.known = pa.array(values if values.dtype.kind in "iuf" else values.astype(object))
+        if values.dtype.kind in "iu" and len(values):
+            low, high = int(values.min()), int(values.max())
+            if high - low < 4 * len(values) + 1_000_000:
+                self.low = low
+                self.table = np.full(high - low + 1, -1, dtype=np.int32)
+                self.table[values - low] = np.arange(len(values), dtype=np.int32)
+
+    def positions(self, ids: pa.Array) -> np.ndarray:
+        if self.table is not None and pa.types.is_integer(ids.type):
+            from features.event_pass import look_up_positions
+
+            return look_up_positions(ids.fill_null(self.low - 1).to_numpy().astype(np.int64, copy=False),
+                                     self.low, self.table)
+        known = self.known
+        if _id_kind(known.type) != _id_kind(ids.type):
+            known, ids = known.cast(pa.string()), ids.cast(pa.string())
+        return pc.index_in(ids, value_set=known).fill_null(-1).to_numpy().astype(np.int32)
+
+
+def _id_kind(kind: pa.DataType) -> str:
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return "number"
+    return "text" if pa.types.is_string(kind) or pa.types.is_large_string(kind) else str(kind)
+
+
+def is_typed_parquet(events) -> bool:
+    """A Parquet file pyarrow reads as the contract says: timestamps typed, types as text, ids as numbers or text."""
+    if not isinstance(events, (str, os.PathLike)):
+        return False
+    path = Path(events)
+    if path.suffix.lower() not in (".parquet", ".pq") or not path.is_file():
+        return False
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError):
+        return False  # DuckDB's reader says what is wrong with the file
+    if any(name not in schema.names for name in EVENT_COLUMNS):
+        return False
+    kind = schema.field("event_type").type
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return (pa.types.is_timestamp(schema.field("occurred_at").type)
+            and (pa.types.is_string(kind) or pa.types.is_large_string(kind))
+            and _id_kind(schema.field("lead_id").type) in ("number", "text"))
+
+
+def _microseconds(occurred: pa.Array) -> np.ndarray:
+    """Microseconds since the epoch of an Arrow timestamp column (zoned ones are UTC inside already); nulls 0."""
+    values = occurred.cast(pa.int64()).fill_null(0).to_numpy()
+    unit = occurred.type.unit
+    if unit == "ns":  # rounded half away from zero, as DuckDB casts TIMESTAMP_NS to TIMESTAMP
+        return np.where(values >= 0, (values + 500) // 1_000, -((500 - values) // 1_000))
+    return values * {"s": 1_000_000, "ms": 1_000, "us": 1}[unit]

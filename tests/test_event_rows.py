@@ -1,0 +1,88 @@
+"""The three event readers give the same features: pyarrow on typed Parquet, DuckDB, numpy."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features import engagement
+from features.engagement import build_engagement_features
+from features.event_pass import group_events
+from features.event_rows import is_typed_parquet, read_events_frame
+from features.spec import FeatureSpec
+
+SPEC = FeatureSpec()
+
+
+def messy_events(rng, n=5000, ids=40):
+    """Times off the microsecond grid, missing times and types, unknown leads, duplicates."""
+    events = pd.DataFrame({
+        "lead_id": rng.integers(0, ids + 5, n),
+        "occurred_at": (pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 24 * 120, n), unit="h")
+                        + pd.to_timedelta(rng.integers(0, 1000, n) * 1500 - 1, unit="ns")),
+        "event_type": rng.choice(["email_open", "Email-Click", " Demo Request", "weird", None], n),
+    })
+    events.loc[::97, "occurred_at"] = pd.NaT
+    return pd.concat([events, events.iloc[:300]], ignore_index=True)  # exact duplicates
+
+
+def snapshots_of(rng, ids=40):
+    return pd.DataFrame({
+        "lead_id": np.r_[np.arange(ids), rng.integers(0, ids, 30)],
+        "as_of": pd.Timestamp("2025-03-01") + pd.to_timedelta(rng.integers(0, 24 * 60, ids + 30), unit="h"),
+    }, index=rng.permutation(500)[:ids + 30])
+
+
+@pytest.mark.parametrize("ids_as", ["int", "str", "mixed"])
+def test_parquet_reader_matches_duckdb_reader(tmp_path, monkeypatch, ids_as):
+    rng = np.random.default_rng(5)
+    events, snapshots = messy_events(rng), snapshots_of(rng)
+    if ids_as in ("str", "mixed"):
+        events = events.assign(lead_id=events["lead_id"].map(lambda i: f"L{i:03d}" if ids_as == "str" else str(i)))
+    if ids_as == "str":
+        snapshots = snapshots.assign(lead_id=snapshots["lead_id"].map(lambda i: f"L{i:03d}"))
+    path = tmp_path / "events.parquet"
+    events.to_parquet(path)
+    assert is_typed_parquet(path)
+    from_parquet = build_engagement_features(snapshots, path, SPEC)
+    monkeypatch.setattr(engagement, "IN_MEMORY_MAX_EVENTS", -1)  # the frame goes through DuckDB
+    from_duckdb = build_engagement_features(snapshots, events, SPEC)
+    pd.testing.assert_frame_equal(from_parquet, from_duckdb, check_exact=False, rtol=1e-12, atol=0)
+    assert from_parquet["events_any_total"].sum() > 0
+
+
+def test_nanoseconds_round_to_microseconds_as_duckdb_does(tmp_path, monkeypatch):
+    # 1,500 ns after a whole microsecond rounds up to 2 us, 1,499 ns down to 1 us (half away from zero).
+    base = pd.Timestamp("2025-03-01")
+    events = pd.DataFrame({"lead_id": [1, 2], "occurred_at": [base + pd.Timedelta(1500, "ns"),
+                                                              base + pd.Timedelta(1499, "ns")],
+                           "event_type": ["page_view", "page_view"]})
+    path = tmp_path / "events.parquet"
+    events.to_parquet(path)
+    snapshots = pd.DataFrame({"lead_id": [1, 2], "as_of": [base + pd.Timedelta(10, "us")] * 2})
+    got = build_engagement_features(snapshots, path, SPEC)["days_since_page_view"].to_numpy()
+    np.testing.assert_allclose(got * 86_400e6, [8.0, 9.0], rtol=1e-9)
+    monkeypatch.setattr(engagement, "IN_MEMORY_MAX_EVENTS", -1)
+    pd.testing.assert_frame_equal(build_engagement_features(snapshots, path, SPEC),
+                                  build_engagement_features(snapshots, events, SPEC))
+
+
+def test_text_times_and_csv_are_not_read_by_pyarrow(tmp_path):
+    events = pd.DataFrame({"lead_id": [1], "occurred_at": ["2025-01-01 10:00"], "event_type": ["page_view"]})
+    events.to_parquet(tmp_path / "text.parquet")
+    events.to_csv(tmp_path / "events.csv", index=False)
+    assert not is_typed_parquet(tmp_path / "text.parquet")
+    assert not is_typed_parquet(tmp_path / "events.csv")
+    assert not is_typed_parquet(tmp_path / "nowhere.parquet")
+    assert not is_typed_parquet(events)
+
+
+def test_grouping_keeps_each_leads_events_and_drops_other_leads():
+    events = pd.DataFrame({"lead_id": [3, 9, 3, 7, 3], "occurred_at": pd.to_datetime(["2025-01-05", "2025-01-01",
+                                                                                        "2025-01-02", "2025-01-03",
+                                                                                        "2025-01-04"]),
+                           "event_type": ["page_view"] * 5})
+    rows = read_events_frame(events, pd.Index([7, 3]), SPEC.event_keys_with_other)
+    grouped = group_events(*rows, 2)
+    assert grouped.start.tolist() == [0, 1, 4]  # lead 7 has one event, lead 3 three, lead 9 none kept
+    day = 86_400_000_000
+    assert (grouped.ts[1:] // day - grouped.ts[1:].min() // day).tolist() == [3, 0, 2]  # file order within a lead
