@@ -469,7 +469,8 @@ def spark_score(args) -> int:
             scores = score_with_reasons_on_spark(features, bundle, model_version=identity["model_version"],
                                                  thresholds=thresholds)
         else:
-            scores = score_features_on_spark(features, spark_model_udf(spark, args.model), bundle.spec.feature_names,
+            scores = score_features_on_spark(features, spark_model_udf(spark, identity["pinned_uri"]),
+                                             bundle.spec.feature_names,
                                              model_version=identity["model_version"], thresholds=thresholds)
         write_scores(scores, args.out)
         counts = {row["tier"]: row["count"] for row in read_source(spark, args.out).groupBy("tier").count().collect()}
@@ -501,6 +502,7 @@ def serve_http(args) -> int:
 
     from models.threads import available_cores
     from registry.loading import load_bundle, pinned_model_uri
+    from scoring.http_guards import KEEP_ALIVE_SECONDS
     from registry.store import use_default_store
 
     workers = args.workers if args.workers is not None else available_cores()
@@ -523,8 +525,10 @@ def serve_http(args) -> int:
     print(f"serving {args.model} on http://{args.host}:{args.port} with {workers} worker(s); "
           f"tier planner: http://{args.host}:{args.port}/planner", file=sys.stderr, flush=True)
     # No access log: one line per request costs more than scoring a lead.
+    # Limits on header size and on the time to send a request, before any app code (scoring/http_guards.py).
     uvicorn.run("serve:http_app", factory=True, workers=workers, host=args.host, port=args.port,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False, http="scoring.http_guards:GuardedHttpToolsProtocol",
+                timeout_keep_alive=KEEP_ALIVE_SECONDS)
     return 0
 
 

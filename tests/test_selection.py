@@ -31,8 +31,6 @@ def test_a_consistent_gain_beats_the_noise_and_a_lucky_window_does_not():
     lucky = choose(window_table({"logistic": [0.30, 0.31, 0.29], "lightgbm": [0.28, 0.33, 0.28]}),
                    order=["logistic", "lightgbm"])
     assert lucky.model == "logistic"
-    # Isotonic is 0.001 worse everywhere: the simpler map stays.
-    assert steady.calibration == lucky.calibration == "sigmoid"
     summary = lucky.summary.set_index("candidate")
     assert summary.loc["lightgbm", "log_loss_mean"] == pytest.approx((0.28 + 0.33 + 0.28) / 3)
     assert summary.loc["lightgbm", "log_loss_sd"] == pytest.approx(np.std([0.28, 0.33, 0.28], ddof=1))

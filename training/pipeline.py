@@ -281,8 +281,10 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
         else:
             best = selection.model
         validation_auc = metrics[f"validation_roc_auc_{best}"]
-        calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed,
-                                           **({} if selection is None else {"methods": (selection.calibration,)}))
+        # The map is chosen on the calibration split itself, not on the windows: its size decides whether
+        # isotonic pays (the fines log's windows of 28-35k rows favoured isotonic, its 3.5k-row split
+        # sigmoid; the windows' choice cost test ECE 0.0143 -> 0.0167 and PR AUC 0.2045 -> 0.2022).
+        calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed)
     method = min(log_losses, key=log_losses.get)
     metrics.update({f"calibration_log_loss_{name}": value for name, value in log_losses.items()})
     segments = None
@@ -374,7 +376,7 @@ def _select(features, labels, times, *, known_at, pool, groups, candidates, conf
     if not table.empty:
         log(f"selection over {table['window'].nunique()} {kind} (log loss after a cross-fitted calibration map; "
             "ROC AUC):\n" + selection.console_table())
-    log(f"selected {selection.reason}; calibration map {selection.calibration}")
+    log(f"selected {selection.reason}")
     return selection
 
 

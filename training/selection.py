@@ -7,8 +7,9 @@ before the test window, on the rows whose outcome was known at the cut-off, and 
 after it by log loss (a proper scoring rule: ranking and calibration together, after a calibration map
 cross-fitted on the window) and ROC AUC. Candidates are listed simplest first; a more complex one
 replaces the current choice only when its mean log-loss gain, paired window by window, exceeds
-``noise_factor`` standard errors of that gain. The calibration map (sigmoid, then isotonic) is chosen
-the same way, on the chosen model's windows.
+``noise_factor`` standard errors of that gain. The table keeps each map's log loss per window, but the
+map itself is chosen on the calibration split (``training.calibrate``): its size, not the windows',
+decides whether isotonic pays.
 """
 
 from __future__ import annotations
@@ -36,10 +37,9 @@ MIN_VALIDATION_POSITIVES = 5
 
 @dataclass(frozen=True)
 class Selection:
-    """The chosen ``model`` (a candidate name) and ``calibration`` map, why, and the per-window table."""
+    """The chosen ``model`` (a candidate name), why, and the per-window table."""
 
     model: str
-    calibration: str
     reason: str
     windows: pd.DataFrame  # one row per (window, candidate)
     summary: pd.DataFrame  # one row per candidate: means and spreads over the windows
@@ -129,14 +129,14 @@ def compare_candidates(features: pd.DataFrame, labels, *, candidates: dict, spli
     return pd.DataFrame(rows)
 
 
-def choose(table: pd.DataFrame, *, order, methods=CALIBRATION_METHODS, noise_factor: float = NOISE_FACTOR) -> Selection:
-    """The simplest candidate no more complex one beats by more than the noise; then its map, likewise.
+def choose(table: pd.DataFrame, *, order, noise_factor: float = NOISE_FACTOR) -> Selection:
+    """The simplest candidate no more complex one beats by more than the noise.
 
     ``order`` lists candidate names simplest first; the first is kept when the table is empty.
     """
     order = [name for name in order if table.empty or name in set(table["candidate"])] or list(order)
     if table.empty:
-        return Selection(model=order[0], calibration=methods[0], windows=table, summary=pd.DataFrame(),
+        return Selection(model=order[0], windows=table, summary=pd.DataFrame(),
                          reason=f"no selection window had enough conversions: {order[0]}, the simplest candidate, "
                                 "kept")
     losses = table.pivot(index="window", columns="candidate", values="log_loss")
@@ -147,16 +147,13 @@ def choose(table: pd.DataFrame, *, order, methods=CALIBRATION_METHODS, noise_fac
             reason = (f"{name}: log loss lower than {chosen} by {gain:.4f} on average over {len(losses)} windows, "
                       f"more than {noise_factor:g} standard errors ({noise:.4f})")
             chosen = name
-    mine = table[table["candidate"].eq(chosen)].set_index("window")
-    calibration = methods[0]
-    for method in methods[1:]:
-        gain, noise = _paired_gain(mine[f"log_loss_{calibration}"], mine[f"log_loss_{method}"])
-        if gain > noise_factor * noise and gain > 0:
-            calibration = method
+        else:
+            reason += (f"; {name} gains {gain:.4f} log loss over {len(losses)} windows, not more than "
+                       f"{noise_factor:g} standard errors ({noise:.4f})")
     summary = table.groupby("candidate", sort=False).agg(
         windows=("window", "size"), log_loss_mean=("log_loss", "mean"), log_loss_sd=("log_loss", "std"),
         roc_auc_mean=("roc_auc", "mean"), roc_auc_sd=("roc_auc", "std")).reindex(order).reset_index()
-    return Selection(model=chosen, calibration=calibration, reason=reason, windows=table, summary=summary)
+    return Selection(model=chosen, reason=reason, windows=table, summary=summary)
 
 
 def _paired_gain(simpler: pd.Series, other: pd.Series) -> tuple[float, float]:
