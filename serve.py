@@ -56,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_history_parser(commands)
 
+    load = add_command(commands, "load", "load a CSV or Parquet export into a database table, atomically (score "
+                       "then reads it with --db)", "lead-serve load --db postgresql://crm@db/crm --table crm_leads "
+                       "leads.csv")
+    load.add_argument("file", help="the export (.csv or .parquet)")
+    load.add_argument("--db", required=True, help="database URL (postgresql://..., duckdb:///crm.duckdb, ...)")
+    load.add_argument("--table", required=True, help="table to write (replaced when it exists)")
+    load.add_argument("--chunk-size", type=int, default=100_000, help="rows written at a time")
+    add_common_arguments(load, experiment=False)
+
     http = add_command(commands, "http", "serve POST /score, GET /health, GET /model and /docs over HTTP (bearer-"
                        "token auth when the environment variable LEAD_SCORING_TOKEN is set)",
                        "LEAD_SCORING_TOKEN=secret lead-serve http --model models:/lead-conversion@champion --port 8000")
@@ -98,7 +107,7 @@ def main(argv=None) -> int:
     if args.tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
     try:
-        if args.command not in ("history", "policy"):
+        if args.command not in ("history", "policy", "load"):
             from registry.store import quiet_mlflow, use_default_store
 
             quiet_mlflow(verbose=args.verbose)
@@ -107,7 +116,7 @@ def main(argv=None) -> int:
         from scoring.policy_command import run_policy
 
         return {"score": _score, "spark-score": _spark_score, "history": run_history, "http": _http,
-                "policy": run_policy}[args.command](args)
+                "policy": run_policy, "load": _load}[args.command](args)
     except (DataContractError, ValueError, OSError, UnicodeError, RuntimeError) as error:
         # One line, personal data masked, bounded: the message is the whole answer.
         print(f"error: {bounded(error_text(error))}", file=sys.stderr)
@@ -140,6 +149,16 @@ def _http(args) -> int:
     serve_http(model_uri=args.model, host=args.host, port=args.port, workers=args.workers,
                max_body_bytes=args.max_body_bytes, max_leads=args.max_leads, verbose=args.verbose,
                scores=args.scores, history=args.history)
+    return 0
+
+
+def _load(args) -> int:
+    from crm.database import connect
+    from crm.export_loader import load_export
+
+    database = connect(args.db)
+    rows = load_export(args.file, database, args.table, chunk_rows=args.chunk_size)
+    print(f"loaded {rows:,} rows from {args.file} into table {args.table} of {database.display}")
     return 0
 
 
