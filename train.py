@@ -452,7 +452,8 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
             args.model_name = project.model_name
     # Spans given on the command line win over the config's, which win over the defaults.
     options.update({name: getattr(args, name) for name in ("horizon_days", "snapshot_every_days", "test_days",
-                                                           "calibration_days") if getattr(args, name) is not None})
+                                                           "calibration_days", "split_by")
+                    if getattr(args, name, None) is not None})
     args.model_name = args.model_name or DEFAULT_MODEL_NAME
     options["threads"] = resolve_threads(args.threads, config_threads=project.runtime.get("threads")
                                          if project is not None else None)
@@ -623,6 +624,9 @@ def _add_training_arguments(parser) -> None:
     parser.add_argument("--search-seconds", type=float, default=0.0,
                         help="wall-clock budget of a LightGBM hyperparameter search on the training and calibration "
                              "splits (default: %(default)s, off)")
+    parser.add_argument("--split-by", choices=("lead_share", "time"), help="lead_share: each lead in one split "
+                        "(the default); time: time alone separates train, calibration and test, as production "
+                        "spends leads (training.split)")
     parser.add_argument("--segment-by", help="a categorical lead column: one model per value with enough data, a "
                                              "global model for the rest, in one bundle")
     parser.add_argument("--model-name", help=f"registered model name (default: the config's model_name, "
