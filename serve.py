@@ -439,7 +439,8 @@ def spark_score(args) -> int:
             scores = score_with_reasons_on_spark(features, bundle, model_version=identity["model_version"],
                                                  thresholds=thresholds)
         else:
-            scores = score_features_on_spark(features, spark_model_udf(spark, args.model), bundle.spec.feature_names,
+            scores = score_features_on_spark(features, spark_model_udf(spark, identity["pinned_uri"]),
+                                             bundle.spec.feature_names,
                                              model_version=identity["model_version"], thresholds=thresholds)
         write_scores(scores, args.out)
         counts = {row["tier"]: row["count"] for row in read_source(spark, args.out).groupBy("tier").count().collect()}

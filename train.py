@@ -438,8 +438,10 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
     from registry.aliases import champion_version
     from registry.loading import load_champion
     from registry.runs import log_training_run, training_run
-    from registry.store import quiet_mlflow, use_default_store
+    from registry.store import check_model_name, quiet_mlflow, use_default_store
 
+    if args.model_name is not None:  # MLflow would refuse a bad name only at registration, after the training
+        check_model_name(args.model_name)
     quiet_mlflow(verbose=args.verbose)
     uri = use_default_store()
     options = dict(tier_policy=_tier_policy(args, deals), seed=args.seed, segment_by=args.segment_by,
@@ -491,7 +493,7 @@ def _train_and_log(args, leads, events, deals, *, truth=None, project=None, labe
     if decision.promote and not logged["champion"]:
         print(f"  lost the promotion: another run made version {logged['champion_now']} champion while this one "
               f"trained; version {logged['version']} is registered without the alias (re-run to compare with it)")
-    _print_report(result, logged, uri, time.perf_counter() - started, report, decision=decision,
+    _print_report(result, logged, uri, time.perf_counter() - started, report, decision=logged["decision"] or decision,
                   model_name=args.model_name)
     return result, logged
 

@@ -54,13 +54,19 @@ def load_bundle(model_uri: str) -> tuple[ModelBundle, dict]:
 
     Raises :class:`ModelNotFoundError` naming the models the store has, without creating a store
     where there is none. A model read from a local folder says so on stderr: a model file is code.
+    An alias (``@champion``) is resolved once, then that version is loaded and reported
+    (``identity["pinned_uri"]``): an alias that moves meanwhile never mislabels what was loaded.
+    A model that cannot be loaded for any reason (a broken bundle, missing code) is one
+    :class:`ModelNotFoundError`.
     """
     registry = model_uri.startswith(("models:/", "runs:/"))
+    pinned = model_uri
     if registry:
         _require_store(model_uri)
         # MLflow 3 also names a logged model (registered or not) models:/m-<id>: loading says if it is wrong.
         if model_uri.startswith("models:/") and not _LOGGED_MODEL_ID.fullmatch(model_uri[len("models:/"):]):
             _require_registered(model_uri)
+            pinned = pinned_model_uri(model_uri)
     elif "://" not in model_uri or model_uri.startswith("file://"):
         local = Path(model_uri.removeprefix("file://"))
         if not local.exists():
@@ -71,16 +77,20 @@ def load_bundle(model_uri: str) -> tuple[ModelBundle, dict]:
     expose_legacy_names()
     try:
         with quiet_model_code():
-            model = mlflow.pyfunc.load_model(model_uri)
+            model = mlflow.pyfunc.load_model(pinned)
     except (mlflow.exceptions.MlflowException, OSError) as error:
-        raise ModelNotFoundError(f"--model {model_uri}: could not load it ({str(error).splitlines()[0][:200]}). "
+        raise ModelNotFoundError(f"--model {model_uri}: could not load it ({_first_line(error)}). "
                                  f"{_known_models() if registry else ''}".strip()) from None
+    except Exception as error:  # noqa: BLE001 - a broken bundle fails in joblib, pickle or the model's own code
+        raise ModelNotFoundError(f"--model {model_uri}{'' if pinned == model_uri else f' ({pinned})'}: could not "
+                                 f"load it, the model files are damaged or incomplete ({type(error).__name__}: "
+                                 f"{_first_line(error)}).") from None
     python_model = model.unwrap_python_model() if hasattr(model, "unwrap_python_model") else None
     if not isinstance(getattr(python_model, "bundle", None), ModelBundle):
         raise ModelNotFoundError(f"--model {model_uri}: not a lead-conversion model (no model bundle inside).")
     bundle = python_model.bundle
-    identity = {"model_uri": model_uri, "run_id": model.metadata.run_id}
-    name, version_label = _registry_version(model_uri)
+    identity = {"model_uri": model_uri, "pinned_uri": pinned, "run_id": model.metadata.run_id}
+    name, version_label = _registry_version(pinned)
     if name:
         identity.update(model_name=name, model_version=version_label)
     else:
@@ -157,6 +167,11 @@ def _ranges(versions: list[int]) -> str:
         return "none"
     return f"{versions[0]}" if len(versions) == 1 else f"{versions[0]}-{versions[-1]}" \
         if versions == list(range(versions[0], versions[-1] + 1)) else ", ".join(map(str, versions))
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def _registry_version(model_uri: str):

@@ -12,6 +12,7 @@ description.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import os
@@ -117,20 +118,37 @@ def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment
         )
         registered = str(info.registered_model_version)
         client = MlflowClient()
-        for key, value in version_tags(result, decision).items():
-            client.set_model_version_tag(model_name, registered, key, value)
-        client.update_model_version(model_name, registered, description=version_description(result, decision))
-        if decision is not None:
-            mlflow.set_tags({"promotion_decision": decision.outcome, "promotion_reason": decision.reason})
+        _record_decision(client, model_name, registered, result, decision)
         current = registered
         if promote:
             moved = set_champion(model_name, registered, decided_by="training run",
                                  reason=decision.reason if decision is not None else "promoted",
                                  expected_champion=expected_champion)
             promote, current = moved["promoted"], moved["champion"]
+            if not promote and decision is not None:
+                # Another run moved the alias first: this version is recorded as kept, as it happened.
+                decision = lost_race(decision, current)
+                _record_decision(client, model_name, registered, result, decision)
         mlflow.set_tag("promoted_to_champion", str(promote).lower())
     return {"run_id": run.info.run_id, "model_uri": info.model_uri, "version": registered, "champion": promote,
-            "champion_now": current}
+            "champion_now": current, "decision": decision}
+
+
+def lost_race(decision, champion_now):
+    """The decision of a run whose promotion another run pre-empted: ``kept champion``, saying which version won."""
+    compared = decision.champion_version or "none"
+    return dataclasses.replace(decision, outcome="kept champion", reason=(
+        f"lost the promotion race: version {champion_now} became champion while this run trained (it was compared "
+        f"with version {compared}); re-run to compare with it. The figures alone would have promoted it: "
+        f"{decision.reason}"))
+
+
+def _record_decision(client, model_name: str, version: str, result, decision) -> None:
+    for key, value in version_tags(result, decision).items():
+        client.set_model_version_tag(model_name, version, key, value)
+    client.update_model_version(model_name, version, description=version_description(result, decision))
+    if decision is not None:
+        mlflow.set_tags({"promotion_decision": decision.outcome, "promotion_reason": decision.reason})
 
 
 #: A team secret that keys logged lead-id digests, so runs that share it can be joined; unset,

@@ -28,6 +28,24 @@ _LOCK_DEPTH = 0
 _EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
+def check_model_name(name: str) -> str:
+    """Refuse a registered-model name MLflow would refuse at registration (after a whole training), or that
+    breaks ``models:/name@alias`` URIs; one line saying why."""
+    from mlflow.utils.validation import _validate_model_name  # MLflow's own rule, not a copy of it
+
+    problem = None
+    try:
+        _validate_model_name(name)
+    except mlflow.exceptions.MlflowException as error:
+        problem = error.message
+    if problem is None and "@" in name:
+        problem = "Names cannot contain '@' (models:/name@alias would not find it)."
+    if problem is not None:
+        raise ValueError(f"--model-name {name!r} cannot be registered in MLflow: {problem.splitlines()[0]} "
+                         "Nothing was trained.")
+    return name
+
+
 def quiet_mlflow(*, verbose: int = 0) -> None:
     """Keep MLflow's own chatter (registration notices, progress bars, pickling advice) off the console.
 

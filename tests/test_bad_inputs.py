@@ -1,6 +1,7 @@
 """The bad-input corpus through both CLIs in-process: every case reads right or stops with one line and exit 2."""
 
 import os
+import re
 
 import duckdb
 import mlflow
@@ -240,3 +241,18 @@ def _assert_one_line(captured, message: str) -> None:
     # No e-mail address in a message; model aliases (@champion, @previous-champion) are not personal data.
     assert not re.search(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", errors[0].split("error: ", 1)[1]), errors[0]
     assert len(errors[0]) <= 820
+
+
+@pytest.mark.parametrize("name, message", [("team/leads", r"cannot contain '/' or ':'"),
+                                           ("a:b", r"cannot contain '/' or ':'"), ("lead@v2", r"cannot contain '@'")])
+def test_an_invalid_model_name_is_refused_before_training(world, store, capsys, name, message):
+    import time
+
+    started = time.perf_counter()
+    runs_before = len(mlflow.search_runs(search_all_experiments=True))
+    capsys.readouterr()
+    assert training_main(["train", *_tables(world["clean"]), "--model-name", name]) == 2
+    _assert_one_line(capsys.readouterr(), rf"--model-name '{re.escape(name)}' cannot be registered in MLflow: .*"
+                                          rf"{message}.* Nothing was trained\.")
+    assert len(mlflow.search_runs(search_all_experiments=True)) == runs_before
+    assert time.perf_counter() - started < 30  # the whole training took minutes before the refusal

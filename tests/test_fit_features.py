@@ -69,3 +69,17 @@ def test_no_raw_pii_survives():
 def test_codes_read_as_floats_match_the_same_codes_as_text():
     assert normalise_category(pd.Series([3.0, np.nan, 2.5])).tolist() == ["3", None, "2.5"]
     assert normalise_category(pd.Series(["3"])).tolist() == ["3"]
+
+
+def test_email_domains_vectorised_as_pythons_regex_reads_them():
+    """Arrow's regex on ASCII addresses, Python's on the rest: the same domain types as one by one."""
+    from features.fit import _email_domain_type, _email_domain_types
+
+    addresses = ["ann@acme.io", "bob@GMAIL.com", "not-an-email", " eve@ Yahoo.com \n", "x@y@gmail.com",
+                 "tab@\tgmail.com\x0b", "sep@gmail.com\x1f", "a@b", "@gmail.com", "kim@gmail.com.", "zoë@gmail.com",
+                 "nbsp@gmail.com\u00a0", "x@ex\u00a0ample.com", None, "", "UPPER@HOTMAIL.CO.UK", "a@b.c d"]
+    got = _email_domain_types(pd.Series(addresses, dtype=object)).tolist()
+    assert got == [_email_domain_type(a) for a in addresses]
+    assert got[:5] == ["business", "free", None, "free", "free"]
+    assert got[5:7] == ["free", "free"]  # \v and \x1f are whitespace to Python, not to RE2's \s
+    assert got[11] == "free"  # a non-breaking space is whitespace to Python: gmail.com, not gmail.com\xa0
