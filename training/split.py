@@ -51,7 +51,8 @@ def temporal_split(snapshots: pd.DataFrame, *, horizon_days: float | str = 90, t
     :class:`SplitWindows`.
     """
     if by not in SPLIT_KINDS:
-        raise ValueError(f"The 'by' parameter of temporal_split must be one of {list(SPLIT_KINDS)}. Got {by!r} instead.")
+        raise ValueError(f"The 'by' parameter of temporal_split must be one of {list(SPLIT_KINDS)}. "
+                         f"Got {by!r} instead.")
     if len(lead_shares) != 3 or min(lead_shares) <= 0:
         raise ValueError(f"The 'lead_shares' parameter of temporal_split must be three positive shares. "
                          f"Got {lead_shares!r} instead.")
