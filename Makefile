@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test docs bench bench-http bench-spark clean
+.PHONY: install demo test docs bench bench-http bench-spark bench-planner clean
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ bench: install
 # Single-lead HTTP latency of serve.py http vs mlflow models serve, on 127.0.0.1, bounded in requests and time.
 bench-http: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python benchmarks/bench_http.py
+
+# The planner page in Chromium: first paint and a control change with a 1,000,000-lead base vs 1,000 leads.
+bench-planner: install
+	$(BIN)/python benchmarks/bench_planner.py
 
 # One lead base scored by serve.py score (pandas) and serve.py spark-score (local[2]) in the same run.
 bench-spark: install

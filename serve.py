@@ -93,6 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--until", help="outcomes known up to this time (default: the latest closed deal)")
     add_common_arguments(history, experiment=False)
 
+    load = commands.add_parser("load", help="load a CSV or Parquet export into a database table",
+                               description="Load a CSV or Parquet export into a table of a database, atomically "
+                                           "(the table appears whole or not at all); score then reads it with --db.",
+                               epilog="example:\n  lead-serve load --db postgresql://crm@db/crm --table crm_leads "
+                                      "leads.csv", formatter_class=HelpFormatter)
+    load.add_argument("file", help="the export (.csv or .parquet)")
+    load.add_argument("--db", required=True, help="database URL (postgresql://..., duckdb:///crm.duckdb, ...)")
+    load.add_argument("--table", required=True, help="table to write (replaced when it exists)")
+    load.add_argument("--chunk-size", type=int, default=100_000, help="rows written at a time (default: %(default)s)")
+    add_common_arguments(load, experiment=False)
+
     http = commands.add_parser("http", help="serve POST /score, GET /health, GET /model over HTTP",
                                formatter_class=HelpFormatter,
                                description="Serve POST /score, GET /health, GET /model and /docs over HTTP. "
@@ -156,6 +167,8 @@ def main(argv=None) -> int:
         return serve_http(args)
     if args.command == "history":
         return show_history(args)
+    if args.command == "load":
+        return load_export_table(args)
     if args.command == "spark-score":
         return spark_score(args)
     if args.command == "policy":
@@ -332,6 +345,23 @@ def _history(args, project=None):
     return TableHistory(connect(url), args.history_table)
 
 
+def load_export_table(args) -> int:
+    """``load FILE --db URL --table NAME``: an export into a database table (crm.export_loader)."""
+    from crm.database import connect
+    from crm.export_loader import load_export
+    from features.contract import DataContractError, bounded
+
+    try:
+        database = connect(args.db)
+        rows = load_export(args.file, database, args.table, chunk_rows=args.chunk_size)
+    except (DataContractError, ValueError, OSError) as error:
+        text = f"{error.filename}: {error.strerror}" if isinstance(error, OSError) and error.filename else str(error)
+        print(f"error: {bounded(text)}", file=sys.stderr)
+        return 2
+    print(f"loaded {rows:,} rows from {args.file} into table {args.table} of {database.display}")
+    return 0
+
+
 def show_history(args) -> int:
     """``history --lead ID``: one lead's trajectory; ``history --evaluate``: stored runs against later outcomes."""
     from features.contract import DataContractError
@@ -472,6 +502,7 @@ def serve_http(args) -> int:
 
     from models.threads import available_cores
     from registry.loading import load_bundle, pinned_model_uri
+    from scoring.http_guards import KEEP_ALIVE_SECONDS
     from registry.store import use_default_store
 
     workers = args.workers if args.workers is not None else available_cores()
@@ -494,8 +525,10 @@ def serve_http(args) -> int:
     print(f"serving {args.model} on http://{args.host}:{args.port} with {workers} worker(s); "
           f"tier planner: http://{args.host}:{args.port}/planner", file=sys.stderr, flush=True)
     # No access log: one line per request costs more than scoring a lead.
+    # Limits on header size and on the time to send a request, before any app code (scoring/http_guards.py).
     uvicorn.run("serve:http_app", factory=True, workers=workers, host=args.host, port=args.port,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False, http="scoring.http_guards:GuardedHttpToolsProtocol",
+                timeout_keep_alive=KEEP_ALIVE_SECONDS)
     return 0
 
 

@@ -261,6 +261,8 @@ def _demo(args) -> int:
     code = _compare(compare)
     if monitor is not None:  # last, so the demo ends with it: the scored base against the model's reference
         _monitoring_page(monitor, folder / "monitoring", as_of=as_of, identity=identity)
+    print(f"\nplan the tiers: {os.path.relpath(Path(sys.executable).with_name('lead-serve'))} http --model {model_uri} "
+          f"--scores {out}  then open http://127.0.0.1:8000/planner")
     return code
 
 

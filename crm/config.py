@@ -216,7 +216,10 @@ def load_config(path) -> ProjectConfig:
         values[key] = (tuple(str(item) for item in value) if isinstance(value, list)
                        else value if isinstance(value, bool) else (value or None))
     names = {item.name for item in fields(ProjectConfig)}
-    return ProjectConfig(**{key: value for key, value in values.items() if key in names})
+    try:
+        return ProjectConfig(**{key: value for key, value in values.items() if key in names})
+    except ValueError as error:  # what needs several keys together: the message names the file too
+        raise ValueError(f"{path}: {error}") from None
 
 
 def _event_values(section: dict, path: Path, located) -> dict:

@@ -14,6 +14,8 @@ killed half-way rolls back; readers see the old table whole until the new one is
 from __future__ import annotations
 
 import re
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -26,6 +28,8 @@ from crm.database_guards import (DatabaseError, advisory_lock_key, check_read_qu
 from features.contract import DataContractError, validate_deals, validate_events, validate_leads
 
 DUCKDB_SUFFIXES = (".duckdb", ".ddb")
+#: A batch run's read is tried again this many times after a dropped connection, waiting 1 s, 2 s, 4 s.
+READ_RETRIES, READ_BACKOFF_SECONDS = 3, 1.0
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 
 
@@ -174,6 +178,18 @@ class Database:
         return ".".join(f'"{part}"' for part in name.split("."))
 
 
+def _dropped_connection(error: BaseException, exc) -> BaseException | None:
+    """The link of an error's chain saying the server dropped the connection (SQLAlchemy invalidated it), or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, exc.PendingRollbackError) or (isinstance(error, exc.DBAPIError)
+                                                           and error.connection_invalidated):
+            return getattr(error, "orig", None) or error
+        error = error.__cause__ or error.__context__
+    return None
+
+
 class DuckDBDatabase(Database):
     """A DuckDB database file, through DuckDB's own Python API."""
 
@@ -254,7 +270,8 @@ class SQLAlchemyDatabase(Database):
     """Any database SQLAlchemy reaches; PostgreSQL through psycopg 3 and COPY."""
 
     def __init__(self, url: str):
-        self.url = url
+        # postgres:// is what Heroku, Render and many tools print; SQLAlchemy 2 knows only postgresql://.
+        self.url = "postgresql://" + url[len("postgres://"):] if url.startswith("postgres://") else url
         self._engine = None
 
     @property
@@ -279,6 +296,22 @@ class SQLAlchemyDatabase(Database):
         return self._engine
 
     def _read_sql(self, sql: str, *, read_only: bool = False) -> pd.DataFrame:
+        """One read, tried again with a fresh connection after a dropped one (``READ_RETRIES``, backing off)."""
+        import sqlalchemy
+
+        for attempt in range(READ_RETRIES + 1):
+            try:
+                return self._read_once(sql, read_only=read_only)
+            except Exception as error:  # noqa: BLE001 - pandas wraps the driver's error: its chain tells
+                dropped = _dropped_connection(error, sqlalchemy.exc)
+                if dropped is None or attempt == READ_RETRIES:
+                    raise
+                wait = READ_BACKOFF_SECONDS * 2 ** attempt
+                print(f"{self.display}: the connection dropped ({str(dropped).splitlines()[0][:120]}); "
+                      f"reading again in {wait:g} s", file=sys.stderr)
+                time.sleep(wait)
+
+    def _read_once(self, sql: str, *, read_only: bool) -> pd.DataFrame:
         import sqlalchemy
 
         guards = read_only_statements(self.backend) if read_only else []

@@ -288,6 +288,9 @@ MAX_MESSAGE_CHARS = 800
 PII_COLUMN_TOKENS = ("email", "e-mail", "mail", "name", "phone", "mobile", "tel", "fax", "contact", "address",
                      "street", "zip", "postcode", "birth", "ssn", "iban")
 EMAIL_PATTERN = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+#: A URL with a scheme (``postgresql://crm:pw@db.example.com:5432/crm``) and its password.
+URL_PATTERN = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+URL_PASSWORD = re.compile(r"^([^:/]+://[^:/@]+):[^@/]*@")
 PHONE_PATTERN = re.compile(r"(?<![\w])(?:\+\d[\d\s().-]{6,}\d|\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4})(?![\w])")
 
 
@@ -303,7 +306,19 @@ def example_rows(rows: pd.DataFrame, *, limit: int = 5) -> str:
 
 
 def mask_personal_data(text: str) -> str:
-    """E-mail addresses and phone numbers in free text replaced by placeholders."""
+    """E-mail addresses and phone numbers in free text replaced by placeholders.
+
+    A URL's ``user@host`` is not an e-mail address: it stays, so a user sees which server failed,
+    with its password replaced by ``***``.
+    """
+    parts, last = [], 0
+    for url in URL_PATTERN.finditer(text):
+        parts += [_mask_free_text(text[last:url.start()]), URL_PASSWORD.sub(r"\1:***@", url.group())]
+        last = url.end()
+    return "".join([*parts, _mask_free_text(text[last:])])
+
+
+def _mask_free_text(text: str) -> str:
     return PHONE_PATTERN.sub("<phone>", EMAIL_PATTERN.sub("<e-mail>", text))
 
 

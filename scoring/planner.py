@@ -145,21 +145,29 @@ def _columns(frame: pd.DataFrame, names) -> dict:
 def _read_scores(path: Path) -> tuple[np.ndarray, list]:
     """The ``probability`` column of a scores file (Parquet or CSV) and the model versions that scored it."""
     if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         names = pq.read_schema(path).names
         if "probability" not in names:
             raise ValueError(f"{path}: column 'probability' expected in the scores; found {names[:8]}.")
+        # Arrow straight to numpy, versions deduplicated in Arrow: no pandas frame of a million strings.
         table = pq.read_table(path, columns=[c for c in ("probability", "model_version") if c in names])
-        frame = table.to_pandas()
-    else:
-        frame = pd.read_csv(path, usecols=lambda column: column in ("probability", "model_version"))
-        if "probability" not in frame.columns:
-            raise ValueError(f"{path}: column 'probability' expected in the scores.")
+        probability = table.column("probability").to_numpy(zero_copy_only=False).astype(float)
+        versions = (sorted(map(str, pc.unique(table.column("model_version")).drop_null().to_pylist()))
+                    if "model_version" in names else [])
+        return _checked_probability(probability, path), versions
+    frame = pd.read_csv(path, usecols=lambda column: column in ("probability", "model_version"))
+    if "probability" not in frame.columns:
+        raise ValueError(f"{path}: column 'probability' expected in the scores.")
     probability = pd.to_numeric(frame["probability"], errors="coerce").to_numpy(dtype=float)
+    versions = sorted(map(str, frame["model_version"].dropna().unique())) if "model_version" in frame else []
+    return _checked_probability(probability, path), versions
+
+
+def _checked_probability(probability: np.ndarray, path: Path) -> np.ndarray:
     bad = ~((probability >= 0) & (probability <= 1))
     if bad.any():
         raise ValueError(f"{path}: column 'probability' must hold numbers in [0, 1]; rows "
                          f"{np.flatnonzero(bad)[:5].tolist()} do not.")
-    versions = sorted(map(str, frame["model_version"].dropna().unique())) if "model_version" in frame else []
-    return probability, versions
+    return probability

@@ -34,6 +34,7 @@ from scoring.lead_requests import (InvalidLeads, Lead, lead_blocks, lead_feature
 from models.lead_scorer import lead_scorer
 from scoring.operations import RequestTrace, ServiceMetrics, metrics_router, record_tiers, route_paths
 from scoring.planner_page import planner_router
+from scoring.http_guards import PUBLIC_DOCS_VARIABLE, TokenGate
 
 #: Bytes a request body may have before the service answers 413 without reading on.
 DEFAULT_MAX_BODY_BYTES = 1_000_000
@@ -81,7 +82,8 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
     """The app; ``bundle`` is loaded once by the caller and shared by every request.
 
     ``token``, when set, must arrive as ``Authorization: Bearer <token>`` on ``/score`` and
-    ``/model`` (and on saving a tier policy); ``/health`` stays open for load balancers.
+    ``/model`` (and on saving a tier policy), and on ``/docs`` and ``/openapi.json`` unless
+    ``LEAD_SCORING_PUBLIC_DOCS=1``; ``/health`` stays open for load balancers.
     ``open_base`` (:class:`scoring.planner.OpenBase`) is the scored lead base the planner page shows.
     Every answer carries ``X-Request-ID``; ``GET /metrics`` has the Prometheus metrics and, with
     ``access_log``, each request is one JSON line on ``scoring.operations.ACCESS_LOGGER``.
@@ -101,6 +103,8 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
                               "GET /model lists the attributes and event types this model reads.")
     offline_docs(app, title="Lead scoring")
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+    if token and os.environ.get(PUBLIC_DOCS_VARIABLE, "") != "1":  # the API's description is the token's too
+        app.add_middleware(TokenGate, token=token, paths=("/docs", "/openapi.json"))
     app.add_middleware(_ContainFailures)  # outermost of ours: nothing below it can drop the connection
     examples = request_examples(bundle)
     authorised = _bearer_check(token)

@@ -52,6 +52,14 @@ def test_config_mistakes_are_one_line_naming_the_key_path(tmp_path, extra, messa
     assert "\n" not in str(caught.value)
 
 
+def test_mistakes_across_keys_name_the_file_too(tmp_path):
+    with pytest.raises(ValueError, match=r"config.toml: Column 'industry' has two roles in the config: categorical "
+                                         r"and numeric. Give it one.$"):
+        load_config(_config(tmp_path, BASE + '[roles]\ncategorical = ["industry"]\nnumeric = ["industry"]\n'))
+    with pytest.raises(ValueError, match=r"config.toml: A deals table needs a \[columns\] created_at column"):
+        load_config(_config(tmp_path, BASE.replace('label = "won"\n', "") + '[deals]\nfile = "deals.csv"\n'))
+
+
 def test_rules_mistakes_name_the_rule_and_key(tmp_path):
     path = tmp_path / "rules.toml"
     path.write_text('[thresholds]\nmql = 10\nsql = 20\n[[behaviour]]\nname = "demo"\nevent = "demo_request"\n'

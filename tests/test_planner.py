@@ -86,6 +86,34 @@ def test_senseless_settings_are_refused_in_one_sentence(setting, message):
     assert str(error.value).count(". ") == 0 and "\n" not in str(error.value)
 
 
+def test_open_base_reads_the_latest_scores_and_follows_a_new_run(tmp_path):
+    from scoring.history import ScoreHistory
+    from scoring.planner import OpenBase
+
+    csv = tmp_path / "scores.csv"
+    pd.DataFrame({"lead_id": [1, 2, 3], "probability": [0.1, 0.5, 0.5], "model_version": "3"}).to_csv(csv, index=False)
+    bins, facts = OpenBase(scores=csv).binned()
+    assert bins[["bin", "leads"]].to_dict("list") == {"bin": [100, 500], "leads": [1, 2]}
+    assert facts["leads"] == 3 and facts["model_versions"] == ["3"]
+
+    history = ScoreHistory(tmp_path / "history")
+    base = OpenBase(history=tmp_path / "history")
+    assert base.binned() is None  # nothing scored yet
+    for day, probabilities in (("2026-01-01", [0.2, 0.2]), ("2026-01-02", [0.9, 0.3, 0.3])):
+        writer = history.writer(pd.Timestamp(f"{day} 06:00"))
+        writer.write(pd.DataFrame({"lead_id": range(len(probabilities)), "probability": probabilities,
+                                   "model_version": "4"}))
+        writer.commit()
+        bins, facts = base.binned()
+        assert int(bins["leads"].sum()) == len(probabilities)  # the newest run only
+    assert bins[["bin", "leads"]].to_dict("list") == {"bin": [300, 900], "leads": [2, 1]}
+
+    bad = tmp_path / "bad.parquet"
+    pd.DataFrame({"lead_id": [1, 2], "probability": [0.2, 1.7]}).to_parquet(bad)
+    with pytest.raises(ValueError, match=r"bad.parquet: column 'probability' must hold numbers in \[0, 1\]; rows \[1\]"):
+        OpenBase(scores=bad).binned()
+
+
 # --- the saved policy, on a real trained model in a real MLflow store -------------------------------------------
 
 def _score(folder, out, *extra):

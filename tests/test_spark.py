@@ -393,3 +393,30 @@ def test_own_export_through_its_config_on_spark_equals_score_config(spark, tmp_p
                        "--out", str(tmp_path / "spark.parquet")])
     assert code == 2
     assert "Spark reads Parquet files and folders or Spark tables, not CSV" in capsys.readouterr().err
+
+
+def test_spark_score_tiers_by_the_saved_tier_policy(spark, crm_and_model, monkeypatch, tmp_path):
+    """A policy saved on the version re-tiers the UDF's probabilities (--no-reasons) from the next run on."""
+    from models.tiers import TierThresholds
+    from registry.tier_policy import restore_tier_policy, save_tier_policy
+
+    folder, uri, bundle, expected = crm_and_model
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    use_default_store()
+    # Cut-offs that move leads: the median and the 90th percentile of the pandas path's probabilities.
+    mql, sql = (float(np.round(np.quantile(expected["probability"], q), 3)) for q in (0.5, 0.9))
+    save_tier_policy("spark-model", "1", sql=sql, mql=mql, by="test", reason="re-tier on Spark")
+    try:
+        out = tmp_path / "policy_scores.parquet"
+        assert serve.main(["spark-score", "--model", "models:/spark-model@champion", "--master", "local[2]",
+                           "--leads", str(folder / "leads.parquet"), "--events", str(folder / "events.parquet"),
+                           "--deals", str(folder / "deals.parquet"), "--as-of", str(AS_OF), "--out", str(out),
+                           "--no-reasons"]) == 0
+    finally:
+        restore_tier_policy("spark-model", "1", entry=0, by="test", reason="back to the trained cut-offs")
+    scores = pd.read_parquet(out).sort_values("lead_id").reset_index(drop=True)
+    reference = expected.sort_values("lead_id").reset_index(drop=True)
+    assert scores["lead_id"].tolist() == reference["lead_id"].tolist()
+    wanted = TierThresholds(mql=mql, sql=sql).assign(reference["probability"])
+    assert scores["tier"].tolist() == list(wanted)
+    assert (scores["tier"] != reference["tier"]).any()  # the policy really moved leads

@@ -1,0 +1,76 @@
+"""Databases a user can reach: postgres:// URLs, errors that show the host but not the password, a read retried
+after a dropped connection, and exports loaded into tables with lead-serve load (real PostgreSQL)."""
+
+import pandas as pd
+import pytest
+import sqlalchemy
+
+import crm.database
+import serve
+from crm.database import connect
+from crm.readers import read_table
+from crm.synthetic import generate_crm
+from features.contract import bounded
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("exports")
+    crm_tables = generate_crm(300, months=6, seed=2)
+    crm_tables.leads.to_csv(folder / "leads.csv", index=False)
+    crm_tables.events.to_parquet(folder / "events.parquet")  # nanosecond timestamps, as pandas writes them
+    return folder, crm_tables
+
+
+def test_exports_load_into_postgres_through_a_postgres_url(exports, postgres_url, capsys):
+    folder, crm_tables = exports
+    url = postgres_url.replace("postgresql://", "postgres://", 1)  # as Heroku and many tools print it
+    assert serve.main(["load", str(folder / "leads.csv"), "--db", url, "--table", "crm_leads"]) == 0
+    assert serve.main(["load", str(folder / "events.parquet"), "--db", url, "--table", "crm_events",
+                       "--chunk-size", "500"]) == 0
+    assert "loaded 300 rows" in capsys.readouterr().out
+    database = connect(url)
+    leads = database.read(table="crm_leads").sort_values("lead_id").reset_index(drop=True)
+    expected = read_table(folder / "leads.csv", text_columns=("lead_id",)).sort_values("lead_id").reset_index(drop=True)
+    assert leads["lead_id"].tolist() == expected["lead_id"].astype(str).tolist()  # ids as text
+    pd.testing.assert_series_equal(leads["created_at"], pd.to_datetime(expected["created_at"]).astype(
+        leads["created_at"].dtype), check_names=False)
+    events = database.read(table="crm_events")
+    assert len(events) == len(crm_tables.events)
+    # PostgreSQL keeps microseconds: the file's nanoseconds arrive cut to them.
+    assert sorted(events["occurred_at"]) == sorted(crm_tables.events["occurred_at"].dt.floor("us"))
+    assert set(events["lead_id"]) == set(crm_tables.events["lead_id"].astype(str))
+
+
+def test_a_connection_error_names_the_host_never_the_password(exports, capsys):
+    folder, _ = exports
+    assert serve.main(["load", str(folder / "leads.csv"), "--db", "postgresql://crm:topsecret@127.0.0.1:9/crm",
+                       "--table", "crm_leads"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "crm:***@127.0.0.1:9" in err and "topsecret" not in err and "<e-mail>" not in err
+    # The mask still hides an e-mail address and a phone number in the same message.
+    text = bounded("postgresql://u:pw@db.example.com/crm failed on ana@example.com, +49 170 1234567")
+    assert text == "postgresql://u:***@db.example.com/crm failed on <e-mail>, <phone>"
+
+
+def test_a_read_is_retried_after_a_dropped_connection(postgres_url, monkeypatch, capsys):
+    admin = sqlalchemy.create_engine(sqlalchemy.make_url(postgres_url).set(drivername="postgresql+psycopg"),
+                                     isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text("DROP DATABASE IF EXISTS nightly_retry"))
+        connection.execute(sqlalchemy.text("CREATE DATABASE nightly_retry"))
+    url = sqlalchemy.make_url(postgres_url).set(database="nightly_retry").render_as_string(hide_password=False)
+    database = connect(url)
+    database.append("scores", pd.DataFrame({"lead_id": ["a", "b"], "score": [10, 20]}))
+    assert len(database.read(table="scores")) == 2  # the pool now holds an open connection
+    with admin.connect() as connection:  # the server drops it, as a restart or a failover would
+        dropped = connection.execute(sqlalchemy.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = 'nightly_retry' AND pid <> pg_backend_pid()")).scalar()
+    assert dropped >= 1
+    monkeypatch.setattr(crm.database, "READ_BACKOFF_SECONDS", 0.01)
+    assert database.read(table="scores")["score"].tolist() == [10, 20]
+    assert "the connection dropped" in capsys.readouterr().err
+    database.engine.dispose()
+    admin.dispose()
