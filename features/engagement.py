@@ -8,6 +8,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from features.fresh_memory import empty_array
 from features.event_rows import is_typed_parquet, no_events, read_events_duckdb, read_events_frame, read_events_parquet
 from features.spec import FeatureSpec, count_feature, event_key
 from features.timing import naive_utc
@@ -58,7 +59,7 @@ def build_engagement_features(snapshots: pd.DataFrame, events, spec: FeatureSpec
     n = len(snapshots)
     layout = _Layout(spec, n)
     # F-ordered so each feature column is contiguous: pandas takes it as one block without a copy.
-    out = np.empty((n, len(names)), dtype=np.float64, order="F")
+    out = empty_array((n, len(names)), np.float64, order="F")
     as_of_us = _as_of_microseconds(snapshots["as_of"]) if n else np.empty(0, dtype=np.int64)
     # Each snapshot's lead as a position among the distinct leads (-1 for a missing id).
     snapshot_lead, lead_ids = pd.factorize(snapshots["lead_id"], use_na_sentinel=True)

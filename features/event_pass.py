@@ -12,14 +12,21 @@ agree with it to the last bits.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from features.fresh_memory import empty_array
 
 _DAY_US = 86_400_000_000
 #: The time of an event to be ignored (no time, or a row another reader left empty): after every as_of.
 NO_TIME = np.iinfo(np.int64).max
+_MAX_THREADS = 4
+# A thread per this many snapshots at least: below it, starting threads costs more than they save.
+_ROWS_PER_THREAD = 50_000
 
 
 class GroupedEvents(NamedTuple):
@@ -41,12 +48,35 @@ def fill_engagement(out: np.ndarray, events: GroupedEvents, *, snapshot_lead: np
     ``snapshot_lead``: each snapshot's lead position, -1 for a lead without events.
     ``click_columns``: (clicks total column, opens total column), or None without a click rate.
     """
-    _sort_each_lead(events.ts, events.norm, events.start)
     clicks, opens = click_columns if click_columns is not None else (-1, -1)
-    _fill_rows(out, events.ts, events.norm, events.start, np.ascontiguousarray(events.code_of_norm, dtype=np.int64),
-               np.ascontiguousarray(snapshot_lead, dtype=np.int64), np.ascontiguousarray(as_of_us, dtype=np.int64),
-               np.array(windows, dtype=np.float64),
-               np.array([-1.0 / h for h in half_lives], dtype=np.float64), n_types, clicks, opens)
+    arguments = (np.ascontiguousarray(events.code_of_norm, dtype=np.int64),
+                 np.ascontiguousarray(snapshot_lead, dtype=np.int64), np.ascontiguousarray(as_of_us, dtype=np.int64),
+                 np.array(windows, dtype=np.float64), np.array([-1.0 / h for h in half_lives], dtype=np.float64),
+                 n_types, clicks, opens)
+    # Plain threads over slices, not numba's parallel loops: its default thread pool aborts when two
+    # threads (two HTTP requests, say) launch parallel kernels at once; these kernels release the GIL.
+    n_leads, n = len(events.start) - 1, len(out)
+    threads = _threads(n)
+    if threads == 1:  # a few leads: a pool would cost more than the work
+        _sort_each_lead(events.ts, events.norm, events.start, 0, n_leads)
+        _fill_rows(out, events.ts, events.norm, events.start, 0, n, *arguments)
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(lambda part: _sort_each_lead(events.ts, events.norm, events.start, *part),
+                      _slices(n_leads, threads)))
+        list(pool.map(lambda part: _fill_rows(out, events.ts, events.norm, events.start, *part, *arguments),
+                      _slices(n, threads)))
+
+
+def _threads(rows: int) -> int:
+    """Two threads when there is work for them (the machines here have two cores), else one."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(_MAX_THREADS, available, rows // _ROWS_PER_THREAD))
+
+
+def _slices(n: int, parts: int) -> list[tuple[int, int]]:
+    bounds = np.linspace(0, n, parts + 1).astype(np.int64)
+    return [(int(bounds[i]), int(bounds[i + 1])) for i in range(parts)]
 
 
 def group_events(lead: np.ndarray, ts: np.ndarray, norm: np.ndarray, code_of_norm: np.ndarray,
@@ -56,8 +86,7 @@ def group_events(lead: np.ndarray, ts: np.ndarray, norm: np.ndarray, code_of_nor
     start = np.zeros(n_leads + 1, dtype=np.int64)
     count_per_lead(lead, start)
     np.cumsum(start, out=start)
-    grouped = GroupedEvents(np.empty(start[-1], dtype=np.int64), np.empty(start[-1], dtype=np.int16), start,
-                            code_of_norm)
+    grouped = GroupedEvents(empty_array(start[-1], np.int64), empty_array(start[-1], np.int16), start, code_of_norm)
     scatter_by_lead(lead, np.ascontiguousarray(ts, dtype=np.int64), np.ascontiguousarray(norm, dtype=np.int16),
                     start[:-1].copy(), grouped.ts, grouped.norm)
     return grouped
@@ -92,10 +121,10 @@ def scatter_by_lead(lead, ts, norm, fill, ts_out, norm_out):
             fill[k] += 1
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _sort_each_lead(ts, norm, start):
-    """Insertion sort of each lead's events by (time, type): a lead has few, often already in order."""
-    for k in prange(len(start) - 1):
+@njit(cache=True, nogil=True)
+def _sort_each_lead(ts, norm, start, first, last):
+    """Insertion sort of the events of leads ``first..last-1`` by (time, type): a lead has few, often in order."""
+    for k in range(first, last):
         for i in range(start[k] + 1, start[k + 1]):
             t, c = ts[i], norm[i]
             j = i - 1
@@ -105,16 +134,18 @@ def _sort_each_lead(ts, norm, start):
             ts[j + 1], norm[j + 1] = t, c
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _fill_rows(out, ts, norm, start, code_of_norm, snapshot_lead, as_of_us, windows, neg_inverse_half_lives,
-               n_types, clicks, opens):
+@njit(cache=True, nogil=True)
+def _fill_rows(out, ts, norm, start, first, last, code_of_norm, snapshot_lead, as_of_us, windows,
+               neg_inverse_half_lives, n_types, clicks, opens):
+    """Rows ``first..last-1`` of ``out``: one walk over each snapshot's events before its as_of."""
     n_windows, n_half_lives = len(windows), len(neg_inverse_half_lives)
     per_type = n_windows + 2 + n_half_lives
     total, days_since, decayed = n_windows, n_windows + 1, n_windows + 2
     any_start = n_types * per_type
     n_columns = out.shape[1]
-    for s in prange(out.shape[0]):
-        row = np.zeros(n_columns)
+    row = np.empty(n_columns)
+    for s in range(first, last):
+        row[:] = 0.0
         for k in range(n_types):
             row[k * per_type + days_since] = np.inf
         n30, n60, active_total, active_30 = 0, 0, 0, 0

@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.fresh_memory import empty_array
 from features.contract import EVENT_COLUMNS, event_relation, require_event_columns
 from features.spec import event_key
 from features.timing import naive_utc
@@ -44,8 +45,8 @@ def read_events_parquet(path: Path, lead_ids, last_as_of_us: int, types):
     """The events of ``lead_ids`` grouped by lead (``features.event_pass.GroupedEvents``), read by pyarrow.
 
     For a Parquet file with typed times. Two passes over the file: the first reads only the lead
-    ids and counts each lead's events, the second puts every event straight into its lead's block
-    (no array of all events, no sort, no join). The type column is read as the file's own
+    ids, keeps each row's lead position and counts each lead's events; the second reads times and
+    types and puts every event straight into its lead's block (no sort, no join). The type column is read as the file's own
     dictionary, so a few distinct strings are normalised and each row is a small integer; lead ids
     are looked up in a table. An event without a time gets ``NO_TIME`` (never before an ``as_of``);
     ``last_as_of_us`` is not needed to filter: the pass stops at each snapshot's ``as_of``.
@@ -57,14 +58,20 @@ def read_events_parquet(path: Path, lead_ids, last_as_of_us: int, types):
     parquet = pq.ParquetFile(path, read_dictionary=["event_type"])
     lookup = _LeadLookup(lead_ids)
     start = np.zeros(len(lookup.ids) + 1, dtype=np.int64)
+    lead = empty_array(parquet.metadata.num_rows, np.int32)  # each row's lead position, kept for the second pass
+    done = 0
     for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=["lead_id"]):
-        count_per_lead(lookup.positions(batch.column(0)), start)
+        positions = lead[done:done + batch.num_rows]
+        positions[:] = lookup.positions(batch.column(0))
+        count_per_lead(positions, start)
+        done += batch.num_rows
     np.cumsum(start, out=start)
-    grouped = GroupedEvents(np.empty(start[-1], dtype=np.int64), np.empty(start[-1], dtype=np.int16), start, None)
+    grouped = GroupedEvents(empty_array(start[-1], np.int64), empty_array(start[-1], np.int16), start, None)
     fill = start[:-1].copy()
     norm_ids: dict[str, int] = {}
-    for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=list(EVENT_COLUMNS)):
-        ids, occurred, kinds = (batch.column(name) for name in EVENT_COLUMNS)
+    done = 0
+    for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=["occurred_at", "event_type"]):
+        occurred, kinds = batch.column(0), batch.column(1)
         ts = _microseconds(occurred)
         if occurred.null_count:
             ts[occurred.is_null().to_numpy(zero_copy_only=False)] = NO_TIME
@@ -75,7 +82,8 @@ def read_events_parquet(path: Path, lead_ids, last_as_of_us: int, types):
         norm_of_index = np.array([norm_ids.setdefault(event_key(r), len(norm_ids)) for r in raw]
                                  + [norm_ids.setdefault("", len(norm_ids))], dtype=np.int16)
         index = kinds.indices.fill_null(len(raw)).to_numpy()  # a missing type picks the trailing id
-        scatter_by_lead(lookup.positions(ids), ts, norm_of_index[index], fill, grouped.ts, grouped.norm)
+        scatter_by_lead(lead[done:done + batch.num_rows], ts, norm_of_index[index], fill, grouped.ts, grouped.norm)
+        done += batch.num_rows
     code = {name: i for i, name in enumerate(types)}
     code_of_norm = np.array([code.get(name, len(types) - 1) for name in norm_ids] or [len(types) - 1], dtype=np.int64)
     return grouped._replace(code_of_norm=code_of_norm)

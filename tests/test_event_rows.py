@@ -86,3 +86,15 @@ def test_grouping_keeps_each_leads_events_and_drops_other_leads():
     assert grouped.start.tolist() == [0, 1, 4]  # lead 7 has one event, lead 3 three, lead 9 none kept
     day = 86_400_000_000
     assert (grouped.ts[1:] // day - grouped.ts[1:].min() // day).tolist() == [3, 0, 2]  # file order within a lead
+
+
+def test_threads_over_slices_give_the_same_rows(monkeypatch, tmp_path):
+    from features import event_pass
+
+    rng = np.random.default_rng(9)
+    events, snapshots = messy_events(rng, n=20_000, ids=400), snapshots_of(rng, ids=400)
+    path = tmp_path / "events.parquet"
+    events.to_parquet(path)
+    one = build_engagement_features(snapshots, path, SPEC)
+    monkeypatch.setattr(event_pass, "_threads", lambda rows: 3)  # uneven slices, more threads than cores
+    pd.testing.assert_frame_equal(build_engagement_features(snapshots, path, SPEC), one, check_exact=True)
