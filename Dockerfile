@@ -16,6 +16,7 @@ COPY registry/ registry/
 COPY training/ training/
 COPY scoring/ scoring/
 COPY analysis/ analysis/
+COPY workflows/ workflows/
 COPY deploy/nightly.sh deploy/nightly.sh
 RUN pip install .
 

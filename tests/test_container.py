@@ -66,6 +66,9 @@ def test_the_image_installs_every_package_with_its_templates_and_rules(built, tm
     _, context, environment = built
     included = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
     packages = [pattern.rstrip("*") for pattern in included]
+    # Every package of the project's folder is installed (a new room left out of pyproject would break the image).
+    rooms = {path.parent.name for path in ROOT.glob("*/__init__.py")} - {"tests", "benchmarks"}
+    assert rooms <= set(packages), f"packages missing from pyproject's include: {sorted(rooms - set(packages))}"
     probe = ("import importlib, json, pathlib, sys; names = sys.argv[1:]; "
              "print(json.dumps({n: str(pathlib.Path(importlib.import_module(n).__file__).parent) for n in names}))")
     found = _run(environment, "python", "-c", probe, *packages, "serve", cwd=tmp_path)  # not the source folder
