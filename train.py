@@ -288,6 +288,9 @@ def _add_training_arguments(parser) -> None:
     parser.add_argument("--search-seconds", type=float, default=0.0,
                         help="wall-clock budget of a LightGBM hyperparameter search on the training and calibration "
                              "splits (default: %(default)s, off)")
+    parser.add_argument("--split-by", choices=("lead_share", "time"), help="lead_share: each lead in one split "
+                        "(the default); time: time alone separates train, calibration and test, as production "
+                        "spends leads (training.split)")
     parser.add_argument("--segment-by", help="a categorical lead column: one model per value with enough data, a "
                                              "global model for the rest, in one bundle")
     parser.add_argument("--model-name", help=f"registered model name (default: the config's model_name, "
