@@ -46,6 +46,12 @@ def package_version() -> str:
         return "unknown"
 
 
+def add_command(commands, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+    """A subcommand whose help is ``help_text`` and whose ``--help`` ends with one example that runs as written."""
+    return commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                               formatter_class=HelpFormatter, epilog=f"example:\n  {example}")
+
+
 def add_common_arguments(parser: argparse.ArgumentParser, *, tracking: bool = True, experiment: bool = True) -> None:
     """``--quiet``/``--verbose`` and, for commands that use MLflow, ``--tracking-uri`` and ``--experiment``."""
     chatter = parser.add_mutually_exclusive_group()
@@ -78,6 +84,13 @@ def configure(args) -> None:
         for pattern in MLFLOW_NOISE:
             warnings.filterwarnings("ignore", message=pattern)
     warnings.showwarning = show_warning  # every warning one plain line, on both command lines
+
+
+def error_text(error: Exception) -> str:
+    """An error as the one line a command prints: ``file: reason`` for files, else the message."""
+    if isinstance(error, OSError) and error.filename:
+        return f"{error.filename}: {error.strerror or error}"
+    return str(error)
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:

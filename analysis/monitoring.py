@@ -123,3 +123,12 @@ def _expected(expected: dict) -> dict | None:
             "low": f"{expected['expected_conversions_low']:,.0f}", "high": f"{expected['expected_conversions_high']:,.0f}",
             "roc_auc": f"{expected['expected_roc_auc']:.3f}", "sql_leads": f"{expected['sql_leads']:,}",
             "sql_precision": report_html.percent(sql) if expected["sql_leads"] else None}
+
+
+def record_drift(report, out_dir, *, identity: dict, model_uri: str | None = None, as_of=None) -> tuple:
+    """Write the monitoring page of ``report`` and log it as an MLflow run; returns ``(page path, run id)``."""
+    from registry.runs import log_monitoring
+
+    path = write_monitoring_report(report, out_dir,
+                                   title=f"{identity.get('model_name', '')} version {identity['model_version']}")
+    return path, log_monitoring(report, report_path=path, model_uri=model_uri, identity=identity, as_of=as_of)

@@ -19,6 +19,7 @@ from analysis.evaluation_plots import (conversion_bars_figure, confusion_figure,
                                        lift_gains_figure, precision_recall_figure, reliability_histogram_figure,
                                        roc_figure, threshold_figure)
 from analysis.rendering import render_page
+from training.journey import journey_tables
 
 #: Rows whose contributions are averaged for factor importance (LightGBM's exact ones cost ~0.1 ms a row).
 IMPORTANCE_ROWS = 20_000
@@ -52,6 +53,7 @@ def training_tables(result, *, importance_rows: int = IMPORTANCE_ROWS, seed: int
     if getattr(result, "test_features", None) is not None and len(result.test_features):
         tables["factor_importance"] = factor_importance(result.bundle, result.test_features, max_rows=importance_rows,
                                                         seed=seed)
+    tables.update(journey_tables(result.test, getattr(result, "test_features", None)))
     return tables
 
 
@@ -163,7 +165,19 @@ def render_training_report(result, figures: dict, tables: dict, metrics: dict) -
             labels={"mean_abs_contribution": "mean |contribution|", "mean_contribution": "mean contribution",
                     "share": "share of all"}),
         leakage=None if leakage is None or not len(leakage) else report_html.table(leakage, formats={"auc": "probability"}),
-        excluded=", ".join(p.get("excluded_columns") or []))
+        excluded=", ".join(p.get("excluded_columns") or []),
+        journey={name: report_html.table(tables[name], formats=JOURNEY_FORMATS,
+                                         labels={**JOURNEY_LABELS, "band": band})
+                 for name, band in JOURNEY_TABLES.items() if name in tables})
+
+
+#: training.journey's tables as the report shows them: the heading of each one's band column.
+JOURNEY_TABLES = {"auc_by_lead_age": "lead age", "auc_by_events_so_far": "events so far", "score_stability": ""}
+JOURNEY_FORMATS = {"base_rate": "percent", "roc_auc": "probability", "median_abs_change_points": "ratio",
+                   "p90_abs_change_points": "ratio", "tier_changed_share": "percent", "rank_correlation": "probability"}
+JOURNEY_LABELS = {"base_rate": "conversion", "roc_auc": "ROC AUC", "median_abs_change_points": "median change (points)",
+                  "p90_abs_change_points": "90th pct change (points)",
+                  "tier_changed_share": "tier changed", "rank_correlation": "rank correlation"}
 
 
 def _summary_table(frame: pd.DataFrame) -> dict:

@@ -12,6 +12,10 @@ requests/s of each and their ratio (target: at least 1.6x with the second worker
 are connections driven by one lean thread (prepared request bytes): on 2 cores the load
 generator's own CPU is taken from the second worker, so it prints that too.
 
+Last, a crowded night (``bench_http_crowd.py``): 64 good clients against ``--workers 2`` for
+``--crowd-seconds`` while slow, idle and 1-MB-header clients keep arriving and ``/health`` is probed
+every 100 ms; it prints good requests failed, the slowest ``/health`` and the servers' memory.
+
     python benchmarks/bench_http.py [--requests 2000] [--seconds 20] [--leads 3000] [--clients 16]
                                     [--throughput-requests 8000]
 """
@@ -19,6 +23,7 @@ generator's own CPU is taken from the second worker, so it prints that too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import math
@@ -32,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from bench_http_crowd import crowded_run, format_crowded
 
 PROJECT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -48,6 +55,9 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the throughput runs")
     parser.add_argument("--throughput-requests", type=int, default=8000,
                         help="requests per throughput run (after warm-up)")
+    parser.add_argument("--crowd-seconds", type=float, default=30.0,
+                        help="length of the crowded run: 64 good clients with slow, idle and 1-MB-header clients "
+                             "against --workers 2")
     args = parser.parse_args(argv)
     if args.requests <= 0 or args.seconds <= 0 or args.throughput_requests <= 0:
         parser.error("--requests, --seconds and --throughput-requests must be positive")
@@ -106,6 +116,8 @@ def main(argv=None) -> int:
                 log.close()
         throughput = {workers: _throughput(workers, model_uri, raw_path, raw_bodies, scratch, env, args)
                       for workers in (1, 2)}
+        with _http_server(2, model_uri, scratch, env) as (port, pid):
+            crowded = crowded_run(port, raw_path, raw_bodies, pid, seconds=args.crowd_seconds)
 
     print(f"\nsingle-lead requests, one client, kept-alive connection, {HOST}, "
           f"{os.cpu_count()} cores ({args.requests:,} requests or {args.seconds:.0f} s each)")
@@ -123,6 +135,7 @@ def main(argv=None) -> int:
               f"p99 {run['p99_ms']:.1f} ms, {run['requests']:,} requests, {run['pids']} worker pid(s) answered; "
               f"the client's own CPU {run['client_cpu_ms']:.3f} ms per request)")
     print(f"2 workers / 1 worker: {throughput[2]['rps'] / throughput[1]['rps']:.2f}x (target >= 1.6x)")
+    print(f"\n{format_crowded(crowded)}")
     print("\nwhere one lead's time goes, in process (p50 ms over the same leads): "
           + ", ".join(f"{name} {value:.2f}" for name, value in stages.items()))
     anchor = runs["mlflow models serve, feature row"]["rps"]
@@ -346,8 +359,27 @@ def _measure_with_bad_requests(port: int, path: str, raw: list, args, *, share: 
 def _throughput(workers: int, model_uri: str, path: str, bodies: list, scratch: Path, env: dict, args) -> dict:
     """Start ``serve.py http --workers N``, then ``--clients`` connections post for --seconds or
     --throughput-requests in all."""
+    with _http_server(workers, model_uri, scratch, env) as (port, _):
+        warm = _LoadClient(port, path, bodies, args.clients)
+        warm.run(requests=10 * args.clients, seconds=args.seconds)  # warm-up, then fresh connections
+        warm.close()
+        load = _LoadClient(port, path, bodies, args.clients)
+        cpu_began = time.process_time()
+        latencies, elapsed = load.run(requests=args.throughput_requests, seconds=args.seconds)
+        client_cpu = time.process_time() - cpu_began
+        pids = load.worker_pids()
+        load.close()
+    latencies = np.array(latencies) * 1e3
+    return {"requests": len(latencies), "rps": len(latencies) / elapsed, "pids": len(pids),
+            "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
+            "client_cpu_ms": client_cpu / max(len(latencies), 1) * 1e3}
+
+
+@contextlib.contextmanager
+def _http_server(workers: int, model_uri: str, scratch: Path, env: dict):
+    """``serve.py http --workers N`` started and ready; yields ``(port, pid)``, stops it after."""
     port = _free_port()
-    log_path = scratch / f"workers{workers}.log"
+    log_path = scratch / f"workers{workers}-{port}.log"
     with open(log_path, "wb") as log:
         server = subprocess.Popen([sys.executable, str(PROJECT / "serve.py"), "http", "--model", model_uri,
                                    "--host", HOST, "--port", str(port), "--workers", str(workers)], cwd=scratch,
@@ -360,25 +392,13 @@ def _throughput(workers: int, model_uri: str, path: str, bodies: list, scratch: 
                                      f"{log_path.read_text(errors='replace')[-2000:]}")
                 time.sleep(0.2)
             _wait_ready(server, port, "/health", log_path)
-            warm = _LoadClient(port, path, bodies, args.clients)
-            warm.run(requests=10 * args.clients, seconds=args.seconds)  # warm-up, then fresh connections
-            warm.close()
-            load = _LoadClient(port, path, bodies, args.clients)
-            cpu_began = time.process_time()
-            latencies, elapsed = load.run(requests=args.throughput_requests, seconds=args.seconds)
-            client_cpu = time.process_time() - cpu_began
-            pids = load.worker_pids()
-            load.close()
+            yield port, server.pid
         finally:
             server.terminate()
             try:
                 server.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 server.kill()
-    latencies = np.array(latencies) * 1e3
-    return {"requests": len(latencies), "rps": len(latencies) / elapsed, "pids": len(pids),
-            "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
-            "client_cpu_ms": client_cpu / max(len(latencies), 1) * 1e3}
 
 
 class _LoadClient:

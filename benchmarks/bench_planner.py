@@ -93,6 +93,7 @@ def _measure(scores: Path, env: dict, folder: Path, *, changes: int, reloads: in
                 for attempt in range(reloads + 1):
                     page.goto(f"http://127.0.0.1:{port}/planner")
                     page.wait_for_selector("td[data-cell='open-sql-leads']")
+                    page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length > 0")
                     loads.append(page.evaluate(
                         "() => ({paint: performance.getEntriesByName('first-contentful-paint')[0].startTime,"
                         " ready: performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd})"))

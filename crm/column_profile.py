@@ -79,6 +79,17 @@ def outcome_mapping(values) -> tuple[tuple, tuple, tuple] | None:
     return None
 
 
+def mostly_blank(profile: dict) -> bool:
+    """Blank (or a placeholder) in more than half the rows: never an outcome, and a date to avoid."""
+    return profile["present"] * 2 < profile["rows"]
+
+
+def blank_note(column, profile: dict) -> str:
+    """``'Engage Date' is blank in 500 of 8,800 rows`` (empty when none is)."""
+    blank = profile["rows"] - profile["present"]
+    return f"{column!r} is blank in {blank:,} of {profile['rows']:,} rows" if blank else ""
+
+
 def profile_column(values: pd.Series, tokens: set) -> dict:
     """Kind (text, integer, float, date), distinct values, uniqueness, and shares of PII-looking values."""
     text = values.dropna().map(value_text).dropna()

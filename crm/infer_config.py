@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from crm.column_profile import GENERIC_PAIRS, looks_personal, name_has, outcome_mapping, profile_column
+from crm.column_profile import (GENERIC_PAIRS, blank_note, looks_personal, mostly_blank, name_has, outcome_mapping,
+                                profile_column)
 from crm.config_schema import DEFAULT_MISSING_VALUES
 from crm.config_text import config_text
 from crm.infer_tables import TablesGuess, infer_tables
@@ -131,6 +132,9 @@ def infer_leads(frame: pd.DataFrame, *, missing_values=DEFAULT_MISSING_VALUES, w
                               "name does not say id. Check it.")
         elif role == "created_at":
             reason = _created_reason(column, with_deals)
+            if blank_note(column, profile):  # those leads have no snapshot and no place in a split by date
+                checks.append(f"created_at: {blank_note(column, profile)}: a lead needs a creation date to be "
+                              "placed in time; fill them, or choose another date column.")
             if not CREATED_WORDS.search(str(column)):
                 checks.append(f"created_at: {column!r} is the first date column, but its name does not say "
                               "creation. Check it is when the lead was created.")
@@ -200,7 +204,8 @@ def _label_candidates(profiles: dict) -> dict:
     found = {}
     for column, profile in profiles.items():
         values = profile["values"]
-        if profile["kind"] == "date" or not 2 <= len(values) <= 12 or profile["distinct"] != len(values):
+        if (profile["kind"] == "date" or not 2 <= len(values) <= 12 or profile["distinct"] != len(values)
+                or mostly_blank(profile)):  # a mostly blank column is a note someone sometimes wrote, not the outcome
             continue
         mapping = outcome_mapping(values)
         generic = len(values) == 2 and set(values) in GENERIC_PAIRS
@@ -275,7 +280,9 @@ def _identifier_like(column, profile) -> bool:
 
 
 def _pick_created(profiles: dict) -> str | None:
-    dates = [column for column, profile in profiles.items() if profile["kind"] == "date"]
+    # A mostly blank date column is taken only when no other date is filled.
+    dates = sorted((column for column, profile in profiles.items() if profile["kind"] == "date"),
+                   key=lambda column: mostly_blank(profiles[column]))
     named = [column for column in dates if CREATED_WORDS.search(str(column))]
     return (named or dates or [None])[0]
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from crm.column_profile import name_has, outcome_mapping, outcome_side, profile_column, value_text
+from crm.column_profile import (blank_note, mostly_blank, name_has, outcome_mapping, outcome_side, profile_column,
+                                value_text)
 from crm.config_text import quote, toml_list
 
 ID_NAMES = ("id", "uuid", "guid", "key", "case", "lead", "contact", "account", "ref", "reference", "number")
@@ -165,6 +166,8 @@ def _infer_deals(frame: pd.DataFrame, known: set | None, checks: list) -> DealGu
     closed_at = _date_column(profiles, CLOSED_NAMES, exclude={identifier})
     rest = [column for column in frame.columns if column not in (identifier, closed_at)]
     outcome, won, lost, counts = None, (), (), pd.Series(dtype=int)
+    # A mostly blank column (a seller's note, a reason written sometimes) is never the outcome.
+    rest = [column for column in rest if not mostly_blank(profiles[column])]
     mapped = {column: outcome_mapping(profiles[column]["values"]) for column in rest
               if profiles[column]["kind"] in ("text", "boolean", "integer") and 2 <= profiles[column]["distinct"] <= 12}
     mapped = {column: mapping for column, mapping in mapped.items() if mapping is not None}
@@ -197,6 +200,9 @@ def _infer_deals(frame: pd.DataFrame, known: set | None, checks: list) -> DealGu
                       f"lost = {list(lost)} ("
                       + ", ".join(f"{value} {count:,}" for value, count in counts.items()) + ")"
                       + (f", amount {amount!r}" if amount else "") + ". Check which values mean won.")
+    if closed_at is not None and blank_note(closed_at, profiles[closed_at]):
+        checks.append(f"deals: {blank_note(closed_at, profiles[closed_at])}: a deal needs its closing date to "
+                      "be placed in time; fill them, or remove those rows.")
     return DealGuess(id=identifier, closed_at=closed_at, outcome=outcome, won=won, lost=lost, won_only=won_only,
                      amount=amount, counts=counts, rows=len(frame))
 

@@ -44,6 +44,9 @@ from features.spec import OTHER_EVENT_TYPE, FeatureSpec, count_feature, decayed_
 from features.timing import duration_days
 from models.rules_schema import MATCHES, RulesError, validate_rules_file
 
+#: The example rules shipped with the package: they fit the synthetic CRM's columns and event types.
+EXAMPLE_RULES = Path(__file__).with_name("rules_example.toml")
+
 
 @dataclass(frozen=True)
 class AttributeRule:

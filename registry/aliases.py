@@ -7,8 +7,8 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from registry.store import DEFAULT_MODEL_NAME, store_lock
-
+from registry import DEFAULT_MODEL_NAME
+from registry.store import store_lock
 
 #: ``expected_champion`` default: promote whatever the champion is now.
 ANY_CHAMPION = object()

@@ -14,10 +14,10 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from models.bundle import ModelBundle
+from registry import DEFAULT_MODEL_NAME, MLFLOW_ADVICE
 from registry.aliases import CHAMPION, champion_version
 from registry.legacy import expose_legacy_names
-from registry import MLFLOW_ADVICE
-from registry.store import DEFAULT_MODEL_NAME, _sqlite_path
+from registry.store import _sqlite_path
 
 
 _LOGGED_MODEL_ID = re.compile(r"m-[0-9a-f]{32}/?")

@@ -35,10 +35,10 @@ import features
 import models
 from features.column_types import readings
 from models.bundle import ModelBundle
+from registry import DEFAULT_MODEL_NAME
 from registry.aliases import ANY_CHAMPION, set_champion
 from registry.loading import _registry_version
-from registry.store import DEFAULT_MODEL_NAME, _param, experiment_name, use_experiment
-
+from registry.store import _param, experiment_name, use_experiment
 
 _REQUIREMENTS = ("mlflow", "scikit-learn", "lightgbm", "pandas", "numpy", "joblib", "duckdb", "pyarrow")
 #: The pyfunc model, logged as code (models-from-code) with every model.

@@ -19,8 +19,8 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from registry import DEFAULT_MODEL_NAME
 
-DEFAULT_MODEL_NAME = "lead-conversion"
 _LOCK_DEPTH = 0
 
 

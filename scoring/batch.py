@@ -54,7 +54,7 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
 
     ``out`` may also be a sink: a context manager with ``write(frame)`` and ``rows`` that makes the
     output appear on a clean exit only (``crm.database.Database.write_table``). ``monitor``, a
-    :class:`models.monitoring.DriftMonitor`, counts each chunk's features, probabilities and tiers
+    :class:`scoring.drift.DriftMonitor`, counts each chunk's features, probabilities and tiers
     for the drift report. ``history`` (:class:`scoring.history.ScoreHistory` or ``TableHistory``)
     adds each lead's previous score and trend to the output and gets this run's rows (with
     ``model_name``) once the output is written.

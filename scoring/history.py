@@ -267,3 +267,42 @@ class TableHistoryWriter:
             transaction, self.transaction = self.transaction, None
             error = RuntimeError("scoring run failed")
             transaction.__exit__(RuntimeError, error, None)
+
+
+def open_history(folder=None, table=None, *, url=None):
+    """The score history a run names: a Parquet ``folder``, a ``table`` in the database at ``url``, or None."""
+    if folder and table:
+        raise ValueError("Give one score history: --history FOLDER or --history-table TABLE.")
+    if folder:
+        return ScoreHistory(folder)
+    if not table:
+        return None
+    if url is None:
+        raise ValueError("--history-table needs the database it lives in: --db (or --out-db).")
+    from crm.database import connect
+
+    return TableHistory(connect(url), table)
+
+
+#: The columns of a lead's trajectory, as ``lead-serve history --lead`` prints them.
+TRAJECTORY_COLUMNS = ("scored_at", "as_of", "model_name", "model_version", "score", "tier", "trend", "fit_score",
+                      "engagement_score", "positive_reason_1", "negative_reason_1")
+
+
+def lead_trajectory(history, lead_id) -> pd.DataFrame:
+    """One lead's stored scores, oldest first, in the columns a person reads (empty when it has none)."""
+    rows = history.read(lead_id=lead_id)
+    return rows[[column for column in TRAJECTORY_COLUMNS if column in rows.columns]]
+
+
+def read_outcomes(deals, *, db=None) -> pd.DataFrame:
+    """The closed deals stored scores are evaluated against: a file, or a table / query in the database ``db``."""
+    if not deals:
+        raise ValueError("history --evaluate needs --deals (a file, or a table / query with --db).")
+    if db:
+        from crm.database import connect, read_source
+
+        return read_source(connect(db), deals)
+    from crm.readers import read_table
+
+    return read_table(deals, text_columns=("lead_id",), table="deals")  # ids as text, as stored

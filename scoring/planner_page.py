@@ -6,7 +6,9 @@ cut-offs, no lead); saving or restoring a policy needs the API's bearer token wh
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
@@ -62,6 +64,9 @@ def planner_router(bundle, identity: dict, *, open_base: OpenBase | None, author
                                won_amount=params.get("won_amount_median"), horizon_days=params.get("horizon_days"),
                                bins=bins)
 
+    if open_base is not None:  # a served planner: MLflow's first calls and the template warm up before a visitor
+        threading.Thread(target=_warm, args=(summary,), name="planner-warm-up", daemon=True).start()
+
     @router.get("/planner", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
         return HTMLResponse(render_planner(await run_in_threadpool(summary)))
@@ -115,11 +120,23 @@ def planner_router(bundle, identity: dict, *, open_base: OpenBase | None, author
 
 def render_planner(summary: dict) -> str:
     """The page: one template, the summary inlined as JSON (one request to first paint), script and style inside."""
+    return _template().render(summary=summary)
+
+
+@functools.lru_cache(maxsize=1)
+def _template():
     import jinja2
 
     environment = jinja2.Environment(loader=jinja2.PackageLoader("scoring", "templates"),
                                      autoescape=jinja2.select_autoescape(["html"]))
-    return environment.get_template("planner.html").render(summary=summary)
+    return environment.get_template("planner.html")
+
+
+def _warm(summary) -> None:
+    try:
+        render_planner(summary())
+    except Exception as error:  # noqa: BLE001 - a failed warm-up costs only speed; the request will say why
+        _log.info("planner warm-up failed: %s", error)
 
 
 def _refused(sentence: str) -> JSONResponse:

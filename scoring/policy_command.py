@@ -15,7 +15,7 @@ def add_policy_parser(commands) -> None:
         formatter_class=HelpFormatter,
         description="The cut-offs score, spark-score and http use for a model version, kept in MLflow with who "
                     "decided, when and why. Cut-offs are probabilities or, with --scores, volumes a week.",
-        epilog="examples:\n  lead-serve policy show --model models:/lead-conversion@champion\n"
+        epilog="example:\n  lead-serve policy show --model models:/lead-conversion@champion\n"
                "  lead-serve policy save --sql 0.3 --mql 0.1 --reason 'two more reps from May'\n"
                "  lead-serve policy save --sql-per-week 40 --mql 0.08 --scores scores.parquet --reason 'capacity'\n"
                "  lead-serve policy restore --entry 0 --reason 'back to the trained cut-offs'")

@@ -26,7 +26,7 @@ def test_console_commands_are_installed_with_a_version(command):
 
 def test_every_subcommand_has_help_with_defaults_and_an_example(capsys):
     for main, commands in ((training_main, ("generate", "init-config", "train", "compare", "demo")),
-                           (serve.main, ("score", "http"))):
+                           (serve.main, ("score", "http", "policy"))):
         for command in commands:
             with pytest.raises(SystemExit):
                 main([command, "--help"])

@@ -6,18 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+from docs_pages import nav_pages
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def nav_pages(nav) -> list[str]:
-    """Every markdown page the navigation names, in order."""
-    pages = []
-    for entry in nav:
-        value = next(iter(entry.values())) if isinstance(entry, dict) else entry
-        pages.extend(nav_pages(value) if isinstance(value, list) else [value])
-    return pages
 
 
 def test_the_site_builds_strictly_and_loads_nothing_from_the_web(tmp_path):
@@ -28,8 +19,7 @@ def test_the_site_builds_strictly_and_loads_nothing_from_the_web(tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=yaml.BaseLoader)
-    pages = nav_pages(config["nav"])
+    pages = nav_pages()
     assert "reference/api.md" in pages and "results/demo-gap.md" in pages
     for page in pages:  # use_directory_urls is off (offline plugin): a page is its own .html file
         assert (site / page.replace(".md", ".html")).is_file(), page
@@ -47,3 +37,11 @@ def test_the_site_builds_strictly_and_loads_nothing_from_the_web(tmp_path):
     # Search from files opened straight from disk: the index inlined as a script, the worker shim shipped.
     assert (site / "search" / "search_index.js").is_file()
     assert (site / "assets" / "javascripts" / "iframe-worker-shim.js").is_file()
+
+
+def test_the_readme_links_to_files_that_exist():
+    """The README is read on a code host, not in the site: its relative links must name real files."""
+    targets = re.findall(r"\]\(([^)#\s]+)", (ROOT / "README.md").read_text())
+    local = [target for target in targets if "://" not in target]
+    assert len(local) >= 10
+    assert [target for target in local if not (ROOT / target).exists()] == []

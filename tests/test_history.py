@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import serve
-from analysis.history import evaluate_history, outcome_labels
+from scoring.history_evaluation import evaluate_history, outcome_labels
 from scoring.batch import score_lead_base
 from scoring.history import ScoreHistory, trend
 

@@ -307,3 +307,31 @@ def test_summarised_behaviour_counts_as_engagement_and_reads_as_behaviour():
                      "last_activity": "last activity: email opened", "company_size": "company size: 50 employees"}
     with pytest.raises(ValueError, match="engagement_columns must be categorical, numeric"):
         FeatureSpec(engagement_columns=("Visits",))
+
+
+def test_a_mostly_blank_column_is_never_the_outcome(tmp_path):
+    leads, events, deals = hourly_crm(won_only=True)
+    # A won-only table without an outcome column, beside a seller's note written on one deal in ten.
+    deals = deals.drop(columns="Result").assign(Seller=np.where(np.arange(len(deals)) % 10 == 0, "Anna", None))
+    guess = guess_project(leads, leads_path=tmp_path / "contacts.csv", out_path=tmp_path / "config.toml",
+                          events=events, deals=deals, events_path=tmp_path / "log.csv", deals_path=tmp_path / "won.csv")
+    assert guess.tables.deals.outcome is None and guess.tables.deals.won_only
+    assert "Seller" not in guess.text.split("[deals]")[1].split("\n[")[0]
+    # In a lead table too: a two-valued column filled on a quarter of the rows is not the label.
+    frame = opportunities().drop(columns="deal_stage")
+    frame["converted"] = np.where(np.arange(len(frame)) % 4 == 0, np.where(np.arange(len(frame)) % 8 == 0, "yes", "no"),
+                                  None)
+    assert infer_leads(frame).label is None
+
+
+def test_blanks_in_a_chosen_date_are_counted_and_said(tmp_path):
+    frame = opportunities()
+    frame.loc[frame.index[:37], "engage_date"] = None
+    guess = infer_leads(frame)
+    assert roles_of(guess)["engage_date"] == "created_at"
+    assert any("'engage_date' is blank in 37 of 200 rows" in line for line in guess.checks)
+    leads, events, deals = hourly_crm()
+    deals.loc[deals.index[:5], "Decided At"] = None
+    tables = guess_project(leads, leads_path=tmp_path / "c.csv", out_path=tmp_path / "config.toml", events=events,
+                           deals=deals, events_path=tmp_path / "e.csv", deals_path=tmp_path / "d.csv")
+    assert any(f"'Decided At' is blank in 5 of {len(deals)} rows" in line for line in tables.summary)

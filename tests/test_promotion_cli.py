@@ -65,7 +65,7 @@ def test_leaky_run_is_held_then_promoted_and_reverted_by_hand(project, mlflow_st
     # The summary (progress lines go to stderr) opens with the doubt, before any figure.
     assert out.lstrip().startswith("SUSPICIOUS: Call Outcome (single-column AUC 0.8"), out
     assert "HELD FOR REVIEW: uses suspicious column(s) Call Outcome" in out
-    assert f"python -m training promote --model-name {MODEL} --version 2" in out
+    assert f"lead-train promote --model-name {MODEL} --version 2" in out
     assert client.get_model_version_by_alias(MODEL, "champion").version == 1
     held = client.get_model_version(MODEL, "2")
     assert held.tags["promotion_decision"] == "held for review"

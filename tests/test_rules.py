@@ -124,7 +124,7 @@ def test_rules_widen_the_spec_rather_than_recount():
 
 
 def test_example_rules_round_trip(tmp_path):
-    from train import EXAMPLE_RULES
+    from models.rules import EXAMPLE_RULES
 
     rules = load_rules(EXAMPLE_RULES)
     assert rules.sql > rules.mql and len(rules.attributes) >= 5 and len(rules.behaviours) >= 5

@@ -57,3 +57,40 @@ def test_a_lead_keeps_its_split_whatever_else_is_in_the_data(snapshots):
     common = owner_fewer.index.intersection(owner.index)
     assert len(common) > 150
     pd.testing.assert_series_equal(owner.loc[common], owner_fewer.loc[common])
+
+
+def test_a_split_by_time_spends_every_lead_and_purges_the_training_horizon(snapshots):
+    split, windows = temporal_split(snapshots, horizon_days=90, test_days=90, calibration_days=60, by="time")
+    days = (snapshots["as_of"] - pd.Timestamp("2025-01-01")).dt.days
+    # By hand, dates every 30 days from 0 to 420: test from 360; labels known before it up to day 270;
+    # calibration the newest 60 days of those (240, 270); training labels known before day 240: up to 150.
+    assert sorted(days[split == "test"].unique()) == [360, 390, 420]
+    assert sorted(days[split == "calibration"].unique()) == [240, 270]
+    assert sorted(days[split == "train"].unique()) == [0, 30, 60, 90, 120, 150]
+    assert windows.train_last == pd.Timestamp("2025-01-01") + pd.Timedelta(days=150)
+    # Every lead trains, calibrates and is tested (older snapshots train, newer ones are tested).
+    assigned = snapshots.assign(split=split).dropna(subset=["split"])
+    assert (assigned.groupby("lead_id")["split"].nunique() == 3).all()
+    with pytest.raises(ValueError, match="'by' parameter of temporal_split must be one of"):
+        temporal_split(snapshots, by="lead")
+
+
+def test_no_label_is_read_past_its_split_boundary():
+    from crm.synthetic import generate_crm
+    from training.pipeline import TrainingConfig, split_snapshots
+
+    crm = generate_crm(1500, months=15, seed=4)
+    config = TrainingConfig(split_by="time")
+    before, windows, _ = split_snapshots(crm.leads, crm.deals, config=config, data_end=crm.end)
+    for boundary, kept in ((windows.calibration_first, ("train",)), (windows.test_first, ("train", "calibration"))):
+        # Every outcome at or after the boundary turned around: won <-> lost, closing times untouched.
+        late = crm.deals["closed_at"] >= boundary
+        flipped = crm.deals.assign(outcome=crm.deals["outcome"].where(
+            ~late, crm.deals["outcome"].map({"won": "lost", "lost": "won"})))
+        after, _, _ = split_snapshots(crm.leads, flipped, config=config, data_end=crm.end)
+        for name in kept:
+            rows = [frame[frame["split"].eq(name)].reset_index(drop=True) for frame in (before, after)]
+            pd.testing.assert_frame_equal(*rows)
+        # The flip is seen by the splits after the boundary: the test is not vacuous.
+        assert not before.loc[before["split"].eq("test"), "label"].reset_index(drop=True).equals(
+            after.loc[after["split"].eq("test"), "label"].reset_index(drop=True))

@@ -126,10 +126,10 @@ def test_deals_read_in_batches_keep_each_leads_first_closing(crm_files, tmp_path
     reference = reference.reset_index()[["lead_id", "closed_at"]].astype({"closed_at": "datetime64[ns]"})
     pd.testing.assert_frame_equal(micro_deals.first_closings(some).sort_values("lead_id", ignore_index=True),
                                   reference[reference["lead_id"].isin(some)].reset_index(drop=True))
-    import serve
+    from scoring.score_job import deal_times
     from features.freshness import data_end
 
-    assert data_end(crm.leads.iloc[:0], None, serve._deal_times(streamed)) == expected["closed_at"].max()
+    assert data_end(crm.leads.iloc[:0], None, deal_times(streamed)) == expected["closed_at"].max()
 
 
 def test_streamed_deals_hold_nothing_per_lead_and_match_ids_as_text(crm_files, tmp_path):

@@ -30,7 +30,7 @@ from training.leakage import apply_leakage_guard, suspicious_columns
 from training.search import search_lightgbm
 from training.selection import choose, compare_candidates, fold_splits, selection_windows, time_splits
 from training.segments import fit_segment_models, segment_feature, segment_table
-from training.split import stratified_split, suggestion_text, temporal_split, time_ordered_split
+from training.split import SPLIT_KINDS, stratified_split, suggestion_text, temporal_split, time_ordered_split
 from training.weights import fit_weighted, lead_weights
 
 
@@ -47,6 +47,9 @@ class TrainingConfig:
     test_days: float = 90
     calibration_days: float = 60
     lead_shares: tuple = (0.6, 0.2, 0.2)
+    # "lead_share": each lead in one split, by lead_shares; "time": time alone separates the splits, as
+    # production spends leads (training.split.temporal_split).
+    split_by: str = "lead_share"
     tier_policy: object = field(default_factory=CapacityPolicy)
     seed: int = 0
     min_positives: int = 40
@@ -87,6 +90,9 @@ class TrainingConfig:
             raise ValueError("The 'per_lead_candidates' parameter of TrainingConfig must be a list of candidate names "
                              f"such as ['lightgbm'] (or empty). Got {listed!r} instead.")
         self.per_lead_candidates = tuple(listed)
+        if self.split_by not in SPLIT_KINDS:
+            raise ValueError(f"The 'split_by' parameter of TrainingConfig must be one of {list(SPLIT_KINDS)}. "
+                             f"Got {self.split_by!r} instead.")
 
     def as_params(self) -> dict:
         params = asdict(self)
@@ -436,6 +442,7 @@ def split_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, config: Trainin
     snapshots, as_of_dates = labelled_snapshots(leads, deals, config=config, data_end=data_end)
     split, windows = temporal_split(snapshots, horizon_days=config.horizon_days, test_days=config.test_days,
                                     calibration_days=config.calibration_days, lead_shares=config.lead_shares,
+                                    by=config.split_by,
                                     seed=config.seed)
     snapshots = snapshots.assign(split=split).dropna(subset=["split"]).reset_index(drop=True)
     return snapshots, windows, as_of_dates
@@ -471,7 +478,8 @@ def _moment(moment: pd.Timestamp) -> str:
 
 def config_from_params(params: dict) -> TrainingConfig:
     """The TrainingConfig a run logged in its bundle's ``metadata["params"]`` (tier policy included)."""
-    names = {"horizon_days", "snapshot_every_days", "test_days", "calibration_days", "lead_shares", "seed"}
+    names = {"horizon_days", "snapshot_every_days", "test_days", "calibration_days", "lead_shares", "seed",
+             "split_by"}
     values = {key: params[key] for key in names if key in params}
     if "lead_shares" in values:
         values["lead_shares"] = tuple(values["lead_shares"])

@@ -10,6 +10,8 @@ import pandas as pd
 from features.timing import duration, duration_label
 
 SPLITS = ("train", "calibration", "test")
+#: How leads are spent: each in one split (``lead_share``), or time alone separating the splits.
+SPLIT_KINDS = ("lead_share", "time")
 
 
 @dataclass(frozen=True)
@@ -29,19 +31,28 @@ class SplitWindows:
 
 
 def temporal_split(snapshots: pd.DataFrame, *, horizon_days: float | str = 90, test_days: float | str = 90,
-                   calibration_days: float | str = 60, lead_shares=(0.6, 0.2, 0.2), seed: int = 0):
+                   calibration_days: float | str = 60, lead_shares=(0.6, 0.2, 0.2), seed: int = 0,
+                   by: str = "lead_share"):
     """Assign each snapshot to ``train``, ``calibration``, ``test`` or nothing (``None``).
 
     Spans are durations (days as numbers, or ``"6h"``, ``"90d"``).
     The test window is the last ``test_days`` of ``as_of`` dates. Training and calibration
     snapshots must have their whole horizon observed before the test window opens, so no
     outcome from the test period teaches the model; calibration takes the newest
-    ``calibration_days`` of those, training everything strictly older. Each lead belongs to one
-    split (seeded, by ``lead_shares``), so no lead sits in two splits.
+    ``calibration_days`` of those, training everything strictly older.
+
+    ``by="lead_share"``: each lead belongs to one split (seeded, by ``lead_shares``), so no lead sits
+    in two splits. ``by="time"``: time alone separates them, as production spends leads (a lead's
+    older snapshots may train while its newer ones calibrate or are tested), and no label is read
+    past its split's boundary: a training snapshot's horizon ends by the calibration window's
+    opening, a calibration snapshot's by the test window's.
 
     Returns ``(split, windows)``: a Series of split names on the snapshots' index and the
     :class:`SplitWindows`.
     """
+    if by not in SPLIT_KINDS:
+        raise ValueError(f"The 'by' parameter of temporal_split must be one of {list(SPLIT_KINDS)}. "
+                         f"Got {by!r} instead.")
     if len(lead_shares) != 3 or min(lead_shares) <= 0:
         raise ValueError(f"The 'lead_shares' parameter of temporal_split must be three positive shares. "
                          f"Got {lead_shares!r} instead.")
@@ -65,17 +76,30 @@ def temporal_split(snapshots: pd.DataFrame, *, horizon_days: float | str = 90, t
         calibration_first = fitted[1]
     train_last = fitted[fitted < calibration_first][-1]
 
-    lead_split = _assign_leads(snapshots["lead_id"].unique(), lead_shares, seed)
-    wanted = snapshots["lead_id"].map(lead_split)
     as_of = snapshots["as_of"].to_numpy()
+    if by == "time":
+        # Purged: a training label must be known before calibration opens, since the same leads calibrate.
+        known = fitted[fitted + horizon <= calibration_first]
+        if known.size == 0:
+            raise ValueError(
+                f"A split by time needs training snapshots whose {duration_label(horizon / np.timedelta64(1, 'D'))} "
+                f"horizon ends before the calibration window opens ({pd.Timestamp(calibration_first)}); none does. "
+                "Provide a longer data window, shorter spans, or the split by lead share: "
+                f"{suggestion_text(pd.Timestamp(dates[-1]) - pd.Timestamp(dates[0]))}")
+        train_last = known[-1]
     in_window = {
         "train": as_of <= train_last,
         "calibration": (as_of >= calibration_first) & (as_of <= fitted[-1]),
         "test": as_of >= test_first,
     }
     split = pd.Series(None, index=snapshots.index, dtype=object)
-    for name in SPLITS:
-        split[(wanted == name).to_numpy() & in_window[name]] = name
+    if by == "time":
+        for name in SPLITS:
+            split[in_window[name]] = name
+    else:
+        wanted = snapshots["lead_id"].map(_assign_leads(snapshots["lead_id"].unique(), lead_shares, seed))
+        for name in SPLITS:
+            split[(wanted == name).to_numpy() & in_window[name]] = name
     windows = SplitWindows(*(pd.Timestamp(value) for value in
                              (train_last, calibration_first, fitted[-1], test_first, dates[-1])))
     return split, windows

@@ -1,0 +1,80 @@
+"""One Spark scoring run as ``lead-serve spark-score`` makes it: features on the cluster, scores per partition."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from features.timing import naive_utc, utc_now
+from scoring.score_job import ScoreRun, refuse_stale_data
+
+
+def run_spark_score(args) -> ScoreRun:
+    """Features built on Spark with the same builders, scored with reasons (or by the model as a UDF).
+
+    Spark's own errors that a user can act on (a missing file, a bad column) become a ``RuntimeError``
+    with a sentence; others propagate.
+    """
+    from scoring.spark import spark_error_message
+
+    try:
+        return _run_spark_score(args)
+    except (ValueError, RuntimeError):
+        raise
+    except Exception as error:
+        message = spark_error_message(error)
+        if message is None:
+            raise
+        raise RuntimeError(message) from None
+
+
+def _run_spark_score(args) -> ScoreRun:
+    from registry.loading import load_bundle, spark_model_udf
+    from registry.tier_policy import effective_thresholds
+    from scoring.safe_outputs import refuse_outputs_that_are_inputs
+    from scoring.spark import (
+        build_features_on_spark,
+        check_source,
+        export_tables,
+        read_source,
+        score_features_on_spark,
+        score_with_reasons_on_spark,
+        spark_session,
+        split_data_end,
+        write_scores,
+    )
+
+    as_of = naive_utc(args.as_of) if args.as_of else utc_now()
+    config = None
+    sources = {"leads": args.leads, "events": args.events, "deals": args.deals}
+    if args.config is not None:
+        from crm.config import load_config
+
+        config, sources = export_tables(load_config(args.config), **sources)
+    elif args.leads is None:
+        raise ValueError("spark-score needs --leads, or --config with the export it describes.")
+    refuse_outputs_that_are_inputs(config_path=args.config, leads=args.leads, events=args.events, deals=args.deals,
+                                   out=args.out)
+    for source in sources.values():
+        if source:
+            check_source(source)  # before the JVM starts
+    bundle, identity = load_bundle(args.model)
+    spark = spark_session(args.master)
+    tables = {name: read_source(spark, source) if source else None for name, source in sources.items()}
+    features = build_features_on_spark(tables["leads"], tables["events"], bundle.spec, as_of=as_of,
+                                       deals=tables["deals"], buckets=args.buckets, config=config,
+                                       sources=sources, date_format=args.date_format,
+                                       with_data_end=not args.allow_stale)
+    if not args.allow_stale:  # the newest time of each bucket, read once the features are built
+        features, end = split_data_end(features)
+        refuse_stale_data(as_of, end, bundle, stale_after_days=args.stale_after_days)
+    thresholds = effective_thresholds(bundle, identity)  # a saved tier policy, else the model's own
+    if args.explain:
+        scores = score_with_reasons_on_spark(features, bundle, model_version=identity["model_version"],
+                                             thresholds=thresholds)
+    else:
+        scores = score_features_on_spark(features, spark_model_udf(spark, identity["pinned_uri"]), bundle.spec.feature_names,
+                                         model_version=identity["model_version"], thresholds=thresholds)
+    write_scores(scores, args.out)
+    counts = pd.Series({row["tier"]: row["count"] for row in read_source(spark, args.out).groupBy("tier").count()
+                        .collect()}, dtype="int64")
+    return ScoreRun(counts=counts, as_of=as_of, where=f"{args.out} on Spark", identity=identity)
