@@ -24,6 +24,7 @@ from models.threads import blas_threads, blas_threads_for, resolve_threads
 from models.tiers import POLICIES, CapacityPolicy, policy_from_dict, tier_cutoffs
 from training.calibrate import calibrate
 from training.drift import check_newest_window
+from training.refit import champion_rows, refit_on_known
 from training.evaluate import decile_table, evaluate_probabilities, tier_table
 from training.guards import NoSignalWarning, check_minimum_data, count_converted_leads, has_signal, warn_small_splits
 from training.leakage import apply_leakage_guard, suspicious_columns
@@ -50,6 +51,9 @@ class TrainingConfig:
     # "lead_share": each lead in one split, by lead_shares; "time": time alone separates the splits, as
     # production spends leads (training.split.temporal_split).
     split_by: str = "lead_share"
+    # After evaluation, register the chosen settings refit on every snapshot whose outcome is known at the
+    # data's end (training.refit) instead of the model fitted on the training split.
+    refit: bool = False
     tier_policy: object = field(default_factory=CapacityPolicy)
     seed: int = 0
     min_positives: int = 40
@@ -151,9 +155,6 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
                                                      times=snapshots["as_of"],
                                                      known_at=snapshots["as_of"] + duration(config.horizon_days))
     metrics, thresholds, probability = fitted["metrics"], fitted["thresholds"], fitted["probability"]
-    # Monitoring compares a scored base with the leads open at the end of the data, as this model scores them.
-    fitted["reference"] = open_lead_reference(fitted["model"], spec, thresholds, leads, events, deals,
-                                              as_of=data_end) or fitted["reference"]
     y_test = fitted["y_test"]
     test = snapshots.loc[snapshots["split"].eq("test"), ["lead_id", "as_of", "label"]].assign(
         probability=probability, tier=thresholds.assign(probability))
@@ -163,6 +164,10 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
         metrics["test_observable_ceiling_roc_auc"] = float(roc_auc_score(y_test, ceiling(test)))
     if champion is not None:
         _compare_champion(champion, test, leads, events, fitted, log=log)
+    refit = _refit(features, snapshots, fitted, spec=spec, config=config, data_end=data_end, log=log)
+    # Monitoring compares a scored base with the leads open at the end of the data, as this model scores them.
+    fitted["reference"] = open_lead_reference(fitted["model"], spec, fitted["thresholds"], leads, events, deals,
+                                              as_of=data_end) or fitted["reference"]
 
     params = {
         **config.as_params(),
@@ -175,8 +180,31 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
         "leads": int(len(leads)),
         "training_started_at": started_at.isoformat(),
         **_won_amount(deals),
+        **refit,
     }
     return _result(spec, fitted, params, test)
+
+
+def _refit(features, snapshots, fitted: dict, *, spec, config, data_end, log) -> dict:
+    """With ``config.refit``, the evaluated model replaced by the chosen settings refit on everything known
+    (``training.refit``); the params that say which model is registered."""
+    if not config.refit:
+        return {"registered_model": "the evaluated model (fitted on the training split)"}
+    if config.segment_by:
+        log("refit: not done with segment models; the evaluated model is registered")
+        return {"registered_model": "the evaluated model (no refit with segment models)"}
+    refit = refit_on_known(features, snapshots["label"], snapshots["as_of"], groups=snapshots["lead_id"],
+                           candidate=fitted["candidate"], per_lead=fitted["per_lead"],
+                           horizon_days=config.horizon_days, calibration_days=config.calibration_days,
+                           tier_policy=config.tier_policy, categorical=spec.categorical_feature_names, seed=config.seed)
+    fitted.update(model=refit["model"], thresholds=refit["thresholds"], reference=refit["reference"],
+                  cutoffs=refit["cutoffs"])
+    params = refit["params"]
+    log(f"refit on everything known at {data_end}: fitted on {params['refit_rows_fit']:,} snapshots (as_of up to "
+        f"{params['refit_fit_as_of_last']}), calibrated on {params['refit_rows_calibration']:,} (as_of from "
+        f"{params['refit_calibration_first']}); the test figures are the procedure's, held out")
+    return {**params, "refit_data_end": str(data_end),
+            "registered_model": "refit on everything known at the data's end (the test figures are the procedure's)"}
 
 
 def train_on_table(leads: pd.DataFrame, labels: pd.Series, *, spec: FeatureSpec, config: TrainingConfig | None = None,
@@ -358,6 +386,7 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
     datasets = {"train": (X_train, y_train), "calibration": (X_cal, y_cal), "test": (X_test, y_test)}
     fitted_extra = {"cutoffs": tier_cutoffs(thresholds, calibration_probability), "example": example,
                     "datasets": datasets, "segments": segments, "search": search,
+                    "candidate": candidates[best], "per_lead": bool(per_lead.get(best, False)),
                     "selection": None if selection is None or selection.windows.empty else selection.windows}
     return spec, features, {"model": calibrated, "thresholds": thresholds, "probability": probability,
                             "y_test": y_test, "X_test": X_test, "metrics": metrics, "params": params,
@@ -423,14 +452,29 @@ def _won_amount(deals: pd.DataFrame) -> dict:
 
 def _compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.DataFrame, events, fitted: dict,
                       *, log) -> None:
-    """Score the champion on the same test snapshots, when its features can be built from this data."""
+    """Score the champion on the same test snapshots, when its features can be built from this data.
+
+    A champion refit on everything known is judged only on test snapshots after its data ended, the
+    challenger on the same ones (``training.refit.champion_rows``); ``champion_comparison`` says which.
+    """
+    fair, comparison = champion_rows(test_rows, champion.metadata.get("params", {}))
+    y_test = np.asarray(fitted["y_test"])[fair.to_numpy()]
+    if np.unique(y_test).size < 2:
+        fitted["params"]["champion_comparison"] = (f"not compared: the champion was refit on outcomes up to "
+                                                   f"{champion.metadata['params']['refit_data_end']}, which cover "
+                                                   "this test window")
+        log(f"champion {fitted['params']['champion_comparison']}")
+        return
     try:
-        features = build_features(test_rows, leads, events, champion.spec)
+        features = build_features(test_rows[fair], leads, events, champion.spec)
     except (KeyError, ValueError) as error:
         log(f"champion not comparable on this table ({error}); it is not scored")
+        fitted["params"]["champion_comparison"] = f"not compared: its features cannot be built from this data ({error})"
         return
-    fitted["metrics"]["champion_test_roc_auc"] = float(
-        roc_auc_score(fitted["y_test"], champion.predict_probability(features)))
+    fitted["params"]["champion_comparison"] = comparison
+    fitted["metrics"]["champion_test_roc_auc"] = float(roc_auc_score(y_test, champion.predict_probability(features)))
+    if not fair.all():  # the challenger on the same rows, so the two figures compare
+        fitted["metrics"]["challenger_fair_roc_auc"] = float(roc_auc_score(y_test, fitted["probability"][fair.to_numpy()]))
 
 
 def split_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, config: TrainingConfig, data_end):
