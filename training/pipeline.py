@@ -24,12 +24,12 @@ from models.threads import blas_threads, blas_threads_for, resolve_threads
 from models.tiers import POLICIES, CapacityPolicy, policy_from_dict, tier_cutoffs
 from training.calibrate import calibrate
 from training.drift import check_newest_window
-from training.refit import champion_rows, refit_on_known
+from training.refit import compare_champion, refit_registered
 from training.evaluate import decile_table, evaluate_probabilities, tier_table
 from training.guards import NoSignalWarning, check_minimum_data, count_converted_leads, has_signal, warn_small_splits
 from training.leakage import apply_leakage_guard, suspicious_columns
 from training.search import search_lightgbm
-from training.selection import choose, compare_candidates, fold_splits, selection_windows, time_splits
+from training.selection import select_candidate
 from training.segments import fit_segment_models, segment_feature, segment_table
 from training.split import SPLIT_KINDS, stratified_split, suggestion_text, temporal_split, time_ordered_split
 from training.weights import fit_weighted, lead_weights
@@ -163,8 +163,8 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
     if ceiling is not None:
         metrics["test_observable_ceiling_roc_auc"] = float(roc_auc_score(y_test, ceiling(test)))
     if champion is not None:
-        _compare_champion(champion, test, leads, events, fitted, log=log)
-    refit = _refit(features, snapshots, fitted, spec=spec, config=config, data_end=data_end, log=log)
+        compare_champion(champion, test, leads, events, fitted, log=log)
+    refit = refit_registered(features, snapshots, fitted, spec=spec, config=config, data_end=data_end, log=log)
     # Monitoring compares a scored base with the leads open at the end of the data, as this model scores them.
     fitted["reference"] = open_lead_reference(fitted["model"], spec, fitted["thresholds"], leads, events, deals,
                                               as_of=data_end) or fitted["reference"]
@@ -183,28 +183,6 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
         **refit,
     }
     return _result(spec, fitted, params, test)
-
-
-def _refit(features, snapshots, fitted: dict, *, spec, config, data_end, log) -> dict:
-    """With ``config.refit``, the evaluated model replaced by the chosen settings refit on everything known
-    (``training.refit``); the params that say which model is registered."""
-    if not config.refit:
-        return {"registered_model": "the evaluated model (fitted on the training split)"}
-    if config.segment_by:
-        log("refit: not done with segment models; the evaluated model is registered")
-        return {"registered_model": "the evaluated model (no refit with segment models)"}
-    refit = refit_on_known(features, snapshots["label"], snapshots["as_of"], groups=snapshots["lead_id"],
-                           candidate=fitted["candidate"], per_lead=fitted["per_lead"],
-                           horizon_days=config.horizon_days, calibration_days=config.calibration_days,
-                           tier_policy=config.tier_policy, categorical=spec.categorical_feature_names, seed=config.seed)
-    fitted.update(model=refit["model"], thresholds=refit["thresholds"], reference=refit["reference"],
-                  cutoffs=refit["cutoffs"])
-    params = refit["params"]
-    log(f"refit on everything known at {data_end}: fitted on {params['refit_rows_fit']:,} snapshots (as_of up to "
-        f"{params['refit_fit_as_of_last']}), calibrated on {params['refit_rows_calibration']:,} (as_of from "
-        f"{params['refit_calibration_first']}); the test figures are the procedure's, held out")
-    return {**params, "refit_data_end": str(data_end),
-            "registered_model": "refit on everything known at the data's end (the test figures are the procedure's)"}
 
 
 def train_on_table(leads: pd.DataFrame, labels: pd.Series, *, spec: FeatureSpec, config: TrainingConfig | None = None,
@@ -244,7 +222,7 @@ def train_on_table(leads: pd.DataFrame, labels: pd.Series, *, spec: FeatureSpec,
     test = rows.loc[rows["split"].eq("test"), ["lead_id", "label"]].assign(
         probability=fitted["probability"], tier=fitted["thresholds"].assign(fitted["probability"]))
     if champion is not None:
-        _compare_champion(champion, rows.loc[test.index], leads, None, fitted, log=log)
+        compare_champion(champion, rows.loc[test.index], leads, None, fitted, log=log)
     params = {**config.as_params(), **fitted["params"], "split": split_kind, "leads": int(len(leads)),
               "training_started_at": started_at.isoformat()}
     return _result(spec, fitted, params, test)
@@ -307,7 +285,7 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
             metrics[f"validation_roc_auc_{name}"] = float(auc)
             log(f"candidate {name}{' (each lead weighing one)' if per_lead[name] else ''}: "
                 f"validation ROC AUC {auc:.4f}")
-        selection = _select(features, labels, times, known_at=known_at, pool=in_split["train"] | in_split[
+        selection = select_candidate(features, labels, times, known_at=known_at, pool=in_split["train"] | in_split[
             "calibration"], groups=groups, candidates={name: (candidates[name], per_lead[name]) for name in fitted},
             config=config, log=log)
         if selection is None:
@@ -394,27 +372,6 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
                             **fitted_extra}
 
 
-def _select(features, labels, times, *, known_at, pool, groups, candidates, config, log):
-    """The multi-window selection (``training.selection``): time windows, or folds when there is no time."""
-    if config.selection_windows < 1:
-        return None
-    if times is None:
-        splits, kind = fold_splits(labels, pool=pool, n_folds=max(config.selection_windows, 2),
-                                   seed=config.seed), "folds of the training and calibration leads"
-    else:
-        windows = selection_windows(times, pool=pool, n_windows=config.selection_windows)
-        splits = time_splits(times, windows=windows, known_at=known_at, pool=pool)
-        kind = "windows before the test window"
-    table = compare_candidates(features, labels, candidates=candidates, splits=splits, groups=groups,
-                               seed=config.seed, log=log)
-    selection = choose(table, order=list(candidates))
-    if not table.empty:
-        log(f"selection over {table['window'].nunique()} {kind} (log loss after a cross-fitted calibration map; "
-            "ROC AUC):\n" + selection.console_table())
-    log(f"selected {selection.reason}")
-    return selection
-
-
 def _typical_engaged_row(probability: np.ndarray) -> int:
     """The test row at the 90th percentile of probability: a real, plausible lead worth showing as an example
     (not the single most extreme one, and not an all-zero row no lead ever has)."""
@@ -448,33 +405,6 @@ def _won_amount(deals: pd.DataFrame) -> dict:
         return {}
     amounts = pd.to_numeric(deals.loc[deals["outcome"].eq("won"), "amount"], errors="coerce").dropna()
     return {"won_amount_median": float(amounts.median())} if len(amounts) else {}
-
-
-def _compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.DataFrame, events, fitted: dict,
-                      *, log) -> None:
-    """Score the champion on the same test snapshots, when its features can be built from this data.
-
-    A champion refit on everything known is judged only on test snapshots after its data ended, the
-    challenger on the same ones (``training.refit.champion_rows``); ``champion_comparison`` says which.
-    """
-    fair, comparison = champion_rows(test_rows, champion.metadata.get("params", {}))
-    y_test = np.asarray(fitted["y_test"])[fair.to_numpy()]
-    if np.unique(y_test).size < 2:
-        fitted["params"]["champion_comparison"] = (f"not compared: the champion was refit on outcomes up to "
-                                                   f"{champion.metadata['params']['refit_data_end']}, which cover "
-                                                   "this test window")
-        log(f"champion {fitted['params']['champion_comparison']}")
-        return
-    try:
-        features = build_features(test_rows[fair], leads, events, champion.spec)
-    except (KeyError, ValueError) as error:
-        log(f"champion not comparable on this table ({error}); it is not scored")
-        fitted["params"]["champion_comparison"] = f"not compared: its features cannot be built from this data ({error})"
-        return
-    fitted["params"]["champion_comparison"] = comparison
-    fitted["metrics"]["champion_test_roc_auc"] = float(roc_auc_score(y_test, champion.predict_probability(features)))
-    if not fair.all():  # the challenger on the same rows, so the two figures compare
-        fitted["metrics"]["challenger_fair_roc_auc"] = float(roc_auc_score(y_test, fitted["probability"][fair.to_numpy()]))
 
 
 def split_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, config: TrainingConfig, data_end):

@@ -14,8 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
 
+from features.build import build_features
 from features.timing import duration
+from models.bundle import ModelBundle
 from models.monitoring import build_reference
 from models.tiers import tier_cutoffs
 from training.calibrate import calibrate
@@ -56,6 +59,56 @@ def refit_on_known(features: pd.DataFrame, labels, as_of, *, groups, candidate, 
               "refit_calibration_first": str(pd.Timestamp(calibration_first)),
               "refit_calibration_last": str(pd.Timestamp(dates[-1]))}
     return {"model": calibrated, "thresholds": thresholds, "reference": reference, "cutoffs": cutoffs, "params": params}
+
+
+def refit_registered(features, snapshots, fitted: dict, *, spec, config, data_end, log) -> dict:
+    """Training's refit step: with ``config.refit``, ``fitted``'s model, thresholds, reference and cut-offs
+    replaced by :func:`refit_on_known`'s; returns the params that say which model is registered."""
+    if not config.refit:
+        return {"registered_model": "the evaluated model (fitted on the training split)"}
+    if config.segment_by:
+        log("refit: not done with segment models; the evaluated model is registered")
+        return {"registered_model": "the evaluated model (no refit with segment models)"}
+    refit = refit_on_known(features, snapshots["label"], snapshots["as_of"], groups=snapshots["lead_id"],
+                           candidate=fitted["candidate"], per_lead=fitted["per_lead"],
+                           horizon_days=config.horizon_days, calibration_days=config.calibration_days,
+                           tier_policy=config.tier_policy, categorical=spec.categorical_feature_names, seed=config.seed)
+    fitted.update(model=refit["model"], thresholds=refit["thresholds"], reference=refit["reference"],
+                  cutoffs=refit["cutoffs"])
+    params = refit["params"]
+    log(f"refit on everything known at {data_end}: fitted on {params['refit_rows_fit']:,} snapshots (as_of up to "
+        f"{params['refit_fit_as_of_last']}), calibrated on {params['refit_rows_calibration']:,} (as_of from "
+        f"{params['refit_calibration_first']}); the test figures are the procedure's, held out")
+    return {**params, "refit_data_end": str(data_end),
+            "registered_model": "refit on everything known at the data's end (the test figures are the procedure's)"}
+
+
+def compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.DataFrame, events, fitted: dict,
+                      *, log) -> None:
+    """Score the champion on the same test snapshots, when its features can be built from this data.
+
+    A champion refit on everything known is judged only on test snapshots after its data ended, the
+    challenger on the same ones (``training.refit.champion_rows``); ``champion_comparison`` says which.
+    """
+    fair, comparison = champion_rows(test_rows, champion.metadata.get("params", {}))
+    y_test = np.asarray(fitted["y_test"])[fair.to_numpy()]
+    if np.unique(y_test).size < 2:
+        fitted["params"]["champion_comparison"] = (f"not compared: the champion was refit on outcomes up to "
+                                                   f"{champion.metadata['params']['refit_data_end']}, which cover "
+                                                   "this test window")
+        log(f"champion {fitted['params']['champion_comparison']}")
+        return
+    try:
+        features = build_features(test_rows[fair], leads, events, champion.spec)
+    except (KeyError, ValueError) as error:
+        log(f"champion not comparable on this table ({error}); it is not scored")
+        fitted["params"]["champion_comparison"] = f"not compared: its features cannot be built from this data ({error})"
+        return
+    fitted["params"]["champion_comparison"] = comparison
+    fitted["metrics"]["champion_test_roc_auc"] = float(roc_auc_score(y_test, champion.predict_probability(features)))
+    if not fair.all():  # the challenger on the same rows, so the two figures compare
+        fitted["metrics"]["challenger_fair_roc_auc"] = float(roc_auc_score(y_test,
+                                                                           fitted["probability"][fair.to_numpy()]))
 
 
 def champion_rows(test: pd.DataFrame, champion_params: dict) -> tuple[pd.Series, str]:
