@@ -55,6 +55,29 @@ def read_table(path, *, columns=None, delimiter=None, encoding="utf-8-sig", deci
     return frame
 
 
+def parquet_problem(path) -> str | None:
+    """Why a Parquet file, or any data file of a Parquet folder, cannot be read (empty, cut short, not Parquet), else None.
+
+    Only each file's footer is read (pyarrow), so a folder of many files is checked in milliseconds. In a
+    folder, names starting with ``_`` or ``.`` (``_SUCCESS``, temp files) are skipped, as Spark skips them.
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(
+        file for file in path.rglob("*") if file.is_file()
+        and not any(part.startswith(("_", ".")) for part in file.relative_to(path).parts))
+    for file in files:
+        try:
+            if file.stat().st_size == 0:
+                return f"{file}: the file is empty; expected Parquet."
+            pq.ParquetFile(file).metadata
+        except Exception as error:  # pyarrow raises its own types for a file that is not Parquet
+            text = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+            return f"{file}: not a readable Parquet file ({text})."
+    return None
+
+
 def load_crm(leads_path, events_path=None, deals_path=None, *, now=None, date_format=None):
     """Read and validate the three tables; returns ``(leads, events, deals)``.
 

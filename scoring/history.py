@@ -105,14 +105,13 @@ def _unreadable(path: Path) -> str | None:
     """Why ``path`` is not a readable Parquet file (from its footer and schema), or None."""
     import pyarrow.parquet as pq
 
-    try:
-        if path.stat().st_size == 0:
-            return "it is empty"
-        metadata = pq.ParquetFile(path).metadata
-        if "lead_id" not in metadata.schema.names:
-            return "it has no lead_id column"
-    except Exception as error:  # pyarrow raises its own types for a file that is not Parquet
-        return f"it is not readable Parquet ({str(error).splitlines()[0][:120] if str(error) else type(error).__name__})"
+    from crm.readers import parquet_problem
+
+    problem = parquet_problem(path)
+    if problem is not None:
+        return problem.split(": ", 1)[1].rstrip(".")
+    if "lead_id" not in pq.ParquetFile(path).metadata.schema.names:
+        return "it has no lead_id column"
     return None
 
 

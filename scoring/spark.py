@@ -19,12 +19,13 @@ import shutil
 import sys
 import uuid
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 
 from crm.config import ProjectConfig
 from crm.export import map_export
-from crm.readers import CSV_SUFFIXES
+from crm.readers import CSV_SUFFIXES, parquet_problem
 from features.build import build_features
 from features.contract import (DataContractError, contract_message, validate_deals, validate_events,
                                validate_leads)
@@ -78,6 +79,10 @@ def check_source(source) -> str:
     file, which Spark's reader, deciding per file split, cannot promise.
     """
     source = str(source)
+    if Path(source).exists():  # a Parquet file or folder: one damaged file fails the whole job late in the JVM
+        problem = parquet_problem(source)
+        if problem is not None and not source.lower().endswith(CSV_SUFFIXES):
+            raise ValueError(f"{problem} Spark would stop on it; remove or replace it.")
     if source.lower().endswith(CSV_SUFFIXES):
         raise ValueError(f"{source}: Spark reads Parquet files and folders or Spark tables, not CSV (a CSV column's "
                          "type is decided from the whole file). Convert it once, e.g. python -c \"import pandas as "

@@ -150,8 +150,8 @@ def test_a_damaged_history_is_skipped_with_one_warning_per_file_and_set_aside(tw
         assert "Traceback" not in captured.err and f"lead {lead}: 2 stored score(s)" in captured.out
         warned = [line for line in captured.err.splitlines() if "score history: skipped" in line]
         assert len(warned) == 3 and len(captured.err.splitlines()) == 3, captured.err
-        for name, problem in (("run-empty", "it is empty"), ("run-cut", "not readable Parquet"),
-                              ("run-text", "not readable Parquet")):
+        for name, problem in (("run-empty", "the file is empty"), ("run-cut", "not a readable Parquet file"),
+                              ("run-text", "not a readable Parquet file")):
             line = next(line for line in warned if f"{name}.parquet:" in line)
             assert problem in line and str(folder / "_damaged" / partition.name / f"{name}.parquet") in line
             assert (folder / "_damaged" / partition.name / f"{name}.parquet").exists()

@@ -420,3 +420,23 @@ def test_spark_score_tiers_by_the_saved_tier_policy(spark, crm_and_model, monkey
     wanted = TierThresholds(mql=mql, sql=sql).assign(reference["probability"])
     assert scores["tier"].tolist() == list(wanted)
     assert (scores["tier"] != reference["tier"]).any()  # the policy really moved leads
+
+
+def test_one_damaged_parquet_file_in_a_folder_is_one_line_before_spark_starts(small_models, tmp_path, capsys,
+                                                                               monkeypatch):
+    # Before: the job failed late inside the JVM with a traceback. Now the footers are read first.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    leads = tmp_path / "leads"
+    leads.mkdir()
+    crm = small_models["crm"]
+    crm.leads.iloc[:100].to_parquet(leads / "part-0.parquet")
+    (leads / "part-1.parquet").write_bytes((leads / "part-0.parquet").read_bytes()[:400])  # cut short
+    (leads / "_SUCCESS").write_bytes(b"")  # Spark's marker files are not data
+    started = time.perf_counter()
+    assert serve.main(["spark-score", "--model", "models:/nothing@champion", "--leads", str(leads),
+                       "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert re.search(r"part-1\.parquet: not a readable Parquet file \(.*\)\. Spark would stop on it", errors[0])
+    assert time.perf_counter() - started < 10 and not (tmp_path / "out").exists()
