@@ -195,7 +195,7 @@ def test_bad_policies_are_refused_and_leave_the_saved_one(planned, capsys, argum
     assert _history_text(version.run_id) == history_before
 
 
-@pytest.mark.parametrize("body, message", [
+REFUSED = [  # (request body, the sentence's words): each refused, nothing saved
     ({"sql": {"mode": "capacity", "reps": 0, "per_rep": 10}, "mql": {"mode": "probability", "value": 0.05}},
      "A SQL capacity of 0 reps x 10 leads per rep a week is zero"),
     ({"sql": {"mode": "probability", "value": 0.05}, "mql": {"mode": "probability", "value": 0.2}},
@@ -204,16 +204,19 @@ def test_bad_policies_are_refused_and_leave_the_saved_one(planned, capsys, argum
       "leads_per_week": 100}, "more than the whole base delivers"),
     ({"sql": {"mode": "probability", "value": 0.3}, "mql": {"mode": "probability", "value": 0.1}, "reason": ""},
      "needs a reason"),
-])
-def test_the_page_s_save_route_refuses_senseless_policies_in_one_sentence(planned, monkeypatch, body, message):
+]
+
+
+def test_the_page_s_save_route_refuses_senseless_policies_in_one_sentence(planned, monkeypatch):
     client = mlflow.MlflowClient()
     before = client.get_model_version_by_alias("lead-conversion", "champion")
     history = _history_text(before.run_id)
-    served = _http_app(monkeypatch, scores=str(planned / "scores.parquet"))
-    answer = served.post("/planner/policy", json={"by": "Marketing lead", "reason": "try", **body})
-    assert answer.status_code == 422
-    problem = answer.json()["detail"][0]["problem"]
-    assert message in problem and "\n" not in problem, problem
+    served = _http_app(monkeypatch, scores=str(planned / "scores.parquet"))  # one worker's app for every case
+    for body, message in REFUSED:
+        answer = served.post("/planner/policy", json={"by": "Marketing lead", "reason": "try", **body})
+        assert answer.status_code == 422, body
+        problem = answer.json()["detail"][0]["problem"]
+        assert message in problem and "\n" not in problem, problem
     after = client.get_model_version_by_alias("lead-conversion", "champion")
     assert {k: v for k, v in after.tags.items() if k.startswith("tier_policy")} == \
         {k: v for k, v in before.tags.items() if k.startswith("tier_policy")}

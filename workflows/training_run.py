@@ -50,7 +50,9 @@ def train_and_log(args, leads, events, deals, *, truth=None, project=None, label
                                      champion=champion, event_vocabulary=vocabulary, log=log.info, ceiling=ceiling)
         with step("writing the training report"):
             report = training_report(result, out_dir=args.report_out, seed=args.seed)
-        decision = decide_promotion(challenger_auc=result.metrics["test_roc_auc"],
+        # Against a refit champion, both are judged on the test rows after its data ended (training.refit).
+        decision = decide_promotion(challenger_auc=result.metrics.get("challenger_fair_roc_auc",
+                                                                      result.metrics["test_roc_auc"]),
                                     champion_auc=result.metrics.get("champion_test_roc_auc"),
                                     has_champion=champion is not None,
                                     champion_version=expected_champion if champion else None,
