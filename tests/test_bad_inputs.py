@@ -296,3 +296,16 @@ def test_an_invalid_model_name_is_refused_before_training(world, store, capsys, 
                                           rf"{message}.* Nothing was trained\.")
     assert len(mlflow.search_runs(search_all_experiments=True)) == runs_before
     assert time.perf_counter() - started < 30  # the whole training took minutes before the refusal
+
+
+def test_compare_writes_formula_ids_spreadsheet_safe(world, store, tmp_path):
+    # Before: disagreements.csv held ids such as =HYPERLINK(...) raw, formulas a spreadsheet would run.
+    folder = tmp_path / "formulas"
+    folder.mkdir()
+    for table in TABLES:
+        frame = pd.read_csv(world["clean"] / f"{table}.csv", dtype={"lead_id": str})
+        frame.assign(lead_id="=" + frame["lead_id"]).to_csv(folder / f"{table}.csv", index=False)
+    out = tmp_path / "report"
+    assert training_main(["compare", "-q", "--model", MODEL, *_tables(folder), "--out", str(out)]) == 0
+    ids = pd.read_csv(out / "disagreements.csv", dtype={"lead_id": str})["lead_id"]
+    assert len(ids) > 0 and ids.str.fullmatch(r"'=\d+").all(), ids.head().tolist()
