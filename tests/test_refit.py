@@ -47,3 +47,37 @@ def test_a_refit_champion_is_judged_only_after_its_data_ended():
     assert fair.tolist() == [False, False, True, True] and "after the champion's refit data ended" in said
     everything, said = champion_rows(test, {"data_end": "2025-02-15"})  # not refit: its split ended earlier
     assert everything.all() and said == "the same test window"
+
+
+def test_a_champion_of_another_data_contract_is_not_compared(small_models):
+    from dataclasses import replace
+
+    from training.refit import compare_champion, other_contract
+
+    import copy
+
+    champion = copy.copy(small_models["lightgbm"])  # the session's bundle is shared: its metadata stays as it is
+    # Trained on snapshots with a 90-day horizon, on the synthetic CRM's lead columns.
+    champion.metadata = {**champion.metadata, "params": {**champion.metadata["params"], "split": "temporal"}}
+    spec = champion.spec
+    assert other_contract(champion, spec=spec, label="won within 90 days of as_of") == ""
+    assert other_contract(champion, spec=spec, label="won within 30 days of as_of") == (
+        "another label (won within 90 days of as_of; this run: won within 30 days of as_of)")
+    elsewhere = replace(spec, categorical_columns=("Source",), numeric_columns=("Visits",))
+    said = other_contract(champion, spec=elsewhere, label="won within 90 days of as_of")
+    assert said.startswith("lead columns this data does not declare (") and "industry" in said
+    fitted, lines = {"params": {}, "metrics": {}, "y_test": np.array([0, 1])}, []
+    compare_champion(champion, pd.DataFrame({"lead_id": [1, 2]}), None, None, fitted, spec=elsewhere,
+                     label="won within 90 days of as_of", log=lines.append)
+    assert fitted["params"]["champion_comparison"].startswith("not compared: the champion was trained on lead columns")
+    assert "champion_test_roc_auc" not in fitted["metrics"] and lines
+
+
+def test_the_hold_says_why_the_champion_was_not_compared():
+    from training.promotion import decide_promotion
+
+    held = decide_promotion(challenger_auc=0.8, has_champion=True, champion_version="3",
+                            champion_comparison="not compared: the champion was trained on another label "
+                                                "(x; this run: y)")
+    assert held.outcome == "held for review"
+    assert held.reason == "champion not compared: the champion was trained on another label (x; this run: y)"

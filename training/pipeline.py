@@ -150,6 +150,7 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
 
     features = build_features(snapshots, leads, events, spec)
     # A snapshot's label is known a horizon after its as_of: selection windows fit only on known ones.
+    declared = spec  # before the leakage guard drops columns: what this data's contract declares
     spec, features, fitted = _guard_fit_and_evaluate(features, snapshots["label"], snapshots["split"], spec,
                                                      config, groups=snapshots["lead_id"], log=log,
                                                      times=snapshots["as_of"],
@@ -163,7 +164,8 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
     if ceiling is not None:
         metrics["test_observable_ceiling_roc_auc"] = float(roc_auc_score(y_test, ceiling(test)))
     if champion is not None:
-        compare_champion(champion, test, leads, events, fitted, log=log)
+        compare_champion(champion, test, leads, events, fitted, spec=declared,
+                         label=f"won within {config.horizon_days} days of as_of", log=log)
     refit = refit_registered(features, snapshots, fitted, spec=spec, config=config, data_end=data_end, log=log)
     # Monitoring compares a scored base with the leads open at the end of the data, as this model scores them.
     fitted["reference"] = open_lead_reference(fitted["model"], spec, fitted["thresholds"], leads, events, deals,
@@ -216,13 +218,15 @@ def train_on_table(leads: pd.DataFrame, labels: pd.Series, *, spec: FeatureSpec,
     rows = pd.DataFrame({"lead_id": leads["lead_id"], "as_of": pd.NaT, "label": y, "split": split})
     log(", ".join(f"{name} {count:,}" for name, count in rows["split"].value_counts().items()) + " leads")
     features = build_features(rows, leads, None, spec)
+    declared = spec
     spec, features, fitted = _guard_fit_and_evaluate(features, rows["label"], rows["split"], spec, config,
                                                      groups=rows["lead_id"], log=log,
                                                      times=leads["created_at"] if split_kind == "time" else None)
     test = rows.loc[rows["split"].eq("test"), ["lead_id", "label"]].assign(
         probability=fitted["probability"], tier=fitted["thresholds"].assign(fitted["probability"]))
     if champion is not None:
-        compare_champion(champion, rows.loc[test.index], leads, None, fitted, log=log)
+        compare_champion(champion, rows.loc[test.index], leads, None, fitted, spec=declared,
+                         label="converted (label column)", log=log)
     params = {**config.as_params(), **fitted["params"], "split": split_kind, "leads": int(len(leads)),
               "training_started_at": started_at.isoformat()}
     return _result(spec, fitted, params, test)

@@ -84,12 +84,19 @@ def refit_registered(features, snapshots, fitted: dict, *, spec, config, data_en
 
 
 def compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.DataFrame, events, fitted: dict,
-                      *, log) -> None:
+                     *, spec=None, label: str | None = None, log) -> None:
     """Score the champion on the same test snapshots, when its features can be built from this data.
 
-    A champion refit on everything known is judged only on test snapshots after its data ended, the
-    challenger on the same ones (``training.refit.champion_rows``); ``champion_comparison`` says which.
+    A champion trained on another data contract (another label, or lead columns this run's ``spec``
+    does not declare) is not compared. A champion refit on everything known is judged only on test
+    snapshots after its data ended, the challenger on the same ones (:func:`champion_rows`).
+    ``champion_comparison`` says which comparison was made, or why none.
     """
+    foreign = other_contract(champion, spec=spec, label=label)
+    if foreign:
+        fitted["params"]["champion_comparison"] = f"not compared: the champion was trained on {foreign}"
+        log(f"champion {fitted['params']['champion_comparison']}")
+        return
     fair, comparison = champion_rows(test_rows, champion.metadata.get("params", {}))
     y_test = np.asarray(fitted["y_test"])[fair.to_numpy()]
     if np.unique(y_test).size < 2:
@@ -109,6 +116,37 @@ def compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.D
     if not fair.all():  # the challenger on the same rows, so the two figures compare
         fitted["metrics"]["challenger_fair_roc_auc"] = float(roc_auc_score(y_test,
                                                                            fitted["probability"][fair.to_numpy()]))
+
+
+def other_contract(champion: ModelBundle, *, spec=None, label: str | None = None) -> str:
+    """Why ``champion`` belongs to another data contract than this run (empty when it does not).
+
+    ``label`` is this run's label definition (``registry``'s words, e.g. "won within 90 days of as_of");
+    ``spec`` its declared feature spec, before the leakage guard drops columns.
+    """
+    params = champion.metadata.get("params", {})
+    theirs = _label_of(params)
+    if label is not None and theirs is not None and theirs != label:
+        return f"another label ({theirs}; this run: {label})"
+    if spec is not None:
+        missing = sorted(lead_columns(champion.spec) - lead_columns(spec))
+        if missing:
+            return f"lead columns this data does not declare ({', '.join(missing)})"
+    return ""
+
+
+def lead_columns(spec) -> set:
+    """The lead table's columns a feature spec reads."""
+    named = (*spec.categorical_columns, *spec.numeric_columns, *spec.raw_numeric_columns, *spec.boolean_columns,
+             *spec.engagement_columns, spec.job_title_column, spec.email_column)
+    return {str(column) for column in named if column}
+
+
+def _label_of(params: dict) -> str | None:
+    """The champion's label definition in the registry's words; None for a bundle that did not log its split."""
+    from registry.runs import label_definition  # the one wording; a champion was loaded through MLflow anyway
+
+    return label_definition(params) if params.get("split") else None
 
 
 def champion_rows(test: pd.DataFrame, champion_params: dict) -> tuple[pd.Series, str]:

@@ -58,7 +58,8 @@ def train_and_log(args, leads, events, deals, *, truth=None, project=None, label
                                     champion_version=expected_champion if champion else None,
                                     suspicious_columns=result.params.get("suspicious_columns", ()),
                                     has_signal=result.params.get("has_signal", True),
-                                    drift=result.params.get("drift"))
+                                    drift=result.params.get("drift"),
+                                    champion_comparison=result.params.get("champion_comparison"))
         with step("logging the run and the model to MLflow"):
             logged = log_training_run(result, model_name=args.model_name, figures=report["figures"],
                                       decision=decision, report_path=report["path"], report_tables=report["tables"],
