@@ -14,6 +14,7 @@ import pandas as pd
 from analysis import html as report_html
 from analysis.html import money, percent
 from analysis.rendering import render_page
+from scoring.batch import neutralise_formulas
 
 FIGURES = ("cumulative_gains", "tier_conversion", "score_vs_points", "forecast")
 INTERVAL_WORDS = {
@@ -44,7 +45,8 @@ def write_report(comparison, figures: dict, out_dir) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, table in comparison.tables.items():
-        table.to_csv(out_dir / f"{name}.csv", index=False)
+        # Lead ids and categories come from the export: a cell like =HYPERLINK(...) must not run in a spreadsheet.
+        neutralise_formulas(table).to_csv(out_dir / f"{name}.csv", index=False)
     path = out_dir / "report.html"
     path.write_text(render_html(comparison, figures), encoding="utf-8")
     return path

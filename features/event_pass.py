@@ -25,8 +25,6 @@ _DAY_US = 86_400_000_000
 #: The time of an event to be ignored (no time, or a row another reader left empty): after every as_of.
 NO_TIME = np.iinfo(np.int64).max
 _MAX_THREADS = 4
-# A thread per this many snapshots at least: below it, starting threads costs more than they save.
-_ROWS_PER_THREAD = 50_000
 
 
 class GroupedEvents(NamedTuple):
@@ -56,7 +54,7 @@ def fill_engagement(out: np.ndarray, events: GroupedEvents, *, snapshot_lead: np
     # Plain threads over slices, not numba's parallel loops: its default thread pool aborts when two
     # threads (two HTTP requests, say) launch parallel kernels at once; these kernels release the GIL.
     n_leads, n = len(events.start) - 1, len(out)
-    threads = _threads(n)
+    threads = worker_threads(n)
     if threads == 1:  # a few leads: a pool would cost more than the work
         _sort_each_lead(events.ts, events.norm, events.start, 0, n_leads)
         _fill_rows(out, events.ts, events.norm, events.start, 0, n, *arguments)
@@ -68,10 +66,10 @@ def fill_engagement(out: np.ndarray, events: GroupedEvents, *, snapshot_lead: np
                       _slices(n, threads)))
 
 
-def _threads(rows: int) -> int:
-    """Two threads when there is work for them (the machines here have two cores), else one."""
+def worker_threads(rows: int, *, rows_per_thread: int = 50_000) -> int:
+    """Threads for ``rows`` of work: one per core available (at most four), none idle for lack of rows."""
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(_MAX_THREADS, available, rows // _ROWS_PER_THREAD))
+    return max(1, min(_MAX_THREADS, available, rows // rows_per_thread))
 
 
 def _slices(n: int, parts: int) -> list[tuple[int, int]]:

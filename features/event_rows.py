@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -46,47 +48,85 @@ def read_events_parquet(path: Path, lead_ids, last_as_of_us: int, types):
 
     For a Parquet file with typed times. Two passes over the file: the first reads only the lead
     ids, keeps each row's lead position and counts each lead's events; the second reads times and
-    types and puts every event straight into its lead's block (no sort, no join). The type column is read as the file's own
-    dictionary, so a few distinct strings are normalised and each row is a small integer; lead ids
-    are looked up in a table. An event without a time gets ``NO_TIME`` (never before an ``as_of``);
-    ``last_as_of_us`` is not needed to filter: the pass stops at each snapshot's ``as_of``.
+    types and puts every event straight into its lead's block (no sort, no join). Each pass runs
+    on a few threads, each over its own run of row groups, with its own count per lead: a lead's
+    block holds the first thread's events, then the next's, so the file order within a lead stays.
+    The type column is read as the file's own dictionary, so a few distinct strings are normalised
+    and each row is a small integer; lead ids are looked up in a table. An event without a time
+    gets ``NO_TIME`` (never before an ``as_of``); ``last_as_of_us`` is not needed to filter: the
+    pass stops at each snapshot's ``as_of``.
     """
     import pyarrow.parquet as pq
 
-    from features.event_pass import NO_TIME, GroupedEvents, count_per_lead, scatter_by_lead
+    from features.event_pass import NO_TIME, GroupedEvents, count_per_lead, scatter_by_lead, worker_threads
 
-    parquet = pq.ParquetFile(path, read_dictionary=["event_type"])
+    metadata = pq.ParquetFile(path).metadata
+    sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
+    parts = _runs_of_row_groups(sizes, worker_threads(metadata.num_rows, rows_per_thread=_PARQUET_BATCH_ROWS))
     lookup = _LeadLookup(lead_ids)
-    start = np.zeros(len(lookup.ids) + 1, dtype=np.int64)
-    lead = empty_array(parquet.metadata.num_rows, np.int32)  # each row's lead position, kept for the second pass
-    done = 0
-    for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=["lead_id"]):
-        positions = lead[done:done + batch.num_rows]
-        positions[:] = lookup.positions(batch.column(0))
-        count_per_lead(positions, start)
-        done += batch.num_rows
-    np.cumsum(start, out=start)
-    grouped = GroupedEvents(empty_array(start[-1], np.int64), empty_array(start[-1], np.int16), start, None)
-    fill = start[:-1].copy()
+    lead = empty_array(metadata.num_rows, np.int32)  # each row's lead position, kept for the second pass
+    counts = np.zeros((len(parts), len(lookup.ids) + 1), dtype=np.int64)
+
+    def batches(part, columns):
+        groups, first_row = part
+        if not groups:
+            return
+        done = first_row
+        for batch in pq.ParquetFile(path, read_dictionary=["event_type"]).iter_batches(
+                batch_size=_PARQUET_BATCH_ROWS, row_groups=groups, columns=columns, use_threads=False):
+            yield done, batch
+            done += batch.num_rows
+
+    def count(t):
+        for done, batch in batches(parts[t], ["lead_id"]):
+            positions = lead[done:done + batch.num_rows]
+            positions[:] = lookup.positions(batch.column(0))
+            count_per_lead(positions, counts[t])
+
     norm_ids: dict[str, int] = {}
-    done = 0
-    for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=["occurred_at", "event_type"]):
-        occurred, kinds = batch.column(0), batch.column(1)
-        ts = _microseconds(occurred)
-        if occurred.null_count:
-            ts[occurred.is_null().to_numpy(zero_copy_only=False)] = NO_TIME
-        if not pa.types.is_dictionary(kinds.type):
-            kinds = kinds.dictionary_encode()
-        # The batch's few distinct raw types, each given the id of its normalised key.
-        raw = kinds.dictionary.to_pylist()
-        norm_of_index = np.array([norm_ids.setdefault(event_key(r), len(norm_ids)) for r in raw]
-                                 + [norm_ids.setdefault("", len(norm_ids))], dtype=np.int16)
-        index = kinds.indices.fill_null(len(raw)).to_numpy()  # a missing type picks the trailing id
-        scatter_by_lead(lead[done:done + batch.num_rows], ts, norm_of_index[index], fill, grouped.ts, grouped.norm)
-        done += batch.num_rows
+    naming = threading.Lock()
+
+    def scatter(t):
+        for done, batch in batches(parts[t], ["occurred_at", "event_type"]):
+            occurred, kinds = batch.column(0), batch.column(1)
+            ts = _microseconds(occurred)
+            if occurred.null_count:
+                ts[occurred.is_null().to_numpy(zero_copy_only=False)] = NO_TIME
+            if not pa.types.is_dictionary(kinds.type):
+                kinds = kinds.dictionary_encode()
+            # The batch's few distinct raw types, each given the id of its normalised key.
+            raw = kinds.dictionary.to_pylist()
+            with naming:
+                norm_of_index = np.array([norm_ids.setdefault(event_key(r), len(norm_ids)) for r in raw]
+                                         + [norm_ids.setdefault("", len(norm_ids))], dtype=np.int16)
+            index = kinds.indices.fill_null(len(raw)).to_numpy()  # a missing type picks the trailing id
+            scatter_by_lead(lead[done:done + batch.num_rows], ts, norm_of_index[index], fills[t], grouped.ts,
+                            grouped.norm)
+
+    with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+        list(pool.map(count, range(len(parts))))
+        start = np.cumsum(counts.sum(axis=0))
+        # Thread t writes lead k's events after those of threads before it.
+        fills = start[:-1] + np.cumsum(counts, axis=0)[:, 1:] - counts[:, 1:]
+        grouped = GroupedEvents(empty_array(start[-1], np.int64), empty_array(start[-1], np.int16), start, None)
+        list(pool.map(scatter, range(len(parts))))
     code = {name: i for i, name in enumerate(types)}
     code_of_norm = np.array([code.get(name, len(types) - 1) for name in norm_ids] or [len(types) - 1], dtype=np.int64)
     return grouped._replace(code_of_norm=code_of_norm)
+
+
+def _runs_of_row_groups(sizes: list[int], parts: int) -> list[tuple[list[int], int]]:
+    """Up to ``parts`` runs of consecutive row groups with about equal rows: ``(groups, first row)`` each."""
+    total, runs, current, first, done = sum(sizes), [], [], 0, 0
+    for group, size in enumerate(sizes):
+        current.append(group)
+        done += size
+        if done >= total * (len(runs) + 1) / parts and len(runs) < parts - 1:
+            runs.append((current, first))
+            current, first = [], done
+    if current or not runs:
+        runs.append((current, first))
+    return runs
 
 
 def read_events_duckdb(events, lead_ids, last_as_of_us, types, memory_limit: str) -> EventRows:

@@ -1,5 +1,8 @@
-"""The bad-input corpus through both CLIs in-process: every case reads right or stops with one line and exit 2."""
+"""The bad-input corpus through both CLIs in-process, from files and from a DuckDB database: every case reads right or
+stops with one line and exit 2."""
 
+import csv
+import io
 import os
 import re
 
@@ -209,6 +212,43 @@ def test_a_missing_input_file_is_one_line(world, store, tmp_path, capsys):
     _assert_one_line(capsys.readouterr(), r"nope\.csv: no such file")
 
 
+@pytest.mark.parametrize("name", CASES)
+def test_every_case_through_a_duckdb_database_reads_right_or_is_one_line(world, store, tmp_path, capsys, name):
+    # The same exports as a database holds them: every cell text, as written (the bytes decoded as Latin-1
+    # when they are not UTF-8). Scoring from the database reads each case right or stops with one line.
+    case = world["cases"][name]
+    paths = case.write(tmp_path / "case", world["clean"])
+    database = tmp_path / "crm.duckdb"
+    with duckdb.connect(str(database)) as con:
+        for table, path in paths.items():
+            con.register("frame", _as_text_table(path.read_bytes()))
+            con.execute(f"CREATE TABLE crm_{table} AS SELECT * FROM frame")
+            con.unregister("frame")
+    out = tmp_path / "scores.parquet"
+    capsys.readouterr()
+    code = serve.main(["score", "--model", MODEL, "--db", str(database), "--leads", "crm_leads", "--events",
+                       "crm_events", "--deals", "crm_deals", "--as-of", AS_OF, "--out", str(out), "--no-reasons",
+                       "--no-monitoring", *case.args])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    if code == 0:
+        assert len(pd.read_parquet(out)) > 0
+    else:
+        assert code == 2 and not out.exists(), captured.err
+        _assert_one_line(captured, r".")
+
+
+def _as_text_table(content: bytes) -> pd.DataFrame:
+    for encoding in ("utf-8-sig", "latin-1"):
+        try:
+            frame = pd.read_csv(io.BytesIO(content), dtype=str, keep_default_na=False, sep=None, engine="python",
+                                encoding=encoding)
+            return frame.rename(columns=str)
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error):
+            continue
+    return pd.DataFrame({"raw": [content[:200].decode("latin-1")]})
+
+
 def _train(paths) -> dict:
     import contextlib
     import io
@@ -256,3 +296,16 @@ def test_an_invalid_model_name_is_refused_before_training(world, store, capsys, 
                                           rf"{message}.* Nothing was trained\.")
     assert len(mlflow.search_runs(search_all_experiments=True)) == runs_before
     assert time.perf_counter() - started < 30  # the whole training took minutes before the refusal
+
+
+def test_compare_writes_formula_ids_spreadsheet_safe(world, store, tmp_path):
+    # Before: disagreements.csv held ids such as =HYPERLINK(...) raw, formulas a spreadsheet would run.
+    folder = tmp_path / "formulas"
+    folder.mkdir()
+    for table in TABLES:
+        frame = pd.read_csv(world["clean"] / f"{table}.csv", dtype={"lead_id": str})
+        frame.assign(lead_id="=" + frame["lead_id"]).to_csv(folder / f"{table}.csv", index=False)
+    out = tmp_path / "report"
+    assert training_main(["compare", "-q", "--model", MODEL, *_tables(folder), "--out", str(out)]) == 0
+    ids = pd.read_csv(out / "disagreements.csv", dtype={"lead_id": str})["lead_id"]
+    assert len(ids) > 0 and ids.str.fullmatch(r"'=\d+").all(), ids.head().tolist()

@@ -94,7 +94,16 @@ def test_threads_over_slices_give_the_same_rows(monkeypatch, tmp_path):
     rng = np.random.default_rng(9)
     events, snapshots = messy_events(rng, n=20_000, ids=400), snapshots_of(rng, ids=400)
     path = tmp_path / "events.parquet"
-    events.to_parquet(path)
+    events.to_parquet(path, row_group_size=3_000)  # 7 row groups: runs of them read by different threads
     one = build_engagement_features(snapshots, path, SPEC)
-    monkeypatch.setattr(event_pass, "_threads", lambda rows: 3)  # uneven slices, more threads than cores
+    monkeypatch.setattr(event_pass, "worker_threads", lambda rows, **_: 3)  # uneven slices, more threads than cores
     pd.testing.assert_frame_equal(build_engagement_features(snapshots, path, SPEC), one, check_exact=True)
+
+
+def test_runs_of_row_groups_cover_the_file_in_order():
+    from features.event_rows import _runs_of_row_groups
+
+    assert _runs_of_row_groups([10, 10, 10, 10], 2) == [([0, 1], 0), ([2, 3], 20)]
+    assert _runs_of_row_groups([30, 5, 5], 3) == [([0], 0), ([1], 30), ([2], 35)]
+    assert _runs_of_row_groups([7], 4) == [([0], 0)]
+    assert _runs_of_row_groups([], 2) == [([], 0)]

@@ -3,12 +3,11 @@
 import http.client
 import json
 import socket
-import threading
 import time
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
+from loopback import uvicorn_on_loopback
 
 from scoring.http_guards import GuardedHttpToolsProtocol
 from scoring.service import create_app
@@ -27,21 +26,9 @@ class QuickGuards(GuardedHttpToolsProtocol):
 
 @pytest.fixture(scope="module")
 def server(small_models):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     app = create_app(small_models["logistic"], IDENTITY, access_log=False)
-    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical",
-                                             access_log=False, http=QuickGuards, timeout_keep_alive=2))
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not instance.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert instance.started
-    yield port
-    instance.should_exit = True
-    thread.join(10)
+    with uvicorn_on_loopback(app, http=QuickGuards, timeout_keep_alive=2) as port:
+        yield port
 
 
 def _answer(sock, timeout=10.0) -> bytes:

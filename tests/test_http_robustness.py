@@ -3,13 +3,10 @@
 import http.client
 import json
 import logging
-import socket
-import threading
-import time
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
+from loopback import uvicorn_on_loopback
 
 from scoring.service import create_app
 
@@ -108,21 +105,8 @@ def test_a_lead_idle_long_before_as_of_is_scored_with_a_warning(client):
 @pytest.fixture
 def server(bundle):
     """The app on a real uvicorn server on 127.0.0.1 (a free port), as ``serve.py http`` runs it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    app = create_app(bundle, IDENTITY)
-    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                             access_log=False))
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not instance.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert instance.started
-    yield port
-    instance.should_exit = True
-    thread.join(10)
+    with uvicorn_on_loopback(create_app(bundle, IDENTITY)) as port:
+        yield port
 
 
 def post(connection, body: str, as_of=AS_OF):

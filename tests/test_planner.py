@@ -195,18 +195,46 @@ def test_bad_policies_are_refused_and_leave_the_saved_one(planned, capsys, argum
     assert _history_text(version.run_id) == history_before
 
 
-def _http_app(monkeypatch):
-    """The app one ``serve.py http`` worker builds (serve.http_app), in this process."""
+REFUSED = [  # (request body, the sentence's words): each refused, nothing saved
+    ({"sql": {"mode": "capacity", "reps": 0, "per_rep": 10}, "mql": {"mode": "probability", "value": 0.05}},
+     "A SQL capacity of 0 reps x 10 leads per rep a week is zero"),
+    ({"sql": {"mode": "probability", "value": 0.05}, "mql": {"mode": "probability", "value": 0.2}},
+     "The SQL cut-off must lie above the MQL cut-off"),
+    ({"sql": {"mode": "per_week", "value": 5_000}, "mql": {"mode": "probability", "value": 0.01},
+      "leads_per_week": 100}, "more than the whole base delivers"),
+    ({"sql": {"mode": "probability", "value": 0.3}, "mql": {"mode": "probability", "value": 0.1}, "reason": ""},
+     "needs a reason"),
+]
+
+
+def test_the_page_s_save_route_refuses_senseless_policies_in_one_sentence(planned, monkeypatch):
+    client = mlflow.MlflowClient()
+    before = client.get_model_version_by_alias("lead-conversion", "champion")
+    history = _history_text(before.run_id)
+    served = _http_app(monkeypatch, scores=str(planned / "scores.parquet"))  # one worker's app for every case
+    for body, message in REFUSED:
+        answer = served.post("/planner/policy", json={"by": "Marketing lead", "reason": "try", **body})
+        assert answer.status_code == 422, body
+        problem = answer.json()["detail"][0]["problem"]
+        assert message in problem and "\n" not in problem, problem
+    after = client.get_model_version_by_alias("lead-conversion", "champion")
+    assert {k: v for k, v in after.tags.items() if k.startswith("tier_policy")} == \
+        {k: v for k, v in before.tags.items() if k.startswith("tier_policy")}
+    assert _history_text(before.run_id) == history
+
+
+def _http_app(monkeypatch, scores=None):
+    """The app one ``serve.py http`` worker builds (scoring.http_server.http_app), in this process."""
     import gc
 
     from fastapi.testclient import TestClient
 
-    import serve
+    from scoring import http_server
 
-    monkeypatch.setenv(serve.HTTP_SETTINGS_VARIABLE, json.dumps({
+    monkeypatch.setenv(http_server.HTTP_SETTINGS_VARIABLE, json.dumps({
         "model_uri": "models:/lead-conversion@champion", "pinned_uri": "models:/lead-conversion@champion",
-        "workers": 1, "max_body_bytes": 1_000_000, "max_leads": 10, "verbose": 0, "scores": None, "history": None}))
-    app = serve.http_app()
+        "workers": 1, "max_body_bytes": 1_000_000, "max_leads": 10, "verbose": 0, "scores": scores, "history": None}))
+    app = http_server.http_app()
     gc.unfreeze()  # the worker freezes its model for the process's life; a test process lives on
     return TestClient(app)
 

@@ -31,8 +31,9 @@ def training_options(flags, deals, project=None) -> dict:
         if project.tiers:
             options["tier_policy"] = configured_tier_policy(project.tiers, deals)
     options.update({name: getattr(flags, name) for name in SPAN_OPTIONS if getattr(flags, name, None) is not None})
-    if getattr(flags, "split_by", None) is not None:
-        options["split_by"] = flags.split_by
+    for name in ("split_by", "refit"):
+        if getattr(flags, name, None) is not None:
+            options[name] = getattr(flags, name)
     options["threads"] = resolve_threads(flags.threads, config_threads=project.runtime.get("threads")
                                          if project is not None else None)
     return options

@@ -24,11 +24,12 @@ from models.threads import blas_threads, blas_threads_for, resolve_threads
 from models.tiers import POLICIES, CapacityPolicy, policy_from_dict, tier_cutoffs
 from training.calibrate import calibrate
 from training.drift import check_newest_window
+from training.refit import compare_champion, refit_registered
 from training.evaluate import decile_table, evaluate_probabilities, tier_table
 from training.guards import NoSignalWarning, check_minimum_data, count_converted_leads, has_signal, warn_small_splits
 from training.leakage import apply_leakage_guard, suspicious_columns
 from training.search import search_lightgbm
-from training.selection import choose, compare_candidates, fold_splits, selection_windows, time_splits
+from training.selection import select_candidate
 from training.segments import fit_segment_models, segment_feature, segment_table
 from training.split import SPLIT_KINDS, stratified_split, suggestion_text, temporal_split, time_ordered_split
 from training.weights import fit_weighted, lead_weights
@@ -50,6 +51,9 @@ class TrainingConfig:
     # "lead_share": each lead in one split, by lead_shares; "time": time alone separates the splits, as
     # production spends leads (training.split.temporal_split).
     split_by: str = "lead_share"
+    # After evaluation, register the chosen settings refit on every snapshot whose outcome is known at the
+    # data's end (training.refit) instead of the model fitted on the training split.
+    refit: bool = False
     tier_policy: object = field(default_factory=CapacityPolicy)
     seed: int = 0
     min_positives: int = 40
@@ -146,14 +150,12 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
 
     features = build_features(snapshots, leads, events, spec)
     # A snapshot's label is known a horizon after its as_of: selection windows fit only on known ones.
+    declared = spec  # before the leakage guard drops columns: what this data's contract declares
     spec, features, fitted = _guard_fit_and_evaluate(features, snapshots["label"], snapshots["split"], spec,
                                                      config, groups=snapshots["lead_id"], log=log,
                                                      times=snapshots["as_of"],
                                                      known_at=snapshots["as_of"] + duration(config.horizon_days))
     metrics, thresholds, probability = fitted["metrics"], fitted["thresholds"], fitted["probability"]
-    # Monitoring compares a scored base with the leads open at the end of the data, as this model scores them.
-    fitted["reference"] = open_lead_reference(fitted["model"], spec, thresholds, leads, events, deals,
-                                              as_of=data_end) or fitted["reference"]
     y_test = fitted["y_test"]
     test = snapshots.loc[snapshots["split"].eq("test"), ["lead_id", "as_of", "label"]].assign(
         probability=probability, tier=thresholds.assign(probability))
@@ -162,7 +164,12 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
     if ceiling is not None:
         metrics["test_observable_ceiling_roc_auc"] = float(roc_auc_score(y_test, ceiling(test)))
     if champion is not None:
-        _compare_champion(champion, test, leads, events, fitted, log=log)
+        compare_champion(champion, test, leads, events, fitted, spec=declared,
+                         label=f"won within {config.horizon_days} days of as_of", log=log)
+    refit = refit_registered(features, snapshots, fitted, spec=spec, config=config, data_end=data_end, log=log)
+    # Monitoring compares a scored base with the leads open at the end of the data, as this model scores them.
+    fitted["reference"] = open_lead_reference(fitted["model"], spec, fitted["thresholds"], leads, events, deals,
+                                              as_of=data_end) or fitted["reference"]
 
     params = {
         **config.as_params(),
@@ -175,6 +182,7 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
         "leads": int(len(leads)),
         "training_started_at": started_at.isoformat(),
         **_won_amount(deals),
+        **refit,
     }
     return _result(spec, fitted, params, test)
 
@@ -210,13 +218,15 @@ def train_on_table(leads: pd.DataFrame, labels: pd.Series, *, spec: FeatureSpec,
     rows = pd.DataFrame({"lead_id": leads["lead_id"], "as_of": pd.NaT, "label": y, "split": split})
     log(", ".join(f"{name} {count:,}" for name, count in rows["split"].value_counts().items()) + " leads")
     features = build_features(rows, leads, None, spec)
+    declared = spec
     spec, features, fitted = _guard_fit_and_evaluate(features, rows["label"], rows["split"], spec, config,
                                                      groups=rows["lead_id"], log=log,
                                                      times=leads["created_at"] if split_kind == "time" else None)
     test = rows.loc[rows["split"].eq("test"), ["lead_id", "label"]].assign(
         probability=fitted["probability"], tier=fitted["thresholds"].assign(fitted["probability"]))
     if champion is not None:
-        _compare_champion(champion, rows.loc[test.index], leads, None, fitted, log=log)
+        compare_champion(champion, rows.loc[test.index], leads, None, fitted, spec=declared,
+                         label="converted (label column)", log=log)
     params = {**config.as_params(), **fitted["params"], "split": split_kind, "leads": int(len(leads)),
               "training_started_at": started_at.isoformat()}
     return _result(spec, fitted, params, test)
@@ -279,7 +289,7 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
             metrics[f"validation_roc_auc_{name}"] = float(auc)
             log(f"candidate {name}{' (each lead weighing one)' if per_lead[name] else ''}: "
                 f"validation ROC AUC {auc:.4f}")
-        selection = _select(features, labels, times, known_at=known_at, pool=in_split["train"] | in_split[
+        selection = select_candidate(features, labels, times, known_at=known_at, pool=in_split["train"] | in_split[
             "calibration"], groups=groups, candidates={name: (candidates[name], per_lead[name]) for name in fitted},
             config=config, log=log)
         if selection is None:
@@ -358,32 +368,12 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
     datasets = {"train": (X_train, y_train), "calibration": (X_cal, y_cal), "test": (X_test, y_test)}
     fitted_extra = {"cutoffs": tier_cutoffs(thresholds, calibration_probability), "example": example,
                     "datasets": datasets, "segments": segments, "search": search,
+                    "candidate": candidates[best], "per_lead": bool(per_lead.get(best, False)),
                     "selection": None if selection is None or selection.windows.empty else selection.windows}
     return spec, features, {"model": calibrated, "thresholds": thresholds, "probability": probability,
                             "y_test": y_test, "X_test": X_test, "metrics": metrics, "params": params,
                             "leakage": leakage, "reference": reference,
                             **fitted_extra}
-
-
-def _select(features, labels, times, *, known_at, pool, groups, candidates, config, log):
-    """The multi-window selection (``training.selection``): time windows, or folds when there is no time."""
-    if config.selection_windows < 1:
-        return None
-    if times is None:
-        splits, kind = fold_splits(labels, pool=pool, n_folds=max(config.selection_windows, 2),
-                                   seed=config.seed), "folds of the training and calibration leads"
-    else:
-        windows = selection_windows(times, pool=pool, n_windows=config.selection_windows)
-        splits = time_splits(times, windows=windows, known_at=known_at, pool=pool)
-        kind = "windows before the test window"
-    table = compare_candidates(features, labels, candidates=candidates, splits=splits, groups=groups,
-                               seed=config.seed, log=log)
-    selection = choose(table, order=list(candidates))
-    if not table.empty:
-        log(f"selection over {table['window'].nunique()} {kind} (log loss after a cross-fitted calibration map; "
-            "ROC AUC):\n" + selection.console_table())
-    log(f"selected {selection.reason}")
-    return selection
 
 
 def _typical_engaged_row(probability: np.ndarray) -> int:
@@ -419,18 +409,6 @@ def _won_amount(deals: pd.DataFrame) -> dict:
         return {}
     amounts = pd.to_numeric(deals.loc[deals["outcome"].eq("won"), "amount"], errors="coerce").dropna()
     return {"won_amount_median": float(amounts.median())} if len(amounts) else {}
-
-
-def _compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.DataFrame, events, fitted: dict,
-                      *, log) -> None:
-    """Score the champion on the same test snapshots, when its features can be built from this data."""
-    try:
-        features = build_features(test_rows, leads, events, champion.spec)
-    except (KeyError, ValueError) as error:
-        log(f"champion not comparable on this table ({error}); it is not scored")
-        return
-    fitted["metrics"]["champion_test_roc_auc"] = float(
-        roc_auc_score(fitted["y_test"], champion.predict_probability(features)))
 
 
 def split_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, config: TrainingConfig, data_end):

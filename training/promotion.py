@@ -32,9 +32,12 @@ class PromotionDecision:
 
 def decide_promotion(*, challenger_auc: float, champion_auc: float | None = None, has_champion: bool = False,
                      champion_version: str | None = None, suspicious_columns=(), has_signal: bool = True,
-                     drift: str | None = None, max_gain: float = MAX_PLAUSIBLE_GAIN) -> PromotionDecision:
+                     drift: str | None = None, champion_comparison: str | None = None,
+                     max_gain: float = MAX_PLAUSIBLE_GAIN) -> PromotionDecision:
     """Decide on a challenger, in this order: signal, suspicious columns, moving data, comparability, the figures.
 
+    ``champion_comparison`` is the run's word on the comparison (``training.refit.compare_champion``): when
+    it says why the champion was not compared, that is the reason given for holding the model.
     ``drift`` is the training run's sentence on its newest labelled window (``training.drift``; empty,
     ``"none"`` or ``"not checked"`` when nothing moved): a model trained on data that moves is held.
 
@@ -57,6 +60,8 @@ def decide_promotion(*, challenger_auc: float, champion_auc: float | None = None
                                  "it), then promote by hand", **decision)
     if champion_auc is None:
         if has_champion:
+            if champion_comparison and champion_comparison.startswith("not compared"):
+                return PromotionDecision("held for review", f"champion {champion_comparison}", **decision)
             return PromotionDecision("held for review", "the champion could not be scored on this data, so the two "
                                      "cannot be compared on the same window", **decision)
         return PromotionDecision("promoted", "first model under this name", **decision)

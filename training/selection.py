@@ -129,6 +129,28 @@ def compare_candidates(features: pd.DataFrame, labels, *, candidates: dict, spli
     return pd.DataFrame(rows)
 
 
+def select_candidate(features, labels, times, *, known_at, pool, groups, candidates, config, log) -> Selection | None:
+    """Training's selection: over time windows before the test window, or folds when there is no time; None
+    when ``config.selection_windows`` is 0. Logs the per-window table and the reason."""
+    if config.selection_windows < 1:
+        return None
+    if times is None:
+        splits, kind = fold_splits(labels, pool=pool, n_folds=max(config.selection_windows, 2),
+                                   seed=config.seed), "folds of the training and calibration leads"
+    else:
+        windows = selection_windows(times, pool=pool, n_windows=config.selection_windows)
+        splits = time_splits(times, windows=windows, known_at=known_at, pool=pool)
+        kind = "windows before the test window"
+    table = compare_candidates(features, labels, candidates=candidates, splits=splits, groups=groups,
+                               seed=config.seed, log=log)
+    selection = choose(table, order=list(candidates))
+    if not table.empty:
+        log(f"selection over {table['window'].nunique()} {kind} (log loss after a cross-fitted calibration map; "
+            "ROC AUC):\n" + selection.console_table())
+    log(f"selected {selection.reason}")
+    return selection
+
+
 def choose(table: pd.DataFrame, *, order, noise_factor: float = NOISE_FACTOR) -> Selection:
     """The simplest candidate no more complex one beats by more than the noise.
 

@@ -50,13 +50,16 @@ def train_and_log(args, leads, events, deals, *, truth=None, project=None, label
                                      champion=champion, event_vocabulary=vocabulary, log=log.info, ceiling=ceiling)
         with step("writing the training report"):
             report = training_report(result, out_dir=args.report_out, seed=args.seed)
-        decision = decide_promotion(challenger_auc=result.metrics["test_roc_auc"],
+        # Against a refit champion, both are judged on the test rows after its data ended (training.refit).
+        decision = decide_promotion(challenger_auc=result.metrics.get("challenger_fair_roc_auc",
+                                                                      result.metrics["test_roc_auc"]),
                                     champion_auc=result.metrics.get("champion_test_roc_auc"),
                                     has_champion=champion is not None,
                                     champion_version=expected_champion if champion else None,
                                     suspicious_columns=result.params.get("suspicious_columns", ()),
                                     has_signal=result.params.get("has_signal", True),
-                                    drift=result.params.get("drift"))
+                                    drift=result.params.get("drift"),
+                                    champion_comparison=result.params.get("champion_comparison"))
         with step("logging the run and the model to MLflow"):
             logged = log_training_run(result, model_name=args.model_name, figures=report["figures"],
                                       decision=decision, report_path=report["path"], report_tables=report["tables"],
