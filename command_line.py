@@ -83,7 +83,11 @@ def configure(args) -> None:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         for pattern in MLFLOW_NOISE:
             warnings.filterwarnings("ignore", message=pattern)
-    warnings.showwarning = show_warning  # every warning one plain line, on both command lines
+    # Every warning one plain line, on both command lines; not where a caller records them (pytest.warns,
+    # catch_warnings(record=True) swaps the warnings module's private _showwarnmsg_impl for a list's append).
+    recording = getattr(getattr(warnings, "_showwarnmsg_impl", None), "__module__", "warnings") != "warnings"
+    if warnings.showwarning is getattr(warnings, "_showwarning_orig", None) and not recording:
+        warnings.showwarning = show_warning
 
 
 def error_text(error: Exception) -> str:

@@ -166,6 +166,7 @@ def _read_csv(path: Path, *, columns, delimiter, encoding, decimal, text_columns
     except LookupError:
         raise DataContractError(f"{path}: unknown encoding {encoding!r} in the config.") from None
     delimiter = delimiter or detect_delimiter(sample)
+    _refuse_repeated_columns(path, sample, delimiter)
     try:
         frame = pd.read_csv(path, sep=delimiter, encoding=encoding, usecols=columns, dtype=str,
                             keep_default_na=False, na_values=[""], low_memory=False)
@@ -190,6 +191,18 @@ def _read_csv(path: Path, *, columns, delimiter, encoding, decimal, text_columns
             frame[column] = numbers.astype(float)
     frame.attrs["decimal"] = decimal
     return frame
+
+
+def _refuse_repeated_columns(path: Path, sample: str, delimiter: str) -> None:
+    """A header naming a column twice is refused: pandas would rename the copy ``name.1`` and read on."""
+    header = next(csv.reader(io.StringIO(sample), delimiter=delimiter), [])
+    names = [name.strip() for name in header]
+    repeated = {name: [i + 1 for i, other in enumerate(names) if other == name] for name in names
+                if name and names.count(name) > 1}
+    if repeated:
+        where = "; ".join(f"{name!r} in columns {', '.join(map(str, places))}" for name, places in repeated.items())
+        raise DataContractError(f"{path}: the header names a column more than once ({where}); which copy holds the "
+                                "data cannot be told. Rename or remove the copies.")
 
 
 def _plain_numbers(text: pd.Series, decimal: str) -> pd.Series:

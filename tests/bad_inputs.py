@@ -100,6 +100,9 @@ def corpus(tables: dict) -> list[Case]:
             occurred_at=events["occurred_at"].dt.strftime("%Y%m%d%H%M%S")))}, same=True),
         Case("created_at as YYYYMMDDHHMMSS", {"leads": csv(leads.assign(
             created_at=leads["created_at"].dt.strftime("%Y%m%d%H%M%S")))}, same=True),
+        Case("a column named twice in the header", {"leads": csv(leads.assign(copy=leads["industry"])).replace(
+            b",copy\n", b",industry\n", 1)},
+             message=r"leads\.csv: the header names a column more than once \('industry' in columns 4, 10\)"),
         Case("thousands with dots and no decimals", {"leads": csv(thousands)},
              message=r"leads\.csv: numbers such as '\d\.\d{3}' read two ways .*set \[data\] decimal"),
         Case("day-first dates, every day 12 or less", {"leads": csv(ambiguous), "deals": csv(

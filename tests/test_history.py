@@ -7,7 +7,7 @@ import pytest
 import serve
 from scoring.history_evaluation import evaluate_history, outcome_labels
 from scoring.batch import score_lead_base
-from scoring.history import ScoreHistory, trend
+from scoring.history import DamagedHistoryWarning, ScoreHistory, trend
 
 
 def test_trend_compares_with_the_previous_score():
@@ -145,11 +145,12 @@ def test_a_damaged_history_is_skipped_with_one_warning_per_file_and_set_aside(tw
     try:
         lead = first["lead_id"].iloc[0]
         capsys.readouterr()
-        assert serve.main(["history", "--history", str(folder), "--lead", str(lead)]) == 0
+        with pytest.warns(DamagedHistoryWarning) as recorded:
+            assert serve.main(["history", "--history", str(folder), "--lead", str(lead)]) == 0
         captured = capsys.readouterr()
         assert "Traceback" not in captured.err and f"lead {lead}: 2 stored score(s)" in captured.out
-        warned = [line for line in captured.err.splitlines() if "score history: skipped" in line]
-        assert len(warned) == 3 and len(captured.err.splitlines()) == 3, captured.err
+        warned = [str(warning.message) for warning in recorded]
+        assert len(warned) == 3 and all("\n" not in line for line in warned), warned
         for name, problem in (("run-empty", "the file is empty"), ("run-cut", "not a readable Parquet file"),
                               ("run-text", "not a readable Parquet file")):
             line = next(line for line in warned if f"{name}.parquet:" in line)

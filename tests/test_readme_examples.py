@@ -6,10 +6,14 @@ and may hold only what a test cannot run here (make, a server until stopped, Spa
 """
 
 import json
+import os
 import re
 import shlex
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -28,13 +32,15 @@ DEMO = ["demo", "--leads", "2000"]
 SHOWN_ONLY = {
     "make ": "a make target (make test would run itself)",
     "lead-serve http": "a server that runs until stopped",
-    "curl ": "requests to that server (tests/test_service.py and the HTTP check below)",
+    "curl ": "requests to that server (the app page's are sent to it by the HTTP test below)",
     "mlflow ui": "a browser UI server",
     "db.internal": "a company's database server (tests/test_database.py runs these against PostgreSQL)",
     "spark-score": "Spark needs a JVM and half a minute (tests/test_spark.py runs spark-score)",
     "spark-submit": "a cluster",
     "zip -r": "packing code for a cluster",
     "benchmarks/": "a benchmark of minutes to hours",
+    "docker ": "a container engine (tests/test_container.py checks the image's recipe)",
+    "/srv/": "a crontab line of a server's own folders (tests/test_nightly_schedule.py runs the nightly script)",
 }
 
 
@@ -91,35 +97,61 @@ def test_every_command_in_the_readme_and_the_docs_runs_as_written(demo_folder, c
     assert len(pd.read_csv("data/demo/config_scores.csv")) == len(open_leads)
     assert Path("data/demo/compare/report.html").is_file() and Path("data/demo/learned_points.toml").is_file()
     assert len(list(Path("data/demo/score_history").rglob("*.parquet"))) == 2  # the two nightly runs
-    assert Path("data/spark/events.parquet").is_file()
+    assert "python block of docs/data-scientist/logged-model.md" in ran  # the logged model loaded and scored
 
 
-def test_the_documented_rules_file_and_http_request_are_valid(demo_folder):
-    """The rules format on docs/analyst/rules.md loads; the lead on docs/app/index.md scores as shown."""
-    from fastapi.testclient import TestClient
-
+def test_the_documented_rules_file_loads(demo_folder):
+    """The rules format shown on docs/analyst/rules.md is one the rules reader accepts, as shown."""
     from models.rules import load_rules
     from registry.loading import load_bundle
-    from scoring.service import create_app
 
-    bundle, identity = load_bundle("models:/lead-conversion@champion")
-    page = ROOT / "docs" / "analyst" / "rules.md"
-    (rules_toml,) = [block for language, block in code_blocks(page) if language == "toml"]
+    bundle, _ = load_bundle("models:/lead-conversion@champion")
+    (rules_toml,) = [block for language, block in code_blocks(ROOT / "docs" / "analyst" / "rules.md")
+                     if language == "toml"]
     Path("documented_rules.toml").write_text(rules_toml)
     rules = load_rules("documented_rules.toml", spec=bundle.spec)
     assert rules.as_dict()["thresholds"] == {"mql": 40, "sql": 75}
 
+
+@pytest.mark.parametrize("page", ["README.md", "docs/app/index.md"])
+def test_the_documented_http_service_answers_the_documented_requests(demo_folder, page):
+    """A page's server command started as written (on a free port), its curl requests sent to it over HTTP."""
+    import httpx
+
     (shown,) = [json.loads(block) for language, block in code_blocks(ROOT / "docs" / "app" / "index.md")
                 if language == "json"]
     assert json.loads((ROOT / "docs" / "app" / "lead.json").read_text()) == shown  # the file curl sends
-    client = TestClient(create_app(bundle, identity, token="secret"))
-    answer = client.post("/score", params={"as_of": "2026-07-01T00:00:00Z"}, json=shown,
-                         headers={"Authorization": "Bearer secret"})
-    assert answer.status_code == 200, answer.text
-    (lead,) = answer.json()["results"]
-    assert lead["lead_id"] == "L-1" and lead["tier"] in {"SQL", "MQL", "nurture"} and 0 <= lead["score"] <= 100
-    assert any("demo" in reason["text"] for reason in lead["reasons"]["positive"])
-    assert client.post("/score", json=shown).status_code == 401  # the token the page sets is required
+    commands = [command for language, block in code_blocks(ROOT / page) if language == "sh"
+                for command in command_lines(block) if "lead-serve http" in command or command.startswith("curl ")]
+    server, *requests = commands
+    port = _free_port()
+    *assignments, program, argv = _shell_words(server.replace("--port 8000", f"--port {port}"))
+    assert program == ".venv/bin/lead-serve" and argv[0] == "http" and requests, commands
+    settings = dict(assignment.split("=", 1) for assignment in assignments)
+    log = demo_folder / "http.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen([str(Path(sys.executable).parent / "lead-serve"), *argv], cwd=demo_folder,
+                                   env={**os.environ, **settings}, stdout=subprocess.DEVNULL, stderr=stderr,
+                                   start_new_session=True)  # its own group: the uvicorn workers stop with it
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_until_up(f"{base}/health", process, log)
+        for request in requests:
+            answer = _send_curl(request.replace("127.0.0.1:8000", f"127.0.0.1:{port}"), demo_folder)
+            assert answer.status_code == 200, f"{page}: {request}\n{answer.text}"
+            if "/model" in request:
+                assert answer.json()["name"] == "lead-conversion" and "demo_request" in answer.json()["event_types"]
+            if "/score" in request:
+                assert answer.json()["as_of"].startswith("2026-07-01T00:00:00")
+                (lead,) = answer.json()["results"]
+                assert lead["lead_id"] == "L-1" and lead["tier"] in {"SQL", "MQL", "nurture"}
+                assert 0 <= lead["score"] <= 100 and any("demo" in r["text"] for r in lead["reasons"]["positive"])
+        assert any("/score" in request for request in requests)
+        if "LEAD_SCORING_TOKEN" in settings:  # the token the page sets is required
+            assert httpx.post(f"{base}/score", json=shown, timeout=30).status_code == 401
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +190,56 @@ def _run(command: str, folder: Path, page, capsys) -> list[str]:
 def _run_python(block: str, folder: Path, page) -> list[str]:
     result = subprocess.run([sys.executable, "-c", block], cwd=folder, capture_output=True, text=True, timeout=300)
     return [] if result.returncode == 0 else [f"{page}: python block\n{result.stderr[-2000:]}"]
+
+
+def _shell_words(command: str) -> tuple:
+    """``VAR=value ... program arg ...`` split as a shell would: (assignments..., program, argv)."""
+    words = shlex.split(command)
+    assignments = [word for word in words if re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", word)]
+    rest = words[len(assignments):]
+    return (*assignments, rest[0], rest[1:])
+
+
+def _send_curl(command: str, folder: Path):
+    """A documented ``curl -s [-H header]... [-d @file] URL`` sent with httpx (curl itself may not be installed)."""
+    import httpx
+
+    words = shlex.split(command)
+    assert words[0] == "curl", command
+    headers, body, url, position = {}, None, None, 1
+    while position < len(words):
+        word = words[position]
+        if word == "-H":
+            name, value = words[position + 1].split(":", 1)
+            headers[name.strip()] = value.strip()
+            position += 2
+        elif word == "-d":
+            body = (folder / words[position + 1].removeprefix("@")).read_bytes()
+            position += 2
+        elif word == "-s":
+            position += 1
+        else:
+            url, position = word, position + 1
+    return httpx.request("POST" if body is not None else "GET", url, headers=headers, content=body, timeout=60)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_up(url: str, process, log: Path, seconds: float = 180) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the documented server stopped: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"the documented server did not answer {url} within {seconds:.0f} s")
