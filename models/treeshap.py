@@ -22,8 +22,14 @@ from math import factorial
 
 import numpy as np
 
+#: Rows handled together: small enough that the per-block temporaries stay in cache.
+_BLOCK_ROWS = 8_192
+#: Rows per gather: (tree, feature) rows x this many, about 10 MB of buffers.
+_GATHER_ROWS = 512
 #: Split nodes per tree the tables support: 2**8 patterns x 2**8 coalitions per tree at most.
 MAX_SPLITS = 8
+#: LightGBM treats values within this of zero as zero for "Zero" missing handling (kZeroThreshold).
+_ZERO = 1e-35
 
 
 @dataclass
@@ -69,19 +75,30 @@ class TreeTables:
                 self.splits.append(_split(tree, bit, node))
             for m, feature in enumerate(features):
                 per_feature.setdefault(feature, []).append((tree, table[:, m]))
+        self.pattern_dtype = np.uint8
         self.patterns = 1 << width
-        # One row per (tree, feature it splits on), sorted by (feature, tree): the compiled pass adds
-        # a row's entry for its tree's pattern to the feature, each feature's sum in tree order.
+        # One row per (tree, feature it splits on), sorted by feature: a row's entries for the
+        # block are gathered from its tree's table, and each feature's rows are summed in one
+        # ``np.add.reduceat``.
         rows = sorted(((feature, tree, values) for feature, entries in per_feature.items()
                        for tree, values in entries), key=lambda row: (row[0], row[1]))
         flat = np.zeros((len(rows), self.patterns))
         for r, (_, _, values) in enumerate(rows):
             flat[r, :len(values)] = values
         self.table = flat.ravel()
-        self.rows_ = {"tree": np.array([tree for _, tree, _ in rows], dtype=np.int64),
-                      "feature": np.array([feature for feature, _, _ in rows], dtype=np.int64),
-                      "table": self.table, "patterns": self.patterns}
-        self.splits_ = _split_arrays(self.splits, self.n_trees)
+        self.row_trees = np.array([tree for _, tree, _ in rows], dtype=np.intp)
+        # int32 offsets: adding them to the uint8 patterns is four times cheaper than in int64.
+        index_type = np.int32 if len(rows) * self.patterns < 2 ** 31 else np.int64
+        self.row_base = (np.arange(len(rows), dtype=index_type) * self.patterns)[:, None]
+        row_features = np.array([feature for feature, _, _ in rows], dtype=np.intp)
+        self.features_used, starts = np.unique(row_features, return_index=True)
+        # Summing each feature's rows is a 0/1 sparse product (np.add.reduceat along rows was 40x slower).
+        from scipy.sparse import csr_matrix
+
+        owner = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(rows))))
+        self.summing = csr_matrix((np.ones(len(rows)), (owner, np.arange(len(rows)))),
+                                  shape=(len(starts), len(rows)))
+        self.groups = _decision_groups(self.splits)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """``(n, n_features + 1)``: per-feature contributions and, last, the bias: ``pred_contrib``'s layout."""
@@ -90,36 +107,43 @@ class TreeTables:
             raise ValueError(f"Expected a 2-D array with {self.n_features} feature columns. Got shape {X.shape}.")
         out = np.zeros((len(X), self.n_features + 1))
         out[:, -1] = self.bias
-        if len(self.rows_["tree"]):
-            from models.treeshap_pass import add_table_contributions  # numba: imported when first needed
-
-            add_table_contributions(X, out, self.splits_, self.rows_)
+        if not len(self.row_trees):
+            return out
+        # Buffers reused across blocks: first-touching fresh memory costs more than the arithmetic.
+        index = np.empty((len(self.row_trees), _GATHER_ROWS), dtype=self.row_base.dtype)
+        values = np.empty((len(self.row_trees), _GATHER_ROWS))
+        for start in range(0, len(X), _BLOCK_ROWS):
+            block = X[start:start + _BLOCK_ROWS]
+            patterns = self._patterns(block)
+            for sub in range(0, len(block), _GATHER_ROWS):
+                width = min(_GATHER_ROWS, len(block) - sub)
+                np.add(self.row_base, patterns[self.row_trees, sub:sub + width], out=index[:, :width])
+                np.take(self.table, index[:, :width], out=values[:, :width])
+                sums = self.summing @ values[:, :width]
+                out[start + sub:start + sub + width, self.features_used] = sums.T
         return out
 
-
-def _split_arrays(splits: list[_Split], n_trees: int) -> dict:
-    """The split nodes as flat arrays for the compiled pass (``models.treeshap_pass``)."""
-    from models.treeshap_pass import CATEGORICAL, NUMERIC_NAN, NUMERIC_NONE, NUMERIC_ZERO
-
-    kinds = {"None": NUMERIC_NONE, "NaN": NUMERIC_NAN, "Zero": NUMERIC_ZERO}
-    counts = [int(split.categories.max()) + 1 if split.categorical and len(split.categories) else 0
-              for split in splits]
-    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    membership = np.zeros(int(starts[-1]), dtype=np.bool_)
-    for split, start in zip(splits, starts):
-        if split.categorical:
-            membership[start + split.categories.astype(np.int64)] = True
-    return {
-        "tree": np.array([split.tree for split in splits], dtype=np.int64),
-        "bit": np.array([split.bit for split in splits], dtype=np.int64),
-        "feature": np.array([split.feature for split in splits], dtype=np.int64),
-        "kind": np.array([CATEGORICAL if split.categorical else kinds[split.missing] for split in splits],
-                         dtype=np.int64),
-        "threshold": np.array([split.threshold for split in splits], dtype=np.float64),
-        "default_left": np.array([split.default_left for split in splits], dtype=np.bool_),
-        "category_start": starts[:-1], "category_count": np.array(counts, dtype=np.int64),
-        "membership": membership, "n_trees": n_trees,
-    }
+    def _patterns(self, block: np.ndarray) -> np.ndarray:
+        """``(n_trees, rows)``: bit k of entry (t, i) is 1 when row i goes left at split node k of tree t."""
+        patterns = np.zeros((self.n_trees, len(block)), dtype=self.pattern_dtype)
+        columns = {}
+        for (feature, bit, kind, default_left), (trees, thresholds, categories) in self.groups.items():
+            if feature not in columns:
+                x = block[:, feature]
+                columns[feature] = (x, np.isnan(x))
+            x, nan = columns[feature]
+            if kind == "categorical":
+                left = _categorical_left(x, nan, categories)  # categories: (splits, levels + 1) membership
+            elif kind == "NaN":
+                left = np.where(nan[None, :], default_left, x[None, :] <= thresholds[:, None])
+            else:
+                value = np.where(nan, 0.0, x)  # LightGBM reads NaN as 0 unless missing values have their own branch
+                left = value[None, :] <= thresholds[:, None]
+                if kind == "Zero":
+                    zero = (value >= -_ZERO) & (value <= _ZERO)
+                    left = np.where(zero[None, :], default_left, left)
+            patterns[trees] |= left.astype(self.pattern_dtype) << self.pattern_dtype(bit)
+        return patterns
 
 
 def _internal_nodes(root: dict) -> list[dict]:
@@ -196,3 +220,39 @@ def _split(tree: int, bit: int, node: dict) -> _Split:
     return _Split(tree=tree, bit=bit, feature=int(node["split_feature"]), threshold=threshold,
                   categorical=categorical, categories=categories, default_left=bool(node["default_left"]),
                   missing=str(node["missing_type"]))
+
+
+def _decision_groups(splits: list[_Split]) -> dict:
+    """Splits grouped so one array operation decides many trees' nodes at once.
+
+    Grouped by (feature, bit, missing handling, default side): within a group each tree appears
+    at most once (one node per bit), so ``patterns[trees] |= ...`` is safe. A categorical
+    group carries a membership matrix, one row per split, one column per category code and a
+    last column for "missing, negative or unseen" (always right).
+    """
+    collected: dict = {}
+    for split in splits:
+        kind = "categorical" if split.categorical else split.missing
+        key = (split.feature, split.bit, kind, split.default_left if not split.categorical else False)
+        collected.setdefault(key, []).append(split)
+    groups = {}
+    for key, members in collected.items():
+        trees = np.array([split.tree for split in members], dtype=np.intp)
+        if key[2] != "categorical":
+            groups[key] = (trees, np.array([split.threshold for split in members]), None)
+            continue
+        levels = int(max((split.categories.max() for split in members if len(split.categories)), default=-1)) + 1
+        membership = np.zeros((len(members), levels + 1), dtype=bool)
+        for j, split in enumerate(members):
+            membership[j, split.categories.astype(np.intp)] = True
+        groups[key] = (trees, None, membership)
+    return groups
+
+
+def _categorical_left(x: np.ndarray, nan: np.ndarray, membership: np.ndarray) -> np.ndarray:
+    """LightGBM's categorical decision: the integer part of the value in the split's set goes left;
+    missing, negative and unseen values go right (the membership matrix's last column)."""
+    unseen = membership.shape[1] - 1
+    whole = np.trunc(np.where(nan, -1.0, x))
+    code = np.where((whole >= 0) & (whole < unseen), whole, unseen).astype(np.intp)
+    return membership[:, code]

@@ -118,6 +118,8 @@ def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment
         )
         registered = str(info.registered_model_version)
         client = MlflowClient()
+        if not client.get_registered_model(model_name).description:  # a team's own description is kept
+            client.update_registered_model(model_name, description=model_description(result))
         _record_decision(client, model_name, registered, result, decision)
         current = registered
         if promote:
@@ -316,6 +318,16 @@ def version_tags(result, decision=None) -> dict:
         if decision.champion_version:
             tags["compared_with_version"] = str(decision.champion_version)
     return tags
+
+
+def model_description(result) -> str:
+    """What a registered model is, for the registry's page (set by its first version, kept after)."""
+    horizon = result.params.get("horizon_days")
+    within = f"within {horizon} days" if horizon is not None else "within the model's horizon"
+    return (f"Lead conversion model: the calibrated probability that an open lead converts (a won deal) {within} "
+            "of being scored, a 0-100 score, a tier (SQL, MQL, nurture) and the reasons behind it. Trained by "
+            "lead-train on closed deals with point-in-time snapshots; each version's description has its test "
+            "figures and promotion decision; the alias 'champion' is the version lead-serve scores with.")
 
 
 def version_description(result, decision=None) -> str:

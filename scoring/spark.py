@@ -53,7 +53,10 @@ def spark_session(master: str | None = None, *, app_name: str = "lead-scoring", 
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC")
+    # Parquet nanosecond timestamps (pandas' default) read as longs rather than refused: read_source makes
+    # microsecond timestamps of them. Set for the whole session, since Spark reads the files when a job runs.
+    builder = SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC") \
+        .config("spark.sql.legacy.parquet.nanosAsLong", "true")
     if master:
         builder = builder.master(master)
         if master.startswith("local"):
@@ -68,8 +71,30 @@ def read_source(spark, source: str):
     """A Parquet file or folder (a name with ``/`` or ending in ``.parquet``) or else a Spark table name."""
     source = check_source(source)
     if "/" in source or source.endswith(".parquet") or os.path.exists(source):
-        return spark.read.parquet(source)
+        nanos = _nanosecond_columns(source)
+        if not nanos:
+            return spark.read.parquet(source)
+        # pandas writes nanoseconds, which Spark refuses (PARQUET_TYPE_ILLEGAL): read them as longs and make
+        # microsecond timestamps of them, as Spark holds times (the last three digits are dropped).
+        from pyspark.sql import functions as F
+
+        spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")  # a session made elsewhere, too
+        frame = spark.read.parquet(source)
+        for column in nanos:
+            frame = frame.withColumn(column, F.timestamp_micros(F.expr(f"`{column}` div 1000")).cast("timestamp_ntz"))
+        return frame
     return spark.table(source)
+
+
+def _nanosecond_columns(source: str) -> list[str]:
+    """The columns of a Parquet file or folder stored as nanosecond timestamps (pyarrow reads the footers only)."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    if not os.path.exists(source):
+        return []
+    schema = ds.dataset(source, format="parquet", exclude_invalid_files=True).schema
+    return [field.name for field in schema if pa.types.is_timestamp(field.type) and field.type.unit == "ns"]
 
 
 def check_source(source) -> str:

@@ -102,5 +102,7 @@ def test_a_planted_shift_raises_the_warning_and_fails_on_request(crm_folder, mlf
 
     runs = mlflow.search_runs(experiment_names=["lead-conversion"], filter_string="tags.kind = 'monitoring'")
     assert len(runs) == 2
+    # Named by model, version and the date scored, so the runs list reads as a log of nights.
+    assert set(runs["tags.mlflow.runName"]) == {"monitoring lead-conversion v1 2026-03-01"}
     assert set(runs["tags.monitoring_status"]) >= {"alert"}
     assert runs["metrics.max_feature_psi"].max() >= 0.25

@@ -51,3 +51,13 @@ def test_score_prints_no_mlflow_advice_and_no_colour_codes(logged_store):
     assert "type hints" not in console and "\x1b[" not in console, console
     assert "warning" not in console.lower(), console
     assert "wrote" in run.stdout and (folder / "scores.parquet").exists()
+
+
+def test_the_registered_model_is_described(logged_store, monkeypatch):
+    import mlflow
+
+    folder, _ = logged_store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+    use_default_store()
+    described = mlflow.MlflowClient().get_registered_model("quiet").description
+    assert described.startswith("Lead conversion model: the calibrated probability") and "champion" in described

@@ -97,7 +97,7 @@ def test_every_command_in_the_readme_and_the_docs_runs_as_written(demo_folder, c
     assert len(pd.read_csv("data/demo/config_scores.csv")) == len(open_leads)
     assert Path("data/demo/compare/report.html").is_file() and Path("data/demo/learned_points.toml").is_file()
     assert len(list(Path("data/demo/score_history").rglob("*.parquet"))) == 2  # the two nightly runs
-    assert Path("data/spark/events.parquet").is_file()
+    assert "python block of docs/data-scientist/logged-model.md" in ran  # the logged model loaded and scored
 
 
 def test_the_documented_rules_file_loads(demo_folder):

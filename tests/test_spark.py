@@ -44,11 +44,12 @@ def crm_and_model(small_models, tmp_path_factory):
     folder = tmp_path_factory.mktemp("spark-crm")
     crm = small_models["crm"]
     for name in ("leads", "events", "deals"):
-        # Spark reads microsecond timestamps, not pandas' nanoseconds: both paths read these same files.
+        # Written as pandas writes them, in nanoseconds (which Spark alone refuses: spark-score reads them as longs
+        # and makes microseconds of them); the times are whole microseconds so both paths read the same values.
         table = getattr(crm, name)
         table = table.assign(**{column: table[column].dt.floor("us") for column in table.columns
                                 if pd.api.types.is_datetime64_any_dtype(table[column])})
-        table.to_parquet(folder / f"{name}.parquet", index=False, coerce_timestamps="us")
+        table.to_parquet(folder / f"{name}.parquet", index=False)
     bundle = small_models["lightgbm"]
     result = TrainingResult(bundle=bundle, params={"model": "lightgbm"}, metrics={}, tables={}, test=None)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
@@ -108,8 +109,10 @@ def test_spark_scoring_from_parquet_equals_the_pandas_path(spark, crm_and_model,
 def test_spark_tables_in_and_out(spark, crm_and_model, monkeypatch):
     folder, uri, _, expected = crm_and_model
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    for name in ("leads", "events", "deals"):
-        spark.read.parquet(str(folder / f"{name}.parquet")).write.mode("overwrite").saveAsTable(f"crm_{name}")
+    from scoring.spark import read_source
+
+    for name in ("leads", "events", "deals"):  # read as spark-score reads Parquet: nanoseconds made microseconds
+        read_source(spark, str(folder / f"{name}.parquet")).write.mode("overwrite").saveAsTable(f"crm_{name}")
     # --no-reasons: the logged model as a Spark UDF, probabilities through predict_proba.
     assert serve.main(["spark-score", "--model", "models:/spark-model@champion", "--leads", "crm_leads",
                        "--events", "crm_events", "--deals", "crm_deals", "--as-of", str(AS_OF),
@@ -125,8 +128,9 @@ def test_the_model_udf_takes_lead_rows_with_nested_events(spark, crm_and_model, 
 
     folder, uri, _, expected = crm_and_model
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    leads = spark.read.parquet(str(folder / "leads.parquet"))
-    events = spark.read.parquet(str(folder / "events.parquet"))
+    from scoring.spark import read_source
+
+    leads, events = (read_source(spark, str(folder / f"{name}.parquet")) for name in ("leads", "events"))
     nested = events.groupBy("lead_id").agg(F.collect_list(F.struct("occurred_at", "event_type")).alias("events"))
     rows = leads.join(nested, "lead_id", "left").where(F.col("lead_id").isin(expected["lead_id"].head(300).tolist()))
     use_default_store()

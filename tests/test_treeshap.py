@@ -132,17 +132,3 @@ def test_reason_columns_at_once_equal_per_lead_reasons_for_any_spec(windows):
         assert list(columns[name]) == values, name
     assert any("minutes ago" in text or "hours ago" in text for text in expected["positive_reason_1"]) == \
         (min(windows) < 1)
-
-
-def test_tables_on_threads_give_the_same_contributions(small_models, monkeypatch):
-    """Row slices on several threads (uneven, more than the cores): the same numbers, bit for bit."""
-    from models import treeshap_pass
-
-    bundle = small_models["lightgbm"]
-    features = _awkward_rows(bundle, small_models["features"])
-    pipeline = bundle.model.calibrated_classifiers_[0].estimator.estimator
-    codes = pipeline[0].to_codes(bundle.conform(features))
-    tables = TreeTables(pipeline[-1].booster_)
-    one = tables.contributions(codes)
-    monkeypatch.setattr(treeshap_pass, "worker_threads", lambda rows, **_: 3)
-    np.testing.assert_array_equal(tables.contributions(codes), one)
