@@ -166,7 +166,6 @@ def _read_csv(path: Path, *, columns, delimiter, encoding, decimal, text_columns
     except LookupError:
         raise DataContractError(f"{path}: unknown encoding {encoding!r} in the config.") from None
     delimiter = delimiter or detect_delimiter(sample)
-    _refuse_repeated_columns(path, sample, delimiter)
     try:
         frame = pd.read_csv(path, sep=delimiter, encoding=encoding, usecols=columns, dtype=str,
                             keep_default_na=False, na_values=[""], low_memory=False)
@@ -176,6 +175,8 @@ def _read_csv(path: Path, *, columns, delimiter, encoding, decimal, text_columns
     except (pd.errors.ParserError, ValueError) as error:
         raise DataContractError(f"{path}: could not read it as CSV with delimiter {delimiter!r}: "
                                 f"{str(error)[:200]}") from None
+    if len(frame):  # a header without rows (or a JSON line read as one) is refused as such by read_table
+        _refuse_repeated_columns(path, sample, delimiter)
     trailing = [column for column in frame.columns
                 if str(column).startswith("Unnamed: ") and frame[column].isna().all()]
     frame = frame.drop(columns=trailing)
@@ -200,7 +201,8 @@ def _refuse_repeated_columns(path: Path, sample: str, delimiter: str) -> None:
     repeated = {name: [i + 1 for i, other in enumerate(names) if other == name] for name in names
                 if name and names.count(name) > 1}
     if repeated:
-        where = "; ".join(f"{name!r} in columns {', '.join(map(str, places))}" for name, places in repeated.items())
+        where = "; ".join(f"{name!r} in columns {', '.join(map(str, places))}"
+                          for name, places in list(repeated.items())[:3])
         raise DataContractError(f"{path}: the header names a column more than once ({where}); which copy holds the "
                                 "data cannot be told. Rename or remove the copies.")
 
