@@ -203,15 +203,15 @@ def test_filtered_probability_of_a_silent_lead_is_the_chain_without_events(crm):
     """No event since creation: the stage posterior is the no-event chain's, integrated over activity and address."""
     from scipy.linalg import expm
 
-    from crm.synthetic import _BOUNCE_RATE, _EMAIL_ONLY, _EVENT_RATES
+    from crm.synthetic_world import BOUNCE_RATE, EMAIL_ONLY, EVENT_RATES
 
     truth, horizon = crm.truth, 90
     closed = crm.deals.set_index("lead_id")["closed_at"]
     leads = crm.leads.set_index("lead_id")
     no_events = crm.events.iloc[:0]
     aware, cold = STAGES.index("aware"), STAGES.index("cold")
-    good_rates = _EVENT_RATES.sum(axis=1)
-    bad_rates = np.delete(_EVENT_RATES, _EMAIL_ONLY, axis=1).sum(axis=1) + _BOUNCE_RATE
+    good_rates = EVENT_RATES.sum(axis=1)
+    bad_rates = np.delete(EVENT_RATES, EMAIL_ONLY, axis=1).sum(axis=1) + BOUNCE_RATE
     bad_share = 0.07 * 0.20 + 0.93 * 0.04  # purchased lists are 7% of leads and bounce more
     for days in (15.0, 45.0, 200.0):  # the last one is all but surely cold: a long silence in logs
         as_of = leads["created_at"] + pd.Timedelta(days=days)
@@ -270,11 +270,12 @@ def test_filtered_probability_refuses_what_it_cannot_filter(crm):
 
 
 def test_fit_prior_from_the_exported_attributes_is_calibrated(crm):
-    from crm.synthetic import _event_frame, _first_touches, _fit_prior
+    from crm.synthetic_truth import first_touches, fit_prior
+    from crm.synthetic_world import event_frame
 
     ids = crm.leads["lead_id"].to_numpy()
     query = pd.DataFrame({"lead_id": ids, "created": crm.leads["created_at"].to_numpy()})
-    prior = _fit_prior(crm.leads, ids, _first_touches(_event_frame(crm.events), query), np.random.default_rng(0))
+    prior = fit_prior(crm.leads, ids, first_touches(event_frame(crm.events), query), np.random.default_rng(0))
     assert prior.shape == (len(ids), 2, 64) and np.allclose(prior.sum(axis=(1, 2)), 1.0)
     truth = crm.truth.leads
     on_truth = prior[np.arange(len(ids)), truth["bad_email"].astype(int), truth["fit_level"].astype(int)]
