@@ -127,7 +127,7 @@ def _expected(expected: dict) -> dict | None:
 
 def record_drift(report, out_dir, *, identity: dict, model_uri: str | None = None, as_of=None) -> tuple:
     """Write the monitoring page of ``report`` and log it as an MLflow run; returns ``(page path, run id)``."""
-    from registry.runs import log_monitoring
+    from registry.analysis_runs import log_monitoring
 
     path = write_monitoring_report(report, out_dir,
                                    title=f"{identity.get('model_name', '')} version {identity['model_version']}")

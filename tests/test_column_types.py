@@ -175,7 +175,7 @@ def test_comparisons_log_no_per_lead_rows_unless_asked(mlflow_store, tmp_path, m
     import hashlib
     import hmac
 
-    from registry.runs import log_comparison
+    from registry.analysis_runs import log_comparison
 
     mlflow.set_tracking_uri(mlflow_store)
     report = tmp_path / "report.html"

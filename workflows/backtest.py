@@ -14,7 +14,7 @@ def backtest(args) -> int:
     """``lead-train backtest``: the export's rows in time order, refit at each cut-off, figures logged to MLflow."""
     from analysis.backtest import backtest_figure
     from crm.export import load_crm_or_config
-    from registry.runs import log_backtest
+    from registry.analysis_runs import log_backtest
     from registry.store import use_default_store
     from training.backtest import run_backtest
     from training.backtest_inputs import backtest_inputs

@@ -21,7 +21,7 @@ def compare(args) -> int:
     from crm.export import load_crm_or_config
     from models.rules import EXAMPLE_RULES, RulesError, load_rules
     from registry.loading import load_bundle
-    from registry.runs import log_comparison
+    from registry.analysis_runs import log_comparison
     from registry.store import quiet_mlflow, use_default_store
 
     quiet_mlflow(verbose=args.verbose)
