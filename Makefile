@@ -18,7 +18,7 @@ demo: install
 	$(BIN)/python -m training demo
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The documentation site into site/ (open site/index.html; it needs no network). --strict: a broken link fails.
 # NO_MKDOCS_2_WARNING: Material's end-of-life notice (recorded in docs/contributing.md) on every build.

@@ -40,7 +40,7 @@ from registry.aliases import ANY_CHAMPION, set_champion
 from registry.loading import _registry_version
 from registry.store import _param, experiment_name, use_experiment
 
-_REQUIREMENTS = ("mlflow", "scikit-learn", "lightgbm", "pandas", "numpy", "joblib", "duckdb", "pyarrow")
+_REQUIREMENTS = ("mlflow", "scikit-learn", "lightgbm", "pandas", "numpy", "joblib", "duckdb", "pyarrow", "numba")
 #: The pyfunc model, logged as code (models-from-code) with every model.
 MODEL_CODE = Path(__file__).with_name("lead_model.py")
 

@@ -26,7 +26,7 @@ def _documented(schema, path, method, status):
 
 
 def test_every_status_the_service_sends_is_documented_with_its_real_body(client):
-    schema = client.get("/openapi.json").json()
+    schema = client.get("/openapi.json", headers=AUTH).json()
     models = {"Problems": Problems, "InternalError": InternalError}
     examples = schema["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["examples"]
     lead = examples["one lead"]["value"]
@@ -60,7 +60,7 @@ def test_a_failure_inside_scoring_answers_the_documented_500(small_models):
 
 
 def test_examples_are_built_from_the_loaded_model_and_score_200(client, small_models):
-    schema = client.get("/openapi.json").json()
+    schema = client.get("/openapi.json", headers=AUTH).json()
     examples = schema["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["examples"]
     for example in examples.values():
         response = client.post("/score", json=example["value"], headers=AUTH)
@@ -81,7 +81,7 @@ def test_examples_follow_a_model_of_another_export():
 
 
 def test_health_and_model_are_typed_and_model_lists_accepted_input(client, small_models):
-    schema = client.get("/openapi.json").json()
+    schema = client.get("/openapi.json", headers=AUTH).json()
     for path, name in (("/health", "Health"), ("/model", "ModelDescription")):
         ok = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
         assert ok["$ref"].endswith(name)
@@ -93,9 +93,10 @@ def test_health_and_model_are_typed_and_model_lists_accepted_input(client, small
 
 
 def test_docs_render_from_the_service_without_a_cdn(client):
-    page = client.get("/docs")
+    assert client.get("/docs").status_code == 401  # a token is set: the API's description is behind it too
+    page = client.get("/docs", headers=AUTH)
     assert page.status_code == 200 and "cdn" not in page.text.lower() and "https://" not in page.text
     for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
-        response = client.get(f"/docs-assets/{asset}")
+        response = client.get(f"/docs-assets/{asset}", headers=AUTH)
         assert response.status_code == 200 and len(response.content) > 10_000 and f"/docs-assets/{asset}" in page.text
-    assert np.isclose(float(client.get("/openapi.json").json()["openapi"][:3]), 3.1)  # Swagger UI 5 reads 3.1
+    assert np.isclose(float(client.get("/openapi.json", headers=AUTH).json()["openapi"][:3]), 3.1)  # Swagger UI 5 reads 3.1

@@ -197,8 +197,8 @@ def test_a_local_model_folder_says_where_it_came_from(world, store, tmp_path, ca
     out = tmp_path / "s.csv"
     assert serve.main(["score", "--model", local, *_tables(world["clean"]), "--as-of", AS_OF, "--out", str(out),
                        "--no-reasons"]) == 0
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read().replace("**", "").lower()
-    assert "from the local folder" in capsys.readouterr().err and "a model file is code" in readme
+    page = open(os.path.join(os.path.dirname(__file__), "..", "docs", "data-scientist", "logged-model.md")).read()
+    assert "from the local folder" in capsys.readouterr().err and "a model file is code" in page.replace("**", "").lower()
 
 
 def test_a_missing_rules_file_is_one_line(world, store, tmp_path, capsys):

@@ -29,7 +29,7 @@ def _random_leads(crm, rng, n: int, as_of: pd.Timestamp) -> list[Lead]:
             elif draw < 0.12 and isinstance(values[column], str):
                 values[column] = "Atlantis " + values[column]  # a category the model never saw
             elif draw < 0.15 and isinstance(values[column], (int, float)):
-                values[column] = -values[column]  # a data-entry error: negative size or revenue
+                values[column] = 0  # an edge value: zero size or revenue (negative ones are refused with a 422)
         own = history.get(lead.lead_id, events.iloc[:0])
         # Some events fall after as_of (they must not count), some leads have none.
         keep = own.iloc[:int(rng.integers(0, 40))]
