@@ -79,6 +79,28 @@ def test_the_check_by_hand():
     # The same rates on 10 leads: sampling error sqrt(0.021) = 0.145, three times that is 0.43 > 0.20: noise.
     assert not check_newest_window(older, y, np.full(100, 0.10), auc_newest=0.78, leads_newest=10).moved
     assert check_newest_window(older.iloc[:1], y, np.full(100, 0.1), auc_newest=0.8, leads_newest=100) is None
+    # The same move foreseen (the model predicts 0.30): said, not held.
+    with pytest.warns(UserWarning, match="which the model foresaw .it predicts 0.300.; not held"):
+        foreseen = check_newest_window(older, y, np.full(100, 0.30), auc_newest=0.78, leads_newest=100)
+    assert not foreseen.moved and foreseen.line == "" and len(foreseen.notes) == 1
     held = decide_promotion(challenger_auc=0.8, drift=check.line)
     assert held.outcome == "held for review" and "base rate 0.300" in held.reason
     assert decide_promotion(challenger_auc=0.8, drift="none").outcome == "promoted"
+
+
+def test_the_newest_windows_own_auc_noise_counts():
+    from training.drift import _auc_sampling_error
+
+    # Hanley and McNeil by hand, A = 0.8 on 50 converted and 50 not: q1 = 0.8 / 1.2, q2 = 1.28 / 1.8,
+    # variance (0.16 + 49 (q1 - 0.64) + 49 (q2 - 0.64)) / 2500 = 0.001981, standard error 0.0445.
+    y = np.r_[np.ones(50), np.zeros(50)]
+    assert _auc_sampling_error(0.8, y, 100) == pytest.approx(0.0445, abs=5e-5)
+    # Two snapshots per lead: counted as the 100 leads they are, not as 200 independent rows.
+    assert _auc_sampling_error(0.8, np.r_[y, y], 100) == pytest.approx(0.0445, abs=5e-5)
+    older = pd.DataFrame({"base_rate": [0.3, 0.3, 0.3], "roc_auc": [0.74, 0.75, 0.73]})
+    few = np.r_[np.ones(8), np.zeros(40)]  # 8 converted leads: AUC 0.65 against 0.74 is within their noise
+    assert not check_newest_window(older, few, np.full(48, 0.17), auc_newest=0.65, leads_newest=48).moved
+    many = np.r_[np.ones(800), np.zeros(4000)]  # the same drop on 800 converted leads is not
+    with pytest.warns(UserWarning, match="ranking: ROC AUC 0.650 against 0.740"):
+        assert check_newest_window(older, many, np.full(4800, 0.17), auc_newest=0.65, leads_newest=4800).moved
+

@@ -350,6 +350,7 @@ def _guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd
         "selection": "validation split ROC AUC" if selection is None else selection.reason,
         # The newest labelled window against the older ones: a sentence when it moved (the model is then held).
         "drift": "not checked" if drift is None else drift.line or "none",
+        **({"drift_note": "; ".join(drift.notes)} if drift is not None and drift.notes else {}),
         "weighted_per_lead": bool(per_lead.get(best, False)),
         "calibration": method,
         **{f"rows_{name}": int(rows.sum()) for name, rows in in_split.items()},
