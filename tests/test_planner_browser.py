@@ -68,7 +68,9 @@ def test_leads(planned):
     from crm.readers import load_crm
     from models.rules import load_rules
     from registry.loading import load_bundle
+    from registry.store import use_default_store
 
+    use_default_store()  # this test's store: an earlier test of the process may have set MLflow's URI to its own
     bundle, _ = load_bundle("models:/lead-conversion@champion")
     crm = planned / "crm"
     leads, events, deals = load_crm(crm / "leads.parquet", crm / "events.parquet", crm / "deals.parquet")
