@@ -47,10 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = command("train", "train, calibrate, evaluate and register a model",
                     "lead-train train --leads leads.csv --events events.parquet --deals deals.csv")
-    train.add_argument("--config", help="project config (TOML) mapping your export; replaces the three tables")
-    train.add_argument("--leads", help="leads table (.csv or .parquet); with --config, overrides its file")
-    train.add_argument("--events", help="event log (.csv or .parquet)")
-    train.add_argument("--deals", help="closed deals (.csv or .parquet)")
+    _add_export_arguments(train)
     train.add_argument("--db", help="database URL (postgresql://..., duckdb:///crm.duckdb or any SQLAlchemy URL): "
                                     "--leads, --events and --deals are then table names or SELECT queries in it")
     train.add_argument("--truth", help="folder with the synthetic generator's truth files (adds oracle and "
@@ -64,10 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     backtest = command("backtest", "rolling-origin backtest: train up to each cut-off, test the next window",
                        "lead-train backtest --config config.toml --windows 4")
-    backtest.add_argument("--config", help="project config (TOML); replaces the three tables")
-    backtest.add_argument("--leads", help="leads table (.csv or .parquet); with --config, overrides its file")
-    backtest.add_argument("--events", help="event log (.csv or .parquet)")
-    backtest.add_argument("--deals", help="closed deals (.csv or .parquet)")
+    _add_export_arguments(backtest)
     backtest.add_argument("--windows", type=int, default=4, help="test windows")
     backtest.add_argument("--first-share", type=float, default=0.5, help="share of the time range before the first "
                                                                           "cut-off")
@@ -101,11 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "  lead-train compare --model models:/my-model@champion --config config.toml --rules my_rules.toml")
     compare.add_argument("--model", default="models:/lead-conversion@champion", help="model URI")
     compare.add_argument("--rules", help="points rules TOML (default: the example rules of models/rules_example.toml)")
-    compare.add_argument("--config", help="project config (TOML) of your export: reads the tables as it says "
-                                          "(three tables, or a single lead table with its outcome column)")
-    compare.add_argument("--leads", help="leads table (.csv or .parquet); with --config, overrides its file")
-    compare.add_argument("--events", help="event log (.csv or .parquet)")
-    compare.add_argument("--deals", help="closed deals (.csv or .parquet)")
+    _add_export_arguments(compare)
     compare.add_argument("--out", default="reports/compare", help="folder for report.html and CSVs")
     compare.add_argument("--scorecard-out", help="also fit a learned points table on the training split, write it here")
     compare.add_argument("--date-format", help="strftime format of ambiguous day/month dates, e.g. %%d/%%m/%%Y")
@@ -246,6 +236,15 @@ def _revert(args) -> int:
     print(f"{args.model_name}: version {moved['champion']} is the champion again; version {moved['previous']} "
           "keeps the alias previous-champion")
     return 0
+
+
+def _add_export_arguments(parser) -> None:
+    """The export a command reads: a project config, or the three tables (each overrides the config's file)."""
+    parser.add_argument("--config", help="project config (TOML) mapping your export: reads the tables as it says "
+                                         "(three tables, or a single lead table with its outcome column)")
+    parser.add_argument("--leads", help="leads table (.csv or .parquet); with --config, overrides its file")
+    parser.add_argument("--events", help="event log (.csv or .parquet)")
+    parser.add_argument("--deals", help="closed deals (.csv or .parquet)")
 
 
 def _add_generator_arguments(parser) -> None:
