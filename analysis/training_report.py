@@ -104,11 +104,11 @@ def factor_importance(bundle, features: pd.DataFrame, *, max_rows: int = IMPORTA
     """Mean absolute contribution (log-odds) of each reason factor over the rows, strongest first.
 
     Contributions are the model's exact ones (:func:`models.explain.feature_contributions`),
-    summed per factor as the reasons group them (:func:`models.reasons.feature_families`), so the
+    summed per factor as the reasons group them (:func:`models.factor_words.feature_families`), so the
     table ranks the same factors a lead's reasons name. Over ``max_rows`` rows, a seeded sample.
     """
     from models.explain import feature_contributions
-    from models.reasons import factor_words, feature_families
+    from models.factor_words import factor_words, feature_families
 
     if len(features) > max_rows:
         features = features.sample(max_rows, random_state=seed)

@@ -8,7 +8,7 @@ older on average): the demo's own stationary data raised 21 alerts. The referenc
 model bundle as plain values: per feature its bin edges (numbers) or categories and the share of
 rows in each bin, missing values as a bin of their own; the same for the probability; the tier
 shares; each categorical feature's known categories; and each feature's factor with the factor's
-words (:mod:`models.reasons`), so a report groups by factor. A scoring run counts its rows into
+words (:mod:`models.factor_words`), so a report groups by factor. A scoring run counts its rows into
 the same bins chunk by chunk (:class:`scoring.drift.DriftMonitor`), so memory does not grow with
 the lead base.
 
@@ -45,7 +45,7 @@ def open_lead_reference(model, spec, thresholds, leads: pd.DataFrame, events, de
     compares like with like. Over ``max_rows`` open leads, a seeded sample (the bins need shares,
     not every lead). None when no lead is open then.
     """
-    from models.reasons import factor_words, feature_families
+    from models.factor_words import factor_words, feature_families
 
     snapshots = open_leads(leads, deals, as_of)
     if len(snapshots) == 0:

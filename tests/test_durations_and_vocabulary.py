@@ -8,7 +8,7 @@ from features.snapshots import as_of_schedule, build_snapshots
 from features.spec import FeatureSpec, event_key
 from features.timing import duration, duration_days, duration_label
 from features.vocabulary import EventVocabulary
-from models.reasons import describe_factor
+from models.factor_words import describe_factor
 from models.rules import RulesError, rules_from_dict
 from train import build_parser
 from training.split import suggest_spans

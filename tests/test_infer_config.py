@@ -289,7 +289,7 @@ def test_a_won_only_deals_table_is_detected_and_a_choice_proposed(tmp_path):
 def test_summarised_behaviour_counts_as_engagement_and_reads_as_behaviour():
     from features.spec import FeatureSpec
     from models.explain import ENGAGEMENT, FIT, feature_groups
-    from models.reasons import describe_factor, feature_families
+    from models.factor_words import describe_factor, feature_families
 
     spec = FeatureSpec(categorical_columns=("Lead Source", "Last Activity"),
                        numeric_columns=("TotalVisits", "Total Time Spent on Website", "Company Size"),

@@ -6,7 +6,8 @@ import pytest
 
 from features.spec import FeatureSpec
 from models.explain import explain
-from models.reasons import Reason, describe_factor, feature_families, reason_columns, top_reasons
+from models.factor_words import describe_factor, feature_families
+from models.reasons import Reason, reason_columns, top_reasons
 
 SPEC = FeatureSpec()
 
