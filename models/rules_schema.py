@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from crm.config_schema import Duration, StrictSection, describe_errors, key_path, toml_place
 
@@ -47,7 +47,8 @@ def _range(bounds: list) -> list:
     return bounds
 
 
-RangeBounds = Annotated[list[Bound], Field(min_length=2, max_length=2)]
+#: ``[low, high)`` with low below high: checked where it is declared, for every rule kind alike.
+RangeBounds = Annotated[list[Bound], Field(min_length=2, max_length=2), AfterValidator(_range)]
 
 
 class AttributeEntry(StrictSection):
@@ -61,11 +62,6 @@ class AttributeEntry(StrictSection):
     contains: str | None = Field(None, description="Matches text containing this.")
     range: RangeBounds | None = Field(None, description='Matches numbers with low <= value < high ("-inf", "inf": '
                                                         "open ends).")
-
-    @field_validator("range")
-    @classmethod
-    def _low_below_high(cls, value):
-        return value if value is None else _range(value)
 
     @model_validator(mode="after")
     def _one_match(self):
@@ -88,11 +84,6 @@ class BehaviourEntry(StrictSection):
     half_life: Duration | None = Field(None, description="half_life_days as a duration.")
     range: RangeBounds | None = Field(None, description="Points once when the count (or intensity) lies in "
                                                         "[low, high), instead of per event.")
-
-    @field_validator("range")
-    @classmethod
-    def _low_below_high(cls, value):
-        return value if value is None else _range(value)
 
     @model_validator(mode="after")
     def _one_span(self):
