@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "lead-train demo --leads 5000 --months 15")
     demo.add_argument("--out", default="data/demo", help="folder for the generated data and scores")
     _add_generator_arguments(demo)
+    demo.add_argument("--forward-months", type=int, default=3, help="months the same world runs past the training "
+                      "data, to judge the stored scores against what happened (default: %(default)s; 0: none)")
     _add_training_arguments(demo)
     add_common_arguments(demo)
     return parser
