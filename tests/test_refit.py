@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from crm.synthetic import generate_crm
-from training.pipeline import TrainingConfig, train_model
+from training.pipeline import TrainingConfig, labelled_snapshots, train_model
 from training.refit import champion_rows
 
 
@@ -34,6 +34,13 @@ def test_the_refit_never_sees_an_outcome_after_the_data_end():
     # It is newer than the evaluated model: it fits on snapshots the training split never held.
     assert pd.Timestamp(full.params["refit_fit_as_of_last"]) > pd.Timestamp(full.params["window_train_last"])
     assert full.params["registered_model"].startswith("refit on everything known")
+    # Every lead's known snapshots fit, whatever its split: counted here from the snapshots themselves.
+    labelled, _ = labelled_snapshots(crm.leads, crm.deals, config=config, data_end=end)
+    known_before = labelled["as_of"] + horizon <= pd.Timestamp(full.params["refit_calibration_first"])
+    assert full.params["refit_rows_fit"] == int(known_before.sum())
+    assert full.params["refit_leads_fit"] == labelled.loc[known_before, "lead_id"].nunique()
+    trained = full.datasets["train"][0]
+    assert full.params["refit_rows_fit"] > len(trained) + full.params["rows_calibration"]
     evaluated = train_model(crm.leads, crm.events, crm.deals, config=TrainingConfig(threads=1, selection_windows=0),
                             data_end=end, log=lambda line: None)
     # Same procedure, same held-out test figures; a different registered model.
