@@ -62,6 +62,7 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
     labelled, windows, as_of_dates = split_snapshots(leads, deals, config=config, data_end=data_end,
                                                      unassigned=config.refit)
     assigned = labelled["split"].notna().to_numpy()
+    run_split = {"data_end": str(data_end), **{f"window_{key}": value for key, value in windows.as_dict().items()}}
     snapshots = labelled.loc[assigned].reset_index(drop=True)
     log(f"snapshots: {len(snapshots):,} over {snapshots['as_of'].nunique()} as_of dates; "
         + ", ".join(f"{name} {count:,}" for name, count in snapshots["split"].value_counts().items()))
@@ -89,7 +90,8 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
         metrics["test_observable_ceiling_roc_auc"] = float(roc_auc_score(y_test, ceiling(test)))
     if champion is not None:
         compare_champion(champion, test, leads, events, fitted, spec=declared,
-                         label=f"won within {config.horizon_days} days of as_of", log=log)
+                         label=f"won within {config.horizon_days} days of as_of", log=log,
+                         split={**config.as_params(), **run_split})
     refit = refit_registered(every_feature[spec.feature_names], labelled, fitted, spec=spec, config=config,
                              data_end=data_end, log=log)
     # Monitoring compares a scored base with the leads open at the end of the data, as this model scores them.
@@ -100,10 +102,9 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
         **config.as_params(),
         **fitted["params"],
         "split": "temporal",
-        "data_end": str(data_end),
         "as_of_first": _moment(as_of_dates[0]),
         "as_of_last": _moment(as_of_dates[-1]),
-        **{f"window_{key}": value for key, value in windows.as_dict().items()},
+        **run_split,
         "leads": int(len(leads)),
         "training_started_at": started_at.isoformat(),
         **_won_amount(deals),

@@ -92,13 +92,15 @@ def refit_registered(features, snapshots, fitted: dict, *, spec, config, data_en
 
 
 def compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.DataFrame, events, fitted: dict,
-                     *, spec=None, label: str | None = None, log) -> None:
+                     *, spec=None, label: str | None = None, split: dict | None = None, log) -> None:
     """Score the champion on the same test snapshots, when its features can be built from this data.
 
     A champion trained on another data contract (another label, or lead columns this run's ``spec``
     does not declare) is not compared. A champion refit on everything known is judged only on test
     snapshots after its data ended, the challenger on the same ones (:func:`champion_rows`).
-    ``champion_comparison`` says which comparison was made, or why none.
+    ``champion_comparison`` says which comparison was made, or why none. When no such snapshot has both
+    outcomes yet but the champion's run had this run's data end and split (``split``: this run's params),
+    the procedures are compared: the champion's own held-out test figure, on the same test window.
     """
     foreign = other_contract(champion, spec=spec, label=label)
     if foreign:
@@ -107,6 +109,13 @@ def compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.D
         return
     fair, comparison = champion_rows(test_rows, champion.metadata.get("params", {}))
     y_test = np.asarray(fitted["y_test"])[fair.to_numpy()]
+    if np.unique(y_test).size < 2 and same_test_window(champion.metadata.get("params", {}), split or {}) and (
+            "test_roc_auc" in champion.metadata.get("metrics", {})):
+        fitted["params"]["champion_comparison"] = ("the procedures on the same test window (the champion was refit "
+                                                   "on its outcomes: its own held-out figure from its run)")
+        fitted["metrics"]["champion_test_roc_auc"] = float(champion.metadata["metrics"]["test_roc_auc"])
+        log(f"champion compared by {fitted['params']['champion_comparison']}")
+        return
     if np.unique(y_test).size < 2:
         fitted["params"]["champion_comparison"] = (f"not compared: the champion was refit on outcomes up to "
                                                    f"{champion.metadata['params']['refit_data_end']}, which cover "
@@ -124,6 +133,20 @@ def compare_champion(champion: ModelBundle, test_rows: pd.DataFrame, leads: pd.D
     if not fair.all():  # the challenger on the same rows, so the two figures compare
         fitted["metrics"]["challenger_fair_roc_auc"] = float(roc_auc_score(y_test,
                                                                            fitted["probability"][fair.to_numpy()]))
+
+
+#: The params that fix a run's test snapshots: equal in two runs on the same data, the same test window.
+SPLIT_PARAMS = ("data_end", "horizon_days", "snapshot_every_days", "test_days", "calibration_days", "lead_shares",
+                "split_by", "seed", "window_test_first", "window_test_last")
+
+
+def same_test_window(champion_params: dict, split: dict) -> bool:
+    """Whether the champion's run and this one (``split``: its params) took the same test snapshots."""
+    def plain(value):
+        return [float(share) for share in value] if isinstance(value, (list, tuple)) else str(value)
+
+    return all(key in champion_params and key in split and plain(champion_params[key]) == plain(split[key])
+               for key in SPLIT_PARAMS)
 
 
 def other_contract(champion: ModelBundle, *, spec=None, label: str | None = None) -> str:
