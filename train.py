@@ -292,9 +292,10 @@ def _add_training_arguments(parser) -> None:
     parser.add_argument("--split-by", choices=("lead_share", "time"), help="lead_share: each lead in one split "
                         "(the default); time: time alone separates train, calibration and test, as production "
                         "spends leads (training.split)")
-    parser.add_argument("--refit", action="store_true", default=None, help="register the chosen settings refit on "
-                        "every snapshot whose outcome is known at the data's end (the test figures stay the "
-                        "procedure's, held out); default: the model fitted on the training split")
+    parser.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None, help="register the chosen "
+                        "settings refit on every snapshot whose outcome is known at the data's end (the test figures "
+                        "stay the procedure's, held out); default: the config's, else the model fitted on the "
+                        "training split (demo: the refit)")
     parser.add_argument("--segment-by", help="a categorical lead column: one model per value with enough data, a "
                                              "global model for the rest, in one bundle")
     parser.add_argument("--model-name", help=f"registered model name (default: the config's model_name, "

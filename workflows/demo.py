@@ -37,6 +37,8 @@ def demo(args) -> int:
     leads, events, deals = load_crm(folder / "leads.parquet", folder / "events.parquet", folder / "deals.parquet")
     truth = load_truth(folder)
     args.report_out = str(folder / "training_report")
+    if getattr(args, "refit", None) is None:  # the champion that scores the open base is refit on everything known
+        args.refit = True
     result, _ = train_and_log(args, leads, events, deals, truth=truth)
     model_uri = f"models:/{args.model_name}@champion"
     bundle, identity = load_bundle(model_uri)
