@@ -44,6 +44,12 @@ def test_forward_evaluation_of_the_oracle_itself_has_no_gap(tmp_path):
                                   tier=np.where(probability > 0.3, "SQL", "nurture"), model_name="oracle",
                                   model_version="1", scored_at=pd.Timestamp("2026-12-01")))
     writer.commit()
+    # An earlier run of random scores stays in the history (and its table) but not in this run's gap.
+    earlier = history.writer(pd.Timestamp("2026-11-01"))
+    earlier.write(open_base.assign(probability=np.random.default_rng(0).random(len(open_base)), score=1.0,
+                                   tier="nurture", model_name="oracle", model_version="0",
+                                   scored_at=pd.Timestamp("2026-11-01")))
+    earlier.commit()
     text = forward_evaluation(history, tmp_path, truth=truth, horizon_days=90)
     won = future[future["outcome"].eq("won") & (future["closed_at"] >= as_of)
                  & (future["closed_at"] < as_of + pd.Timedelta(days=90))]

@@ -114,10 +114,12 @@ def forward_evaluation(history, folder, *, truth, horizon_days) -> str:
              .to_string(index=False, float_format="{:.4f}".format)]
     if truth is not None:
         scored = outcome_labels(history.read(), deals, horizon_days=horizon_days)
-        scored = scored.loc[scored["resolved"]].assign(lead_id=lambda rows: rows["lead_id"].astype("int64"))
+        # This run's scores (the newest): an earlier demo's stay in the history, and in the table above.
+        newest = scored["resolved"] & scored["scored_at"].eq(scored["scored_at"].max())
+        scored = scored.loc[newest].assign(lead_id=lambda rows: rows["lead_id"].astype("int64"))
         # A lead created at the very moment scored has no stage before it: the oracle cannot speak for it.
-        created = truth.spells.groupby("lead_id")["started_at"].min()
-        scored = scored.loc[(created.reindex(scored["lead_id"]).to_numpy() < pd.to_datetime(scored["as_of"]).to_numpy())]
+        created = truth.spells.groupby("lead_id")["started_at"].min().reindex(scored["lead_id"]).to_numpy()
+        scored = scored.loc[created < pd.to_datetime(scored["as_of"]).to_numpy()]
         oracle = roc_auc_score(scored["label"], truth.oracle_probability(scored, horizon_days=horizon_days))
         model = roc_auc_score(scored["label"], scored["probability"])
         lines.append(f"  forward ROC AUC {model:.4f}, oracle {oracle:.4f}: gap {oracle - model:.4f} on "
