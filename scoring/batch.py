@@ -18,13 +18,13 @@ from features.engagement import SCORING_MEMORY_LIMIT
 from features.snapshots import open_leads
 from features.timing import utc_now
 from scoring.history import with_previous
+from scoring.output_shape import REASON_COLUMNS, SCORE_COLUMNS, output_frame
 from scoring.temporaries import process_alive as _alive
 from models.threads import return_free_memory
 from models.tiers import TIERS
 
-REASON_COLUMNS = tuple(f"{side}_reason_{k}" for side in ("positive", "negative") for k in (1, 2, 3))
-SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "fit_score", "engagement_score", *REASON_COLUMNS,
-                 "model_version", "as_of", "scored_at")
+__all__ = ["REASON_COLUMNS", "SCORE_COLUMNS", "check_output", "neutralise_formulas", "remove_stale_temporaries",
+           "score_features", "score_lead_base"]
 
 
 def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
@@ -81,7 +81,7 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
                 frame = with_previous(frame, latest)
             if len(frame):
                 with clock("write"):
-                    writer.write(frame)
+                    writer.write(output_frame(frame))  # the one output shape (scoring.output_shape)
                 if history_writer is not None:
                     history_writer.write(frame.assign(model_name=model_name))
             else:  # written only if nothing else is: an empty frame's columns carry no types
@@ -98,7 +98,7 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
                 progress(f"read {done:,}{f'/{total:,}' if total else ''} leads ({share}{opened:,} open, scored; "
                          f"{done / max(elapsed, 1e-9):,.0f} leads/s)")
         if writer.rows == 0 and empty is not None:
-            writer.write(empty)
+            writer.write(output_frame(empty))
     return counts
 
 

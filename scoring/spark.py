@@ -32,8 +32,11 @@ from features.contract import (DataContractError, contract_message, validate_dea
 from features.freshness import data_end
 from features.snapshots import open_leads
 from features.timing import naive_utc, utc_now
+from scoring.output_shape import output_columns, spark_schema
 
-SPARK_SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "model_version", "as_of", "scored_at")
+SPARK_SCORE_COLUMNS = output_columns(explain=False)
+#: Times written to Parquet as UTC microseconds (pandas reads them zoned), not Spark's default INT96 (read naive).
+_MICROSECOND_PARQUET = ("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
 _BUCKET, _KIND = "_lead_bucket", "_kind"
 #: With ``with_data_end``, each bucket's newest lead, event or deal time rides along in this column.
 DATA_END_COLUMN = "_data_end"
@@ -56,7 +59,7 @@ def spark_session(master: str | None = None, *, app_name: str = "lead-scoring", 
     # Parquet nanosecond timestamps (pandas' default) read as longs rather than refused: read_source makes
     # microsecond timestamps of them. Set for the whole session, since Spark reads the files when a job runs.
     builder = SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC") \
-        .config("spark.sql.legacy.parquet.nanosAsLong", "true")
+        .config("spark.sql.legacy.parquet.nanosAsLong", "true").config(*_MICROSECOND_PARQUET)
     if master:
         builder = builder.master(master)
         if master.startswith("local"):
@@ -245,7 +248,7 @@ def score_with_reasons_on_spark(features, bundle, *, model_version: str = "", sc
     scored_at = naive_utc(pd.Timestamp(scored_at)) if scored_at is not None else utc_now().floor("s")
     spark = features.sparkSession
     shared = spark.sparkContext.broadcast(bundle)
-    schema = _score_schema(features.schema["lead_id"].dataType)
+    schema = spark_schema(explain=True)
     score_batches = functools.partial(_score_batches, bundle=shared, model_version=model_version,
                                       scored_at=scored_at, thresholds=thresholds, threads=threads)
     return features.mapInPandas(score_batches, schema)
@@ -266,10 +269,11 @@ def score_features_on_spark(features, model_udf, feature_names, *, model_version
         probability = F.col("_scores.probability")
         tier = (F.when(probability >= F.lit(thresholds.sql), "SQL").when(probability >= F.lit(thresholds.mql), "MQL")
                 .otherwise("nurture"))
+    # The output shape (scoring.output_shape): the id as text, times as instants (the session is in UTC).
     return features.withColumn("_scores", scores).select(
-        "lead_id", "_scores.probability", "_scores.score", tier.alias("tier"),
-        F.lit(model_version).alias("model_version"), "as_of",
-        F.lit(scored_at.to_pydatetime()).cast("timestamp_ntz").alias("scored_at"))
+        F.col("lead_id").cast("string").alias("lead_id"), "_scores.probability", "_scores.score", tier.alias("tier"),
+        F.lit(model_version).alias("model_version"), F.col("as_of").cast("timestamp").alias("as_of"),
+        F.lit(scored_at.tz_localize("UTC").to_pydatetime()).cast("timestamp").alias("scored_at"))
 
 
 def write_scores(scores, target: str) -> None:
@@ -283,6 +287,7 @@ def write_scores(scores, target: str) -> None:
         scores.write.mode("overwrite").saveAsTable(target)
         return
     spark = scores.sparkSession
+    spark.conf.set(*_MICROSECOND_PARQUET)  # a session made elsewhere, too
     jvm = spark.sparkContext._jvm
     final = jvm.org.apache.hadoop.fs.Path(target)
     staging = jvm.org.apache.hadoop.fs.Path(f"{target.rstrip('/')}.staging-{uuid.uuid4().hex[:8]}")
@@ -447,25 +452,15 @@ def _naive_times(frame):
                           for field in frame.schema.fields])
 
 
-def _score_schema(id_type):
-    """The Spark types of the pandas path's output columns (``SCORE_COLUMNS``), in its order."""
-    from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType, TimestampNTZType
-
-    from scoring.batch import SCORE_COLUMNS
-
-    types = {"lead_id": id_type, "probability": DoubleType(), "score": LongType(), "fit_score": LongType(),
-             "engagement_score": LongType(), "as_of": TimestampNTZType(), "scored_at": TimestampNTZType()}
-    return StructType([StructField(name, types.get(name, StringType())) for name in SCORE_COLUMNS])
-
-
 def _score_batches(batches, *, bundle, model_version, scored_at, thresholds, threads):
     """A partition's feature rows, batch by batch, as the pandas path's output rows (with reasons)."""
     from scoring.batch import score_features
+    from scoring.output_shape import output_frame
     from models.explain import use_threads
 
     bundle = bundle.value
     use_threads(bundle.model, threads)
     names = bundle.spec.feature_names
     for batch in batches:
-        yield score_features(bundle, batch[names], batch[["lead_id", "as_of"]], explain=True, thresholds=thresholds,
-                             model_version=model_version, scored_at=scored_at)
+        yield output_frame(score_features(bundle, batch[names], batch[["lead_id", "as_of"]], explain=True,
+                                          thresholds=thresholds, model_version=model_version, scored_at=scored_at))
