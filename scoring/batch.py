@@ -15,6 +15,7 @@ import pandas as pd
 
 from features.build import build_features
 from features.engagement import SCORING_MEMORY_LIMIT
+from features.plausibility import ImplausibleLeads
 from features.snapshots import open_leads
 from features.timing import utc_now
 from scoring.history import with_previous
@@ -70,10 +71,16 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
     empty = None
     clock = _Stages(timings)
     latest = history.latest() if history is not None else None
+    # Refused as the HTTP service refuses them (features.plausibility): counted over every chunk, then one line per
+    # field; nothing is written. Future creation times are refused earlier, by the contract's check.
+    implausible = ImplausibleLeads(bundle.spec)
     # The history's run is entered first so it is left last: committed only once the output is in place.
     with _history_run(history, scored_at) as history_writer, sink as writer, _bar(total, progress_bar) as bar:
-        batches = _open_lead_batches(clock.timed("read", _lead_chunks(leads, chunk_size)), deals, as_of, chunk_size)
+        chunks = _counted(clock.timed("read", _lead_chunks(leads, chunk_size)), implausible)
+        batches = _open_lead_batches(chunks, deals, as_of, chunk_size)
         for lead_batch, snapshots, read in batches:
+            if implausible.counts:  # the run is refused at the end: read on only to count, score no more
+                continue
             frame = _score_chunk(bundle, snapshots, lead_batch, events, explain=explain, thresholds=thresholds,
                                  model_version=model_version, scored_at=scored_at, timings=timings, monitor=monitor)
             del lead_batch, snapshots  # the next batch is gathered without this one's leads alive
@@ -97,6 +104,7 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
                 share = f"{done / total:.0%}, " if total else ""
                 progress(f"read {done:,}{f'/{total:,}' if total else ''} leads ({share}{opened:,} open, scored; "
                          f"{done / max(elapsed, 1e-9):,.0f} leads/s)")
+        implausible.check()
         if writer.rows == 0 and empty is not None:
             writer.write(output_frame(empty))
     return counts
@@ -228,6 +236,13 @@ def _lead_chunks(leads, rows: int):
     if not yielded:  # an empty lead base still gets an (empty) output with the usual columns
         yield leads if isinstance(leads, pd.DataFrame) else pd.DataFrame({"lead_id": [], "created_at": pd.Series(
             [], dtype="datetime64[ns]")})
+
+
+def _counted(chunks, implausible: ImplausibleLeads):
+    """The lead chunks, each counted for implausible values on its way."""
+    for chunk in chunks:
+        implausible.add(chunk)
+        yield chunk
 
 
 def _open_lead_batches(chunks, deals, as_of, rows: int):
