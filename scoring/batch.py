@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crm.spooled_writer import ParquetChunks
 from features.build import build_features
 from features.engagement import SCORING_MEMORY_LIMIT
 from features.plausibility import ImplausibleLeads
@@ -322,22 +323,16 @@ class _AtomicWriter:
                                         suffix=".tmp")
         os.close(handle)
         self.temporary = Path(name)
-        self.parquet = None
+        self.parquet = ParquetChunks(self.temporary) if suffix == ".parquet" else None
         self.rows = 0
         self._previous_sigterm = _unwind_on_sigterm()
         return self
 
     def write(self, frame: pd.DataFrame) -> None:
-        if self.path.suffix.lower() == ".csv":
+        if self.parquet is None:
             neutralise_formulas(frame).to_csv(self.temporary, mode="a", header=self.rows == 0, index=False)
         else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if self.parquet is None:
-                self.parquet = pq.ParquetWriter(self.temporary, table.schema)
-            self.parquet.write_table(table)
+            self.parquet.write(frame)
         self.rows += len(frame)
 
     def __exit__(self, kind, error, traceback):
