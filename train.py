@@ -193,7 +193,7 @@ def _init_config(args) -> int:
     print("check before training:")
     for line in guess.summary:
         print(f"  - {line}")
-    print(f"then: lead-train train --config {out}")
+    print(f"then: lead-train train --config {out}  (registers the model as {guess.model_name}: [training] model_name)")
     return 0
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from crm.column_profile import (GENERIC_PAIRS, blank_note, looks_personal, mostly_blank, name_has, outcome_mapping,
                                 profile_column)
 from crm.config_schema import DEFAULT_MISSING_VALUES
-from crm.config_text import config_text
+from crm.config_text import config_text, project_model_name
 from crm.infer_tables import TablesGuess, infer_tables
 from features.fit import BOOLEAN_VALUES
 
@@ -169,6 +169,7 @@ class ProjectGuess:
     summary: list
     leads: LeadGuess
     tables: TablesGuess | None = None
+    model_name: str = ""  # the [training] model_name written: the registered model's name
 
 
 def guess_project(frame: pd.DataFrame, *, leads_path, out_path, missing_values=DEFAULT_MISSING_VALUES,
@@ -185,9 +186,10 @@ def guess_project(frame: pd.DataFrame, *, leads_path, out_path, missing_values=D
     out_path = Path(out_path).resolve()
     paths = {name: _relative(path, out_path) for name, path in
              (("leads", leads_path), ("events", events_path), ("deals", deals_path)) if path is not None}
-    text = config_text(guess, tables, frame, paths=paths, leads_path=Path(leads_path),
+    model_name = project_model_name(out_path, leads_path=leads_path)
+    text = config_text(guess, tables, frame, paths=paths, leads_path=Path(leads_path), model_name=model_name,
                        missing_values=missing_values)
-    return ProjectGuess(text=text, summary=_summary(guess, tables), leads=guess, tables=tables)
+    return ProjectGuess(text=text, summary=_summary(guess, tables), leads=guess, tables=tables, model_name=model_name)
 
 
 # --- the label ------------------------------------------------------------------------------------
