@@ -48,6 +48,9 @@ def config_text(guess, tables, frame: pd.DataFrame, *, paths: dict, leads_path: 
                   "# id = \"...\""]
     lines.append(_single_line("created_at", single["created_at"],
                               "no creation date found: the split is stratified, not by time"))
+    if guess.blank_created:
+        lines.append(f"undated_leads = \"leave_out\"  # {guess.blank_created:,} of {len(frame):,} leads have no "
+                     "creation date: left out of training and scoring (\"refuse\": an error naming them)")
     if tables is not None and tables.deals is not None:
         lines.append("# label: none; the outcome comes from the [deals] table")
     elif guess.label is not None:
