@@ -101,7 +101,8 @@ def format_crowded(run: dict) -> str:
     hostile = "; ".join(f"{kind}: {', '.join(f'{count} {outcome}' for outcome, count in sorted(outcomes.items()))}"
                         for kind, outcomes in run["hostile"].items())
     total = sum(run["worker_requests"].values()) or 1
-    shares = ", ".join(f"{count / total:.0%} (pid {pid})" for pid, count in
+    shares = ", ".join(f"{count / total:.0%} (pid {pid}, {run['worker_connections'].get(pid, 0)} connections)"
+                       for pid, count in
                        sorted(run["worker_requests"].items(), key=lambda item: -item[1]))
     verdict = (run["good_failed"] == 0 and run["health_failed"] == 0 and run["health_max_ms"] <= 50
                and run["rss_end_mib"] <= run["rss_start_mib"] * 1.25 + 50)
@@ -130,7 +131,7 @@ def _good_load(port: int, path: str, bodies: list[bytes], clients: int, seconds:
     buffers, sent_at, turn = [b""] * clients, [0.0] * clients, list(range(clients))
     latencies, failed, answered = [], 0, [0] * clients
     health = f"GET /health HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
-    asking, worker_requests = [False] * clients, {}
+    asking, worker_requests, worker_connections = [False] * clients, {}, {}
 
     def send(k, sock):
         sent_at[k] = time.perf_counter()
@@ -177,6 +178,7 @@ def _good_load(port: int, path: str, bodies: list[bytes], clients: int, seconds:
             if asking[k]:  # the answer to "which worker are you?"
                 pid = int(json.loads(body)["pid"]) if status == 200 else "unknown"
                 worker_requests[pid] = worker_requests.get(pid, 0) + answered[k]
+                worker_connections[pid] = worker_connections.get(pid, 0) + 1
                 selector.unregister(sock)
                 sock.close()
                 done[k], pending = True, pending - 1
@@ -196,7 +198,8 @@ def _good_load(port: int, path: str, bodies: list[bytes], clients: int, seconds:
     selector.close()
     latencies = np.array(latencies) * 1e3
     return {"good": len(latencies) + failed, "good_failed": failed, "seconds": elapsed,
-            "worker_requests": worker_requests, "rps": len(latencies) / elapsed, "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else 0}
+            "worker_requests": worker_requests, "worker_connections": worker_connections,
+            "rps": len(latencies) / elapsed, "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else 0}
 
 
 def _answer_of(port: int, act) -> str:

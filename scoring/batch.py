@@ -164,7 +164,7 @@ def score_features(bundle, features: pd.DataFrame, snapshots: pd.DataFrame, *, e
 
     ``snapshots`` gives each row's ``lead_id`` and ``as_of``, in the order of ``features``. One
     definition of an output row for every route: the chunked batch here, Spark's partitions
-    (``scoring.spark``).
+    (``scoring.spark_scores``).
     """
     clock = _Stages(timings)
     if explain:
