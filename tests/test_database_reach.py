@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import sqlalchemy
 
-import crm.database
+import crm.sqlalchemy_database
 import serve
 from crm.database import connect
 from crm.readers import read_table
@@ -69,7 +69,7 @@ def test_a_read_is_retried_after_a_dropped_connection(postgres_url, monkeypatch,
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             "WHERE datname = 'nightly_retry' AND pid <> pg_backend_pid()")).scalar()
     assert dropped >= 1
-    monkeypatch.setattr(crm.database, "READ_BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(crm.sqlalchemy_database, "READ_BACKOFF_SECONDS", 0.01)
     assert database.read(table="scores")["score"].tolist() == [10, 20]
     assert "the connection dropped" in capsys.readouterr().err
     database.engine.dispose()

@@ -1,0 +1,167 @@
+"""Any database SQLAlchemy reaches; PostgreSQL through psycopg 3 and ``COPY``; reads retried after a dropped connection."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pandas as pd
+
+from crm.database_base import Database
+from crm.database_guards import DatabaseError, advisory_lock_key, dependent_views_sql, read_only_statements
+from crm.sql_types import arrow_csv, naive_timestamps, sql_type
+
+#: A batch run's read is tried again this many times after a dropped connection, waiting 1 s, 2 s, 4 s.
+READ_RETRIES, READ_BACKOFF_SECONDS = 3, 1.0
+
+
+class SQLAlchemyDatabase(Database):
+    """Any database SQLAlchemy reaches; PostgreSQL through psycopg 3 and COPY."""
+
+    def __init__(self, url: str):
+        # postgres:// is what Heroku, Render and many tools print; SQLAlchemy 2 knows only postgresql://.
+        self.url = "postgresql://" + url[len("postgres://"):] if url.startswith("postgres://") else url
+        self._engine = None
+
+    @property
+    def backend(self) -> str:
+        import sqlalchemy
+
+        try:
+            return sqlalchemy.engine.make_url(self.url).get_backend_name()
+        except sqlalchemy.exc.ArgumentError:
+            raise DatabaseError(f"{self.display}: not a database URL SQLAlchemy reads "
+                                "(expected dialect://user@host/database).") from None
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            import sqlalchemy
+
+            url = sqlalchemy.engine.make_url(self.url)
+            if url.drivername == "postgresql":  # psycopg 3 is the driver we install, not psycopg2
+                url = url.set(drivername="postgresql+psycopg")
+            self._engine = sqlalchemy.create_engine(url)
+        return self._engine
+
+    def _read_sql(self, sql: str, *, read_only: bool = False) -> pd.DataFrame:
+        """One read, tried again with a fresh connection after a dropped one (``READ_RETRIES``, backing off)."""
+        import sqlalchemy
+
+        for attempt in range(READ_RETRIES + 1):
+            try:
+                return self._read_once(sql, read_only=read_only)
+            except Exception as error:  # noqa: BLE001 - pandas wraps the driver's error: its chain tells
+                dropped = _dropped_connection(error, sqlalchemy.exc)
+                if dropped is None or attempt == READ_RETRIES:
+                    raise
+                wait = READ_BACKOFF_SECONDS * 2 ** attempt
+                print(f"{self.display}: the connection dropped ({str(dropped).splitlines()[0][:120]}); "
+                      f"reading again in {wait:g} s", file=sys.stderr)
+                time.sleep(wait)
+
+    def _read_once(self, sql: str, *, read_only: bool) -> pd.DataFrame:
+        import sqlalchemy
+
+        guards = read_only_statements(self.backend) if read_only else []
+        with self.engine.connect() as connection:  # closing rolls the transaction back: a read changes nothing
+            for statement in guards:
+                connection.execute(sqlalchemy.text(statement))
+            try:
+                return pd.read_sql(sqlalchemy.text(sql), connection)
+            finally:
+                if self.backend == "sqlite" and guards:
+                    connection.execute(sqlalchemy.text("PRAGMA query_only = OFF"))  # pooled: reset
+
+    def _lock(self, connection, table: str) -> None:
+        if self.backend != "postgresql":
+            return
+        import sqlalchemy
+
+        free = connection.execute(sqlalchemy.text("SELECT pg_try_advisory_xact_lock(:key)"),
+                                  {"key": advisory_lock_key(table)}).scalar()
+        if not free:
+            raise DatabaseError(f"{self.display}: another run is writing table {table!r} now; run again when it "
+                                "has finished (two runs never replace one table at once).")
+
+    def _dependent_views(self, connection, table: str) -> list[str]:
+        sql = dependent_views_sql(self.backend)
+        if sql is None:
+            return []
+        import sqlalchemy
+
+        return [row[0] for row in connection.execute(sqlalchemy.text(sql), {"table": table})]
+
+    def _transaction(self):
+        return self.engine.begin()
+
+    def quote(self, name: str) -> str:
+        preparer = self.engine.dialect.identifier_preparer
+        return ".".join(preparer.quote(part) for part in name.split("."))
+
+    @property
+    def _copies(self) -> bool:
+        return self.engine.dialect.name == "postgresql" and self.engine.dialect.driver == "psycopg"
+
+    def _exists(self, connection, table: str) -> bool:
+        import sqlalchemy
+
+        schema, _, name = table.rpartition(".")
+        return sqlalchemy.inspect(connection).has_table(name, schema=schema or None)
+
+    def _create(self, connection, table: str, frame: pd.DataFrame) -> None:
+        import sqlalchemy
+
+        schema, _, name = table.rpartition(".")
+        columns = [sqlalchemy.Column(str(column), sql_type(frame[column])) for column in frame.columns]
+        sqlalchemy.Table(name, sqlalchemy.MetaData(), *columns, schema=schema or None).create(connection)
+
+    def _insert(self, connection, table: str, frame: pd.DataFrame) -> None:
+        if len(frame) == 0:
+            return
+        columns = ", ".join(self.quote(str(column)) for column in frame.columns)
+        if self._copies:
+            cursor = connection.connection.driver_connection.cursor()
+            # Arrow's CSV writer is about seven times faster than pandas' here; every present value is
+            # quoted, so an empty string stays a string and only an unquoted empty field is NULL.
+            with cursor.copy(f"COPY {self.quote(table)} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write(arrow_csv(frame))
+            return
+        import sqlalchemy
+
+        schema, _, name = table.rpartition(".")
+        target = sqlalchemy.Table(name, sqlalchemy.MetaData(), schema=schema or None, autoload_with=connection)
+        plain = naive_timestamps(frame)
+        records = plain.astype(object).where(plain.notna(), None).to_dict("records")
+        connection.execute(target.insert(), records)
+
+    def _add_columns(self, connection, table: str, frame: pd.DataFrame) -> None:
+        """Columns of ``frame`` the table lacks are added (a later run with more columns than the first)."""
+        import sqlalchemy
+
+        schema, _, name = table.rpartition(".")
+        present = {column["name"] for column in sqlalchemy.inspect(connection).get_columns(name, schema=schema or None)}
+        for column in frame.columns:
+            if column not in present:
+                kind = sql_type(frame[column]).compile(dialect=self.engine.dialect)
+                connection.execute(sqlalchemy.text(
+                    f"ALTER TABLE {self.quote(table)} ADD COLUMN {self.quote(str(column))} {kind}"))
+
+    def _swap(self, connection, staging: str, table: str) -> None:
+        import sqlalchemy
+
+        connection.execute(sqlalchemy.text(f"DROP TABLE IF EXISTS {self.quote(table)}"))
+        connection.execute(sqlalchemy.text(
+            f"ALTER TABLE {self.quote(staging)} RENAME TO {self.quote(table.rpartition('.')[2])}"))
+
+
+def _dropped_connection(error: BaseException, exc) -> BaseException | None:
+    """The link of an error's chain saying the server dropped the connection (SQLAlchemy invalidated it), or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, exc.PendingRollbackError) or (isinstance(error, exc.DBAPIError)
+                                                           and error.connection_invalidated):
+            return getattr(error, "orig", None) or error
+        error = error.__cause__ or error.__context__
+    return None
