@@ -66,30 +66,35 @@ class LeadScorer:
         else:
             raise ValueError(f"LeadScorer cannot explain a {type(classifier).__name__}.")
 
+    def encoded(self, labels: list, numbers: np.ndarray) -> np.ndarray:
+        """The LightGBM model's input: category positions (NaN when missing or unknown) then the numbers."""
+        codes = np.empty((len(numbers), len(self.names_)))
+        for i, row in enumerate(labels):
+            for j, (code, value) in enumerate(zip(self.codes_, row)):
+                codes[i, j] = code.get(value, np.nan)
+        codes[:, len(self.categorical_):] = numbers
+        return codes
+
     def contributions(self, labels: list, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(contributions, base_value)`` as ``models.explain.feature_contributions`` gives them, as arrays."""
         if self.linear_ is not None:
             return self.linear_.block_contributions(labels, numbers), np.full(len(numbers), self.intercept_)
-        n = len(numbers)
-        codes = np.empty((n, len(self.names_)))
-        width = len(self.categorical_)
-        for i, row in enumerate(labels):
-            for j, (code, value) in enumerate(zip(self.codes_, row)):
-                codes[i, j] = code.get(value, np.nan)
-        codes[:, width:] = numbers
-        threads = {"num_threads": 1} if n < _SMALL_BATCH else {}
+        codes = self.encoded(labels, numbers)
+        threads = {"num_threads": 1} if len(codes) < _SMALL_BATCH else {}
         raw = self.booster_.predict(codes, pred_contrib=True, **threads)
         return raw[:, :-1], raw[:, -1].copy()
 
-    def score(self, labels: list, numbers: np.ndarray, *, n_reasons: int = 3) -> list[dict]:
-        """One dict per row: probability, score, tier, fit_score, engagement_score and reasons (positive, negative)."""
-        values, base_value = self.contributions(labels, numbers)
+    def outcomes(self, values: np.ndarray, base_value: np.ndarray) -> dict:
+        """Probability, score, tier and the fit and engagement sub-scores of rows of contributions."""
         margin = base_value + values.sum(axis=1)
         partial = [base_value + values[:, mask].sum(axis=1) for mask in (self.fit_mask_, self.engagement_mask_)]
         probability, fit, engagement = np.split(self.to_probability_(np.concatenate([margin, *partial])), 3)
-        tiers = self.bundle.thresholds.assign(probability)
-        scores = np.rint(probability * 100).astype(np.int64)
-        fit, engagement = _percent(fit), _percent(engagement)
+        return {"probability": probability.tolist(), "score": np.rint(probability * 100).astype(np.int64).tolist(),
+                "tier": self.bundle.thresholds.assign(probability), "fit_score": _percent(fit).tolist(),
+                "engagement_score": _percent(engagement).tolist()}
+
+    def reasons(self, values: np.ndarray, labels: list, numbers: np.ndarray, *, n_reasons: int = 3) -> list:
+        """``(positive, negative)`` reasons per row, as ``models.reasons.ranked_reasons`` gives them."""
         position = self.position_
         rows = [list(row) + plain for row, plain in zip(labels, numbers.tolist())]
 
@@ -97,10 +102,16 @@ class LeadScorer:
             row = rows[i]
             return lambda name: row[position[name]]
 
-        reasons = ranked_reasons(values, self.names_, row_values, self.bundle.spec, n=n_reasons)
-        return [{"probability": float(probability[i]), "score": int(scores[i]), "tier": tiers[i],
-                 "fit_score": int(fit[i]), "engagement_score": int(engagement[i]), "reasons": reasons[i]}
-                for i in range(len(numbers))]
+        return ranked_reasons(values, self.names_, row_values, self.bundle.spec, n=n_reasons)
+
+    def score(self, labels: list, numbers: np.ndarray, *, n_reasons: int = 3) -> list[dict]:
+        """One dict per row: probability, score, tier, fit_score, engagement_score and reasons (positive, negative)."""
+        values, base_value = self.contributions(labels, numbers)
+        outcomes = self.outcomes(values, base_value)
+        reasons = self.reasons(values, labels, numbers, n_reasons=n_reasons)
+        return [{"probability": outcomes["probability"][i], "score": outcomes["score"][i], "tier": outcomes["tier"][i],
+                 "fit_score": outcomes["fit_score"][i], "engagement_score": outcomes["engagement_score"][i],
+                 "reasons": reasons[i]} for i in range(len(numbers))]
 
 
 def lead_scorer(bundle) -> LeadScorer | None:
