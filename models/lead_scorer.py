@@ -19,7 +19,6 @@ from models.explain import (
     _SMALL_BATCH,
     _group_masks,
     _linear_batch,
-    _percent,
     calibration_map,
 )
 from models.reasons import ranked_reasons
@@ -86,12 +85,19 @@ class LeadScorer:
 
     def outcomes(self, values: np.ndarray, base_value: np.ndarray) -> dict:
         """Probability, score, tier and the fit and engagement sub-scores of rows of contributions."""
+        n = len(values)
         margin = base_value + values.sum(axis=1)
         partial = [base_value + values[:, mask].sum(axis=1) for mask in (self.fit_mask_, self.engagement_mask_)]
-        probability, fit, engagement = np.split(self.to_probability_(np.concatenate([margin, *partial])), 3)
-        return {"probability": probability.tolist(), "score": np.rint(probability * 100).astype(np.int64).tolist(),
-                "tier": self.bundle.thresholds.assign(probability), "fit_score": _percent(fit).tolist(),
-                "engagement_score": _percent(engagement).tolist()}
+        # One call of the calibration map and one rounding for all three, then plain Python: on a few rows
+        # numpy's per-call overhead (np.split, np.where per tier) was most of this step.
+        calibrated = self.to_probability_(np.concatenate([margin, *partial]))
+        percent = np.rint(calibrated * 100).astype(np.int64).tolist()
+        probability = calibrated[:n].tolist()
+        sql, mql = self.bundle.thresholds.sql, self.bundle.thresholds.mql
+        # TierThresholds.assign's rule: at or above a threshold; NaN is below both.
+        tiers = ["SQL" if p >= sql else "MQL" if p >= mql else "nurture" for p in probability]
+        return {"probability": probability, "score": percent[:n], "tier": tiers, "fit_score": percent[n:2 * n],
+                "engagement_score": percent[2 * n:]}
 
     def reasons(self, values: np.ndarray, labels: list, numbers: np.ndarray, *, n_reasons: int = 3) -> list:
         """``(positive, negative)`` reasons per row, as ``models.reasons.ranked_reasons`` gives them."""
