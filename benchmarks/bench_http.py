@@ -64,6 +64,9 @@ def main(argv=None) -> int:
     parser.add_argument("--crowd-seconds", type=float, default=30.0,
                         help="length of the crowded run: 64 good clients with slow, idle and 1-MB-header clients "
                              "against --workers 2")
+    parser.add_argument("--lightgbm", action="store_true",
+                        help="serve a LightGBM model (600 trees of 7 leaves, TreeSHAP reasons) with the champion's spec, "
+                             "as bench_spark.py --lightgbm fits it, instead of whichever candidate training selected")
     parser.add_argument("--single-only", action="store_true",
                         help="only the single-lead runs and the stage table (no throughput, no crowded run)")
     args = parser.parse_args(argv)
@@ -80,7 +83,8 @@ def main(argv=None) -> int:
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
         started = time.perf_counter()
-        model_uri, as_of, raw_payloads, feature_rows, columns = _train_and_sample(scratch, args.leads)
+        model_uri, as_of, raw_payloads, feature_rows, columns = _train_and_sample(scratch, args.leads,
+                                                                                  lightgbm=args.lightgbm)
         print(f"trained and registered a model on {args.leads:,} synthetic leads in "
               f"{time.perf_counter() - started:.0f} s ({model_uri})", flush=True)
         stages = stage_table(model_uri, as_of, raw_payloads)
@@ -181,7 +185,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def _train_and_sample(scratch: Path, n_leads: int):
+def _train_and_sample(scratch: Path, n_leads: int, *, lightgbm: bool = False):
     """Train on a synthetic CRM; return the model URI, as_of, and 200 leads as raw payloads and feature rows."""
     from crm.synthetic import generate_crm, write_crm
     from features.build import build_features
@@ -196,6 +200,10 @@ def _train_and_sample(scratch: Path, n_leads: int):
     if code:
         raise SystemExit("training the benchmark model failed")
     model_uri = "models:/lead-conversion@champion"
+    if lightgbm:
+        from bench_spark import _register_lightgbm  # one recipe for both benchmarks' LightGBM model
+
+        model_uri = _register_lightgbm(scratch, model_uri)
     bundle, _ = load_bundle(model_uri)
 
     as_of = pd.Timestamp(crm.end)
