@@ -65,7 +65,7 @@ def map_export(config: ProjectConfig, frame: pd.DataFrame, *, events=None, deals
 
     ``frame`` holds the lead table's rows as read; ``events`` and ``deals`` the other tables' rows
     (frames, or files ``read_events`` / ``read_deals`` read). One definition of the mapping for every
-    reader: ``load_tables`` gives it whole tables, Spark (``scoring.spark``) one bucket of leads with
+    reader: ``load_tables`` gives it whole tables, Spark (``scoring.spark_features``) one bucket of leads with
     their own events and deals at a time (``bucket=True``: a bucket's leads may have no event or
     closed no deal, so an empty slice comes back as None instead of being refused as an empty table).
     A won-only deals table comes back as it is (see ``load_tables`` for ``lost_after``).

@@ -121,7 +121,7 @@ def top_reason_columns(contributions: pd.DataFrame, features: pd.DataFrame, spec
             continue
         where = np.flatnonzero(needed)
         group, first = _distinct_inputs(features, _factor_inputs(name, spec, features.columns), where,
-                                        sub_day=sub_day(spec))
+                                        sub_day=sub_day(spec), counts=_event_counts(name, spec))
         text_id[where, k] = len(texts) + group
         texts.extend(describe_factor(name, values.row(int(row)), spec) for row in where[first])
     columns = {}
@@ -155,14 +155,37 @@ def _factor_inputs(factor: str, spec: FeatureSpec, available) -> list[str]:
     return [name for name in inputs if name in set(available)]
 
 
-def _distinct_inputs(features: pd.DataFrame, inputs: list[str], where: np.ndarray, *, sub_day: bool = False):
+def _event_counts(factor: str, spec: FeatureSpec):
+    """``(total column, count columns narrowest window first)`` of an event factor, else None."""
+    if factor not in spec.event_keys_with_other:
+        return None
+    return f"events_{factor}_total", [count_feature(factor, w) for w in sorted(spec.windows_days)]
+
+
+def _distinct_inputs(features: pd.DataFrame, inputs: list[str], where: np.ndarray, *, sub_day: bool = False,
+                     counts=None):
     """Group id of each row in ``where`` by what its text reads, and the position of each group's first row.
 
     Days since are read only as whole days (``_ago``; under two days as whole minutes when the spec
     tells sub-day times), the trend only against +-0.2: rows equal on those keys get the same
-    text, so they share one ``describe_factor`` call.
+    text, so they share one ``describe_factor`` call; the activity's total only as some or none.
+    An event factor's counts (``counts``: its total and window columns) are read as its text reads
+    them: none, once, else the number in the narrowest window holding more than one (which window,
+    and how many), else the total.
     """
     keys = {}
+    if counts is not None and all(name in features.columns for name in (counts[0], *counts[1])):
+        total_name, window_names = counts
+        total = features[total_name].to_numpy()[where].astype(float)
+        # which: 0 none, 1 once, 2 + i the narrowest window i with more than one, 2 + len(windows) the total.
+        which = np.where(total >= 2, 2 + len(window_names), np.trunc(np.clip(total, 0, 1)))
+        number = np.where(total >= 2, np.trunc(total), 0.0)
+        for i in reversed(range(len(window_names))):  # the narrowest such window wins: visited last
+            count = np.trunc(features[window_names[i]].to_numpy()[where].astype(float))
+            wins = (total >= 2) & (count > 1)
+            which, number = np.where(wins, 2 + i, which), np.where(wins, count, number)
+        keys["(count read)"], keys["(count)"] = which, number
+        inputs = [name for name in inputs if name != total_name and name not in window_names]
     for name in inputs:
         column = features[name].to_numpy()[where]
         if name.startswith("days_since_") or name == "lead_age_days":
@@ -172,6 +195,8 @@ def _distinct_inputs(features: pd.DataFrame, inputs: list[str], where: np.ndarra
                 keys[f"{name} (minutes)"] = np.where(days < 2, np.trunc(days * 1440), 0.0)
         elif name == "events_trend_30d":
             column = np.select([column > 0.2, column < -0.2], [1, -1], 0)
+        elif name == "events_any_total":  # the activity text reads only whether there was any
+            column = column != 0
         keys[name] = column
     if not keys:
         return np.zeros(len(where), dtype=np.int64), np.array([0])
