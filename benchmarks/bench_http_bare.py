@@ -16,13 +16,16 @@ from __future__ import annotations
 import json
 import os
 
+# At module level: FastAPI resolves the route's (postponed) annotations in this module's namespace.
+from fastapi import Request
+
 SETTINGS_VARIABLE = "BENCH_BARE_SETTINGS"
 
 
 def bare_app():
     """The app: load the model, encode the row once, predict it on every request."""
     import pandas as pd
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
     from models.estimators import inner_pipeline
