@@ -153,3 +153,18 @@ def test_large_batches_score_with_the_tables_as_lightgbm_predicts(small_models, 
     expected = bundle.predict_probability(features)
     np.testing.assert_allclose(scores["probability"], expected, rtol=0, atol=1e-12)
     assert (scores["score"] == np.rint(expected * 100)).all()
+
+
+def test_reason_texts_written_for_one_chunk_are_the_next_chunks_texts(small_models):
+    """Texts kept across calls of the same spec: a chunk scored after another equals its reasons alone."""
+    from models.reasons import _written_texts
+
+    bundle, features = small_models["lightgbm"], small_models["features"]
+    contributions = explain(bundle, features).contributions
+    half = len(features) // 2
+    _written_texts(bundle.spec).clear()
+    top_reason_columns(contributions.iloc[:half], features.iloc[:half], bundle.spec)
+    assert len(_written_texts(bundle.spec)) > 10
+    later = top_reason_columns(contributions.iloc[half:], features.iloc[half:], bundle.spec)
+    expected = reason_columns(top_reasons(contributions.iloc[half:], features.iloc[half:], bundle.spec))
+    assert {name: list(values) for name, values in later.items()} == expected
