@@ -49,8 +49,8 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
     ``progress`` is called with a line per chunk; ``progress_bar`` shows a tqdm bar on stderr.
     ``timings``, when given, gets each stage's seconds added to it (``read``, ``features``,
     ``prediction`` or ``contributions`` and ``reasons``, ``write``) and, for comparison, the
-    seconds of the model's bare prediction on the same rows (``bare_prediction``: one extra
-    prediction per chunk, so only for benchmarks).
+    seconds of the model's bare prediction on the same rows (``bare_prediction``, and its CPU
+    seconds ``bare_prediction_cpu``: one extra prediction per chunk, so only for benchmarks).
 
     ``out`` may also be a sink: a context manager with ``write(frame)`` and ``rows`` that makes the
     output appear on a clean exit only (``crm.database.Database.write_table``). ``monitor``, a
@@ -173,8 +173,10 @@ def score_features(bundle, features: pd.DataFrame, snapshots: pd.DataFrame, *, e
         with clock("prediction"):
             scores, columns = bundle.score(features, thresholds=thresholds), {}
     if timings is not None:
+        cpu = time.process_time()
         with clock("bare_prediction"):
             bundle.predict_probability(features)
+        timings["bare_prediction_cpu"] = timings.get("bare_prediction_cpu", 0.0) + time.process_time() - cpu
     if monitor is not None and len(features):
         monitor.add(features, scores["probability"], scores["tier"])
     return pd.DataFrame({
