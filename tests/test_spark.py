@@ -184,7 +184,7 @@ def test_the_data_end_counts_a_bucket_without_open_leads(spark, crm_and_model):
     """
     from pyspark.sql import functions as F
 
-    from scoring.spark import build_features_on_spark, split_data_end
+    from scoring.spark_features import build_features_on_spark, split_data_end
 
     folder, _, bundle, _ = crm_and_model
     leads, events, deals = (pd.read_parquet(folder / f"{name}.parquet") for name in ("leads", "events", "deals"))
@@ -277,7 +277,7 @@ def test_an_export_bucket_whose_leads_did_nothing_is_mapped_not_refused(tmp_path
     from features.build import build_features
     from features.freshness import data_end
     from features.snapshots import open_leads
-    from scoring.spark import _BUCKET, _KIND, _PREFIXES, DATA_END_COLUMN, _features_of_export_bucket
+    from scoring.spark_features import _BUCKET, _KIND, _PREFIXES, DATA_END_COLUMN, _features_of_export_bucket
 
     config = load_config(make_own_export(tmp_path))
     spec = config.feature_spec()
