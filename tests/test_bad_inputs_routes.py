@@ -1,9 +1,6 @@
-"""The bad-input corpus through the database and Spark routes: PostgreSQL (``load`` then ``score --db``, and text
-tables as a CRM database holds them) and ``spark-score`` on real local Spark. Every case reads or stops with one
-line and exit 2, never a traceback (anything but a return code fails the test); nothing is written when it stops."""
-
-import os
-import shutil
+"""The bad-input corpus through PostgreSQL: ``lead-serve load`` then ``score --db``, and text tables as a CRM database
+holds them (DuckDB: test_bad_inputs.py; Spark: test_bad_inputs_spark.py). Every case reads or stops with one line and
+exit 2, never a traceback (anything but a return code fails the test); nothing is written when it stops."""
 
 import pandas as pd
 import pytest
@@ -102,52 +99,3 @@ def _write_text_table(database, name, content: bytes) -> None:
     frame = frame.rename(columns=lambda c: c.replace("\x00", "")).replace("\x00", "", regex=True)
     with database.write_table(name) as writer:
         writer.write(frame)
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    """One local Spark session for every case: ``spark-score`` in this process picks it up (getOrCreate)."""
-    if not os.environ.get("JAVA_HOME") and shutil.which("java") is None:
-        message = "no Java runtime for Spark (apt-get install openjdk-17-jre-headless)"
-        if os.environ.get("LEAD_SCORING_CI") == "1":
-            pytest.fail(f"LEAD_SCORING_CI=1 and {message}")
-        pytest.skip(message)
-    from scoring.spark import spark_session
-
-    session = spark_session("local[2]", app_name="lead-scoring-tests",
-                            config={"spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse"))})
-    yield session
-    session.stop()
-
-
-def test_every_case_through_spark_score_reads_or_is_one_line(world, store, spark, tmp_path, capsys):
-    # One test over all cases, so the session's start-up is paid once. Each table as Parquet of text columns,
-    # as `pd.read_csv(...).to_parquet(...)` (what spark-score's refusal of a CSV suggests) leaves dates.
-    clean = {table: _text_parquet((world["clean"] / f"{table}.csv").read_bytes(), tmp_path / "clean" / table)
-             for table in TABLES}
-    outcomes = {}
-    for number, name in enumerate(CASES):
-        case = world["cases"][name]
-        sources = {table: _text_parquet(case.files[table], tmp_path / f"case{number}" / table)
-                   if table in case.files else clean[table] for table in TABLES}
-        out = tmp_path / f"scores{number}.parquet"
-        capsys.readouterr()
-        code = serve.main(["spark-score", "--master", "local[2]", "--model", MODEL,
-                           *(f"--{t}={sources[t]}" for t in TABLES), "--as-of", AS_OF, "--out", str(out),
-                           "--no-reasons", "--allow-stale", *case.args])
-        captured = capsys.readouterr()
-        assert "Traceback" not in captured.err, (name, captured.err)
-        if code == 0:
-            assert len(pd.read_parquet(out)) > 0, name
-        else:
-            assert code == 2 and not out.exists(), (name, captured.err)
-            _assert_one_line(captured, r".")
-        outcomes[name] = code
-    assert set(outcomes.values()) == {0, 2}, outcomes  # some cases read, others stop
-
-
-def _text_parquet(content: bytes, folder) -> str:
-    folder.mkdir(parents=True)
-    path = folder / "table.parquet"
-    _as_text_table(content).astype("string").to_parquet(path, index=False)
-    return str(path)
