@@ -69,6 +69,10 @@ def build_engagement_features(snapshots: pd.DataFrame, events, spec: FeatureSpec
             raise ValueError(f"These events were grouped for event types {list(events.types)}; the spec has "
                              f"{list(layout.types)}.")
         snapshot_lead, grouped = events.positions(snapshots["lead_id"]), events.grouped
+        if (snapshot_lead < 0).any():  # an id they were not read for: refused, never given no events
+            other = snapshots["lead_id"][snapshot_lead < 0].head(5).tolist()
+            raise ValueError(f"These events were read for another set of leads; snapshots of leads {other} "
+                             "are not among them.")
     else:
         snapshot_lead, grouped = _read_grouped(events, snapshots["lead_id"], as_of_us, layout.types, memory_limit)
     fill_engagement(out, grouped, snapshot_lead=snapshot_lead, as_of_us=as_of_us, windows=layout.windows,

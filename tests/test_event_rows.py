@@ -133,5 +133,8 @@ def test_events_read_once_for_a_lead_base_give_each_chunks_features(tmp_path, id
         expected = build_engagement_features(chunk, path, SPEC)
         pd.testing.assert_frame_equal(build_engagement_features(chunk, once, SPEC), expected, check_exact=True)
     assert build_engagement_features(snapshots, once, SPEC)["events_any_total"].sum() > 0
+    outside = pd.DataFrame({"lead_id": [55 if ids_as == "int" else "L055"], "as_of": [pd.Timestamp("2025-03-01")]})
+    with pytest.raises(ValueError, match=r"another set of leads.*55"):  # in the file, not in the base
+        build_engagement_features(outside, once, SPEC)
     with pytest.raises(ValueError, match="grouped for event types"):
         build_engagement_features(snapshots, once, FeatureSpec(event_types=("demo_request",)))
