@@ -12,6 +12,7 @@ import functools
 import pandas as pd
 
 from features.timing import naive_utc, utc_now
+from scoring.spark import arrow_schema_of, pandas_in_arrow
 
 SPARK_SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "model_version", "as_of", "scored_at")
 
@@ -29,8 +30,9 @@ def score_with_reasons_on_spark(features, bundle, *, model_version: str = "", sc
     shared = spark.sparkContext.broadcast(bundle)
     schema = _score_schema(features.schema["lead_id"].dataType)
     score_batches = functools.partial(_score_batches, bundle=shared, model_version=model_version,
-                                      scored_at=scored_at, thresholds=thresholds, threads=threads)
-    return features.mapInPandas(score_batches, schema)
+                                      scored_at=scored_at, thresholds=thresholds, threads=threads,
+                                      arrow_schema=arrow_schema_of(spark, schema))
+    return features.mapInArrow(score_batches, schema)
 
 
 def score_features_on_spark(features, model_udf, feature_names, *, model_version: str = "", scored_at=None,
@@ -65,14 +67,18 @@ def _score_schema(id_type):
     return StructType([StructField(name, types.get(name, StringType())) for name in SCORE_COLUMNS])
 
 
-def _score_batches(batches, *, bundle, model_version, scored_at, thresholds, threads):
-    """A partition's feature rows, batch by batch, as the pandas path's output rows (with reasons)."""
+def _score_batches(batches, *, bundle, model_version, scored_at, thresholds, threads, arrow_schema):
+    """A partition's feature rows, Arrow batch by batch, as the pandas path's output rows (with reasons)."""
     from scoring.batch import score_features
     from models.explain import use_threads
 
     bundle = bundle.value
     use_threads(bundle.model, threads)
     names = bundle.spec.feature_names
+
+    def scores_of(batch):
+        return score_features(bundle, batch[names], batch[["lead_id", "as_of"]], explain=True, thresholds=thresholds,
+                              model_version=model_version, scored_at=scored_at)
+
     for batch in batches:
-        yield score_features(bundle, batch[names], batch[["lead_id", "as_of"]], explain=True, thresholds=thresholds,
-                             model_version=model_version, scored_at=scored_at)
+        yield from pandas_in_arrow(scores_of, batch, arrow_schema=arrow_schema).to_batches()
