@@ -128,7 +128,10 @@ class TreeTables:
         X = np.ascontiguousarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"Expected a 2-D array with {self.n_features} feature columns. Got shape {X.shape}.")
-        out = np.zeros((len(X) if contributions else 0, self.n_features + 1))
+        from features.fresh_memory import empty_array
+
+        # Every feature column of every row is written by the walk; fresh pages without huge-page stalls.
+        out = empty_array((len(X) if contributions else 0, self.n_features + 1), np.float64)
         out[:, -1] = self.bias
         margin = np.empty(len(X))
         arrays = (self.n_nodes, self.node_feature, self.node_threshold, self.node_kind, self.node_default_left,
