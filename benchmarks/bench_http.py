@@ -6,6 +6,11 @@ kept-alive connection (closed loop: requests/s = 1 / mean latency). Our service 
 twice: with built feature rows (the very payload MLflow gets) and with raw attributes + events
 (features built per request). Each run is bounded by ``--requests`` and ``--seconds``.
 
+Beside them, the floor: a bare FastAPI app (``bench_http_bare.py``) predicting one ready row of the
+same model under the same uvicorn settings; the server CPU per request of ``serve.py http`` over
+it is the issue's figure (target: at most 2x), and ``bench_http_stages.py``'s table says where a
+single lead's CPU goes in process, stage by stage.
+
 Then throughput: 16 clients at once (``--clients``), each on its own kept-alive connection,
 against ``serve.py http --workers 1`` and ``--workers 2`` started one after the other; it prints
 requests/s of each and their ratio (target: at least 1.6x with the second worker). The clients
@@ -17,7 +22,7 @@ Last, a crowded night (``bench_http_crowd.py``): 64 good clients against ``--wor
 every 100 ms; it prints good requests failed, the slowest ``/health`` and the servers' memory.
 
     python benchmarks/bench_http.py [--requests 2000] [--seconds 20] [--leads 3000] [--clients 16]
-                                    [--throughput-requests 8000]
+                                    [--throughput-requests 8000] [--single-only]
 """
 
 from __future__ import annotations
@@ -36,14 +41,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench_http_clients import HOST, LoadClient, measure, measure_with_bad_requests, post
+from bench_http_clients import HOST, LoadClient, measure, measure_alternating, measure_with_bad_requests, post
+from bench_http_bare import SETTINGS_VARIABLE
 from bench_http_crowd import crowded_run, format_crowded
 from bench_http_servers import free_port, http_server, wait_ready
+from bench_http_stages import format_stages, stage_table
 
 PROJECT = Path(__file__).resolve().parents[1]
 EVENTS_PER_LEAD = 20
 #: The issue's goals for one lead with 20 events over loopback.
-TARGETS = {"p50_ms": 3.0, "p99_ms": 10.0, "speedup": 5.0}
+TARGETS = {"p50_ms": 3.0, "p99_ms": 10.0, "speedup": 5.0, "bare_ratio": 2.0}
 
 
 def main(argv=None) -> int:
@@ -57,6 +64,11 @@ def main(argv=None) -> int:
     parser.add_argument("--crowd-seconds", type=float, default=30.0,
                         help="length of the crowded run: 64 good clients with slow, idle and 1-MB-header clients "
                              "against --workers 2")
+    parser.add_argument("--lightgbm", action="store_true",
+                        help="serve a LightGBM model (600 trees of 7 leaves, TreeSHAP reasons) with the champion's spec, "
+                             "as bench_spark.py --lightgbm fits it, instead of whichever candidate training selected")
+    parser.add_argument("--single-only", action="store_true",
+                        help="only the single-lead runs and the stage table (no throughput, no crowded run)")
     args = parser.parse_args(argv)
     if args.requests <= 0 or args.seconds <= 0 or args.throughput_requests <= 0:
         parser.error("--requests, --seconds and --throughput-requests must be positive")
@@ -71,13 +83,16 @@ def main(argv=None) -> int:
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
         started = time.perf_counter()
-        model_uri, as_of, raw_payloads, feature_rows, columns = _train_and_sample(scratch, args.leads)
+        model_uri, as_of, raw_payloads, feature_rows, columns = _train_and_sample(scratch, args.leads,
+                                                                                  lightgbm=args.lightgbm)
         print(f"trained and registered a model on {args.leads:,} synthetic leads in "
               f"{time.perf_counter() - started:.0f} s ({model_uri})", flush=True)
-        stages = _stages_in_process(model_uri, as_of, raw_payloads)
+        stages = stage_table(model_uri, as_of, raw_payloads)
 
-        ours_port, mlflow_port = free_port(), free_port()
-        logs = [open(scratch / name, "wb") for name in ("ours.log", "mlflow.log")]
+        ours_port, mlflow_port, bare_port = free_port(), free_port(), free_port()
+        logs = [open(scratch / name, "wb") for name in ("ours.log", "mlflow.log", "bare.log")]
+        bare_env = {**env, "PYTHONPATH": os.pathsep.join([str(PROJECT / "benchmarks"), python_path]),
+                    SETTINGS_VARIABLE: json.dumps({"model_uri": model_uri, "row": dict(zip(columns, feature_rows[0]))})}
         servers = [
             subprocess.Popen([sys.executable, str(PROJECT / "serve.py"), "http", "--model", model_uri,
                               "--host", HOST, "--port", str(ours_port), "--workers", "1"], cwd=scratch, env=env,
@@ -85,10 +100,16 @@ def main(argv=None) -> int:
             subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri,
                               "--env-manager", "local", "-h", HOST, "-p", str(mlflow_port)], cwd=scratch,
                              env=env, stdout=logs[1], stderr=subprocess.STDOUT),
+            # The floor: the same uvicorn settings as serve.py http (httptools, no access log), one worker.
+            subprocess.Popen([sys.executable, "-m", "uvicorn", "bench_http_bare:bare_app", "--factory", "--host", HOST,
+                              "--port", str(bare_port), "--http", "httptools", "--no-access-log", "--log-level",
+                              "warning", "--workers", "1"], cwd=scratch, env=bare_env, stdout=logs[2],
+                             stderr=subprocess.STDOUT),
         ]
         try:
             wait_ready(servers[0], ours_port, "/health", scratch / "ours.log")
             wait_ready(servers[1], mlflow_port, "/ping", scratch / "mlflow.log")
+            wait_ready(servers[2], bare_port, "/docs", scratch / "bare.log")
             feature_bodies = [json.dumps({"features": dict(zip(columns, row))}).encode() for row in feature_rows]
             mlflow_bodies = [json.dumps({"dataframe_split": {"columns": columns, "data": [row]}}).encode()
                              for row in feature_rows]
@@ -96,10 +117,12 @@ def main(argv=None) -> int:
             raw_path = f"/score?as_of={as_of.isoformat()}"
             _check_agreement(ours_port, mlflow_port, feature_bodies, mlflow_bodies, raw_path, raw_bodies)
             budget = {"requests": args.requests, "seconds": args.seconds}
-            runs = {
+            # The bare app and ours in turns, so both see the same load from other work (their ratio is the goal).
+            runs = measure_alternating({
+                "bare FastAPI app, predict on a ready row": (bare_port, "/predict", raw_bodies, servers[2].pid),
+                "serve.py http, attributes + events": (ours_port, raw_path, raw_bodies, servers[0].pid)}, **budget)
+            runs |= {
                 "serve.py http, feature row": measure(ours_port, "/score", feature_bodies, **budget, pid=servers[0].pid),
-                "serve.py http, attributes + events": measure(ours_port, raw_path, raw_bodies, **budget,
-                                                              pid=servers[0].pid),
                 "mlflow models serve, feature row": measure(mlflow_port, "/invocations", mlflow_bodies, **budget,
                                                             pid=servers[1].pid),
             }
@@ -114,30 +137,39 @@ def main(argv=None) -> int:
                     server.kill()
             for log in logs:
                 log.close()
-        throughput = {workers: _throughput(workers, model_uri, raw_path, raw_bodies, scratch, env, args)
-                      for workers in (1, 2)}
-        with http_server(2, model_uri, scratch, env) as (port, pid):
-            crowded = crowded_run(port, raw_path, raw_bodies, pid, seconds=args.crowd_seconds)
+        throughput, crowded = {}, None
+        if not args.single_only:
+            throughput = {workers: _throughput(workers, model_uri, raw_path, raw_bodies, scratch, env, args)
+                          for workers in (1, 2)}
+            with http_server(2, model_uri, scratch, env) as (port, pid):
+                crowded = crowded_run(port, raw_path, raw_bodies, pid, seconds=args.crowd_seconds)
 
     print(f"\nsingle-lead requests, one client, kept-alive connection, {HOST}, "
           f"{os.cpu_count()} cores ({args.requests:,} requests or {args.seconds:.0f} s each)")
-    print(f"{'':38}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'server CPU ms/req':>19}")
+    print(f"{'':42}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'server CPU ms/req':>19}")
     for name, run in runs.items():
-        print(f"{name:38}{run['requests']:>9,}{run['p50_ms']:>9.2f}{run['p99_ms']:>9.2f}{run['rps']:>9,.0f}"
+        print(f"{name:42}{run['requests']:>9,}{run['p50_ms']:>9.2f}{run['p99_ms']:>9.2f}{run['rps']:>9,.0f}"
               f"{run['cpu_ms']:>19.3f}")
     print(f"\nbad requests mixed in ({mixed['share']:.0%}, {mixed['clients']} clients with kept-alive connections, "
           f"{mixed['seconds']:.0f} s): {mixed['good']:,} good requests, {mixed['good_failed']} failed; "
           f"{mixed['bad']:,} bad requests answered {mixed['bad_statuses']}; {mixed['reconnects']} reconnects")
-    print(f"\n{args.clients} concurrent clients, single-lead requests with attributes + events "
-          f"({args.throughput_requests:,} requests or {args.seconds:.0f} s each)")
-    for workers, run in throughput.items():
-        print(f"serve.py http --workers {workers}: {run['rps']:8,.0f} req/s  (p50 {run['p50_ms']:.1f} ms, "
-              f"p99 {run['p99_ms']:.1f} ms, {run['requests']:,} requests, {run['pids']} worker pid(s) answered; "
-              f"the client's own CPU {run['client_cpu_ms']:.3f} ms per request)")
-    print(f"2 workers / 1 worker: {throughput[2]['rps'] / throughput[1]['rps']:.2f}x (target >= 1.6x)")
-    print(f"\n{format_crowded(crowded)}")
-    print("\nwhere one lead's time goes, in process (p50 ms over the same leads): "
-          + ", ".join(f"{name} {value:.2f}" for name, value in stages.items()))
+    if throughput:
+        print(f"\n{args.clients} concurrent clients, single-lead requests with attributes + events "
+              f"({args.throughput_requests:,} requests or {args.seconds:.0f} s each)")
+        for workers, run in throughput.items():
+            print(f"serve.py http --workers {workers}: {run['rps']:8,.0f} req/s  (p50 {run['p50_ms']:.1f} ms, "
+                  f"p99 {run['p99_ms']:.1f} ms, {run['requests']:,} requests, {run['pids']} worker pid(s) answered; "
+                  f"the client's own CPU {run['client_cpu_ms']:.3f} ms per request)")
+        print(f"2 workers / 1 worker: {throughput[2]['rps'] / throughput[1]['rps']:.2f}x (target >= 1.6x)")
+    if crowded is not None:
+        print(f"\n{format_crowded(crowded)}")
+    bare = runs["bare FastAPI app, predict on a ready row"]
+    print(f"\n{format_stages(stages, bare['cpu_ms'])}")
+    ours = runs["serve.py http, attributes + events"]
+    ratio = ours["cpu_ms"] / bare["cpu_ms"]
+    print(f"one lead with {EVENTS_PER_LEAD} events, server CPU per request: serve.py http {ours['cpu_ms']:.3f} ms, "
+          f"the bare-predict app {bare['cpu_ms']:.3f} ms: {ratio:.2f}x -> "
+          f"{'meets' if ratio <= TARGETS['bare_ratio'] else 'MISSES'} <= {TARGETS['bare_ratio']:g}x")
     anchor = runs["mlflow models serve, feature row"]["rps"]
     print("mlflow's server CPU per request / ours: " + ", ".join(
         f"{name.split(', ', 1)[1]} {runs['mlflow models serve, feature row']['cpu_ms'] / runs[name]['cpu_ms']:.1f}x"
@@ -153,7 +185,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def _train_and_sample(scratch: Path, n_leads: int):
+def _train_and_sample(scratch: Path, n_leads: int, *, lightgbm: bool = False):
     """Train on a synthetic CRM; return the model URI, as_of, and 200 leads as raw payloads and feature rows."""
     from crm.synthetic import generate_crm, write_crm
     from features.build import build_features
@@ -168,6 +200,10 @@ def _train_and_sample(scratch: Path, n_leads: int):
     if code:
         raise SystemExit("training the benchmark model failed")
     model_uri = "models:/lead-conversion@champion"
+    if lightgbm:
+        from bench_spark import _register_lightgbm  # one recipe for both benchmarks' LightGBM model
+
+        model_uri = _register_lightgbm(scratch, model_uri)
     bundle, _ = load_bundle(model_uri)
 
     as_of = pd.Timestamp(crm.end)
@@ -194,43 +230,6 @@ def _train_and_sample(scratch: Path, n_leads: int):
     columns = list(features.columns)
     rows = [[_plain(v) for v in row] for row in features.itertuples(index=False)]
     return model_uri, as_of, raw, rows, columns
-
-
-def _stages_in_process(model_uri: str, as_of, raw_payloads: list, rounds: int = 300) -> dict:
-    """p50 of each step of a single-lead request without HTTP: parsing, features, scoring with reasons.
-
-    The steps the service takes (``lead_blocks`` and ``LeadScorer``, or the DataFrame route for a
-    model that one does not cover), and for reference the same lead through DataFrames
-    (``lead_features`` and ``ModelBundle.score_with_reasons``).
-    """
-    from scoring.lead_requests import Lead, lead_blocks, lead_features
-    from models.lead_scorer import lead_scorer
-    from registry.loading import load_bundle
-
-    bundle, _ = load_bundle(model_uri)
-    scorer = lead_scorer(bundle)
-    timings = {"parse": [], "features": [], "score with reasons": [], "DataFrame route (features + score)": []}
-    for k in range(rounds):
-        payload = raw_payloads[k % len(raw_payloads)]
-        begin = time.perf_counter()
-        lead = Lead.model_validate(payload)
-        parsed = time.perf_counter()
-        blocks = lead_blocks(bundle.spec, [lead], as_of) if scorer is not None else None
-        features = lead_features(bundle.spec, [lead], as_of) if blocks is None else None
-        built = time.perf_counter()
-        if blocks is not None:
-            scorer.score(*blocks)
-        else:
-            bundle.score_with_reasons(features)
-        done = time.perf_counter()
-        bundle.score_with_reasons(lead_features(bundle.spec, [lead], as_of))
-        frames = time.perf_counter()
-        if k >= 30:  # warm-up
-            timings["parse"].append(parsed - begin)
-            timings["features"].append(built - parsed)
-            timings["score with reasons"].append(done - built)
-            timings["DataFrame route (features + score)"].append(frames - done)
-    return {name: float(np.median(values)) * 1e3 for name, values in timings.items()}
 
 
 def _plain(value):

@@ -96,8 +96,13 @@ class SQLAlchemyDatabase(Database):
         return self.engine.begin()
 
     def quote(self, name: str) -> str:
+        """A table name, ``schema.table`` or ``table``, quoted for SQL."""
         preparer = self.engine.dialect.identifier_preparer
         return ".".join(preparer.quote(part) for part in name.split("."))
+
+    def quote_column(self, name: str) -> str:
+        """A column name quoted whole: a dot in it ("industry.1") is part of the name, not a schema."""
+        return self.engine.dialect.identifier_preparer.quote(name)
 
     @property
     def _copies(self) -> bool:
@@ -119,7 +124,7 @@ class SQLAlchemyDatabase(Database):
     def _insert(self, connection, table: str, frame: pd.DataFrame) -> None:
         if len(frame) == 0:
             return
-        columns = ", ".join(self.quote(str(column)) for column in frame.columns)
+        columns = ", ".join(self.quote_column(str(column)) for column in frame.columns)
         if self._copies:
             cursor = connection.connection.driver_connection.cursor()
             # Arrow's CSV writer is about seven times faster than pandas' here; every present value is
@@ -145,7 +150,7 @@ class SQLAlchemyDatabase(Database):
             if column not in present:
                 kind = sql_type(frame[column]).compile(dialect=self.engine.dialect)
                 connection.execute(sqlalchemy.text(
-                    f"ALTER TABLE {self.quote(table)} ADD COLUMN {self.quote(str(column))} {kind}"))
+                    f"ALTER TABLE {self.quote(table)} ADD COLUMN {self.quote_column(str(column))} {kind}"))
 
     def _swap(self, connection, staging: str, table: str) -> None:
         import sqlalchemy

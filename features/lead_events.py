@@ -17,14 +17,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.event_rows import _LeadLookup, is_typed_parquet, read_events_parquet
+from features.event_rows import _LeadLookup, read_events_parquet
 
 
 class LeadEvents:
     """Events of the leads ``lead_ids`` from a typed Parquet file, grouped and time-ordered per lead.
 
-    Build with :meth:`read` (or :func:`lead_events`, which says when the file cannot take this
-    route). ``types`` are the spec's event keys the type ids were mapped to (``other`` last).
+    Build with :meth:`read` from a file ``features.event_rows.is_typed_parquet`` accepts (other
+    sources keep DuckDB's per-call read and its parsing). ``types`` are the spec's event keys the
+    type ids were mapped to (``other`` last).
     """
 
     def __init__(self, grouped, lookup: _LeadLookup, types: tuple):
@@ -46,13 +47,3 @@ class LeadEvents:
         values = pd.Series(lead_ids).to_numpy()
         return self.lookup.positions(pa.array(values if values.dtype.kind in "iuf" else values.astype(object)))
 
-
-def lead_events(events, lead_ids, types) -> LeadEvents | None:
-    """``LeadEvents`` of ``events`` when it is a typed Parquet file (the route the pyarrow reader takes), else None.
-
-    Other sources (CSV, text times, a frame, a database query) keep being read per chunk by DuckDB,
-    which parses and checks them as the contract says.
-    """
-    if lead_ids is None or not is_typed_parquet(events):
-        return None
-    return LeadEvents.read(events, lead_ids, types)

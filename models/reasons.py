@@ -120,10 +120,18 @@ def top_reason_columns(contributions: pd.DataFrame, features: pd.DataFrame, spec
         if not needed.any():
             continue
         where = np.flatnonzero(needed)
-        group, first = _distinct_inputs(features, _factor_inputs(name, spec, features.columns), where,
-                                        sub_day=sub_day(spec), counts=_event_counts(name, spec))
+        group, first, keys = _distinct_inputs(features, _factor_inputs(name, spec, features.columns), where,
+                                              sub_day=sub_day(spec), counts=_event_counts(name, spec))
         text_id[where, k] = len(texts) + group
-        texts.extend(describe_factor(name, values.row(int(row)), spec) for row in where[first])
+        # Equal keys mean equal texts: a text written for an earlier chunk of the same spec is reused.
+        known = _written_texts(spec)
+        for row, key in zip(where[first], keys):
+            text = known.get((name, key))
+            if text is None:
+                text = known[(name, key)] = describe_factor(name, values.row(int(row)), spec)
+            texts.append(text)
+        if len(known) > _MAX_WRITTEN_TEXTS:
+            known.clear()
     columns = {}
     texts = np.array(texts + [""], dtype=object)
     for label, (order, value, valid) in chosen.items():
@@ -155,6 +163,16 @@ def _factor_inputs(factor: str, spec: FeatureSpec, available) -> list[str]:
     return [name for name in inputs if name in set(available)]
 
 
+#: Texts kept per spec across calls (batch scoring's chunks): cleared beyond this many, about 20 MB.
+_MAX_WRITTEN_TEXTS = 200_000
+
+
+@lru_cache(maxsize=8)
+def _written_texts(spec: FeatureSpec) -> dict:
+    """``(factor, key) -> text`` already written for ``spec``; a missing value in a key never matches (NaN)."""
+    return {}
+
+
 def _event_counts(factor: str, spec: FeatureSpec):
     """``(total column, count columns narrowest window first)`` of an event factor, else None."""
     if factor not in spec.event_keys_with_other:
@@ -164,7 +182,8 @@ def _event_counts(factor: str, spec: FeatureSpec):
 
 def _distinct_inputs(features: pd.DataFrame, inputs: list[str], where: np.ndarray, *, sub_day: bool = False,
                      counts=None):
-    """Group id of each row in ``where`` by what its text reads, and the position of each group's first row.
+    """Group id of each row in ``where`` by what its text reads, the position of each group's first row and
+    each group's key (a tuple: equal keys, equal texts).
 
     Days since are read only as whole days (``_ago``; under two days as whole minutes when the spec
     tells sub-day times), the trend only against +-0.2: rows equal on those keys get the same
@@ -199,10 +218,11 @@ def _distinct_inputs(features: pd.DataFrame, inputs: list[str], where: np.ndarra
             column = column != 0
         keys[name] = column
     if not keys:
-        return np.zeros(len(where), dtype=np.int64), np.array([0])
-    group = pd.DataFrame(keys).groupby(list(keys), sort=False, dropna=False).ngroup().to_numpy()
+        return np.zeros(len(where), dtype=np.int64), np.array([0]), [()]
+    frame = pd.DataFrame(keys)
+    group = frame.groupby(list(keys), sort=False, dropna=False).ngroup().to_numpy()
     _, first = np.unique(group, return_index=True)
-    return group, first
+    return group, first, list(frame.iloc[first].itertuples(index=False, name=None))
 
 
 def _with_impacts(texts: np.ndarray, ids: np.ndarray, impact: np.ndarray, valid: np.ndarray) -> np.ndarray:

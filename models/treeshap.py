@@ -62,17 +62,18 @@ class TreeTables:
             root = info["tree_structure"]
             if "leaf_value" in root:  # a single leaf: a constant, all of it bias
                 self.bias += float(root["leaf_value"])
+                trees.append((tree, [], np.zeros((1, 0)), np.array([float(root["leaf_value"])])))
                 continue
             nodes = _internal_nodes(root)
             if len(nodes) > MAX_SPLITS:
                 raise ValueError(f"Tree {tree} has {len(nodes)} split nodes; table lookup supports at most "
                                  f"{MAX_SPLITS} (2**{MAX_SPLITS} patterns). Use pred_contrib for deeper trees.")
             width = max(width, len(nodes))
-            features, table, expected = _tree_table(root, nodes)
+            features, table, expected, leaf = _tree_table(root, nodes)
             self.bias += expected
             for bit, node in enumerate(nodes):
                 self.splits.append(_split(tree, bit, node))
-            trees.append((tree, features, table))
+            trees.append((tree, features, table, leaf))
         self._pack(trees, width)
 
     def _pack(self, trees: list, width: int) -> None:
@@ -84,10 +85,11 @@ class TreeTables:
         self.node_kind = np.zeros((n_trees, depth), dtype=np.int64)
         self.node_default_left = np.zeros((n_trees, depth), dtype=np.bool_)
         self.node_categories = np.zeros((n_trees, depth, 2), dtype=np.int64)  # (start, length) in categories
-        members = max((len(features) for _, features, _ in trees), default=1) or 1
+        members = max((len(features) for _, features, _, _ in trees), default=1) or 1
         self.n_used = np.zeros(n_trees, dtype=np.int64)
         self.used = np.zeros((n_trees, members), dtype=np.int64)
         self.table = np.zeros((n_trees, members, 1 << depth))  # (tree, feature, pattern)
+        self.leaf = np.zeros((n_trees, 1 << depth))  # (tree, pattern): the leaf value reached
         categories = []
         for split in self.splits:
             t, k = split.tree, split.bit
@@ -103,13 +105,22 @@ class TreeTables:
                 self.node_categories[t, k] = (sum(map(len, categories)), levels)
                 categories.append(member)
         self.categories = np.concatenate(categories) if categories else np.zeros(0, dtype=np.bool_)
-        for t, features, table in trees:
+        for t, features, table, leaf in trees:
+            self.leaf[t, :len(leaf)] = leaf
             self.n_used[t] = len(features)
             self.used[t, :len(features)] = features
             self.table[t, :len(features), :len(table)] = table.T
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """``(n, n_features + 1)``: per-feature contributions and, last, the bias: ``pred_contrib``'s layout."""
+        return self._walk(X, contributions=True)[0]
+
+    def raw_margin(self, X: np.ndarray) -> np.ndarray:
+        """Each row's raw score, ``predict(raw_score=True)``: the leaf each tree's pattern reaches, added in tree
+        order as LightGBM adds them."""
+        return self._walk(X, contributions=False)[1]
+
+    def _walk(self, X: np.ndarray, *, contributions: bool) -> tuple[np.ndarray, np.ndarray]:
         from concurrent.futures import ThreadPoolExecutor
 
         from features.event_pass import worker_threads
@@ -117,30 +128,33 @@ class TreeTables:
         X = np.ascontiguousarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"Expected a 2-D array with {self.n_features} feature columns. Got shape {X.shape}.")
-        out = np.zeros((len(X), self.n_features + 1))
+        from features.fresh_memory import empty_array
+
+        # Every feature column of every row is written by the walk; fresh pages without huge-page stalls.
+        out = empty_array((len(X) if contributions else 0, self.n_features + 1), np.float64)
         out[:, -1] = self.bias
+        margin = np.empty(len(X))
         arrays = (self.n_nodes, self.node_feature, self.node_threshold, self.node_kind, self.node_default_left,
-                  self.node_categories, self.categories, self.n_used, self.used, self.table)
+                  self.node_categories, self.categories, self.n_used, self.used, self.table, self.leaf, contributions)
         threads = worker_threads(len(X), rows_per_thread=_BLOCK_ROWS)
         bounds = np.linspace(0, len(X), threads + 1).astype(np.int64)
         if threads == 1:
-            _add_tree_contributions(X, out, 0, len(X), *arrays)
-            return out
+            _walk_trees(X, out, margin, 0, len(X), *arrays)
+            return out, margin
         # The kernel releases the GIL: plain threads over row slices (see features.event_pass on why not numba's).
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(lambda i: _add_tree_contributions(X, out, bounds[i], bounds[i + 1], *arrays),
-                          range(threads)))
-        return out
+            list(pool.map(lambda i: _walk_trees(X, out, margin, bounds[i], bounds[i + 1], *arrays), range(threads)))
+        return out, margin
 
 
 _KINDS = {"None": 0, "Zero": 1, "NaN": 2, "categorical": 3}
 
 
 @njit(cache=True, nogil=True)
-def _add_tree_contributions(X, out, first, last, n_nodes, node_feature, node_threshold, node_kind,
-                            node_default_left, node_categories, categories, n_used, used, table):
-    """Rows ``first..last-1``, a block of rows at a time: each tree's decision pattern per row, then
-    its table entries added per feature.
+def _walk_trees(X, out, margin, first, last, n_nodes, node_feature, node_threshold, node_kind, node_default_left,
+                node_categories, categories, n_used, used, table, leaf, contributions):
+    """Rows ``first..last-1``, a block of rows at a time: each tree's decision pattern per row, then the
+    leaf it reaches added to ``margin`` and (when ``contributions``) its table entries added per feature.
 
     Tree by tree over a block of rows, columns transposed: one node's decision for every row of
     the block is a branch-free loop over a contiguous column. Trees are added in order, each
@@ -151,6 +165,7 @@ def _add_tree_contributions(X, out, first, last, n_nodes, node_feature, node_thr
     block = 256
     columns = np.empty((n_features, block))
     sums = np.empty((n_features, block))
+    raw = np.empty(block)
     pattern = np.empty(block, dtype=np.int64)
     for start in range(first, last, block):
         width = min(block, last - start)
@@ -158,6 +173,7 @@ def _add_tree_contributions(X, out, first, last, n_nodes, node_feature, node_thr
             for j in range(n_features):
                 columns[j, r] = X[start + r, j]
         sums[:, :width] = 0.0
+        raw[:width] = 0.0
         for t in range(len(n_nodes)):
             pattern[:width] = 0
             for k in range(n_nodes[t]):
@@ -181,13 +197,20 @@ def _add_tree_contributions(X, out, first, last, n_nodes, node_feature, node_thr
                         if kind == 1 and -_ZERO <= value <= _ZERO:
                             left = default_left
                         pattern[r] |= np.int64(left) << k
+            reached = leaf[t]
+            for r in range(width):
+                raw[r] += reached[pattern[r]]
+            if not contributions:
+                continue
             for m in range(n_used[t]):
                 entries, total = table[t, m], sums[used[t, m]]
                 for r in range(width):
                     total[r] += entries[pattern[r]]
         for r in range(width):
-            for j in range(n_features):
-                out[start + r, j] = sums[j, r]
+            margin[start + r] = raw[r]
+            if contributions:
+                for j in range(n_features):
+                    out[start + r, j] = sums[j, r]
 
 
 def _internal_nodes(root: dict) -> list[dict]:
@@ -215,8 +238,9 @@ def _leaves(node: dict) -> int:
 
 
 def _tree_table(root: dict, nodes: list[dict]):
-    """``(features, table, expected)``: the tree's distinct split features, the ``(2**K, M)`` Shapley values
-    of each feature for each decision pattern, and the tree's expected value (the bias part).
+    """``(features, table, expected, leaf)``: the tree's distinct split features, the ``(2**K, M)`` Shapley
+    values of each feature for each decision pattern, the tree's expected value (the bias part) and the
+    leaf value each pattern reaches (every feature in the coalition: the row followed all the way).
 
     v(S) is TreeSHAP's path-dependent expectation: at a split on a feature in S follow the row,
     otherwise average both children weighted by their training counts.
@@ -247,7 +271,7 @@ def _tree_table(root: dict, nodes: list[dict]):
     for m in range(n_features):
         without = coalitions[(coalitions >> m) & 1 == 0]
         table[:, m] = (weight[without, None] * (v[without | (1 << m)] - v[without])).sum(axis=0)
-    return features, table, float(v[0, 0])
+    return features, table, float(v[0, 0]), v[-1].copy()
 
 
 def _count(node: dict) -> float:

@@ -49,8 +49,8 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
     ``progress`` is called with a line per chunk; ``progress_bar`` shows a tqdm bar on stderr.
     ``timings``, when given, gets each stage's seconds added to it (``read``, ``features``,
     ``prediction`` or ``contributions`` and ``reasons``, ``write``) and, for comparison, the
-    seconds of the model's bare prediction on the same rows (``bare_prediction``: one extra
-    prediction per chunk, so only for benchmarks).
+    seconds of the model's bare prediction on the same rows (``bare_prediction``, and its CPU
+    seconds ``bare_prediction_cpu``: one extra prediction per chunk, so only for benchmarks).
 
     ``out`` may also be a sink: a context manager with ``write(frame)`` and ``rows`` that makes the
     output appear on a clean exit only (``crm.database.Database.write_table``). ``monitor``, a
@@ -73,7 +73,7 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
     # The history's run is entered first so it is left last: committed only once the output is in place.
     with _history_run(history, scored_at) as history_writer, sink as writer, _bar(total, progress_bar) as bar:
         with clock("features"):
-            events = _events_read_once(bundle.spec, events, leads, deals, as_of)
+            events, deals = _events_read_once(bundle.spec, events, leads, deals, as_of)
         batches = _open_lead_batches(clock.timed("read", _lead_chunks(leads, chunk_size)), deals, as_of, chunk_size)
         for lead_batch, snapshots, read in batches:
             frame = _score_chunk(bundle, snapshots, lead_batch, events, explain=explain, thresholds=thresholds,
@@ -173,8 +173,10 @@ def score_features(bundle, features: pd.DataFrame, snapshots: pd.DataFrame, *, e
         with clock("prediction"):
             scores, columns = bundle.score(features, thresholds=thresholds), {}
     if timings is not None:
+        cpu = time.process_time()
         with clock("bare_prediction"):
             bundle.predict_probability(features)
+        timings["bare_prediction_cpu"] = timings.get("bare_prediction_cpu", 0.0) + time.process_time() - cpu
     if monitor is not None and len(features):
         monitor.add(features, scores["probability"], scores["tier"])
     return pd.DataFrame({
@@ -217,33 +219,36 @@ _END = object()
 
 
 def _events_read_once(spec, events, leads, deals, as_of):
-    """A typed Parquet event file read once for the lead base (``features.lead_events``), else ``events``.
+    """``(events, deals)``: a typed Parquet event file read once for the lead base (``features.lead_events``).
 
     Each chunk would otherwise read the whole file for its own leads: five times for a million
     leads in chunks of 100,000 open ones. Needs the base's ids up front: a frame's, or a
-    ``StreamedLeads`` source's (one column read); other lead iterables keep the per-chunk read.
+    ``StreamedLeads`` source's (one column read); other lead iterables, and other event sources,
+    keep the per-chunk read and get ``(events, deals)`` back as they came.
     Leads closed before ``as_of`` are never scored (``open_leads``, same first closings), so their
     events are not kept: memory holds the events scoring walks. Should an open lead ever be missing,
-    the feature builder refuses it rather than giving it no events.
+    the feature builder refuses it rather than giving it no events. Streamed deals are read once
+    here too, as each lead's first closing (16 bytes per closed lead), for every chunk.
     """
-    from features.lead_events import lead_events
+    from features.event_rows import is_typed_parquet
+    from features.lead_events import LeadEvents
     from features.snapshots import first_closing
 
-    if not spec.event_log or isinstance(events, pd.DataFrame):
-        return events
+    if not spec.event_log or not is_typed_parquet(events):
+        return events, deals
     if isinstance(leads, pd.DataFrame):
         ids = leads["lead_id"]
     elif hasattr(getattr(leads, "source", None), "lead_ids"):
         ids = leads.source.lead_ids()
     else:
-        return events
+        return events, deals
     ids = pd.Series(ids).reset_index(drop=True)
-    if deals is not None:
-        closings = deals.first_closings(ids) if hasattr(deals, "first_closings") else deals
-        if len(closings):
-            closed_at = first_closing(closings)["closed_at"]
-            ids = ids[~ids.isin(closed_at.index[(closed_at < pd.Timestamp(as_of).to_datetime64()).to_numpy()])]
-    return lead_events(events, ids, spec.event_keys_with_other) or events
+    if deals is not None and hasattr(deals, "first_closings"):  # crm.sources.StreamedDeals
+        deals = deals.first_closings(ids)
+    if deals is not None and len(deals):
+        closed_at = first_closing(deals)["closed_at"]
+        ids = ids[~ids.isin(closed_at.index[(closed_at < pd.Timestamp(as_of).to_datetime64()).to_numpy()])]
+    return LeadEvents.read(events, ids, spec.event_keys_with_other), deals
 
 
 def _lead_chunks(leads, rows: int):

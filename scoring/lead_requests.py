@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Annotated
 
 import numpy as np
@@ -12,7 +13,7 @@ import pandas as pd
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from features.column_types import EPOCH_START_YEAR, PLAUSIBLE_YEARS
-from features.freshness import stale_gap
+from features.freshness import allowed_gap, stale_gap
 from features.single_lead import FEW_LEADS, _microseconds, block_names, few_lead_features, few_lead_rows
 from features.timing import naive_utc
 
@@ -196,18 +197,26 @@ def stale_warnings(leads: list[Lead], as_of: pd.Timestamp, *, horizon_days=None)
     """Warnings for leads whose newest event (or creation) lies long before ``as_of``: scored, but say so."""
     warnings = []
     as_of_ns = pd.Timestamp(as_of).value
+    # Times since the epoch (naive is UTC) compared as integers: no Timestamp per lead unless it is stale.
+    allowed_ns = _allowed_gap_ns(horizon_days)
     for i, lead in enumerate(leads):
         if lead.features is not None:
             continue
-        # Microseconds since the epoch (naive is UTC): one Timestamp per lead, not one per event.
         moments = [_microseconds(event.occurred_at) for event in lead.events] or \
             ([_microseconds(lead.created_at)] if lead.created_at is not None else [])
-        moments = [moment for moment in moments if moment * 1_000 < as_of_ns]
-        gap = stale_gap(as_of, pd.Timestamp(max(moments) * 1_000), horizon_days=horizon_days) if moments else None
+        newest = max((moment for moment in moments if moment * 1_000 < as_of_ns), default=None)
+        if newest is None or as_of_ns - newest * 1_000 <= allowed_ns:  # fresh: stale_gap would say None
+            continue
+        gap = stale_gap(as_of, pd.Timestamp(newest * 1_000), horizon_days=horizon_days)
         if gap is not None:
             warnings.append(f"body.{i}: the newest event is {gap.days} days before as_of {as_of}; the score treats "
                             "the lead as idle since then (send ?as_of= for historical data)")
     return warnings
+
+
+@lru_cache(maxsize=8)
+def _allowed_gap_ns(horizon_days) -> int:
+    return allowed_gap(horizon_days=horizon_days).value
 
 
 def _checked(spec, leads: list[Lead], as_of) -> tuple[list[int], list[int]]:

@@ -28,6 +28,7 @@ def run_spark_score(args) -> ScoreRun:
 
 
 def _run_spark_score(args) -> ScoreRun:
+    from registry import default_model_uri
     from registry.loading import load_bundle, spark_model_udf
     from registry.tier_policy import effective_thresholds
     from scoring.safe_outputs import refuse_outputs_that_are_inputs
@@ -49,6 +50,7 @@ def _run_spark_score(args) -> ScoreRun:
     for source in sources.values():
         if source:
             check_source(source)  # before the JVM starts
+    args.model = args.model or default_model_uri(args.config)  # the config's own champion, never another's
     bundle, identity = load_bundle(args.model)
     spark = spark_session(args.master)
     tables = {name: read_source(spark, source) if source else None for name, source in sources.items()}
