@@ -147,6 +147,27 @@ def write_scores(scores, target: str) -> None:
             filesystem.delete(staging, True)
 
 
+def arrow_schema_of(spark, schema):
+    """The Arrow schema Spark expects of an Arrow UDF returning ``schema`` (large string types when the session says so)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    large = str(spark.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false")).lower() == "true"
+    return to_arrow_schema(schema, timezone="UTC", prefers_large_types=large)
+
+
+def pandas_in_arrow(function, *tables, arrow_schema):
+    """``function`` of pandas frames between Arrow tables, for ``applyInArrow`` and ``mapInArrow``.
+
+    pyarrow converts each table whole, as ``pd.read_parquet`` does, rather than Spark's column-by-column
+    pandas layer of ``applyInPandas`` and ``mapInPandas``. Times arrive in nanoseconds, as
+    ``applyInPandas`` gave them; the result is cast to the Spark schema's types.
+    """
+    import pyarrow as pa
+
+    frame = function(*[table.to_pandas(coerce_temporal_nanoseconds=True) for table in tables])
+    return pa.Table.from_pandas(frame, schema=arrow_schema, preserve_index=False)
+
+
 def spark_error_message(error: Exception) -> str | None:
     """The user-facing message of a Spark failure (a refused table, a worker's contract error), else None."""
     try:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from features.timing import naive_utc, utc_now
 from scoring.output_shape import output_columns, spark_schema
+from scoring.spark import arrow_schema_of, pandas_in_arrow
 
 SPARK_SCORE_COLUMNS = output_columns(explain=False)
 
@@ -30,8 +31,9 @@ def score_with_reasons_on_spark(features, bundle, *, model_version: str = "", sc
     shared = spark.sparkContext.broadcast(bundle)
     schema = spark_schema(explain=True)
     score_batches = functools.partial(_score_batches, bundle=shared, model_version=model_version,
-                                      scored_at=scored_at, thresholds=thresholds, threads=threads)
-    return features.mapInPandas(score_batches, schema)
+                                      scored_at=scored_at, thresholds=thresholds, threads=threads,
+                                      arrow_schema=arrow_schema_of(spark, schema))
+    return features.mapInArrow(score_batches, schema)
 
 
 def score_features_on_spark(features, model_udf, feature_names, *, model_version: str = "", scored_at=None,
@@ -56,8 +58,8 @@ def score_features_on_spark(features, model_udf, feature_names, *, model_version
         F.lit(scored_at.tz_localize("UTC").to_pydatetime()).cast("timestamp").alias("scored_at"))
 
 
-def _score_batches(batches, *, bundle, model_version, scored_at, thresholds, threads):
-    """A partition's feature rows, batch by batch, as the pandas path's output rows (with reasons)."""
+def _score_batches(batches, *, bundle, model_version, scored_at, thresholds, threads, arrow_schema):
+    """A partition's feature rows, Arrow batch by batch, as the pandas path's output rows (with reasons)."""
     from scoring.batch import score_features
     from scoring.output_shape import output_frame
     from models.explain import use_threads
@@ -65,6 +67,10 @@ def _score_batches(batches, *, bundle, model_version, scored_at, thresholds, thr
     bundle = bundle.value
     use_threads(bundle.model, threads)
     names = bundle.spec.feature_names
+
+    def scores_of(batch):  # in the output shape (scoring.output_shape): text ids, UTC instants
+        return output_frame(score_features(bundle, batch[names], batch[["lead_id", "as_of"]], explain=True,
+                                           thresholds=thresholds, model_version=model_version, scored_at=scored_at))
+
     for batch in batches:
-        yield output_frame(score_features(bundle, batch[names], batch[["lead_id", "as_of"]], explain=True,
-                                          thresholds=thresholds, model_version=model_version, scored_at=scored_at))
+        yield from pandas_in_arrow(scores_of, batch, arrow_schema=arrow_schema).to_batches()
