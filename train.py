@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "lead-train compare --model models:/lead-conversion@champion --rules my_rules.toml "
                       "--leads leads.csv --events events.parquet --deals deals.csv\n"
                       "  lead-train compare --model models:/my-model@champion --config config.toml --rules my_rules.toml")
-    compare.add_argument("--model", default="models:/lead-conversion@champion", help="model URI")
+    compare.add_argument("--model", help="model URI (default: the champion of the config's model_name, else "
+                                         f"models:/{DEFAULT_MODEL_NAME}@champion)")
     compare.add_argument("--rules", help="points rules TOML (default: the example rules of models/rules_example.toml)")
     _add_export_arguments(compare)
     compare.add_argument("--out", default="reports/compare", help="folder for report.html and CSVs")
@@ -195,7 +196,7 @@ def _init_config(args) -> int:
     print("check before training:")
     for line in guess.summary:
         print(f"  - {line}")
-    print(f"then: lead-train train --config {out}")
+    print(f"then: lead-train train --config {out}  (registers the model as {guess.model_name}: [training] model_name)")
     return 0
 
 
