@@ -17,6 +17,10 @@ from pathlib import Path
 from crm.config import ProjectConfig
 from crm.readers import CSV_SUFFIXES, parquet_problem
 
+#: Times written to Parquet as UTC microseconds (pandas reads them zoned), not Spark's default INT96 (read naive).
+MICROSECOND_PARQUET = ("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+
+
 def spark_session(master: str | None = None, *, app_name: str = "lead-scoring", config: dict | None = None):
     """A SparkSession in UTC whose Python workers run this interpreter (unless PYSPARK_PYTHON says otherwise).
 
@@ -32,7 +36,7 @@ def spark_session(master: str | None = None, *, app_name: str = "lead-scoring", 
     # Parquet nanosecond timestamps (pandas' default) read as longs rather than refused: read_source makes
     # microsecond timestamps of them. Set for the whole session, since Spark reads the files when a job runs.
     builder = SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC") \
-        .config("spark.sql.legacy.parquet.nanosAsLong", "true")
+        .config("spark.sql.legacy.parquet.nanosAsLong", "true").config(*MICROSECOND_PARQUET)
     if master:
         builder = builder.master(master)
         if master.startswith("local"):
@@ -127,6 +131,7 @@ def write_scores(scores, target: str) -> None:
         scores.write.mode("overwrite").saveAsTable(target)
         return
     spark = scores.sparkSession
+    spark.conf.set(*MICROSECOND_PARQUET)  # a session made elsewhere, too
     jvm = spark.sparkContext._jvm
     final = jvm.org.apache.hadoop.fs.Path(target)
     staging = jvm.org.apache.hadoop.fs.Path(f"{target.rstrip('/')}.staging-{uuid.uuid4().hex[:8]}")
