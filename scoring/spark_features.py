@@ -68,7 +68,10 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
     id_type = leads.schema[lead_key].dataType
 
     def bucket_of(frame, key):
-        return frame.withColumn(_BUCKET, F.pmod(F.xxhash64(F.col(f"`{key}`").cast("string")), F.lit(buckets)))
+        # Hash-partitioned by bucket into as many partitions: the cogroup reuses that partitioning (one task per
+        # bucket) rather than spreading the buckets over spark.sql.shuffle.partitions (200 outside local mode).
+        frame = frame.withColumn(_BUCKET, F.pmod(F.xxhash64(F.col(f"`{key}`").cast("string")), F.lit(buckets)))
+        return frame.repartition(buckets, _BUCKET)
 
     history = []  # events and deals in one frame: cogroup takes two sides
     if config is None:
