@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench_http_clients import HOST, LoadClient, measure, measure_with_bad_requests, post
+from bench_http_clients import HOST, LoadClient, measure, measure_alternating, measure_with_bad_requests, post
 from bench_http_bare import SETTINGS_VARIABLE
 from bench_http_crowd import crowded_run, format_crowded
 from bench_http_servers import free_port, http_server, wait_ready
@@ -117,12 +117,12 @@ def main(argv=None) -> int:
             raw_path = f"/score?as_of={as_of.isoformat()}"
             _check_agreement(ours_port, mlflow_port, feature_bodies, mlflow_bodies, raw_path, raw_bodies)
             budget = {"requests": args.requests, "seconds": args.seconds}
-            runs = {
-                "bare FastAPI app, predict on a ready row": measure(bare_port, "/predict", raw_bodies, **budget,
-                                                                    pid=servers[2].pid),
+            # The bare app and ours in turns, so both see the same load from other work (their ratio is the goal).
+            runs = measure_alternating({
+                "bare FastAPI app, predict on a ready row": (bare_port, "/predict", raw_bodies, servers[2].pid),
+                "serve.py http, attributes + events": (ours_port, raw_path, raw_bodies, servers[0].pid)}, **budget)
+            runs |= {
                 "serve.py http, feature row": measure(ours_port, "/score", feature_bodies, **budget, pid=servers[0].pid),
-                "serve.py http, attributes + events": measure(ours_port, raw_path, raw_bodies, **budget,
-                                                              pid=servers[0].pid),
                 "mlflow models serve, feature row": measure(mlflow_port, "/invocations", mlflow_bodies, **budget,
                                                             pid=servers[1].pid),
             }

@@ -44,6 +44,45 @@ def measure(port: int, path: str, bodies: list, *, requests: int, seconds: float
             "cpu_ms": cpu / len(latencies) * 1e3}
 
 
+def measure_alternating(targets: dict, *, requests: int, seconds: float, blocks: int = 10) -> dict:
+    """``measure`` of several servers in turns: a block of requests to each, ``blocks`` times.
+
+    ``targets`` maps a name to ``(port, path, bodies, pid)``. Load from other work on a shared machine
+    comes and goes within minutes; servers measured one after the other would see different loads, so
+    their ratio would move with it. In turns, each sees the same mix. Bounded by ``requests`` per server
+    or ``seconds`` per server.
+    """
+    connections = {name: http.client.HTTPConnection(HOST, port, timeout=30)
+                   for name, (port, _, _, _) in targets.items()}
+    for name, (_, path, bodies, _) in targets.items():
+        for body in bodies[:50]:
+            post(connections[name], path, body)
+    latencies = {name: [] for name in targets}
+    cpu, elapsed = dict.fromkeys(targets, 0.0), dict.fromkeys(targets, 0.0)
+    per_block = max(1, requests // blocks)
+    deadline = time.perf_counter() + seconds * len(targets)
+    for block in range(blocks):
+        for name, (_, path, bodies, pid) in targets.items():
+            cpu_began, started = tree_cpu_seconds(pid), time.perf_counter()
+            for k in range(block * per_block, (block + 1) * per_block):
+                begin = time.perf_counter()
+                post(connections[name], path, bodies[k % len(bodies)])
+                latencies[name].append(time.perf_counter() - begin)
+            elapsed[name] += time.perf_counter() - started
+            cpu[name] += tree_cpu_seconds(pid) - cpu_began
+        if time.perf_counter() > deadline:
+            break
+    for connection in connections.values():
+        connection.close()
+    runs = {}
+    for name, times in latencies.items():
+        times = np.array(times) * 1e3
+        runs[name] = {"requests": len(times), "p50_ms": float(np.percentile(times, 50)),
+                      "p99_ms": float(np.percentile(times, 99)), "rps": len(times) / elapsed[name],
+                      "cpu_ms": cpu[name] / len(times) * 1e3}
+    return runs
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` and its descendants so far, from ``/proc`` (NaN elsewhere)."""
     proc = Path("/proc")

@@ -13,6 +13,7 @@ import uuid
 import pandas as pd
 
 from crm.database_guards import DatabaseError, check_read_query, read_error, write_error
+from crm.spooled_writer import SpooledTableWrite
 from crm.table_writer import TableWriter
 from features.contract import DataContractError
 
@@ -48,6 +49,16 @@ class Database:
         """
         self.check_writable(check_table_name(table))
         return TableWriter(self, table)
+
+    def write_table_retried(self, table: str, *, chunk_rows: int = 100_000, progress=None) -> SpooledTableWrite:
+        """Like :meth:`write_table` for a batch run: chunks spooled locally, written at the end in one
+        transaction, started again after a dropped connection (``crm.spooled_writer``)."""
+        self.check_writable(check_table_name(table))
+        return SpooledTableWrite(self, table, chunk_rows=chunk_rows, progress=progress)
+
+    def retried(self, action, *, doing: str):
+        """``action()``; a backend whose connection can drop tries it again (see ``SQLAlchemyDatabase.retried``)."""
+        return action()
 
     def check_writable(self, table: str) -> None:
         """Refuse, with one line, an output table this run cannot write: connection, rights, a run writing it

@@ -40,8 +40,9 @@ class DuckDBDatabase(Database):
                     .fetchall()[0][0])
 
     def _create(self, con, table: str, frame: pd.DataFrame) -> None:
-        con.register("_frame", frame.head(0))
-        con.execute(f"CREATE TABLE {self.quote(table)} AS SELECT * FROM _frame")
+        # Types from a row, not from none: DuckDB reads an empty object column (text ids) as NULL-typed.
+        con.register("_frame", frame.head(1))
+        con.execute(f"CREATE TABLE {self.quote(table)} AS SELECT * FROM _frame LIMIT 0")
         con.unregister("_frame")
 
     def _insert(self, con, table: str, frame: pd.DataFrame) -> None:
@@ -58,7 +59,7 @@ class DuckDBDatabase(Database):
             "AND table_schema = coalesce(?, current_schema())", [name, schema or None]).fetchall()}
         for column in frame.columns:
             if column not in present:
-                con.register("_frame", frame[[column]].head(0))
+                con.register("_frame", frame[[column]].head(1))
                 kind = con.sql(f'SELECT "{column}" FROM _frame').types[0]
                 con.unregister("_frame")
                 con.execute(f'ALTER TABLE {self.quote(table)} ADD COLUMN "{column}" {kind}')

@@ -1,4 +1,5 @@
-"""Any database SQLAlchemy reaches; PostgreSQL through psycopg 3 and ``COPY``; reads retried after a dropped connection."""
+"""Any database SQLAlchemy reaches; PostgreSQL through psycopg 3 and ``COPY``; a batch run's reads and writes
+tried again after a dropped connection (a server restart, a failover, an administrator ending the session)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from crm.database_base import Database
 from crm.database_guards import DatabaseError, advisory_lock_key, dependent_views_sql, read_only_statements
 from crm.sql_types import arrow_csv, naive_timestamps, sql_type
 
-#: A batch run's read is tried again this many times after a dropped connection, waiting 1 s, 2 s, 4 s.
-READ_RETRIES, READ_BACKOFF_SECONDS = 3, 1.0
+#: A batch run's read or table write is tried again this many times after a dropped connection, waiting 1, 2, 4 s.
+RETRIES, BACKOFF_SECONDS = 3, 1.0
 
 
 class SQLAlchemyDatabase(Database):
@@ -45,19 +46,28 @@ class SQLAlchemyDatabase(Database):
         return self._engine
 
     def _read_sql(self, sql: str, *, read_only: bool = False) -> pd.DataFrame:
-        """One read, tried again with a fresh connection after a dropped one (``READ_RETRIES``, backing off)."""
+        return self.retried(lambda: self._read_once(sql, read_only=read_only), doing="reading")
+
+    def retried(self, action, *, doing: str):
+        """``action()``, started again on fresh connections after a dropped one (``RETRIES`` times, backing off).
+
+        Only a dropped connection is retried; any other error (a refused password, a bad column) stops at
+        once. ``action`` must be whole in itself (one read; one table write in one transaction), so that
+        starting it again leaves nothing half-done.
+        """
         import sqlalchemy
 
-        for attempt in range(READ_RETRIES + 1):
+        for attempt in range(RETRIES + 1):
             try:
-                return self._read_once(sql, read_only=read_only)
-            except Exception as error:  # noqa: BLE001 - pandas wraps the driver's error: its chain tells
+                return action()
+            except Exception as error:  # noqa: BLE001 - pandas and the writer wrap the driver's error: its chain tells
                 dropped = _dropped_connection(error, sqlalchemy.exc)
-                if dropped is None or attempt == READ_RETRIES:
+                if dropped is None or attempt == RETRIES:
                     raise
-                wait = READ_BACKOFF_SECONDS * 2 ** attempt
+                wait = BACKOFF_SECONDS * 2 ** attempt
                 print(f"{self.display}: the connection dropped ({str(dropped).splitlines()[0][:120]}); "
-                      f"reading again in {wait:g} s", file=sys.stderr)
+                      f"{doing} again in {wait:g} s", file=sys.stderr)
+                self.engine.dispose()  # the pool's other connections died with it
                 time.sleep(wait)
 
     def _read_once(self, sql: str, *, read_only: bool) -> pd.DataFrame:
@@ -161,12 +171,19 @@ class SQLAlchemyDatabase(Database):
 
 
 def _dropped_connection(error: BaseException, exc) -> BaseException | None:
-    """The link of an error's chain saying the server dropped the connection (SQLAlchemy invalidated it), or None."""
+    """The link of an error's chain saying the server dropped the connection, or None.
+
+    SQLAlchemy marks the errors it sees (an invalidated connection); a ``COPY`` runs on the driver's own
+    cursor, whose error carries the SQLSTATE alone: class 08 (connection exception) or 57P (the server
+    ended the session: an administrator, a shutdown, a crash).
+    """
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, exc.PendingRollbackError) or (isinstance(error, exc.DBAPIError)
                                                            and error.connection_invalidated):
             return getattr(error, "orig", None) or error
+        if str(getattr(error, "sqlstate", None) or "").startswith(("08", "57P")):
+            return error
         error = error.__cause__ or error.__context__
     return None

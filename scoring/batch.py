@@ -13,18 +13,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crm.spooled_writer import ParquetChunks
 from features.build import build_features
 from features.engagement import SCORING_MEMORY_LIMIT
+from features.plausibility import ImplausibleLeads
 from features.snapshots import open_leads
 from features.timing import utc_now
 from scoring.history import with_previous
+from scoring.output_shape import REASON_COLUMNS, SCORE_COLUMNS, output_frame
 from scoring.temporaries import process_alive as _alive
 from models.threads import return_free_memory
 from models.tiers import TIERS
 
-REASON_COLUMNS = tuple(f"{side}_reason_{k}" for side in ("positive", "negative") for k in (1, 2, 3))
-SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "fit_score", "engagement_score", *REASON_COLUMNS,
-                 "model_version", "as_of", "scored_at")
+__all__ = ["REASON_COLUMNS", "SCORE_COLUMNS", "check_output", "neutralise_formulas", "remove_stale_temporaries",
+           "score_features", "score_lead_base"]
 
 
 def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
@@ -70,12 +72,18 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
     empty = None
     clock = _Stages(timings)
     latest = history.latest() if history is not None else None
+    # Refused as the HTTP service refuses them (features.plausibility): counted over every chunk, then one line per
+    # field; nothing is written. Future creation times are refused earlier, by the contract's check.
+    implausible = ImplausibleLeads(bundle.spec)
     # The history's run is entered first so it is left last: committed only once the output is in place.
     with _history_run(history, scored_at) as history_writer, sink as writer, _bar(total, progress_bar) as bar:
         with clock("features"):
             events, deals = _events_read_once(bundle.spec, events, leads, deals, as_of)
-        batches = _open_lead_batches(clock.timed("read", _lead_chunks(leads, chunk_size)), deals, as_of, chunk_size)
+        chunks = _counted(clock.timed("read", _lead_chunks(leads, chunk_size)), implausible)
+        batches = _open_lead_batches(chunks, deals, as_of, chunk_size)
         for lead_batch, snapshots, read in batches:
+            if implausible.counts:  # the run is refused at the end: read on only to count, score no more
+                continue
             frame = _score_chunk(bundle, snapshots, lead_batch, events, explain=explain, thresholds=thresholds,
                                  model_version=model_version, scored_at=scored_at, timings=timings, monitor=monitor)
             del lead_batch, snapshots  # the next batch is gathered without this one's leads alive
@@ -83,7 +91,7 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
                 frame = with_previous(frame, latest)
             if len(frame):
                 with clock("write"):
-                    writer.write(frame)
+                    writer.write(output_frame(frame))  # the one output shape (scoring.output_shape)
                 if history_writer is not None:
                     history_writer.write(frame.assign(model_name=model_name))
             else:  # written only if nothing else is: an empty frame's columns carry no types
@@ -99,8 +107,9 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
                 share = f"{done / total:.0%}, " if total else ""
                 progress(f"read {done:,}{f'/{total:,}' if total else ''} leads ({share}{opened:,} open, scored; "
                          f"{done / max(elapsed, 1e-9):,.0f} leads/s)")
+        implausible.check()
         if writer.rows == 0 and empty is not None:
-            writer.write(empty)
+            writer.write(output_frame(empty))
     return counts
 
 
@@ -267,6 +276,13 @@ def _lead_chunks(leads, rows: int):
             [], dtype="datetime64[ns]")})
 
 
+def _counted(chunks, implausible: ImplausibleLeads):
+    """The lead chunks, each counted for implausible values on its way."""
+    for chunk in chunks:
+        implausible.add(chunk)
+        yield chunk
+
+
 def _open_lead_batches(chunks, deals, as_of, rows: int):
     """``(leads, snapshots, leads read so far)`` of at most ``rows`` open leads, gathered across lead chunks.
 
@@ -344,22 +360,16 @@ class _AtomicWriter:
                                         suffix=".tmp")
         os.close(handle)
         self.temporary = Path(name)
-        self.parquet = None
+        self.parquet = ParquetChunks(self.temporary) if suffix == ".parquet" else None
         self.rows = 0
         self._previous_sigterm = _unwind_on_sigterm()
         return self
 
     def write(self, frame: pd.DataFrame) -> None:
-        if self.path.suffix.lower() == ".csv":
+        if self.parquet is None:
             neutralise_formulas(frame).to_csv(self.temporary, mode="a", header=self.rows == 0, index=False)
         else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if self.parquet is None:
-                self.parquet = pq.ParquetWriter(self.temporary, table.schema)
-            self.parquet.write_table(table)
+            self.parquet.write(frame)
         self.rows += len(frame)
 
     def __exit__(self, kind, error, traceback):

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from features.column_types import EPOCH_START_YEAR, PLAUSIBLE_YEARS
+from features.column_types import PLAUSIBLE_YEARS
 from features.freshness import allowed_gap, stale_gap
+from features.plausibility import created_problem, size_problem
 from features.single_lead import FEW_LEADS, _microseconds, block_names, few_lead_features, few_lead_rows
-from features.timing import naive_utc
 
 #: Lone surrogates cannot be encoded in an answer; control characters have no place in CRM text.
 _BAD_TEXT = re.compile(r"[\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -259,20 +259,19 @@ def _attribute_columns(spec) -> list[str]:
 def _check_attributes(lead: Lead, i: int, attributes: list[str], spec, as_of, problems: list) -> None:
     if lead.created_at is None and _needs_created_at(spec):
         problems.append({"field": f"body.{i}.created_at", "problem": "required unless 'features' is given"})
-    elif lead.created_at is not None and naive_utc(lead.created_at) > as_of:
-        problems.append({"field": f"body.{i}.created_at", "problem": f"must not be after as_of ({as_of})"})
-    elif lead.created_at is not None and lead.created_at.year < EPOCH_START_YEAR:
-        problems.append({"field": f"body.{i}.created_at",
-                         "problem": f"must not be before {EPOCH_START_YEAR}, got {lead.created_at.isoformat()}"})
+    elif lead.created_at is not None:
+        problem = created_problem(lead.created_at, as_of)  # the rule batch scoring applies too
+        if problem:
+            problems.append({"field": f"body.{i}.created_at", "problem": problem})
     for key, value in lead.attributes.items():
         if key not in attributes:
             problems.append({"field": f"body.{i}.attributes.{key}",
                              "problem": f"unknown attribute; expected some of {attributes}"})
         elif key in _numeric_columns(spec) and not _number_or_missing(value):
             problems.append({"field": f"body.{i}.attributes.{key}", "problem": f"must be a number, got {value!r}"})
-        elif key in spec.numeric_columns and value is not None and float(value) < 0:
-            # A size or an amount (read on a log scale): batch scoring reads a negative one as missing.
-            problems.append({"field": f"body.{i}.attributes.{key}", "problem": f"must not be negative, got {value!r}"})
+        elif key in spec.numeric_columns and value is not None and size_problem(value):
+            # A size or an amount (read on a log scale): batch scoring refuses it as well (features.plausibility).
+            problems.append({"field": f"body.{i}.attributes.{key}", "problem": size_problem(value)})
 
 
 def _check_features(row: dict, i: int, spec, problems: list) -> None:

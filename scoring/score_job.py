@@ -110,7 +110,7 @@ def output_target(out: str, *, out_db=None, db=None, project=None):
                          "database with --out-db or --db.")
     from crm.database import connect
 
-    return connect(url).write_table(out)
+    return connect(url).write_table_retried(out)  # a dropped connection costs a retry of the write, not the run
 
 
 def refuse_stale_data(as_of, end, bundle, *, stale_after_days=None) -> None:

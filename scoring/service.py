@@ -35,6 +35,7 @@ from scoring.api_contract import (ERROR_RESPONSES, Health, ModelDescription, acc
 from scoring.lead_requests import (InvalidLeads, Lead, lead_blocks, lead_features, plausible_timestamp,
                                   request_models, stale_warnings, written_timestamp)
 from models.lead_scorer import lead_scorer
+from models.reasons import reason_columns
 from scoring.operations import RequestTrace, ServiceMetrics, metrics_router, record_tiers, route_paths
 from scoring.planner_page import planner_router
 from scoring.http_guards import PUBLIC_DOCS_VARIABLE, TokenGate
@@ -62,12 +63,23 @@ class Reasons(BaseModel):
 
 
 class LeadScore(BaseModel):
-    lead_id: str | int | None
+    """One lead's row in the output shape every path writes (``scoring.output_shape``), then its reasons in full."""
+
+    lead_id: str | None = Field(description="The lead's id as text, as sent (null when none was sent).")
     probability: float
     score: int
     tier: str
     fit_score: int
     engagement_score: int
+    positive_reason_1: str = Field(description="'text (+impact)', as batch scoring writes it; '' when none.")
+    positive_reason_2: str
+    positive_reason_3: str
+    negative_reason_1: str
+    negative_reason_2: str
+    negative_reason_3: str
+    model_version: str
+    as_of: datetime = Field(description="The moment scored, in UTC with its zone.")
+    scored_at: datetime = Field(description="When the service scored it, in UTC with its zone.")
     reasons: Reasons
 
 
@@ -135,7 +147,7 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
         return description
 
     def scored(many: list[Lead], when: pd.Timestamp) -> Response:
-        results = lead_results(scorer, bundle, many, when)
+        results = lead_results(scorer, bundle, many, when, model_version=version)
         record_tiers(result["tier"] for result in results)
         with counting:
             served["requests"] += 1
@@ -199,31 +211,31 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
     return app
 
 
-def lead_results(scorer, bundle, many: list[Lead], when: pd.Timestamp) -> list[dict]:
-    """One result per lead (probability, score, tier, sub-scores, reasons), in the order of ``many``.
+def lead_results(scorer, bundle, many: list[Lead], when: pd.Timestamp, *, model_version: str = "") -> list[dict]:
+    """One result per lead, in the order of ``many``: a row of the output shape every path writes
+    (``scoring.output_shape``: id as text, scores, reasons as text, model version, times in UTC), then
+    the reasons in full (factor, text, impact, direction).
 
     ``scorer`` (``models.lead_scorer``) takes a few leads as arrays end to end; without one (a model
     it does not cover) or for more leads, the DataFrame route: the same numbers and texts.
     """
+    times = {"model_version": model_version, "as_of": utc_text(when), "scored_at": utc_text(utc_now().floor("s"))}
+
+    def shaped(lead, probability, score, tier, fit, engagement, up, down) -> dict:
+        return {"lead_id": None if lead.lead_id is None else str(lead.lead_id), "probability": float(probability),
+                "score": int(score), "tier": tier, "fit_score": int(fit), "engagement_score": int(engagement),
+                **{column: cells[0] for column, cells in reason_columns([(up, down)]).items()}, **times,
+                "reasons": {"positive": [r.as_dict() for r in up], "negative": [r.as_dict() for r in down]}}
+
     blocks = lead_blocks(bundle.spec, many, when) if scorer is not None else None
     if blocks is not None:
-        return [
-            {"lead_id": lead.lead_id, "probability": row["probability"], "score": row["score"], "tier": row["tier"],
-             "fit_score": row["fit_score"], "engagement_score": row["engagement_score"],
-             "reasons": {"positive": [r.as_dict() for r in row["reasons"][0]],
-                         "negative": [r.as_dict() for r in row["reasons"][1]]}}
-            for lead, row in zip(many, scorer.score(*blocks))
-        ]
+        return [shaped(lead, row["probability"], row["score"], row["tier"], row["fit_score"], row["engagement_score"],
+                       *row["reasons"]) for lead, row in zip(many, scorer.score(*blocks))]
     features = lead_features(bundle.spec, many, when)
     scores, reasons = bundle.score_with_reasons(features)
-    return [
-        {"lead_id": lead.lead_id, "probability": float(p), "score": int(s), "tier": t, "fit_score": int(f),
-         "engagement_score": int(e),
-         "reasons": {"positive": [r.as_dict() for r in up], "negative": [r.as_dict() for r in down]}}
-        for lead, p, s, t, f, e, (up, down) in zip(
-            many, scores["probability"], scores["score"], scores["tier"], scores["fit_score"],
-            scores["engagement_score"], reasons)
-    ]
+    return [shaped(lead, p, s, t, f, e, up, down) for lead, p, s, t, f, e, (up, down) in zip(
+        many, scores["probability"], scores["score"], scores["tier"], scores["fit_score"], scores["engagement_score"],
+        reasons)]
 
 
 def answer_body(version: str, when: pd.Timestamp, results: list[dict], many: list[Lead], *,

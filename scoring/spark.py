@@ -17,6 +17,10 @@ from pathlib import Path
 from crm.config import ProjectConfig
 from crm.readers import CSV_SUFFIXES, parquet_problem
 
+#: Times written to Parquet as UTC microseconds (pandas reads them zoned), not Spark's default INT96 (read naive).
+MICROSECOND_PARQUET = ("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+
+
 def spark_session(master: str | None = None, *, app_name: str = "lead-scoring", config: dict | None = None):
     """A SparkSession in UTC whose Python workers run this interpreter (unless PYSPARK_PYTHON says otherwise).
 
@@ -32,7 +36,7 @@ def spark_session(master: str | None = None, *, app_name: str = "lead-scoring", 
     # Parquet nanosecond timestamps (pandas' default) read as longs rather than refused: read_source makes
     # microsecond timestamps of them. Set for the whole session, since Spark reads the files when a job runs.
     builder = SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC") \
-        .config("spark.sql.legacy.parquet.nanosAsLong", "true")
+        .config("spark.sql.legacy.parquet.nanosAsLong", "true").config(*MICROSECOND_PARQUET)
     if master:
         builder = builder.master(master)
         if master.startswith("local"):
@@ -127,6 +131,7 @@ def write_scores(scores, target: str) -> None:
         scores.write.mode("overwrite").saveAsTable(target)
         return
     spark = scores.sparkSession
+    spark.conf.set(*MICROSECOND_PARQUET)  # a session made elsewhere, too
     jvm = spark.sparkContext._jvm
     final = jvm.org.apache.hadoop.fs.Path(target)
     staging = jvm.org.apache.hadoop.fs.Path(f"{target.rstrip('/')}.staging-{uuid.uuid4().hex[:8]}")
@@ -140,6 +145,27 @@ def write_scores(scores, target: str) -> None:
     finally:
         if filesystem.exists(staging):
             filesystem.delete(staging, True)
+
+
+def arrow_schema_of(spark, schema):
+    """The Arrow schema Spark expects of an Arrow UDF returning ``schema`` (large string types when the session says so)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    large = str(spark.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false")).lower() == "true"
+    return to_arrow_schema(schema, timezone="UTC", prefers_large_types=large)
+
+
+def pandas_in_arrow(function, *tables, arrow_schema):
+    """``function`` of pandas frames between Arrow tables, for ``applyInArrow`` and ``mapInArrow``.
+
+    pyarrow converts each table whole, as ``pd.read_parquet`` does, rather than Spark's column-by-column
+    pandas layer of ``applyInPandas`` and ``mapInPandas``. Times arrive in nanoseconds, as
+    ``applyInPandas`` gave them; the result is cast to the Spark schema's types.
+    """
+    import pyarrow as pa
+
+    frame = function(*[table.to_pandas(coerce_temporal_nanoseconds=True) for table in tables])
+    return pa.Table.from_pandas(frame, schema=arrow_schema, preserve_index=False)
 
 
 def spark_error_message(error: Exception) -> str | None:

@@ -1,7 +1,7 @@
 """Feature rows of a lead base on Spark: each lead partition meets its own events and deals, built by the pandas builders.
 
 The lead base is split into buckets by a hash of ``lead_id``; each bucket's leads meet their own
-events and deals in one ``cogroup(...).applyInPandas`` call, which validates them and runs
+events and deals in one ``cogroup(...).applyInArrow`` call, which validates them and runs
 ``features.build.build_features`` exactly as the pandas path does. A company's own export (a
 project config, ``crm.config``) is mapped per bucket by ``crm.export.map_export``, the function
 ``load_tables`` uses. pyspark is an optional dependency, imported inside the functions.
@@ -22,6 +22,7 @@ from features.contract import (DataContractError, contract_message, validate_dea
 from features.freshness import data_end
 from features.snapshots import open_leads
 from features.timing import naive_utc, utc_now
+from scoring.spark import arrow_schema_of, pandas_in_arrow
 
 _BUCKET, _KIND = "_lead_bucket", "_kind"
 #: With ``with_data_end``, each bucket's newest lead, event or deal time rides along in this column.
@@ -67,7 +68,10 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
     id_type = leads.schema[lead_key].dataType
 
     def bucket_of(frame, key):
-        return frame.withColumn(_BUCKET, F.pmod(F.xxhash64(F.col(f"`{key}`").cast("string")), F.lit(buckets)))
+        # Hash-partitioned by bucket into as many partitions: the cogroup reuses that partitioning (one task per
+        # bucket) rather than spreading the buckets over spark.sql.shuffle.partitions (200 outside local mode).
+        frame = frame.withColumn(_BUCKET, F.pmod(F.xxhash64(F.col(f"`{key}`").cast("string")), F.lit(buckets)))
+        return frame.repartition(buckets, _BUCKET)
 
     history = []  # events and deals in one frame: cogroup takes two sides
     if config is None:
@@ -105,8 +109,11 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
         features_of_bucket = functools.partial(_features_of_export_bucket, config=config, spec=spec, as_of=as_of,
                                                now=now, names=names, raw_types=raw_types, sources=sources or {},
                                                date_format=date_format)
+    # Arrow in and out: each bucket's tables become pandas frames in pyarrow, not Spark's pandas layer.
+    in_arrow = functools.partial(_bucket_in_arrow, features_of_bucket=features_of_bucket,
+                                 arrow_schema=arrow_schema_of(spark, schema))
     return bucket_of(left, lead_key).groupBy(_BUCKET).cogroup(bucket_of(right, "lead_id").groupBy(_BUCKET)) \
-        .applyInPandas(features_of_bucket, schema)
+        .applyInArrow(in_arrow, schema)
 
 
 def split_data_end(features):
@@ -122,6 +129,11 @@ def split_data_end(features):
     end = features.agg(F.max(DATA_END_COLUMN)).first()[0]
     rows = features.where(F.col("lead_id").isNotNull()).drop(DATA_END_COLUMN)
     return rows, (pd.Timestamp(end) if end is not None else None)
+
+
+def _bucket_in_arrow(leads, history, *, features_of_bucket, arrow_schema):
+    """One bucket's Arrow tables through ``features_of_bucket`` (Spark counts the two positional arguments)."""
+    return pandas_in_arrow(features_of_bucket, leads, history, arrow_schema=arrow_schema)
 
 
 def _history(frame, kind: str, time_column: str, what_column: str, id_type):

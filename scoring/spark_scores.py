@@ -12,8 +12,10 @@ import functools
 import pandas as pd
 
 from features.timing import naive_utc, utc_now
+from scoring.output_shape import output_columns, spark_schema
+from scoring.spark import arrow_schema_of, pandas_in_arrow
 
-SPARK_SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "model_version", "as_of", "scored_at")
+SPARK_SCORE_COLUMNS = output_columns(explain=False)
 
 
 def score_with_reasons_on_spark(features, bundle, *, model_version: str = "", scored_at=None, thresholds=None,
@@ -27,10 +29,11 @@ def score_with_reasons_on_spark(features, bundle, *, model_version: str = "", sc
     scored_at = naive_utc(pd.Timestamp(scored_at)) if scored_at is not None else utc_now().floor("s")
     spark = features.sparkSession
     shared = spark.sparkContext.broadcast(bundle)
-    schema = _score_schema(features.schema["lead_id"].dataType)
+    schema = spark_schema(explain=True)
     score_batches = functools.partial(_score_batches, bundle=shared, model_version=model_version,
-                                      scored_at=scored_at, thresholds=thresholds, threads=threads)
-    return features.mapInPandas(score_batches, schema)
+                                      scored_at=scored_at, thresholds=thresholds, threads=threads,
+                                      arrow_schema=arrow_schema_of(spark, schema))
+    return features.mapInArrow(score_batches, schema)
 
 
 def score_features_on_spark(features, model_udf, feature_names, *, model_version: str = "", scored_at=None,
@@ -48,31 +51,26 @@ def score_features_on_spark(features, model_udf, feature_names, *, model_version
         probability = F.col("_scores.probability")
         tier = (F.when(probability >= F.lit(thresholds.sql), "SQL").when(probability >= F.lit(thresholds.mql), "MQL")
                 .otherwise("nurture"))
+    # The output shape (scoring.output_shape): the id as text, times as instants (the session is in UTC).
     return features.withColumn("_scores", scores).select(
-        "lead_id", "_scores.probability", "_scores.score", tier.alias("tier"),
-        F.lit(model_version).alias("model_version"), "as_of",
-        F.lit(scored_at.to_pydatetime()).cast("timestamp_ntz").alias("scored_at"))
+        F.col("lead_id").cast("string").alias("lead_id"), "_scores.probability", "_scores.score", tier.alias("tier"),
+        F.lit(model_version).alias("model_version"), F.col("as_of").cast("timestamp").alias("as_of"),
+        F.lit(scored_at.tz_localize("UTC").to_pydatetime()).cast("timestamp").alias("scored_at"))
 
 
-def _score_schema(id_type):
-    """The Spark types of the pandas path's output columns (``SCORE_COLUMNS``), in its order."""
-    from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType, TimestampNTZType
-
-    from scoring.batch import SCORE_COLUMNS
-
-    types = {"lead_id": id_type, "probability": DoubleType(), "score": LongType(), "fit_score": LongType(),
-             "engagement_score": LongType(), "as_of": TimestampNTZType(), "scored_at": TimestampNTZType()}
-    return StructType([StructField(name, types.get(name, StringType())) for name in SCORE_COLUMNS])
-
-
-def _score_batches(batches, *, bundle, model_version, scored_at, thresholds, threads):
-    """A partition's feature rows, batch by batch, as the pandas path's output rows (with reasons)."""
+def _score_batches(batches, *, bundle, model_version, scored_at, thresholds, threads, arrow_schema):
+    """A partition's feature rows, Arrow batch by batch, as the pandas path's output rows (with reasons)."""
     from scoring.batch import score_features
+    from scoring.output_shape import output_frame
     from models.explain import use_threads
 
     bundle = bundle.value
     use_threads(bundle.model, threads)
     names = bundle.spec.feature_names
+
+    def scores_of(batch):  # in the output shape (scoring.output_shape): text ids, UTC instants
+        return output_frame(score_features(bundle, batch[names], batch[["lead_id", "as_of"]], explain=True,
+                                           thresholds=thresholds, model_version=model_version, scored_at=scored_at))
+
     for batch in batches:
-        yield score_features(bundle, batch[names], batch[["lead_id", "as_of"]], explain=True, thresholds=thresholds,
-                             model_version=model_version, scored_at=scored_at)
+        yield from pandas_in_arrow(scores_of, batch, arrow_schema=arrow_schema).to_batches()

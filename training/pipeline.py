@@ -58,7 +58,12 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
     config = config or TrainingConfig()
     started_at = pd.Timestamp.now(tz="UTC")
     data_end = pd.Timestamp(data_end) if data_end is not None else latest_timestamp(leads, events, deals)
-    snapshots, windows, as_of_dates = split_snapshots(leads, deals, config=config, data_end=data_end)
+    # The refit fits on every labelled snapshot, also those the split leaves out (a training lead's later ones).
+    labelled, windows, as_of_dates = split_snapshots(leads, deals, config=config, data_end=data_end,
+                                                     unassigned=config.refit)
+    assigned = labelled["split"].notna().to_numpy()
+    run_split = {"data_end": str(data_end), **{f"window_{key}": value for key, value in windows.as_dict().items()}}
+    snapshots = labelled.loc[assigned].reset_index(drop=True)
     log(f"snapshots: {len(snapshots):,} over {snapshots['as_of'].nunique()} as_of dates; "
         + ", ".join(f"{name} {count:,}" for name, count in snapshots["split"].value_counts().items()))
     if event_vocabulary is not None and events is not None:
@@ -67,7 +72,8 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
         log(f"event types: {len(types)} of {len(counts)} get columns of their own ({', '.join(types)})"
             + (f"; {len(rest)} rarer count as other ({_listed(rest['event_type'])})" if len(rest) else ""))
 
-    features = build_features(snapshots, leads, events, spec)
+    every_feature = build_features(labelled, leads, events, spec)
+    features = every_feature.loc[assigned].reset_index(drop=True)
     # A snapshot's label is known a horizon after its as_of: selection windows fit only on known ones.
     declared = spec  # before the leakage guard drops columns: what this data's contract declares
     spec, features, fitted = guard_fit_and_evaluate(features, snapshots["label"], snapshots["split"], spec,
@@ -84,8 +90,10 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
         metrics["test_observable_ceiling_roc_auc"] = float(roc_auc_score(y_test, ceiling(test)))
     if champion is not None:
         compare_champion(champion, test, leads, events, fitted, spec=declared,
-                         label=f"won within {config.horizon_days} days of as_of", log=log)
-    refit = refit_registered(features, snapshots, fitted, spec=spec, config=config, data_end=data_end, log=log)
+                         label=f"won within {config.horizon_days} days of as_of", log=log,
+                         split={**config.as_params(), **run_split})
+    refit = refit_registered(every_feature[spec.feature_names], labelled, fitted, spec=spec, config=config,
+                             data_end=data_end, log=log)
     # Monitoring compares a scored base with the leads open at the end of the data, as this model scores them.
     fitted["reference"] = open_lead_reference(fitted["model"], spec, fitted["thresholds"], leads, events, deals,
                                               as_of=data_end) or fitted["reference"]
@@ -94,10 +102,9 @@ def train_model(leads: pd.DataFrame, events, deals: pd.DataFrame, *, spec: Featu
         **config.as_params(),
         **fitted["params"],
         "split": "temporal",
-        "data_end": str(data_end),
         "as_of_first": _moment(as_of_dates[0]),
         "as_of_last": _moment(as_of_dates[-1]),
-        **{f"window_{key}": value for key, value in windows.as_dict().items()},
+        **run_split,
         "leads": int(len(leads)),
         "training_started_at": started_at.isoformat(),
         **_won_amount(deals),

@@ -11,18 +11,22 @@ from training.config import TrainingConfig
 from training.split import suggestion_text, temporal_split
 
 
-def split_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, config: TrainingConfig, data_end):
+def split_snapshots(leads: pd.DataFrame, deals: pd.DataFrame, *, config: TrainingConfig, data_end,
+                    unassigned: bool = False):
     """Labelled snapshots with their ``split`` column, the split windows and the ``as_of`` dates.
 
     The one place the snapshot schedule and temporal split are made, so a comparison or a
-    scorecard fitted later sees exactly the training run's test snapshots.
+    scorecard fitted later sees exactly the training run's test snapshots. With ``unassigned``, the
+    labelled snapshots no split holds stay too, with ``split`` missing: the refit fits on every one.
     """
     snapshots, as_of_dates = labelled_snapshots(leads, deals, config=config, data_end=data_end)
     split, windows = temporal_split(snapshots, horizon_days=config.horizon_days, test_days=config.test_days,
                                     calibration_days=config.calibration_days, lead_shares=config.lead_shares,
                                     by=config.split_by,
                                     seed=config.seed)
-    snapshots = snapshots.assign(split=split).dropna(subset=["split"]).reset_index(drop=True)
+    snapshots = snapshots.assign(split=split)
+    if not unassigned:
+        snapshots = snapshots.dropna(subset=["split"]).reset_index(drop=True)
     return snapshots, windows, as_of_dates
 
 
