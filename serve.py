@@ -177,7 +177,8 @@ def _report_drift(args, report, identity) -> int:
 
 def _add_lead_base_arguments(parser, kind: str) -> None:
     """The model, the lead base, its time and freshness: the same for score and spark-score."""
-    parser.add_argument("--model", default="models:/lead-conversion@champion", help="MLflow model URI")
+    parser.add_argument("--model", help="MLflow model URI (default: the champion of the config's model_name, else "
+                                        "models:/lead-conversion@champion)")
     parser.add_argument("--config", help="project config (TOML) of your export: reads its tables as it says")
     parser.add_argument("--leads", help=f"leads: {kind}; with --config, default: the config's")
     parser.add_argument("--events", help=f"event log: {kind}, when the model uses one")

@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "lead-train compare --model models:/lead-conversion@champion --rules my_rules.toml "
                       "--leads leads.csv --events events.parquet --deals deals.csv\n"
                       "  lead-train compare --model models:/my-model@champion --config config.toml --rules my_rules.toml")
-    compare.add_argument("--model", default="models:/lead-conversion@champion", help="model URI")
+    compare.add_argument("--model", help="model URI (default: the champion of the config's model_name, else "
+                                         f"models:/{DEFAULT_MODEL_NAME}@champion)")
     compare.add_argument("--rules", help="points rules TOML (default: the example rules of models/rules_example.toml)")
     _add_export_arguments(compare)
     compare.add_argument("--out", default="reports/compare", help="folder for report.html and CSVs")
@@ -117,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "lead-train demo --leads 5000 --months 15")
     demo.add_argument("--out", default="data/demo", help="folder for the generated data and scores")
     _add_generator_arguments(demo)
+    demo.add_argument("--forward-months", type=int, default=3, help="months the same world runs past the training "
+                      "data, to judge the stored scores against what happened (default: %(default)s; 0: none)")
     _add_training_arguments(demo)
     add_common_arguments(demo)
     return parser
@@ -193,7 +196,7 @@ def _init_config(args) -> int:
     print("check before training:")
     for line in guess.summary:
         print(f"  - {line}")
-    print(f"then: lead-train train --config {out}")
+    print(f"then: lead-train train --config {out}  (registers the model as {guess.model_name}: [training] model_name)")
     return 0
 
 
@@ -290,9 +293,10 @@ def _add_training_arguments(parser) -> None:
     parser.add_argument("--split-by", choices=("lead_share", "time"), help="lead_share: each lead in one split "
                         "(the default); time: time alone separates train, calibration and test, as production "
                         "spends leads (training.split)")
-    parser.add_argument("--refit", action="store_true", default=None, help="register the chosen settings refit on "
-                        "every snapshot whose outcome is known at the data's end (the test figures stay the "
-                        "procedure's, held out); default: the model fitted on the training split")
+    parser.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None, help="register the chosen "
+                        "settings refit on every snapshot whose outcome is known at the data's end (the test figures "
+                        "stay the procedure's, held out); default: the config's, else the model fitted on the "
+                        "training split (demo: the refit)")
     parser.add_argument("--segment-by", help="a categorical lead column: one model per value with enough data, a "
                                              "global model for the rest, in one bundle")
     parser.add_argument("--model-name", help=f"registered model name (default: the config's model_name, "

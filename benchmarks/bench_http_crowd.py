@@ -6,13 +6,16 @@ started server: ``python benchmarks/bench_http_crowd.py PORT PATH BODIES.jsonl S
 While ``good_clients`` kept-alive connections post single leads in a closed loop, hostile clients keep
 coming: slow clients trickling a request head a byte at a time, clients sending a 1 MB header, and
 connections that never say anything. A prober asks ``/health`` every 100 ms on a fresh connection.
-It reports the good requests and how many failed (any status but 200, any dropped connection), the
-slowest ``/health``, what the hostile clients were answered, and the server's memory (resident
-set of the server and its workers) at the start, its peak and at the end.
+It reports the good requests and how many failed (any status but 200, any dropped connection),
+``/health``'s p50, p95 and slowest answer, each worker's share of the good requests (at the end every
+kept-alive connection asks ``/health`` which worker pid it is on), what the hostile clients were
+answered, and the server's memory (resident set of the server and its workers) at the start, its
+peak and at the end.
 """
 
 from __future__ import annotations
 
+import json
 import selectors
 import socket
 import sys
@@ -85,7 +88,8 @@ def crowded_run(port: int, path: str, bodies: list[bytes], server_pid: int, *, s
     memory.append(_tree_rss_mib(server_pid))
     latencies = np.array([ms for ms, _ in health])
     return {**good, "health_probes": len(health), "health_failed": sum(not ok for _, ok in health),
-            "health_p50_ms": float(np.percentile(latencies, 50)), "health_max_ms": float(latencies.max()),
+            "health_p50_ms": float(np.percentile(latencies, 50)), "health_p95_ms": float(np.percentile(latencies, 95)),
+            "health_max_ms": float(latencies.max()),
             "hostile": hostile, "rss_start_mib": memory[0], "rss_peak_mib": max(memory), "rss_end_mib": memory[-1],
             "clients": {"good": good_clients, "slow": slow_clients, "big header": big_header_clients,
                         "idle": idle_clients}}
@@ -96,13 +100,18 @@ def format_crowded(run: dict) -> str:
     clients = run["clients"]
     hostile = "; ".join(f"{kind}: {', '.join(f'{count} {outcome}' for outcome, count in sorted(outcomes.items()))}"
                         for kind, outcomes in run["hostile"].items())
+    total = sum(run["worker_requests"].values()) or 1
+    shares = ", ".join(f"{count / total:.0%} (pid {pid}, {run['worker_connections'].get(pid, 0)} connections)"
+                       for pid, count in
+                       sorted(run["worker_requests"].items(), key=lambda item: -item[1]))
     verdict = (run["good_failed"] == 0 and run["health_failed"] == 0 and run["health_max_ms"] <= 50
                and run["rss_end_mib"] <= run["rss_start_mib"] * 1.25 + 50)
     return (f"crowded: {clients['good']} good clients with {clients['slow']} slow, {clients['big header']} 1-MB-header "
             f"and {clients['idle']} idle clients, {run['seconds']:.0f} s: {run['good']:,} good requests "
             f"({run['rps']:,.0f}/s, p99 {run['p99_ms']:.0f} ms), {run['good_failed']} failed\n"
+            f"  good requests per worker: {shares}\n"
             f"  /health every 100 ms: {run['health_probes']} probes, {run['health_failed']} failed, "
-            f"p50 {run['health_p50_ms']:.1f} ms, max {run['health_max_ms']:.1f} ms\n"
+            f"p50 {run['health_p50_ms']:.1f} ms, p95 {run['health_p95_ms']:.1f} ms, max {run['health_max_ms']:.1f} ms\n"
             f"  hostile clients were answered: {hostile}\n"
             f"  server memory (all processes): {run['rss_start_mib']:.0f} MiB at the start, peak "
             f"{run['rss_peak_mib']:.0f} MiB, {run['rss_end_mib']:.0f} MiB at the end\n"
@@ -111,12 +120,18 @@ def format_crowded(run: dict) -> str:
 
 
 def _good_load(port: int, path: str, bodies: list[bytes], clients: int, seconds: float) -> dict:
-    """Closed-loop kept-alive clients from one thread; a failed request is counted and its connection renewed."""
+    """Closed-loop kept-alive clients from one thread; a failed request is counted and its connection renewed.
+
+    At the end each connection asks ``GET /health`` for the worker pid behind it: its good requests count
+    for that worker (those of a connection that was renewed after a failure count for the last one).
+    """
     requests = [f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n".encode() + body for body in bodies]
     selector = selectors.DefaultSelector()
     buffers, sent_at, turn = [b""] * clients, [0.0] * clients, list(range(clients))
-    latencies, failed = [], 0
+    latencies, failed, answered = [], 0, [0] * clients
+    health = f"GET /health HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
+    asking, worker_requests, worker_connections = [False] * clients, {}, {}
 
     def send(k, sock):
         sent_at[k] = time.perf_counter()
@@ -135,7 +150,7 @@ def _good_load(port: int, path: str, bodies: list[bytes], clients: int, seconds:
         selector.register(sock, selectors.EVENT_READ, k)
         send(k, sock)
     started = time.perf_counter()
-    deadline, pending = started + seconds, clients
+    deadline, pending, last_answer = started + seconds, clients, started
     done = [False] * clients
     while pending:
         for key, _ in selector.select(timeout=60):
@@ -144,36 +159,46 @@ def _good_load(port: int, path: str, bodies: list[bytes], clients: int, seconds:
                 chunk = sock.recv(262_144)
             except OSError:
                 chunk = b""
-            if not chunk:  # dropped: that request failed
-                failed += 1
+            if not chunk:  # dropped: that request failed (unless it was the question for the pid)
+                failed += not asking[k]
                 if time.perf_counter() < deadline:
                     renew(k, sock)
                 else:
+                    worker_requests["unknown"] = worker_requests.get("unknown", 0) + answered[k]
                     selector.unregister(sock)
                     sock.close()
                     done[k], pending = True, pending - 1
                 continue
             buffers[k] += chunk
-            status, rest = _complete(buffers[k])
+            status, body, rest = _complete(buffers[k])
             if status is None:
                 continue
             now = time.perf_counter()
             buffers[k] = rest
+            if asking[k]:  # the answer to "which worker are you?"
+                pid = int(json.loads(body)["pid"]) if status == 200 else "unknown"
+                worker_requests[pid] = worker_requests.get(pid, 0) + answered[k]
+                worker_connections[pid] = worker_connections.get(pid, 0) + 1
+                selector.unregister(sock)
+                sock.close()
+                done[k], pending = True, pending - 1
+                continue
             if status == 200:
                 latencies.append(now - sent_at[k])
+                answered[k], last_answer = answered[k] + 1, now
             else:
                 failed += 1
             if now < deadline:
                 turn[k] += clients
                 send(k, sock)
             else:
-                selector.unregister(sock)
-                sock.close()
-                done[k], pending = True, pending - 1
-    elapsed = time.perf_counter() - started
+                asking[k] = True
+                sock.sendall(health)
+    elapsed = last_answer - started
     selector.close()
     latencies = np.array(latencies) * 1e3
     return {"good": len(latencies) + failed, "good_failed": failed, "seconds": elapsed,
+            "worker_requests": worker_requests, "worker_connections": worker_connections,
             "rps": len(latencies) / elapsed, "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else 0}
 
 
@@ -210,16 +235,17 @@ def _read_all(sock) -> bytes:
         data += chunk
 
 
-def _complete(buffer: bytes) -> tuple[int | None, bytes]:
+def _complete(buffer: bytes) -> tuple[int | None, bytes, bytes]:
+    """``(status, body, what follows)`` once ``buffer`` holds a whole answer, else ``(None, b"", b"")``."""
     head_end = buffer.find(b"\r\n\r\n")
     if head_end < 0:
-        return None, b""
+        return None, b"", b""
     head = buffer[:head_end].decode("latin-1").split("\r\n")
     length = next((int(line.split(":", 1)[1]) for line in head[1:] if line.lower().startswith("content-length:")), 0)
     end = head_end + 4 + length
     if len(buffer) < end:
-        return None, b""
-    return int(head[0].split(" ", 2)[1]), buffer[end:]
+        return None, b"", b""
+    return int(head[0].split(" ", 2)[1]), buffer[head_end + 4:end], buffer[end:]
 
 
 def _tree_rss_mib(pid: int) -> float:

@@ -1,11 +1,15 @@
-"""``make bench-spark``: the same lead base scored by ``serve.py score`` (pandas) and ``serve.py spark-score`` (local[2]).
+"""``make bench-spark``: one lead base scored by ``serve.py score`` (pandas) and ``serve.py spark-score`` on several masters.
 
-Both read the same Parquet files and write Parquet, end to end, in the same run, without and with
-reasons (sub-scores and reasons, the default of both); the script checks that the probabilities
-agree (to 1e-9 through the model UDF, 1e-12 with reasons), that tiers, sub-scores and reason texts
-are equal, and prints the four times and their ratios. Spark's start-up (JVM, session) is timed apart.
+Every route reads the same Parquet files and writes Parquet, end to end, in the same run, without and
+with reasons (sub-scores and reasons, the default of both): pandas first and last (the machine's load
+moves; their mean is the baseline), Spark on ``local[1]``, ``local[2]`` and a standalone cluster
+started here (a master, then one 1-core worker, then a second: ``benchmarks/spark_cluster.py``). The
+script checks that the probabilities agree (to 1e-9 through the model UDF, 1e-12 with reasons), that
+tiers, sub-scores and reason texts are equal, and prints each time beside pandas, with the speed-ups of
+two cores over one. Spark's start-up (JVM, session, executors) is timed apart.
 
-    python benchmarks/bench_spark.py [--leads 100000] [--master local[2]] [--lightgbm]
+    python benchmarks/bench_spark.py [--leads 100000] [--masters local[1],local[2],standalone]
+        [--routes bare,reasons] [--lightgbm]
 
 ``--lightgbm`` scores with a LightGBM model (600 trees of 7 leaves, the production candidate) fitted
 on the training snapshots, whatever training chose: its reasons need TreeSHAP, the costly route.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -30,12 +35,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=100_000, help="leads in the scored base")
     parser.add_argument("--train-leads", type=int, default=3_000, help="synthetic leads the model is trained on")
-    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--masters", default="local[1],local[2],standalone",
+                        help="Spark masters, comma-separated; standalone: a master and two 1-core workers on this "
+                             "machine, measured with one worker, then two")
+    parser.add_argument("--routes", default="bare,reasons",
+                        help="bare (no reasons: the model as a Spark UDF) and/or reasons (the default of both)")
     parser.add_argument("--lightgbm", action="store_true", help="score with a LightGBM model (TreeSHAP reasons)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(PROJECT))
     import serve
     from crm.synthetic import generate_crm, write_crm
+    from spark_cluster import StandaloneCluster
     from scoring.spark import spark_session
     from train import main as training_main
 
@@ -68,42 +78,89 @@ def main(argv=None) -> int:
         tables = ["--leads", str(base / "leads.parquet"), "--events", str(base / "events.parquet"),
                   "--deals", str(base / "deals.parquet"), "--as-of", str(crm.end), "--model", model]
 
-        started = time.perf_counter()
-        spark = spark_session(args.master)
-        # Python workers start at the first job: counted here, not in the first route measured.
-        spark.range(4, numPartitions=2).mapInPandas(lambda batches: batches, "id long").collect()
-        startup = time.perf_counter() - started
-        seconds, outputs = {}, {}
-        for route, command in (("spark", "spark-score"), ("pandas", "score")):
-            for reasons in (False, True):
-                out = scratch / f"{route}_{'reasons' if reasons else 'bare'}.parquet"
-                extra = ([] if reasons else ["--no-reasons"]) + (["--no-monitoring"] if route == "pandas" else [])
+        routes = [reasons == "reasons" for reasons in args.routes.split(",")]
+        print(f"load average {_load()} at the start", flush=True)
+
+        seconds, outputs, startups = {}, {}, {}
+
+        def score(route, command, master=None):
+            for reasons in routes:
+                # Hadoop reads [ ] in a path as a pattern: the folder is named by letters and digits only.
+                out = scratch / f"{re.sub('[^a-z0-9]+', '_', route)}_{'reasons' if reasons else 'bare'}.parquet"
+                extra = ([] if reasons else ["--no-reasons"]) + (["--no-monitoring"] if master is None else
+                                                                 ["--master", master])
                 started = time.perf_counter()
                 if serve.main([command, *tables, *extra, "--out", str(out)]):
-                    raise SystemExit(f"{command} failed")
-                seconds[route, reasons] = time.perf_counter() - started
+                    raise SystemExit(f"{command} ({route}) failed")
+                seconds.setdefault((route, reasons), []).append(time.perf_counter() - started)
+                print(f"{route}, {'reasons' if reasons else 'no reasons'}: {seconds[route, reasons][-1]:.1f} s "
+                      f"(load average {_load()})", flush=True)
                 outputs[route, reasons] = pd.read_parquet(out).sort_values("lead_id").reset_index(drop=True)
 
+        def on_spark(route, master):
+            from pyspark.sql import SparkSession
+
+            started = time.perf_counter()
+            spark = spark_session(master)
+            # Executors and their Python workers start at the first job: counted here, not in the route measured.
+            spark.range(4, numPartitions=2).mapInPandas(lambda batches: batches, "id long").collect()
+            startups[route] = time.perf_counter() - started
+            try:
+                score(route, "spark-score", master)
+            finally:
+                spark.stop()
+                SparkSession._instantiatedSession = None  # the next route starts its own session and master
+
+        score("pandas", "score")  # pandas before and after the Spark routes: the machine's load moves
+        spark_routes = []
+        for master in args.masters.split(","):
+            if master != "standalone":
+                spark_routes.append(master)
+                on_spark(master, master)
+                continue
+            cluster = StandaloneCluster(scratch / "cluster").start_master()
+            try:
+                for workers in (1, 2):
+                    cluster.add_worker()
+                    route = f"standalone, {workers} worker{'s' if workers > 1 else ''}"
+                    spark_routes.append(route)
+                    on_spark(route, cluster.url)
+            finally:
+                cluster.stop()
+        score("pandas", "score")
+
         verdicts = []
-        for reasons, tolerance in ((False, 1e-9), (True, 1e-12)):
-            ours, reference = outputs["spark", reasons], outputs["pandas", reasons]
-            same_leads = ours["lead_id"].tolist() == reference["lead_id"].tolist()
-            difference = float(np.max(np.abs(ours["probability"] - reference["probability"]))) if same_leads \
-                else np.inf
-            compared = [column for column in reference.columns if column not in ("probability", "scored_at")]
-            same = same_leads and all(ours[c].tolist() == reference[c].tolist() for c in compared)
-            verdicts.append(difference <= tolerance and same)
+        for reasons in routes:
+            tolerance = 1e-12 if reasons else 1e-9
+            reference = outputs["pandas", reasons]
+            pandas_seconds = float(np.mean(seconds["pandas", reasons]))
             print(f"\n{len(reference):,} open leads, end to end from Parquet to Parquet, "
                   f"{'with sub-scores and reasons' if reasons else 'no reasons'}:")
-            print(f"  pandas (serve.py score)               {seconds['pandas', reasons]:7.1f} s")
-            print(f"  Spark {args.master} (serve.py spark-score)  {seconds['spark', reasons]:7.1f} s  "
-                  f"({seconds['spark', reasons] / seconds['pandas', reasons]:.1f}x pandas)")
-            print(f"  largest probability difference {difference:.1e}; "
-                  f"{', '.join(c for c in compared if c != 'lead_id')} {'equal' if same else 'DIFFER'}")
-        print(f"\nSpark start-up {startup:.1f} s more; reasons cost pandas "
-              f"{seconds['pandas', True] - seconds['pandas', False]:.1f} s, Spark "
-              f"{seconds['spark', True] - seconds['spark', False]:.1f} s")
+            print(f"  {'pandas (serve.py score)':38s} {pandas_seconds:7.1f} s  "
+                  f"(mean of {', '.join(f'{value:.1f}' for value in seconds['pandas', reasons])})")
+            for route in spark_routes:
+                ours = outputs[route, reasons]
+                same_leads = ours["lead_id"].tolist() == reference["lead_id"].tolist()
+                difference = float(np.max(np.abs(ours["probability"] - reference["probability"]))) if same_leads \
+                    else np.inf
+                compared = [column for column in reference.columns if column not in ("probability", "scored_at")]
+                same = same_leads and all(ours[c].tolist() == reference[c].tolist() for c in compared)
+                verdicts.append(difference <= tolerance and same)
+                spent = seconds[route, reasons][0]
+                print(f"  {'Spark ' + route:38s} {spent:7.1f} s  ({spent / pandas_seconds:.2f}x pandas; "
+                      f"largest probability difference {difference:.1e}, other columns {'equal' if same else 'DIFFER'})")
+            for faster, slower in (("local[2]", "local[1]"), ("standalone, 2 workers", "standalone, 1 worker")):
+                if (faster, reasons) in seconds and (slower, reasons) in seconds:
+                    print(f"  {faster} against {slower}: "
+                          f"{seconds[slower, reasons][0] / seconds[faster, reasons][0]:.2f}x as fast")
+        print("\nSpark start-up (session, executors, Python workers), not counted above: "
+              + ", ".join(f"{route} {value:.1f} s" for route, value in startups.items()))
+        print(f"load average {_load()} at the end")
         return 0 if all(verdicts) else 1
+
+
+def _load() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def _register_lightgbm(train: Path, champion_uri: str) -> str:

@@ -43,6 +43,8 @@ class ProjectConfig:
     decimal: str | None = None  # None: detected from the file's values
     date_format: str | None = None  # strftime, for dates whose day/month order the values cannot show
     created_at: str | None = None
+    #: Leads whose ``created_at`` is blank: "refuse" (an error) or "leave_out" (left out, counted on every read).
+    undated_leads: str = "refuse"
     label: str | None = None
     positive: tuple = POSITIVE_VALUES
     negative: tuple = NEGATIVE_VALUES

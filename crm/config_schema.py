@@ -68,6 +68,9 @@ class ColumnsSection(StrictSection):
     id: str | None = Field(None, description="The column that identifies a lead (unique).")
     row_number_id: bool = Field(False, description="No id column: each lead's row number is its id.")
     created_at: str | None = Field(None, description="The lead's creation date: enables temporal splits.")
+    undated_leads: Literal["refuse", "leave_out"] = Field(
+        "refuse", description="Leads whose creation date is blank: refused (an error naming them), or left out of "
+                              "training and scoring and counted on every read.")
     label: str | None = Field(None, description="The outcome column (or give a deals table instead).")
     positive: list[Value] = Field(list(POSITIVE_VALUES), description="Label values meaning converted.")
     negative: list[Value] = Field(list(NEGATIVE_VALUES), description="Label values meaning not converted.")

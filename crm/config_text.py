@@ -9,14 +9,19 @@ from pathlib import Path
 import pandas as pd
 
 
-def config_text(guess, tables, frame: pd.DataFrame, *, paths: dict, leads_path: Path, missing_values) -> str:
+#: Config and folder names that say nothing about which project it is: the name is taken further up the path.
+GENERIC_NAMES = frozenset({"config", "configs", "conf", "project", "projects", "settings", "lead-train", "training",
+                           "lead-scoring", "data", "exports", "input", "inputs", "tmp", "home", "work", "src"})
+
+
+def config_text(guess, tables, frame: pd.DataFrame, *, paths: dict, leads_path: Path, model_name: str,
+                missing_values) -> str:
     """The commented TOML of a guessed project: ``guess`` (a LeadGuess), ``tables`` (a TablesGuess or None)."""
     by_role = {}
     for item in guess.roles:
         by_role.setdefault(item.role, []).append(item)
     single = {role: guess.single(role) for role in ("id", "created_at", "label", "email", "job_title")}
     placeholders = _placeholders_found(frame, missing_values)
-    model_name = re.sub(r"[^a-z0-9]+", "-", leads_path.stem.lower()).strip("-") + "-conversion"
     lines = [
         f"# Project config for {leads_path.name}, written by `python -m training init-config`.",
         "# Every role below is a guess from the data, with the reason beside it: check each one,",
@@ -43,6 +48,9 @@ def config_text(guess, tables, frame: pd.DataFrame, *, paths: dict, leads_path: 
                   "# id = \"...\""]
     lines.append(_single_line("created_at", single["created_at"],
                               "no creation date found: the split is stratified, not by time"))
+    if guess.blank_created:
+        lines.append(f"undated_leads = \"leave_out\"  # {guess.blank_created:,} of {len(frame):,} leads have no "
+                     "creation date: left out of training and scoring (\"refuse\": an error naming them)")
     if tables is not None and tables.deals is not None:
         lines.append("# label: none; the outcome comes from the [deals] table")
     elif guess.label is not None:
@@ -101,11 +109,31 @@ def config_text(guess, tables, frame: pd.DataFrame, *, paths: dict, leads_path: 
         "min_split_positives = 20  # warn when a split has fewer converted examples",
         "split_shares = [0.6, 0.2, 0.2]  # train, calibration, test",
         "seed = 0",
-        f"model_name = {quote(model_name)}",
+        f"model_name = {quote(model_name)}  # registered in MLflow under this name (from this config's name or "
+        "folder); each project its own",
     ]
     if tables is not None:
         lines += tables.training_lines()
     return "\n".join(lines) + "\n"
+
+
+def project_model_name(config_path, *, leads_path) -> str:
+    """The registered model's name for a project: its config's name, else the nearest folder with a name of its own.
+
+    ``data/demo/config.toml`` -> ``demo-conversion``, ``data/export.toml`` -> ``export-conversion``. Never
+    the lead file's name: exports whose lead table is called ``leads.csv`` each get their own model.
+    """
+    path = Path(config_path).resolve()
+    for part in (path.stem, *(folder.name for folder in path.parents)):
+        slug = _slug(part)
+        if slug and slug not in GENERIC_NAMES:
+            return f"{slug}-conversion"
+    return f"{_slug(Path(leads_path).stem) or 'lead'}-conversion"  # a config at the root of generic folders
+
+
+def _slug(text: str) -> str:
+    """Lower-case letters and digits joined by hyphens: a name MLflow registers and a shell passes unquoted."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def _placeholders_found(frame: pd.DataFrame, missing_values) -> list[str]:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from crm.column_profile import value_text
 from crm.config import ProjectConfig, load_config
+from crm.export_names import named_as_exported
 from crm.outcomes import latest_moment, lost_after_inactivity, read_deals, read_events
 from crm.readers import load_crm, parse_numbers, read_table
 from features.contract import DataContractError, validate_deals, validate_events, validate_leads
@@ -65,7 +66,7 @@ def map_export(config: ProjectConfig, frame: pd.DataFrame, *, events=None, deals
 
     ``frame`` holds the lead table's rows as read; ``events`` and ``deals`` the other tables' rows
     (frames, or files ``read_events`` / ``read_deals`` read). One definition of the mapping for every
-    reader: ``load_tables`` gives it whole tables, Spark (``scoring.spark``) one bucket of leads with
+    reader: ``load_tables`` gives it whole tables, Spark (``scoring.spark_features``) one bucket of leads with
     their own events and deals at a time (``bucket=True``: a bucket's leads may have no event or
     closed no deal, so an empty slice comes back as None instead of being refused as an empty table).
     A won-only deals table comes back as it is (see ``load_tables`` for ``lost_after``).
@@ -98,7 +99,12 @@ def map_export(config: ProjectConfig, frame: pd.DataFrame, *, events=None, deals
         warnings.warn(f"{source}: no id column, so each lead's id is its row number (1 = the first data row). "
                       "The same file in the same row order gives the same ids; a re-sorted or filtered export "
                       "does not. Add an id column to the export when you can.", UserWarning, stacklevel=stacklevel)
-    leads = validate_leads(leads, source=source, dated=config.dated, now=now, date_format=date_format)
+    undated = _undated_leads(leads, config, source=source, say=not bucket)
+    if undated is not None:
+        leads = leads[~leads["lead_id"].isin(undated)]
+    known_ids = leads["lead_id"] if undated is None else pd.concat([leads["lead_id"], undated])
+    with named_as_exported({"lead_id": config.id, "created_at": config.created_at}):
+        leads = validate_leads(leads, source=source, dated=config.dated, now=now, date_format=date_format)
     for column in (*config.numeric, *config.numeric_raw, *config.engagement):
         if column in leads.columns:
             leads[column] = parse_numbers(leads[column], source=source, column=column,
@@ -109,16 +115,54 @@ def map_export(config: ProjectConfig, frame: pd.DataFrame, *, events=None, deals
     labels = parse_labels(frame[config.label], config, source=source) if for_training and config.label else None
     mapped_events = mapped_deals = None
     if config.events is not None and not (bucket and events is not None and len(events) == 0):
-        mapped_events = read_events(events, config.event_columns, where=f"[events] in {config.source}",
-                                    source=events_source or str(config.events), date_format=date_format)
-        validate_events(mapped_events, lead_ids=leads["lead_id"], source=events_source or str(config.events), now=now,
-                        date_format=date_format)
+        columns = config.event_columns
+        with named_as_exported({"lead_id": columns.id, "occurred_at": columns.timestamp, "value": columns.value,
+                                "event_type": columns.type_separator.join(columns.type)}):
+            mapped_events = read_events(events, columns, where=f"[events] in {config.source}",
+                                        source=events_source or str(config.events), date_format=date_format)
+            validate_events(mapped_events, lead_ids=known_ids, source=events_source or str(config.events), now=now,
+                            date_format=date_format)
+        if undated is not None and isinstance(mapped_events, pd.DataFrame):
+            # (A log read in place keeps their events: features join events to snapshots, which they have none of.)
+            mapped_events = mapped_events[~_ids_in(mapped_events["lead_id"], undated)]
     if config.deals is not None and not (bucket and deals is not None and len(deals) == 0):
-        mapped_deals = validate_deals(read_deals(deals, config.deal_columns, config_source=config.source,
-                                                 source=deals_source or str(config.deals)),
-                                      lead_ids=leads["lead_id"], source=deals_source or str(config.deals), now=now,
-                                      date_format=date_format)
+        columns = config.deal_columns
+        with named_as_exported({"lead_id": columns.id, "closed_at": columns.closed_at, "outcome": columns.outcome,
+                                "amount": columns.amount}):
+            mapped_deals = validate_deals(read_deals(deals, columns, config_source=config.source,
+                                                     source=deals_source or str(config.deals)),
+                                          lead_ids=known_ids, source=deals_source or str(config.deals), now=now,
+                                          date_format=date_format)
+        if undated is not None:
+            mapped_deals = mapped_deals[~mapped_deals["lead_id"].isin(undated)].reset_index(drop=True)
     return leads, labels, mapped_events, mapped_deals
+
+
+def _undated_leads(leads: pd.DataFrame, config: ProjectConfig, *, source: str, say: bool) -> pd.Series | None:
+    """The ids of leads whose creation date is blank, when the config leaves them out (and says how many); else None.
+
+    Left out, not guessed: a lead needs its creation date to be placed in time (its snapshots start
+    there, and the split is by time). With the default ``undated_leads = "refuse"`` the contract's
+    check refuses them, naming the rows.
+    """
+    if not config.dated or config.undated_leads != "leave_out":
+        return None
+    tokens = set(config.feature_spec().missing_tokens)
+    text = leads["created_at"].map(lambda value: None if pd.isna(value) else value_text(value))
+    blank = text.isna() | text.isin(tokens)
+    if not blank.any():
+        return None
+    if say:
+        print(f"{source}: {int(blank.sum()):,} of {len(leads):,} leads have a blank {config.created_at!r}: left out "
+              "of training and scoring (undated_leads = \"leave_out\" in [columns]), with their events and deals.")
+    return leads.loc[blank, "lead_id"]
+
+
+def _ids_in(ids: pd.Series, chosen: pd.Series) -> pd.Series:
+    """``ids.isin(chosen)``, compared as text when the two tables read their ids as different types."""
+    if ids.dtype == chosen.dtype:
+        return ids.isin(chosen)
+    return ids.astype(str).str.strip().isin(set(chosen.astype(str).str.strip()))
 
 
 def row_number_ids(n: int) -> np.ndarray:

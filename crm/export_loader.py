@@ -19,8 +19,11 @@ from crm.readers import read_table
 ID_COLUMNS = ("lead_id",)
 
 
-def load_export(path, database, table: str, *, chunk_rows: int = 100_000) -> int:
-    """Write the export at ``path`` into ``table`` of ``database`` (a :class:`crm.database.Database`); its rows."""
+def load_export(path, database, table: str, *, chunk_rows: int = 100_000, progress=None) -> int:
+    """Write the export at ``path`` into ``table`` of ``database`` (a :class:`crm.database.Database`); its rows.
+
+    ``progress``, when given, is called with the rows written so far after each chunk.
+    """
     path = Path(path)
     if chunk_rows <= 0:
         raise ValueError(f"The 'chunk_rows' parameter of load_export must be positive. Got {chunk_rows!r}.")
@@ -34,6 +37,8 @@ def load_export(path, database, table: str, *, chunk_rows: int = 100_000) -> int
         for chunk in _chunks(path, chunk_rows):
             writer.write(_ids_as_text(chunk))
             rows += len(chunk)
+            if progress is not None:
+                progress(rows)
     return rows
 
 

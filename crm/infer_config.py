@@ -18,7 +18,7 @@ import pandas as pd
 from crm.column_profile import (GENERIC_PAIRS, blank_note, looks_personal, mostly_blank, name_has, outcome_mapping,
                                 profile_column)
 from crm.config_schema import DEFAULT_MISSING_VALUES
-from crm.config_text import config_text
+from crm.config_text import config_text, project_model_name
 from crm.infer_tables import TablesGuess, infer_tables
 from features.fit import BOOLEAN_VALUES
 
@@ -89,6 +89,7 @@ class LeadGuess:
     candidates: list = field(default_factory=list)  # (column, why) of every label candidate
     strength: dict = field(default_factory=dict)  # column -> candidate strength (see _label_candidates)
     checks: list = field(default_factory=list)
+    blank_created: int = 0  # rows whose chosen creation date is blank (or a placeholder)
 
     def role_of(self, role: str) -> list:
         return [item for item in self.roles if item.role == role]
@@ -119,7 +120,7 @@ def infer_leads(frame: pd.DataFrame, *, missing_values=DEFAULT_MISSING_VALUES, w
     chosen = {"id": _pick_id(profiles, personal),
               "created_at": _pick_created(profiles),
               "label": label.column if label else None}
-    roles, taken, checks = [], set(), []
+    roles, taken, checks, blank_created = [], set(), [], 0
     for column in frame.columns:
         profile = profiles[column]
         role = next((name for name, pick in chosen.items() if pick == column), None)
@@ -133,8 +134,11 @@ def infer_leads(frame: pd.DataFrame, *, missing_values=DEFAULT_MISSING_VALUES, w
         elif role == "created_at":
             reason = _created_reason(column, with_deals)
             if blank_note(column, profile):  # those leads have no snapshot and no place in a split by date
+                blank_created = profile["rows"] - profile["present"]
                 checks.append(f"created_at: {blank_note(column, profile)}: a lead needs a creation date to be "
-                              "placed in time; fill them, or choose another date column.")
+                              "placed in time, so those leads are left out of training and scoring "
+                              "(undated_leads = \"leave_out\"); fill them to use them, or choose another date "
+                              "column.")
             if not CREATED_WORDS.search(str(column)):
                 checks.append(f"created_at: {column!r} is the first date column, but its name does not say "
                               "creation. Check it is when the lead was created.")
@@ -148,7 +152,7 @@ def infer_leads(frame: pd.DataFrame, *, missing_values=DEFAULT_MISSING_VALUES, w
         taken.add(role)
         roles.append(ColumnRole(column=column, role=role, reason=reason))
     listed = [(column, info["why"]) for column, info in candidates.items() if column != chosen["label"]]
-    guess = LeadGuess(roles=roles, label=label, candidates=listed, checks=checks,
+    guess = LeadGuess(roles=roles, label=label, candidates=listed, checks=checks, blank_created=blank_created,
                       strength={column: info["strength"] for column, info in candidates.items()})
     _add_checks(guess, profiles, with_deals=with_deals)
     return guess
@@ -169,6 +173,7 @@ class ProjectGuess:
     summary: list
     leads: LeadGuess
     tables: TablesGuess | None = None
+    model_name: str = ""  # the [training] model_name written: the registered model's name
 
 
 def guess_project(frame: pd.DataFrame, *, leads_path, out_path, missing_values=DEFAULT_MISSING_VALUES,
@@ -185,9 +190,10 @@ def guess_project(frame: pd.DataFrame, *, leads_path, out_path, missing_values=D
     out_path = Path(out_path).resolve()
     paths = {name: _relative(path, out_path) for name, path in
              (("leads", leads_path), ("events", events_path), ("deals", deals_path)) if path is not None}
-    text = config_text(guess, tables, frame, paths=paths, leads_path=Path(leads_path),
+    model_name = project_model_name(out_path, leads_path=leads_path)
+    text = config_text(guess, tables, frame, paths=paths, leads_path=Path(leads_path), model_name=model_name,
                        missing_values=missing_values)
-    return ProjectGuess(text=text, summary=_summary(guess, tables), leads=guess, tables=tables)
+    return ProjectGuess(text=text, summary=_summary(guess, tables), leads=guess, tables=tables, model_name=model_name)
 
 
 # --- the label ------------------------------------------------------------------------------------

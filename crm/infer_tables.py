@@ -257,12 +257,16 @@ def _suggest_timing(guess: TablesGuess, lead_ids, created_at, events, deals) -> 
     timing = {}
     if decided is not None:
         p90 = float(np.quantile(decided, 0.9))
-        horizon = _nice(min(max(p90, 1 / 24), span / 3))
+        # At most a quarter of the span: the horizon, test and calibration windows must leave older
+        # snapshots to train on (a third left a year of won-only deals no conversion to train on).
+        horizon = _nice(min(max(p90, 1 / 24), span / 4))
         timing["horizon"] = (_text(horizon), f"90 % of won deals close within {_text(_nice(p90))} of creation; "
-                                             f"the data spans {_text(_nice(span))}")
+                                             f"the data spans {_text(_nice(span))}"
+                                             + ("; at most a quarter of it, to leave snapshots to train on"
+                                                if p90 > span / 4 else ""))
     else:
-        horizon = _nice(min(90.0, span / 3))
-        timing["horizon"] = (_text(horizon), f"no closing times to measure: 90 days or a third of the "
+        horizon = _nice(min(90.0, span / 4))
+        timing["horizon"] = (_text(horizon), f"no closing times to measure: 90 days or a quarter of the "
                                              f"{_text(_nice(span))} span")
     every = _nice(max(horizon / 6, span / MAX_SNAPSHOTS))
     timing["snapshot_every"] = (_text(every), f"a sixth of the horizon, at most {MAX_SNAPSHOTS} snapshots over "

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from features.column_types import decide_decimal
-from features.contract import (DataContractError, check_text_encoding, contract_message, sniff_encoding,
-                               validate_deals, validate_events, validate_leads)
+from features.contract import (DataContractError, check_text_encoding, contract_message, encoding_label,
+                               sniff_encoding, validate_deals, validate_events, validate_leads)
 from features.spec import FeatureSpec
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -161,8 +161,8 @@ def _read_csv(path: Path, *, columns, delimiter, encoding, decimal, text_columns
             sample = handle.read(1 << 16)
     except UnicodeDecodeError:
         check_text_encoding(path, source=str(path), encoding=encoding)
-        raise DataContractError(f"{path}: expected text encoded as {encoding}. Save the export as UTF-8 "
-                                "(or set [data] encoding in the config).") from None
+        raise DataContractError(f"{path}: expected text encoded as {encoding_label(encoding)}. Save the export as "
+                                "UTF-8 (or set [data] encoding in the config).") from None
     except LookupError:
         raise DataContractError(f"{path}: unknown encoding {encoding!r} in the config.") from None
     delimiter = delimiter or detect_delimiter(sample)
@@ -170,8 +170,9 @@ def _read_csv(path: Path, *, columns, delimiter, encoding, decimal, text_columns
         frame = pd.read_csv(path, sep=delimiter, encoding=encoding, usecols=columns, dtype=str,
                             keep_default_na=False, na_values=[""], low_memory=False)
     except UnicodeDecodeError as error:
-        raise DataContractError(f"{path}: expected text encoded as {encoding}; byte {error.start} of a later part "
-                                "is not. Save the export as UTF-8 (or set [data] encoding in the config).") from None
+        raise DataContractError(f"{path}: expected text encoded as {encoding_label(encoding)}; byte {error.start} "
+                                "of a later part is not. Save the export as UTF-8 (or set [data] encoding in the "
+                                "config).") from None
     except (pd.errors.ParserError, ValueError) as error:
         raise DataContractError(f"{path}: could not read it as CSV with delimiter {delimiter!r}: "
                                 f"{str(error)[:200]}") from None

@@ -15,20 +15,25 @@ def sql_type(values: pd.Series):
         return sqlalchemy.BigInteger()
     if pd.api.types.is_float_dtype(values):
         return sqlalchemy.Double()
+    if isinstance(values.dtype, pd.DatetimeTZDtype):  # an instant (a score's as_of): timestamptz in PostgreSQL
+        return sqlalchemy.DateTime(timezone=True)
     if pd.api.types.is_datetime64_any_dtype(values):
         return sqlalchemy.DateTime(timezone=False)
     return sqlalchemy.Text()
 
 
 def arrow_csv(frame: pd.DataFrame) -> bytes:
-    """The frame as CSV for PostgreSQL's COPY: no header, present values quoted, missing ones empty."""
+    """The frame as CSV for PostgreSQL's COPY: no header, present values quoted, missing ones empty.
+
+    Zoned times are written with their zone (``...Z``), so a ``timestamptz`` column stores the same
+    instant whatever the session's time zone; naive ones as they are.
+    """
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    frame = naive_timestamps(frame)
     # PostgreSQL keeps microseconds and would round the nanoseconds Arrow writes; truncate instead, so a
     # stored time is never later than the real one (an event never moves past an as_of).
-    stamps = [column for column in frame.columns if pd.api.types.is_datetime64_dtype(frame[column])]
+    stamps = [column for column in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[column])]
     if stamps:
         frame = frame.assign(**{column: frame[column].dt.floor("us") for column in stamps})
     table = pa.Table.from_pandas(frame, preserve_index=False)

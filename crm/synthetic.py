@@ -86,6 +86,22 @@ def generate_crm(n_leads: int = 20_000, *, start: str = "2025-01-01", months: in
     return SyntheticCRM(leads=leads, events=events, deals=deals, truth=truth, end=end)
 
 
+def as_it_stood(crm: SyntheticCRM, end) -> SyntheticCRM:
+    """The export as it stood at ``end``: leads created, events done and deals closed before it.
+
+    The truth stays whole (the world went on): its oracle answers for any ``as_of`` up to the
+    world's own end, so scores taken at ``end`` can be judged against what happened after it.
+    """
+    end = pd.Timestamp(end)
+    if not crm.leads["created_at"].min() < end <= crm.end:
+        raise ValueError(f"The 'end' parameter of as_it_stood must lie after the first lead and by the world's end "
+                         f"{crm.end}. Got {end} instead.")
+    leads = crm.leads.loc[crm.leads["created_at"] < end].reset_index(drop=True)
+    events = crm.events.loc[crm.events["occurred_at"] < end].reset_index(drop=True)
+    deals = crm.deals.loc[crm.deals["closed_at"] < end].reset_index(drop=True)
+    return SyntheticCRM(leads=leads, events=events, deals=deals, truth=crm.truth, end=end)
+
+
 def write_crm(crm: SyntheticCRM, directory) -> None:
     """Write leads/events/deals Parquet files and the truth files (``truth_*.parquet``, ``truth.json``)."""
     directory = Path(directory)
@@ -95,7 +111,8 @@ def write_crm(crm: SyntheticCRM, directory) -> None:
     crm.deals.to_parquet(directory / "deals.parquet", index=False)
     crm.truth.leads.to_parquet(directory / "truth_leads.parquet", index=False)
     crm.truth.spells.to_parquet(directory / "truth_spells.parquet", index=False)
-    meta = {"stages": list(STAGES), "end": crm.end.isoformat(), "generators": crm.truth.generators.tolist()}
+    # The truth's own end: an export cut earlier (as_it_stood) keeps the whole world's hidden stages.
+    meta = {"stages": list(STAGES), "end": crm.truth.end.isoformat(), "generators": crm.truth.generators.tolist()}
     (directory / "truth.json").write_text(json.dumps(meta))
 
 

@@ -29,7 +29,7 @@ class TableWriter:
             with self._driver_errors():
                 self.database._lock(self.handle, self.table)  # held until the swap commits
         except BaseException as failure:
-            self._transaction.__exit__(type(failure), failure, failure.__traceback__)
+            self._roll_back(failure)
             raise
         return self
 
@@ -49,10 +49,21 @@ class TableWriter:
                 with self._driver_errors():
                     self.database._swap(self.handle, self.staging, self.table)
             except BaseException as failure:
-                self._transaction.__exit__(type(failure), failure, failure.__traceback__)
+                self._roll_back(failure)
                 raise
-        with self._driver_errors() if kind is None else contextlib.nullcontext():
-            return self._transaction.__exit__(kind, error, traceback)
+        if kind is None:
+            with self._driver_errors():
+                return self._transaction.__exit__(kind, error, traceback)
+        self._roll_back(error)
+        return False
+
+    def _roll_back(self, failure: BaseException) -> None:
+        """Roll back after ``failure``. On a dropped connection the rollback fails as well; the server has
+        discarded the transaction already, and ``failure`` is the error to report, so it is not replaced."""
+        try:
+            self._transaction.__exit__(type(failure), failure, failure.__traceback__)
+        except Exception:  # noqa: BLE001
+            pass
 
     @contextlib.contextmanager
     def _driver_errors(self):

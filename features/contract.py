@@ -181,6 +181,11 @@ def event_relation(con: duckdb.DuckDBPyConnection, events, *, source=None,
 _DECIDED: dict[tuple, tuple] = {}
 
 
+def encoding_label(encoding: str) -> str:
+    """An encoding as a user names it: Python's ``utf-8-sig`` (UTF-8, a byte-order mark allowed) is UTF-8."""
+    return "utf-8" if encoding.lower().replace("_", "-") == "utf-8-sig" else encoding
+
+
 def check_text_encoding(path: Path, *, source: str, encoding: str = "utf-8") -> None:
     """Refuse a file that is not text in ``encoding``, naming the encoding it looks like."""
     with open(path, "rb") as handle:
@@ -194,8 +199,8 @@ def check_text_encoding(path: Path, *, source: str, encoding: str = "utf-8") -> 
             if error.start >= len(head) - 4:  # a character cut by the sample's end
                 return
             found = "Windows-1252 / Latin-1" if _decodes(head, "cp1252") else "not text"
-    raise DataContractError(f"{source}: expected text encoded as {encoding}; found {found}. Save the export as "
-                            "UTF-8 (or set [data] encoding in the config).")
+    raise DataContractError(f"{source}: expected text encoded as {encoding_label(encoding)}; found {found}. Save the "
+                            "export as UTF-8 (or set [data] encoding in the config).")
 
 
 def sniff_encoding(head: bytes) -> str | None:

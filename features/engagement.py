@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from features.fresh_memory import empty_array
+from features.lead_events import LeadEvents
 from features.event_rows import is_typed_parquet, no_events, read_events_duckdb, read_events_frame, read_events_parquet
 from features.spec import FeatureSpec, count_feature, event_key
 from features.timing import naive_utc
@@ -35,7 +36,8 @@ def build_engagement_features(snapshots: pd.DataFrame, events, spec: FeatureSpec
     Parameters
     ----------
     snapshots : frame with ``lead_id`` and ``as_of`` (naive UTC); any index, which the result keeps.
-    events : frame, or path to a Parquet/CSV file, with ``lead_id``, ``occurred_at``, ``event_type``.
+    events : frame, or path to a Parquet/CSV file, with ``lead_id``, ``occurred_at``, ``event_type``;
+        or :class:`features.lead_events.LeadEvents`, a lead base's events read once for many calls.
     spec : the feature specification; the result has exactly ``spec.engagement_feature_names``.
     memory_limit : DuckDB's memory limit for reading the events (default 2GB); beyond it DuckDB
         spills to a private temp directory, so a small one bounds memory at some cost in time
@@ -49,7 +51,7 @@ def build_engagement_features(snapshots: pd.DataFrame, events, spec: FeatureSpec
     snapshot in one walk. No sort of all events and no join to every snapshot: a lead with several
     snapshots keeps its events once.
     """
-    from features.event_pass import fill_engagement, group_events  # numba: imported when first needed
+    from features.event_pass import fill_engagement  # numba: imported when first needed
 
     for column in ("lead_id", "as_of"):
         if column not in snapshots.columns:
@@ -61,20 +63,42 @@ def build_engagement_features(snapshots: pd.DataFrame, events, spec: FeatureSpec
     # F-ordered so each feature column is contiguous: pandas takes it as one block without a copy.
     out = empty_array((n, len(names)), np.float64, order="F")
     as_of_us = _as_of_microseconds(snapshots["as_of"]) if n else np.empty(0, dtype=np.int64)
+    ordered = isinstance(events, LeadEvents)
+    if ordered:  # read once for a whole lead base (batch scoring): look up this call's leads
+        if events.types != tuple(layout.types):
+            raise ValueError(f"These events were grouped for event types {list(events.types)}; the spec has "
+                             f"{list(layout.types)}.")
+        snapshot_lead, grouped = events.positions(snapshots["lead_id"]), events.grouped
+        if (snapshot_lead < 0).any():  # an id they were not read for: refused, never given no events
+            other = snapshots["lead_id"][snapshot_lead < 0].head(5).tolist()
+            raise ValueError(f"These events were read for another set of leads; snapshots of leads {other} "
+                             "are not among them.")
+    else:
+        snapshot_lead, grouped = _read_grouped(events, snapshots["lead_id"], as_of_us, layout.types, memory_limit)
+    fill_engagement(out, grouped, snapshot_lead=snapshot_lead, as_of_us=as_of_us, windows=layout.windows,
+                    half_lives=layout.half_lives, n_types=len(layout.types), click_columns=layout.click_columns,
+                    ordered=ordered)
+    return pd.DataFrame(out, index=snapshots.index, columns=names, copy=False)
+
+
+def _read_grouped(events, snapshot_ids: pd.Series, as_of_us: np.ndarray, types, memory_limit):
+    """``(each snapshot's lead position, GroupedEvents of those leads)`` from a frame or a file."""
+    from features.event_pass import group_events
+
     # Each snapshot's lead as a position among the distinct leads (-1 for a missing id).
-    snapshot_lead, lead_ids = pd.factorize(snapshots["lead_id"], use_na_sentinel=True)
-    if not n:
-        grouped = group_events(*no_events(layout.types), 0)
+    snapshot_lead, lead_ids = pd.factorize(snapshot_ids, use_na_sentinel=True)
+    if not len(snapshot_ids):
+        grouped = group_events(*no_events(types), 0)
     elif isinstance(events, pd.DataFrame) and len(events) <= IN_MEMORY_MAX_EVENTS:
         # A few leads' events: DuckDB's connection, temp directory and thread would cost ~30 ms;
         # the same rows come from numpy in well under one.
-        grouped = group_events(*read_events_frame(events, lead_ids, layout.types), len(lead_ids))
+        grouped = group_events(*read_events_frame(events, lead_ids, types), len(lead_ids))
     elif is_typed_parquet(events):
-        grouped = read_events_parquet(events, lead_ids, as_of_us.max(), layout.types)
+        grouped = read_events_parquet(events, lead_ids, as_of_us.max(), types)
     else:
         limit = memory_limit or _DUCKDB_MEMORY_LIMIT
         try:
-            rows = read_events_duckdb(events, lead_ids, as_of_us.max(), layout.types, limit)
+            rows = read_events_duckdb(events, lead_ids, as_of_us.max(), types, limit)
         except duckdb.OutOfMemoryException:
             if limit == _DUCKDB_MEMORY_LIMIT:
                 raise
@@ -83,11 +107,9 @@ def build_engagement_features(snapshots: pd.DataFrame, events, spec: FeatureSpec
             warnings.warn(f"The event join needed more than DuckDB's {limit} memory limit; it was "
                           f"redone with {_DUCKDB_MEMORY_LIMIT}. Smaller chunks keep memory lower.",
                           ResourceWarning, stacklevel=2)
-            rows = read_events_duckdb(events, lead_ids, as_of_us.max(), layout.types, _DUCKDB_MEMORY_LIMIT)
+            rows = read_events_duckdb(events, lead_ids, as_of_us.max(), types, _DUCKDB_MEMORY_LIMIT)
         grouped = group_events(*rows, len(lead_ids))
-    fill_engagement(out, grouped, snapshot_lead=snapshot_lead, as_of_us=as_of_us, windows=layout.windows,
-                    half_lives=layout.half_lives, n_types=len(layout.types), click_columns=layout.click_columns)
-    return pd.DataFrame(out, index=snapshots.index, columns=names, copy=False)
+    return snapshot_lead, grouped
 
 
 def reference_aggregation_sql(events_source: str, snapshots_table: str) -> str:

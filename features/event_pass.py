@@ -38,10 +38,12 @@ class GroupedEvents(NamedTuple):
 
 
 def fill_engagement(out: np.ndarray, events: GroupedEvents, *, snapshot_lead: np.ndarray, as_of_us: np.ndarray,
-                    windows: tuple, half_lives: tuple, n_types: int, click_columns: tuple | None) -> None:
+                    windows: tuple, half_lives: tuple, n_types: int, click_columns: tuple | None,
+                    ordered: bool = False) -> None:
     """Write every engagement column of every snapshot into ``out`` (snapshots x features, any order).
 
-    Each lead's events are put in (time, type) order here, in place. Events at or after a
+    Each lead's events are put in (time, type) order here, in place (unless ``ordered``: done
+    already by :func:`sort_each_lead`, as ``features.lead_events`` does once for many chunks). Events at or after a
     snapshot's ``as_of`` are skipped by the walk itself (``NO_TIME`` is after every ``as_of``).
     ``snapshot_lead``: each snapshot's lead position, -1 for a lead without events.
     ``click_columns``: (clicks total column, opens total column), or None without a click rate.
@@ -53,17 +55,28 @@ def fill_engagement(out: np.ndarray, events: GroupedEvents, *, snapshot_lead: np
                  n_types, clicks, opens)
     # Plain threads over slices, not numba's parallel loops: its default thread pool aborts when two
     # threads (two HTTP requests, say) launch parallel kernels at once; these kernels release the GIL.
-    n_leads, n = len(events.start) - 1, len(out)
+    if not ordered:
+        sort_each_lead(events, threads=worker_threads(len(out)))
+    n = len(out)
     threads = worker_threads(n)
     if threads == 1:  # a few leads: a pool would cost more than the work
-        _sort_each_lead(events.ts, events.norm, events.start, 0, n_leads)
         _fill_rows(out, events.ts, events.norm, events.start, 0, n, *arguments)
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(lambda part: _fill_rows(out, events.ts, events.norm, events.start, *part, *arguments),
+                      _slices(n, threads)))
+
+
+def sort_each_lead(events: GroupedEvents, *, threads: int | None = None) -> None:
+    """Put each lead's events in (time, type) order, in place: the order ``fill_engagement`` walks them in."""
+    n_leads = len(events.start) - 1
+    threads = worker_threads(n_leads) if threads is None else threads
+    if threads == 1:
+        _sort_each_lead(events.ts, events.norm, events.start, 0, n_leads)
         return
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(lambda part: _sort_each_lead(events.ts, events.norm, events.start, *part),
                       _slices(n_leads, threads)))
-        list(pool.map(lambda part: _fill_rows(out, events.ts, events.norm, events.start, *part, *arguments),
-                      _slices(n, threads)))
 
 
 def worker_threads(rows: int, *, rows_per_thread: int = 50_000) -> int:

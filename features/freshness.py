@@ -41,9 +41,13 @@ def stale_gap(as_of, end, *, horizon_days=None, share: float = STALE_HORIZON_SHA
     """
     if end is None:
         return None
-    allowed = pd.Timedelta(days=share * float(horizon_days)) if horizon_days else pd.Timedelta(days=days)
     gap = pd.Timestamp(as_of) - pd.Timestamp(end)
-    return gap if gap > allowed else None
+    return gap if gap > allowed_gap(horizon_days=horizon_days, share=share, days=days) else None
+
+
+def allowed_gap(*, horizon_days=None, share: float = STALE_HORIZON_SHARE, days: int = STALE_DAYS) -> pd.Timedelta:
+    """The longest gap between the data's end and ``as_of`` that is still fresh (see :func:`stale_gap`)."""
+    return pd.Timedelta(days=share * float(horizon_days)) if horizon_days else pd.Timedelta(days=days)
 
 
 def refuse_stale(as_of, end, *, horizon_days=None, days=None, source: str = "the data") -> None:

@@ -25,6 +25,7 @@ FEW_LEADS = 8
 
 _DAY_US = 86_400_000_000
 _EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def few_lead_features(spec: FeatureSpec, leads, as_of) -> pd.DataFrame:
@@ -95,6 +96,7 @@ class _Shape:
         self.code = {key: k for k, key in enumerate(self.keys)}
         self.windows = tuple(float(w) for w in spec.windows_days)
         self.half_lives = tuple(float(h) for h in spec.half_lives_days)
+        self.decay_rates = tuple(-1.0 / half_life for half_life in self.half_lives)  # as features.event_pass
         self.per_type = [
             ([position[count_feature(key, w)] for w in spec.windows_days], position[f"events_{key}_total"],
              position[f"days_since_{key}"], [position[decayed_feature(key, h)] for h in spec.half_lives_days])
@@ -161,8 +163,8 @@ def _engagement(shape: _Shape, events, as_of_us: int, numbers: list) -> None:
                 counts[k][f] += 1.0
         totals[k] += 1.0
         nearest[k] = min(nearest[k], age)
-        for j, half_life in enumerate(shape.half_lives):
-            decayed[k][j] += float(np.exp2(age * (-1.0 / half_life)))
+        for j, rate in enumerate(shape.decay_rates):
+            decayed[k][j] += math.exp2(age * rate)  # libm's exp2, as the compiled batch pass calls it
         if age <= 30:
             n30 += 1.0
             days_30.add(ts // _DAY_US)
@@ -193,7 +195,5 @@ def _microseconds(moment) -> int:
     """Microseconds since the epoch of a datetime (naive = UTC), exactly, as the batch route's datetime64[us]."""
     if isinstance(moment, pd.Timestamp):  # its nanoseconds since the epoch (UTC when zoned), truncated
         return moment.value // 1_000
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    delta = moment - _EPOCH
+    delta = moment - (_EPOCH if moment.tzinfo is None else _EPOCH_UTC)  # aware minus aware: exact, any zone
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

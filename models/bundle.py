@@ -39,8 +39,14 @@ class ModelBundle:
         return self.model.predict_proba(self.conform(features))[:, 1]
 
     def score(self, features: pd.DataFrame, *, thresholds: TierThresholds | None = None) -> pd.DataFrame:
-        """``probability``, ``score`` (0-100) and ``tier`` for each feature row, on the same index."""
-        return self._scores(self.predict_probability(features), thresholds, features.index)
+        """``probability``, ``score`` (0-100) and ``tier`` for each feature row, on the same index.
+
+        The probability is ``predict_probability``'s; a large batch of a LightGBM model gets it from
+        the trees walked by lookup tables (``models.explain.calibrated_probability``: same raw scores).
+        """
+        from models.explain import calibrated_probability
+
+        return self._scores(calibrated_probability(self, features), thresholds, features.index)
 
     def score_with_reasons(self, features: pd.DataFrame, *, thresholds: TierThresholds | None = None,
                            n_reasons: int = 3) -> tuple[pd.DataFrame, list]:

@@ -7,6 +7,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from features.fresh_memory import empty_array
+
 
 #: Up to this many rows a dict lookup per value beats building a pandas Categorical (one HTTP lead).
 _PER_VALUE_ROWS = 64
@@ -64,7 +66,7 @@ class CategoryEncoder(TransformerMixin, BaseEstimator):
         if missing:
             raise ValueError(f"CategoryEncoder: columns {missing} seen in fit are missing from the input.")
         numeric = [column for column in columns if column not in self.categories_]
-        out = np.empty((len(X), len(columns)), dtype=float)
+        out = empty_array((len(X), len(columns)), np.float64)  # a chunk's codes: fresh pages, no huge-page stalls
         position = {column: i for i, column in enumerate(columns)}
         values = X[numeric]
         try:

@@ -121,6 +121,20 @@ def feature_contributions(bundle, features: pd.DataFrame) -> tuple[pd.DataFrame,
                     "or a linear model with coef_.")
 
 
+def calibrated_probability(bundle, features: pd.DataFrame) -> np.ndarray:
+    """What ``bundle.predict_probability`` gives, from the LightGBM trees walked by the lookup tables on large
+    batches: the same raw scores bit for bit (``TreeTables.raw_margin``) at about an eighth of LightGBM's
+    ``predict`` CPU here, through the same calibration map. Other models, and small batches, predict as usual.
+    """
+    if len(features) >= TABLE_MIN_ROWS and not hasattr(bundle.model, "route"):
+        pipeline = inner_pipeline(bundle.model)
+        classifier = pipeline[-1]
+        tables = tree_tables(classifier.booster_) if hasattr(classifier, "booster_") else None
+        if tables is not None:
+            return calibration_map(bundle.model)(tables.raw_margin(pipeline[0].to_codes(features)))
+    return bundle.predict_probability(features)
+
+
 def tree_tables(booster):
     """The booster's TreeSHAP lookup tables, built on first use and kept as long as the booster lives;
     None when its trees are too deep for tables (then ``pred_contrib`` it is)."""

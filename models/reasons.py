@@ -120,10 +120,18 @@ def top_reason_columns(contributions: pd.DataFrame, features: pd.DataFrame, spec
         if not needed.any():
             continue
         where = np.flatnonzero(needed)
-        group, first = _distinct_inputs(features, _factor_inputs(name, spec, features.columns), where,
-                                        sub_day=sub_day(spec))
+        group, first, keys = _distinct_inputs(features, _factor_inputs(name, spec, features.columns), where,
+                                              sub_day=sub_day(spec), counts=_event_counts(name, spec))
         text_id[where, k] = len(texts) + group
-        texts.extend(describe_factor(name, values.row(int(row)), spec) for row in where[first])
+        # Equal keys mean equal texts: a text written for an earlier chunk of the same spec is reused.
+        known = _written_texts(spec)
+        for row, key in zip(where[first], keys):
+            text = known.get((name, key))
+            if text is None:
+                text = known[(name, key)] = describe_factor(name, values.row(int(row)), spec)
+            texts.append(text)
+        if len(known) > _MAX_WRITTEN_TEXTS:
+            known.clear()
     columns = {}
     texts = np.array(texts + [""], dtype=object)
     for label, (order, value, valid) in chosen.items():
@@ -155,14 +163,48 @@ def _factor_inputs(factor: str, spec: FeatureSpec, available) -> list[str]:
     return [name for name in inputs if name in set(available)]
 
 
-def _distinct_inputs(features: pd.DataFrame, inputs: list[str], where: np.ndarray, *, sub_day: bool = False):
-    """Group id of each row in ``where`` by what its text reads, and the position of each group's first row.
+#: Texts kept per spec across calls (batch scoring's chunks): cleared beyond this many, about 20 MB.
+_MAX_WRITTEN_TEXTS = 200_000
+
+
+@lru_cache(maxsize=8)
+def _written_texts(spec: FeatureSpec) -> dict:
+    """``(factor, key) -> text`` already written for ``spec``; a missing value in a key never matches (NaN)."""
+    return {}
+
+
+def _event_counts(factor: str, spec: FeatureSpec):
+    """``(total column, count columns narrowest window first)`` of an event factor, else None."""
+    if factor not in spec.event_keys_with_other:
+        return None
+    return f"events_{factor}_total", [count_feature(factor, w) for w in sorted(spec.windows_days)]
+
+
+def _distinct_inputs(features: pd.DataFrame, inputs: list[str], where: np.ndarray, *, sub_day: bool = False,
+                     counts=None):
+    """Group id of each row in ``where`` by what its text reads, the position of each group's first row and
+    each group's key (a tuple: equal keys, equal texts).
 
     Days since are read only as whole days (``_ago``; under two days as whole minutes when the spec
     tells sub-day times), the trend only against +-0.2: rows equal on those keys get the same
-    text, so they share one ``describe_factor`` call.
+    text, so they share one ``describe_factor`` call; the activity's total only as some or none.
+    An event factor's counts (``counts``: its total and window columns) are read as its text reads
+    them: none, once, else the number in the narrowest window holding more than one (which window,
+    and how many), else the total.
     """
     keys = {}
+    if counts is not None and all(name in features.columns for name in (counts[0], *counts[1])):
+        total_name, window_names = counts
+        total = features[total_name].to_numpy()[where].astype(float)
+        # which: 0 none, 1 once, 2 + i the narrowest window i with more than one, 2 + len(windows) the total.
+        which = np.where(total >= 2, 2 + len(window_names), np.trunc(np.clip(total, 0, 1)))
+        number = np.where(total >= 2, np.trunc(total), 0.0)
+        for i in reversed(range(len(window_names))):  # the narrowest such window wins: visited last
+            count = np.trunc(features[window_names[i]].to_numpy()[where].astype(float))
+            wins = (total >= 2) & (count > 1)
+            which, number = np.where(wins, 2 + i, which), np.where(wins, count, number)
+        keys["(count read)"], keys["(count)"] = which, number
+        inputs = [name for name in inputs if name != total_name and name not in window_names]
     for name in inputs:
         column = features[name].to_numpy()[where]
         if name.startswith("days_since_") or name == "lead_age_days":
@@ -172,12 +214,15 @@ def _distinct_inputs(features: pd.DataFrame, inputs: list[str], where: np.ndarra
                 keys[f"{name} (minutes)"] = np.where(days < 2, np.trunc(days * 1440), 0.0)
         elif name == "events_trend_30d":
             column = np.select([column > 0.2, column < -0.2], [1, -1], 0)
+        elif name == "events_any_total":  # the activity text reads only whether there was any
+            column = column != 0
         keys[name] = column
     if not keys:
-        return np.zeros(len(where), dtype=np.int64), np.array([0])
-    group = pd.DataFrame(keys).groupby(list(keys), sort=False, dropna=False).ngroup().to_numpy()
+        return np.zeros(len(where), dtype=np.int64), np.array([0]), [()]
+    frame = pd.DataFrame(keys)
+    group = frame.groupby(list(keys), sort=False, dropna=False).ngroup().to_numpy()
     _, first = np.unique(group, return_index=True)
-    return group, first
+    return group, first, list(frame.iloc[first].itertuples(index=False, name=None))
 
 
 def _with_impacts(texts: np.ndarray, ids: np.ndarray, impact: np.ndarray, valid: np.ndarray) -> np.ndarray:

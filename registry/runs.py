@@ -83,7 +83,7 @@ def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment
         suspicious = result.params.get("suspicious_columns") or []
         if suspicious:
             mlflow.set_tag("suspicious_columns", ", ".join(suspicious))
-        log_datasets(getattr(result, "datasets", {}) or {})
+        datasets = log_datasets(getattr(result, "datasets", {}) or {})
         mlflow.log_dict(bundle.spec.as_dict(), "feature_spec.json")
         mlflow.log_dict(bundle.thresholds.as_dict(), "tier_thresholds.json")
         for name, table in result.tables.items():
@@ -112,6 +112,11 @@ def log_training_run(result, *, model_name: str = DEFAULT_MODEL_NAME, experiment
             registered_model_name=model_name,
         )
         registered = str(info.registered_model_version)
+        if "test" in datasets and info.model_id:
+            # The test figures linked to the version's logged model and to the split they were measured on:
+            # the model's page lists that dataset (name, digest, rows) beside its metrics.
+            mlflow.log_metrics({key: value for key, value in result.metrics.items() if key.startswith("test_")},
+                               model_id=info.model_id, dataset=datasets["test"])
         client = MlflowClient()
         if not client.get_registered_model(model_name).description:  # a team's own description is kept
             client.update_registered_model(model_name, description=model_description(result))
@@ -229,13 +234,18 @@ def _headline_metrics(result) -> dict:
     return {"test_roc_auc": np.nan, "test_ece": np.nan, "test_base_rate": np.nan, "test_rows": 0, **result.metrics}
 
 
-def log_datasets(datasets: dict) -> None:
-    """Dataset lineage: each split's name, digest, row count and schema (column names); never its rows."""
+def log_datasets(datasets: dict) -> dict:
+    """Dataset lineage: each split's name, digest, row count and schema (column names); never its rows.
+
+    The splits are feature rows (no PII column is ever a feature). Returns the logged datasets by split.
+    """
+    logged = {}
     for name, (frame, labels) in datasets.items():
         labels = np.asarray(labels, dtype=int)
-        dataset = _SplitDataset(frame, name=f"{name} split", digest=_digest(frame, labels))
+        logged[name] = dataset = _SplitDataset(frame, name=f"{name} split", digest=_digest(frame, labels))
         mlflow.log_input(dataset, context=name, tags={"rows": str(len(frame)),
                                                      "converted": str(int(labels.sum()))})
+    return logged
 
 
 class _SplitDataset(PandasDataset):

@@ -151,13 +151,28 @@ def offline_docs(app, *, title: str) -> None:
                                    swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
 
 
-def model_openapi(app, examples: dict):
-    """``app.openapi`` whose Lead schema shows this model's attributes, not a fixed demo's."""
+def request_body(leads, examples: dict) -> dict:
+    """The ``openapi_extra`` documenting ``POST /score``'s body: ``leads`` (a pydantic ``TypeAdapter`` of
+    one lead or a list) and the examples; the route reads the body itself, so FastAPI cannot infer it."""
+    schema = leads.json_schema(ref_template=_COMPONENT)
+    schema.pop("$defs", None)
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": schema, "examples": examples}}}}
+
+
+def model_openapi(app, examples: dict, leads=None):
+    """``app.openapi`` whose Lead schema shows this model's attributes, not a fixed demo's.
+
+    ``leads`` (the ``TypeAdapter`` of ``request_body``) adds the schemas its body refers to.
+    """
     from fastapi.openapi.utils import get_openapi
 
     def openapi():
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            if leads is not None:
+                schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+                schemas.update(leads.json_schema(ref_template=_COMPONENT).get("$defs", {}))
             lead = schema.get("components", {}).get("schemas", {}).get("Lead", {}).get("properties", {})
             if "attributes" in lead:
                 lead["attributes"]["examples"] = [examples["one lead"]["value"]["attributes"]]
@@ -165,6 +180,9 @@ def model_openapi(app, examples: dict):
         return app.openapi_schema
 
     return openapi
+
+
+_COMPONENT = "#/components/schemas/{model}"
 
 
 def utc_text(moment) -> str:

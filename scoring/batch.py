@@ -13,18 +13,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crm.spooled_writer import ParquetChunks
 from features.build import build_features
 from features.engagement import SCORING_MEMORY_LIMIT
+from features.plausibility import ImplausibleLeads
 from features.snapshots import open_leads
 from features.timing import utc_now
 from scoring.history import with_previous
+from scoring.output_shape import REASON_COLUMNS, SCORE_COLUMNS, output_frame
 from scoring.temporaries import process_alive as _alive
 from models.threads import return_free_memory
 from models.tiers import TIERS
 
-REASON_COLUMNS = tuple(f"{side}_reason_{k}" for side in ("positive", "negative") for k in (1, 2, 3))
-SCORE_COLUMNS = ("lead_id", "probability", "score", "tier", "fit_score", "engagement_score", *REASON_COLUMNS,
-                 "model_version", "as_of", "scored_at")
+__all__ = ["REASON_COLUMNS", "SCORE_COLUMNS", "check_output", "neutralise_formulas", "remove_stale_temporaries",
+           "score_features", "score_lead_base"]
 
 
 def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
@@ -49,8 +51,8 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
     ``progress`` is called with a line per chunk; ``progress_bar`` shows a tqdm bar on stderr.
     ``timings``, when given, gets each stage's seconds added to it (``read``, ``features``,
     ``prediction`` or ``contributions`` and ``reasons``, ``write``) and, for comparison, the
-    seconds of the model's bare prediction on the same rows (``bare_prediction``: one extra
-    prediction per chunk, so only for benchmarks).
+    seconds of the model's bare prediction on the same rows (``bare_prediction``, and its CPU
+    seconds ``bare_prediction_cpu``: one extra prediction per chunk, so only for benchmarks).
 
     ``out`` may also be a sink: a context manager with ``write(frame)`` and ``rows`` that makes the
     output appear on a clean exit only (``crm.database.Database.write_table``). ``monitor``, a
@@ -70,10 +72,18 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
     empty = None
     clock = _Stages(timings)
     latest = history.latest() if history is not None else None
+    # Refused as the HTTP service refuses them (features.plausibility): counted over every chunk, then one line per
+    # field; nothing is written. Future creation times are refused earlier, by the contract's check.
+    implausible = ImplausibleLeads(bundle.spec)
     # The history's run is entered first so it is left last: committed only once the output is in place.
     with _history_run(history, scored_at) as history_writer, sink as writer, _bar(total, progress_bar) as bar:
-        batches = _open_lead_batches(clock.timed("read", _lead_chunks(leads, chunk_size)), deals, as_of, chunk_size)
+        with clock("features"):
+            events, deals = _events_read_once(bundle.spec, events, leads, deals, as_of)
+        chunks = _counted(clock.timed("read", _lead_chunks(leads, chunk_size)), implausible)
+        batches = _open_lead_batches(chunks, deals, as_of, chunk_size)
         for lead_batch, snapshots, read in batches:
+            if implausible.counts:  # the run is refused at the end: read on only to count, score no more
+                continue
             frame = _score_chunk(bundle, snapshots, lead_batch, events, explain=explain, thresholds=thresholds,
                                  model_version=model_version, scored_at=scored_at, timings=timings, monitor=monitor)
             del lead_batch, snapshots  # the next batch is gathered without this one's leads alive
@@ -81,7 +91,7 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
                 frame = with_previous(frame, latest)
             if len(frame):
                 with clock("write"):
-                    writer.write(frame)
+                    writer.write(output_frame(frame))  # the one output shape (scoring.output_shape)
                 if history_writer is not None:
                     history_writer.write(frame.assign(model_name=model_name))
             else:  # written only if nothing else is: an empty frame's columns carry no types
@@ -97,8 +107,9 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
                 share = f"{done / total:.0%}, " if total else ""
                 progress(f"read {done:,}{f'/{total:,}' if total else ''} leads ({share}{opened:,} open, scored; "
                          f"{done / max(elapsed, 1e-9):,.0f} leads/s)")
+        implausible.check()
         if writer.rows == 0 and empty is not None:
-            writer.write(empty)
+            writer.write(output_frame(empty))
     return counts
 
 
@@ -162,7 +173,7 @@ def score_features(bundle, features: pd.DataFrame, snapshots: pd.DataFrame, *, e
 
     ``snapshots`` gives each row's ``lead_id`` and ``as_of``, in the order of ``features``. One
     definition of an output row for every route: the chunked batch here, Spark's partitions
-    (``scoring.spark``).
+    (``scoring.spark_scores``).
     """
     clock = _Stages(timings)
     if explain:
@@ -171,8 +182,10 @@ def score_features(bundle, features: pd.DataFrame, snapshots: pd.DataFrame, *, e
         with clock("prediction"):
             scores, columns = bundle.score(features, thresholds=thresholds), {}
     if timings is not None:
+        cpu = time.process_time()
         with clock("bare_prediction"):
             bundle.predict_probability(features)
+        timings["bare_prediction_cpu"] = timings.get("bare_prediction_cpu", 0.0) + time.process_time() - cpu
     if monitor is not None and len(features):
         monitor.add(features, scores["probability"], scores["tier"])
     return pd.DataFrame({
@@ -214,6 +227,39 @@ class _Stages:
 _END = object()
 
 
+def _events_read_once(spec, events, leads, deals, as_of):
+    """``(events, deals)``: a typed Parquet event file read once for the lead base (``features.lead_events``).
+
+    Each chunk would otherwise read the whole file for its own leads: five times for a million
+    leads in chunks of 100,000 open ones. Needs the base's ids up front: a frame's, or a
+    ``StreamedLeads`` source's (one column read); other lead iterables, and other event sources,
+    keep the per-chunk read and get ``(events, deals)`` back as they came.
+    Leads closed before ``as_of`` are never scored (``open_leads``, same first closings), so their
+    events are not kept: memory holds the events scoring walks. Should an open lead ever be missing,
+    the feature builder refuses it rather than giving it no events. Streamed deals are read once
+    here too, as each lead's first closing (16 bytes per closed lead), for every chunk.
+    """
+    from features.event_rows import is_typed_parquet
+    from features.lead_events import LeadEvents
+    from features.snapshots import first_closing
+
+    if not spec.event_log or not is_typed_parquet(events):
+        return events, deals
+    if isinstance(leads, pd.DataFrame):
+        ids = leads["lead_id"]
+    elif hasattr(getattr(leads, "source", None), "lead_ids"):
+        ids = leads.source.lead_ids()
+    else:
+        return events, deals
+    ids = pd.Series(ids).reset_index(drop=True)
+    if deals is not None and hasattr(deals, "first_closings"):  # crm.sources.StreamedDeals
+        deals = deals.first_closings(ids)
+    if deals is not None and len(deals):
+        closed_at = first_closing(deals)["closed_at"]
+        ids = ids[~ids.isin(closed_at.index[(closed_at < pd.Timestamp(as_of).to_datetime64()).to_numpy()])]
+    return LeadEvents.read(events, ids, spec.event_keys_with_other), deals
+
+
 def _lead_chunks(leads, rows: int):
     """Chunks of at most ``rows`` leads from a frame or from an iterable of frames (re-cut if larger)."""
     if isinstance(leads, pd.DataFrame):
@@ -228,6 +274,13 @@ def _lead_chunks(leads, rows: int):
     if not yielded:  # an empty lead base still gets an (empty) output with the usual columns
         yield leads if isinstance(leads, pd.DataFrame) else pd.DataFrame({"lead_id": [], "created_at": pd.Series(
             [], dtype="datetime64[ns]")})
+
+
+def _counted(chunks, implausible: ImplausibleLeads):
+    """The lead chunks, each counted for implausible values on its way."""
+    for chunk in chunks:
+        implausible.add(chunk)
+        yield chunk
 
 
 def _open_lead_batches(chunks, deals, as_of, rows: int):
@@ -307,22 +360,16 @@ class _AtomicWriter:
                                         suffix=".tmp")
         os.close(handle)
         self.temporary = Path(name)
-        self.parquet = None
+        self.parquet = ParquetChunks(self.temporary) if suffix == ".parquet" else None
         self.rows = 0
         self._previous_sigterm = _unwind_on_sigterm()
         return self
 
     def write(self, frame: pd.DataFrame) -> None:
-        if self.path.suffix.lower() == ".csv":
+        if self.parquet is None:
             neutralise_formulas(frame).to_csv(self.temporary, mode="a", header=self.rows == 0, index=False)
         else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if self.parquet is None:
-                self.parquet = pq.ParquetWriter(self.temporary, table.schema)
-            self.parquet.write_table(table)
+            self.parquet.write(frame)
         self.rows += len(frame)
 
     def __exit__(self, kind, error, traceback):

@@ -1,5 +1,7 @@
 """The HTTP service's processes: uvicorn with ``--workers`` workers, each loading the model once.
 
+With several workers on Linux each accepts on its own socket (:mod:`scoring.http_workers`).
+
 The parent pins an alias to its version first, so every worker serves the same model even if the
 alias moves while they start; each worker builds its app with :func:`http_app` (uvicorn's app
 factory, given as an import string, as uvicorn needs for several workers).
@@ -30,26 +32,36 @@ def serve_http(*, model_uri: str, host: str, port: int, workers: int | None, max
     from registry.loading import load_bundle, pinned_model_uri
     from registry.store import use_default_store
     from scoring.http_guards import KEEP_ALIVE_SECONDS
+    from scoring.http_workers import balances_connections, listening_sockets, serve_on_own_sockets
 
     workers = workers if workers is not None else available_cores()
     if workers <= 0:
         raise ValueError(f"--workers must be positive. Got {workers}.")
-    use_default_store()
+    # With several workers on Linux, one socket each, bound now: a taken port fails before the model loads.
+    sockets = listening_sockets(host, port, workers) if workers > 1 and balances_connections() else None
     try:
-        pinned = pinned_model_uri(model_uri)
-        load_bundle(pinned)  # fail here, in one line, rather than in every worker
-    except Exception as error:  # noqa: BLE001 - any reason the model cannot load is the user's to read
-        raise ValueError(str(error)) from None
-    os.environ[HTTP_SETTINGS_VARIABLE] = json.dumps({
-        "model_uri": model_uri, "pinned_uri": pinned, "workers": workers, "max_body_bytes": max_body_bytes,
-        "max_leads": max_leads, "verbose": verbose, "scores": scores, "history": history})
-    print(f"serving {model_uri} on http://{host}:{port} with {workers} worker(s); tier planner: "
-          f"http://{host}:{port}/planner", file=sys.stderr, flush=True)
-    # Uvicorn's own access log is off (the app writes a structured one, scoring/operations.py); limits on header
-    # size and on the time to send a request apply before any app code (scoring/http_guards.py).
-    uvicorn.run("scoring.http_server:http_app", factory=True, workers=workers, host=host, port=port,
-                log_level="warning", access_log=False, http="scoring.http_guards:GuardedHttpToolsProtocol",
-                timeout_keep_alive=KEEP_ALIVE_SECONDS)
+        use_default_store()
+        try:
+            pinned = pinned_model_uri(model_uri)
+            load_bundle(pinned)  # fail here, in one line, rather than in every worker
+        except Exception as error:  # noqa: BLE001 - any reason the model cannot load is the user's to read
+            raise ValueError(str(error)) from None
+        os.environ[HTTP_SETTINGS_VARIABLE] = json.dumps({
+            "model_uri": model_uri, "pinned_uri": pinned, "workers": workers, "max_body_bytes": max_body_bytes,
+            "max_leads": max_leads, "verbose": verbose, "scores": scores, "history": history})
+        print(f"serving {model_uri} on http://{host}:{port} with {workers} worker(s); tier planner: "
+              f"http://{host}:{port}/planner", file=sys.stderr, flush=True)
+        # Uvicorn's own access log is off (the app writes a structured one, scoring/operations.py); limits on
+        # header size and on the time to send a request apply before any app code (scoring/http_guards.py).
+        settings = dict(factory=True, workers=workers, host=host, port=port, log_level="warning", access_log=False,
+                        http="scoring.http_guards:GuardedHttpToolsProtocol", timeout_keep_alive=KEEP_ALIVE_SECONDS)
+        if sockets:
+            serve_on_own_sockets(uvicorn.Config("scoring.http_server:http_app", **settings), sockets)
+        else:
+            uvicorn.run("scoring.http_server:http_app", **settings)
+    finally:
+        for sock in sockets or ():
+            sock.close()
 
 
 def http_app():

@@ -5,16 +5,17 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Annotated
 
 import numpy as np
 import pandas as pd
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from features.column_types import EPOCH_START_YEAR, PLAUSIBLE_YEARS
-from features.freshness import stale_gap
+from features.column_types import PLAUSIBLE_YEARS
+from features.freshness import allowed_gap, stale_gap
+from features.plausibility import created_problem, size_problem
 from features.single_lead import FEW_LEADS, _microseconds, block_names, few_lead_features, few_lead_rows
-from features.timing import naive_utc
 
 #: Lone surrogates cannot be encoded in an answer; control characters have no place in CRM text.
 _BAD_TEXT = re.compile(r"[\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -196,18 +197,26 @@ def stale_warnings(leads: list[Lead], as_of: pd.Timestamp, *, horizon_days=None)
     """Warnings for leads whose newest event (or creation) lies long before ``as_of``: scored, but say so."""
     warnings = []
     as_of_ns = pd.Timestamp(as_of).value
+    # Times since the epoch (naive is UTC) compared as integers: no Timestamp per lead unless it is stale.
+    allowed_ns = _allowed_gap_ns(horizon_days)
     for i, lead in enumerate(leads):
         if lead.features is not None:
             continue
-        # Microseconds since the epoch (naive is UTC): one Timestamp per lead, not one per event.
         moments = [_microseconds(event.occurred_at) for event in lead.events] or \
             ([_microseconds(lead.created_at)] if lead.created_at is not None else [])
-        moments = [moment for moment in moments if moment * 1_000 < as_of_ns]
-        gap = stale_gap(as_of, pd.Timestamp(max(moments) * 1_000), horizon_days=horizon_days) if moments else None
+        newest = max((moment for moment in moments if moment * 1_000 < as_of_ns), default=None)
+        if newest is None or as_of_ns - newest * 1_000 <= allowed_ns:  # fresh: stale_gap would say None
+            continue
+        gap = stale_gap(as_of, pd.Timestamp(newest * 1_000), horizon_days=horizon_days)
         if gap is not None:
             warnings.append(f"body.{i}: the newest event is {gap.days} days before as_of {as_of}; the score treats "
                             "the lead as idle since then (send ?as_of= for historical data)")
     return warnings
+
+
+@lru_cache(maxsize=8)
+def _allowed_gap_ns(horizon_days) -> int:
+    return allowed_gap(horizon_days=horizon_days).value
 
 
 def _checked(spec, leads: list[Lead], as_of) -> tuple[list[int], list[int]]:
@@ -250,20 +259,19 @@ def _attribute_columns(spec) -> list[str]:
 def _check_attributes(lead: Lead, i: int, attributes: list[str], spec, as_of, problems: list) -> None:
     if lead.created_at is None and _needs_created_at(spec):
         problems.append({"field": f"body.{i}.created_at", "problem": "required unless 'features' is given"})
-    elif lead.created_at is not None and naive_utc(lead.created_at) > as_of:
-        problems.append({"field": f"body.{i}.created_at", "problem": f"must not be after as_of ({as_of})"})
-    elif lead.created_at is not None and lead.created_at.year < EPOCH_START_YEAR:
-        problems.append({"field": f"body.{i}.created_at",
-                         "problem": f"must not be before {EPOCH_START_YEAR}, got {lead.created_at.isoformat()}"})
+    elif lead.created_at is not None:
+        problem = created_problem(lead.created_at, as_of)  # the rule batch scoring applies too
+        if problem:
+            problems.append({"field": f"body.{i}.created_at", "problem": problem})
     for key, value in lead.attributes.items():
         if key not in attributes:
             problems.append({"field": f"body.{i}.attributes.{key}",
                              "problem": f"unknown attribute; expected some of {attributes}"})
         elif key in _numeric_columns(spec) and not _number_or_missing(value):
             problems.append({"field": f"body.{i}.attributes.{key}", "problem": f"must be a number, got {value!r}"})
-        elif key in spec.numeric_columns and value is not None and float(value) < 0:
-            # A size or an amount (read on a log scale): batch scoring reads a negative one as missing.
-            problems.append({"field": f"body.{i}.attributes.{key}", "problem": f"must not be negative, got {value!r}"})
+        elif key in spec.numeric_columns and value is not None and size_problem(value):
+            # A size or an amount (read on a log scale): batch scoring refuses it as well (features.plausibility).
+            problems.append({"field": f"body.{i}.attributes.{key}", "problem": size_problem(value)})
 
 
 def _check_features(row: dict, i: int, spec, problems: list) -> None:

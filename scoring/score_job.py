@@ -41,6 +41,7 @@ def run_score(args) -> ScoreRun:
     from features.freshness import data_end
     from models.explain import use_threads
     from models.threads import limit_malloc_arenas, resolve_threads
+    from registry import default_model_uri
     from registry.loading import load_bundle
     from registry.tier_policy import effective_thresholds
     from scoring.batch import check_output, score_lead_base
@@ -70,6 +71,7 @@ def run_score(args) -> ScoreRun:
                                                              now=max(as_of, utc_now()),
                                                              date_format=args.date_format, db=args.db)
     out = output_target(args.out, out_db=args.out_db, db=args.db, project=config)
+    args.model = args.model or default_model_uri(args.config)  # the config's own champion, never another's
     bundle, identity = load_bundle(args.model)
     if not args.allow_stale:
         refuse_stale_data(as_of, data_end(lead_times(leads), events, deal_times(deals)), bundle,
@@ -108,7 +110,7 @@ def output_target(out: str, *, out_db=None, db=None, project=None):
                          "database with --out-db or --db.")
     from crm.database import connect
 
-    return connect(url).write_table(out)
+    return connect(url).write_table_retried(out)  # a dropped connection costs a retry of the write, not the run
 
 
 def refuse_stale_data(as_of, end, bundle, *, stale_after_days=None) -> None:

@@ -28,20 +28,13 @@ def run_spark_score(args) -> ScoreRun:
 
 
 def _run_spark_score(args) -> ScoreRun:
+    from registry import default_model_uri
     from registry.loading import load_bundle, spark_model_udf
     from registry.tier_policy import effective_thresholds
     from scoring.safe_outputs import refuse_outputs_that_are_inputs
-    from scoring.spark import (
-        build_features_on_spark,
-        check_source,
-        export_tables,
-        read_source,
-        score_features_on_spark,
-        score_with_reasons_on_spark,
-        spark_session,
-        split_data_end,
-        write_scores,
-    )
+    from scoring.spark import check_source, export_tables, read_source, spark_session, write_scores
+    from scoring.spark_features import build_features_on_spark, split_data_end
+    from scoring.spark_scores import score_features_on_spark, score_with_reasons_on_spark
 
     as_of = naive_utc(args.as_of) if args.as_of else utc_now()
     config = None
@@ -57,6 +50,7 @@ def _run_spark_score(args) -> ScoreRun:
     for source in sources.values():
         if source:
             check_source(source)  # before the JVM starts
+    args.model = args.model or default_model_uri(args.config)  # the config's own champion, never another's
     bundle, identity = load_bundle(args.model)
     spark = spark_session(args.master)
     tables = {name: read_source(spark, source) if source else None for name, source in sources.items()}

@@ -71,6 +71,17 @@ def test_examples_are_built_from_the_loaded_model_and_score_200(client, small_mo
     assert {event["event_type"] for event in lead["events"]} <= set(spec.event_types)
 
 
+def test_the_score_body_is_documented_as_one_lead_or_a_list(client):
+    schema = client.get("/openapi.json", headers=AUTH).json()
+    body = schema["paths"]["/score"]["post"]["requestBody"]
+    shapes = body["content"]["application/json"]["schema"]["anyOf"]
+    assert body["required"] and {"$ref": "#/components/schemas/Lead"} in shapes
+    assert {"type": "array", "items": {"$ref": "#/components/schemas/Lead"}} in shapes
+    lead = schema["components"]["schemas"]["Lead"]
+    assert lead["properties"]["events"]["items"] == {"$ref": "#/components/schemas/Event"}
+    assert "occurred_at" in schema["components"]["schemas"]["Event"]["properties"]
+
+
 def test_examples_follow_a_model_of_another_export():
     spec = FeatureSpec(categorical_columns=("Source",), numeric_columns=("Visits",), boolean_columns=("Opted Out",),
                        job_title_column=None, email_column=None, event_log=False, lead_age=False)

@@ -41,7 +41,7 @@ points = -15
 def trained(tmp_path, mlflow_store, capsys):
     export = tmp_path / "export.csv"
     write_quirky_csv(make_export(1200, seed=4), export)
-    config = tmp_path / "config.toml"
+    config = tmp_path / "export.toml"  # the model is named after it: export-conversion
     assert training_main(["init-config", "--leads", str(export), "--out", str(config)]) == 0
     config.write_text(config.read_text().replace('model_name = "export-conversion"', f'model_name = "{MODEL}"'))
     assert training_main(["train", "--config", str(config), "--report-out", str(tmp_path / "training")]) == 0

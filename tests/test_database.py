@@ -213,7 +213,9 @@ def test_history_table_in_postgres_two_runs_trajectory_and_evaluation(trained_fr
     latest = database.read(table="nightly_scores")
     again = latest[latest["previous_score"].notna()]
     assert len(again) > 100
-    np.testing.assert_array_equal(again["previous_score"].astype(int), first.loc[again["lead_id"]].to_numpy())
+    # The history keeps the leads' own ids; the output's are text.
+    np.testing.assert_array_equal(again["previous_score"].astype(int),
+                                  first.loc[again["lead_id"].astype("int64")].to_numpy())
     assert stored.loc[stored["as_of"] == pd.Timestamp("2026-01-15"), "positive_reason_1"].isna().all()
     assert stored.loc[stored["as_of"] == pd.Timestamp("2026-02-15"), "positive_reason_1"].notna().any()
     capsys.readouterr()
@@ -274,4 +276,6 @@ def test_train_from_a_duckdb_file_score_into_it_twice_with_history(tmp_path, mlf
     assert sorted(stored["as_of"].unique()) == [pd.Timestamp("2026-02-01"), pd.Timestamp("2026-03-01")]
     first = stored[stored["as_of"] == pd.Timestamp("2026-02-01")].set_index("lead_id")["score"]
     again = scores[scores["previous_score"].notna()]
-    np.testing.assert_array_equal(again["previous_score"].astype(int), first.loc[again["lead_id"]].to_numpy())
+    # The history keeps the leads' own ids; the output's are text.
+    np.testing.assert_array_equal(again["previous_score"].astype(int),
+                                  first.loc[again["lead_id"].astype("int64")].to_numpy())

@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 import sqlalchemy
 
-import crm.database
+import crm.sqlalchemy_database
 import serve
 from crm.database import connect
+from crm.database_guards import DatabaseError
 from crm.readers import read_table
 from crm.synthetic import generate_crm
 from features.contract import bounded
@@ -54,14 +55,18 @@ def test_a_connection_error_names_the_host_never_the_password(exports, capsys):
     assert text == "postgresql://u:***@db.example.com/crm failed on <e-mail>, <phone>"
 
 
-def test_a_read_is_retried_after_a_dropped_connection(postgres_url, monkeypatch, capsys):
+def fresh_database(postgres_url, name):
+    """An empty database of the session's server, and an engine on it for what an administrator does."""
     admin = sqlalchemy.create_engine(sqlalchemy.make_url(postgres_url).set(drivername="postgresql+psycopg"),
                                      isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(sqlalchemy.text("DROP DATABASE IF EXISTS nightly_retry"))
-        connection.execute(sqlalchemy.text("CREATE DATABASE nightly_retry"))
-    url = sqlalchemy.make_url(postgres_url).set(database="nightly_retry").render_as_string(hide_password=False)
-    database = connect(url)
+        connection.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name}"))
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    return admin, connect(sqlalchemy.make_url(postgres_url).set(database=name).render_as_string(hide_password=False))
+
+
+def test_a_read_is_retried_after_a_dropped_connection(postgres_url, monkeypatch, capsys):
+    admin, database = fresh_database(postgres_url, "nightly_retry")
     database.append("scores", pd.DataFrame({"lead_id": ["a", "b"], "score": [10, 20]}))
     assert len(database.read(table="scores")) == 2  # the pool now holds an open connection
     with admin.connect() as connection:  # the server drops it, as a restart or a failover would
@@ -69,8 +74,52 @@ def test_a_read_is_retried_after_a_dropped_connection(postgres_url, monkeypatch,
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             "WHERE datname = 'nightly_retry' AND pid <> pg_backend_pid()")).scalar()
     assert dropped >= 1
-    monkeypatch.setattr(crm.database, "READ_BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(crm.sqlalchemy_database, "BACKOFF_SECONDS", 0.01)
     assert database.read(table="scores")["score"].tolist() == [10, 20]
     assert "the connection dropped" in capsys.readouterr().err
+    database.engine.dispose()
+    admin.dispose()
+
+
+def test_a_table_write_starts_again_after_a_dropped_connection_and_is_never_half_written(postgres_url, monkeypatch,
+                                                                                       capsys):
+    admin, database = fresh_database(postgres_url, "nightly_write_retry")
+    database.append("scores", pd.DataFrame({"lead_id": ["old"], "score": [1]}))  # last night's table
+    monkeypatch.setattr(crm.sqlalchemy_database, "BACKOFF_SECONDS", 0.01)
+    ended = []
+
+    def drop_connection():  # from a second connection, as a server restart or an administrator would
+        with admin.connect() as connection:
+            ended.append(connection.execute(sqlalchemy.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = 'nightly_write_retry' AND pid <> pg_backend_pid()")).scalar())
+
+    def tables():
+        return sorted(database.read(query="SELECT table_name FROM information_schema.tables "
+                                          "WHERE table_schema = 'public'")["table_name"])
+
+    chunks = [pd.DataFrame({"lead_id": [f"L{i}-{j}" for j in range(500)], "score": i}) for i in range(3)]
+    # The first attempt loses its connection after its first chunk; the second writes the table whole.
+    writes = []
+    with database.write_table_retried("scores", chunk_rows=500, progress=lambda rows: writes.append(rows) or (
+            drop_connection() if len(writes) == 1 else None)) as writer:
+        for chunk in chunks:
+            writer.write(chunk)
+    assert ended[0] >= 1 and writes == [500, 500, 1000, 1500]
+    stored = database.read(table="scores").sort_values("lead_id").reset_index(drop=True)
+    expected = pd.concat(chunks).sort_values("lead_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(stored, expected, check_dtype=False)
+    assert tables() == ["scores"]  # no staging table left by the dropped attempt
+    assert "the connection dropped" in capsys.readouterr().err
+
+    # A connection that drops on every attempt: the run fails after its retries, and the table is last run's, whole.
+    with pytest.raises(DatabaseError):
+        with database.write_table_retried("scores", chunk_rows=500, progress=lambda rows: drop_connection()) as writer:
+            for chunk in chunks:
+                writer.write(chunk.assign(score=-1))
+    assert capsys.readouterr().err.count("the connection dropped") == crm.sqlalchemy_database.RETRIES
+    again = database.read(table="scores").sort_values("lead_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(again, expected, check_dtype=False)
+    assert tables() == ["scores"]
     database.engine.dispose()
     admin.dispose()

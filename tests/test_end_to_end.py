@@ -73,7 +73,7 @@ def test_train_register_load_and_score(crm_folder, mlflow_store, tmp_path, capsy
     deals = pd.read_parquet(crm_folder / "deals.parquet")
     closed_before = set(deals.loc[deals["closed_at"] < "2026-03-01", "lead_id"])
     expected = set(leads.loc[leads["created_at"] < "2026-03-01", "lead_id"]) - closed_before
-    assert set(scores["lead_id"]) == expected and len(scores) == len(expected)
+    assert set(scores["lead_id"]) == {str(lead_id) for lead_id in expected} and len(scores) == len(expected)
     assert list(scores.columns) == list(SCORE_COLUMNS)
     assert (scores["model_version"] == str(version.version)).all()
     assert scores["fit_score"].between(0, 100).all() and scores["engagement_score"].between(0, 100).all()

@@ -107,3 +107,34 @@ def test_runs_of_row_groups_cover_the_file_in_order():
     assert _runs_of_row_groups([30, 5, 5], 3) == [([0], 0), ([1], 30), ([2], 35)]
     assert _runs_of_row_groups([7], 4) == [([0], 0)]
     assert _runs_of_row_groups([], 2) == [([], 0)]
+
+
+@pytest.mark.parametrize("ids_as", ["int", "str"])
+def test_events_read_once_for_a_lead_base_give_each_chunks_features(tmp_path, ids_as):
+    """LeadEvents (batch scoring's one read) against reading the file for each chunk: every cell equal.
+
+    The base has leads without events and the file events of leads outside the base; the chunks
+    hold several snapshots of a lead at different times, so events at or after each as_of stay unseen.
+    """
+    from features.lead_events import LeadEvents
+
+    rng = np.random.default_rng(21)
+    events, snapshots = messy_events(rng, n=8_000, ids=60), snapshots_of(rng, ids=60)
+    base = pd.Series(np.arange(-3, 55))  # ids 55..64 of the file are another base's; -3..-1 have no events
+    if ids_as == "str":
+        events = events.assign(lead_id=events["lead_id"].map(lambda i: f"L{i:03d}"))
+        snapshots = snapshots.assign(lead_id=snapshots["lead_id"].map(lambda i: f"L{i:03d}"))
+        base = base.map(lambda i: f"L{i:03d}")
+    snapshots = snapshots[snapshots["lead_id"].isin(base)]
+    path = tmp_path / "events.parquet"
+    events.to_parquet(path, row_group_size=2_000)
+    once = LeadEvents.read(path, base, SPEC.event_keys_with_other)
+    for chunk in (snapshots.iloc[:25], snapshots.iloc[25:], snapshots.iloc[:0]):
+        expected = build_engagement_features(chunk, path, SPEC)
+        pd.testing.assert_frame_equal(build_engagement_features(chunk, once, SPEC), expected, check_exact=True)
+    assert build_engagement_features(snapshots, once, SPEC)["events_any_total"].sum() > 0
+    outside = pd.DataFrame({"lead_id": [55 if ids_as == "int" else "L055"], "as_of": [pd.Timestamp("2025-03-01")]})
+    with pytest.raises(ValueError, match=r"another set of leads.*55"):  # in the file, not in the base
+        build_engagement_features(outside, once, SPEC)
+    with pytest.raises(ValueError, match="grouped for event types"):
+        build_engagement_features(snapshots, once, FeatureSpec(event_types=("demo_request",)))

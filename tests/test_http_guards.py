@@ -134,3 +134,34 @@ def test_the_api_description_is_behind_the_token_unless_said_otherwise(small_mod
     public = TestClient(create_app(small_models["logistic"], IDENTITY, token="s3cret", access_log=False))
     assert public.get("/openapi.json").status_code == 200
     assert TestClient(create_app(small_models["logistic"], IDENTITY, access_log=False)).get("/docs").status_code == 200
+
+
+def test_health_is_answered_between_scorings_not_after_a_burst_of_them(server):
+    """24 scoring requests arriving together are scored one per turn of the event loop: a /health sent with
+    them is answered after a few of them, not after all (as it was when a burst was scored in one turn)."""
+    lead = {"lead_id": "L-1", "created_at": "2025-10-01T10:00:00Z",
+            "attributes": {"job_title": "VP Marketing", "company_size": 500},
+            "events": [{"occurred_at": "2025-12-29T10:00:00Z", "event_type": "demo_request"}] * 20}
+    body = json.dumps(lead).encode()
+    score = (b"POST /score?as_of=2026-01-01T00:00:00Z HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    health = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+    def scored_so_far(sock) -> int:  # the server's own count when it answered /health
+        return json.loads(_answer(sock).split(b"\r\n\r\n", 1)[1])["requests_scored"]
+
+    scorers = [socket.create_connection(("127.0.0.1", server)) for _ in range(24)]
+    before, prober = (socket.create_connection(("127.0.0.1", server)) for _ in range(2))
+    before.sendall(health)
+    start = scored_so_far(before)
+    for sock in scorers:
+        sock.sendall(score)
+    prober.sendall(health)
+    during = scored_so_far(prober) - start
+    for sock in scorers:
+        sock.settimeout(20)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        sock.close()
+    before.close()
+    prober.close()
+    assert during < 8, f"/health answered after {during} of the 24 scorings"

@@ -199,7 +199,7 @@ def test_an_id_less_true_false_export_trains_as_inferred_and_scores_with_both_su
     frame = sessions()
     path = tmp_path / "online_shoppers.csv"
     frame.replace({True: "TRUE", False: "FALSE"}).to_csv(path, index=False)
-    config = tmp_path / "config.toml"
+    config = tmp_path / "online_shoppers.toml"  # the model is named after it: online-shoppers-conversion
     assert training_main(["init-config", "--leads", str(path), "--out", str(config)]) == 0
     console = capsys.readouterr().out
     assert "label: 'Revenue'" in console and "converted = ['true']" in console and "row_number_id = true" in console
@@ -335,3 +335,24 @@ def test_blanks_in_a_chosen_date_are_counted_and_said(tmp_path):
     tables = guess_project(leads, leads_path=tmp_path / "c.csv", out_path=tmp_path / "config.toml", events=events,
                            deals=deals, events_path=tmp_path / "e.csv", deals_path=tmp_path / "d.csv")
     assert any(f"'Decided At' is blank in 5 of {len(deals)} rows" in line for line in tables.summary)
+
+
+def test_the_model_is_named_after_the_project_never_after_the_lead_file(tmp_path):
+    """Three exports whose lead table is leads.csv get three model names; a config's own name wins over its folder."""
+    frame = pd.DataFrame({"Lead Ref": [f"L{i}" for i in range(40)], "Converted": ["yes", "no"] * 20})
+    names = []
+    for out in (tmp_path / "acme" / "config.toml", tmp_path / "globex" / "data" / "config.toml",
+                tmp_path / "initech" / "Spring Campaign.toml"):
+        out.parent.mkdir(parents=True)
+        guess = guess_project(frame, leads_path=out.parent / "leads.csv", out_path=out)
+        assert f'model_name = "{guess.model_name}"' in guess.text
+        names.append(guess.model_name)
+    # 'config' and 'data' say nothing about the project: the nearest folder that does names it.
+    assert names == ["acme-conversion", "globex-conversion", "spring-campaign-conversion"]
+    assert load_config(_written(tmp_path / "acme" / "config.toml", frame)).model_name == "acme-conversion"
+
+
+def _written(out, frame):
+    out.write_text(guess_project(frame, leads_path=out.parent / "leads.csv", out_path=out).text)
+    frame.to_csv(out.parent / "leads.csv", index=False)
+    return out

@@ -122,6 +122,21 @@ def test_stale_warnings_count_only_events_before_as_of_in_utc():
         "body.1: the newest event is 151 days before as_of 2026-03-01 00:00:00"]
 
 
+def test_stale_warnings_start_just_past_a_quarter_of_the_horizon():
+    from scoring.lead_requests import stale_warnings
+
+    # A 90-day horizon allows 22.5 days (features.freshness): 22 days 12 h is fresh, a microsecond more is not.
+    as_of = pd.Timestamp("2026-03-01 00:00")
+    at_limit = Lead.model_validate({"created_at": "2026-01-01T00:00:00Z", "events": [
+        {"occurred_at": "2026-02-06T12:00:00Z", "event_type": "page_view"}]})
+    past = Lead.model_validate({"created_at": "2026-01-01T00:00:00Z", "events": [
+        {"occurred_at": "2026-02-06T11:59:59.999999Z", "event_type": "page_view"}]})
+    assert stale_warnings([at_limit], as_of, horizon_days=90) == []
+    assert [w.split(";")[0] for w in stale_warnings([at_limit, past], as_of, horizon_days=90)] == [
+        "body.1: the newest event is 22 days before as_of 2026-03-01 00:00:00"]
+    assert stale_warnings([past], as_of, horizon_days=None) == []  # no horizon: 30 days allowed
+
+
 @pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
 def test_the_calibration_map_gives_the_calibrators_own_numbers(small_models, method):
     from sklearn.calibration import CalibratedClassifierCV

@@ -24,7 +24,7 @@ def export(tmp_path):
 
 
 def test_init_config_edit_train_and_score(export, tmp_path, mlflow_store, capsys):
-    config = tmp_path / "config.toml"
+    config = tmp_path / "export.toml"  # the model is named after it: export-conversion
     assert training_main(["init-config", "--leads", str(export), "--out", str(config)]) == 0
     assert training_main(["init-config", "--leads", str(export), "--out", str(config)]) == 2  # no silent overwrite
     # init-config keeps the outcome-like 'Rep Verdict' out of the features, as a label candidate.

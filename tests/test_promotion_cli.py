@@ -118,6 +118,11 @@ def test_leaky_run_is_held_then_promoted_and_reverted_by_hand(project, mlflow_st
     assert '"num_rows": 900' in inputs["train split"].dataset.profile
     version_one = client.get_model_version(MODEL, "1")
     assert version_one.tags["test_roc_auc"] == f"{first.data.metrics['test_roc_auc']:.4f}"
+    # The version's logged model lists the split its test figures were measured on (name and digest).
+    (logged,) = [model for model in client.search_logged_models([experiment.experiment_id])
+                 if model.source_run_id == first.info.run_id]
+    linked = {(metric.key, metric.dataset_name, metric.dataset_digest) for metric in logged.metrics}
+    assert ("test_roc_auc", "test split", inputs["test split"].dataset.digest) in linked
     assert version_one.tags["data_window"] == "1,500 leads, stratified"
 
 

@@ -26,7 +26,7 @@ from train import main as training_main
 
 ROOT = Path(__file__).resolve().parent.parent
 #: `make demo`'s data at a tenth of the leads: the same dates (2025-01-01 to 2026-07-01), so the pages'
-#: `--as-of 2026-07-01` holds, and docs/batch/history.md's lead 1000023 is open in both.
+#: `--as-of 2026-07-01` holds, and docs/batch/history.md's lead 1000007 is open in both.
 DEMO = ["demo", "--leads", "2000"]
 #: Why a command may stand in a shown-only block: each marker with what a test here cannot have.
 SHOWN_ONLY = {
@@ -96,7 +96,8 @@ def test_every_command_in_the_readme_and_the_docs_runs_as_written(demo_folder, c
     assert len(pd.read_csv("data/export_scores.csv")) == 40  # new_leads.csv's leads, each scored once
     assert len(pd.read_csv("data/demo/config_scores.csv")) == len(open_leads)
     assert Path("data/demo/compare/report.html").is_file() and Path("data/demo/learned_points.toml").is_file()
-    assert len(list(Path("data/demo/score_history").rglob("*.parquet"))) == 2  # the two nightly runs
+    # The demo's own run (the open base at the end of its data, judged forward) and the two nightly runs.
+    assert len(list(Path("data/demo/score_history").rglob("*.parquet"))) == 3
     assert "python block of docs/data-scientist/logged-model.md" in ran  # the logged model loaded and scored
 
 

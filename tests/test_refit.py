@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from crm.synthetic import generate_crm
-from training.pipeline import TrainingConfig, train_model
+from training.pipeline import TrainingConfig, labelled_snapshots, train_model
 from training.refit import champion_rows
 
 
@@ -34,6 +34,13 @@ def test_the_refit_never_sees_an_outcome_after_the_data_end():
     # It is newer than the evaluated model: it fits on snapshots the training split never held.
     assert pd.Timestamp(full.params["refit_fit_as_of_last"]) > pd.Timestamp(full.params["window_train_last"])
     assert full.params["registered_model"].startswith("refit on everything known")
+    # Every lead's known snapshots fit, whatever its split: counted here from the snapshots themselves.
+    labelled, _ = labelled_snapshots(crm.leads, crm.deals, config=config, data_end=end)
+    known_before = labelled["as_of"] + horizon <= pd.Timestamp(full.params["refit_calibration_first"])
+    assert full.params["refit_rows_fit"] == int(known_before.sum())
+    assert full.params["refit_leads_fit"] == labelled.loc[known_before, "lead_id"].nunique()
+    trained = full.datasets["train"][0]
+    assert full.params["refit_rows_fit"] > len(trained) + full.params["rows_calibration"]
     evaluated = train_model(crm.leads, crm.events, crm.deals, config=TrainingConfig(threads=1, selection_windows=0),
                             data_end=end, log=lambda line: None)
     # Same procedure, same held-out test figures; a different registered model.
@@ -81,3 +88,29 @@ def test_the_hold_says_why_the_champion_was_not_compared():
                                                 "(x; this run: y)")
     assert held.outcome == "held for review"
     assert held.reason == "champion not compared: the champion was trained on another label (x; this run: y)"
+
+
+def test_a_champion_refit_on_the_same_data_is_compared_by_its_procedure(small_models):
+    import copy
+
+    from training.refit import compare_champion
+
+    split = {"data_end": "2026-06-30 00:00:00", "horizon_days": 90, "snapshot_every_days": 15, "test_days": 90,
+             "calibration_days": 60, "lead_shares": (0.6, 0.2, 0.2), "split_by": "lead_share", "seed": 0,
+             "window_test_first": "2026-01-01", "window_test_last": "2026-03-31"}
+    champion = copy.copy(small_models["lightgbm"])
+    # As MLflow gives it back: the shares a list; refit on every outcome up to the same data end.
+    champion.metadata = {"params": {**champion.metadata["params"], **split, "lead_shares": [0.6, 0.2, 0.2],
+                                    "refit_data_end": split["data_end"]}, "metrics": {"test_roc_auc": 0.8123}}
+    test = pd.DataFrame({"lead_id": [1, 2, 3], "as_of": pd.to_datetime(["2026-01-01"] * 3)})
+    lines = []
+    fitted = {"params": {}, "metrics": {}, "y_test": np.array([0, 1, 0])}
+    compare_champion(champion, test, None, None, fitted, spec=champion.spec, split=split, log=lines.append)
+    assert fitted["metrics"]["champion_test_roc_auc"] == 0.8123
+    assert fitted["params"]["champion_comparison"].startswith("the procedures on the same test window")
+    # A later data end is another test window: the champion saw these outcomes, and is not compared.
+    fitted = {"params": {}, "metrics": {}, "y_test": np.array([0, 1, 0])}
+    compare_champion(champion, test, None, None, fitted, spec=champion.spec,
+                     split={**split, "data_end": "2026-07-15 00:00:00"}, log=lines.append)
+    assert "champion_test_roc_auc" not in fitted["metrics"]
+    assert fitted["params"]["champion_comparison"].startswith("not compared: the champion was refit")

@@ -4,9 +4,7 @@ Probabilities, tiers, fit / engagement sub-scores and reasons; from the contract
 a company's own export read through its project config.
 """
 
-import os
 import re
-import shutil
 import time
 
 import numpy as np
@@ -21,21 +19,6 @@ from registry.runs import log_training_run
 from registry.store import use_default_store
 
 AS_OF = pd.Timestamp("2025-10-01")
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    if not os.environ.get("JAVA_HOME") and shutil.which("java") is None:
-        message = "no Java runtime for Spark (apt-get install openjdk-17-jre-headless)"
-        if os.environ.get("LEAD_SCORING_CI") == "1":
-            pytest.fail(f"LEAD_SCORING_CI=1 and {message}")
-        pytest.skip(message)
-    from scoring.spark import spark_session
-
-    session = spark_session("local[2]", app_name="lead-scoring-tests",
-                            config={"spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse"))})
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +59,7 @@ def assert_same_scores(spark_scores: pd.DataFrame, pandas_scores: pd.DataFrame, 
     np.testing.assert_allclose(left["probability"], right["probability"], rtol=0, atol=atol)
     assert left["tier"].tolist() == right["tier"].tolist()
     assert left["score"].tolist() == right["score"].tolist()
-    assert (left["as_of"] == as_of).all()
+    assert (pd.to_datetime(left["as_of"], utc=True) == pd.Timestamp(as_of, tz="UTC")).all()  # naive toPandas is UTC
     if "fit_score" in left.columns:
         for column in ("fit_score", "engagement_score", "positive_reason_1", "positive_reason_2",
                        "positive_reason_3", "negative_reason_1", "negative_reason_2", "negative_reason_3",
@@ -132,11 +115,13 @@ def test_the_model_udf_takes_lead_rows_with_nested_events(spark, crm_and_model, 
 
     leads, events = (read_source(spark, str(folder / f"{name}.parquet")) for name in ("leads", "events"))
     nested = events.groupBy("lead_id").agg(F.collect_list(F.struct("occurred_at", "event_type")).alias("events"))
-    rows = leads.join(nested, "lead_id", "left").where(F.col("lead_id").isin(expected["lead_id"].head(300).tolist()))
+    # The files' ids are integers; the output shape's are text.
+    rows = leads.join(nested, "lead_id", "left").where(
+        F.col("lead_id").isin(expected["lead_id"].head(300).astype("int64").tolist()))
     use_default_store()
     udf = spark_model_udf(spark, "models:/spark-model@champion", params={"as_of": str(AS_OF)})
     scored = rows.select("lead_id", udf(F.struct(*rows.columns)).alias("s")).select(
-        "lead_id", "s.probability", "s.score", "s.tier").toPandas()
+        "lead_id", "s.probability", "s.score", "s.tier").toPandas().astype({"lead_id": str})
     reference = expected[expected["lead_id"].isin(scored["lead_id"])]
     assert len(scored) == 300
     left = scored.sort_values("lead_id").reset_index(drop=True)
@@ -172,7 +157,7 @@ def test_stale_data_is_refused_on_spark_as_score_refuses_it(spark, crm_and_model
     assert serve.main(["spark-score", "--model", "models:/spark-model@champion", *tables, "--no-reasons",
                        "--allow-stale", "--out", str(out)]) == 0
     scores = pd.read_parquet(out)
-    assert len(scores) > 0 and (scores["as_of"] == late).all()
+    assert len(scores) > 0 and (scores["as_of"] == pd.Timestamp(late, tz="UTC")).all()
 
 
 def test_the_data_end_counts_a_bucket_without_open_leads(spark, crm_and_model):
@@ -182,7 +167,7 @@ def test_the_data_end_counts_a_bucket_without_open_leads(spark, crm_and_model):
     """
     from pyspark.sql import functions as F
 
-    from scoring.spark import build_features_on_spark, split_data_end
+    from scoring.spark_features import build_features_on_spark, split_data_end
 
     folder, _, bundle, _ = crm_and_model
     leads, events, deals = (pd.read_parquet(folder / f"{name}.parquet") for name in ("leads", "events", "deals"))
@@ -275,7 +260,7 @@ def test_an_export_bucket_whose_leads_did_nothing_is_mapped_not_refused(tmp_path
     from features.build import build_features
     from features.freshness import data_end
     from features.snapshots import open_leads
-    from scoring.spark import _BUCKET, _KIND, _PREFIXES, DATA_END_COLUMN, _features_of_export_bucket
+    from scoring.spark_features import _BUCKET, _KIND, _PREFIXES, DATA_END_COLUMN, _features_of_export_bucket
 
     config = load_config(make_own_export(tmp_path))
     spec = config.feature_spec()
@@ -447,3 +432,104 @@ def test_one_damaged_parquet_file_in_a_folder_is_one_line_before_spark_starts(sm
     assert len(errors) == 1 and "Traceback" not in err, err
     assert re.search(r"part-1\.parquet: not a readable Parquet file \(.*\)\. Spark would stop on it", errors[0])
     assert time.perf_counter() - started < 10 and not (tmp_path / "out").exists()
+
+
+def test_score_spark_score_http_and_postgres_give_one_output_shape(spark, crm_and_model, postgres_url, tmp_path,
+                                                                  monkeypatch):
+    """The same columns, in the same order, with the same types, from the four paths; ids as text, times in UTC.
+
+    Spark reads the pandas-written (nanosecond) Parquet; the ids are integers in the files.
+    """
+    import csv
+    import http.client
+    import json
+
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import sqlalchemy
+
+    from scoring.api_contract import accepted_attributes
+    from scoring.service import create_app
+    from tests.loopback import uvicorn_on_loopback
+
+    folder, uri, bundle, expected = crm_and_model
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    crm = {name: pd.read_parquet(folder / f"{name}.parquet") for name in ("leads", "events", "deals")}
+    ids = expected["lead_id"].head(30).astype("int64")  # open at AS_OF
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    for name, table in crm.items():
+        table[table["lead_id"].isin(ids)].to_parquet(tiny / f"{name}.parquet", index=False)  # nanoseconds
+    assert pd.read_parquet(tiny / "leads.parquet")["lead_id"].dtype == np.int64
+    tables = ["--model", "models:/spark-model@champion", "--leads", str(tiny / "leads.parquet"),
+              "--events", str(tiny / "events.parquet"), "--deals", str(tiny / "deals.parquet"),
+              "--as-of", str(AS_OF), "--allow-stale"]
+    reasons = [f"{side}_reason_{k}" for side in ("positive", "negative") for k in (1, 2, 3)]
+    names = ["lead_id", "probability", "score", "tier", "fit_score", "engagement_score", *reasons, "model_version",
+             "as_of", "scored_at"]
+    utc = pa.timestamp("us", tz="UTC")
+    arrow = [pa.string(), pa.float64(), pa.int64(), pa.string(), pa.int64(), pa.int64(), *[pa.string()] * 7, utc, utc]
+
+    # score: Parquet (the fixture's run, the same writer) and CSV.
+    assert serve.main(["score", *tables, "--no-monitoring", "--out", str(tmp_path / "scores.csv")]) == 0
+    schema = ds.dataset(folder / "pandas.parquet").schema
+    assert [(field.name, field.type) for field in schema] == list(zip(names, arrow))
+    pandas_scores = pd.read_parquet(folder / "pandas.parquet").set_index("lead_id")
+    assert pandas_scores.index.is_unique and set(str(i) for i in ids) <= set(pandas_scores.index)
+    with open(tmp_path / "scores.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == names
+    assert rows[0]["as_of"] == "2025-10-01 00:00:00+00:00" and rows[0]["scored_at"].endswith("+00:00")
+
+    # spark-score, a Parquet folder.
+    assert serve.main(["spark-score", *tables, "--master", "local[2]", "--out", str(tmp_path / "spark.parquet")]) == 0
+    schema = ds.dataset(tmp_path / "spark.parquet", format="parquet", exclude_invalid_files=True).schema
+    assert [(field.name, field.type) for field in schema] == list(zip(names, arrow))
+    spark_scores = pd.read_parquet(tmp_path / "spark.parquet").set_index("lead_id")
+    assert (spark_scores["as_of"] == pd.Timestamp(AS_OF, tz="UTC")).all()
+
+    # The database writer, a PostgreSQL table.
+    assert serve.main(["score", *tables, "--no-monitoring", "--out-db", postgres_url, "--out", "shape_scores"]) == 0
+    engine = sqlalchemy.create_engine(sqlalchemy.make_url(postgres_url).set(drivername="postgresql+psycopg"))
+    with engine.connect() as connection:
+        columns = connection.execute(sqlalchemy.text(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'shape_scores' "
+            "ORDER BY ordinal_position")).all()
+        stored = pd.read_sql("SELECT lead_id, probability, as_of FROM shape_scores", connection).set_index("lead_id")
+    engine.dispose()
+    sql = {pa.string(): "text", pa.float64(): "double precision", pa.int64(): "bigint", utc: "timestamp with time zone"}
+    assert [tuple(column) for column in columns] == [(name, sql[kind]) for name, kind in zip(names, arrow)]
+
+    # The HTTP service on loopback: each result is a row of the same shape (then its reasons in full).
+    attributes = [item["name"] for item in accepted_attributes(bundle.spec)]
+    leads = crm["leads"].set_index("lead_id").loc[ids.head(3)]
+    body = [{"lead_id": int(lead_id), "created_at": lead["created_at"].isoformat() + "Z",
+             "attributes": {name: None if pd.isna(lead[name]) else lead[name] for name in attributes},
+             "events": [{"occurred_at": event.isoformat() + "Z", "event_type": kind} for event, kind in
+                        crm["events"].loc[crm["events"]["lead_id"].eq(lead_id) & crm["events"]["occurred_at"].lt(AS_OF),
+                                          ["occurred_at", "event_type"]].itertuples(index=False)]}
+            for lead_id, lead in leads.iterrows()]
+    with uvicorn_on_loopback(create_app(bundle, {"model_version": "1"})) as port:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("POST", f"/score?as_of={AS_OF.isoformat()}Z", body=json.dumps(body),
+                           headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+    assert response.status == 200, answer
+    python = {pa.string(): str, pa.float64(): float, pa.int64(): int, utc: str}
+    for result in answer["results"]:
+        assert list(result) == [*names, "reasons"]
+        assert [type(result[name]) for name in names] == [python[kind] for kind in arrow]
+        assert result["as_of"] == "2025-10-01T00:00:00+00:00" and result["scored_at"].endswith("+00:00")
+
+    # The same leads and numbers on every path, keyed by the same text ids.
+    http_scores = pd.DataFrame(answer["results"]).set_index("lead_id")
+    csv_scores = pd.read_csv(tmp_path / "scores.csv", dtype={"lead_id": str}).set_index("lead_id")
+    for other in (csv_scores, spark_scores, stored, http_scores):
+        shared = other.index.intersection(pandas_scores.index)
+        assert len(shared) == len(other) > 0
+        np.testing.assert_allclose(other.loc[shared, "probability"], pandas_scores.loc[shared, "probability"],
+                                   rtol=0, atol=1e-9)
+    assert (pd.to_datetime(stored["as_of"], utc=True) == pd.Timestamp(AS_OF, tz="UTC")).all()
+    for column in reasons:
+        assert http_scores[column].tolist() == pandas_scores.loc[http_scores.index, column].tolist()

@@ -242,3 +242,16 @@ def test_a_scorer_that_kept_every_chunk_would_be_caught(crm_files):
     chunks = _CountedChunks(folder / "leads.parquet", 60, crm.end)
     kept = list(chunks)
     assert chunks.most_alive == len(crm.leads) - len(kept[-1]) > 10 * 60
+
+
+def test_a_lead_frame_with_an_event_file_scores_like_event_frames(small_models, crm_files, tmp_path):
+    """The event file read once for the base (closed leads' events left out) gives the frames' scores."""
+    folder, crm = crm_files
+    bundle = small_models["lightgbm"]
+    frames, files = tmp_path / "frames.parquet", tmp_path / "files.parquet"
+    score_lead_base(bundle, crm.leads, crm.events, as_of=crm.end, deals=crm.deals, out=frames, chunk_size=150)
+    score_lead_base(bundle, crm.leads, folder / "events.parquet", as_of=crm.end, deals=crm.deals, out=files,
+                    chunk_size=150)
+    expected, got = pd.read_parquet(frames), pd.read_parquet(files)
+    assert len(got) > 300
+    pd.testing.assert_frame_equal(got.drop(columns="scored_at"), expected.drop(columns="scored_at"))

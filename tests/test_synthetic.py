@@ -270,7 +270,7 @@ def test_filtered_probability_refuses_what_it_cannot_filter(crm):
 
 
 def test_fit_prior_from_the_exported_attributes_is_calibrated(crm):
-    from crm.synthetic_truth import first_touches, fit_prior
+    from crm.synthetic_filter import first_touches, fit_prior
     from crm.synthetic_world import event_frame
 
     ids = crm.leads["lead_id"].to_numpy()

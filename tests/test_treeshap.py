@@ -58,6 +58,7 @@ def test_tables_follow_every_missing_value_rule(zero_as_missing):
     probe[50:100, 3] = 40.0  # a code no split has seen
     np.testing.assert_allclose(TreeTables(booster).contributions(probe), booster.predict(probe, pred_contrib=True),
                                rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(TreeTables(booster).raw_margin(probe), booster.predict(probe, raw_score=True))
 
 
 def test_deep_trees_fall_back_to_pred_contrib():
@@ -132,3 +133,38 @@ def test_reason_columns_at_once_equal_per_lead_reasons_for_any_spec(windows):
         assert list(columns[name]) == values, name
     assert any("minutes ago" in text or "hours ago" in text for text in expected["positive_reason_1"]) == \
         (min(windows) < 1)
+
+
+def test_tables_give_lightgbms_own_raw_scores_bit_for_bit(small_models):
+    bundle = small_models["lightgbm"]
+    features = _awkward_rows(bundle, small_models["features"])
+    pipeline = bundle.model.calibrated_classifiers_[0].estimator.estimator
+    codes = pipeline[0].to_codes(bundle.conform(features))
+    booster = pipeline[-1].booster_
+    np.testing.assert_array_equal(TreeTables(booster).raw_margin(codes), booster.predict(codes, raw_score=True))
+
+
+def test_large_batches_score_with_the_tables_as_lightgbm_predicts(small_models, monkeypatch):
+    import models.explain
+
+    bundle, features = small_models["lightgbm"], _awkward_rows(small_models["lightgbm"], small_models["features"])
+    monkeypatch.setattr(models.explain, "TABLE_MIN_ROWS", 1)
+    scores = bundle.score(features)
+    expected = bundle.predict_probability(features)
+    np.testing.assert_allclose(scores["probability"], expected, rtol=0, atol=1e-12)
+    assert (scores["score"] == np.rint(expected * 100)).all()
+
+
+def test_reason_texts_written_for_one_chunk_are_the_next_chunks_texts(small_models):
+    """Texts kept across calls of the same spec: a chunk scored after another equals its reasons alone."""
+    from models.reasons import _written_texts
+
+    bundle, features = small_models["lightgbm"], small_models["features"]
+    contributions = explain(bundle, features).contributions
+    half = len(features) // 2
+    _written_texts(bundle.spec).clear()
+    top_reason_columns(contributions.iloc[:half], features.iloc[:half], bundle.spec)
+    assert len(_written_texts(bundle.spec)) > 10
+    later = top_reason_columns(contributions.iloc[half:], features.iloc[half:], bundle.spec)
+    expected = reason_columns(top_reasons(contributions.iloc[half:], features.iloc[half:], bundle.spec))
+    assert {name: list(values) for name, values in later.items()} == expected

@@ -20,6 +20,7 @@ def compare(args) -> int:
     from analysis.report import comparison_figures, headline, write_report
     from crm.export import load_crm_or_config
     from models.rules import EXAMPLE_RULES, RulesError, load_rules
+    from registry import default_model_uri
     from registry.loading import load_bundle
     from registry.analysis_runs import log_comparison
     from registry.store import quiet_mlflow, use_default_store
@@ -33,6 +34,7 @@ def compare(args) -> int:
     with step("reading the data"):
         _, leads, labels, events, deals = load_crm_or_config(args.config, leads=args.leads, events=args.events,
                                                              deals=args.deals, date_format=args.date_format)
+    args.model = args.model or default_model_uri(args.config)  # the config's own champion, never another's
     bundle, _ = load_bundle(args.model)
     rules_path = args.rules or str(EXAMPLE_RULES)
     try:
