@@ -77,3 +77,50 @@ def test_the_weighted_candidates_are_a_list_of_names():
     assert TrainingConfig(per_lead_candidates=["lightgbm"]).per_lead_candidates == ("lightgbm",)
     with pytest.raises(ValueError, match="'per_lead_candidates' parameter of TrainingConfig must be a list"):
         TrainingConfig(per_lead_candidates="lightgbm")
+
+
+def _few_rows(n_rows, seed=0):
+    """``n_rows`` snapshots of n_rows // 3 leads; conversion rises with x (about 20 % converted)."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"x": rng.normal(size=n_rows), "z": rng.normal(size=n_rows),
+                      "email_domain_type": rng.choice(["business", "free"], size=n_rows)})  # the spec's one category
+    y = (X["x"] + rng.normal(size=n_rows) > 1.2).astype(int).to_numpy()
+    return X, y, lead_weights(rng.integers(0, n_rows // 3, size=n_rows))
+
+
+def _lightgbm():
+    from features.spec import FeatureSpec
+    from models.estimators import make_lightgbm
+
+    return make_lightgbm(FeatureSpec(categorical_columns=(), numeric_columns=(), job_title_column=None),
+                         n_estimators=60, n_jobs=1)
+
+
+def test_lightgbm_splits_on_a_small_export_weighted_or_not():
+    # 326 training rows (a 1,500-lead won-only export): with 200 rows required in each leaf no
+    # split exists, so every tree was one leaf and the prediction a constant (AUC 0.5), with or
+    # without per-lead weights. The leaf minimum is now a quarter of the rows: 81.
+    from sklearn.metrics import roc_auc_score
+
+    X, y, weight = _few_rows(326)
+    assert weight.min() < 1 < weight.max() and weight.mean() == pytest.approx(1.0)
+    for sample_weight in (None, weight):
+        model = fit_weighted(_lightgbm(), X, y, sample_weight)
+        assert model[-1].booster_.trees_to_dataframe()["split_feature"].notna().any()
+        assert roc_auc_score(y, model.predict_proba(X)[:, 1]) > 0.75  # x alone gives about 0.8
+        assert model.get_params()["classifier__min_child_samples"] == 326 // 4
+
+
+def test_the_leaf_minimum_is_kept_where_it_leaves_room_to_split():
+    X, y, weight = _few_rows(800)
+    assert fit_weighted(_lightgbm(), X, y, weight).get_params()["classifier__min_child_samples"] == 200
+
+
+def test_lightgbm_splits_do_not_depend_on_the_scale_of_the_weights():
+    # Why per-lead weights were not the cause: multiplying every weight by c multiplies each leaf's
+    # gradient and hessian sums by c, so without L2 (reg_lambda=0) the gains keep their order and
+    # the leaf values -G/H and the weighted mean that starts the boosting are unchanged.
+    X, y, weight = _few_rows(326)
+    fits = [fit_weighted(_lightgbm().set_params(classifier__reg_lambda=0.0), X, y, weight * scale)
+            for scale in (1.0, 1 / 40)]
+    np.testing.assert_allclose(fits[0].predict_proba(X), fits[1].predict_proba(X), rtol=1e-6)
