@@ -36,7 +36,7 @@ bench-http: install
 bench-planner: install
 	$(BIN)/python benchmarks/bench_planner.py
 
-# One lead base scored by serve.py score (pandas) and serve.py spark-score (local[2]) in the same run.
+# One lead base scored by serve.py score (pandas) and serve.py spark-score on local[1], local[2] and a standalone cluster of two 1-core workers started here, in the same run.
 bench-spark: install
 	$(BIN)/python benchmarks/bench_spark.py
 

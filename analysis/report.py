@@ -14,7 +14,7 @@ import pandas as pd
 from analysis import html as report_html
 from analysis.html import money, percent
 from analysis.rendering import render_page
-from scoring.batch import neutralise_formulas
+from scoring.score_file import neutralise_formulas
 
 FIGURES = ("cumulative_gains", "tier_conversion", "score_vs_points", "forecast")
 INTERVAL_WORDS = {

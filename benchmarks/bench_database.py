@@ -19,7 +19,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from crm.database import connect  # noqa: E402
-from scoring.batch import REASON_COLUMNS, _AtomicWriter  # noqa: E402
+from scoring.batch import REASON_COLUMNS  # noqa: E402
+from scoring.score_file import AtomicScoreFile  # noqa: E402
 
 
 def score_rows(n: int, seed: int = 0) -> pd.DataFrame:
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
         server = pgserver.get_server(folder / "postgres", cleanup_mode="delete")
     try:
         seconds = {
-            "parquet file": timed(_AtomicWriter(folder / "scores.parquet"), frame, args.chunk_size),
+            "parquet file": timed(AtomicScoreFile(folder / "scores.parquet"), frame, args.chunk_size),
             "duckdb file": timed(connect(folder / "scores.duckdb").write_table("scores"), frame, args.chunk_size),
             "postgresql (COPY)": timed(connect(server.get_uri()).write_table("scores"), frame, args.chunk_size),
         }

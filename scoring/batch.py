@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import tempfile
-import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from crm.spooled_writer import ParquetChunks
 from features.build import build_features
 from features.engagement import SCORING_MEMORY_LIMIT
 from features.plausibility import ImplausibleLeads
@@ -21,12 +15,11 @@ from features.snapshots import open_leads
 from features.timing import utc_now
 from scoring.history import with_previous
 from scoring.output_shape import REASON_COLUMNS, SCORE_COLUMNS, output_frame
-from scoring.temporaries import process_alive as _alive
+from scoring.score_file import AtomicScoreFile, check_output
 from models.threads import return_free_memory
 from models.tiers import TIERS
 
-__all__ = ["REASON_COLUMNS", "SCORE_COLUMNS", "check_output", "neutralise_formulas", "remove_stale_temporaries",
-           "score_features", "score_lead_base"]
+__all__ = ["REASON_COLUMNS", "SCORE_COLUMNS", "score_features", "score_lead_base"]
 
 
 def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
@@ -63,7 +56,7 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
     """
     if chunk_size <= 0:
         raise ValueError(f"The 'chunk_size' parameter of score_lead_base must be positive. Got {chunk_size!r}.")
-    sink = out if hasattr(out, "write") else _AtomicWriter(check_output(out))
+    sink = out if hasattr(out, "write") else AtomicScoreFile(check_output(out))
     scored_at = utc_now().floor("s")
     started = time.perf_counter()
     counts = pd.Series(0, index=list(TIERS), dtype=np.int64)
@@ -113,50 +106,6 @@ def score_lead_base(bundle, leads, events, *, as_of, out, deals=None,
     return counts
 
 
-def check_output(out) -> Path:
-    """Refuse an output path that cannot be written, before any work: wrong suffix, a folder, under a file.
-
-    The folder is created when missing (as the writer would); a folder that exists is tried with a
-    real temporary file, since permissions alone do not tell (a read-only mount, root).
-    """
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if out.is_dir():
-        raise ValueError(f"Output {out}: is a folder; give a file name such as {out / 'scores.parquet'}.")
-    if suffix not in (".parquet", ".csv"):
-        raise ValueError(f"Output {out}: expected a .parquet or .csv file name. Got {suffix!r}.")
-    ancestor = out.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise ValueError(f"Output {out}: {ancestor} is a file, so nothing can be written under it.")
-    if ancestor == out.parent:
-        try:
-            handle, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp")
-        except OSError as error:
-            raise ValueError(f"Output {out}: cannot write in {out.parent} ({error.strerror}).") from None
-        os.close(handle)
-        os.unlink(name)
-    elif not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ValueError(f"Output {out}: cannot create folders in {ancestor} (not writable).")
-    return out
-
-
-#: Characters that make a spreadsheet read a cell as a formula (OWASP's CSV injection list).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text cells a spreadsheet would execute (``=HYPERLINK(...)``) prefixed with ``'``; numbers untouched."""
-    changed = {}
-    for column in frame.columns:
-        values = frame[column]
-        if values.dtype == object or pd.api.types.is_string_dtype(values):
-            text = values.astype("string")
-            risky = text.str.startswith(FORMULA_STARTS).fillna(False).astype(bool)
-            if risky.any():
-                changed[column] = values.mask(risky.to_numpy(), "'" + values.astype(str))
-    return frame.assign(**changed) if changed else frame
 def _score_chunk(bundle, snapshots, leads, events, *, explain, thresholds, model_version, scored_at,
                  timings=None, monitor=None) -> pd.DataFrame:
     clock = _Stages(timings)
@@ -337,80 +286,6 @@ def _bar(total, enabled: bool):
 
     return tqdm(total=total, unit=" leads", unit_scale=True, desc="scoring", disable=not enabled or None,
                 mininterval=1.0, leave=False)
-
-
-class _AtomicWriter:
-    """Chunked Parquet or CSV written to a temp file in the target folder, renamed on success.
-
-    The temp file carries the writer's process id: a later run at the same path removes those of
-    processes that no longer exist. SIGTERM during the write unwinds like Ctrl-C, so the temp file
-    of a stopped run is removed too.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self):
-        suffix = self.path.suffix.lower()
-        if suffix not in (".parquet", ".csv"):
-            raise ValueError(f"Output {self.path}: expected a .parquet or .csv file name. Got {suffix!r}.")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(self.path)
-        handle, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.{os.getpid()}.",
-                                        suffix=".tmp")
-        os.close(handle)
-        self.temporary = Path(name)
-        self.parquet = ParquetChunks(self.temporary) if suffix == ".parquet" else None
-        self.rows = 0
-        self._previous_sigterm = _unwind_on_sigterm()
-        return self
-
-    def write(self, frame: pd.DataFrame) -> None:
-        if self.parquet is None:
-            neutralise_formulas(frame).to_csv(self.temporary, mode="a", header=self.rows == 0, index=False)
-        else:
-            self.parquet.write(frame)
-        self.rows += len(frame)
-
-    def __exit__(self, kind, error, traceback):
-        try:
-            if self.parquet is not None:
-                self.parquet.close()
-            if kind is None:
-                # mkstemp makes the file private (0600); the output gets the usual umask instead.
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(self.temporary, 0o666 & ~umask)
-                os.replace(self.temporary, self.path)
-        finally:
-            self.temporary.unlink(missing_ok=True)  # gone already after a successful rename
-            if self._previous_sigterm is not None:
-                signal.signal(signal.SIGTERM, self._previous_sigterm)
-        return False
-
-
-def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Remove temp files of earlier writes to ``path`` whose process is gone (killed runs); returns them."""
-    removed = []
-    for candidate in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = candidate.name[len(path.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and _alive(int(pid)):
-            continue
-        candidate.unlink(missing_ok=True)
-        removed.append(candidate)
-    return removed
-
-
-def _unwind_on_sigterm():
-    """Turn SIGTERM into SystemExit while writing (main thread, default handler only); returns the old handler."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return None
-
-    def stop(signum, frame):
-        raise SystemExit(128 + signum)
-
-    return signal.signal(signal.SIGTERM, stop)
 
 
 @contextmanager

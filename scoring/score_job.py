@@ -44,7 +44,8 @@ def run_score(args) -> ScoreRun:
     from registry import default_model_uri
     from registry.loading import load_bundle
     from registry.tier_policy import effective_thresholds
-    from scoring.batch import check_output, score_lead_base
+    from scoring.batch import score_lead_base
+    from scoring.score_file import check_output
     from scoring.drift import DriftMonitor
     from scoring.history import open_history
     from scoring.safe_outputs import refuse_outputs_that_are_inputs
@@ -100,7 +101,7 @@ def run_score(args) -> ScoreRun:
 def output_target(out: str, *, out_db=None, db=None, project=None):
     """The output file path, or a table writer when ``out`` names a table in a database."""
     if Path(out).suffix.lower() in (".parquet", ".csv"):
-        from scoring.batch import check_output
+        from scoring.score_file import check_output
 
         check_output(out)  # before any scoring: a bad output path must not cost a whole run
         return out

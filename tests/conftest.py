@@ -1,3 +1,6 @@
+import os
+import shutil
+
 import pytest
 
 from models.threads import sleep_while_waiting
@@ -7,10 +10,37 @@ from models.threads import sleep_while_waiting
 sleep_while_waiting()
 
 
+@pytest.fixture(scope="session")
+def new_mlflow_store(tmp_path_factory):
+    """A function that makes a real, empty MLflow SQLite store in a folder and returns its URI.
+
+    MLflow builds a new store's tables through its database migrations, about a second of CPU each;
+    they run once per session here and each new store is a copy of that empty one, its default
+    experiment's artifacts pointed at ``folder/mlruns`` as MLflow itself would have.
+    """
+    import contextlib
+    import shutil
+    import sqlite3
+
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    empty = tmp_path_factory.mktemp("empty-mlflow-store")
+    SqlAlchemyStore(f"sqlite:///{empty / 'mlflow.db'}", str(empty / "mlruns")).engine.dispose()
+
+    def make(folder) -> str:
+        shutil.copyfile(empty / "mlflow.db", folder / "mlflow.db")
+        with contextlib.closing(sqlite3.connect(folder / "mlflow.db")) as con, con:
+            con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                        (str(folder / "mlruns" / "0"),))
+        return f"sqlite:///{folder / 'mlflow.db'}"
+
+    return make
+
+
 @pytest.fixture
-def mlflow_store(tmp_path, monkeypatch):
+def mlflow_store(tmp_path, monkeypatch, new_mlflow_store):
     """A throw-away SQLite MLflow store: tests never touch the project's own mlflow.db."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)  # the default artifact root ./mlruns lands here too
     return uri
@@ -85,7 +115,7 @@ def postgres_url():
 
 
 @pytest.fixture(scope="session")
-def planned_crm(tmp_path_factory):
+def planned_crm(tmp_path_factory, new_mlflow_store):
     """A small CRM trained, compared with the example rules and scored once, in its own MLflow store.
 
     The folder holds ``crm/``, ``mlflow.db``, ``scores.parquet`` (the open base as of ``as_of``) and the
@@ -101,7 +131,7 @@ def planned_crm(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("planner")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        patch.setenv("MLFLOW_TRACKING_URI", new_mlflow_store(folder))
         patch.chdir(folder)
         crm = folder / "crm"
         tables = [part for name in ("leads", "events", "deals") for part in (f"--{name}", str(crm / f"{name}.parquet"))]
@@ -123,3 +153,22 @@ def planned(planned_crm, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{planned_crm / 'mlflow.db'}")
     monkeypatch.chdir(planned_crm)
     return planned_crm
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory):
+    """A local Spark session for one test module (stopped after it); a CLI run in the process picks it up.
+
+    No Java: the tests skip, except in CI (LEAD_SCORING_CI=1), where they fail.
+    """
+    if not os.environ.get("JAVA_HOME") and shutil.which("java") is None:
+        message = "no Java runtime for Spark (apt-get install openjdk-17-jre-headless)"
+        if os.environ.get("LEAD_SCORING_CI") == "1":
+            pytest.fail(f"LEAD_SCORING_CI=1 and {message}")
+        pytest.skip(message)
+    from scoring.spark import spark_session
+
+    session = spark_session("local[2]", app_name="lead-scoring-tests",
+                            config={"spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse"))})
+    yield session
+    session.stop()

@@ -24,19 +24,19 @@ MODEL = "models:/lead-conversion@champion"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, new_mlflow_store):
     """A clean CSV export, a model trained on it in a throw-away store, and its scores as of the data's end."""
     folder = tmp_path_factory.mktemp("corpus")
-    tables = clean_tables(generate_crm(2_500, months=12, seed=4))
+    tables = clean_tables(generate_crm(1_200, months=12, seed=4))
     clean = write_clean(tables, folder / "clean")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        patch.setenv("MLFLOW_TRACKING_URI", new_mlflow_store(folder))
         patch.chdir(folder)
         train = _train(clean)
         assert train["code"] == 0, train["out"]
         scores = folder / "clean_scores.csv"
         assert serve.main(["score", "--model", MODEL, *_tables(clean), "--as-of", AS_OF, "--out", str(scores),
-                           "--no-reasons"]) == 0
+                           "--no-reasons", "--no-monitoring"]) == 0
         yield {"folder": folder, "clean": clean, "tables": tables, "cases": {c.name: c for c in corpus(tables)},
                "snapshots": train["snapshots"], "scores": pd.read_csv(scores, dtype={"lead_id": str})}
 
@@ -87,8 +87,9 @@ def test_read_right_by_train_and_score(world, store, tmp_path, name):
     assert _events(events)["occurred_at"].tolist() == _events(clean_events)["occurred_at"].tolist()
 
     out = tmp_path / "scores.csv"
+    # Monitoring is not what is read here (tests/test_monitoring.py): it is left out to keep the corpus fast.
     assert serve.main(["score", "--model", MODEL, *_tables(paths), "--as-of", AS_OF, "--out", str(out),
-                       "--no-reasons", *case.args]) == 0
+                       "--no-reasons", "--no-monitoring", *case.args]) == 0
     scores = pd.read_csv(out, dtype={"lead_id": str})
     clean = world["scores"]
     expected = clean["lead_id"].map(lambda v: ids.get(v, v))
@@ -127,7 +128,7 @@ def test_an_ambiguous_date_column_reads_with_the_date_format_flag(world, store, 
     assert leads.set_index("lead_id")["created_at"].equals(clean.loc[leads["lead_id"]].astype("datetime64[ns]"))
     out = tmp_path / "scores.csv"
     assert serve.main(["score", "--model", MODEL, *_tables(paths), "--as-of", AS_OF, "--out", str(out),
-                       "--no-reasons", "--date-format", "%d/%m/%Y %H:%M:%S"]) == 0
+                       "--no-reasons", "--no-monitoring", "--date-format", "%d/%m/%Y %H:%M:%S"]) == 0
 
 
 def test_stale_data_is_refused_with_the_as_of_to_use(world, store, tmp_path, capsys):
@@ -138,9 +139,9 @@ def test_stale_data_is_refused_with_the_as_of_to_use(world, store, tmp_path, cap
                                           r"of the model's 90-day horizon.*--as-of 2025-12-3\dT.*--allow-stale")
     assert not out.exists()
     assert serve.main(["score", "--model", MODEL, *_tables(world["clean"]), "--as-of", "2026-06-01",
-                       "--out", str(out), "--no-reasons", "--allow-stale"]) == 0
+                       "--out", str(out), "--no-reasons", "--no-monitoring", "--allow-stale"]) == 0
     assert serve.main(["score", "--model", MODEL, *_tables(world["clean"]), "--as-of", "2026-06-01",
-                       "--out", str(out), "--no-reasons", "--stale-after-days", "200"]) == 0
+                       "--out", str(out), "--no-reasons", "--no-monitoring", "--stale-after-days", "200"]) == 0
 
 
 @pytest.mark.parametrize("out, message", [
@@ -196,7 +197,7 @@ def test_a_local_model_folder_says_where_it_came_from(world, store, tmp_path, ca
     local = mlflow.artifacts.download_artifacts(version.source, dst_path=str(tmp_path / "model"))
     out = tmp_path / "s.csv"
     assert serve.main(["score", "--model", local, *_tables(world["clean"]), "--as-of", AS_OF, "--out", str(out),
-                       "--no-reasons"]) == 0
+                       "--no-reasons", "--no-monitoring"]) == 0
     page = open(os.path.join(os.path.dirname(__file__), "..", "docs", "data-scientist", "logged-model.md")).read()
     assert "from the local folder" in capsys.readouterr().err and "a model file is code" in page.replace("**", "").lower()
 

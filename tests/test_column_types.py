@@ -10,7 +10,7 @@ import pytest
 from crm.readers import parse_numbers, read_table
 from features.column_types import decide_decimal, parse_timestamp_column, same_id_type
 from features.contract import DataContractError, bounded, contract_message
-from scoring.batch import neutralise_formulas
+from scoring.score_file import neutralise_formulas
 
 
 def parse(values, **kwargs):

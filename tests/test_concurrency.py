@@ -12,7 +12,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from scoring.batch import remove_stale_temporaries
+from scoring.score_file import remove_stale_temporaries
 from registry.aliases import champion_version, promote_champion
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,8 +71,8 @@ WRITER = """
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started in the background
     from pathlib import Path
     import pandas as pd
-    from scoring.batch import _AtomicWriter
-    with _AtomicWriter(Path(sys.argv[1])) as writer:
+    from scoring.score_file import AtomicScoreFile
+    with AtomicScoreFile(Path(sys.argv[1])) as writer:
         writer.write(pd.DataFrame({"lead_id": ["a", "b"], "score": [1, 2]}))
         print(writer.temporary, flush=True)
         time.sleep(60)
@@ -107,9 +107,9 @@ def test_temp_files_of_killed_runs_are_removed_by_the_next_run_at_the_same_path(
         other = tmp_path / f".other.csv.{killed.pid}.x2.tmp"  # nor another output's
         busy.touch()
         other.touch()
-        from scoring.batch import _AtomicWriter
+        from scoring.score_file import AtomicScoreFile
 
-        with _AtomicWriter(out) as writer:
+        with AtomicScoreFile(out) as writer:
             writer.write(pd.DataFrame({"lead_id": ["a"], "score": [1]}))
         assert not left.exists() and busy.exists() and other.exists() and out.exists()
         assert remove_stale_temporaries(out) == []

@@ -24,11 +24,11 @@ def crm():
 
 
 @pytest.fixture
-def files(crm, tmp_path, monkeypatch):
+def files(crm, tmp_path, monkeypatch, new_mlflow_store):
     for name in ("leads", "events", "deals"):
         getattr(crm, name).to_csv(tmp_path / f"{name}.csv", index=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", new_mlflow_store(tmp_path))
     return ["--leads", "leads.csv", "--events", "events.csv", "--deals", "deals.csv"]
 
 

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def logged_store(small_models, tmp_path_factory):
+def logged_store(small_models, tmp_path_factory, new_mlflow_store):
     """The logistic bundle logged and registered in a throw-away store; the small CRM beside it as Parquet."""
     from registry.runs import log_training_run
 
@@ -25,7 +25,7 @@ def logged_store(small_models, tmp_path_factory):
     result = TrainingResult(bundle=small_models["logistic"], params={"model": "logistic"},
                             metrics={"test_roc_auc": 0.8}, tables={}, test=None)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        patch.setenv("MLFLOW_TRACKING_URI", new_mlflow_store(folder))
         patch.chdir(folder)
         use_default_store()
         log_training_run(result, model_name="quiet")

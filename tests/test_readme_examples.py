@@ -39,6 +39,8 @@ SHOWN_ONLY = {
     "db.internal": "a company's database server (tests/test_database.py runs these against PostgreSQL)",
     "spark-score": "Spark needs a JVM and half a minute (tests/test_spark.py runs spark-score)",
     "spark-submit": "a cluster",
+    "spark-class": "finding Spark's daemon launcher for a cluster",
+    "org.apache.spark.deploy": "a Spark cluster's daemons (make bench-spark starts them: benchmarks/spark_cluster.py)",
     "zip -r": "packing code for a cluster",
     "benchmarks/": "a benchmark of minutes to hours",
     "docker ": "a container engine (tests/test_container.py checks the image's recipe)",

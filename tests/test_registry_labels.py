@@ -21,12 +21,12 @@ NAME = "churned"
 
 
 @pytest.fixture(scope="module")
-def two_versions(small_models, tmp_path_factory):
+def two_versions(small_models, tmp_path_factory, new_mlflow_store):
     """Version 1 (logistic) and 2 (LightGBM) of one registered model in a throw-away store, a CSV export."""
     folder = tmp_path_factory.mktemp("registry")
     crm = small_models["crm"]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        patch.setenv("MLFLOW_TRACKING_URI", new_mlflow_store(folder))
         patch.chdir(folder)
         use_default_store()
         for kind in ("logistic", "lightgbm"):

@@ -14,13 +14,13 @@ MODEL = "models:/no-such-model@champion"  # never reached: the refusal comes fir
 
 
 @pytest.fixture
-def export(tmp_path, monkeypatch):
+def export(tmp_path, monkeypatch, new_mlflow_store):
     """A small CSV export in tmp_path (the current folder), and the bytes of each file."""
     crm = generate_crm(40, months=3, seed=3)
     for name in ("leads", "events", "deals"):
         getattr(crm, name).to_csv(tmp_path / f"{name}.csv", index=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", new_mlflow_store(tmp_path))
     return {name: (tmp_path / f"{name}.csv").read_bytes() for name in ("leads", "events", "deals")}
 
 

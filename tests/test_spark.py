@@ -4,9 +4,7 @@ Probabilities, tiers, fit / engagement sub-scores and reasons; from the contract
 a company's own export read through its project config.
 """
 
-import os
 import re
-import shutil
 import time
 
 import numpy as np
@@ -21,21 +19,6 @@ from registry.runs import log_training_run
 from registry.store import use_default_store
 
 AS_OF = pd.Timestamp("2025-10-01")
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    if not os.environ.get("JAVA_HOME") and shutil.which("java") is None:
-        message = "no Java runtime for Spark (apt-get install openjdk-17-jre-headless)"
-        if os.environ.get("LEAD_SCORING_CI") == "1":
-            pytest.fail(f"LEAD_SCORING_CI=1 and {message}")
-        pytest.skip(message)
-    from scoring.spark import spark_session
-
-    session = spark_session("local[2]", app_name="lead-scoring-tests",
-                            config={"spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse"))})
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")
