@@ -39,8 +39,10 @@ def demo(args) -> int:
     args.report_out = str(folder / "training_report")
     if getattr(args, "refit", None) is None:  # the champion that scores the open base is refit on everything known
         args.refit = True
-    result, _ = train_and_log(args, leads, events, deals, truth=truth)
-    model_uri = f"models:/{args.model_name}@champion"
+    result, logged = train_and_log(args, leads, events, deals, truth=truth)
+    # The version this run registered, promoted or held for review: the demo shows its own model either way
+    # (a held one is said above, with the command that promotes it).
+    model_uri = f"models:/{args.model_name}/{logged['version']}"
     bundle, identity = load_bundle(model_uri)
     as_of = pd.Timestamp(result.params["data_end"])
     out = folder / "scores.parquet"
@@ -50,8 +52,7 @@ def demo(args) -> int:
         counts = score_lead_base(bundle, leads, events, as_of=as_of, out=out, deals=deals, monitor=monitor,
                                  model_version=identity["model_version"], progress=log.info, history=history,
                                  model_name=args.model_name)
-    print(f"\nscored {int(counts.sum()):,} open leads as of {as_of.date()} with {model_uri} "
-          f"(version {identity['model_version']}) -> {out}")
+    print(f"\nscored {int(counts.sum()):,} open leads as of {as_of.date()} with {model_uri} -> {out}")
     print("  " + ", ".join(f"{tier} {count:,}" for tier, count in counts.items()))
 
     if forward_months:
