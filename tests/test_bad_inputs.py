@@ -230,12 +230,16 @@ def test_every_case_through_a_duckdb_database_reads_right_or_is_one_line(world, 
     code = serve.main(["score", "--model", MODEL, "--db", str(database), "--leads", "crm_leads", "--events",
                        "crm_events", "--deals", "crm_deals", "--as-of", AS_OF, "--out", str(out), "--no-reasons",
                        "--no-monitoring", *case.args])
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
+    assert_reads_or_is_one_line(code, capsys.readouterr(), out)
+
+
+def assert_reads_or_is_one_line(code: int, captured, out, case: str = "") -> None:
+    """A case through a route scored (rows written) or stopped with one line, exit 2 and nothing written."""
+    assert "Traceback" not in captured.err, (case, captured.err)
     if code == 0:
-        assert len(pd.read_parquet(out)) > 0
+        assert len(pd.read_parquet(out)) > 0, case
     else:
-        assert code == 2 and not out.exists(), captured.err
+        assert code == 2 and not out.exists(), (case, captured.err)
         _assert_one_line(captured, r".")
 
 
