@@ -22,12 +22,16 @@ def _awkward_rows(bundle, features: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([features, missing, unseen, zeros], ignore_index=True)
 
 
-def test_tables_give_lightgbms_own_contributions(small_models):
+def _booster_and_awkward_codes(small_models):
+    """The small LightGBM's booster and the awkward rows as the codes it reads."""
     bundle = small_models["lightgbm"]
     features = _awkward_rows(bundle, small_models["features"])
     pipeline = bundle.model.calibrated_classifiers_[0].estimator.estimator
-    codes = pipeline[0].to_codes(bundle.conform(features))
-    booster = pipeline[-1].booster_
+    return pipeline[-1].booster_, pipeline[0].to_codes(bundle.conform(features))
+
+
+def test_tables_give_lightgbms_own_contributions(small_models):
+    booster, codes = _booster_and_awkward_codes(small_models)
     reference = booster.predict(codes, pred_contrib=True)
     ours = TreeTables(booster).contributions(codes)
     assert ours.shape == reference.shape
@@ -136,11 +140,7 @@ def test_reason_columns_at_once_equal_per_lead_reasons_for_any_spec(windows):
 
 
 def test_tables_give_lightgbms_own_raw_scores_bit_for_bit(small_models):
-    bundle = small_models["lightgbm"]
-    features = _awkward_rows(bundle, small_models["features"])
-    pipeline = bundle.model.calibrated_classifiers_[0].estimator.estimator
-    codes = pipeline[0].to_codes(bundle.conform(features))
-    booster = pipeline[-1].booster_
+    booster, codes = _booster_and_awkward_codes(small_models)
     np.testing.assert_array_equal(TreeTables(booster).raw_margin(codes), booster.predict(codes, raw_score=True))
 
 
