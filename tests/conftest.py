@@ -19,7 +19,6 @@ def new_mlflow_store(tmp_path_factory):
     experiment's artifacts pointed at ``folder/mlruns`` as MLflow itself would have.
     """
     import contextlib
-    import shutil
     import sqlite3
 
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
@@ -95,7 +94,6 @@ def postgres_url():
     Never a mock and never a skip: a server that cannot start fails the tests that need it.
     Running as root, pgserver starts the server as its own system user ``pgserver``.
     """
-    import shutil
     import tempfile
     import warnings
 
