@@ -134,7 +134,8 @@ def guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd.
     if selection is not None and not selection.windows.empty and times is not None:  # folds have no newest
         drift = check_newest_window(selection.windows[selection.windows["candidate"].eq(best)], y_test, probability,
                                     auc_newest=metrics["test_roc_auc"],
-                                    leads_newest=len(pd.unique(groups[in_split["test"]])))
+                                    leads_newest=len(pd.unique(groups[in_split["test"]])),
+                                    calibrated_on=(y_cal, groups[in_split["calibration"]]))
         metrics.update(drift.metrics if drift is not None else {})
         metrics.update({f"selection_{stat}_{row.candidate}": float(getattr(row, stat))
                         for row in selection.summary.itertuples()

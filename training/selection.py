@@ -141,14 +141,31 @@ def select_candidate(features, labels, times, *, known_at, pool, groups, candida
         windows = selection_windows(times, pool=pool, n_windows=config.selection_windows)
         splits = time_splits(times, windows=windows, known_at=known_at, pool=pool)
         kind = "windows before the test window"
+    skipped = []  # said window by window when some window is scored, in one line when none is
     table = compare_candidates(features, labels, candidates=candidates, splits=splits, groups=groups,
-                               seed=config.seed, log=log)
+                               seed=config.seed, log=skipped.append)
     selection = choose(table, order=list(candidates))
-    if not table.empty:
-        log(f"selection over {table['window'].nunique()} {kind} (log loss after a cross-fitted calibration map; "
-            "ROC AUC):\n" + selection.console_table())
+    if table.empty:
+        log(no_window_line(splits, labels, kind=kind, fallback=selection.model))
+        return selection
+    for line in skipped:
+        log(line)
+    log(f"selection over {table['window'].nunique()} {kind} (log loss after a cross-fitted calibration map; "
+        "ROC AUC):\n" + selection.console_table())
     log(f"selected {selection.reason}")
     return selection
+
+
+def no_window_line(splits, labels, *, kind: str, fallback: str, min_fit_positives: int = MIN_FIT_POSITIVES,
+                   min_validation_positives: int = MIN_VALIDATION_POSITIVES) -> str:
+    """The one console line of a selection no window could score: what each window had, and the fallback."""
+    labels = np.asarray(labels, dtype=int)
+    had = "; ".join(f"{split['validate_from']}: {int(labels[split['fit']].sum())} to fit, "
+                    f"{int(labels[split['validate']].sum())} to validate" for split in splits)
+    return (f"selection: no {kind.replace('windows', 'window').replace('folds', 'fold')} has enough converted rows "
+            f"to compare the candidates (each needs {min_fit_positives} to fit and {min_validation_positives} to "
+            f"validate{'; ' + had if had else '; none could be made'}); falling back to {fallback}, the simplest "
+            "candidate, without a per-window table or a drift check")
 
 
 def choose(table: pd.DataFrame, *, order, noise_factor: float = NOISE_FACTOR) -> Selection:

@@ -47,5 +47,10 @@ def _fit_leaf_minimum(estimator, n_rows: int) -> None:
     """
     key = f"{estimator.steps[-1][0]}__min_child_samples" if hasattr(estimator, "steps") else "min_child_samples"
     minimum = estimator.get_params().get(key)
-    if isinstance(minimum, int) and minimum > max(1, n_rows // 4):
-        estimator.set_params(**{key: max(1, n_rows // 4)})
+    if isinstance(minimum, int) and minimum > leaf_minimum_cap(n_rows):
+        estimator.set_params(**{key: leaf_minimum_cap(n_rows)})
+
+
+def leaf_minimum_cap(n_rows: int) -> int:
+    """The largest leaf minimum (LightGBM's ``min_child_samples``) that still lets ``n_rows`` rows split: a quarter."""
+    return max(1, int(n_rows) // 4)
