@@ -137,10 +137,10 @@ class TreeTables:
         arrays = (self.n_nodes, self.node_feature, self.node_threshold, self.node_kind, self.node_default_left,
                   self.node_categories, self.categories, self.n_used, self.used, self.table, self.leaf, contributions)
         threads = worker_threads(len(X), rows_per_thread=_BLOCK_ROWS)
-        bounds = np.linspace(0, len(X), threads + 1).astype(np.int64)
         if threads == 1:
             _walk_trees(X, out, margin, 0, len(X), *arrays)
             return out, margin
+        bounds = np.linspace(0, len(X), threads + 1).astype(np.int64)
         # The kernel releases the GIL: plain threads over row slices (see features.event_pass on why not numba's).
         with ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(lambda i: _walk_trees(X, out, margin, bounds[i], bounds[i + 1], *arrays), range(threads)))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated
 from urllib.parse import parse_qsl
 
@@ -126,7 +126,7 @@ def lead_results(scorer, bundle, many: list[Lead], when: pd.Timestamp, *, model_
     ``scorer`` (``models.lead_scorer``) takes a few leads as arrays end to end; without one (a model
     it does not cover) or for more leads, the DataFrame route: the same numbers and texts.
     """
-    times = {"model_version": model_version, "as_of": utc_text(when), "scored_at": utc_text(utc_now().floor("s"))}
+    times = {"model_version": model_version, "as_of": utc_text(when), "scored_at": _this_second()}
 
     def shaped(lead, probability, score, tier, fit, engagement, up, down) -> dict:
         return {"lead_id": None if lead.lead_id is None else str(lead.lead_id), "probability": float(probability),
@@ -205,6 +205,11 @@ def _as_of(query_string: bytes) -> datetime | None:
         return _AS_OF.validate_python(values[-1])
     except ValidationError as error:
         raise InvalidLeads(field_problems(error.errors(), None, prefix="query.as_of")) from None
+
+
+def _this_second() -> str:
+    """Now in UTC to the second, as ``utc_text`` writes it (``2026-01-01T00:00:00+00:00``), without pandas (20 us)."""
+    return datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None).isoformat() + "+00:00"
 
 
 async def _body(receive) -> bytes:

@@ -152,8 +152,9 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
     leads_of = TypeAdapter(lead_model | list[lead_model])
     warm_up(scorer, bundle, leads_of, examples)
     # POST /score is served by a plain ASGI endpoint (scoring.score_route); FastAPI documents it.
-    app.router.routes.append(Route("/score", ScoreEndpoint(scored, leads_of=leads_of, max_leads=max_leads, token=token),
-                                   methods=["POST"]))
+    # First among the routes: the router tries them in order, and this one takes nearly every request.
+    app.router.routes.insert(0, Route("/score", ScoreEndpoint(scored, leads_of=leads_of, max_leads=max_leads,
+                                                              token=token), methods=["POST"]))
     documented = documented_route(ScoreResponse, ERROR_RESPONSES, request_body(leads_of, examples),
                                   [Depends(authorised)] if token else [])
     app.include_router(planner_router(bundle, identity, open_base=open_base, authorised=authorised))
