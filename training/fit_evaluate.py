@@ -104,7 +104,8 @@ def guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd.
         # The map is chosen on the calibration split itself, not on the windows: its size decides whether
         # isotonic pays (the fines log's windows of 28-35k rows favoured isotonic, its 3.5k-row split
         # sigmoid; the windows' choice cost test ECE 0.0143 -> 0.0167 and PR AUC 0.2045 -> 0.2022).
-        calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed)
+        calibrated, log_losses, calibration_probability = calibrate(fitted[best], X_cal, y_cal, seed=config.seed,
+                                                                    with_probability=True)
     method = min(log_losses, key=log_losses.get)
     metrics.update({f"calibration_log_loss_{name}": value for name, value in log_losses.items()})
     segments = None
@@ -117,8 +118,8 @@ def guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd.
                                         min_positives=config.min_positives,
                                         min_calibration_positives=config.min_split_positives, seed=config.seed,
                                         log=log)
-    calibration_probability = calibrated.predict_proba(X_cal)[:, 1]
     if config.segment_by:  # the routed model is what gets used: judge its ranking (its maps saw these rows)
+        calibration_probability = calibrated.predict_proba(X_cal)[:, 1]
         metrics["validation_roc_auc_segmented"] = float(roc_auc_score(y_cal, calibration_probability))
         validation_auc = max(validation_auc, metrics["validation_roc_auc_segmented"])
     signal = has_signal(validation_auc, min_auc=config.min_validation_auc)

@@ -51,8 +51,8 @@ def refit_on_known(features: pd.DataFrame, labels, as_of, *, groups, candidate, 
                              "both. Train without the refit, or with a longer data window.")
     weight = training_weights(groups[fit], as_of[fit], per_lead=per_lead, half_life_days=half_life_days)
     model = fit_weighted(clone(candidate), features[fit], labels[fit], weight)
-    calibrated, _ = calibrate(model, features[calibrating], labels[calibrating], seed=seed)
-    probability = calibrated.predict_proba(features[calibrating])[:, 1]
+    calibrated, _, probability = calibrate(model, features[calibrating], labels[calibrating], seed=seed,
+                                           with_probability=True)
     thresholds = tier_policy.choose(probability)
     reference = build_reference(features[calibrating], probability, thresholds.assign(probability),
                                 categorical=categorical, source="the refit's calibration window")
