@@ -34,7 +34,7 @@ _PREFIXES = {"event": "_event_", "deal": "_deal_"}
 def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: int | None = None,
                             leads_per_bucket: int = 100_000, config: ProjectConfig | None = None,
                             sources: dict | None = None, date_format: str | None = None,
-                            with_data_end: bool = False):
+                            with_data_end: bool = False, rows_of=None):
     """Feature rows (``lead_id``, ``as_of``, ``spec.feature_names``) of every lead open at ``as_of``, on Spark.
 
     ``leads``, ``events`` and ``deals`` are Spark DataFrames with the data contract's columns, or,
@@ -44,6 +44,12 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
     at least the default parallelism) holds whole leads: a lead's events and deals hash to its
     bucket, so duplicate ids, events or deals of unknown leads and bad timestamps are refused as
     the pandas path refuses them.
+
+    ``rows_of`` turns each bucket's feature rows into other rows in the same Python call, before they
+    go back to Spark: a callable of a pandas frame of feature rows (``lead_id``, ``as_of``,
+    ``spec.feature_names``) with a ``schema`` attribute (the ``StructType`` of what it returns), such
+    as scores with reasons (``scoring.spark_scores.score_lead_base_on_spark``). One pass per bucket:
+    the feature rows never cross back to the JVM and out again.
 
     ``with_data_end`` adds :data:`DATA_END_COLUMN` for :func:`split_data_end`: the bucket's newest
     lead creation, event or deal closing, on its rows (and on one row without a lead when no lead of
@@ -100,6 +106,7 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
         right = right.unionByName(frame, allowMissingColumns=True)
     schema = _feature_schema(spec, id_type, with_data_end=with_data_end)
     names = list(schema.fieldNames())
+    out_schema = schema if rows_of is None else _with_data_end(rows_of.schema) if with_data_end else rows_of.schema
 
     # Plain values only in what the workers receive: no Spark objects.
     if config is None:
@@ -110,10 +117,12 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
                                                now=now, names=names, raw_types=raw_types, sources=sources or {},
                                                date_format=date_format)
     # Arrow in and out: each bucket's tables become pandas frames in pyarrow, not Spark's pandas layer.
+    if rows_of is not None:
+        features_of_bucket = functools.partial(_rows_of_bucket, features_of_bucket=features_of_bucket, rows_of=rows_of)
     in_arrow = functools.partial(_bucket_in_arrow, features_of_bucket=features_of_bucket,
-                                 arrow_schema=arrow_schema_of(spark, schema))
+                                 arrow_schema=arrow_schema_of(spark, out_schema))
     return bucket_of(left, lead_key).groupBy(_BUCKET).cogroup(bucket_of(right, "lead_id").groupBy(_BUCKET)) \
-        .applyInArrow(in_arrow, schema)
+        .applyInArrow(in_arrow, out_schema)
 
 
 def split_data_end(features):
@@ -134,6 +143,24 @@ def split_data_end(features):
 def _bucket_in_arrow(leads, history, *, features_of_bucket, arrow_schema):
     """One bucket's Arrow tables through ``features_of_bucket`` (Spark counts the two positional arguments)."""
     return pandas_in_arrow(features_of_bucket, leads, history, arrow_schema=arrow_schema)
+
+
+def _rows_of_bucket(leads_part, history_part, *, features_of_bucket, rows_of) -> pd.DataFrame:
+    """A bucket's feature rows through ``rows_of``; its data end (when asked for) kept as the features carried it."""
+    rows = features_of_bucket(leads_part, history_part)
+    if DATA_END_COLUMN not in rows.columns:
+        return rows_of(rows)
+    end = rows[DATA_END_COLUMN].iloc[0] if len(rows) else None  # the same on every row of a bucket
+    out = rows_of(rows.loc[rows["lead_id"].notna()].drop(columns=[DATA_END_COLUMN]).reset_index(drop=True))
+    if len(out) == 0 and end is not None:  # no lead open here: one row without a lead carries the data end
+        out = pd.DataFrame({name: [None] for name in rows_of.schema.fieldNames()})
+    return out.assign(**{DATA_END_COLUMN: end})
+
+
+def _with_data_end(schema):
+    from pyspark.sql.types import StructField, StructType, TimestampNTZType
+
+    return StructType(list(schema.fields) + [StructField(DATA_END_COLUMN, TimestampNTZType())])
 
 
 def _history(frame, kind: str, time_column: str, what_column: str, id_type):
