@@ -73,11 +73,16 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
                                 f"Columns found: {leads.columns}.")
     id_type = leads.schema[lead_key].dataType
 
+    # Each bucket is labelled by a value that Spark's hash partitioning sends to a partition of its own: with the
+    # bucket numbers themselves, pmod(hash(k), n) collides (buckets 0..9 fill 7 of 10 partitions), so one task
+    # built two or three buckets while a core idled.
+    labels = F.array(*[F.lit(label).cast("long") for label in _partition_labels(spark, buckets)])  # hashed as longs
+
     def bucket_of(frame, key):
         # Hash-partitioned by bucket into as many partitions: the cogroup reuses that partitioning (one task per
         # bucket) rather than spreading the buckets over spark.sql.shuffle.partitions (200 outside local mode).
-        frame = frame.withColumn(_BUCKET, F.pmod(F.xxhash64(F.col(f"`{key}`").cast("string")), F.lit(buckets)))
-        return frame.repartition(buckets, _BUCKET)
+        bucket = F.pmod(F.xxhash64(F.col(f"`{key}`").cast("string")), F.lit(buckets))
+        return frame.withColumn(_BUCKET, F.element_at(labels, (bucket + 1).cast("int"))).repartition(buckets, _BUCKET)
 
     history = []  # events and deals in one frame: cogroup takes two sides
     if config is None:
@@ -106,23 +111,23 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
         right = right.unionByName(frame, allowMissingColumns=True)
     schema = _feature_schema(spec, id_type, with_data_end=with_data_end)
     names = list(schema.fieldNames())
-    out_schema = schema if rows_of is None else _with_data_end(rows_of.schema) if with_data_end else rows_of.schema
+    if rows_of is not None:  # the bucket gives what rows_of makes of its feature rows
+        schema = _with_data_end(rows_of.schema) if with_data_end else rows_of.schema
+        names = list(schema.fieldNames())
 
     # Plain values only in what the workers receive: no Spark objects.
     if config is None:
         features_of_bucket = functools.partial(_features_of_bucket, spec=spec, as_of=as_of, now=now, names=names,
-                                               with_deals=deals is not None)
+                                               with_deals=deals is not None, rows_of=rows_of)
     else:
         features_of_bucket = functools.partial(_features_of_export_bucket, config=config, spec=spec, as_of=as_of,
                                                now=now, names=names, raw_types=raw_types, sources=sources or {},
-                                               date_format=date_format)
+                                               date_format=date_format, rows_of=rows_of)
     # Arrow in and out: each bucket's tables become pandas frames in pyarrow, not Spark's pandas layer.
-    if rows_of is not None:
-        features_of_bucket = functools.partial(_rows_of_bucket, features_of_bucket=features_of_bucket, rows_of=rows_of)
     in_arrow = functools.partial(_bucket_in_arrow, features_of_bucket=features_of_bucket,
-                                 arrow_schema=arrow_schema_of(spark, out_schema))
+                                 arrow_schema=arrow_schema_of(spark, schema))
     return bucket_of(left, lead_key).groupBy(_BUCKET).cogroup(bucket_of(right, "lead_id").groupBy(_BUCKET)) \
-        .applyInArrow(in_arrow, out_schema)
+        .applyInArrow(in_arrow, schema)
 
 
 def split_data_end(features):
@@ -145,16 +150,22 @@ def _bucket_in_arrow(leads, history, *, features_of_bucket, arrow_schema):
     return pandas_in_arrow(features_of_bucket, leads, history, arrow_schema=arrow_schema)
 
 
-def _rows_of_bucket(leads_part, history_part, *, features_of_bucket, rows_of) -> pd.DataFrame:
-    """A bucket's feature rows through ``rows_of``; its data end (when asked for) kept as the features carried it."""
-    rows = features_of_bucket(leads_part, history_part)
-    if DATA_END_COLUMN not in rows.columns:
-        return rows_of(rows)
-    end = rows[DATA_END_COLUMN].iloc[0] if len(rows) else None  # the same on every row of a bucket
-    out = rows_of(rows.loc[rows["lead_id"].notna()].drop(columns=[DATA_END_COLUMN]).reset_index(drop=True))
-    if len(out) == 0 and end is not None:  # no lead open here: one row without a lead carries the data end
-        out = pd.DataFrame({name: [None] for name in rows_of.schema.fieldNames()})
-    return out.assign(**{DATA_END_COLUMN: end})
+def _partition_labels(spark, partitions: int) -> list[int]:
+    """A long for each partition ``p`` that ``repartition(partitions, column)`` sends to partition ``p``.
+
+    Spark hash-partitions a long by ``pmod(hash(value), partitions)`` (Murmur3, ``F.hash``); the first
+    value landing in each partition is found by Spark itself, among a few times as many longs.
+    """
+    from pyspark.sql import functions as F
+
+    labels: dict[int, int] = {}
+    start, span = 0, max(64, 16 * partitions)
+    while len(labels) < partitions:
+        for row in spark.range(start, start + span, numPartitions=1).select(
+                "id", F.pmod(F.hash("id"), F.lit(partitions)).alias("p")).collect():
+            labels.setdefault(row["p"], row["id"])
+        start += span
+    return [labels[p] for p in range(partitions)]
 
 
 def _with_data_end(schema):
@@ -183,7 +194,7 @@ def _feature_schema(spec, id_type, *, with_data_end=False):
                       + ([StructField(DATA_END_COLUMN, TimestampNTZType())] if with_data_end else []))
 
 
-def _features_of_bucket(leads_part, history_part, *, spec, as_of, now, names, with_deals) -> pd.DataFrame:
+def _features_of_bucket(leads_part, history_part, *, spec, as_of, now, names, with_deals, rows_of=None) -> pd.DataFrame:
     """One bucket's leads, validated, their open snapshots at ``as_of`` and their features: the pandas path."""
     events = history_part.loc[history_part[_KIND].eq("event"), ["lead_id", "at", "what"]].set_axis(
         ["lead_id", "occurred_at", "event_type"], axis=1).reset_index(drop=True)
@@ -203,11 +214,11 @@ def _features_of_bucket(leads_part, history_part, *, spec, as_of, now, names, wi
     if spec.event_log:
         validate_events(events, lead_ids=leads["lead_id"], source="events", now=now)
     return _feature_rows(open_leads(leads, deals, as_of), leads, events if spec.event_log else None, spec, names,
-                         deals=deals)
+                         deals=deals, rows_of=rows_of)
 
 
 def _features_of_export_bucket(leads_part, history_part, *, config, spec, as_of, now, names, raw_types, sources,
-                               date_format) -> pd.DataFrame:
+                               date_format, rows_of=None) -> pd.DataFrame:
     """One bucket of an own export, mapped as ``load_tables`` maps it (``map_export``), then as ``_features_of_bucket``."""
     raw = {kind: _raw_rows(history_part, kind, raw_types[kind]) for kind in raw_types}
     if len(leads_part) == 0:  # a bucket with history but no leads: every row of it has an unknown lead
@@ -229,17 +240,21 @@ def _features_of_export_bucket(leads_part, history_part, *, config, spec, as_of,
                                "occurred_at": pd.Series([], dtype="datetime64[ns]"),
                                "event_type": pd.Series([], dtype=object)})
     return _feature_rows(open_leads(leads, deals, as_of), leads, events if spec.event_log else None, spec, names,
-                         deals=deals)
+                         deals=deals, rows_of=rows_of)
 
 
-def _feature_rows(snapshots, leads, events, spec, names, *, deals=None) -> pd.DataFrame:
-    """The bucket's output rows; with :data:`DATA_END_COLUMN` among ``names``, its data end on each of them."""
+def _feature_rows(snapshots, leads, events, spec, names, *, deals=None, rows_of=None) -> pd.DataFrame:
+    """The bucket's output rows (feature rows, or what ``rows_of`` makes of them); with :data:`DATA_END_COLUMN`
+    among ``names``, its data end on each of them."""
     features = build_features(snapshots, leads, events, spec)
-    categorical = spec.categorical_feature_names
-    # Categories as plain objects with None for missing: what Arrow turns into a nullable string.
-    features[categorical] = features[categorical].astype(object).where(features[categorical].notna(), None)
-    rows = pd.concat([snapshots[["lead_id", "as_of"]].reset_index(drop=True), features.reset_index(drop=True)],
-                     axis=1)
+    ids = snapshots[["lead_id", "as_of"]].reset_index(drop=True)
+    if rows_of is not None:  # scored as build_features gave them (categories kept), as the pandas path scores them
+        rows = rows_of(pd.concat([ids, features.reset_index(drop=True)], axis=1))
+    else:
+        categorical = spec.categorical_feature_names
+        # Categories as plain objects with None for missing: what Arrow turns into a nullable string.
+        features[categorical] = features[categorical].astype(object).where(features[categorical].notna(), None)
+        rows = pd.concat([ids, features.reset_index(drop=True)], axis=1)
     if DATA_END_COLUMN not in names:
         return rows[names]
     if len(rows) == 0:  # no lead open here: one row without a lead still carries the bucket's data end

@@ -55,8 +55,8 @@ class BucketScores:
         from scoring.output_shape import output_frame
         from models.explain import use_threads
 
-        if len(rows) == 0:
-            return pd.DataFrame({name: [] for name in self.schema.fieldNames()})
+        if len(rows) == 0:  # no lead of the bucket is open (object columns: Arrow casts them to any type)
+            return pd.DataFrame({name: pd.Series([], dtype=object) for name in self.schema.fieldNames()})
         bundle = self.bundle.value
         use_threads(bundle.model, self.threads)
         # In the output shape (scoring.output_shape): text ids, UTC instants.

@@ -205,6 +205,30 @@ def test_the_data_end_counts_a_bucket_without_open_leads(spark, crm_and_model):
     assert end == closed["closed_at"]
     assert scores.columns == list(SCORE_COLUMNS)
     assert scores.select("lead_id").toPandas()["lead_id"].tolist() == [str(open_id)]
+    scores = score_lead_base_on_spark(*tables, bundle, as_of=as_of, deals=spark.createDataFrame(deals),
+                                      buckets=buckets, explain=False)  # no data end: the closed lead's bucket is empty
+    assert scores.select("lead_id").toPandas()["lead_id"].tolist() == [str(open_id)]
+
+
+def test_each_bucket_is_built_by_a_task_of_its_own(spark, crm_and_model):
+    """Bucket numbers hashed as they are collide (0..9 fill 7 of 10 partitions): each bucket gets its own task."""
+    from pyspark.sql import functions as F
+
+    from scoring.spark_features import build_features_on_spark
+
+    folder, _, bundle, expected = crm_and_model
+    leads, events, deals = (spark.createDataFrame(pd.read_parquet(folder / f"{name}.parquet"))
+                            for name in ("leads", "events", "deals"))
+    buckets = 10
+    features = build_features_on_spark(leads, events, bundle.spec, as_of=AS_OF, deals=deals, buckets=buckets)
+    # Independently: each open lead's bucket, as the docs define it (a hash of the id as text).
+    placed = features.select("lead_id", F.spark_partition_id().alias("task"),
+                             F.pmod(F.xxhash64(F.col("lead_id").cast("string")), F.lit(buckets)).alias("bucket"))
+    tasks_of_bucket = placed.groupBy("bucket").agg(F.countDistinct("task").alias("n")).collect()
+    buckets_of_task = placed.groupBy("task").agg(F.countDistinct("bucket").alias("n")).collect()
+    assert len(tasks_of_bucket) == len(buckets_of_task) == buckets  # the small CRM has open leads in every bucket
+    assert {row["n"] for row in tasks_of_bucket} == {row["n"] for row in buckets_of_task} == {1}
+    assert placed.count() == len(expected)
 
 
 def test_bad_input_on_spark_is_refused_and_the_old_scores_stay(spark, crm_and_model, monkeypatch, tmp_path, capsys):
