@@ -35,7 +35,8 @@ def stage_table(model_uri: str, as_of, raw_payloads: list, *, rounds: int = 1000
     from registry.loading import load_bundle
     from scoring.lead_requests import lead_blocks, request_models
     from scoring.operations import use_access_log
-    from scoring.service import answer_body, create_app, lead_results
+    from scoring.score_route import answer_body, lead_results
+    from scoring.service import create_app
 
     bundle, identity = load_bundle(model_uri)
     scorer = lead_scorer(bundle)

@@ -127,6 +127,8 @@ class TrainingSection(StrictSection):
     segment_by: str | None = Field(None, description="A column whose values get their own metrics.")
     search_seconds: float = Field(0.0, ge=0, description="Hyperparameter search budget (0: none).")
     per_lead_candidates: list[str] = Field(["lightgbm"], description="Candidates fitted with per-lead weights.")
+    recency_half_lives: list[Duration] = Field(
+        [], description='Offer LightGBM fitted with recent snapshots weighing more, e.g. ["180d"]; the windows choose.')
 
 
 class EventsSection(StrictSection):

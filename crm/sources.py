@@ -17,6 +17,8 @@ import pandas as pd
 
 from crm.readers import CSV_SUFFIXES, _plain_numbers, detect_delimiter
 from features.contract import DataContractError, contract_message, validate_deals, validate_events, validate_leads
+from features.event_log_check import EventLogToCheck
+from features.event_rows import is_typed_parquet
 
 #: Lead rows per chunk: scoring 100,000 leads then peaks where scoring a million does.
 DEFAULT_CHUNK_ROWS = 100_000
@@ -172,8 +174,10 @@ def stream_crm(leads, events=None, deals=None, *, now=None, chunk_rows: int = DE
     Deals are read and checked whole. A Parquet deals table is then kept as ``StreamedDeals``, read
     again for each lead chunk's leads, so nothing of it is held per lead; another table is kept only
     as each lead's first closing (all scoring needs: which leads were closed before ``as_of``). The
-    event log stays a path, checked by DuckDB against the lead ids; the lead table is read once for
-    its ids here and once, chunk by chunk, while scoring.
+    event log stays a path, checked by DuckDB against the lead ids; a typed Parquet log comes back as
+    ``features.event_log_check.EventLogToCheck``, checked during scoring's one read of it instead
+    (same refusals, same messages). The lead table is read once for its ids here and once, chunk by
+    chunk, while scoring.
     """
     from crm.readers import read_table
 
@@ -186,7 +190,10 @@ def stream_crm(leads, events=None, deals=None, *, now=None, chunk_rows: int = DE
         if parquet:
             checked = StreamedDeals(deals, now=now, latest=checked["closed_at"].max() if len(checked) else None,
                                     batch_rows=chunk_rows)
-    if events is not None:
+    if events is not None and is_typed_parquet(events):
+        # Checked during scoring's one read of the file, not by a scan of its own (features.event_log_check).
+        events = EventLogToCheck(events, leads=streamed.source, now=now)
+    elif events is not None:
         validate_events(events, lead_ids=streamed.lead_ids, source=str(events), now=now)
     streamed.lead_ids = None  # checked: scoring needs no table-wide list (8 MB per million leads)
     return streamed, events, checked

@@ -32,15 +32,20 @@ class LeadEvents:
         self.grouped, self.lookup, self.types = grouped, lookup, tuple(types)
 
     @classmethod
-    def read(cls, path, lead_ids, types) -> LeadEvents:
-        """Read ``path`` once for ``lead_ids`` (any order; the ids of a lead table) and order each lead's events."""
+    def read(cls, path, lead_ids, types, *, keep=None, check=None) -> LeadEvents:
+        """Read ``path`` once for ``lead_ids`` (any order; the ids of a lead table) and order each lead's events.
+
+        ``keep`` (a mask over ``lead_ids``) holds only those leads' events (the open ones); the
+        others still count as known leads for ``check`` (``features.event_log_check``), which
+        counts the contract's refusals during this same read.
+        """
         from features.event_pass import sort_each_lead
 
         lead_ids = pd.Index(pd.Series(lead_ids).to_numpy())
         types = tuple(types)
-        grouped = read_events_parquet(path, lead_ids, np.iinfo(np.int64).max, types)
+        grouped = read_events_parquet(path, lead_ids, np.iinfo(np.int64).max, types, keep=keep, check=check)
         sort_each_lead(grouped)
-        return cls(grouped, _LeadLookup(lead_ids), types)
+        return cls(grouped, _LeadLookup(lead_ids if keep is None else lead_ids[np.asarray(keep, dtype=bool)]), types)
 
     def positions(self, lead_ids: pd.Series) -> np.ndarray:
         """Each id's position in the grouped events, -1 for an id of another lead base."""

@@ -98,28 +98,30 @@ def top_reason_columns(contributions: pd.DataFrame, features: pd.DataFrame, spec
 
     The same ranking, vectorised; each factor's text is written once per distinct value of what
     the text reads (days since are read as whole days, the trend as rising / flat / falling),
-    not once per lead: texts repeat heavily (25,622 distinct in 300,000 cells measured), and
-    the impact is formatted once per distinct cent value.
+    not once per lead: texts repeat heavily (25,622 distinct in 300,000 cells measured); rows are
+    grouped by hashing (``pd.factorize``), not by a frame's groupby or a sort. Each distinct impact
+    is formatted once and joined to each text it goes with; the strongest factors come from one
+    compiled pass (``models.reason_ranking``). 0.26 s of CPU per 100,000 leads with their texts
+    already written, against 0.63 s before (the benchmark's model, one chunk of its 1M base).
     """
+    from models.reason_ranking import top_factors
+
     names, indicator = _family_matrix(spec, tuple(contributions.columns))
     impact = contributions.to_numpy() @ indicator
     rows = np.arange(len(impact))[:, None]
-    chosen = {}
-    for label, sign in (("positive", 1.0), ("negative", -1.0)):
-        order = np.argsort(-sign * impact, axis=1, kind="stable")[:, :n]
-        value = impact[rows, order]
-        chosen[label] = (order, value, sign * value >= min_impact)
+    chosen = top_factors(impact, n=n, min_impact=min_impact)  # argsort's order, without sorting every row
+    # Which (row, factor) a reason shows: its text is needed there.
+    shown = np.zeros(impact.shape, dtype=bool)
+    for order, _, valid in chosen.values():
+        shown[rows, order] |= valid
     # Text of each (row, factor) a reason needs, factor by factor.
     text_id = np.full((len(impact), len(names)), -1, dtype=np.int64)
     texts: list[str] = []
     values = _Columns(features)
     for k, name in enumerate(names):
-        needed = np.zeros(len(impact), dtype=bool)
-        for order, _, valid in chosen.values():
-            needed |= ((order == k) & valid).any(axis=1)
-        if not needed.any():
+        where = np.flatnonzero(shown[:, k])
+        if not len(where):
             continue
-        where = np.flatnonzero(needed)
         group, first, keys = _distinct_inputs(features, _factor_inputs(name, spec, features.columns), where,
                                               sub_day=sub_day(spec), counts=_event_counts(name, spec))
         text_id[where, k] = len(texts) + group
@@ -219,10 +221,25 @@ def _distinct_inputs(features: pd.DataFrame, inputs: list[str], where: np.ndarra
         keys[name] = column
     if not keys:
         return np.zeros(len(where), dtype=np.int64), np.array([0]), [()]
-    frame = pd.DataFrame(keys)
-    group = frame.groupby(list(keys), sort=False, dropna=False).ngroup().to_numpy()
-    _, first = np.unique(group, return_index=True)
-    return group, first, list(frame.iloc[first].itertuples(index=False, name=None))
+    # What groupby(sort=False, dropna=False).ngroup() gives, without a frame: each column's values as codes
+    # (every missing value one code), the codes packed into one number per row, that numbered in order of
+    # first appearance; a new group's first row is where the running highest number rises.
+    packed, size = np.zeros(len(where), dtype=np.int64), 1
+    for column in keys.values():
+        codes, uniques = pd.factorize(column, use_na_sentinel=False)
+        if size * len(uniques) >= 1 << 62:  # repack before the product could overflow
+            packed, size = _first_seen_codes(packed)
+        packed, size = packed * len(uniques) + codes, size * len(uniques)
+    group, _ = _first_seen_codes(packed)
+    first = np.flatnonzero(np.diff(np.maximum.accumulate(group), prepend=-1) > 0)
+    columns = [np.asarray(column)[first] for column in keys.values()]
+    return group, first, list(zip(*columns))
+
+
+def _first_seen_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Codes numbered in order of first appearance, and how many there are."""
+    codes, uniques = pd.factorize(values)
+    return codes.astype(np.int64, copy=False), max(len(uniques), 1)
 
 
 def _with_impacts(texts: np.ndarray, ids: np.ndarray, impact: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -236,10 +253,14 @@ def _with_impacts(texts: np.ndarray, ids: np.ndarray, impact: np.ndarray, valid:
     exact = valid & ~near_half
     if exact.any():
         key = ids[exact] * 1_000_003 + (cents[exact].astype(np.int64) % 1_000_003)
-        distinct, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        made = np.array([f"{texts[i]} ({c / 100:+.2f})" for i, c in zip(ids[exact][first], cents[exact][first])],
-                        dtype=object)
-        cells[exact] = made[inverse.ravel()]
+        inverse, distinct = pd.factorize(key)  # hashed, not sorted: 300,000 keys a chunk
+        first = np.flatnonzero(np.diff(np.maximum.accumulate(inverse), prepend=-1) > 0)
+        # Each distinct impact formatted once, then joined to its text: no float formatting per pair.
+        pair_cents = cents[exact][first]
+        distinct_cents, cents_id = np.unique(pair_cents, return_inverse=True)
+        suffix = np.array([f" ({c / 100:+.2f})" for c in distinct_cents], dtype=object)
+        made = texts[ids[exact][first]] + suffix[cents_id]
+        cells[exact] = made[inverse]
     for row, column in zip(*np.nonzero(valid & near_half)):
         cells[row, column] = f"{texts[ids[row, column]]} ({impact[row, column]:+.2f})"
     return cells

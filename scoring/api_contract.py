@@ -160,16 +160,23 @@ def request_body(leads, examples: dict) -> dict:
                             "content": {"application/json": {"schema": schema, "examples": examples}}}}
 
 
-def model_openapi(app, examples: dict, leads=None):
+def model_openapi(app, examples: dict, leads=None, *, documented=()):
     """``app.openapi`` whose Lead schema shows this model's attributes, not a fixed demo's.
 
     ``leads`` (the ``TypeAdapter`` of ``request_body``) adds the schemas its body refers to.
+    ``documented`` are ``APIRoute``s describing plain routes of the app (same path and methods), in
+    their place: ``POST /score`` (``scoring.score_route``).
     """
     from fastapi.openapi.utils import get_openapi
+    from fastapi.routing import APIRoute
 
     def openapi():
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            described = {(route.path, frozenset(route.methods)): route for route in documented}
+            routes = [route if isinstance(route, APIRoute) else described.get(
+                (getattr(route, "path", None), frozenset(getattr(route, "methods", None) or ())), route)
+                for route in app.routes]
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=routes)
             if leads is not None:
                 schemas = schema.setdefault("components", {}).setdefault("schemas", {})
                 schemas.update(leads.json_schema(ref_template=_COMPONENT).get("$defs", {}))

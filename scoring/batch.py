@@ -184,29 +184,41 @@ def _events_read_once(spec, events, leads, deals, as_of):
     ``StreamedLeads`` source's (one column read); other lead iterables, and other event sources,
     keep the per-chunk read and get ``(events, deals)`` back as they came.
     Leads closed before ``as_of`` are never scored (``open_leads``, same first closings), so their
-    events are not kept: memory holds the events scoring walks. Should an open lead ever be missing,
+    events are not kept: memory holds the events scoring walks. An event log ``stream_crm`` left
+    unchecked (``features.event_log_check``) is checked by this read, or by ``validate_events`` first
+    where the events are read per chunk. Should an open lead ever be missing,
     the feature builder refuses it rather than giving it no events. Streamed deals are read once
     here too, as each lead's first closing (16 bytes per closed lead), for every chunk.
     """
+    from features.event_log_check import EventLogToCheck
     from features.event_rows import is_typed_parquet
     from features.lead_events import LeadEvents
     from features.snapshots import first_closing
 
-    if not spec.event_log or not is_typed_parquet(events):
-        return events, deals
-    if isinstance(leads, pd.DataFrame):
-        ids = leads["lead_id"]
-    elif hasattr(getattr(leads, "source", None), "lead_ids"):
-        ids = leads.source.lead_ids()
-    else:
+    unchecked = isinstance(events, EventLogToCheck)  # crm.sources.stream_crm left the check to this read
+    ids = None
+    if spec.event_log and is_typed_parquet(events):
+        if isinstance(leads, pd.DataFrame):
+            ids = leads["lead_id"]
+        elif hasattr(getattr(leads, "source", None), "lead_ids"):
+            ids = leads.source.lead_ids()
+    if ids is None:  # the events are read per chunk (or not at all): checked first, by their own scan
+        if unchecked:
+            events.validate()
         return events, deals
     ids = pd.Series(ids).reset_index(drop=True)
     if deals is not None and hasattr(deals, "first_closings"):  # crm.sources.StreamedDeals
         deals = deals.first_closings(ids)
+    keep = None
     if deals is not None and len(deals):
         closed_at = first_closing(deals)["closed_at"]
-        ids = ids[~ids.isin(closed_at.index[(closed_at < pd.Timestamp(as_of).to_datetime64()).to_numpy()])]
-    return LeadEvents.read(events, ids, spec.event_keys_with_other), deals
+        keep = ~ids.isin(closed_at.index[(closed_at < pd.Timestamp(as_of).to_datetime64()).to_numpy()]).to_numpy()
+    # Closed leads' events are matched (so never taken for another base's) but not kept.
+    counts = events.counts() if unchecked else None
+    read = LeadEvents.read(events, ids, spec.event_keys_with_other, keep=keep, check=counts)
+    if unchecked:
+        events.check_read(counts, ids)  # raises the contract's own message when a count is not zero
+    return read, deals
 
 
 def _lead_chunks(leads, rows: int):

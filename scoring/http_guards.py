@@ -113,12 +113,19 @@ class TokenGate:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"] in self.paths:
-            given = dict(scope.get("headers", ())).get(b"authorization", b"")
-            scheme, _, credentials = given.partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(credentials.strip(), self.token):
+            if not bearer_matches(scope.get("headers", ()), self.token):
                 from fastapi.responses import JSONResponse
 
                 response = JSONResponse(status_code=401, headers={"WWW-Authenticate": "Bearer"}, content={
                     "detail": [{"field": "header.Authorization", "problem": "missing or wrong bearer token"}]})
                 return await response(scope, receive, send)
         return await self.app(scope, receive, send)
+
+
+def bearer_matches(headers, token: bytes) -> bool:
+    """Whether ``Authorization: Bearer <token>`` is among the ASGI ``headers``, read as FastAPI's ``HTTPBearer``
+    reads it: the first such header, the scheme in any case, the token with surrounding spaces stripped."""
+    given = next((value for name, value in headers if name.lower() == b"authorization"), b"")
+    scheme, _, credentials = given.partition(b" ")
+    credentials = credentials.strip()
+    return bool(credentials) and scheme.lower() == b"bearer" and hmac.compare_digest(credentials, token)

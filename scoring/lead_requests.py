@@ -13,7 +13,7 @@ import pandas as pd
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from features.column_types import PLAUSIBLE_YEARS
-from features.freshness import allowed_gap, stale_gap
+from features.freshness import allowed_gap
 from features.plausibility import created_problem, size_problem
 from features.single_lead import FEW_LEADS, _microseconds, block_names, few_lead_features, few_lead_rows
 
@@ -197,7 +197,7 @@ def stale_warnings(leads: list[Lead], as_of: pd.Timestamp, *, horizon_days=None)
     """Warnings for leads whose newest event (or creation) lies long before ``as_of``: scored, but say so."""
     warnings = []
     as_of_ns = pd.Timestamp(as_of).value
-    # Times since the epoch (naive is UTC) compared as integers: no Timestamp per lead unless it is stale.
+    # Times since the epoch (naive is UTC) compared as integers, and the gap in days: no Timestamp per lead.
     allowed_ns = _allowed_gap_ns(horizon_days)
     for i, lead in enumerate(leads):
         if lead.features is not None:
@@ -207,11 +207,13 @@ def stale_warnings(leads: list[Lead], as_of: pd.Timestamp, *, horizon_days=None)
         newest = max((moment for moment in moments if moment * 1_000 < as_of_ns), default=None)
         if newest is None or as_of_ns - newest * 1_000 <= allowed_ns:  # fresh: stale_gap would say None
             continue
-        gap = stale_gap(as_of, pd.Timestamp(newest * 1_000), horizon_days=horizon_days)
-        if gap is not None:
-            warnings.append(f"body.{i}: the newest event is {gap.days} days before as_of {as_of}; the score treats "
-                            "the lead as idle since then (send ?as_of= for historical data)")
+        days = (as_of_ns - newest * 1_000) // _DAY_NS  # stale_gap's gap in whole days, as Timedelta.days gives it
+        warnings.append(f"body.{i}: the newest event is {days} days before as_of {as_of}; the score treats "
+                        "the lead as idle since then (send ?as_of= for historical data)")
     return warnings
+
+
+_DAY_NS = 86_400 * 10**9
 
 
 @lru_cache(maxsize=8)

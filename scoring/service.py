@@ -9,43 +9,37 @@ service; ``/docs`` and ``/openapi.json`` describe the API. Bad input gets a 4xx 
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import json
 import logging
 import uuid
 import os
 import threading
 from datetime import datetime
-from typing import Annotated
 
 import pandas as pd
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter, ValidationError
-from pydantic_core import to_json
+from pydantic import BaseModel, Field, TypeAdapter
+from starlette.routing import Route
 
 from features.contract import bounded
-from features.timing import naive_utc, utc_now
+from features.timing import utc_now
 from scoring.api_contract import (ERROR_RESPONSES, Health, ModelDescription, accepted_attributes, model_openapi,
                                  needs_created_at, offline_docs, request_body, request_examples, utc_text)
-from scoring.lead_requests import (InvalidLeads, Lead, lead_blocks, lead_features, plausible_timestamp,
-                                  request_models, stale_warnings, written_timestamp)
+from scoring.lead_requests import InvalidLeads, Lead, request_models
 from models.lead_scorer import lead_scorer
-from models.reasons import reason_columns
 from scoring.operations import RequestTrace, ServiceMetrics, metrics_router, record_tiers, route_paths
 from scoring.planner_page import planner_router
 from scoring.http_guards import PUBLIC_DOCS_VARIABLE, TokenGate
+from scoring.score_route import ScoreEndpoint, answer_body, documented_route, field_problems, lead_results, warm_up
 
 #: Bytes a request body may have before the service answers 413 without reading on.
 DEFAULT_MAX_BODY_BYTES = 1_000_000
 #: Leads per request: more belongs in batch scoring (``serve.py score``).
 DEFAULT_MAX_LEADS = 1_000
 TOKEN_ENVIRONMENT_VARIABLE = "LEAD_SCORING_TOKEN"
-_INLINE_LEADS = 4
 
 _log = logging.getLogger(__name__)
 
@@ -124,11 +118,10 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
     examples = request_examples(bundle)
     authorised = _bearer_check(token)
     scorer = lead_scorer(bundle)  # None for a model the single-lead route does not cover
-    inline_turn = asyncio.Lock()  # one inline scoring per turn of the event loop (see score)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError):
-        return JSONResponse(status_code=422, content={"detail": _field_problems(error.errors(), error.body)})
+        return JSONResponse(status_code=422, content={"detail": field_problems(error.errors(), error.body)})
 
     @app.exception_handler(InvalidLeads)
     async def _invalid_leads(request: Request, error: InvalidLeads):
@@ -146,107 +139,31 @@ def create_app(bundle, identity: dict, *, max_body_bytes: int = DEFAULT_MAX_BODY
     async def model() -> dict:
         return description
 
-    def scored(many: list[Lead], when: pd.Timestamp) -> Response:
+    def scored(many: list[Lead], when: pd.Timestamp) -> bytes:
         results = lead_results(scorer, bundle, many, when, model_version=version)
         record_tiers(result["tier"] for result in results)
         with counting:
             served["requests"] += 1
             served["leads"] += len(many)
-        return Response(answer_body(version, when, results, many, horizon_days=horizon_days),
-                        media_type="application/json")
+        return answer_body(version, when, results, many, horizon_days=horizon_days)
 
     # The request schema names the model's own event types: this model's Lead.
     lead_model = request_models(bundle.spec)
     leads_of = TypeAdapter(lead_model | list[lead_model])
-
-    async def score(request: Request,
-                    as_of: Annotated[datetime | None, BeforeValidator(written_timestamp),
-                                     Query(description="Score as of this time, ISO 8601 (default: now, UTC).")] = None):
-        # The body read here rather than declared as a FastAPI body field: the same checks and messages
-        # (json.loads, then pydantic as FastAPI would), without FastAPI's per-request body machinery.
-        body = await request.body()
-        try:
-            parsed = json.loads(body)
-        except ValueError as error:  # not JSON, or not text
-            raise InvalidLeads([{"field": f"body.{error.pos}" if hasattr(error, "pos") else "body",
-                                 "problem": "JSON decode error"}]) from None
-        try:
-            leads = leads_of.validate_python(parsed)
-        except ValidationError as error:
-            raise InvalidLeads(_field_problems(error.errors(), parsed, prefix="body")) from None
-        many = leads if isinstance(leads, list) else [leads]
-        if not many or len(many) > max_leads:
-            raise InvalidLeads([{"field": "body", "problem": f"expected 1 to {max_leads} leads; got {len(many)}"}])
-        if as_of is not None:
-            try:
-                plausible_timestamp(as_of)
-            except ValueError as error:
-                raise InvalidLeads([{"field": "query.as_of", "problem": str(error)}]) from None
-        when = naive_utc(as_of) if as_of is not None else utc_now()
-        # A few leads take a few milliseconds: inline is faster than a hop to the thread pool. But one at a
-        # time, each followed by a turn of the event loop: 30 requests arriving together would otherwise all
-        # be scored in one turn (~100 ms) before the loop reads a socket again, and /health with them.
-        # Bigger requests go to the pool so /health and small requests are not stuck behind them.
-        try:
-            if len(many) <= _INLINE_LEADS:
-                async with inline_turn:
-                    answer = scored(many, when)
-                    await asyncio.sleep(0)
-                return answer
-            return await run_in_threadpool(scored, many, when)
-        except InvalidLeads as error:
-            if not isinstance(leads, list):  # one lead sent as an object: its fields are body.<name>
-                error.problems = [{**p, "field": p["field"].replace("body.0", "body", 1)} for p in error.problems]
-            raise
-
-    # Without a token nothing is checked: no dependency for FastAPI to solve on every request.
-    app.post("/score", response_model=ScoreResponse, dependencies=[Depends(authorised)] if token else [],
-             responses=ERROR_RESPONSES, openapi_extra=request_body(leads_of, examples))(score)
+    warm_up(scorer, bundle, leads_of, examples)
+    # POST /score is served by a plain ASGI endpoint (scoring.score_route); FastAPI documents it.
+    # First among the routes: the router tries them in order, and this one takes nearly every request.
+    app.router.routes.insert(0, Route("/score", ScoreEndpoint(scored, leads_of=leads_of, max_leads=max_leads,
+                                                              token=token), methods=["POST"]))
+    documented = documented_route(ScoreResponse, ERROR_RESPONSES, request_body(leads_of, examples),
+                                  [Depends(authorised)] if token else [])
     app.include_router(planner_router(bundle, identity, open_base=open_base, authorised=authorised))
-    app.openapi = model_openapi(app, examples, leads_of)
+    app.openapi = model_openapi(app, examples, leads_of, documented=[documented])
     metrics = ServiceMetrics(version)
     app.include_router(metrics_router(metrics))
     app.add_middleware(RequestTrace, metrics=metrics, model_version=version,  # outermost: it sees every answer
                        routes=route_paths(app), log=access_log)
     return app
-
-
-def lead_results(scorer, bundle, many: list[Lead], when: pd.Timestamp, *, model_version: str = "") -> list[dict]:
-    """One result per lead, in the order of ``many``: a row of the output shape every path writes
-    (``scoring.output_shape``: id as text, scores, reasons as text, model version, times in UTC), then
-    the reasons in full (factor, text, impact, direction).
-
-    ``scorer`` (``models.lead_scorer``) takes a few leads as arrays end to end; without one (a model
-    it does not cover) or for more leads, the DataFrame route: the same numbers and texts.
-    """
-    times = {"model_version": model_version, "as_of": utc_text(when), "scored_at": utc_text(utc_now().floor("s"))}
-
-    def shaped(lead, probability, score, tier, fit, engagement, up, down) -> dict:
-        return {"lead_id": None if lead.lead_id is None else str(lead.lead_id), "probability": float(probability),
-                "score": int(score), "tier": tier, "fit_score": int(fit), "engagement_score": int(engagement),
-                **{column: cells[0] for column, cells in reason_columns([(up, down)]).items()}, **times,
-                "reasons": {"positive": [r.as_dict() for r in up], "negative": [r.as_dict() for r in down]}}
-
-    blocks = lead_blocks(bundle.spec, many, when) if scorer is not None else None
-    if blocks is not None:
-        return [shaped(lead, row["probability"], row["score"], row["tier"], row["fit_score"], row["engagement_score"],
-                       *row["reasons"]) for lead, row in zip(many, scorer.score(*blocks))]
-    features = lead_features(bundle.spec, many, when)
-    scores, reasons = bundle.score_with_reasons(features)
-    return [shaped(lead, p, s, t, f, e, up, down) for lead, p, s, t, f, e, (up, down) in zip(
-        many, scores["probability"], scores["score"], scores["tier"], scores["fit_score"], scores["engagement_score"],
-        reasons)]
-
-
-def answer_body(version: str, when: pd.Timestamp, results: list[dict], many: list[Lead], *,
-                horizon_days=None) -> bytes:
-    """The ``ScoreResponse`` JSON of scored leads, stale-data warnings included.
-
-    Built here, not validated again against ``ScoreResponse`` (which documents it), and written by
-    pydantic's serialiser (compiled): 10 us against json.dumps' 43 us on one lead's answer, measured here.
-    """
-    return to_json({"model_version": version, "as_of": utc_text(when), "results": results,
-                    "warnings": stale_warnings(many, when, horizon_days=horizon_days)})
 
 
 def describe_model(bundle, identity: dict) -> dict:
@@ -275,25 +192,6 @@ def describe_model(bundle, identity: dict) -> dict:
         "event_types": list(bundle.spec.event_types) if bundle.spec.event_log else [],
         "needs_created_at": needs_created_at(bundle.spec),
     }
-
-
-def _field_problems(errors: list[dict], body, *, prefix: str | None = None) -> list[dict]:
-    """pydantic's errors as {field, problem}, e.g. ``body.0.events.1.occurred_at``.
-
-    The body is "one lead or a list": pydantic reports against both shapes, tagged ``Lead`` and
-    ``list[Lead]``; only the shape the client sent is relevant, and the tag is noise. ``body`` is
-    the parsed body; ``prefix`` goes before every location (``body``).
-    """
-    shape = "list[Lead]" if isinstance(body, list) else "Lead"
-    problems = []
-    for item in errors:
-        loc = [prefix, *item["loc"]] if prefix else list(item["loc"])
-        if len(loc) > 1 and loc[0] == "body" and loc[1] in ("Lead", "list[Lead]"):
-            if loc[1] != shape:
-                continue
-            del loc[1]
-        problems.append({"field": ".".join(str(part) for part in loc), "problem": item["msg"]})
-    return problems
 
 
 def _bearer_check(token: str | None):

@@ -92,3 +92,12 @@ def test_the_frozen_model_predicts_the_calibration_split_once(calibration_rows):
     _calibrate_by_refitting(refitted, X, y, methods=("sigmoid", "isotonic"),
                             folds=StratifiedKFold(n_splits=5, shuffle=True, random_state=0))
     assert refitted.rows_predicted == 11 * len(X)  # what scikit-learn's route costs: 2 methods x 5 folds + 1
+
+
+@pytest.mark.parametrize("methods", [("sigmoid",), ("isotonic",)])
+def test_the_calibration_rows_probability_comes_from_the_same_scores(calibration_rows, methods):
+    X, y = calibration_rows
+    model = _fitted(X, y)
+    calibrated, _, probability = calibrate(model, X, y, methods=methods, with_probability=True)
+    assert model.rows_predicted == len(X)  # still once: the probability reuses the scores
+    np.testing.assert_array_equal(probability, calibrated.predict_proba(X)[:, 1])

@@ -104,3 +104,31 @@ def test_the_newest_windows_own_auc_noise_counts():
     with pytest.warns(UserWarning, match="ranking: ROC AUC 0.650 against 0.740"):
         assert check_newest_window(older, many, np.full(4800, 0.17), auc_newest=0.65, leads_newest=4800).moved
 
+
+
+def test_the_level_the_model_was_calibrated_to_has_its_own_noise():
+    """The 2,000-lead demo (seed 0) that was held: its figures, by hand."""
+    from training.drift import rate_error
+
+    older = pd.DataFrame({"base_rate": [0.093159, 0.107728, 0.099757], "roc_auc": [0.80, 0.85, 0.84]})
+    newest = np.r_[np.ones(33), np.zeros(721)]  # 754 test rows of 165 leads, 33 converted rows
+    calibration = np.r_[np.ones(41), np.zeros(370)]  # 411 calibration rows of 131 leads
+    leads = np.arange(411) % 131
+    # sqrt(41/411 x 370/411 / 131) = 0.026183: 15 converted leads set the model's level at 0.100.
+    assert rate_error(calibration, leads) == pytest.approx(0.026183, abs=5e-6)
+    # Newest: 33/754 = 0.043767, sampling sqrt(0.043767 x 0.956233 / 165) = 0.015926. Predicted 0.101:
+    # 0.057233 apart, more than 3 x 0.015926 = 0.0478 (held before) but less than 3 x hypot(0.015926, 0.026183)
+    # = 0.0919. The base rate moved (0.0564 > 3 x hypot(sd 0.007295, 0.015926) = 0.0526): said, not held.
+    with pytest.warns(UserWarning, match="within the noise of the level it was calibrated to .sd 0.026. and the newest window.s .sd 0.016.; not held"):
+        check = check_newest_window(older, newest, np.full(754, 0.101), auc_newest=0.87, leads_newest=165,
+                                    calibrated_on=(calibration, leads))
+    assert not check.moved and check.metrics["drift_calibration_level_sd"] == pytest.approx(0.026183, abs=5e-6)
+    with pytest.warns(UserWarning, match="disagrees"):  # without the level's noise: held, as before
+        assert check_newest_window(older, newest, np.full(754, 0.101), auc_newest=0.87, leads_newest=165).moved
+    # A level known from 400 leads (sd 0.015) does not hide a move from 0.10 to 0.30 on 100 leads:
+    # 0.20 > 3 x hypot(0.0458, 0.015) = 0.1446.
+    y = np.r_[np.ones(30), np.zeros(70)]
+    many = (np.r_[np.ones(40), np.zeros(360)], np.arange(400))
+    with pytest.warns(UserWarning, match="calibration: 0.300 converted where the model predicts 0.100"):
+        assert check_newest_window(older, y, np.full(100, 0.10), auc_newest=0.8, leads_newest=100,
+                                   calibrated_on=many).moved

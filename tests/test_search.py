@@ -75,3 +75,20 @@ def test_search_trials_fit_with_the_training_weights():
     got = searched.predict_proba(X[validation])[:, 1]
     assert np.allclose(got, reference.predict_proba(X[validation])[:, 1], rtol=0, atol=1e-12)
     assert not np.allclose(got, unweighted.predict_proba(X[validation])[:, 1], rtol=0, atol=1e-6)
+
+
+def test_on_small_data_every_trial_can_split_its_trees():
+    """326 training rows: a leaf minimum above a quarter of them (81) would leave every tree one leaf."""
+    from features.build import build_features
+
+    leads, labels = table(n=500, seed=1)
+    X = build_features(pd.DataFrame({"lead_id": leads["lead_id"], "as_of": pd.NaT}), leads, None, SPEC)
+    y = labels.to_numpy(dtype=int)
+    train, validation = np.arange(len(y)) < 326, np.arange(len(y)) >= 326
+    model, params, trials = search_lightgbm(SPEC, X[train], y[train], X[validation], y[validation], seconds=60,
+                                            max_trials=6, n_jobs=1, log=lambda line: None)
+    assert trials["min_child_samples"].max() <= 326 // 4 and trials["min_child_samples"].min() >= 1
+    assert trials.iloc[0]["min_child_samples"] == 81  # the defaults first, their 200 capped as training caps it
+    booster = model.named_steps["classifier"].booster_
+    assert booster.dump_model()["tree_info"][0]["num_leaves"] > 1
+    assert roc_auc_score(y[validation], model.predict_proba(X[validation])[:, 1]) > 0.6

@@ -121,3 +121,28 @@ def test_a_table_without_dates_is_compared_over_folds_each_pool_row_validated_on
     for split in splits:
         assert not set(split["fit"]) & set(split["validate"])
         assert split["fit"].size + split["validate"].size == 80
+
+
+def test_no_window_with_enough_conversions_is_said_in_one_line_and_falls_back_to_the_simplest():
+    from training.config import TrainingConfig
+    from training.selection import select_candidate
+
+    leads, _ = dated_leads(n=400, band=False, seed=3)
+    labels = np.zeros(len(leads), dtype=int)
+    labels[::40] = 1  # 10 converted leads in all: no window has the 20 converted rows it needs to fit on
+    features = build_features(pd.DataFrame({"lead_id": leads["lead_id"], "as_of": pd.NaT}), leads, None, SPEC)
+    lines = []
+    selection = select_candidate(features, labels, leads["created_at"], known_at=leads["created_at"],
+                                 pool=np.ones(len(leads), dtype=bool), groups=leads["lead_id"],
+                                 candidates=candidates_of(SPEC), config=TrainingConfig(threads=1), log=lines.append)
+    assert selection.model == "logistic" and selection.windows.empty
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert line.startswith("selection: no window before the test window has enough converted rows")
+    assert "falling back to logistic, the simplest candidate" in line
+    # The three windows' own counts: each fits on the converted rows created before it opened.
+    windows = selection_windows(leads["created_at"], pool=np.ones(len(leads), dtype=bool), n_windows=3)
+    for start, end in windows:
+        before = int(labels[(leads["created_at"] <= start).to_numpy()].sum())
+        inside = int(labels[((leads["created_at"] >= start) & (leads["created_at"] < end)).to_numpy()].sum())
+        assert f"{before} to fit, {inside} to validate" in line

@@ -1,8 +1,12 @@
 """The HTTP service in-process: happy paths, every 4xx, 413, bearer auth, and survival of bad input."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
 from features.build import build_features
@@ -213,3 +217,75 @@ def test_a_lead_table_model_scores_attributes_alone():
     assert response.json()["results"][0]["probability"] == pytest.approx(expected, abs=1e-12)
     bad = score(client, {"attributes": {"visits": "many"}})
     assert bad.status_code == 422 and "body.attributes.visits" in bad.text
+
+
+def test_the_app_loads_the_compiled_kernels_before_its_first_request(bundle, tmp_path):
+    """In a fresh process the first scoring loaded numba's kernels (0.9-2.3 s holding the event loop, /health
+    included): create_app now does it, by scoring the request example, and counts nothing as served."""
+    import subprocess
+    import sys
+
+    path = bundle.save(tmp_path / "bundle.joblib")
+    program = f"""
+import json
+from features import event_pass
+from models import treeshap
+from models.bundle import ModelBundle
+from scoring.service import create_app
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.testclient import TestClient
+kernels = (treeshap._walk_trees, event_pass._fill_rows)
+before = [len(kernel.signatures) for kernel in kernels]
+client = TestClient(create_app(ModelBundle.load({str(path)!r}), {IDENTITY!r}))
+after = [len(kernel.signatures) for kernel in kernels]
+print(json.dumps({{"before": before, "after": after, "health": client.get("/health").json()}}))
+"""
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["before"] == [0, 0] and all(count >= 1 for count in seen["after"]), seen
+    assert seen["health"]["requests_scored"] == 0 and seen["health"]["leads_scored"] == 0
+
+
+def test_score_reads_the_token_and_as_of_as_fastapi_reads_them(bundle):
+    """POST /score is a plain ASGI endpoint (scoring.score_route): its token and as_of must be read as FastAPI's
+    HTTPBearer and query validation read them, here a FastAPI app of its own is the reference."""
+    from fastapi import Depends, FastAPI
+    from fastapi.security import HTTPBearer
+
+    from scoring.score_route import AsOf, field_problems
+
+    reference = FastAPI()
+
+    @reference.post("/check")
+    async def check(as_of: AsOf = None, credentials=Depends(HTTPBearer(auto_error=False))):
+        return {"token": None if credentials is None else credentials.credentials,
+                "as_of": None if as_of is None else as_of.isoformat()}
+
+    @reference.exception_handler(RequestValidationError)
+    async def invalid(request, error):
+        return JSONResponse(status_code=422, content={"detail": field_problems(error.errors(), None)})
+
+    ours, theirs = TestClient(create_app(bundle, IDENTITY, token="s3cret")), TestClient(reference)
+    for headers in ({}, {"Authorization": "Bearer s3cret"}, {"Authorization": "bearer   s3cret  "},
+                    {"Authorization": "Basic s3cret"}, {"Authorization": "Bearer"}, {"Authorization": "Bearers3cret"},
+                    {"Authorization": "Bearer s3cre"}):
+        expected = theirs.post("/check", headers=headers).json()["token"] == "s3cret"
+        answer = ours.post(f"/score?as_of={AS_OF}", json=LEAD, headers=headers)
+        assert answer.status_code == (200 if expected else 401), (headers, answer.text)
+        if not expected:
+            assert answer.headers["www-authenticate"] == "Bearer"
+    auth = {"Authorization": "Bearer s3cret"}
+    for query in ("as_of=2026-01-01T00:00:00Z", "as_of=2026-01-01T02:00:00%2B02:00", "as_of=2026-01-01",
+                  "as_of=bad&as_of=2026-01-01T00:00:00Z", "as_of=2026-01-01&as_of=bad", "as_of=", "as_of=20250101",
+                  "as_of=1735689600", "as_of=2026-13-01"):
+        expected = theirs.post(f"/check?{query}")
+        answer = ours.post(f"/score?{query}", json=LEAD, headers=auth)
+        assert answer.status_code == expected.status_code, (query, answer.text)
+        if expected.status_code == 422:
+            assert answer.json() == expected.json(), query
+        else:
+            as_of = pd.Timestamp(expected.json()["as_of"])
+            as_of = as_of.tz_convert("UTC") if as_of.tzinfo else as_of.tz_localize("UTC")
+            assert pd.Timestamp(answer.json()["as_of"]) == as_of, query

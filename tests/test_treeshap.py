@@ -168,3 +168,104 @@ def test_reason_texts_written_for_one_chunk_are_the_next_chunks_texts(small_mode
     later = top_reason_columns(contributions.iloc[half:], features.iloc[half:], bundle.spec)
     expected = reason_columns(top_reasons(contributions.iloc[half:], features.iloc[half:], bundle.spec))
     assert {name: list(values) for name, values in later.items()} == expected
+
+
+@pytest.mark.parametrize("n", [3, 5, 40])
+def test_reason_columns_equal_the_per_row_reasons_on_awkward_rows(small_models, n):
+    """The vectorised columns against the per-row function (``top_reasons``, one text per lead) on rows built
+    to trip them: missing values, unseen categories, zeros; tied impacts, impacts on a half cent, on the
+    threshold and just under it, minus zero, NaN, rows without any reason; more reasons asked than factors."""
+    from models.reasons import _family_matrix, _written_texts
+
+    bundle = small_models["lightgbm"]
+    features = _awkward_rows(bundle, small_models["features"])
+    # Counts are never missing (the builder counts none as 0), and a text reads them as whole numbers.
+    counts = [name for name in features.columns if name.startswith(("events_", "active_days_")) and "trend" not in name]
+    features[counts] = features[counts].fillna(0.0)
+    contributions = explain(bundle, features).contributions
+    values = contributions.to_numpy(copy=True)
+    names, indicator = _family_matrix(bundle.spec, tuple(contributions.columns))
+    single = [names.index(family) for family in ("industry", "country", "lead_source", "seniority")]
+    column_of = {k: int(np.flatnonzero(indicator[:, k])[0]) for k in single}
+    rng = np.random.default_rng(4)
+    for row in rng.choice(len(values), size=len(values) // 3, replace=False):
+        kind = row % 6
+        if kind == 0:  # every factor of one size tied: the earlier factor first
+            values[row] = 0.004
+        elif kind == 1:  # half cents either way, exactly the threshold, just under it
+            for k, impact in zip(single, (0.125, -0.125, 0.01, 0.0099999)):
+                values[row, column_of[k]] = impact
+        elif kind == 2:  # nothing moves this lead: no reason on either side
+            values[row] = -0.0
+        elif kind == 3:  # a factor that cannot be ranked
+            values[row, column_of[single[0]]] = np.nan
+        elif kind == 4:  # two single-column factors tied at the top, two tied at the bottom
+            values[row] = 0.0
+            values[row, [column_of[k] for k in single]] = (2.5, 2.5, -1.005, -1.005)
+    contributions = pd.DataFrame(values, index=contributions.index, columns=contributions.columns)
+    expected = reason_columns(top_reasons(contributions, features, bundle.spec, n=n), n=n)
+    _written_texts(bundle.spec).clear()
+    columns = top_reason_columns(contributions, features, bundle.spec, n=n)
+    assert list(columns) == list(expected)
+    for name, texts in expected.items():
+        assert [type(text) for text in columns[name]] == [str] * len(texts), name
+        assert list(columns[name]) == texts, name
+    shown = {text for texts in expected.values() for text in texts}
+    assert "" in shown and any(text.endswith(("(+0.12)", "(-0.12)", "(+0.01)")) for text in shown)
+
+
+def test_top_factors_rank_as_a_stable_argsort():
+    """Ties to the lower column, NaN last, minus zero equal to zero; fewer factors than asked."""
+    from models.reason_ranking import top_factors
+
+    rng = np.random.default_rng(8)
+    for trial in range(60):
+        rows, factors, n = rng.integers(0, 40), rng.integers(1, 30), int(rng.integers(1, 6))
+        impact = np.round(rng.normal(size=(rows, factors)), 1)
+        impact[rng.random(impact.shape) < 0.1] = np.nan
+        impact[rng.random(impact.shape) < 0.1] = 0.0
+        impact[rng.random(impact.shape) < 0.05] = -0.0
+        chosen = top_factors(impact, n=n, min_impact=0.1)
+        for label, sign in (("positive", 1.0), ("negative", -1.0)):
+            order, value, valid = chosen[label]
+            expected = np.argsort(-sign * impact, axis=1, kind="stable")[:, :n]
+            np.testing.assert_array_equal(order, expected)
+            np.testing.assert_array_equal(value, np.take_along_axis(impact, expected, axis=1))
+            np.testing.assert_array_equal(valid, sign * value >= 0.1)
+
+
+def test_a_saved_bundle_carries_its_tables_and_a_loaded_one_uses_them(small_models, tmp_path):
+    """Saved as plain arrays beside the model: read back for the loaded booster, the same contributions and
+    raw scores as LightGBM's; tables of another layout or shape are left out and built at first use."""
+    import joblib
+
+    import models.explain
+    from models.bundle import ModelBundle
+    from models.estimators import inner_pipeline
+
+    path = small_models["lightgbm"].save(tmp_path / "bundle.joblib")
+    payload = joblib.load(path)
+    # What a reader of before this key reads is all there, as it was.
+    assert {"spec", "model", "thresholds", "metadata", "reference"} <= set(payload)
+    booster = inner_pipeline(payload["model"])[-1].booster_
+    built = TreeTables(booster).arrays()
+    assert payload["tree_tables"].keys() == built.keys()
+    for name, value in built.items():
+        np.testing.assert_array_equal(payload["tree_tables"][name], value, err_msg=name)
+
+    loaded = ModelBundle.load(path)
+    booster = inner_pipeline(loaded.model)[-1].booster_
+    assert booster in models.explain._tables  # read with the bundle, before any use
+    _, codes = _booster_and_awkward_codes(small_models)
+    np.testing.assert_allclose(tree_tables(booster).contributions(codes), booster.predict(codes, pred_contrib=True),
+                               rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(tree_tables(booster).raw_margin(codes), booster.predict(codes, raw_score=True))
+
+    for name, saved in (("another layout", {**payload["tree_tables"], "layout": 0}),
+                        ("another booster's", {**payload["tree_tables"], "n_trees": booster.num_trees() + 1}),
+                        ("none", None)):
+        joblib.dump({**payload, "tree_tables": saved}, tmp_path / "other.joblib")
+        other = inner_pipeline(ModelBundle.load(tmp_path / "other.joblib").model)[-1].booster_
+        assert other not in models.explain._tables, name
+        np.testing.assert_array_equal(tree_tables(other).raw_margin(codes), other.predict(codes, raw_score=True))
+    assert joblib.load(small_models["logistic"].save(tmp_path / "logistic.joblib"))["tree_tables"] is None

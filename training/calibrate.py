@@ -17,8 +17,10 @@ CALIBRATION_METHODS = ("sigmoid", "isotonic")
 
 
 def calibrate(model, X_calibration, y_calibration, *, methods=CALIBRATION_METHODS, n_folds: int = 5,
-              seed: int = 0):
-    """Return ``(calibrated_model, log_losses)``.
+              seed: int = 0, with_probability: bool = False):
+    """Return ``(calibrated_model, log_losses)``, and with ``with_probability`` the calibrated model's probability
+    on the calibration rows third (``calibrated_model.predict_proba(X_calibration)[:, 1]`` from the scores already
+    computed: the model is not run on them twice).
 
     The fitted ``model`` is frozen: only the calibration map is learned. Each method is scored
     by out-of-fold log loss on the calibration split (fitting and scoring a map on the same rows
@@ -36,7 +38,11 @@ def calibrate(model, X_calibration, y_calibration, *, methods=CALIBRATION_METHOD
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     fit_map = _centred(_calibrator_fitter())
     if fit_map is None:  # a scikit-learn without the calibrator helper: its own, slower route
-        return _calibrate_by_refitting(model, X_calibration, y_calibration, methods=methods, folds=folds)
+        calibrated, log_losses = _calibrate_by_refitting(model, X_calibration, y_calibration, methods=methods,
+                                                         folds=folds)
+        if with_probability:
+            return calibrated, log_losses, calibrated.predict_proba(X_calibration)[:, 1]
+        return calibrated, log_losses
     scores = frozen_scores(model, X_calibration)
     classes = np.unique(y_calibration)
     replay = _Replay().fit(scores.reshape(-1, 1), y_calibration)
@@ -57,6 +63,10 @@ def calibrate(model, X_calibration, y_calibration, *, methods=CALIBRATION_METHOD
     for attribute in ("n_features_in_", "feature_names_in_"):
         if hasattr(frozen, attribute):
             setattr(calibrated, attribute, getattr(frozen, attribute))
+    if with_probability:  # what CalibratedClassifierCV.predict_proba gives for a binary map, on the cached scores
+        probability = np.asarray(calibrated.calibrated_classifiers_[0].calibrators[0].predict(scores), dtype=float)
+        probability[(probability > 1.0) & (probability <= 1.0 + 1e-5)] = 1.0
+        return calibrated, log_losses, probability
     return calibrated, log_losses
 
 

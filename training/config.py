@@ -57,6 +57,10 @@ class TrainingConfig:
     # Rolling-origin windows before the test window on which candidates and calibration maps are compared
     # (training.selection); 0 picks by the one calibration split's ROC AUC, as before.
     selection_windows: int = 3
+    # Half-lives (durations) of LightGBM candidates fitted with recent snapshots weighing more, for data that
+    # moves; the selection windows keep one only when it beats the plain fit beyond their noise. None by default:
+    # on the stationary synthetic demo each lost forward ROC AUC (benchmarks/forward_variants.py).
+    recency_half_lives: tuple = ()
 
     def __post_init__(self):
         for name in _SPANS:
@@ -68,6 +72,11 @@ class TrainingConfig:
             raise ValueError("The 'per_lead_candidates' parameter of TrainingConfig must be a list of candidate names "
                              f"such as ['lightgbm'] (or empty). Got {listed!r} instead.")
         self.per_lead_candidates = tuple(listed)
+        if isinstance(self.recency_half_lives, (str, int, float)):
+            raise ValueError("The 'recency_half_lives' parameter of TrainingConfig must be a list of durations such "
+                             f"as ['180d'] (or empty). Got {self.recency_half_lives!r} instead.")
+        self.recency_half_lives = tuple(duration_days(value, name="A value of the 'recency_half_lives' parameter of "
+                                                      "TrainingConfig") for value in self.recency_half_lives)
         if self.split_by not in SPLIT_KINDS:
             raise ValueError(f"The 'split_by' parameter of TrainingConfig must be one of {list(SPLIT_KINDS)}. "
                              f"Got {self.split_by!r} instead.")

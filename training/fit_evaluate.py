@@ -23,7 +23,7 @@ from training.leakage import apply_leakage_guard, suspicious_columns
 from training.search import search_lightgbm
 from training.segments import fit_segment_models, segment_feature, segment_table
 from training.selection import select_candidate
-from training.weights import fit_weighted, lead_weights
+from training.weights import fit_weighted, lead_weights, training_weights
 
 
 def guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd.Series, spec: FeatureSpec,
@@ -62,14 +62,21 @@ def guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd.
     if train_weight is not None and np.ptp(train_weight) == 0:
         train_weight = None  # one row per lead: nothing to weigh
 
-    metrics, fitted, per_lead = {}, {}, {}
+    metrics, fitted, per_lead, weights = {}, {}, {}, {}
     threads = resolve_threads(config.threads)
     candidates = make_candidates(spec, random_state=config.seed, n_jobs=threads)
+    recency = recency_candidates(config.recency_half_lives if times is not None else ())
+    candidates.update(dict.fromkeys(recency))  # LightGBM's settings (searched, when searched), filled in below
     search = None
     with blas_threads(blas_threads_for(*X_train.shape, threads)):
         for name, candidate in candidates.items():
-            per_lead[name] = train_weight is not None and name in config.per_lead_candidates
-            if name == "lightgbm" and config.search_seconds > 0:
+            per_lead[name] = train_weight is not None and recency.get(name, (name,))[0] in config.per_lead_candidates
+            if name in recency:  # LightGBM fitted with recent snapshots weighing more
+                candidate = candidates[name] = clone(candidates["lightgbm"])
+                weights[name] = training_weights(groups[in_split["train"]], np.asarray(times)[in_split["train"]],
+                                                 per_lead=per_lead[name], half_life_days=recency[name][1])
+                fitted[name] = fit_weighted(clone(candidate), X_train, y_train, weights[name])
+            elif name == "lightgbm" and config.search_seconds > 0:
                 fitted[name], searched, search = search_lightgbm(spec, X_train, y_train, X_cal, y_cal,
                                                                  seconds=config.search_seconds, seed=config.seed,
                                                                  n_jobs=threads, log=log,
@@ -79,12 +86,15 @@ def guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd.
             else:
                 fitted[name] = fit_weighted(clone(candidate), X_train, y_train,
                                             train_weight if per_lead[name] else None)
+            weights.setdefault(name, train_weight if per_lead[name] else None)
             auc = roc_auc_score(y_cal, fitted[name].predict_proba(X_cal)[:, 1])
             metrics[f"validation_roc_auc_{name}"] = float(auc)
-            log(f"candidate {name}{' (each lead weighing one)' if per_lead[name] else ''}: "
-                f"validation ROC AUC {auc:.4f}")
+            log(f"candidate {name}{' (each lead weighing one)' if per_lead[name] else ''}"
+                f"{f' (recent snapshots weighing more: half-life {recency[name][1]:g} days)' if name in recency else ''}"
+                f": validation ROC AUC {auc:.4f}")
         selection = select_candidate(features, labels, times, known_at=known_at, pool=in_split["train"] | in_split[
-            "calibration"], groups=groups, candidates={name: (candidates[name], per_lead[name]) for name in fitted},
+            "calibration"], groups=groups, candidates={name: (candidates[name], per_lead[name],
+                                                              recency.get(name, (None, None))[1]) for name in fitted},
             config=config, log=log)
         if selection is None:
             best = max(fitted, key=lambda name: metrics[f"validation_roc_auc_{name}"])
@@ -94,7 +104,8 @@ def guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd.
         # The map is chosen on the calibration split itself, not on the windows: its size decides whether
         # isotonic pays (the fines log's windows of 28-35k rows favoured isotonic, its 3.5k-row split
         # sigmoid; the windows' choice cost test ECE 0.0143 -> 0.0167 and PR AUC 0.2045 -> 0.2022).
-        calibrated, log_losses = calibrate(fitted[best], X_cal, y_cal, seed=config.seed)
+        calibrated, log_losses, calibration_probability = calibrate(fitted[best], X_cal, y_cal, seed=config.seed,
+                                                                    with_probability=True)
     method = min(log_losses, key=log_losses.get)
     metrics.update({f"calibration_log_loss_{name}": value for name, value in log_losses.items()})
     segments = None
@@ -102,13 +113,13 @@ def guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd.
         global_model = calibrated
         calibrated = fit_segment_models(candidates[best], global_model,
                                         feature=segment_feature(spec, config.segment_by), X_train=X_train,
-                                        y_train=y_train, train_weight=train_weight if per_lead.get(best) else None,
+                                        y_train=y_train, train_weight=weights.get(best),
                                         X_cal=X_cal, y_cal=y_cal,
                                         min_positives=config.min_positives,
                                         min_calibration_positives=config.min_split_positives, seed=config.seed,
                                         log=log)
-    calibration_probability = calibrated.predict_proba(X_cal)[:, 1]
     if config.segment_by:  # the routed model is what gets used: judge its ranking (its maps saw these rows)
+        calibration_probability = calibrated.predict_proba(X_cal)[:, 1]
         metrics["validation_roc_auc_segmented"] = float(roc_auc_score(y_cal, calibration_probability))
         validation_auc = max(validation_auc, metrics["validation_roc_auc_segmented"])
     signal = has_signal(validation_auc, min_auc=config.min_validation_auc)
@@ -134,7 +145,8 @@ def guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd.
     if selection is not None and not selection.windows.empty and times is not None:  # folds have no newest
         drift = check_newest_window(selection.windows[selection.windows["candidate"].eq(best)], y_test, probability,
                                     auc_newest=metrics["test_roc_auc"],
-                                    leads_newest=len(pd.unique(groups[in_split["test"]])))
+                                    leads_newest=len(pd.unique(groups[in_split["test"]])),
+                                    calibrated_on=(y_cal, groups[in_split["calibration"]]))
         metrics.update(drift.metrics if drift is not None else {})
         metrics.update({f"selection_{stat}_{row.candidate}": float(getattr(row, stat))
                         for row in selection.summary.itertuples()
@@ -146,6 +158,7 @@ def guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd.
         "drift": "not checked" if drift is None else drift.line or "none",
         **({"drift_note": "; ".join(drift.notes)} if drift is not None and drift.notes else {}),
         "weighted_per_lead": bool(per_lead.get(best, False)),
+        "recency_half_life_days": recency[best][1] if best in recency else None,
         "calibration": method,
         **{f"rows_{name}": int(rows.sum()) for name, rows in in_split.items()},
         **{f"positives_{name}": int(labels[rows].sum()) for name, rows in in_split.items()},
@@ -164,11 +177,19 @@ def guard_fit_and_evaluate(features: pd.DataFrame, labels: pd.Series, split: pd.
     fitted_extra = {"cutoffs": tier_cutoffs(thresholds, calibration_probability), "example": example,
                     "datasets": datasets, "segments": segments, "search": search,
                     "candidate": candidates[best], "per_lead": bool(per_lead.get(best, False)),
+                    "half_life_days": recency[best][1] if best in recency else None,
                     "selection": None if selection is None or selection.windows.empty else selection.windows}
     return spec, features, {"model": calibrated, "thresholds": thresholds, "probability": probability,
                             "y_test": y_test, "X_test": X_test, "metrics": metrics, "params": params,
                             "leakage": leakage, "reference": reference,
                             **fitted_extra}
+
+
+def recency_candidates(half_lives) -> dict:
+    """``{name: ("lightgbm", half-life in days)}`` for each of ``[training] recency_half_lives``: LightGBM fitted with
+    recent snapshots weighing more, offered to the selection windows beside the plain fit (the more complex, so
+    kept only when it beats the plain fit beyond the windows' noise)."""
+    return {f"lightgbm_recent_{days:g}d": ("lightgbm", float(days)) for days in half_lives}
 
 
 def _typical_engaged_row(probability: np.ndarray) -> int:

@@ -25,11 +25,11 @@ from models.bundle import ModelBundle
 from models.monitoring import build_reference
 from models.tiers import tier_cutoffs
 from training.calibrate import calibrate
-from training.weights import fit_weighted, lead_weights
+from training.weights import fit_weighted, training_weights
 
 
 def refit_on_known(features: pd.DataFrame, labels, as_of, *, groups, candidate, per_lead: bool, horizon_days,
-                   calibration_days, tier_policy, categorical=(), seed: int = 0) -> dict:
+                   calibration_days, tier_policy, categorical=(), seed: int = 0, half_life_days=None) -> dict:
     """Fit ``candidate`` (unfitted) on the known snapshots, calibrate on the newest window, cut the tiers.
 
     ``features``, ``labels``, ``as_of`` and ``groups`` (lead ids) are every labelled snapshot, whatever its
@@ -49,10 +49,10 @@ def refit_on_known(features: pd.DataFrame, labels, as_of, *, groups, candidate, 
         if np.bincount(labels[rows], minlength=2).min() == 0:
             raise ValueError(f"The refit's {name} rows hold one outcome only ({int(rows.sum())} snapshots); it needs "
                              "both. Train without the refit, or with a longer data window.")
-    weight = lead_weights(groups[fit]) if per_lead else None
+    weight = training_weights(groups[fit], as_of[fit], per_lead=per_lead, half_life_days=half_life_days)
     model = fit_weighted(clone(candidate), features[fit], labels[fit], weight)
-    calibrated, _ = calibrate(model, features[calibrating], labels[calibrating], seed=seed)
-    probability = calibrated.predict_proba(features[calibrating])[:, 1]
+    calibrated, _, probability = calibrate(model, features[calibrating], labels[calibrating], seed=seed,
+                                           with_probability=True)
     thresholds = tier_policy.choose(probability)
     reference = build_reference(features[calibrating], probability, thresholds.assign(probability),
                                 categorical=categorical, source="the refit's calibration window")
@@ -79,7 +79,8 @@ def refit_registered(features, snapshots, fitted: dict, *, spec, config, data_en
     refit = refit_on_known(features, snapshots["label"], snapshots["as_of"], groups=snapshots["lead_id"],
                            candidate=fitted["candidate"], per_lead=fitted["per_lead"],
                            horizon_days=config.horizon_days, calibration_days=config.calibration_days,
-                           tier_policy=config.tier_policy, categorical=spec.categorical_feature_names, seed=config.seed)
+                           tier_policy=config.tier_policy, categorical=spec.categorical_feature_names, seed=config.seed,
+                           half_life_days=fitted.get("half_life_days"))
     fitted.update(model=refit["model"], thresholds=refit["thresholds"], reference=refit["reference"],
                   cutoffs=refit["cutoffs"])
     params = refit["params"]

@@ -16,6 +16,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from models.estimators import make_lightgbm
+from training.weights import fit_weighted, leaf_minimum_cap
 
 #: The defaults of :func:`models.estimators.make_lightgbm`, tried first.
 DEFAULTS = {"learning_rate": 0.03, "n_estimators": 600, "num_leaves": 7, "min_child_samples": 200,
@@ -39,6 +40,8 @@ def search_lightgbm(spec, X_train, y_train, X_validation, y_validation, *, secon
     if not seconds > 0:
         raise ValueError(f"The 'seconds' parameter of search_lightgbm must be positive. Got {seconds!r} instead.")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A leaf needs min_child_samples rows: above a quarter of the training rows no tree could split at all.
+    leaf_cap = leaf_minimum_cap(len(X_train))
     deadline = time.monotonic() + seconds
     best = {"auc": -np.inf, "model": None}
     weighted = {} if sample_weight is None else {"classifier__sample_weight": np.asarray(sample_weight, dtype=float)}
@@ -52,7 +55,8 @@ def search_lightgbm(spec, X_train, y_train, X_validation, y_validation, *, secon
             "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.1, log=True),
             "n_estimators": trial.suggest_int("n_estimators", 150, 1200, log=True),
             "num_leaves": trial.suggest_int("num_leaves", 4, 31, log=True),
-            "min_child_samples": trial.suggest_int("min_child_samples", 30, 600, log=True),
+            "min_child_samples": trial.suggest_int("min_child_samples", min(30, leaf_cap), min(600, leaf_cap),
+                                                   log=True),
             "colsample_bytree": trial.suggest_float("colsample_bytree", 0.2, 1.0),
             "subsample": trial.suggest_float("subsample", 0.5, 1.0),
             "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
@@ -70,7 +74,8 @@ def search_lightgbm(spec, X_train, y_train, X_validation, y_validation, *, secon
         return auc
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.enqueue_trial(DEFAULTS)
+    # The defaults' leaf minimum capped as training's fit caps it (training.weights): the same untuned model.
+    study.enqueue_trial({**DEFAULTS, "min_child_samples": min(DEFAULTS["min_child_samples"], leaf_cap)})
     started = time.monotonic()
     study.optimize(objective, timeout=seconds, n_trials=max_trials, catch=())
     trials = pd.DataFrame([{"trial": trial.number, "state": trial.state.name, "validation_roc_auc": trial.value,
@@ -78,8 +83,8 @@ def search_lightgbm(spec, X_train, y_train, X_validation, y_validation, *, secon
                            for trial in study.trials])
     if best["model"] is None:
         log(f"hyperparameter search: no trial finished within {seconds:.0f} s; fitting the default parameters")
-        pipeline = make_lightgbm(spec, random_state=seed).fit(X_train, y_train, **weighted)
-        return pipeline, dict(DEFAULTS), trials
+        pipeline = fit_weighted(make_lightgbm(spec, random_state=seed), X_train, y_train, sample_weight)
+        return pipeline, {**DEFAULTS, "min_child_samples": min(DEFAULTS["min_child_samples"], leaf_cap)}, trials
     log(f"hyperparameter search: {int((trials['state'] == 'COMPLETE').sum())} trials in "
         f"{time.monotonic() - started:.0f} s (budget {seconds:.0f} s); best validation ROC AUC {best['auc']:.4f} "
         f"(defaults {trials['validation_roc_auc'].iloc[0]:.4f})")

@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from training.backtest import rolling_cutoffs
 from training.calibrate import CALIBRATION_METHODS, calibrate
-from training.weights import fit_weighted, lead_weights
+from training.weights import fit_weighted, training_weights
 
 #: Selection windows before the test window, and the share of the pre-test time range before the first.
 N_WINDOWS = 3
@@ -93,18 +93,21 @@ def fold_splits(labels, *, pool=None, n_folds: int = N_WINDOWS, seed: int = 0) -
             for number, (fit, validate) in enumerate(folds.split(rows, labels[rows]), start=1)]
 
 
-def compare_candidates(features: pd.DataFrame, labels, *, candidates: dict, splits, groups=None,
+def compare_candidates(features: pd.DataFrame, labels, *, candidates: dict, splits, groups=None, times=None,
                        methods=CALIBRATION_METHODS, seed: int = 0, min_fit_positives: int = MIN_FIT_POSITIVES,
                        min_validation_positives: int = MIN_VALIDATION_POSITIVES, log=print) -> pd.DataFrame:
     """Refit each candidate on each split's fitting rows and score it on its validation rows.
 
-    ``candidates`` maps a name to ``(unfitted estimator, per_lead)``; ``splits`` come from
+    ``candidates`` maps a name to ``(unfitted estimator, per_lead)`` or ``(unfitted estimator, per_lead,
+    half_life_days)``, the last weighing each fitting row by its recency (``times``, one per row, needed then:
+    ``training.weights.recency_weights``, counted back from the window's newest fitting row); ``splits`` come from
     :func:`time_splits` or :func:`fold_splits`. One row per (window, candidate): ``log_loss_<method>`` is
     the window's out-of-fold log loss after that calibration map (``training.calibrate``), ``log_loss``
     the best of them, ``roc_auc`` the uncalibrated ranking's.
     """
     labels = np.asarray(labels, dtype=int)
     groups = np.arange(labels.size) if groups is None else np.asarray(groups)
+    times = None if times is None else pd.to_datetime(pd.Series(np.asarray(times))).to_numpy()
     rows = []
     for number, split in enumerate(splits, start=1):
         fit_rows, validation_rows = split["fit"], split["validate"]
@@ -115,9 +118,10 @@ def compare_candidates(features: pd.DataFrame, labels, *, candidates: dict, spli
                 f"rows to fit, {int(y_validation.sum())} of {y_validation.size} converted to validate)")
             continue
         X_fit, X_validation = features.iloc[fit_rows], features.iloc[validation_rows]
-        weight = lead_weights(groups[fit_rows])
-        for name, (estimator, per_lead) in candidates.items():
-            fitted = fit_weighted(clone(estimator), X_fit, y_fit, weight if per_lead else None)
+        for name, (estimator, per_lead, *half_life) in candidates.items():
+            weight = training_weights(groups[fit_rows], None if times is None else times[fit_rows], per_lead=per_lead,
+                                      half_life_days=half_life[0] if half_life else None)
+            fitted = fit_weighted(clone(estimator), X_fit, y_fit, weight)
             _, log_losses = calibrate(fitted, X_validation, y_validation, methods=methods, seed=seed)
             rows.append({"window": number, "validate_from": split["validate_from"],
                          "validate_to": split["validate_to"], "fit_rows": int(fit_rows.size),
@@ -141,14 +145,31 @@ def select_candidate(features, labels, times, *, known_at, pool, groups, candida
         windows = selection_windows(times, pool=pool, n_windows=config.selection_windows)
         splits = time_splits(times, windows=windows, known_at=known_at, pool=pool)
         kind = "windows before the test window"
-    table = compare_candidates(features, labels, candidates=candidates, splits=splits, groups=groups,
-                               seed=config.seed, log=log)
+    skipped = []  # said window by window when some window is scored, in one line when none is
+    table = compare_candidates(features, labels, candidates=candidates, splits=splits, groups=groups, times=times,
+                               seed=config.seed, log=skipped.append)
     selection = choose(table, order=list(candidates))
-    if not table.empty:
-        log(f"selection over {table['window'].nunique()} {kind} (log loss after a cross-fitted calibration map; "
-            "ROC AUC):\n" + selection.console_table())
+    if table.empty:
+        log(no_window_line(splits, labels, kind=kind, fallback=selection.model))
+        return selection
+    for line in skipped:
+        log(line)
+    log(f"selection over {table['window'].nunique()} {kind} (log loss after a cross-fitted calibration map; "
+        "ROC AUC):\n" + selection.console_table())
     log(f"selected {selection.reason}")
     return selection
+
+
+def no_window_line(splits, labels, *, kind: str, fallback: str, min_fit_positives: int = MIN_FIT_POSITIVES,
+                   min_validation_positives: int = MIN_VALIDATION_POSITIVES) -> str:
+    """The one console line of a selection no window could score: what each window had, and the fallback."""
+    labels = np.asarray(labels, dtype=int)
+    had = "; ".join(f"{split['validate_from']}: {int(labels[split['fit']].sum())} to fit, "
+                    f"{int(labels[split['validate']].sum())} to validate" for split in splits)
+    return (f"selection: no {kind.replace('windows', 'window').replace('folds', 'fold')} has enough converted rows "
+            f"to compare the candidates (each needs {min_fit_positives} to fit and {min_validation_positives} to "
+            f"validate{'; ' + had if had else '; none could be made'}); falling back to {fallback}, the simplest "
+            "candidate, without a per-window table or a drift check")
 
 
 def choose(table: pd.DataFrame, *, order, noise_factor: float = NOISE_FACTOR) -> Selection:

@@ -1,4 +1,5 @@
-"""Training weights that count leads, not snapshots: each lead weighs one, shared by its snapshots."""
+"""Training weights: leads, not snapshots, count (each lead weighs one, shared by its snapshots), and optionally
+recent snapshots count more (a half-life the selection windows may choose)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,31 @@ def lead_weights(groups) -> np.ndarray:
     per_lead = groups.map(groups.value_counts()).to_numpy(dtype=float)
     weight = 1.0 / per_lead
     return weight * (weight.size / weight.sum()) if weight.size else weight
+
+
+def recency_weights(times, half_life_days: float) -> np.ndarray:
+    """Per row, ``0.5 ** (age / half_life_days)``, the age counted back from the newest row; rescaled to average one.
+
+    For data that moves: a candidate fitted so is offered to the selection windows
+    (``[training] recency_half_lives``), which keep it only when it beats the unweighted fit beyond their
+    noise. On the stationary synthetic demo it lost forward ROC AUC (``benchmarks/forward_variants.py``).
+    """
+    times = pd.to_datetime(pd.Series(np.asarray(times)))
+    if times.isna().any():
+        raise ValueError(f"recency_weights needs a time for every row. Got {int(times.isna().sum())} missing.")
+    age = (times.max() - times).dt.total_seconds().to_numpy() / 86_400.0
+    weight = 0.5 ** (age / float(half_life_days))
+    return weight * (weight.size / weight.sum()) if weight.size else weight
+
+
+def training_weights(groups, times=None, *, per_lead: bool, half_life_days=None):
+    """A fit's row weights: each lead weighing one (``per_lead``) times recency (``half_life_days``, with ``times``);
+    None when neither applies, so the fit is unweighted."""
+    weight = lead_weights(groups) if per_lead else None
+    if half_life_days is not None:
+        recency = recency_weights(times, half_life_days)
+        weight = recency if weight is None else weight * recency
+    return weight
 
 
 def fit_weighted(estimator, X, y, sample_weight=None):
@@ -47,5 +73,10 @@ def _fit_leaf_minimum(estimator, n_rows: int) -> None:
     """
     key = f"{estimator.steps[-1][0]}__min_child_samples" if hasattr(estimator, "steps") else "min_child_samples"
     minimum = estimator.get_params().get(key)
-    if isinstance(minimum, int) and minimum > max(1, n_rows // 4):
-        estimator.set_params(**{key: max(1, n_rows // 4)})
+    if isinstance(minimum, int) and minimum > leaf_minimum_cap(n_rows):
+        estimator.set_params(**{key: leaf_minimum_cap(n_rows)})
+
+
+def leaf_minimum_cap(n_rows: int) -> int:
+    """The largest leaf minimum (LightGBM's ``min_child_samples``) that still lets ``n_rows`` rows split: a quarter."""
+    return max(1, int(n_rows) // 4)
