@@ -40,8 +40,8 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
     ``leads``, ``events`` and ``deals`` are Spark DataFrames with the data contract's columns, or,
     with ``config``, the tables of the company's own export that the config maps (its names, event
     type columns, outcome values), mapped per bucket by ``crm.export.map_export``; ``sources`` names
-    the tables in messages. Each bucket (``buckets``, default one per ``leads_per_bucket`` leads and
-    at least the default parallelism) holds whole leads: a lead's events and deals hash to its
+    the tables in messages. Each bucket (``buckets``, default about one per ``leads_per_bucket`` leads,
+    rounded up to a multiple of the default parallelism) holds whole leads: a lead's events and deals hash to its
     bucket, so duplicate ids, events or deals of unknown leads and bad timestamps are refused as
     the pandas path refuses them.
 
@@ -61,7 +61,9 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
     now = max(as_of, utc_now())
     spark = leads.sparkSession
     if buckets is None:
-        buckets = max(spark.sparkContext.defaultParallelism, math.ceil(leads.count() / leads_per_bucket))
+        # Whole waves of tasks: a multiple of the cores, so no core idles while the last buckets are built.
+        cores = spark.sparkContext.defaultParallelism
+        buckets = cores * max(1, math.ceil(leads.count() / (leads_per_bucket * cores)))
     if buckets <= 0:
         raise ValueError(f"The 'buckets' parameter of build_features_on_spark must be positive. Got {buckets!r}.")
     if spec.event_log and events is None:
