@@ -5,7 +5,8 @@ started server: ``python benchmarks/bench_http_crowd.py PORT PATH BODIES.jsonl S
 
 While ``good_clients`` kept-alive connections post single leads in a closed loop, hostile clients keep
 coming: slow clients trickling a request head a byte at a time, clients sending a 1 MB header, and
-connections that never say anything. A prober asks ``/health`` every 100 ms on a fresh connection.
+connections that never say anything. A prober (a process of its own) asks ``/health`` every 100 ms on a fresh
+connection.
 It reports the good requests and how many failed (any status but 200, any dropped connection),
 ``/health``'s p50, p95 and slowest answer, each worker's share of the good requests (at the end every
 kept-alive connection asks ``/health`` which worker pid it is on), what the hostile clients were
@@ -16,6 +17,8 @@ peak and at the end.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import selectors
 import socket
 import sys
@@ -34,7 +37,7 @@ def crowded_run(port: int, path: str, bodies: list[bytes], server_pid: int, *, s
     stop = threading.Event()
     hostile: dict[str, dict] = {"slow": {}, "big header": {}, "idle": {}}
     lock = threading.Lock()
-    memory, health = [], []
+    memory = []
 
     def note(kind, outcome):
         with lock:
@@ -55,41 +58,41 @@ def crowded_run(port: int, path: str, bodies: list[bytes], server_pid: int, *, s
         while not stop.is_set():
             note("idle", _answer_of(port, lambda sock: None))
 
-    def prober():
-        while not stop.is_set():
-            started = time.perf_counter()
-            try:
-                with socket.create_connection((HOST, port), timeout=10) as sock:
-                    sock.sendall(f"GET /health HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
-                    answer = _read_all(sock)
-                ok = answer.startswith(b"HTTP/1.1 200")
-            except OSError:
-                ok = False
-            health.append(((time.perf_counter() - started) * 1e3, ok))
-            stop.wait(0.1)
-
     def sampler():
         while not stop.is_set():
             memory.append(_tree_rss_mib(server_pid))
             stop.wait(0.5)
 
     memory.append(_tree_rss_mib(server_pid))
+    # The prober is a process of its own: as a thread it shared this process' interpreter lock with the load
+    # loop and the hostile clients' threads, and measured their turns as much as the server's answer.
+    context = multiprocessing.get_context("fork")  # before any thread starts here
+    results, probe_stop = context.SimpleQueue(), context.Event()
+    probing = context.Process(target=_probe_health, args=(port, probe_stop, results), daemon=True)
+    probing.start()
     threads = ([threading.Thread(target=slow_client) for _ in range(slow_clients)]
                + [threading.Thread(target=big_header_client) for _ in range(big_header_clients)]
                + [threading.Thread(target=idle_client) for _ in range(idle_clients)]
-               + [threading.Thread(target=prober), threading.Thread(target=sampler)])
+               + [threading.Thread(target=sampler)])
     for thread in threads:
         thread.daemon = True
         thread.start()
     good = _good_load(port, path, bodies, good_clients, seconds)
     stop.set()
+    probe_stop.set()
+    health, prober_late_ms = results.get()
+    probing.join(15)
     for thread in threads:
         thread.join(15)
     memory.append(_tree_rss_mib(server_pid))
-    latencies = np.array([ms for ms, _ in health])
-    return {**good, "health_probes": len(health), "health_failed": sum(not ok for _, ok in health),
+    latencies = np.array([ms for ms, _, _ in health])
+    slowest = max(health, key=lambda probe: probe[0])
+    return {**good, "health_probes": len(health), "health_failed": sum(not ok for _, ok, _ in health),
             "health_p50_ms": float(np.percentile(latencies, 50)), "health_p95_ms": float(np.percentile(latencies, 95)),
-            "health_max_ms": float(latencies.max()),
+            "health_max_ms": float(latencies.max()), "health_max_at_s": slowest[2],
+            "health_over_50ms": int((latencies > 50).sum()), "prober_late_ms": prober_late_ms,
+            "health_max_after_1s_ms": max((ms for ms, _, at in health if at >= 1.0), default=float("nan")),
+            "load": os.getloadavg(),
             "hostile": hostile, "rss_start_mib": memory[0], "rss_peak_mib": max(memory), "rss_end_mib": memory[-1],
             "clients": {"good": good_clients, "slow": slow_clients, "big header": big_header_clients,
                         "idle": idle_clients}}
@@ -111,7 +114,10 @@ def format_crowded(run: dict) -> str:
             f"({run['rps']:,.0f}/s, p99 {run['p99_ms']:.0f} ms), {run['good_failed']} failed\n"
             f"  good requests per worker: {shares}\n"
             f"  /health every 100 ms: {run['health_probes']} probes, {run['health_failed']} failed, "
-            f"p50 {run['health_p50_ms']:.1f} ms, p95 {run['health_p95_ms']:.1f} ms, max {run['health_max_ms']:.1f} ms\n"
+            f"p50 {run['health_p50_ms']:.1f} ms, p95 {run['health_p95_ms']:.1f} ms, max {run['health_max_ms']:.1f} ms "
+            f"({run['health_max_at_s']:.1f} s in; after the first second's connection burst max "
+            f"{run['health_max_after_1s_ms']:.1f} ms), {run['health_over_50ms']} over 50 ms; load average "
+            f"{run['load'][0]:.1f} at the end, the prober itself woke up to {run['prober_late_ms']:.0f} ms late\n"
             f"  hostile clients were answered: {hostile}\n"
             f"  server memory (all processes): {run['rss_start_mib']:.0f} MiB at the start, peak "
             f"{run['rss_peak_mib']:.0f} MiB, {run['rss_end_mib']:.0f} MiB at the end\n"
@@ -200,6 +206,26 @@ def _good_load(port: int, path: str, bodies: list[bytes], clients: int, seconds:
     return {"good": len(latencies) + failed, "good_failed": failed, "seconds": elapsed,
             "worker_requests": worker_requests, "worker_connections": worker_connections,
             "rps": len(latencies) / elapsed, "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else 0}
+
+
+def _probe_health(port: int, stop, results) -> None:
+    """Ask ``/health`` every 100 ms on a fresh connection until ``stop``; put ``([(ms, ok, seconds in)], ms)`` on
+    ``results``: the probes, and the most this process woke up late from its 100 ms sleeps (the machine's share)."""
+    probes, late, began = [], [], time.perf_counter()
+    while not stop.is_set():
+        started = time.perf_counter()
+        try:
+            with socket.create_connection((HOST, port), timeout=10) as sock:
+                sock.sendall(f"GET /health HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+                answer = _read_all(sock)
+            ok = answer.startswith(b"HTTP/1.1 200")
+        except OSError:
+            ok = False
+        probes.append(((time.perf_counter() - started) * 1e3, ok, started - began))
+        asleep = time.perf_counter()
+        stop.wait(0.1)
+        late.append(time.perf_counter() - asleep - 0.1)  # how late this process itself got the CPU back
+    results.put((probes, max(late, default=0.0) * 1e3))
 
 
 def _answer_of(port: int, act) -> str:

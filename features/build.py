@@ -49,11 +49,14 @@ def build_features(snapshots: pd.DataFrame, leads: pd.DataFrame, events, spec: F
 def _assemble(snapshots, leads, positions, spec, engagement) -> pd.DataFrame:
     """The fit block, lead age and the engagement block (a frame, a future of one, or None) side by side."""
     # Fit features once per distinct lead, not once per snapshot or once per lead in the base.
-    distinct, inverse = np.unique(positions, return_inverse=True)
-    every_lead_once = len(distinct) == len(leads)  # e.g. scoring a request's leads: no copy needed
-    fit = build_fit_features(leads if every_lead_once else leads.iloc[distinct], spec)
-    if len(distinct) < len(positions) or not np.array_equal(distinct, positions):
-        fit = fit.iloc[inverse]
+    if len(positions) == len(leads) and (positions == np.arange(len(leads))).all():
+        fit = build_fit_features(leads, spec)  # each lead once, in order (scoring a base): no sort, no copy
+    else:
+        distinct, inverse = np.unique(positions, return_inverse=True)
+        every_lead_once = len(distinct) == len(leads)
+        fit = build_fit_features(leads if every_lead_once else leads.iloc[distinct], spec)
+        if len(distinct) < len(positions) or not np.array_equal(distinct, positions):
+            fit = fit.iloc[inverse]
     parts = [fit.set_axis(snapshots.index)]
     if spec.lead_age:
         created_at = leads["created_at"].to_numpy()[positions]

@@ -79,7 +79,7 @@ class EventLogCounts:
     def start(self, rows: int, schema: pa.Schema, known_ids: pa.DataType) -> None:
         self.rows = rows
         occurred, ids = schema.field("occurred_at").type, schema.field("lead_id").type
-        # DuckDB reads zoned nanoseconds as microseconds its own way; _microseconds rounds as its cast does.
+        # DuckDB reads zoned nanoseconds as microseconds its own way; the read rounds as its cast does.
         if occurred.tz is not None and occurred.unit == "ns":
             self.decidable = False
         # DuckDB compares ids as stored when both are integers or both text, else as text ("7" is not 7.0).
@@ -94,9 +94,9 @@ class EventLogCounts:
             with self._lock:
                 self.refused += unknown
 
-    def add_times(self, occurred: pa.Array, microseconds: np.ndarray) -> None:
-        """``microseconds`` are the batch's times as DuckDB's naive-UTC TIMESTAMP holds them (0 where missing)."""
-        refused = occurred.null_count + int(np.count_nonzero(microseconds > self.now_us))
+    def add_times(self, *, missing: int, future: int) -> None:
+        """A batch's missing times and times after ``now_us`` (as DuckDB's naive-UTC TIMESTAMP holds them)."""
+        refused = missing + future
         if refused:
             with self._lock:
                 self.refused += refused

@@ -62,7 +62,7 @@ def read_events_parquet(path: Path, lead_ids, last_as_of_us: int, types, *, keep
     """
     import pyarrow.parquet as pq
 
-    from features.event_pass import NO_TIME, GroupedEvents, count_per_lead, scatter_by_lead, worker_threads
+    from features.event_pass import NO_TIME, GroupedEvents, count_per_lead, scatter_arrow_batch, worker_threads
 
     metadata = pq.ParquetFile(path).metadata
     sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
@@ -102,11 +102,6 @@ def read_events_parquet(path: Path, lead_ids, last_as_of_us: int, types, *, keep
     def scatter(t):
         for done, batch in batches(parts[t], ["occurred_at", "event_type"]):
             occurred, kinds = batch.column(0), batch.column(1)
-            ts = _microseconds(occurred)
-            if check is not None:
-                check.add_times(occurred, ts)
-            if occurred.null_count:
-                ts[occurred.is_null().to_numpy(zero_copy_only=False)] = NO_TIME
             if not pa.types.is_dictionary(kinds.type):
                 kinds = kinds.dictionary_encode()
             # The batch's few distinct raw types, each given the id of its normalised key.
@@ -114,9 +109,16 @@ def read_events_parquet(path: Path, lead_ids, last_as_of_us: int, types, *, keep
             with naming:
                 norm_of_index = np.array([norm_ids.setdefault(event_key(r), len(norm_ids)) for r in raw]
                                          + [norm_ids.setdefault("", len(norm_ids))], dtype=np.int16)
-            index = kinds.indices.fill_null(len(raw)).to_numpy()  # a missing type picks the trailing id
-            scatter_by_lead(lead[done:done + batch.num_rows], ts, norm_of_index[index], fills[t], grouped.ts,
-                            grouped.norm)
+            # Times and type indices go to the kernel as the batch's own buffers: it converts and scatters,
+            # and counts the times after the check's now over every row (of any lead, as the check counts).
+            indices = kinds.indices
+            future = scatter_arrow_batch(lead[done:done + batch.num_rows], _values(occurred, np.int64),
+                                         _SCALE_TO_MICROSECONDS[occurred.type.unit], _null_flags(occurred),
+                                         _values(indices, indices.type.to_pandas_dtype()), norm_of_index,
+                                         _null_flags(indices), fills[t], grouped.ts, grouped.norm,
+                                         NO_TIME if check is None else check.now_us)
+            if check is not None:
+                check.add_times(missing=occurred.null_count, future=future)
 
     with ThreadPoolExecutor(max_workers=len(parts)) as pool:
         list(pool.map(count, range(len(parts))))
@@ -258,7 +260,9 @@ class _LeadLookup:
         if self.table is not None and pa.types.is_integer(ids.type):
             from features.event_pass import look_up_positions
 
-            return look_up_positions(ids.fill_null(self.low - 1).to_numpy().astype(np.int64, copy=False),
+            if ids.null_count:
+                ids = ids.fill_null(self.low - 1)
+            return look_up_positions(_values(ids, ids.type.to_pandas_dtype()).astype(np.int64, copy=False),
                                      self.low, self.table)
         known = self.known
         if _id_kind(known.type) != _id_kind(ids.type):
@@ -295,10 +299,17 @@ def is_typed_parquet(events) -> bool:
             and _id_kind(schema.field("lead_id").type) in ("number", "text"))
 
 
-def _microseconds(occurred: pa.Array) -> np.ndarray:
-    """Microseconds since the epoch of an Arrow timestamp column (zoned ones are UTC inside already); nulls 0."""
-    values = occurred.cast(pa.int64()).fill_null(0).to_numpy()
-    unit = occurred.type.unit
-    if unit == "ns":  # rounded half away from zero, as DuckDB casts TIMESTAMP_NS to TIMESTAMP
-        return np.where(values >= 0, (values + 500) // 1_000, -((500 - values) // 1_000))
-    return values * {"s": 1_000_000, "ms": 1_000, "us": 1}[unit]
+#: ``scatter_arrow_batch``'s factor from an Arrow time unit to microseconds (0: nanoseconds, rounded).
+_SCALE_TO_MICROSECONDS = {"ns": 0, "us": 1, "ms": 1_000, "s": 1_000_000}
+
+
+def _values(array: pa.Array, dtype) -> np.ndarray:
+    """A fixed-width Arrow array's values buffer as numpy, without a copy; values under a null are undefined."""
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=array.offset + len(array))[array.offset:]
+
+
+def _null_flags(array: pa.Array) -> np.ndarray:
+    """One flag per row, True where null; empty when the array has no nulls (nothing to look up)."""
+    if not array.null_count:
+        return np.empty(0, dtype=np.bool_)
+    return array.is_null().to_numpy(zero_copy_only=False)

@@ -133,17 +133,25 @@ class ModelBundle:
         return conformed if list(conformed.columns) == names else conformed[names]
 
     def save(self, path) -> Path:
+        """Write the bundle (joblib). A LightGBM model's TreeSHAP tables go with it as plain arrays
+        (``tree_tables``, about 2 MB for 600 trees), so loading skips building them; a reader that does
+        not know the key ignores it, and a bundle without it builds them at first use."""
+        from models.explain import saved_tree_tables
+
         path = Path(path)
         joblib.dump(
             {"spec": self.spec.as_dict(), "model": self.model, "thresholds": self.thresholds.as_dict(),
-             "metadata": self.metadata, "reference": self.reference},
+             "metadata": self.metadata, "reference": self.reference, "tree_tables": saved_tree_tables(self.model)},
             path,
         )
         return path
 
     @classmethod
     def load(cls, path) -> ModelBundle:
+        from models.explain import use_saved_tree_tables
+
         payload = joblib.load(path)
+        use_saved_tree_tables(payload["model"], payload.get("tree_tables"))
         return cls(
             spec=FeatureSpec.from_dict(payload["spec"]),
             model=payload["model"],

@@ -145,6 +145,39 @@ def tree_tables(booster):
     return _tables[booster]
 
 
+def saved_tree_tables(model) -> dict | None:
+    """The TreeSHAP tables of a calibrated LightGBM model as plain arrays, to save beside it; None for other models.
+
+    A loaded bundle then reads them (``use_saved_tree_tables``) instead of building them at first use.
+    """
+    booster = _single_booster(model)
+    tables = tree_tables(booster) if booster is not None else None
+    return tables.arrays() if tables is not None else None
+
+
+def use_saved_tree_tables(model, saved) -> None:
+    """Let ``tree_tables`` give the tables saved with ``model`` (``saved_tree_tables``) for its booster.
+
+    Tables that do not fit the booster (another layout, another shape) are left out: built at first use, as
+    for a bundle saved without them.
+    """
+    from models.treeshap import TreeTables
+
+    booster = _single_booster(model) if saved is not None else None
+    if booster is not None and booster not in _tables:
+        tables = TreeTables.from_arrays(saved, booster)
+        if tables is not None:
+            _tables[booster] = tables
+
+
+def _single_booster(model):
+    """The LightGBM booster of a calibrated model with one calibrator; None for any other model (or a segmented one)."""
+    if hasattr(model, "route") or len(getattr(model, "calibrated_classifiers_", None) or ()) != 1:
+        return None
+    pipeline = inner_pipeline(model)
+    return getattr(pipeline[-1] if hasattr(pipeline, "steps") else pipeline, "booster_", None)
+
+
 def use_threads(model, threads: int) -> None:
     """Let the calibrated model's LightGBM predict on ``threads`` threads (a loaded model keeps its training count)."""
     classifier = inner_pipeline(model)[-1]

@@ -111,6 +111,28 @@ class TreeTables:
             self.used[t, :len(features)] = features
             self.table[t, :len(features), :len(table)] = table.T
 
+    def arrays(self) -> dict:
+        """The tables as plain numbers and arrays, saved beside the model (``ModelBundle.save``); see ``from_arrays``."""
+        return {"layout": ARRAYS_LAYOUT, "n_features": self.n_features, "n_trees": self.n_trees, "bias": self.bias,
+                **{name: getattr(self, name) for name in _WALKED}}
+
+    @classmethod
+    def from_arrays(cls, arrays, booster) -> TreeTables | None:
+        """Tables ``arrays()`` saved for ``booster``, without building them again (0.2-0.4 s of CPU for 600 trees).
+
+        None when they cannot be this booster's: another layout of the arrays (saved by another version
+        of this module), another number of trees or features. Tables read back walk as built ones do.
+        """
+        if not isinstance(arrays, dict) or arrays.get("layout") != ARRAYS_LAYOUT:
+            return None
+        if (arrays["n_trees"], arrays["n_features"]) != (booster.num_trees(), booster.num_feature()):
+            return None
+        tables = cls.__new__(cls)
+        tables.n_features, tables.n_trees, tables.bias = arrays["n_features"], arrays["n_trees"], arrays["bias"]
+        for name in _WALKED:
+            setattr(tables, name, arrays[name])
+        return tables
+
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """``(n, n_features + 1)``: per-feature contributions and, last, the bias: ``pred_contrib``'s layout."""
         return self._walk(X, contributions=True)[0]
@@ -148,6 +170,10 @@ class TreeTables:
 
 
 _KINDS = {"None": 0, "Zero": 1, "NaN": 2, "categorical": 3}
+#: What ``TreeTables.arrays()`` holds, in this layout; tables saved in another are built again.
+ARRAYS_LAYOUT = 1
+_WALKED = ("n_nodes", "node_feature", "node_threshold", "node_kind", "node_default_left", "node_categories",
+           "categories", "n_used", "used", "table", "leaf")
 
 
 @njit(cache=True, nogil=True)

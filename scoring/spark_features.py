@@ -16,6 +16,7 @@ import pandas as pd
 
 from crm.config import ProjectConfig
 from crm.export import map_export
+from crm.readers import read_contract_numbers
 from features.build import build_features
 from features.contract import (DataContractError, contract_message, validate_deals, validate_events,
                                validate_leads)
@@ -23,6 +24,7 @@ from features.freshness import data_end
 from features.snapshots import open_leads
 from features.timing import naive_utc, utc_now
 from scoring.spark import arrow_schema_of, pandas_in_arrow
+from scoring.spark_checks import check_tables_on_spark
 
 _BUCKET, _KIND = "_lead_bucket", "_kind"
 #: With ``with_data_end``, each bucket's newest lead, event or deal time rides along in this column.
@@ -66,6 +68,9 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
                                 f"{' named in the config' if config is not None else ''}. "
                                 f"Columns found: {leads.columns}.")
     id_type = leads.schema[lead_key].dataType
+    # Columns, text times and numbers checked on the driver first (decimal mark, refused values), as `score` reads them.
+    decimal = check_tables_on_spark(leads, events if spec.event_log else None, deals, spec=spec, config=config,
+                                    sources=sources)
 
     def bucket_of(frame, key):
         # Hash-partitioned by bucket into as many partitions: the cogroup reuses that partitioning (one task per
@@ -78,9 +83,13 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
         if spec.event_log:
             history.append(_history(events, "event", "occurred_at", "event_type", id_type))
         if deals is not None:
-            history.append(_history(deals, "deal", "closed_at", "outcome", id_type))
-        left = leads.withColumn("created_at", F.col("created_at").cast("timestamp_ntz")) \
-            if "created_at" in leads.columns else leads
+            history.append(_history(deals, "deal", "closed_at", "outcome", id_type,
+                                    amount="amount" in deals.columns))  # checked by validate_deals, as score does
+        # Only the columns the buckets read travel: less to shuffle, and Spark's Arrow UDFs refuse a name with a dot.
+        needed = {"lead_id", "created_at", *spec.source_columns.values()}
+        left = leads.select(*[F.col(f"`{column}`") for column in leads.columns if column in needed])
+        left = left.withColumn("created_at", F.col("created_at").cast("timestamp_ntz")) \
+            if "created_at" in left.columns else left
     else:
         raw_types = {}
         if events is not None and config.events is not None:
@@ -104,11 +113,11 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
     # Plain values only in what the workers receive: no Spark objects.
     if config is None:
         features_of_bucket = functools.partial(_features_of_bucket, spec=spec, as_of=as_of, now=now, names=names,
-                                               with_deals=deals is not None)
+                                               with_deals=deals is not None, decimal=decimal)
     else:
         features_of_bucket = functools.partial(_features_of_export_bucket, config=config, spec=spec, as_of=as_of,
                                                now=now, names=names, raw_types=raw_types, sources=sources or {},
-                                               date_format=date_format)
+                                               date_format=date_format, decimal=decimal)
     # Arrow in and out: each bucket's tables become pandas frames in pyarrow, not Spark's pandas layer.
     in_arrow = functools.partial(_bucket_in_arrow, features_of_bucket=features_of_bucket,
                                  arrow_schema=arrow_schema_of(spark, schema))
@@ -136,14 +145,14 @@ def _bucket_in_arrow(leads, history, *, features_of_bucket, arrow_schema):
     return pandas_in_arrow(features_of_bucket, leads, history, arrow_schema=arrow_schema)
 
 
-def _history(frame, kind: str, time_column: str, what_column: str, id_type):
-    """Events or deals in one shape: lead_id, when, what, and which of the two they are."""
+def _history(frame, kind: str, time_column: str, what_column: str, id_type, *, amount: bool = False):
+    """Events or deals in one shape: lead_id, when, what, and which of the two they are (with ``amount``, the deal's)."""
     from pyspark.sql import functions as F
 
     return frame.select(F.col("lead_id").cast(id_type).alias("lead_id"),
                         F.col(time_column).cast("timestamp_ntz").alias("at"),
                         F.col(what_column).cast("string").alias("what"),
-                        F.lit(kind).alias(_KIND))
+                        F.lit(kind).alias(_KIND), *([F.col("amount").cast("string").alias("amount")] if amount else []))
 
 
 def _feature_schema(spec, id_type, *, with_data_end=False):
@@ -156,12 +165,14 @@ def _feature_schema(spec, id_type, *, with_data_end=False):
                       + ([StructField(DATA_END_COLUMN, TimestampNTZType())] if with_data_end else []))
 
 
-def _features_of_bucket(leads_part, history_part, *, spec, as_of, now, names, with_deals) -> pd.DataFrame:
+def _features_of_bucket(leads_part, history_part, *, spec, as_of, now, names, with_deals,
+                        decimal=None) -> pd.DataFrame:
     """One bucket's leads, validated, their open snapshots at ``as_of`` and their features: the pandas path."""
     events = history_part.loc[history_part[_KIND].eq("event"), ["lead_id", "at", "what"]].set_axis(
         ["lead_id", "occurred_at", "event_type"], axis=1).reset_index(drop=True)
-    deals = history_part.loc[history_part[_KIND].eq("deal"), ["lead_id", "at", "what"]].set_axis(
-        ["lead_id", "closed_at", "outcome"], axis=1).reset_index(drop=True)
+    amount = ["amount"] if "amount" in history_part.columns else []
+    deals = history_part.loc[history_part[_KIND].eq("deal"), ["lead_id", "at", "what", *amount]].set_axis(
+        ["lead_id", "closed_at", "outcome", *amount], axis=1).reset_index(drop=True)
     if len(leads_part) == 0:  # a bucket with history but no leads: every row of it has an unknown lead
         for table, rows in (("events", events), ("deals", deals)):
             if len(rows):
@@ -170,6 +181,7 @@ def _features_of_bucket(leads_part, history_part, *, spec, as_of, now, names, wi
         return pd.DataFrame({name: [] for name in names})
     leads = validate_leads(leads_part.drop(columns=[_BUCKET]).reset_index(drop=True), source="leads", now=now,
                            dated="created_at" in leads_part.columns)
+    leads = read_contract_numbers(leads, source="leads", spec=spec, decimal=decimal)  # checked on the driver
     # A bucket whose leads closed no deal has none of the deals table's rows: none of its leads is closed.
     deals = validate_deals(deals, lead_ids=leads["lead_id"], source="deals", now=now) \
         if with_deals and len(deals) else None
@@ -180,7 +192,7 @@ def _features_of_bucket(leads_part, history_part, *, spec, as_of, now, names, wi
 
 
 def _features_of_export_bucket(leads_part, history_part, *, config, spec, as_of, now, names, raw_types, sources,
-                               date_format) -> pd.DataFrame:
+                               date_format, decimal=None) -> pd.DataFrame:
     """One bucket of an own export, mapped as ``load_tables`` maps it (``map_export``), then as ``_features_of_bucket``."""
     raw = {kind: _raw_rows(history_part, kind, raw_types[kind]) for kind in raw_types}
     if len(leads_part) == 0:  # a bucket with history but no leads: every row of it has an unknown lead
@@ -192,7 +204,10 @@ def _features_of_export_bucket(leads_part, history_part, *, config, spec, as_of,
                                                          "ids present in the leads table",
                                                          f"{len(rows)} rows of unknown leads", rows[[column]]))
         return pd.DataFrame({name: [] for name in names})
-    leads, _, events, deals = map_export(config, leads_part.drop(columns=[_BUCKET]).reset_index(drop=True),
+    frame = leads_part.drop(columns=[_BUCKET]).reset_index(drop=True)
+    if decimal is not None:  # the table's mark, decided on the driver: map_export reads numbers with it
+        frame.attrs["decimal"] = decimal
+    leads, _, events, deals = map_export(config, frame,
                                          events=raw.get("event"), deals=raw.get("deal"),
                                          source=sources.get("leads", "leads"), events_source=sources.get("events"),
                                          deals_source=sources.get("deals"), for_training=False, now=now,

@@ -69,3 +69,29 @@ def test_unknown_lead_is_refused(crm):
     snapshots, leads, events = crm
     with pytest.raises(ValueError, match=r"missing from the leads table, e.g. \[3\]"):
         build_features(pd.DataFrame({"lead_id": [3], "as_of": [T("2025-03-01")]}), leads, events, SPEC)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_every_lead_once_in_order_equals_any_other_order_and_repeated_snapshots(monkeypatch, overlap):
+    """The base in table order (no sort, no copy of the fit block) gives each row what a shuffled or
+    repeated set of snapshots gives it, on the serial and the two-thread path alike."""
+    from crm.synthetic import generate_crm
+    from features import build
+
+    if overlap:
+        monkeypatch.setattr(build, "_OVERLAP_MIN_ROWS", 0)
+    crm = generate_crm(300, months=6, seed=3)
+    end = pd.Timestamp(crm.end)
+    in_order = pd.DataFrame({"lead_id": crm.leads["lead_id"].to_numpy(), "as_of": end})
+    base = build_features(in_order, crm.leads, crm.events, SPEC)
+    shuffled = in_order.iloc[np.random.default_rng(0).permutation(len(in_order))]
+    shuffled.index = shuffled.index + 1000
+    got = build_features(shuffled, crm.leads, crm.events, SPEC)
+    pd.testing.assert_frame_equal(got.set_axis(got.index - 1000).sort_index(), base, check_exact=True)
+    twice = pd.concat([in_order, in_order.assign(as_of=end - pd.Timedelta(days=40))], ignore_index=True)
+    repeated = build_features(twice, crm.leads, crm.events, SPEC)
+    pd.testing.assert_frame_equal(repeated.iloc[:len(in_order)], base, check_exact=True)
+    earlier = build_features(twice.iloc[len(in_order):], crm.leads, crm.events, SPEC)
+    pd.testing.assert_frame_equal(repeated.iloc[len(in_order):], earlier, check_exact=True)
+    assert (repeated["events_any_total"].iloc[len(in_order):].to_numpy()
+            <= base["events_any_total"].to_numpy()).all()

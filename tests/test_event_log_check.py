@@ -100,6 +100,7 @@ class _CountedValidation(EventLogToCheck):
 def test_a_clean_log_is_read_once_and_scores_as_a_checked_one(small_models, files, tmp_path):
     folder, crm = files
     bundle = small_models["logistic"]
+    _CountedValidation.scans = 0
     path = _write(crm.events, tmp_path / "events.parquet")
     checked, unchecked = tmp_path / "checked.parquet", tmp_path / "unchecked.parquet"
     validate_events(path, lead_ids=crm.leads["lead_id"], now=crm.end)

@@ -138,3 +138,33 @@ def test_events_read_once_for_a_lead_base_give_each_chunks_features(tmp_path, id
         build_engagement_features(outside, once, SPEC)
     with pytest.raises(ValueError, match="grouped for event types"):
         build_engagement_features(snapshots, once, FeatureSpec(event_types=("demo_request",)))
+
+
+@pytest.mark.parametrize("unit", ["ns", "us", "ms", "s"])
+@pytest.mark.parametrize("with_nulls", [True, False])
+def test_parquet_times_of_every_unit_with_and_without_nulls_match_duckdb(tmp_path, monkeypatch, unit, with_nulls):
+    """The reader's kernel converts each unit itself, and skips null flags for columns without nulls.
+
+    Some times lie before 1970 (negative nanoseconds round half away from zero, as DuckDB's cast does);
+    the snapshots' as_of times fall on event times, so an event exactly at as_of stays unseen.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(31)
+    events, snapshots = messy_events(rng, n=4_000), snapshots_of(rng)
+    early = events.index[::7]
+    events.loc[early, "occurred_at"] = pd.Timestamp("1969-12-31") + pd.to_timedelta(
+        rng.integers(0, 2 * 86_400 * 10**9, len(early)), "ns")
+    if not with_nulls:
+        events = events.dropna().reset_index(drop=True)
+    snapshots.loc[snapshots.index[:10], "as_of"] = events["occurred_at"].dropna().iloc[:10].dt.floor("s").to_numpy()
+    table = pa.Table.from_pandas(events, preserve_index=False)
+    table = table.set_column(1, "occurred_at", table.column("occurred_at").cast(pa.timestamp(unit), safe=False))
+    path = tmp_path / "events.parquet"
+    pq.write_table(table, path, row_group_size=1_500)
+    from_parquet = build_engagement_features(snapshots, path, SPEC)
+    monkeypatch.setattr(engagement, "IN_MEMORY_MAX_EVENTS", -1)
+    from_duckdb = build_engagement_features(snapshots, table.to_pandas(), SPEC)
+    pd.testing.assert_frame_equal(from_parquet, from_duckdb, check_exact=False, rtol=1e-12, atol=0)
+    assert from_parquet["events_any_total"].sum() > 0

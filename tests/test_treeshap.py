@@ -232,3 +232,40 @@ def test_top_factors_rank_as_a_stable_argsort():
             np.testing.assert_array_equal(order, expected)
             np.testing.assert_array_equal(value, np.take_along_axis(impact, expected, axis=1))
             np.testing.assert_array_equal(valid, sign * value >= 0.1)
+
+
+def test_a_saved_bundle_carries_its_tables_and_a_loaded_one_uses_them(small_models, tmp_path):
+    """Saved as plain arrays beside the model: read back for the loaded booster, the same contributions and
+    raw scores as LightGBM's; tables of another layout or shape are left out and built at first use."""
+    import joblib
+
+    import models.explain
+    from models.bundle import ModelBundle
+    from models.estimators import inner_pipeline
+
+    path = small_models["lightgbm"].save(tmp_path / "bundle.joblib")
+    payload = joblib.load(path)
+    # What a reader of before this key reads is all there, as it was.
+    assert {"spec", "model", "thresholds", "metadata", "reference"} <= set(payload)
+    booster = inner_pipeline(payload["model"])[-1].booster_
+    built = TreeTables(booster).arrays()
+    assert payload["tree_tables"].keys() == built.keys()
+    for name, value in built.items():
+        np.testing.assert_array_equal(payload["tree_tables"][name], value, err_msg=name)
+
+    loaded = ModelBundle.load(path)
+    booster = inner_pipeline(loaded.model)[-1].booster_
+    assert booster in models.explain._tables  # read with the bundle, before any use
+    _, codes = _booster_and_awkward_codes(small_models)
+    np.testing.assert_allclose(tree_tables(booster).contributions(codes), booster.predict(codes, pred_contrib=True),
+                               rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(tree_tables(booster).raw_margin(codes), booster.predict(codes, raw_score=True))
+
+    for name, saved in (("another layout", {**payload["tree_tables"], "layout": 0}),
+                        ("another booster's", {**payload["tree_tables"], "n_trees": booster.num_trees() + 1}),
+                        ("none", None)):
+        joblib.dump({**payload, "tree_tables": saved}, tmp_path / "other.joblib")
+        other = inner_pipeline(ModelBundle.load(tmp_path / "other.joblib").model)[-1].booster_
+        assert other not in models.explain._tables, name
+        np.testing.assert_array_equal(tree_tables(other).raw_margin(codes), other.predict(codes, raw_score=True))
+    assert joblib.load(small_models["logistic"].save(tmp_path / "logistic.joblib"))["tree_tables"] is None
