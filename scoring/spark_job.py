@@ -29,12 +29,9 @@ def run_spark_score(args) -> ScoreRun:
 
 def _run_spark_score(args) -> ScoreRun:
     from registry import default_model_uri
-    from registry.loading import load_bundle, spark_model_udf
-    from registry.tier_policy import effective_thresholds
+    from registry.loading import load_bundle
     from scoring.safe_outputs import refuse_outputs_that_are_inputs
-    from scoring.spark import check_source, export_tables, read_source, spark_session, write_scores
-    from scoring.spark_features import build_features_on_spark, split_data_end
-    from scoring.spark_scores import score_features_on_spark, score_with_reasons_on_spark
+    from scoring.spark import check_source, export_tables, read_source, spark_session
 
     as_of = naive_utc(args.as_of) if args.as_of else utc_now()
     config = None
@@ -54,6 +51,23 @@ def _run_spark_score(args) -> ScoreRun:
     bundle, identity = load_bundle(args.model)
     spark = spark_session(args.master)
     tables = {name: read_source(spark, source) if source else None for name, source in sources.items()}
+    try:
+        return _score_tables(args, tables, sources, bundle, identity, config, as_of, spark)
+    except Exception as error:
+        if "CAST_INVALID_INPUT" in str(error) and config is None:  # a text time Spark's cast cannot read
+            from scoring.spark_checks import explain_unread_times
+
+            explain_unread_times(tables, sources)
+        raise
+
+
+def _score_tables(args, tables, sources, bundle, identity, config, as_of, spark) -> ScoreRun:
+    from registry.loading import spark_model_udf
+    from registry.tier_policy import effective_thresholds
+    from scoring.spark import read_source, write_scores
+    from scoring.spark_features import build_features_on_spark, split_data_end
+    from scoring.spark_scores import score_features_on_spark, score_with_reasons_on_spark
+
     features = build_features_on_spark(tables["leads"], tables["events"], bundle.spec, as_of=as_of,
                                        deals=tables["deals"], buckets=args.buckets, config=config,
                                        sources=sources, date_format=args.date_format,
