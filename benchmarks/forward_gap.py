@@ -27,7 +27,7 @@ from training.pipeline import TrainingConfig, train_model  # noqa: E402
 
 
 def forward_gap(seed: int, *, leads: int, months: int, horizon_days: int = 90, threads: int | None = None,
-                registered=(False, True)) -> list:
+                registered=(False, True), recency_half_lives=()) -> list:
     world = generate_crm(leads, months=months + 3, seed=seed)
     end = pd.Timestamp("2025-01-01") + pd.DateOffset(months=months)
     cut = as_it_stood(world, end)
@@ -42,7 +42,8 @@ def forward_gap(seed: int, *, leads: int, months: int, horizon_days: int = 90, t
     rows = []
     for refit in registered:
         started = time.perf_counter()
-        result = train_model(*known, config=TrainingConfig(refit=refit, seed=seed, threads=threads), data_end=end,
+        config = TrainingConfig(refit=refit, seed=seed, threads=threads, recency_half_lives=recency_half_lives)
+        result = train_model(*known, config=config, data_end=end,
                              oracle=lambda snapshots: world.truth.oracle_probability(snapshots, horizon_days),
                              log=lambda line: None)
         features = build_features(open_base, known[0], known[1], result.bundle.spec)
@@ -66,10 +67,13 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--registered", choices=("both", "training", "refit"), default="both",
                         help="which registered model to measure (default: %(default)s)")
+    parser.add_argument("--recency-half-lives", nargs="*", default=[],
+                        help="offer recency-weighted LightGBM to the selection windows, e.g. 180d")
     args = parser.parse_args(argv)
     registered = {"both": (False, True), "training": (False,), "refit": (True,)}[args.registered]
     rows = [row for seed in args.seeds for row in forward_gap(seed, leads=args.leads, months=args.months,
-                                                               threads=args.threads, registered=registered)]
+                                                               threads=args.threads, registered=registered,
+                                                               recency_half_lives=args.recency_half_lives)]
     table = pd.DataFrame(rows)
     print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print("\nmean forward gap: " + ", ".join(f"{name} {group['forward_gap'].mean():.4f}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from crm.readers import read_contract_numbers
 from crm.database_base import Database, check_table_name
 from crm.duckdb_database import DuckDBDatabase, duckdb_path
 from crm.sqlalchemy_database import SQLAlchemyDatabase
@@ -55,6 +56,8 @@ def load_crm_from_database(url, leads, events=None, deals=None, *, now=None):
     """
     database = connect(url)
     lead_table = validate_leads(read_source(database, leads), source=source_name(database, leads), now=now)
+    # A table of text columns (as many CRMs hold an export) has its numbers read as a file's are.
+    lead_table = read_contract_numbers(lead_table, source=source_name(database, leads))
     deal_table = None
     if deals is not None:
         deal_table = validate_deals(read_source(database, deals), lead_ids=lead_table["lead_id"],

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.column_types import decide_decimal
+from features.column_types import decide_decimal, decimal_examples
 from features.contract import (DataContractError, check_text_encoding, contract_message, encoding_label,
                                sniff_encoding, validate_deals, validate_events, validate_leads)
 from features.spec import FeatureSpec
@@ -87,13 +87,7 @@ def load_crm(leads_path, events_path=None, deals_path=None, *, now=None, date_fo
     """
     frame = read_table(leads_path, text_columns=("lead_id",), table="leads")
     leads = validate_leads(frame, source=str(leads_path), now=now, date_format=date_format)
-    spec = FeatureSpec()
-    for column in (*spec.numeric_columns, *spec.raw_numeric_columns):
-        if column in leads.columns:
-            # The spec's placeholders ("n/a", "null", ...) are missing; "NaN" written as a value is not.
-            leads[column] = parse_numbers(leads[column], source=str(leads_path), column=column,
-                                          missing_tokens=tuple(set(spec.missing_tokens) - {"nan"}),
-                                          decimal=frame.attrs.get("decimal", "."))
+    leads = read_contract_numbers(leads, source=str(leads_path), decimal=frame.attrs.get("decimal", "."))
     deals = None
     if deals_path is not None:
         deals = validate_deals(read_table(deals_path, text_columns=("lead_id",), table="deals"),
@@ -104,34 +98,115 @@ def load_crm(leads_path, events_path=None, deals_path=None, *, now=None, date_fo
     return leads, events_path, deals
 
 
+def contract_numbers(spec: FeatureSpec | None = None) -> tuple[tuple, tuple]:
+    """``(columns, missing tokens)`` of a lead table's numbers: the spec's numeric columns and its placeholders.
+
+    The spec's placeholders ("n/a", "null", ...) are missing; "NaN" written as a value is not.
+    """
+    spec = spec or FeatureSpec()
+    return (*spec.numeric_columns, *spec.raw_numeric_columns), tuple(sorted(set(spec.missing_tokens) - {"nan"}))
+
+
+def read_contract_numbers(leads: pd.DataFrame, *, source: str, spec: FeatureSpec | None = None,
+                          decimal: str | None = None) -> pd.DataFrame:
+    """``leads`` with the spec's numeric columns read for certain: one rule for every reader of a lead table.
+
+    Files, database tables, Parquet of text columns and Spark's buckets all come through here, so a
+    value that is not a number is refused with the same line whatever carried it. ``decimal`` None
+    decides the mark from the text columns' own values (``decide_decimal``: a table whose numbers
+    read two ways stops and asks). The columns are replaced in ``leads`` (a frame the reader made).
+    """
+    columns, missing_tokens = contract_numbers(spec)
+    present = [column for column in columns if column in leads.columns]
+    if decimal is None:
+        decimal = decide_decimal([leads[column].astype("string").str.strip() for column in present
+                                  if not pd.api.types.is_numeric_dtype(leads[column])], source=source)
+    for column in present:
+        leads[column] = parse_numbers(leads[column], source=source, column=column, missing_tokens=missing_tokens,
+                                      decimal=decimal)
+    leads.attrs["decimal"] = decimal
+    return leads
+
+
 def parse_numbers(values: pd.Series, *, source: str, column: str, missing_tokens=(), decimal=".") -> pd.Series:
     """Numbers from a column of a lead table; thousands separators are removed, placeholders are missing.
 
     Refuses values that are neither a number nor a missing token, and infinities and ``NaN``
     written as values, with example rows, instead of silently turning them into missing values.
     """
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        numbers = values.astype(float)
-        infinite = np.isinf(numbers)
-        if infinite.any():
-            raise DataContractError(contract_message(source, column, "finite numbers", f"{int(infinite.sum())} "
-                                                     "infinite values", values[infinite].to_frame()))
-        return numbers
     if pd.api.types.is_bool_dtype(values):
         raise DataContractError(f"{source}: column {column!r} must hold numbers; it holds true/false values. "
                                 "Declare it boolean instead.")
     decimal = decimal or "."
+    numbers, refused = _numbers_and_refused(values, decimal=decimal, missing_tokens=missing_tokens)
+    if refused.any():
+        raise DataContractError(unreadable_numbers(source, column, decimal, int(refused.sum()), values[refused],
+                                                   values[refused].to_frame()))
+    return numbers
+
+
+def number_findings(part: pd.DataFrame, *, columns, missing_tokens=(), limit: int = 5) -> pd.DataFrame:
+    """What :func:`parse_numbers` finds in one part of a lead table (a Spark partition), to be combined by
+    :func:`check_number_findings`: each column's decimal-mark examples and, under either mark, the count
+    and first ``limit`` values it refuses with their ``lead_id``. One row per finding; every value text.
+    """
+    rows = []
+    for column in columns:
+        values = part[column]
+        if not pd.api.types.is_numeric_dtype(values):
+            rows += [("example", "", column, example, "", 0)
+                     for example in decimal_examples(values.astype("string").str.strip()) if example is not None]
+        for decimal in (".", ","):
+            refused = _numbers_and_refused(values, decimal=decimal, missing_tokens=missing_tokens)[1]
+            count = int(refused.sum())
+            rows += [("refused", decimal, column, str(value), str(lead_id), count if i == 0 else 0)
+                     for i, (value, lead_id) in enumerate(zip(values[refused].head(limit),
+                                                              part.loc[refused, "lead_id"].head(limit)))]
+    return pd.DataFrame(rows, columns=["finding", "decimal", "column", "value", "lead_id", "count"])
+
+
+def check_number_findings(findings: pd.DataFrame, *, source: str, columns, decimal: str | None = None) -> str:
+    """The decimal mark of a lead table from every part's :func:`number_findings`; raises as ``parse_numbers``
+    and ``decide_decimal`` would over the whole table (example rows named by ``lead_id``)."""
+    examples = findings.loc[findings["finding"].eq("example"), "value"]
+    decimal = decide_decimal([examples.astype("string")], source=source, configured=decimal)
+    refused = findings[findings["finding"].eq("refused") & findings["decimal"].eq(decimal)]
+    for column in columns:
+        mine = refused[refused["column"].eq(column)]
+        if len(mine):
+            rows = pd.DataFrame({column: mine["value"].to_numpy()},
+                                index=[f"with lead_id {lead_id}" for lead_id in mine["lead_id"]])
+            raise DataContractError(unreadable_numbers(source, column, decimal, int(mine["count"].sum()),
+                                                       mine["value"], rows))
+    return decimal
+
+
+def unreadable_numbers(source: str, column: str, decimal: str, count: int, values: pd.Series,
+                       rows: pd.DataFrame) -> str:
+    """The one line refusing a number column's unreadable values, whichever reader found them."""
+    if pd.api.types.is_numeric_dtype(values):
+        return contract_message(source, column, "finite numbers", f"{count} infinite values", rows)
+    shown = values.astype("string").str.strip().drop_duplicates().head(3).tolist()
+    return contract_message(
+        source, column, f"numbers with {decimal!r} as decimal mark (thousands separators are fine; values listed as "
+        "missing tokens in the config count as missing; set [data] decimal for the other convention)",
+        f"{count} other values such as {shown}", rows)
+
+
+def _numbers_and_refused(values: pd.Series, *, decimal: str, missing_tokens=()) -> tuple[pd.Series, pd.Series]:
+    """The rule itself: ``(numbers, refused)``, where refused marks values neither a number nor a missing token.
+
+    ``to_numeric`` only sees text ``_plain_numbers`` made plain: what it cannot read stays refused,
+    never a silent missing value.
+    """
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.astype(float)
+        return numbers, pd.Series(np.isinf(numbers.to_numpy()), index=values.index)
     text = values.astype("string").str.strip()
     missing = text.isna() | text.str.lower().isin(set(missing_tokens) | {""})
     numbers = pd.to_numeric(_plain_numbers(text, decimal).where(~missing), errors="coerce")
-    bad = (numbers.isna() | np.isinf(numbers.fillna(0.0))) & ~missing
-    if bad.any():
-        raise DataContractError(contract_message(
-            source, column, f"numbers with {decimal!r} as decimal mark (thousands separators are fine; values "
-            "listed as missing tokens in the config count as missing; set [data] decimal for the other "
-            "convention)", f"{int(bad.sum())} other values such as {text[bad].drop_duplicates().head(3).tolist()}",
-            values[bad].to_frame()))
-    return numbers.astype(float)
+    refused = (numbers.isna() | np.isinf(numbers.fillna(0.0))) & ~missing
+    return numbers.astype(float), refused.fillna(False).astype(bool)
 
 
 def detect_delimiter(sample: str) -> str:

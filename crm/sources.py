@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from crm.readers import CSV_SUFFIXES, _plain_numbers, detect_delimiter
+from crm.readers import CSV_SUFFIXES, _plain_numbers, contract_numbers, detect_delimiter, read_contract_numbers
+from features.column_types import decide_decimal
 from features.contract import DataContractError, contract_message, validate_deals, validate_events, validate_leads
 from features.event_log_check import EventLogToCheck
 from features.event_rows import is_typed_parquet
@@ -158,6 +159,7 @@ class StreamedLeads:
                                                      ids[duplicated].to_frame("lead_id")))
         self.lead_ids = ids.reset_index(drop=True)
         self.rows = len(ids)
+        self.decimal = _decimal_mark(self.source)  # one decision for the whole table, not one per chunk
 
     def __len__(self) -> int:
         return self.rows
@@ -165,7 +167,28 @@ class StreamedLeads:
     def __iter__(self) -> Iterator[pd.DataFrame]:
         name = self.source.source
         for chunk in self.source.chunks(self.chunk_rows):
-            yield validate_leads(chunk.reset_index(drop=True), source=name, now=self.now)
+            yield read_contract_numbers(validate_leads(chunk.reset_index(drop=True), source=name, now=self.now),
+                                        source=name, decimal=self.decimal)
+
+
+def _decimal_mark(source) -> str | None:
+    """The decimal mark of a lead source's number columns: a CSV's own; for Parquet, decided from its text number
+    columns read whole (one column each, as the ids are), None (decide per chunk) for other sources."""
+    if isinstance(source, CsvLeads):
+        return source.decimal
+    if not isinstance(source, ParquetLeads):
+        return None
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(source.path)
+    texts = [column for column in contract_numbers()[0] if column in schema.names
+             and (pa.types.is_string(schema.field(column).type) or pa.types.is_large_string(schema.field(column).type))]
+    if not texts:
+        return "."
+    table = pq.read_table(source.path, columns=texts)
+    return decide_decimal([table.column(column).to_pandas().astype("string").str.strip() for column in texts],
+                          source=source.source)
 
 
 def stream_crm(leads, events=None, deals=None, *, now=None, chunk_rows: int = DEFAULT_CHUNK_ROWS):

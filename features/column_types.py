@@ -181,13 +181,9 @@ def decide_decimal(texts, *, source: str, configured: str | None = None) -> str:
         return configured
     comma_example = point_example = either_example = None
     for text in texts:
-        text = text.dropna()
-        comma = text[text.str.fullmatch(_COMMA_DECIMAL).fillna(False).astype(bool)]
-        point = text[text.str.fullmatch(_POINT_DECIMAL).fillna(False).astype(bool)]
-        either = text[text.str.fullmatch(_EITHER_DECIMAL).fillna(False).astype(bool)]
-        comma_example = comma_example or (comma.iloc[0] if len(comma) else None)
-        point_example = point_example or (point.iloc[0] if len(point) else None)
-        either_example = either_example or (either.iloc[0] if len(either) else None)
+        comma, point, either = decimal_examples(text)
+        comma_example, point_example, either_example = (comma_example or comma, point_example or point,
+                                                        either_example or either)
     if comma_example and point_example:
         raise ColumnTypeError(f"{source}: numbers use both decimal marks ({point_example!r} and "
                               f"{comma_example!r}); set [data] decimal = \".\" or \",\" in the config.")
@@ -202,6 +198,18 @@ def decide_decimal(texts, *, source: str, configured: str | None = None) -> str:
     if comma_example:  # a decimal point is the default, not worth a line
         note_reading(source, f"numbers read with ',' as decimal mark and '.' for thousands (shown by {comma_example!r})")
     return decided
+
+
+def decimal_examples(text: pd.Series) -> tuple:
+    """The first value of ``text`` showing a decimal comma, a decimal point, and one that reads either way (or None).
+
+    What :func:`decide_decimal` decides from: fed these examples of every part of a table (a Spark
+    partition), it decides as it would from the whole table.
+    """
+    text = text.dropna()
+    found = [text[text.str.fullmatch(pattern).fillna(False).astype(bool)]
+             for pattern in (_COMMA_DECIMAL, _POINT_DECIMAL, _EITHER_DECIMAL)]
+    return tuple(values.iloc[0] if len(values) else None for values in found)
 
 
 def same_id_type(ids: pd.Series, reference: pd.Series) -> pd.Series:

@@ -83,8 +83,10 @@ class ImplausibleLeads:
     def _problems(self, leads: pd.DataFrame):
         for column in self.spec.numeric_columns:
             if column in leads.columns:
-                values = pd.to_numeric(leads[column], errors="coerce")
-                yield column, (values < 0).to_numpy()
+                # Read for certain before (crm.readers): text here would be a caller's error, not a NaN to skip.
+                values = pd.to_numeric(leads[column]).to_numpy(dtype=float, na_value=np.nan)
+                with np.errstate(invalid="ignore"):
+                    yield column, values < 0
         if "created_at" in leads.columns and pd.api.types.is_datetime64_any_dtype(leads["created_at"]):
             created = leads["created_at"]
             bad = (created < EARLIEST_CREATED_AT).to_numpy()

@@ -14,6 +14,8 @@ import gc
 import json
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 #: How the parent hands its settings to the workers uvicorn starts.
 HTTP_SETTINGS_VARIABLE = "LEAD_SCORING_HTTP_SETTINGS"
@@ -39,6 +41,7 @@ def serve_http(*, model_uri: str, host: str, port: int, workers: int | None, max
         raise ValueError(f"--workers must be positive. Got {workers}.")
     # With several workers on Linux, one socket each, bound now: a taken port fails before the model loads.
     sockets = listening_sockets(host, port, workers) if workers > 1 and balances_connections() else None
+    failure = None
     try:
         use_default_store()
         try:
@@ -46,9 +49,13 @@ def serve_http(*, model_uri: str, host: str, port: int, workers: int | None, max
             load_bundle(pinned)  # fail here, in one line, rather than in every worker
         except Exception as error:  # noqa: BLE001 - any reason the model cannot load is the user's to read
             raise ValueError(str(error)) from None
+        # A worker that cannot build its app says why here and exits; the server then stops (see http_app).
+        failure = tempfile.NamedTemporaryFile(prefix="lead-serve-worker-", suffix=".txt", delete=False)
+        failure.close()
         os.environ[HTTP_SETTINGS_VARIABLE] = json.dumps({
             "model_uri": model_uri, "pinned_uri": pinned, "workers": workers, "max_body_bytes": max_body_bytes,
-            "max_leads": max_leads, "verbose": verbose, "scores": scores, "history": history})
+            "max_leads": max_leads, "verbose": verbose, "scores": scores, "history": history,
+            "failure_file": failure.name})
         print(f"serving {model_uri} on http://{host}:{port} with {workers} worker(s); tier planner: "
               f"http://{host}:{port}/planner", file=sys.stderr, flush=True)
         # Uvicorn's own access log is off (the app writes a structured one, scoring/operations.py); limits on
@@ -59,13 +66,40 @@ def serve_http(*, model_uri: str, host: str, port: int, workers: int | None, max
             serve_on_own_sockets(uvicorn.Config("scoring.http_server:http_app", **settings), sockets)
         else:
             uvicorn.run("scoring.http_server:http_app", **settings)
+        failed = Path(failure.name).read_text(encoding="utf-8").strip()
+        if failed:  # uvicorn's supervisor stopped every worker when one failed before serving
+            raise ValueError(failed)
     finally:
         for sock in sockets or ():
             sock.close()
+        if failure is not None:
+            Path(failure.name).unlink(missing_ok=True)
 
 
 def http_app():
-    """One worker's app: load the model once, from the settings :func:`serve_http` put in the environment."""
+    """One worker's app: load the model once, from the settings :func:`serve_http` put in the environment.
+
+    A worker that cannot build it would fail the same way on every restart, so it stops the server instead:
+    in a worker process it writes the one-line reason where the parent reads it and exits with uvicorn's
+    start-up failure status (the supervisor then stops every worker and returns; a worker that dies once
+    serving is still replaced); served in-process (one worker), the error reaches ``serve_http`` as is.
+    """
+    settings = json.loads(os.environ[HTTP_SETTINGS_VARIABLE])
+    try:
+        return _worker_app(settings)
+    except Exception as error:  # noqa: BLE001 - any reason the app cannot be built is the user's to read
+        from features.contract import bounded
+
+        message = bounded(str(error) or type(error).__name__)
+        if settings["workers"] == 1:
+            raise ValueError(message) from None
+        from uvicorn.config import STARTUP_FAILURE
+
+        Path(settings["failure_file"]).write_text(f"a worker could not start: {message}", encoding="utf-8")
+        sys.exit(STARTUP_FAILURE)
+
+
+def _worker_app(settings: dict):
     from models.explain import use_threads
     from models.threads import available_cores, sleep_while_waiting
     from registry.loading import load_bundle
@@ -75,7 +109,6 @@ def http_app():
     from scoring.service import TOKEN_ENVIRONMENT_VARIABLE, create_app
 
     sleep_while_waiting()
-    settings = json.loads(os.environ[HTTP_SETTINGS_VARIABLE])
     quiet_mlflow(verbose=settings["verbose"])
     if settings.get("access_log", True):
         from scoring.operations import use_access_log

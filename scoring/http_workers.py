@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import sys
 
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 
@@ -59,8 +60,17 @@ class _WorkerPerSocket(Multiprocess):
     """uvicorn's supervisor (signals, health checks, restarts), the first workers each given one socket.
 
     A worker started later to replace a dead one is given every socket (uvicorn's own replacement): the
-    dead worker's socket is then served again, and the replacement shares the others' until it ends.
+    dead worker's socket is then served again, and the replacement shares the others' until it ends. A
+    worker that failed before serving (``http_app`` exits with uvicorn's start-up failure status) stops
+    the server instead, as uvicorn's supervisor does, without its log line: ``serve_http`` says why.
     """
+
+    def keep_subprocess_alive(self) -> None:
+        for process in self.processes:
+            if not self.should_exit.is_set() and process.exitcode == STARTUP_FAILURE:
+                self.should_exit.set()
+                return
+        super().keep_subprocess_alive()
 
     def init_processes(self) -> None:
         for sock in self.sockets:

@@ -132,3 +132,18 @@ def test_the_level_the_model_was_calibrated_to_has_its_own_noise():
     with pytest.warns(UserWarning, match="calibration: 0.300 converted where the model predicts 0.100"):
         assert check_newest_window(older, y, np.full(100, 0.10), auc_newest=0.8, leads_newest=100,
                                    calibrated_on=many).moved
+
+
+def test_a_loose_calibration_level_is_said_not_held_when_the_base_rate_did_not_move():
+    """The road traffic fines log: its newest window converts as the last older window did (0.020), but the model
+    predicts 0.034, the level 41 converted calibration leads set (sd 0.0074)."""
+    older = pd.DataFrame({"base_rate": [0.0583, 0.0349, 0.0200], "roc_auc": [0.75, 0.83, 0.86]})
+    newest = np.r_[np.ones(148), np.zeros(7326)]  # 0.0198 of 7,474 rows, 1,500 leads: sd sqrt(0.0198 x 0.9802 / 1500)
+    calibration = (np.r_[np.ones(127), np.zeros(3401)], np.arange(3528) % 640)  # 0.036 of 3,528 rows, 640 leads
+    # sd 0.00360 and 0.00736: 0.0145 apart is more than 3 x 0.0036 but less than 3 x hypot = 0.0246. The base rate
+    # 0.0198 against 0.0377 (sd 0.019): not moved. Said as a note, not held.
+    with pytest.warns(UserWarning, match="calibration: 0.020 converted where the model predicts 0.034, within the "
+                                         "noise of the level it was calibrated to .sd 0.007. and the newest window.s .sd 0.004.; not held"):
+        check = check_newest_window(older, newest, np.full(7474, 0.0343), auc_newest=0.91, leads_newest=1500,
+                                    calibrated_on=calibration)
+    assert not check.moved and len(check.notes) == 1

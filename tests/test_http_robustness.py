@@ -160,3 +160,21 @@ def test_a_500_is_one_log_line_with_a_request_id_and_the_connection_lives(server
     status, answer, _ = post(connection, json.dumps(LEAD))
     assert status == 200
     connection.close()
+
+
+def test_clean_text_refuses_exactly_control_characters_and_lone_surrogates():
+    """Every character of the Basic Multilingual Plane inside ASCII text, against the rule written out by hand
+    (clean_text accepts printable ASCII without its pattern, so both of its branches are crossed here)."""
+    from scoring.lead_requests import clean_text
+
+    def refused(text):
+        try:
+            clean_text(text)
+        except ValueError:
+            return True
+        return False
+
+    for code in range(0x10000):
+        bad = (code < 0x20 and chr(code) not in "\t\n\r") or code == 0x7F or 0xD800 <= code <= 0xDFFF
+        assert refused(f"VP {chr(code)} sales") == bad, hex(code)
+    assert not refused("VP Marketing") and not refused("Geschäftsführer") and refused("VP\x00")

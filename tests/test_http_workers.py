@@ -80,3 +80,56 @@ def _health_pid(sock) -> int:
     while b"}" not in answer:
         answer += sock.recv(65536)
     return json.loads(answer.split(b"\r\n\r\n", 1)[1])["pid"]
+
+
+def test_a_worker_that_cannot_build_its_app_stops_the_server_with_one_line_and_exit_2(registered, tmp_path):
+    # Before: uvicorn restarted such a worker forever and the parent never exited. Here the saved tier policy
+    # was edited by hand into text (the parent loads the model fine; each worker reads the policy as it builds).
+    import shutil
+
+    from mlflow import MlflowClient
+
+    folder, env = registered
+    copy = tmp_path / "store"
+    shutil.copytree(folder, copy)
+    env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{copy / 'mlflow.db'}"}
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    for key in ("sql", "mql"):
+        client.set_model_version_tag("lead-conversion", "1", f"tier_policy_{key}", "not a number")
+    server = subprocess.run([sys.executable, str(PROJECT / "serve.py"), "http", "--port", str(_free_port()),
+                             "--workers", "2"], cwd=copy, env=env, capture_output=True, text=True, timeout=240)
+    errors = [line for line in server.stderr.splitlines() if line.startswith("error: ")]
+    assert server.returncode == 2 and "Traceback" not in server.stderr, server.stderr[-3000:]
+    assert errors == ["error: a worker could not start: could not convert string to float: 'not a number'"], \
+        server.stderr[-3000:]
+
+
+def test_a_worker_that_dies_while_serving_is_replaced(registered, tmp_path):
+    import signal
+
+    folder, env = registered
+    port, log = _free_port(), tmp_path / "server.log"
+    with open(log, "wb") as output:
+        server = subprocess.Popen([sys.executable, str(PROJECT / "serve.py"), "http", "--port", str(port),
+                                   "--workers", "2"], cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_workers(server, log, 2)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            killed = _health_pid(sock)
+        os.kill(killed, signal.SIGKILL)  # a worker of the server this test started
+        _wait_for_workers(server, log, 3)  # its replacement loaded the model and said so
+        pids = set()
+        for _ in range(8):
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                pids.add(_health_pid(sock))
+        assert killed not in pids and server.poll() is None
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def _wait_for_workers(server, log, count: int) -> None:
+    deadline = time.monotonic() + 180
+    while log.read_text().count("worker ") < count:  # each worker says so once its model is loaded
+        assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.2)

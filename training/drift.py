@@ -78,16 +78,19 @@ def check_newest_window(older: pd.DataFrame, y_newest, probability, *, auc_newes
     findings, notes = [], []
     apart = abs(rate - predicted) > noise_factor * sampling and base_rate_moved(predicted, rate)
     miscalibrated = apart and abs(rate - predicted) > noise_factor * np.hypot(sampling, level)
+    within = (f"within the noise of the level it was calibrated to (sd {level:.3f}) and the newest window's "
+              f"(sd {sampling:.3f})")
     if (abs(rate - rate_before) > noise_factor * np.hypot(rate_spread, sampling)
             and base_rate_moved(rate_before, rate)):
         moved = f"base rate {rate:.3f} against {rate_before:.3f} (sd {rate_spread:.3f} over {len(older)} older windows)"
         if miscalibrated:
             findings.append(moved)
         elif apart:
-            notes.append(f"{moved}; the model predicts {predicted:.3f}, within the noise of the level it was "
-                         f"calibrated to (sd {level:.3f}) and the newest window's (sd {sampling:.3f})")
+            notes.append(f"{moved}; the model predicts {predicted:.3f}, {within}")
         else:
             notes.append(f"{moved}, which the model foresaw (it predicts {predicted:.3f})")
+    elif apart and not miscalibrated:  # said, so a person sees the level is loose, but not held
+        notes.append(f"calibration: {rate:.3f} converted where the model predicts {predicted:.3f}, {within}")
     if miscalibrated:
         findings.append(f"calibration: {rate:.3f} converted where the model predicts {predicted:.3f}")
     if auc_before - auc_newest > max(noise_factor * np.hypot(auc_spread, _auc_sampling_error(
