@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "or a Spark table")
     spark.add_argument("--master", help="Spark master, e.g. local[2] (default: spark-submit's, else local[*])")
     spark.add_argument("--buckets", type=int,
-                       help="lead buckets built in one pandas call each (default: one per 100,000 leads)")
+                       help="lead buckets, one pandas call each (default: ~1 per 100,000 leads, a multiple of cores)")
     add_common_arguments(spark, experiment=False)
     add_policy_parser(commands)
     return parser

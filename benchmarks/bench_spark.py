@@ -9,7 +9,11 @@ tiers, sub-scores and reason texts are equal, and prints each time beside pandas
 two cores over one. Spark's start-up (JVM, session, executors) is timed apart.
 
     python benchmarks/bench_spark.py [--leads 100000] [--masters local[1],local[2],standalone]
-        [--routes bare,reasons] [--lightgbm]
+        [--routes bare,reasons] [--lightgbm] [--stages] [--data FOLDER [--prepare-only]]
+
+``--data FOLDER --prepare-only`` trains the model and writes the base once (no timing: run it outside
+the bench lock); ``--data FOLDER`` then times the routes on them. ``--stages`` prints each Spark
+route's stages from its event log (``benchmarks/spark_stages.py``).
 
 ``--lightgbm`` scores with a LightGBM model (600 trees of 7 leaves, the production candidate) fitted
 on the training snapshots, whatever training chose: its reasons need TreeSHAP, the costly route.
@@ -41,42 +45,32 @@ def main(argv=None) -> int:
     parser.add_argument("--routes", default="bare,reasons",
                         help="bare (no reasons: the model as a Spark UDF) and/or reasons (the default of both)")
     parser.add_argument("--lightgbm", action="store_true", help="score with a LightGBM model (TreeSHAP reasons)")
+    parser.add_argument("--data", help="folder keeping the model and scored base between runs (made if new)")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="train and write the base into --data, time nothing (run it outside the bench lock)")
+    parser.add_argument("--stages", action="store_true",
+                        help="print each Spark route's stages (wall, run and CPU seconds, rows) from its event log")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(PROJECT))
     import serve
-    from crm.synthetic import generate_crm, write_crm
     from spark_cluster import StandaloneCluster
+    from spark_stages import format_stages, stage_table
     from scoring.spark import spark_session
-    from train import main as training_main
 
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as scratch:
         scratch = Path(scratch)
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{scratch / 'mlflow.db'}"
-        os.chdir(scratch)
-        train = scratch / "train"
-        write_crm(generate_crm(args.train_leads, months=15, seed=11), train)
-        started = time.perf_counter()
-        if training_main(["train", "--leads", str(train / "leads.parquet"), "--events", str(train / "events.parquet"),
-                          "--deals", str(train / "deals.parquet")]):
-            raise SystemExit("training the benchmark model failed")
-        print(f"trained on {args.train_leads:,} synthetic leads in {time.perf_counter() - started:.0f} s", flush=True)
-        model = "models:/lead-conversion@champion"
-        if args.lightgbm:
-            model = _register_lightgbm(train, model)
-
-
-        crm = generate_crm(args.leads, months=15, seed=12)
-        base = scratch / "base"
-        base.mkdir()
-        for name in ("leads", "events", "deals"):
-            # Spark reads microsecond timestamps: both paths read these same files.
-            table = getattr(crm, name)
-            table = table.assign(**{c: table[c].dt.floor("us") for c in table.columns
-                                    if pd.api.types.is_datetime64_any_dtype(table[c])})
-            table.to_parquet(base / f"{name}.parquet", index=False, coerce_timestamps="us")
-        print(f"scored base: {len(crm.leads):,} leads, {len(crm.events):,} events", flush=True)
+        data = Path(args.data).resolve() if args.data else scratch
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{data / 'mlflow.db'}"
+        os.chdir(data)  # MLflow keeps the model's artifacts under ./mlruns, beside its store
+        model, base, end = _prepared(data, args) if args.data else (None, None, None)
+        if model is None:
+            model, base, end = _prepare(data, args)
+        if args.prepare_only:
+            print(f"prepared in {data}: time a run with --data {data}")
+            return 0
+        print(f"scored base: {args.leads:,} leads ({base})", flush=True)
         tables = ["--leads", str(base / "leads.parquet"), "--events", str(base / "events.parquet"),
-                  "--deals", str(base / "deals.parquet"), "--as-of", str(crm.end), "--model", model]
+                  "--deals", str(base / "deals.parquet"), "--as-of", str(end), "--model", model]
 
         routes = [reasons == "reasons" for reasons in args.routes.split(",")]
         print(f"load average {_load()} at the start", flush=True)
@@ -101,7 +95,11 @@ def main(argv=None) -> int:
             from pyspark.sql import SparkSession
 
             started = time.perf_counter()
-            spark = spark_session(master)
+            event_log = scratch / "event-logs" / re.sub("[^a-z0-9]+", "_", route)
+            if args.stages:
+                event_log.mkdir(parents=True)
+            spark = spark_session(master, config={"spark.eventLog.enabled": "true", "spark.eventLog.compress": "false",
+                                                  "spark.eventLog.dir": event_log.as_uri()} if args.stages else None)
             # Executors and their Python workers start at the first job: counted here, not in the route measured.
             spark.range(4, numPartitions=2).mapInPandas(lambda batches: batches, "id long").collect()
             startups[route] = time.perf_counter() - started
@@ -110,6 +108,9 @@ def main(argv=None) -> int:
             finally:
                 spark.stop()
                 SparkSession._instantiatedSession = None  # the next route starts its own session and master
+            if args.stages:  # the event log is complete once the session stops
+                print(f"  stages of {route} (both routes' jobs, in order):\n{format_stages(stage_table(event_log))}",
+                      flush=True)
 
         score("pandas", "score")  # pandas before and after the Spark routes: the machine's load moves
         spark_routes = []
@@ -157,6 +158,53 @@ def main(argv=None) -> int:
               + ", ".join(f"{route} {value:.1f} s" for route, value in startups.items()))
         print(f"load average {_load()} at the end")
         return 0 if all(verdicts) else 1
+
+
+def _prepare(data: Path, args) -> tuple[str, Path, pd.Timestamp]:
+    """Train the benchmark model and write the scored base under ``data``; (model URI, base folder, its end)."""
+    import json
+
+    from crm.synthetic import generate_crm, write_crm
+    from train import main as training_main
+
+    train = data / "train"
+    write_crm(generate_crm(args.train_leads, months=15, seed=11), train)
+    started = time.perf_counter()
+    if training_main(["train", "--leads", str(train / "leads.parquet"), "--events", str(train / "events.parquet"),
+                      "--deals", str(train / "deals.parquet")]):
+        raise SystemExit("training the benchmark model failed")
+    print(f"trained on {args.train_leads:,} synthetic leads in {time.perf_counter() - started:.0f} s", flush=True)
+    model = "models:/lead-conversion@champion"
+    if args.lightgbm:
+        model = _register_lightgbm(train, model)
+    crm = generate_crm(args.leads, months=15, seed=12)
+    base = data / "base"
+    base.mkdir()
+    for name in ("leads", "events", "deals"):
+        # Spark reads microsecond timestamps: both paths read these same files.
+        table = getattr(crm, name)
+        table = table.assign(**{c: table[c].dt.floor("us") for c in table.columns
+                                if pd.api.types.is_datetime64_any_dtype(table[c])})
+        table.to_parquet(base / f"{name}.parquet", index=False, coerce_timestamps="us")
+    print(f"scored base: {len(crm.leads):,} leads, {len(crm.events):,} events", flush=True)
+    (data / "prepared.json").write_text(json.dumps({"model": model, "end": str(crm.end), "leads": args.leads,
+                                                    "lightgbm": args.lightgbm}))
+    return model, base, crm.end
+
+
+def _prepared(data: Path, args):
+    """What ``--prepare-only`` left in ``data`` for the same ``--leads`` and ``--lightgbm``, else Nones."""
+    import json
+
+    marker = data / "prepared.json"
+    if not marker.exists():
+        data.mkdir(parents=True, exist_ok=True)
+        return None, None, None
+    prepared = json.loads(marker.read_text())
+    if (prepared["leads"], prepared["lightgbm"]) != (args.leads, args.lightgbm):
+        raise SystemExit(f"{data} holds a base of {prepared['leads']:,} leads (lightgbm {prepared['lightgbm']}); "
+                         "give another --data folder.")
+    return prepared["model"], data / "base", pd.Timestamp(prepared["end"])
 
 
 def _load() -> str:

@@ -36,16 +36,22 @@ _PREFIXES = {"event": "_event_", "deal": "_deal_"}
 def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: int | None = None,
                             leads_per_bucket: int = 100_000, config: ProjectConfig | None = None,
                             sources: dict | None = None, date_format: str | None = None,
-                            with_data_end: bool = False):
+                            with_data_end: bool = False, rows_of=None):
     """Feature rows (``lead_id``, ``as_of``, ``spec.feature_names``) of every lead open at ``as_of``, on Spark.
 
     ``leads``, ``events`` and ``deals`` are Spark DataFrames with the data contract's columns, or,
     with ``config``, the tables of the company's own export that the config maps (its names, event
     type columns, outcome values), mapped per bucket by ``crm.export.map_export``; ``sources`` names
-    the tables in messages. Each bucket (``buckets``, default one per ``leads_per_bucket`` leads and
-    at least the default parallelism) holds whole leads: a lead's events and deals hash to its
+    the tables in messages. Each bucket (``buckets``, default about one per ``leads_per_bucket`` leads,
+    rounded up to a multiple of the default parallelism) holds whole leads: a lead's events and deals hash to its
     bucket, so duplicate ids, events or deals of unknown leads and bad timestamps are refused as
     the pandas path refuses them.
+
+    ``rows_of`` turns each bucket's feature rows into other rows in the same Python call, before they
+    go back to Spark: a callable of a pandas frame of feature rows (``lead_id``, ``as_of``,
+    ``spec.feature_names``) with a ``schema`` attribute (the ``StructType`` of what it returns), such
+    as scores with reasons (``scoring.spark_scores.score_lead_base_on_spark``). One pass per bucket:
+    the feature rows never cross back to the JVM and out again.
 
     ``with_data_end`` adds :data:`DATA_END_COLUMN` for :func:`split_data_end`: the bucket's newest
     lead creation, event or deal closing, on its rows (and on one row without a lead when no lead of
@@ -57,7 +63,9 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
     now = max(as_of, utc_now())
     spark = leads.sparkSession
     if buckets is None:
-        buckets = max(spark.sparkContext.defaultParallelism, math.ceil(leads.count() / leads_per_bucket))
+        # Whole waves of tasks: a multiple of the cores, so no core idles while the last buckets are built.
+        cores = spark.sparkContext.defaultParallelism
+        buckets = cores * max(1, math.ceil(leads.count() / (leads_per_bucket * cores)))
     if buckets <= 0:
         raise ValueError(f"The 'buckets' parameter of build_features_on_spark must be positive. Got {buckets!r}.")
     if spec.event_log and events is None:
@@ -72,11 +80,16 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
     decimal = check_tables_on_spark(leads, events if spec.event_log else None, deals, spec=spec, config=config,
                                     sources=sources)
 
+    # Each bucket is labelled by a value that Spark's hash partitioning sends to a partition of its own: with the
+    # bucket numbers themselves, pmod(hash(k), n) collides (buckets 0..9 fill 7 of 10 partitions), so one task
+    # built two or three buckets while a core idled.
+    labels = F.array(*[F.lit(label).cast("long") for label in _partition_labels(spark, buckets)])  # hashed as longs
+
     def bucket_of(frame, key):
         # Hash-partitioned by bucket into as many partitions: the cogroup reuses that partitioning (one task per
         # bucket) rather than spreading the buckets over spark.sql.shuffle.partitions (200 outside local mode).
-        frame = frame.withColumn(_BUCKET, F.pmod(F.xxhash64(F.col(f"`{key}`").cast("string")), F.lit(buckets)))
-        return frame.repartition(buckets, _BUCKET)
+        bucket = F.pmod(F.xxhash64(F.col(f"`{key}`").cast("string")), F.lit(buckets))
+        return frame.withColumn(_BUCKET, F.element_at(labels, (bucket + 1).cast("int"))).repartition(buckets, _BUCKET)
 
     history = []  # events and deals in one frame: cogroup takes two sides
     if config is None:
@@ -109,15 +122,18 @@ def build_features_on_spark(leads, events, spec, *, as_of, deals=None, buckets: 
         right = right.unionByName(frame, allowMissingColumns=True)
     schema = _feature_schema(spec, id_type, with_data_end=with_data_end)
     names = list(schema.fieldNames())
+    if rows_of is not None:  # the bucket gives what rows_of makes of its feature rows
+        schema = _with_data_end(rows_of.schema) if with_data_end else rows_of.schema
+        names = list(schema.fieldNames())
 
     # Plain values only in what the workers receive: no Spark objects.
     if config is None:
         features_of_bucket = functools.partial(_features_of_bucket, spec=spec, as_of=as_of, now=now, names=names,
-                                               with_deals=deals is not None, decimal=decimal)
+                                               with_deals=deals is not None, decimal=decimal, rows_of=rows_of)
     else:
         features_of_bucket = functools.partial(_features_of_export_bucket, config=config, spec=spec, as_of=as_of,
                                                now=now, names=names, raw_types=raw_types, sources=sources or {},
-                                               date_format=date_format, decimal=decimal)
+                                               date_format=date_format, decimal=decimal, rows_of=rows_of)
     # Arrow in and out: each bucket's tables become pandas frames in pyarrow, not Spark's pandas layer.
     in_arrow = functools.partial(_bucket_in_arrow, features_of_bucket=features_of_bucket,
                                  arrow_schema=arrow_schema_of(spark, schema))
@@ -145,6 +161,30 @@ def _bucket_in_arrow(leads, history, *, features_of_bucket, arrow_schema):
     return pandas_in_arrow(features_of_bucket, leads, history, arrow_schema=arrow_schema)
 
 
+def _partition_labels(spark, partitions: int) -> list[int]:
+    """A long for each partition ``p`` that ``repartition(partitions, column)`` sends to partition ``p``.
+
+    Spark hash-partitions a long by ``pmod(hash(value), partitions)`` (Murmur3, ``F.hash``); the first
+    value landing in each partition is found by Spark itself, among a few times as many longs.
+    """
+    from pyspark.sql import functions as F
+
+    labels: dict[int, int] = {}
+    start, span = 0, max(64, 16 * partitions)
+    while len(labels) < partitions:
+        for row in spark.range(start, start + span, numPartitions=1).select(
+                "id", F.pmod(F.hash("id"), F.lit(partitions)).alias("p")).collect():
+            labels.setdefault(row["p"], row["id"])
+        start += span
+    return [labels[p] for p in range(partitions)]
+
+
+def _with_data_end(schema):
+    from pyspark.sql.types import StructField, StructType, TimestampNTZType
+
+    return StructType(list(schema.fields) + [StructField(DATA_END_COLUMN, TimestampNTZType())])
+
+
 def _history(frame, kind: str, time_column: str, what_column: str, id_type, *, amount: bool = False):
     """Events or deals in one shape: lead_id, when, what, and which of the two they are (with ``amount``, the deal's)."""
     from pyspark.sql import functions as F
@@ -166,7 +206,7 @@ def _feature_schema(spec, id_type, *, with_data_end=False):
 
 
 def _features_of_bucket(leads_part, history_part, *, spec, as_of, now, names, with_deals,
-                        decimal=None) -> pd.DataFrame:
+                        decimal=None, rows_of=None) -> pd.DataFrame:
     """One bucket's leads, validated, their open snapshots at ``as_of`` and their features: the pandas path."""
     events = history_part.loc[history_part[_KIND].eq("event"), ["lead_id", "at", "what"]].set_axis(
         ["lead_id", "occurred_at", "event_type"], axis=1).reset_index(drop=True)
@@ -188,11 +228,11 @@ def _features_of_bucket(leads_part, history_part, *, spec, as_of, now, names, wi
     if spec.event_log:
         validate_events(events, lead_ids=leads["lead_id"], source="events", now=now)
     return _feature_rows(open_leads(leads, deals, as_of), leads, events if spec.event_log else None, spec, names,
-                         deals=deals)
+                         deals=deals, rows_of=rows_of)
 
 
 def _features_of_export_bucket(leads_part, history_part, *, config, spec, as_of, now, names, raw_types, sources,
-                               date_format, decimal=None) -> pd.DataFrame:
+                               date_format, decimal=None, rows_of=None) -> pd.DataFrame:
     """One bucket of an own export, mapped as ``load_tables`` maps it (``map_export``), then as ``_features_of_bucket``."""
     raw = {kind: _raw_rows(history_part, kind, raw_types[kind]) for kind in raw_types}
     if len(leads_part) == 0:  # a bucket with history but no leads: every row of it has an unknown lead
@@ -217,17 +257,21 @@ def _features_of_export_bucket(leads_part, history_part, *, config, spec, as_of,
                                "occurred_at": pd.Series([], dtype="datetime64[ns]"),
                                "event_type": pd.Series([], dtype=object)})
     return _feature_rows(open_leads(leads, deals, as_of), leads, events if spec.event_log else None, spec, names,
-                         deals=deals)
+                         deals=deals, rows_of=rows_of)
 
 
-def _feature_rows(snapshots, leads, events, spec, names, *, deals=None) -> pd.DataFrame:
-    """The bucket's output rows; with :data:`DATA_END_COLUMN` among ``names``, its data end on each of them."""
+def _feature_rows(snapshots, leads, events, spec, names, *, deals=None, rows_of=None) -> pd.DataFrame:
+    """The bucket's output rows (feature rows, or what ``rows_of`` makes of them); with :data:`DATA_END_COLUMN`
+    among ``names``, its data end on each of them."""
     features = build_features(snapshots, leads, events, spec)
-    categorical = spec.categorical_feature_names
-    # Categories as plain objects with None for missing: what Arrow turns into a nullable string.
-    features[categorical] = features[categorical].astype(object).where(features[categorical].notna(), None)
-    rows = pd.concat([snapshots[["lead_id", "as_of"]].reset_index(drop=True), features.reset_index(drop=True)],
-                     axis=1)
+    ids = snapshots[["lead_id", "as_of"]].reset_index(drop=True)
+    if rows_of is not None:  # scored as build_features gave them (categories kept), as the pandas path scores them
+        rows = rows_of(pd.concat([ids, features.reset_index(drop=True)], axis=1))
+    else:
+        categorical = spec.categorical_feature_names
+        # Categories as plain objects with None for missing: what Arrow turns into a nullable string.
+        features[categorical] = features[categorical].astype(object).where(features[categorical].notna(), None)
+        rows = pd.concat([ids, features.reset_index(drop=True)], axis=1)
     if DATA_END_COLUMN not in names:
         return rows[names]
     if len(rows) == 0:  # no lead open here: one row without a lead still carries the bucket's data end

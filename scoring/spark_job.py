@@ -1,4 +1,4 @@
-"""One Spark scoring run as ``lead-serve spark-score`` makes it: features on the cluster, scores per partition."""
+"""One Spark scoring run as ``lead-serve spark-score`` makes it: each bucket of leads built and scored on the cluster."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from scoring.score_job import ScoreRun, refuse_stale_data
 
 
 def run_spark_score(args) -> ScoreRun:
-    """Features built on Spark with the same builders, scored with reasons (or by the model as a UDF).
+    """Features built and scored (with reasons unless ``--no-reasons``) on Spark, bucket by bucket.
 
     Spark's own errors that a user can act on (a missing file, a bad column) become a ``RuntimeError``
     with a sentence; others propagate.
@@ -29,12 +29,12 @@ def run_spark_score(args) -> ScoreRun:
 
 def _run_spark_score(args) -> ScoreRun:
     from registry import default_model_uri
-    from registry.loading import load_bundle, spark_model_udf
+    from registry.loading import load_bundle
     from registry.tier_policy import effective_thresholds
     from scoring.safe_outputs import refuse_outputs_that_are_inputs
     from scoring.spark import check_source, export_tables, read_source, spark_session, write_scores
-    from scoring.spark_features import build_features_on_spark, split_data_end
-    from scoring.spark_scores import score_features_on_spark, score_with_reasons_on_spark
+    from scoring.spark_features import split_data_end
+    from scoring.spark_scores import score_lead_base_on_spark
 
     as_of = naive_utc(args.as_of) if args.as_of else utc_now()
     config = None
@@ -54,20 +54,15 @@ def _run_spark_score(args) -> ScoreRun:
     bundle, identity = load_bundle(args.model)
     spark = spark_session(args.master)
     tables = {name: read_source(spark, source) if source else None for name, source in sources.items()}
-    features = build_features_on_spark(tables["leads"], tables["events"], bundle.spec, as_of=as_of,
-                                       deals=tables["deals"], buckets=args.buckets, config=config,
-                                       sources=sources, date_format=args.date_format,
-                                       with_data_end=not args.allow_stale)
-    if not args.allow_stale:  # the newest time of each bucket, read once the features are built
-        features, end = split_data_end(features)
-        refuse_stale_data(as_of, end, bundle, stale_after_days=args.stale_after_days)
     thresholds = effective_thresholds(bundle, identity)  # a saved tier policy, else the model's own
-    if args.explain:
-        scores = score_with_reasons_on_spark(features, bundle, model_version=identity["model_version"],
-                                             thresholds=thresholds)
-    else:
-        scores = score_features_on_spark(features, spark_model_udf(spark, identity["pinned_uri"]), bundle.spec.feature_names,
-                                         model_version=identity["model_version"], thresholds=thresholds)
+    # Features, probabilities (and reasons) of a bucket in one Python call: no second pass over the rows.
+    scores = score_lead_base_on_spark(tables["leads"], tables["events"], bundle, as_of=as_of, deals=tables["deals"],
+                                      explain=args.explain, model_version=identity["model_version"],
+                                      thresholds=thresholds, buckets=args.buckets, config=config, sources=sources,
+                                      date_format=args.date_format, with_data_end=not args.allow_stale)
+    if not args.allow_stale:  # the newest time of each bucket, read once the rows are built
+        scores, end = split_data_end(scores)
+        refuse_stale_data(as_of, end, bundle, stale_after_days=args.stale_after_days)
     write_scores(scores, args.out)
     counts = pd.Series({row["tier"]: row["count"] for row in read_source(spark, args.out).groupBy("tier").count()
                         .collect()}, dtype="int64")

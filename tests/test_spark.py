@@ -90,19 +90,28 @@ def test_spark_scoring_from_parquet_equals_the_pandas_path(spark, crm_and_model,
 
 
 def test_spark_tables_in_and_out(spark, crm_and_model, monkeypatch):
-    folder, uri, _, expected = crm_and_model
+    folder, uri, bundle, expected = crm_and_model
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     from scoring.spark import read_source
 
     for name in ("leads", "events", "deals"):  # read as spark-score reads Parquet: nanoseconds made microseconds
         read_source(spark, str(folder / f"{name}.parquet")).write.mode("overwrite").saveAsTable(f"crm_{name}")
-    # --no-reasons: the logged model as a Spark UDF, probabilities through predict_proba.
+    # --no-reasons: probabilities scored in each bucket's call, as score --no-reasons scores them.
     assert serve.main(["spark-score", "--model", "models:/spark-model@champion", "--leads", "crm_leads",
                        "--events", "crm_events", "--deals", "crm_deals", "--as-of", str(AS_OF),
                        "--out", "lead_scores", "--no-reasons"]) == 0
     scores = spark.table("lead_scores").toPandas()
     assert list(scores.columns) == ["lead_id", "probability", "score", "tier", "model_version", "as_of", "scored_at"]
-    assert_same_scores(scores, expected, atol=1e-9)
+    assert_same_scores(scores, expected)
+    # A notebook's route: feature rows on Spark scored by the logged model as a Spark UDF (predict_proba).
+    from scoring.spark_features import build_features_on_spark
+    from scoring.spark_scores import score_features_on_spark
+
+    features = build_features_on_spark(*(spark.table(f"crm_{name}") for name in ("leads", "events")), bundle.spec,
+                                       as_of=AS_OF, deals=spark.table("crm_deals"))
+    udf = spark_model_udf(spark, "models:/spark-model@champion")
+    assert_same_scores(score_features_on_spark(features, udf, bundle.spec.feature_names).toPandas(), expected,
+                       atol=1e-9)
 
 
 def test_the_model_udf_takes_lead_rows_with_nested_events(spark, crm_and_model, monkeypatch):
@@ -168,6 +177,7 @@ def test_the_data_end_counts_a_bucket_without_open_leads(spark, crm_and_model):
     from pyspark.sql import functions as F
 
     from scoring.spark_features import build_features_on_spark, split_data_end
+    from scoring.spark_scores import score_lead_base_on_spark
 
     folder, _, bundle, _ = crm_and_model
     leads, events, deals = (pd.read_parquet(folder / f"{name}.parquet") for name in ("leads", "events", "deals"))
@@ -183,12 +193,42 @@ def test_the_data_end_counts_a_bucket_without_open_leads(spark, crm_and_model):
     leads = leads[leads["lead_id"].isin(chosen)]
     events = events[events["lead_id"].isin(chosen) & (events["occurred_at"] < closed["closed_at"])]
     deals = deals[deals["lead_id"].eq(closed["lead_id"])]
+    tables = [spark.createDataFrame(table) for table in (leads, events)]
     features, end = split_data_end(build_features_on_spark(
-        *(spark.createDataFrame(table) for table in (leads, events)), bundle.spec, as_of=as_of,
-        deals=spark.createDataFrame(deals), buckets=buckets, with_data_end=True))
+        *tables, bundle.spec, as_of=as_of, deals=spark.createDataFrame(deals), buckets=buckets, with_data_end=True))
     assert end == closed["closed_at"]
     assert features.select("lead_id").toPandas()["lead_id"].tolist() == [open_id]
     assert "_data_end" not in features.columns
+    # Scored in the bucket's own call: the bucket without an open lead still carries its data end.
+    scores, end = split_data_end(score_lead_base_on_spark(
+        *tables, bundle, as_of=as_of, deals=spark.createDataFrame(deals), buckets=buckets, with_data_end=True))
+    assert end == closed["closed_at"]
+    assert scores.columns == list(SCORE_COLUMNS)
+    assert scores.select("lead_id").toPandas()["lead_id"].tolist() == [str(open_id)]
+    scores = score_lead_base_on_spark(*tables, bundle, as_of=as_of, deals=spark.createDataFrame(deals),
+                                      buckets=buckets, explain=False)  # no data end: the closed lead's bucket is empty
+    assert scores.select("lead_id").toPandas()["lead_id"].tolist() == [str(open_id)]
+
+
+def test_each_bucket_is_built_by_a_task_of_its_own(spark, crm_and_model):
+    """Bucket numbers hashed as they are collide (0..9 fill 7 of 10 partitions): each bucket gets its own task."""
+    from pyspark.sql import functions as F
+
+    from scoring.spark_features import build_features_on_spark
+
+    folder, _, bundle, expected = crm_and_model
+    leads, events, deals = (spark.createDataFrame(pd.read_parquet(folder / f"{name}.parquet"))
+                            for name in ("leads", "events", "deals"))
+    buckets = 10
+    features = build_features_on_spark(leads, events, bundle.spec, as_of=AS_OF, deals=deals, buckets=buckets)
+    # Independently: each open lead's bucket, as the docs define it (a hash of the id as text).
+    placed = features.select("lead_id", F.spark_partition_id().alias("task"),
+                             F.pmod(F.xxhash64(F.col("lead_id").cast("string")), F.lit(buckets)).alias("bucket"))
+    tasks_of_bucket = placed.groupBy("bucket").agg(F.countDistinct("task").alias("n")).collect()
+    buckets_of_task = placed.groupBy("task").agg(F.countDistinct("bucket").alias("n")).collect()
+    assert len(tasks_of_bucket) == len(buckets_of_task) == buckets  # the small CRM has open leads in every bucket
+    assert {row["n"] for row in tasks_of_bucket} == {row["n"] for row in buckets_of_task} == {1}
+    assert placed.count() == len(expected)
 
 
 def test_bad_input_on_spark_is_refused_and_the_old_scores_stay(spark, crm_and_model, monkeypatch, tmp_path, capsys):
@@ -388,7 +428,7 @@ def test_own_export_through_its_config_on_spark_equals_score_config(spark, tmp_p
 
 
 def test_spark_score_tiers_by_the_saved_tier_policy(spark, crm_and_model, monkeypatch, tmp_path):
-    """A policy saved on the version re-tiers the UDF's probabilities (--no-reasons) from the next run on."""
+    """A policy saved on the version re-tiers the probabilities (--no-reasons) from the next run on."""
     from models.tiers import TierThresholds
     from registry.tier_policy import restore_tier_policy, save_tier_policy
 
