@@ -9,13 +9,14 @@ from the file on fresh connections (``Database.retried``: 1 s, 2 s, 4 s), withou
 
 from __future__ import annotations
 
-import os
+import re
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from crm.export_loader import load_export
+from crm.temporaries import temporary_for
 
 
 class SpooledTableWrite:
@@ -25,9 +26,9 @@ class SpooledTableWrite:
         self.database, self.table, self.chunk_rows, self.progress = database, table, chunk_rows, progress
 
     def __enter__(self):
-        handle, name = tempfile.mkstemp(prefix=f"lead-scoring-{self.table}-", suffix=".parquet")
-        os.close(handle)
-        self.spool = Path(name)
+        # Named with this process's id, so the next write of the table removes the spool of a killed run.
+        name = re.sub(r"[^\w.-]", "_", self.table)
+        self.spool = temporary_for(Path(tempfile.gettempdir()) / f"lead-scoring-{name}", suffix=".tmp.parquet")
         self.parquet = ParquetChunks(self.spool)
         self.rows = 0
         return self

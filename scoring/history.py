@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scoring.temporaries import process_alive
+from crm.temporaries import process_alive
 
 #: Score points a lead must move (0-100 scale) to count as rising or falling rather than steady.
 STEADY_POINTS = 5
@@ -239,33 +239,66 @@ class TableHistory:
 
 
 class TableHistoryWriter:
-    """Inserts a run's chunks inside one open transaction; :meth:`commit` commits, :meth:`discard` rolls back."""
+    """A run's chunks spooled locally; :meth:`commit` appends them in one transaction, started again after a dropped
+    connection (``Database.retried``: 1, 2, 4 s), :meth:`discard` drops the spool. Nothing half-appended either way.
+
+    The spool (``crm.spooled_writer.ParquetChunks``) keeps memory bounded by the chunk; it is named with this
+    process's id, so the next run removes the spool of a killed one (``crm.temporaries``).
+    """
 
     def __init__(self, database, table: str):
         self.database, self.table = database, table
-        self.transaction = None
+        self.spool = self.parquet = None
 
     def write(self, frame: pd.DataFrame) -> None:
-        if self.transaction is None:
-            self.transaction = self.database._transaction()
-            self.handle = self.transaction.__enter__()
-            if not self.database._exists(self.handle, self.table):
-                self.database._create(self.handle, self.table, frame)
-            else:
-                self.database._add_columns(self.handle, self.table, frame)
-        self.database._insert(self.handle, self.table, frame)
+        if self.parquet is None:
+            import re
+
+            from crm.spooled_writer import ParquetChunks
+            from crm.temporaries import temporary_for
+
+            name = re.sub(r"[^\w.-]", "_", self.table)
+            self.spool = temporary_for(Path(tempfile.gettempdir()) / f"lead-scoring-history-{name}",
+                                       suffix=".tmp.parquet")
+            self.parquet = ParquetChunks(self.spool)
+        self.parquet.write(frame)
 
     def commit(self):
-        if self.transaction is not None:
-            transaction, self.transaction = self.transaction, None
-            transaction.__exit__(None, None, None)
+        if self.parquet is not None:
+            try:
+                self.parquet.close()
+                self.database.retried(self._append, doing=f"appending to history table {self.table!r}")
+            finally:
+                self.discard()
         return self.table
 
     def discard(self) -> None:
-        if self.transaction is not None:
-            transaction, self.transaction = self.transaction, None
-            error = RuntimeError("scoring run failed")
-            transaction.__exit__(RuntimeError, error, None)
+        if self.parquet is not None:
+            self.parquet.close()
+            self.spool.unlink(missing_ok=True)
+            self.spool = self.parquet = None
+
+    def _append(self) -> None:
+        """The spooled rows into the table, in one transaction (whole, so starting it again leaves nothing half-done)."""
+        import pyarrow.parquet as pq
+
+        from crm.database_guards import write_error
+        from features.contract import DataContractError
+
+        try:
+            with self.database._transaction() as handle:
+                for number, batch in enumerate(pq.ParquetFile(self.spool).iter_batches(batch_size=100_000)):
+                    frame = batch.to_pandas()
+                    if number == 0:
+                        if not self.database._exists(handle, self.table):
+                            self.database._create(handle, self.table, frame)
+                        else:
+                            self.database._add_columns(handle, self.table, frame)
+                    self.database._insert(handle, self.table, frame)
+        except DataContractError:
+            raise
+        except Exception as error:
+            raise write_error(self.database.display, self.table, error) from None  # the chain stays in __context__
 
 
 def open_history(folder=None, table=None, *, url=None):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from crm.spooled_writer import ParquetChunks
-from scoring.temporaries import process_alive as _alive
+from crm.temporaries import remove_stale_temporaries, temporary_for
 
 __all__ = ["FORMULA_STARTS", "AtomicScoreFile", "check_output", "neutralise_formulas", "remove_stale_temporaries"]
 
@@ -80,11 +80,7 @@ class AtomicScoreFile:
         if suffix not in (".parquet", ".csv"):
             raise ValueError(f"Output {self.path}: expected a .parquet or .csv file name. Got {suffix!r}.")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(self.path)
-        handle, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.{os.getpid()}.",
-                                        suffix=".tmp")
-        os.close(handle)
-        self.temporary = Path(name)
+        self.temporary = temporary_for(self.path)
         self.parquet = ParquetChunks(self.temporary) if suffix == ".parquet" else None
         self.rows = 0
         self._previous_sigterm = _unwind_on_sigterm()
@@ -112,18 +108,6 @@ class AtomicScoreFile:
             if self._previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, self._previous_sigterm)
         return False
-
-
-def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Remove temp files of earlier writes to ``path`` whose process is gone (killed runs); returns them."""
-    removed = []
-    for candidate in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = candidate.name[len(path.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and _alive(int(pid)):
-            continue
-        candidate.unlink(missing_ok=True)
-        removed.append(candidate)
-    return removed
 
 
 def _unwind_on_sigterm():

@@ -5,8 +5,8 @@ number columns only) and ``crm.readers.check_number_findings`` decides on the dr
 mark for the whole table, or one line naming the column, what was expected and example rows, as
 ``score`` stops. The buckets then read their numbers with that mark (``read_contract_numbers``, or
 the config's ``map_export``), so no value becomes a silent missing value or a guess. Times held as
-text must be what Spark's cast reads (ISO 8601): anything else stops with one line naming the column,
-never a cast error from inside a job.
+text must be what Spark's cast reads (ISO 8601): when that cast fails inside a job,
+``explain_unread_times`` says which column and values in one line.
 """
 
 from __future__ import annotations
@@ -24,29 +24,35 @@ _FINDINGS = "finding string, decimal string, column string, value string, lead_i
 
 def check_tables_on_spark(leads, events=None, deals=None, *, spec=None, config=None, sources=None) -> str:
     """Refuse what ``score`` would refuse in ``leads``, ``events`` and ``deals`` before any bucket runs; returns the
-    decimal mark of the leads' numbers (for the buckets' reading)."""
+    decimal mark of the leads' numbers (for the buckets' reading). Costs a Spark job only for text number columns."""
     sources = sources or {}
     if config is None:
         if events is not None:
             require_event_columns(events.columns, sources.get("events", "events"))
         if deals is not None:
             _require_columns(pd.DataFrame(columns=deals.columns), DEAL_COLUMNS, sources.get("deals", "deals"))
-        for frame, column, table in ((leads, "created_at", "leads"), (events, "occurred_at", "events"),
-                                     (deals, "closed_at", "deals")):
-            if frame is not None:
-                _check_text_times(frame, column, source=sources.get(table, table))
     return decide_numbers_on_spark(leads, spec=spec, config=config, source=sources.get("leads", "leads"))
+
+
+def explain_unread_times(tables: dict, sources: dict | None = None) -> None:
+    """After Spark's cast of a text time failed inside a job: raise one line naming the table, the column and the
+    values, or return when no text time column is to blame. Run only then, so a run that reads costs nothing."""
+    sources = sources or {}
+    for table, column in (("leads", "created_at"), ("events", "occurred_at"), ("deals", "closed_at")):
+        if tables.get(table) is not None:
+            _check_text_times(tables[table], column, source=sources.get(table) or table)
 
 
 def decide_numbers_on_spark(leads, *, spec=None, config=None, source: str = "leads") -> str:
     """The decimal mark of ``leads``' number columns (the model spec's, or the config's own); raises
     ``DataContractError`` on a value the rule refuses or on numbers that read two ways.
 
-    Integer columns hold numbers by their type, so a table without text or fractional number
-    columns costs no Spark job.
+    Only text columns need a look at every value here: typed columns hold numbers by their type and
+    leave only infinities, which each bucket's ``read_contract_numbers`` refuses (no decimal mark to
+    decide), so typed tables cost no Spark job.
     """
     from pyspark.sql import functions as F
-    from pyspark.sql.types import IntegralType
+    from pyspark.sql.types import StringType
 
     if config is not None:
         columns = (*config.numeric, *config.numeric_raw, *config.engagement)
@@ -55,7 +61,7 @@ def decide_numbers_on_spark(leads, *, spec=None, config=None, source: str = "lea
         (columns, missing_tokens), decimal, key = contract_numbers(spec), None, "lead_id"
     types = {field.name: field.dataType for field in leads.schema.fields}
     present = [column for column in dict.fromkeys(columns) if column in types]
-    checked = [column for column in present if not isinstance(types[column], IntegralType)]
+    checked = [column for column in present if isinstance(types[column], StringType)]
     if not checked or key not in types:  # a missing id column is refused by the buckets, naming the columns
         return decimal or "."
     parts = leads.select(F.col(f"`{key}`").cast("string").alias("lead_id"), *[F.col(f"`{c}`") for c in checked])

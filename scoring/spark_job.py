@@ -30,11 +30,8 @@ def run_spark_score(args) -> ScoreRun:
 def _run_spark_score(args) -> ScoreRun:
     from registry import default_model_uri
     from registry.loading import load_bundle
-    from registry.tier_policy import effective_thresholds
     from scoring.safe_outputs import refuse_outputs_that_are_inputs
-    from scoring.spark import check_source, export_tables, read_source, spark_session, write_scores
-    from scoring.spark_features import split_data_end
-    from scoring.spark_scores import score_lead_base_on_spark
+    from scoring.spark import check_source, export_tables, read_source, spark_session
 
     as_of = naive_utc(args.as_of) if args.as_of else utc_now()
     config = None
@@ -54,6 +51,22 @@ def _run_spark_score(args) -> ScoreRun:
     bundle, identity = load_bundle(args.model)
     spark = spark_session(args.master)
     tables = {name: read_source(spark, source) if source else None for name, source in sources.items()}
+    try:
+        return _score_tables(args, tables, sources, bundle, identity, config, as_of, spark)
+    except Exception as error:
+        if "CAST_INVALID_INPUT" in str(error) and config is None:  # a text time Spark's cast cannot read
+            from scoring.spark_checks import explain_unread_times
+
+            explain_unread_times(tables, sources)
+        raise
+
+
+def _score_tables(args, tables, sources, bundle, identity, config, as_of, spark) -> ScoreRun:
+    from registry.tier_policy import effective_thresholds
+    from scoring.spark import read_source, write_scores
+    from scoring.spark_features import split_data_end
+    from scoring.spark_scores import score_lead_base_on_spark
+
     thresholds = effective_thresholds(bundle, identity)  # a saved tier policy, else the model's own
     # Features, probabilities (and reasons) of a bucket in one Python call: no second pass over the rows.
     scores = score_lead_base_on_spark(tables["leads"], tables["events"], bundle, as_of=as_of, deals=tables["deals"],

@@ -118,3 +118,30 @@ def test_temp_files_of_killed_runs_are_removed_by_the_next_run_at_the_same_path(
         running.wait()
     assert remove_stale_temporaries(out) == [busy]
     os.unlink(other)
+
+
+def test_the_spool_of_a_database_write_killed_by_sigkill_is_removed_by_the_next_write(tmp_path, monkeypatch):
+    # Before: a run killed while spooling its output table left its local Parquet spool in the temp folder for good.
+    import tempfile
+
+    from crm.database import connect
+
+    spools, database = tmp_path / "tmp", tmp_path / "out.duckdb"
+    spools.mkdir()
+    killed = run_python(f"""
+        import os, signal
+        import pandas as pd
+        from crm.database import connect
+        with connect({str(database)!r}).write_table_retried("scores") as writer:
+            writer.write(pd.DataFrame({{"lead_id": ["a"], "score": [1]}}))
+            os.kill(os.getpid(), signal.SIGKILL)
+        """, env={**os.environ, "TMPDIR": str(spools)})
+    assert killed.wait(timeout=120) == -signal.SIGKILL, killed.stderr.read()
+    left = list(spools.glob(".lead-scoring-scores.*.tmp.parquet"))
+    assert len(left) == 1 and f".{killed.pid}." in left[0].name
+    monkeypatch.setattr(tempfile, "tempdir", str(spools))
+    frame = pd.DataFrame({"lead_id": ["b", "c"], "score": [2, 3]})
+    with connect(str(database)).write_table_retried("scores") as writer:
+        writer.write(frame)
+    assert list(spools.iterdir()) == []  # the killed run's spool, and this run's own once written
+    pd.testing.assert_frame_equal(connect(str(database)).read(table="scores"), frame, check_dtype=False)

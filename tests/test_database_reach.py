@@ -123,3 +123,34 @@ def test_a_table_write_starts_again_after_a_dropped_connection_and_is_never_half
     assert tables() == ["scores"]
     database.engine.dispose()
     admin.dispose()
+
+
+def test_a_history_append_starts_again_after_a_dropped_connection(postgres_url, monkeypatch, capsys, tmp_path):
+    # Before: the history's rows went in over one connection held for the whole run; a drop lost the run's history.
+    import tempfile
+
+    from scoring.history import TableHistory
+
+    admin, database = fresh_database(postgres_url, "history_retry")
+    monkeypatch.setattr(crm.sqlalchemy_database, "BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    history = TableHistory(database, "score_history")
+    assert history.latest().empty  # a run reads the last scores first: the pool keeps that connection
+    writer = history.writer(pd.Timestamp("2026-01-01"))
+    chunks = [pd.DataFrame({"lead_id": [f"L{i}-{j}" for j in range(300)], "score": i,
+                            "scored_at": pd.Timestamp("2026-01-01"), "as_of": pd.Timestamp("2026-01-01")})
+              for i in range(3)]
+    for chunk in chunks:
+        writer.write(chunk)
+    with admin.connect() as connection:  # the server restarts while the run scores
+        assert connection.execute(sqlalchemy.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = 'history_retry' AND pid <> pg_backend_pid()")).scalar() >= 1
+    assert writer.commit() == "score_history"
+    assert "the connection dropped" in capsys.readouterr().err
+    stored = history.read()[["lead_id", "score"]].sort_values("lead_id").reset_index(drop=True)
+    expected = pd.concat(chunks)[["lead_id", "score"]].sort_values("lead_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(stored, expected, check_dtype=False)
+    assert list(tmp_path.iterdir()) == []  # the spool is gone
+    database.engine.dispose()
+    admin.dispose()

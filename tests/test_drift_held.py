@@ -135,8 +135,8 @@ def test_the_level_the_model_was_calibrated_to_has_its_own_noise():
 
 
 def test_a_loose_calibration_level_is_said_not_held_when_the_base_rate_did_not_move():
-    """The road traffic fines log: its newest window converts as the last older window did (0.020), but the model
-    predicts 0.034, the level 41 converted calibration leads set (sd 0.0074)."""
+    """A newest window converting as the last older window did (0.020) while the model predicts 0.034, the level a
+    calibration split of 640 leads set (sd 0.0074; rates of the road traffic fines log, lead counts made up)."""
     older = pd.DataFrame({"base_rate": [0.0583, 0.0349, 0.0200], "roc_auc": [0.75, 0.83, 0.86]})
     newest = np.r_[np.ones(148), np.zeros(7326)]  # 0.0198 of 7,474 rows, 1,500 leads: sd sqrt(0.0198 x 0.9802 / 1500)
     calibration = (np.r_[np.ones(127), np.zeros(3401)], np.arange(3528) % 640)  # 0.036 of 3,528 rows, 640 leads

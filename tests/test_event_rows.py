@@ -145,8 +145,9 @@ def test_events_read_once_for_a_lead_base_give_each_chunks_features(tmp_path, id
 def test_parquet_times_of_every_unit_with_and_without_nulls_match_duckdb(tmp_path, monkeypatch, unit, with_nulls):
     """The reader's kernel converts each unit itself, and skips null flags for columns without nulls.
 
-    Some times lie before 1970 (negative nanoseconds round half away from zero, as DuckDB's cast does);
-    the snapshots' as_of times fall on event times, so an event exactly at as_of stays unseen.
+    Some times lie before 1970 (negative nanoseconds round half away from zero, as DuckDB's cast does).
+    Ten snapshots have two events of different types exactly at their as_of (unseen) and one just
+    before it (seen); a lead without events has two snapshots; other leads have several.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -158,7 +159,15 @@ def test_parquet_times_of_every_unit_with_and_without_nulls_match_duckdb(tmp_pat
         rng.integers(0, 2 * 86_400 * 10**9, len(early)), "ns")
     if not with_nulls:
         events = events.dropna().reset_index(drop=True)
-    snapshots.loc[snapshots.index[:10], "as_of"] = events["occurred_at"].dropna().iloc[:10].dt.floor("s").to_numpy()
+    tied = snapshots.index[:10]
+    moments = pd.Timestamp("2025-02-10") + pd.to_timedelta(np.arange(10), "D")  # whole seconds in every unit
+    snapshots.loc[tied, "as_of"] = moments
+    at_as_of = [pd.DataFrame({"lead_id": snapshots.loc[tied, "lead_id"].to_numpy(), "occurred_at": when,
+                              "event_type": kind}) for when, kind in ((moments, "free_trial_start"), (moments, "webinar_attended"),
+                                                                      (moments - pd.Timedelta(1, "us"), "unsubscribe"))]
+    events = pd.concat([events, *at_as_of], ignore_index=True)
+    without = pd.DataFrame({"lead_id": [999, 999], "as_of": [moments[0], moments[5]]}, index=[-1, -2])
+    snapshots = pd.concat([snapshots, without])
     table = pa.Table.from_pandas(events, preserve_index=False)
     table = table.set_column(1, "occurred_at", table.column("occurred_at").cast(pa.timestamp(unit), safe=False))
     path = tmp_path / "events.parquet"
@@ -168,3 +177,8 @@ def test_parquet_times_of_every_unit_with_and_without_nulls_match_duckdb(tmp_pat
     from_duckdb = build_engagement_features(snapshots, table.to_pandas(), SPEC)
     pd.testing.assert_frame_equal(from_parquet, from_duckdb, check_exact=False, rtol=1e-12, atol=0)
     assert from_parquet["events_any_total"].sum() > 0
+    at = from_parquet.loc[tied]
+    assert np.isnan(at["days_since_free_trial_start"]).all() and np.isnan(at["days_since_webinar_attended"]).all()
+    assert ((at["days_since_unsubscribe"] > 0) & (at["days_since_unsubscribe"] <= 1 / 86_400)).all()  # 1 us, 1 ms or 1 s
+    assert (from_parquet.loc[[-1, -2], "events_any_total"] == 0).all()
+    assert from_parquet.loc[[-1, -2], "days_since_any_event"].isna().all()
