@@ -2,6 +2,8 @@
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -9,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 
 import serve
 
@@ -47,10 +50,7 @@ def test_kept_alive_connections_opened_together_are_spread_over_both_workers(reg
         server = subprocess.Popen([sys.executable, str(PROJECT / "serve.py"), "http", "--port", str(port),
                                    "--workers", "2"], cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 180
-        while log.read_text().count("worker ") < 2:  # each worker says so once its model is loaded
-            assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.2)
+        _wait_for_workers(server, log, 2)
         connections = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(32)]
         pids = [_health_pid(sock) for sock in connections]
         for sock in connections:
@@ -85,10 +85,6 @@ def _health_pid(sock) -> int:
 def test_a_worker_that_cannot_build_its_app_stops_the_server_with_one_line_and_exit_2(registered, tmp_path):
     # Before: uvicorn restarted such a worker forever and the parent never exited. Here the saved tier policy
     # was edited by hand into text (the parent loads the model fine; each worker reads the policy as it builds).
-    import shutil
-
-    from mlflow import MlflowClient
-
     folder, env = registered
     copy = tmp_path / "store"
     shutil.copytree(folder, copy)
@@ -105,8 +101,6 @@ def test_a_worker_that_cannot_build_its_app_stops_the_server_with_one_line_and_e
 
 
 def test_a_worker_that_dies_while_serving_is_replaced(registered, tmp_path):
-    import signal
-
     folder, env = registered
     port, log = _free_port(), tmp_path / "server.log"
     with open(log, "wb") as output:
