@@ -15,7 +15,7 @@ import functools
 
 import pandas as pd
 
-from crm.readers import check_number_findings, contract_numbers, number_findings
+from crm.readers import check_number_findings, contract_numbers, number_findings, unreadable_numbers
 from features.contract import (DEAL_COLUMNS, DataContractError, _require_columns, contract_message,
                                require_event_columns)
 
@@ -47,12 +47,12 @@ def decide_numbers_on_spark(leads, *, spec=None, config=None, source: str = "lea
     """The decimal mark of ``leads``' number columns (the model spec's, or the config's own); raises
     ``DataContractError`` on a value the rule refuses or on numbers that read two ways.
 
-    Only text columns need a look at every value here: typed columns hold numbers by their type and
-    leave only infinities, which each bucket's ``read_contract_numbers`` refuses (no decimal mark to
-    decide), so typed tables cost no Spark job.
+    Text columns need a look at every value (one ``mapInArrow`` job); typed float columns hold numbers by
+    their type but for infinities, counted by one aggregate job over those columns only (a bucket would
+    count only its own and print Spark's task failures before the line). Typed integers cost nothing.
     """
     from pyspark.sql import functions as F
-    from pyspark.sql.types import StringType
+    from pyspark.sql.types import DoubleType, FloatType, StringType
 
     if config is not None:
         columns = (*config.numeric, *config.numeric_raw, *config.engagement)
@@ -62,12 +62,35 @@ def decide_numbers_on_spark(leads, *, spec=None, config=None, source: str = "lea
     types = {field.name: field.dataType for field in leads.schema.fields}
     present = [column for column in dict.fromkeys(columns) if column in types]
     checked = [column for column in present if isinstance(types[column], StringType)]
-    if not checked or key not in types:  # a missing id column is refused by the buckets, naming the columns
+    if key not in types:  # a missing id column is refused by the buckets, naming the columns
+        return decimal or "."
+    _refuse_infinities(leads, [column for column in present if isinstance(types[column], (FloatType, DoubleType))],
+                       key=key, source=source)
+    if not checked:
         return decimal or "."
     parts = leads.select(F.col(f"`{key}`").cast("string").alias("lead_id"), *[F.col(f"`{c}`") for c in checked])
     find = functools.partial(_findings_of_batches, columns=checked, missing_tokens=tuple(missing_tokens))
     findings = parts.mapInArrow(find, _FINDINGS).toPandas()
     return check_number_findings(findings, source=source, columns=checked, decimal=decimal)
+
+
+def _refuse_infinities(leads, columns: list, *, key: str, source: str) -> None:
+    """One line, as ``score`` says it, when a typed float column of ``leads`` holds an infinity (counted over the
+    whole table, example rows named by ``key``)."""
+    from pyspark.sql import functions as F
+
+    if not columns:
+        return
+    infinite = {column: F.col(f"`{column}`").isin(float("inf"), float("-inf")) for column in columns}
+    counts = leads.select(*[F.sum(F.when(test, 1).otherwise(0)).alias(f"n{i}")
+                            for i, test in enumerate(infinite.values())]).first()
+    for i, column in enumerate(columns):
+        if counts[f"n{i}"]:
+            rows = leads.where(infinite[column]).select(F.col(f"`{key}`").cast("string").alias("lead_id"),
+                                                        F.col(f"`{column}`")).limit(5).toPandas()
+            rows.index = [f"with lead_id {lead_id}" for lead_id in rows.pop("lead_id")]
+            raise DataContractError(unreadable_numbers(source, column, ".", int(counts[f"n{i}"]), rows[column],
+                                                       rows))
 
 
 def _check_text_times(frame, column: str, *, source: str) -> None:

@@ -254,6 +254,19 @@ def test_bad_input_on_spark_is_refused_and_the_old_scores_stay(spark, crm_and_mo
     error = capsys.readouterr().err
     assert re.search(r"column 'lead_id' must hold ids present in the leads table.*-5", error, re.DOTALL), error
     assert pd.read_parquet(out)["lead_id"].tolist() == [1]
+    # An infinity in a typed float column is counted over the whole table on the driver, before any bucket,
+    # as score counts it (a bucket would count its own and number its rows from its own first).
+    infinite = leads.assign(company_size=leads["company_size"].astype(float))
+    infinite.loc[[3, len(leads) - 1], "company_size"] = [np.inf, -np.inf]
+    infinite.to_parquet(tmp_path / "infinite.parquet", index=False)
+    code = serve.main(["spark-score", "--model", "models:/spark-model@champion", "--leads",
+                       str(tmp_path / "infinite.parquet"), "--events", str(folder / "events.parquet"),
+                       "--as-of", str(AS_OF), "--out", str(out)])
+    error = capsys.readouterr().err
+    ids = infinite["lead_id"].iloc[[3, len(leads) - 1]].tolist()
+    assert code == 2 and "column 'company_size' must hold finite numbers; 2 infinite values" in error, error
+    assert all(f"with lead_id {lead_id}: company_size=" in error for lead_id in ids), error
+    assert pd.read_parquet(out)["lead_id"].tolist() == [1]
 
 
 EXPORT_CONFIG = """
