@@ -1,5 +1,6 @@
 """``serve.py http --workers 2`` as a user starts it: connections spread over both workers; a taken port is one line."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -44,20 +45,11 @@ def _free_port() -> int:
 
 
 def test_kept_alive_connections_opened_together_are_spread_over_both_workers(registered, tmp_path):
-    folder, env = registered
-    port, log = _free_port(), tmp_path / "server.log"
-    with open(log, "wb") as output:
-        server = subprocess.Popen([sys.executable, str(PROJECT / "serve.py"), "http", "--port", str(port),
-                                   "--workers", "2"], cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        _wait_for_workers(server, log, 2)
+    with _two_workers(registered, tmp_path) as (server, log, port):
         connections = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(32)]
         pids = [_health_pid(sock) for sock in connections]
         for sock in connections:
             sock.close()
-    finally:
-        server.terminate()
-        server.wait(30)
     counts = sorted(pids.count(pid) for pid in set(pids))
     # Hashed over two sockets, fewer than 6 of 32 on one worker has a chance of 1 in 9,000.
     assert len(counts) == 2 and counts[0] >= 6, counts
@@ -101,13 +93,7 @@ def test_a_worker_that_cannot_build_its_app_stops_the_server_with_one_line_and_e
 
 
 def test_a_worker_that_dies_while_serving_is_replaced(registered, tmp_path):
-    folder, env = registered
-    port, log = _free_port(), tmp_path / "server.log"
-    with open(log, "wb") as output:
-        server = subprocess.Popen([sys.executable, str(PROJECT / "serve.py"), "http", "--port", str(port),
-                                   "--workers", "2"], cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        _wait_for_workers(server, log, 2)
+    with _two_workers(registered, tmp_path) as (server, log, port):
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
             killed = _health_pid(sock)
         os.kill(killed, signal.SIGKILL)  # a worker of the server this test started
@@ -117,6 +103,19 @@ def test_a_worker_that_dies_while_serving_is_replaced(registered, tmp_path):
             with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
                 pids.add(_health_pid(sock))
         assert killed not in pids and server.poll() is None
+
+
+@contextlib.contextmanager
+def _two_workers(registered, tmp_path):
+    """``serve.py http --workers 2`` on a free port, both workers loaded: ``(server, log, port)``; stopped after."""
+    folder, env = registered
+    port, log = _free_port(), tmp_path / "server.log"
+    with open(log, "wb") as output:
+        server = subprocess.Popen([sys.executable, str(PROJECT / "serve.py"), "http", "--port", str(port),
+                                   "--workers", "2"], cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_workers(server, log, 2)
+        yield server, log, port
     finally:
         server.terminate()
         server.wait(30)
