@@ -24,7 +24,8 @@ _FINDINGS = "finding string, decimal string, column string, value string, lead_i
 
 def check_tables_on_spark(leads, events=None, deals=None, *, spec=None, config=None, sources=None) -> str:
     """Refuse what ``score`` would refuse in ``leads``, ``events`` and ``deals`` before any bucket runs; returns the
-    decimal mark of the leads' numbers (for the buckets' reading). Costs a Spark job only for text number columns."""
+    decimal mark of the leads' numbers (for the buckets' reading). Costs Spark jobs only for number columns
+    held as text or floats (see :func:`decide_numbers_on_spark`)."""
     sources = sources or {}
     if config is None:
         if events is not None:
@@ -81,16 +82,14 @@ def _refuse_infinities(leads, columns: list, *, key: str, source: str) -> None:
 
     if not columns:
         return
-    infinite = {column: F.col(f"`{column}`").isin(float("inf"), float("-inf")) for column in columns}
-    counts = leads.select(*[F.sum(F.when(test, 1).otherwise(0)).alias(f"n{i}")
-                            for i, test in enumerate(infinite.values())]).first()
-    for i, column in enumerate(columns):
-        if counts[f"n{i}"]:
-            rows = leads.where(infinite[column]).select(F.col(f"`{key}`").cast("string").alias("lead_id"),
-                                                        F.col(f"`{column}`")).limit(5).toPandas()
+    infinite = [F.col(f"`{column}`").isin(float("inf"), float("-inf")) for column in columns]
+    counts = leads.select(*[F.count(F.when(test, 1)) for test in infinite]).first()  # read by position
+    for column, test, count in zip(columns, infinite, counts):
+        if count:
+            rows = leads.where(test).select(F.col(f"`{key}`").cast("string").alias("lead_id"),
+                                            F.col(f"`{column}`")).limit(5).toPandas()
             rows.index = [f"with lead_id {lead_id}" for lead_id in rows.pop("lead_id")]
-            raise DataContractError(unreadable_numbers(source, column, ".", int(counts[f"n{i}"]), rows[column],
-                                                       rows))
+            raise DataContractError(unreadable_numbers(source, column, ".", count, rows[column], rows))
 
 
 def _check_text_times(frame, column: str, *, source: str) -> None:
